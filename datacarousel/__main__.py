@@ -1,0 +1,3 @@
+from datacarousel.cli import app
+
+app()

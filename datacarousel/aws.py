@@ -1,0 +1,29 @@
+"""AWS client construction, in one place.
+
+boto3 finds a non-AWS endpoint (moto on loopback) through the standard
+`AWS_ENDPOINT_URL` variable by itself, so nothing here knows about local mode.
+Clients are built by `__main__` modules and passed in; none is made at import.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+# Standard retry mode: exponential backoff with jitter on throttling and 5xx.
+_RETRIES = {"mode": "standard", "max_attempts": 8}
+
+
+def client(service: str, session: boto3.session.Session | None = None, **kwargs: Any) -> Any:
+    """A boto3 client with the project's retry policy."""
+    session = session or boto3.session.Session()
+    config = Config(retries=_RETRIES, connect_timeout=10, read_timeout=60)  # type: ignore[arg-type]
+    return session.client(service, config=config, **kwargs)  # type: ignore[call-overload]
+
+
+def resource(service: str, session: boto3.session.Session | None = None, **kwargs: Any) -> Any:
+    session = session or boto3.session.Session()
+    config = Config(retries=_RETRIES, connect_timeout=10, read_timeout=60)  # type: ignore[arg-type]
+    return session.resource(service, config=config, **kwargs)  # type: ignore[call-overload]

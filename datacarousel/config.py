@@ -1,0 +1,147 @@
+"""Configuration, read once from the environment.
+
+Each worker asks for the settings it needs; every missing or malformed
+variable is reported in one `ConfigError` that names all of them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from datacarousel.contract import Env, RestoreTier
+from datacarousel.errors import ConfigError
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _folder(text: str) -> str:
+    if not (text.startswith("/") and text.endswith("/")):
+        raise ValueError("must start and end with '/'")
+    return text
+
+
+def _tier(text: str) -> str:
+    return RestoreTier(text).value
+
+
+def _url(text: str) -> str:
+    if not text.startswith(("http://", "https://", "http+unix://")):
+        raise ValueError("must be an http(s) URL")
+    return text
+
+
+@dataclass(frozen=True)
+class _Spec:
+    env: str
+    parse: Callable[[str], Any]
+    default: Any = None
+
+
+# Field name -> where it comes from. Defaults apply only where a default is safe.
+_SPECS: dict[str, _Spec] = {
+    "stack_name": _Spec(Env.STACK_NAME, str, "datacarousel"),
+    "archive_bucket": _Spec(Env.ARCHIVE_BUCKET, str),
+    "archive_prefix": _Spec(Env.ARCHIVE_PREFIX, str, ""),
+    "results_bucket": _Spec(Env.RESULTS_BUCKET, str),
+    "hsds_bucket": _Spec(Env.HSDS_BUCKET, str),
+    "index_queue_url": _Spec(Env.INDEX_QUEUE_URL, _url),
+    "index_dlq_url": _Spec(Env.INDEX_DLQ_URL, _url),
+    "work_queue_url": _Spec(Env.WORK_QUEUE_URL, _url),
+    "work_dlq_url": _Spec(Env.WORK_DLQ_URL, _url),
+    "restore_events_queue_url": _Spec(Env.RESTORE_EVENTS_QUEUE_URL, _url),
+    "files_table": _Spec(Env.FILES_TABLE, str),
+    "jobs_table": _Spec(Env.JOBS_TABLE, str),
+    "job_files_table": _Spec(Env.JOB_FILES_TABLE, str),
+    "batch_job_queue": _Spec(Env.BATCH_JOB_QUEUE, str),
+    "hsds_folder": _Spec(Env.HSDS_FOLDER, _folder),
+    "hs_endpoint": _Spec(Env.HS_ENDPOINT, _url),
+    "hs_username": _Spec(Env.HS_USERNAME, str),
+    "hs_password": _Spec(Env.HS_PASSWORD, str),
+    "window_bytes": _Spec(Env.WINDOW_BYTES, _positive_int, 50 * 10**12),
+    "window_files": _Spec(Env.WINDOW_FILES, _positive_int, 2000),
+    "restore_tier": _Spec(Env.RESTORE_TIER, _tier, RestoreTier.BULK.value),
+    "restore_days": _Spec(Env.RESTORE_DAYS, _positive_int, 7),
+    "log_level": _Spec(Env.LOG_LEVEL, str.upper, "INFO"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting a part of the project may need. Unrequested ones stay None."""
+
+    stack_name: str | None = None
+    archive_bucket: str | None = None
+    archive_prefix: str | None = None
+    results_bucket: str | None = None
+    hsds_bucket: str | None = None
+    index_queue_url: str | None = None
+    index_dlq_url: str | None = None
+    work_queue_url: str | None = None
+    work_dlq_url: str | None = None
+    restore_events_queue_url: str | None = None
+    files_table: str | None = None
+    jobs_table: str | None = None
+    job_files_table: str | None = None
+    batch_job_queue: str | None = None
+    hsds_folder: str | None = None
+    hs_endpoint: str | None = None
+    hs_username: str | None = None
+    hs_password: str | None = None
+    window_bytes: int | None = None
+    window_files: int | None = None
+    restore_tier: str | None = None
+    restore_days: int | None = None
+    log_level: str | None = None
+
+    @classmethod
+    def from_env(cls, need: Iterable[str], environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings named in `need` (field names) from the environment.
+
+        Settings with a safe default are read whenever present, needed or not.
+        """
+        env = os.environ if environ is None else environ
+        wanted = set(need)
+        unknown = wanted - set(_SPECS)
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for name, spec in _SPECS.items():
+            raw = env.get(spec.env)
+            if raw is None or raw == "":
+                if spec.default is not None:
+                    values[name] = spec.default
+                elif name in wanted:
+                    problems.append(f"{spec.env} is not set")
+                continue
+            if name not in wanted and spec.default is None:
+                continue
+            try:
+                values[name] = spec.parse(raw)
+            except ValueError as exc:
+                problems.append(f"{spec.env}={raw!r} is malformed: {exc}")
+        if problems:
+            raise ConfigError("configuration error: " + "; ".join(problems))
+        return cls(**values)
+
+    def require(self, name: str) -> Any:
+        value = getattr(self, name)
+        if value is None:
+            raise ConfigError(f"{_SPECS[name].env} is not set")
+        return value
+
+
+def setting_env_names() -> dict[str, str]:
+    """Field name -> environment variable, for documentation and tests."""
+    return {name: spec.env for name, spec in _SPECS.items()}
+
+
+assert set(setting_env_names()) == {f.name for f in fields(Settings)}

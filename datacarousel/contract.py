@@ -1,0 +1,275 @@
+"""Every name that the template, the workers and the tests share.
+
+The CloudFormation template (`stack.py`) creates resources under these names and
+exports them as stack outputs; the job definitions pass them to the workers as
+environment variables; the embedded environment writes the same variables
+from the stack's outputs. Nothing else in the project spells these strings.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+PROJECT = "datacarousel"
+DEFAULT_STACK_NAME = "datacarousel"
+
+# --- Batch -----------------------------------------------------------------
+JOB_QUEUE_NAME = "datacarousel-job-queue"
+
+
+class JobDefinitionName(str, enum.Enum):
+    """Batch job definitions; the value is the JobDefinitionName in the template."""
+
+    LOADER = "datacarousel-loader"
+    INDEX_FILE = "datacarousel-index-file"
+    RECORD_METADATA = "datacarousel-record-metadata"
+    CAROUSEL = "datacarousel-carousel-step"
+    COMPUTE_RADIANCE = "ComputeRadiance"
+
+
+# --- DynamoDB ----------------------------------------------------------------
+FILES_TABLE_NAME = "BasicFusionFiles"
+JOBS_TABLE_NAME = "DataCarouselJobs"
+JOB_FILES_TABLE_NAME = "DataCarouselJobFiles"
+
+
+@dataclass(frozen=True)
+class KeyAttribute:
+    name: str
+    type: str  # DynamoDB scalar type: "S" or "N"
+
+
+@dataclass(frozen=True)
+class Index:
+    """A global secondary index: every researcher query has one behind it."""
+
+    name: str
+    hash_key: KeyAttribute
+    range_key: KeyAttribute | None = None
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    table_name: str
+    hash_key: KeyAttribute
+    range_key: KeyAttribute | None = None
+    indexes: tuple[Index, ...] = ()
+
+    def attribute_definitions(self) -> dict[str, str]:
+        """Every key attribute of the table and its indexes, name -> type."""
+        keys = [self.hash_key, self.range_key]
+        for index in self.indexes:
+            keys += [index.hash_key, index.range_key]
+        return {k.name: k.type for k in keys if k is not None}
+
+    def index(self, name: str) -> Index:
+        for candidate in self.indexes:
+            if candidate.name == name:
+                return candidate
+        raise KeyError(f"table {self.table_name} has no index {name!r}")
+
+
+# Attribute names of BasicFusionFiles items.
+class FileAttr:
+    FILE_NAME = "file_name"
+    ORBIT = "orbit"
+    START_TIME = "start_time"
+    END_TIME = "end_time"
+    YEAR = "year"
+    MONTH = "month"
+    DAY = "day"
+    YEAR_MONTH = "year_month"
+    MISR_PATH = "misr_path"
+    SIZE = "size_bytes"
+    BUCKET = "bucket"
+    KEY = "key"
+    STATE = "state"
+    STATE_VERSION = "state_version"
+    RESTORE_EXPIRY = "restore_expiry"
+    RESTORE_REQUESTED_AT = "restore_requested_at"
+    RESTORE_COUNT = "restore_count"
+    DOMAIN = "domain"
+    INDEXED_AT = "indexed_at"
+    INSTRUMENTS = "instruments"
+    MODIS_DAY_GRANULES = "modis_day_granules"
+    MODIS_NIGHT_GRANULES = "modis_night_granules"
+    CERES_GRANULES = "ceres_granules"
+    MISR_FIRST_BLOCK = "misr_first_daylit_block"
+    MISR_LAST_BLOCK = "misr_last_daylit_block"
+    METADATA_AT = "metadata_recorded_at"
+    UPDATED_AT = "updated_at"
+    ERROR = "error"
+
+
+class FileIndex:
+    BY_YEAR_MONTH = "by_year_month"
+    BY_MISR_PATH = "by_misr_path"
+    BY_STATE = "by_state"
+
+
+FILES_TABLE = TableSchema(
+    table_name=FILES_TABLE_NAME,
+    hash_key=KeyAttribute(FileAttr.FILE_NAME, "S"),
+    indexes=(
+        Index(FileIndex.BY_YEAR_MONTH, KeyAttribute(FileAttr.YEAR_MONTH, "S"), KeyAttribute(FileAttr.ORBIT, "N")),
+        Index(FileIndex.BY_MISR_PATH, KeyAttribute(FileAttr.MISR_PATH, "N"), KeyAttribute(FileAttr.ORBIT, "N")),
+        Index(FileIndex.BY_STATE, KeyAttribute(FileAttr.STATE, "S"), KeyAttribute(FileAttr.ORBIT, "N")),
+    ),
+)
+
+
+class JobAttr:
+    JOB_ID = "job_id"
+    OWNER = "owner"
+    DEFINITION = "job_definition"
+    QUERY = "query"
+    PARAMETERS = "parameters"
+    STATE = "state"
+    SUBMITTED_AT = "submitted_at"
+    COMPLETED_AT = "completed_at"
+    FILE_COUNT = "file_count"
+    TOTAL_BYTES = "total_bytes"
+    COMPOSITE_KEY = "composite_key"
+
+
+class JobIndex:
+    BY_STATE = "by_state"
+
+
+JOBS_TABLE = TableSchema(
+    table_name=JOBS_TABLE_NAME,
+    hash_key=KeyAttribute(JobAttr.JOB_ID, "S"),
+    indexes=(Index(JobIndex.BY_STATE, KeyAttribute(JobAttr.STATE, "S"), KeyAttribute(JobAttr.SUBMITTED_AT, "S")),),
+)
+
+
+class JobFileAttr:
+    JOB_ID = "job_id"
+    FILE_NAME = "file_name"
+    STATE = "state"
+    ORBIT = "orbit"
+    SIZE = "size_bytes"
+    RESULT_KEY = "result_key"
+    ATTEMPTS = "attempts"
+    ERROR = "error"
+    UPDATED_AT = "updated_at"
+
+
+class JobFileIndex:
+    BY_FILE = "by_file"
+
+
+JOB_FILES_TABLE = TableSchema(
+    table_name=JOB_FILES_TABLE_NAME,
+    hash_key=KeyAttribute(JobFileAttr.JOB_ID, "S"),
+    range_key=KeyAttribute(JobFileAttr.FILE_NAME, "S"),
+    indexes=(Index(JobFileIndex.BY_FILE, KeyAttribute(JobFileAttr.FILE_NAME, "S"), KeyAttribute(JobFileAttr.JOB_ID, "S")),),
+)
+
+TABLES = (FILES_TABLE, JOBS_TABLE, JOB_FILES_TABLE)
+
+
+class FileState(str, enum.Enum):
+    """Where one archive file is in the carousel."""
+
+    ARCHIVED = "ARCHIVED"  # in Deep Archive, not readable
+    RESTORING = "RESTORING"  # restore requested, not finished
+    RESTORED = "RESTORED"  # readable copy in S3, not yet in HSDS
+    INDEXED = "INDEXED"  # readable and linked into HSDS
+    FAILED = "FAILED"  # cannot be indexed (bad file); reason in `error`
+
+
+class JobState(str, enum.Enum):
+    OPEN = "OPEN"
+    COMPLETE = "COMPLETE"
+    CANCELLED = "CANCELLED"
+
+
+class JobFileState(str, enum.Enum):
+    WAITING = "WAITING"  # the file is not readable yet
+    QUEUED = "QUEUED"  # released: a work item is on the job work queue
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+
+class RestoreTier(str, enum.Enum):
+    BULK = "Bulk"
+    STANDARD = "Standard"
+    EXPEDITED = "Expedited"  # not allowed for DEEP_ARCHIVE
+
+
+# --- Stack outputs and worker environment ------------------------------------------
+
+
+@dataclass(frozen=True)
+class SharedResource:
+    """One resource a worker needs: its stack output name and its environment variable."""
+
+    output: str
+    env: str
+    description: str
+
+
+class Env:
+    """Environment variables the workers read (besides the standard AWS_* ones)."""
+
+    STACK_NAME = "DC_STACK_NAME"
+    ARCHIVE_BUCKET = "DC_ARCHIVE_BUCKET"
+    RESULTS_BUCKET = "DC_RESULTS_BUCKET"
+    HSDS_BUCKET = "DC_HSDS_BUCKET"
+    INDEX_QUEUE_URL = "DC_INDEX_QUEUE_URL"
+    INDEX_DLQ_URL = "DC_INDEX_DLQ_URL"
+    WORK_QUEUE_URL = "DC_WORK_QUEUE_URL"
+    WORK_DLQ_URL = "DC_WORK_DLQ_URL"
+    RESTORE_EVENTS_QUEUE_URL = "DC_RESTORE_EVENTS_QUEUE_URL"
+    FILES_TABLE = "DC_FILES_TABLE"
+    JOBS_TABLE = "DC_JOBS_TABLE"
+    JOB_FILES_TABLE = "DC_JOB_FILES_TABLE"
+    BATCH_JOB_QUEUE = "DC_BATCH_JOB_QUEUE"
+    HSDS_FOLDER = "DC_HSDS_FOLDER"
+    ARCHIVE_PREFIX = "DC_ARCHIVE_PREFIX"
+    WINDOW_BYTES = "DC_WINDOW_BYTES"
+    WINDOW_FILES = "DC_WINDOW_FILES"
+    RESTORE_TIER = "DC_RESTORE_TIER"
+    RESTORE_DAYS = "DC_RESTORE_DAYS"
+    LOG_LEVEL = "DC_LOG_LEVEL"
+    # HSDS client settings, named as h5pyd reads them.
+    HS_ENDPOINT = "HS_ENDPOINT"
+    HS_USERNAME = "HS_USERNAME"
+    HS_PASSWORD = "HS_PASSWORD"
+    # Standard AWS settings, named as boto3 reads them.
+    AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
+    AWS_REGION = "AWS_DEFAULT_REGION"
+    AWS_ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID"
+    AWS_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"
+
+
+SHARED_RESOURCES: tuple[SharedResource, ...] = (
+    SharedResource("ArchiveBucketName", Env.ARCHIVE_BUCKET, "S3 bucket holding the BasicFusion archive"),
+    SharedResource("ResultsBucketName", Env.RESULTS_BUCKET, "S3 bucket receiving job results"),
+    SharedResource("HsdsBucketName", Env.HSDS_BUCKET, "S3 bucket holding HSDS storage"),
+    SharedResource("IndexQueueUrl", Env.INDEX_QUEUE_URL, "SQS queue of index requests"),
+    SharedResource("IndexDeadLetterQueueUrl", Env.INDEX_DLQ_URL, "dead-letter queue of the index queue"),
+    SharedResource("WorkQueueUrl", Env.WORK_QUEUE_URL, "SQS queue of per-file job work items"),
+    SharedResource("WorkDeadLetterQueueUrl", Env.WORK_DLQ_URL, "dead-letter queue of the work queue"),
+    SharedResource("RestoreEventsQueueUrl", Env.RESTORE_EVENTS_QUEUE_URL, "SQS queue of S3 restore events"),
+    SharedResource("FilesTableName", Env.FILES_TABLE, "DynamoDB table BasicFusionFiles"),
+    SharedResource("JobsTableName", Env.JOBS_TABLE, "DynamoDB table of researcher jobs"),
+    SharedResource("JobFilesTableName", Env.JOB_FILES_TABLE, "DynamoDB table of per-job file states"),
+    SharedResource("BatchJobQueueName", Env.BATCH_JOB_QUEUE, "AWS Batch job queue"),
+)
+
+OUTPUT_TO_ENV = {r.output: r.env for r in SHARED_RESOURCES}
+
+# --- HSDS domains and result keys ----------------------------------------------------
+DEFAULT_HSDS_FOLDER = "/home/{user}/basicfusion/"
+RESULTS_PREFIX = "results"
+COMPOSITES_DIR = "composites"
+
+# --- SQS ------------------------------------------------------------------------
+MAX_RECEIVE_COUNT = 5  # receives before a message moves to its dead-letter queue
+SQS_BATCH_SIZE = 10
+# Message attribute carrying the reason when a worker sends a message to a DLQ itself.
+FAILURE_REASON_ATTRIBUTE = "FailureReason"

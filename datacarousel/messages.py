@@ -1,0 +1,180 @@
+"""Queue message formats: frozen dataclasses with strict JSON round trips.
+
+A message that is not valid JSON, is not an object, misses a field, carries
+an unknown field, or has a field of the wrong type raises `MalformedMessage`
+naming every problem at once. Workers send such messages to the dead-letter
+queue with that text as the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from datacarousel.errors import MalformedMessage
+
+# Larger messages are refused before parsing: SQS itself caps bodies at 256 KiB.
+MAX_MESSAGE_BYTES = 256 * 1024
+
+M = TypeVar("M", bound="Message")
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    """Whether `value` (decoded from JSON) fits the field annotation exactly."""
+    origin = typing.get_origin(annotation)
+    if annotation is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, arg) for arg in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        args = typing.get_args(annotation)
+        if not isinstance(value, list):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_type_ok(v, args[0]) for v in value)
+        return len(args) == len(value) and all(_type_ok(v, a) for v, a in zip(value, args, strict=True))
+    if origin is dict:
+        key_type, value_type = typing.get_args(annotation)
+        return isinstance(value, dict) and all(
+            _type_ok(k, key_type) and _type_ok(v, value_type) for k, v in value.items()
+        )
+    raise TypeError(f"unsupported message field type {annotation!r}")
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _to_python(value: Any, annotation: Any) -> Any:
+    """JSON lists become tuples where the field is a tuple (frozen messages stay hashable)."""
+    if typing.get_origin(annotation) is tuple and isinstance(value, list):
+        return tuple(value)
+    if annotation is float and isinstance(value, int):
+        return float(value)
+    return value
+
+
+@dataclass(frozen=True)
+class Message:
+    """Base of every queue message. Subclasses set `kind` and declare typed fields."""
+
+    kind: ClassVar[str] = ""
+
+    def to_json(self) -> str:
+        body = {"kind": self.kind, **dataclasses.asdict(self)}
+        return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls: type[M], text: str | bytes) -> M:
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise MalformedMessage(f"{cls.__name__}: body is not UTF-8: {exc}") from exc
+        if len(text.encode("utf-8")) > MAX_MESSAGE_BYTES:
+            raise MalformedMessage(f"{cls.__name__}: body exceeds {MAX_MESSAGE_BYTES} bytes")
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise MalformedMessage(f"{cls.__name__}: not valid JSON: {exc}") from exc
+        return cls.from_dict(raw)
+
+    @classmethod
+    def from_dict(cls: type[M], raw: Any) -> M:
+        name = cls.__name__
+        if not isinstance(raw, dict):
+            raise MalformedMessage(f"{name}: expected a JSON object, got {type(raw).__name__}")
+        raw = dict(raw)
+        kind = raw.pop("kind", cls.kind)
+        problems: list[str] = []
+        if kind != cls.kind:
+            problems.append(f"kind is {kind!r}, expected {cls.kind!r}")
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for fname, fdef in fields.items():
+            annotation = hints[fname]
+            if fname not in raw:
+                has_default = fdef.default is not dataclasses.MISSING or fdef.default_factory is not dataclasses.MISSING
+                if not has_default:
+                    problems.append(f"missing field {fname!r}")
+                continue
+            value = raw[fname]
+            if not _type_ok(value, annotation):
+                problems.append(f"field {fname!r} must be {_type_name(annotation)}, got {type(value).__name__}")
+                continue
+            values[fname] = _to_python(value, annotation)
+        unknown = sorted(set(raw) - set(fields))
+        if unknown:
+            problems.append(f"unknown field(s) {', '.join(map(repr, unknown))}")
+        if problems:
+            raise MalformedMessage(f"{name}: " + "; ".join(problems))
+        try:
+            return cls(**values)
+        except (ValueError, TypeError) as exc:  # __post_init__ validation
+            raise MalformedMessage(f"{name}: {exc}") from exc
+
+
+def _require_nonempty(obj: Any, *names: str) -> None:
+    for n in names:
+        if not getattr(obj, n):
+            raise ValueError(f"field {n!r} must not be empty")
+
+
+@dataclass(frozen=True)
+class IndexRequest(Message):
+    """loader -> index_file: link one readable archive object into HSDS."""
+
+    kind: ClassVar[str] = "index-request"
+    bucket: str
+    key: str
+    size: int = 0
+    etag: str = ""
+
+    def __post_init__(self) -> None:
+        _require_nonempty(self, "bucket", "key")
+        if self.size < 0:
+            raise ValueError("field 'size' must be >= 0")
+
+    def deduplication_id(self) -> str:
+        """Same object version -> same id, so SQS FIFO drops a repeat within 5 minutes."""
+        import hashlib
+
+        return hashlib.sha256(f"{self.bucket}/{self.key}/{self.etag}".encode()).hexdigest()[:64]
+
+
+@dataclass(frozen=True)
+class WorkItem(Message):
+    """carousel -> job worker: run one job definition on one file."""
+
+    kind: ClassVar[str] = "work-item"
+    job_id: str
+    job_definition: str
+    file_name: str
+    bucket: str
+    key: str
+    domain: str = ""
+    parameters: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require_nonempty(self, "job_id", "job_definition", "file_name", "bucket", "key")
+
+    def __hash__(self) -> int:  # parameters is a dict; hash by identity fields
+        return hash((self.job_id, self.job_definition, self.file_name))
+
+
+MESSAGE_TYPES: dict[str, type[Message]] = {m.kind: m for m in (IndexRequest, WorkItem)}
