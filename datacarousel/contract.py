@@ -91,6 +91,7 @@ class FileAttr:
     RESTORE_COUNT = "restore_count"
     DOMAIN = "domain"
     INDEXED_AT = "indexed_at"
+    INDEX_REQUESTED_AT = "index_requested_at"  # carousel: last QueueIndex for this restore
     INSTRUMENTS = "instruments"
     MODIS_DAY_GRANULES = "modis_day_granules"
     MODIS_NIGHT_GRANULES = "modis_night_granules"
@@ -100,6 +101,9 @@ class FileAttr:
     METADATA_AT = "metadata_recorded_at"
     UPDATED_AT = "updated_at"
     ERROR = "error"
+    ETAG = "etag"  # ETag of the archive object the HSDS domain was built from
+    INDEX_QUEUED_ETAG = "index_queued_etag"  # loader: ETag of the object version last queued for indexing
+    INDEX_QUEUED_AT = "index_queued_at"  # loader: when that index request was queued (ISO 8601 UTC)
 
 
 class FileIndex:
@@ -224,6 +228,7 @@ class Env:
     WORK_QUEUE_URL = "DC_WORK_QUEUE_URL"
     WORK_DLQ_URL = "DC_WORK_DLQ_URL"
     RESTORE_EVENTS_QUEUE_URL = "DC_RESTORE_EVENTS_QUEUE_URL"
+    RESTORE_EVENTS_DLQ_URL = "DC_RESTORE_EVENTS_DLQ_URL"
     FILES_TABLE = "DC_FILES_TABLE"
     JOBS_TABLE = "DC_JOBS_TABLE"
     JOB_FILES_TABLE = "DC_JOB_FILES_TABLE"
@@ -235,6 +240,11 @@ class Env:
     RESTORE_TIER = "DC_RESTORE_TIER"
     RESTORE_DAYS = "DC_RESTORE_DAYS"
     LOG_LEVEL = "DC_LOG_LEVEL"
+    # How job definitions are run: "batch" (AWS Batch) or "local" (the embedded environment).
+    LAUNCHER = "DC_LAUNCHER"
+    # Embedded environment only: where local jobs keep PID and log files, and how they run.
+    LOCAL_STATE_DIR = "DC_LOCAL_STATE_DIR"
+    LOCAL_RUN_MODE = "DC_LOCAL_RUN_MODE"  # "process" or "container"
     # HSDS client settings, named as h5pyd reads them.
     HS_ENDPOINT = "HS_ENDPOINT"
     HS_USERNAME = "HS_USERNAME"
@@ -255,6 +265,9 @@ SHARED_RESOURCES: tuple[SharedResource, ...] = (
     SharedResource("WorkQueueUrl", Env.WORK_QUEUE_URL, "SQS queue of per-file job work items"),
     SharedResource("WorkDeadLetterQueueUrl", Env.WORK_DLQ_URL, "dead-letter queue of the work queue"),
     SharedResource("RestoreEventsQueueUrl", Env.RESTORE_EVENTS_QUEUE_URL, "SQS queue of S3 restore events"),
+    SharedResource(
+        "RestoreEventsDeadLetterQueueUrl", Env.RESTORE_EVENTS_DLQ_URL, "dead-letter queue of the restore-events queue"
+    ),
     SharedResource("FilesTableName", Env.FILES_TABLE, "DynamoDB table BasicFusionFiles"),
     SharedResource("JobsTableName", Env.JOBS_TABLE, "DynamoDB table of researcher jobs"),
     SharedResource("JobFilesTableName", Env.JOB_FILES_TABLE, "DynamoDB table of per-job file states"),
@@ -273,3 +286,27 @@ MAX_RECEIVE_COUNT = 5  # receives before a message moves to its dead-letter queu
 SQS_BATCH_SIZE = 10
 # Message attribute carrying the reason when a worker sends a message to a DLQ itself.
 FAILURE_REASON_ATTRIBUTE = "FailureReason"
+
+# --- Container images and the template parameters that take their URIs -----------------
+
+
+@dataclass(frozen=True)
+class WorkerImage:
+    """One worker image (docker/<image>.Dockerfile) and the template parameter taking its URI."""
+
+    job_definition: JobDefinitionName
+    image: str
+    parameter: str
+
+
+WORKER_IMAGES: tuple[WorkerImage, ...] = (
+    WorkerImage(JobDefinitionName.LOADER, "datacarousel-loader", "LoaderImage"),
+    WorkerImage(JobDefinitionName.INDEX_FILE, "datacarousel-index-file", "IndexFileImage"),
+    WorkerImage(JobDefinitionName.RECORD_METADATA, "datacarousel-record-metadata", "RecordMetadataImage"),
+    WorkerImage(JobDefinitionName.CAROUSEL, "datacarousel-carousel", "CarouselImage"),
+    WorkerImage(JobDefinitionName.COMPUTE_RADIANCE, "datacarousel-compute-radiance", "ComputeRadianceImage"),
+)
+HSDS_IMAGE_PARAMETER = "HsdsImage"
+# Stack outputs besides SHARED_RESOURCES.
+HSDS_ENDPOINT_OUTPUT = "HsdsEndpoint"  # HS_ENDPOINT of the HSDS service on ECS
+HSDS_SECRET_OUTPUT = "HsdsCredentialsSecretArn"  # Secrets Manager secret: {"username", "password"}

@@ -1,0 +1,190 @@
+"""ComputeRadiance for one orbit: asks a reader for the datasets, runs the science, records what it skipped.
+
+Order and memory: MODIS granule by granule (lat/lon of every granule for the
+descending test; angles and bands only of descending ones, gridded at once), then
+MISR on the daylit block range only, band by band, then CERES group by group.
+Every case where the original crashed (spec §7) becomes a `Skip` in the result.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+
+import numpy as np
+
+from batch_jobs.compute_radiance import result as r
+from batch_jobs.compute_radiance import science as s
+from batch_jobs.compute_radiance.readers import MissingData, OrbitSource
+from datacarousel.errors import BadInput
+
+log = logging.getLogger(__name__)
+
+INSTRUMENT_GROUPS = ("MODIS", "MISR", "CERES")
+
+
+def compute_orbit(source: OrbitSource, parameters: r.Parameters | None = None) -> r.OrbitResult:
+    """The whole job on one orbit file. Raises BadInput only for a file that is not a BasicFusion orbit."""
+    params = parameters or r.Parameters()
+    started = time.monotonic()
+    groups = source.groups()
+    if not groups & set(INSTRUMENT_GROUPS):
+        raise BadInput(f"{source.name}: not a BasicFusion file (none of the groups {', '.join(INSTRUMENT_GROUPS)})")
+    out = r.OrbitResult.empty(source.name, params)
+
+    descending = _modis(source, out)
+    window = s.time_window(descending)
+    if window is None:
+        out.skip("MODIS", "*", r.NO_DESCENDING_GRANULE, "no descending (daylit) MODIS granule: empty result")
+        log.info("orbit %s: no descending granule, empty result", source.name)
+        return out
+    out.t0, out.t1 = window
+    t_modis = time.monotonic()
+    _misr(source, out, "MISR" in groups)
+    t_misr = time.monotonic()
+    _ceres(source, out, "CERES" in groups)
+    log.info(
+        "orbit %s: %d descending granules, %d MISR blocks, %d CERES footprints, %d skipped; "
+        "MODIS %.1f s, MISR %.1f s, CERES %.1f s",
+        source.name,
+        len(out.modis_granules_used),
+        len(out.misr_blocks_used),
+        int(out.ceres.count.sum()),
+        len(out.skipped),
+        t_modis - started,
+        t_misr - t_modis,
+        time.monotonic() - t_misr,
+    )
+    return out
+
+
+def _modis(source: OrbitSource, out: r.OrbitResult) -> list[str]:
+    """Descending test on every granule; grid the descending ones as they come. Returns their names."""
+    params = out.parameters
+    timed: list[tuple[datetime, str]] = []
+    for name in source.modis_granules():
+        try:
+            timed.append((s.parse_granule_time(name), name))
+        except ValueError as exc:
+            out.skip("MODIS", name, r.BAD_GRANULE_NAME, str(exc))
+    if not timed:
+        out.skip("MODIS", "*", r.NO_MODIS_GRANULE, "the file has no MODIS granule group")
+        return []
+    descending: list[str] = []
+    odd_width: list[str] = []
+    minus_90 = 0
+    for _, name in sorted(timed):
+        try:
+            lat, lon = source.modis_latlon(name)
+        except MissingData as exc:
+            out.skip("MODIS", name, r.GRANULE_WITHOUT_GEOLOCATION, str(exc))
+            continue
+        if lat.shape != lon.shape or lat.ndim != 2:
+            out.skip("MODIS", name, r.GRANULE_WITHOUT_GEOLOCATION, f"latitude {lat.shape} / longitude {lon.shape}")
+            continue
+        if not s.is_descending(lat):
+            continue
+        descending.append(name)
+        try:
+            sza, vza = source.modis_angles(name)
+        except MissingData as exc:
+            out.skip("MODIS", name, r.GRANULE_WITHOUT_ANGLES, str(exc))
+            continue
+        try:
+            bands, rad_scales, ref_scales = source.modis_bands(name, s.MODIS_VIS_FIELDS)
+        except MissingData as exc:
+            out.skip("MODIS", name, r.DAY_GRANULE_WITHOUT_REFSB, f"descending granule without RefSB: {exc}")
+            continue
+        if sza.shape != lat.shape or vza.shape != lat.shape or bands.shape[1:] != lat.shape:
+            out.skip("MODIS", name, r.GRANULE_WITHOUT_ANGLES, f"shapes differ: lat {lat.shape}, sza {sza.shape}, "
+                     f"vza {vza.shape}, bands {bands.shape}")  # fmt: skip
+            continue
+        if bands.shape[0] != s.MODIS_VIS_CHANNELS:
+            out.skip("MODIS", name, r.DAY_GRANULE_WITHOUT_REFSB, f"{bands.shape[0]} VIS bands, expected 7")
+            continue
+        if lat.shape[1] != s.MODIS_COLUMNS:
+            odd_width.append(f"{name} ({lat.shape[1]})")
+        minus_90 += s.modis_granule(out.modis, lat, lon, sza, vza, bands, rad_scales, ref_scales, params.vza_max)
+        out.modis_granules_used.append(name)
+    if odd_width:
+        out.skip("MODIS", "*", r.MODIS_WIDTH_NOT_1354,
+                 f"granules not 1354 columns wide, processed anyway: {', '.join(odd_width)}")  # fmt: skip
+    if minus_90:
+        out.skip("MODIS", "*", r.LATITUDE_MINUS_90, f"{minus_90} pixels at latitude -90 dropped (outside the grid)")
+    return descending
+
+
+def _misr(source: OrbitSource, out: r.OrbitResult, present: bool) -> None:
+    params = out.parameters
+    camera = params.misr_camera
+    if not present:
+        out.skip("MISR", "*", r.MISR_MISSING, "the file has no MISR group")
+        return
+    try:
+        bct = source.misr_block_center_times(camera)
+    except MissingData as exc:
+        out.skip("MISR", camera, r.MISR_MISSING, str(exc))
+        return
+    block_jd = s.parse_block_center_times(bct)
+    blocks = s.blocks_in_window(block_jd, out.t0, out.t1)
+    if len(blocks) == 0:
+        out.skip("MISR", camera, r.MISR_NO_BLOCK_IN_WINDOW, "no MISR block centre time inside the window")
+        return
+    if blocks[0] == 0:
+        out.skip("MISR", "block 0", r.MISR_FIRST_BLOCK_IN_WINDOW,
+                 "the first MISR block is inside the window (the original aborted MISR here); processed")  # fmt: skip
+    first, last = int(blocks[0]), int(blocks[-1])
+    try:
+        sza, vza = source.misr_geometry(camera, first, last)
+        lat, lon = source.misr_geolocation(first, last)
+    except MissingData as exc:
+        out.skip("MISR", camera, r.MISR_MISSING, str(exc))
+        return
+    nb = last - first + 1
+    if sza.shape[0] != nb or vza.shape != sza.shape or lat.ndim != 3 or lat.shape[0] != nb or lat.shape != lon.shape:
+        out.skip("MISR", camera, r.MISR_MISSING, f"unexpected shapes: sza {sza.shape}, vza {vza.shape}, lat {lat.shape}")
+        return
+    block_shape = (int(lat.shape[1]), int(lat.shape[2]))  # 128 x 512 in real files
+    mask = s.misr_geometry_mask(sza, vza, params.vza_max, block_shape)
+    selected = np.zeros(nb, dtype=bool)
+    selected[blocks - first] = True  # blocks in the range but outside the window (never, in practice) are left out
+    mask &= selected[:, None, None]
+    cells = s.misr_cells(mask, lat, lon, out.misr.grid)
+    del lat, lon, mask
+    for channel, band in enumerate(s.MISR_BANDS):
+        try:
+            pieces = [s.misr_aggregate(g, block_shape) for g in source.misr_radiance(camera, band, first, last)]
+        except (MissingData, ValueError) as exc:
+            out.skip("MISR", band, r.MISR_BAND_MISSING, str(exc))
+            continue
+        rad = np.concatenate(pieces) if pieces else np.zeros((0, *block_shape), np.float32)
+        if rad.shape != (nb, *block_shape):
+            out.skip("MISR", band, r.MISR_BAND_MISSING, f"radiance blocks {rad.shape}, expected {nb} blocks")
+            continue
+        s.misr_band(out.misr, channel, cells, rad)
+    out.misr_blocks_used = [int(b) for b in blocks]
+
+
+def _ceres(source: OrbitSource, out: r.OrbitResult, present: bool) -> None:
+    params = out.parameters
+    if not present:
+        out.skip("CERES", "*", r.CERES_MISSING, "the file has no CERES group")
+        return
+    minus_90 = 0
+    for name in source.ceres_granules():
+        try:
+            d = source.ceres_instrument(name, params.ceres_instrument)
+        except MissingData as exc:
+            out.skip("CERES", name, r.CERES_WITHOUT_FM1, f"no {params.ceres_instrument} group: {exc}")
+            continue
+        sizes = {k: v.shape for k, v in d.items()}
+        if len({v.shape for v in d.values()}) != 1 or d["time"].ndim != 1:
+            out.skip("CERES", name, r.CERES_WITHOUT_FM1, f"arrays of different shapes: {sizes}")
+            continue
+        minus_90 += s.ceres_granule(
+            out.ceres, d["time"], d["lat"], d["lon"], d["sw"], d["lw"], d["mode_flags"], d["sza"], d["vza"],
+            out.t0, out.t1, params.vza_max, params.ceres_mode,
+        )  # fmt: skip
+    if minus_90:
+        out.skip("CERES", "*", r.LATITUDE_MINUS_90, f"{minus_90} footprints at latitude -90 dropped (outside the grid)")

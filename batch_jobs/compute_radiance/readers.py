@@ -1,0 +1,364 @@
+"""Readers: the datasets the job needs, from a local file, an S3 object or an HSDS domain.
+
+One class, `OrbitReader`, works over anything with h5py's File API (h5py over a
+path, h5py over an s3fs file object, h5pyd over an HSDS domain). The job only
+calls the methods of the `OrbitSource` protocol, so it never knows where the
+bytes come from.
+
+MISR radiances and geolocation are stored as one whole-array gzip chunk
+(BASICFUSION_LAYOUT.md §1). Slicing such a dataset through HDF5 decompresses
+the whole chunk into memory (755 MB per AN band). Where the raw bytes are
+reachable (local file, S3 object) the reader instead streams the chunk through
+zlib and keeps only the daylit block range, stopping after its last block; it
+checks the filter pipeline first and falls back to one HDF5 slice otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from datacarousel.errors import BadInput, TransientError
+
+log = logging.getLogger(__name__)
+
+RawRead = Callable[[int, int], bytes]  # (offset, size) -> bytes of the underlying file
+
+STREAM_PIECE = 8 * 1024 * 1024  # compressed bytes fed to zlib at a time
+BLOCK_GROUP = 8  # MISR blocks handed to the job at a time
+S3_BLOCK_SIZE = 4 * 1024 * 1024  # s3fs read-ahead block for HDF5 metadata and small datasets
+
+
+class MissingData(Exception):
+    """A dataset or group the job looks for is not in the file (recorded as a skip, never fatal)."""
+
+
+class OrbitSource(Protocol):
+    """What the job asks of an orbit file."""
+
+    name: str
+
+    def groups(self) -> set[str]: ...
+    def modis_granules(self) -> list[str]: ...
+    def modis_latlon(self, granule: str) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
+    def modis_angles(self, granule: str) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
+    def modis_bands(
+        self, granule: str, fields: tuple[str, ...]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
+    def misr_block_center_times(self, camera: str) -> npt.NDArray[Any]: ...
+    def misr_geolocation(self, first: int, last: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
+    def misr_geometry(self, camera: str, first: int, last: int) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]: ...
+    def misr_radiance(self, camera: str, band: str, first: int, last: int) -> Iterator[npt.NDArray[np.float32]]: ...
+    def ceres_granules(self) -> list[str]: ...
+    def ceres_instrument(self, granule: str, instrument: str) -> dict[str, npt.NDArray[Any]]: ...
+    def close(self) -> None: ...
+
+
+def _sensor_zenith_name(camera: str) -> str:
+    """`AN` -> `AnZenith` (the original's camera-name rule)."""
+    return camera[0] + camera[1:].lower() + "Zenith"
+
+
+CERES_DATASETS = {
+    "time": "Time_and_Position/Time_of_observation",
+    "lat": "Time_and_Position/Latitude",
+    "lon": "Time_and_Position/Longitude",
+    "sw": "Radiances/SW_Radiance",
+    "lw": "Radiances/LW_Radiance",
+    "mode_flags": "Radiances/Radiance_Mode_Flags",
+    "sza": "Viewing_Angles/Solar_Zenith",
+    "vza": "Viewing_Angles/Viewing_Zenith",
+}
+
+
+class OrbitReader:
+    """`OrbitSource` over an h5py-like File; `raw_read` enables streaming of whole-array gzip chunks."""
+
+    def __init__(self, h5file: Any, name: str, raw_read: RawRead | None = None, closers: tuple[Any, ...] = ()) -> None:
+        self._f = h5file
+        self.name = name
+        self._raw_read = raw_read
+        self._closers = closers
+
+    # -- plumbing --
+    def _dataset(self, path: str) -> Any:
+        try:
+            obj = self._f[path]
+        except KeyError as exc:
+            raise MissingData(path) from exc
+        if not hasattr(obj, "shape"):
+            raise MissingData(f"{path} is not a dataset")
+        return obj
+
+    def _read(self, path: str, selection: Any = ()) -> npt.NDArray[Any]:
+        return np.asarray(self._dataset(path)[selection])
+
+    def _children(self, path: str) -> list[str]:
+        try:
+            group = self._f[path]
+        except KeyError:
+            return []
+        return sorted(group.keys())
+
+    def groups(self) -> set[str]:
+        return set(self._f.keys())
+
+    # -- MODIS --
+    def modis_granules(self) -> list[str]:
+        return self._children("MODIS")
+
+    def modis_latlon(self, granule: str) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        base = f"MODIS/{granule}/_1KM/Geolocation"
+        return self._read(f"{base}/Latitude"), self._read(f"{base}/Longitude")
+
+    def modis_angles(self, granule: str) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        return self._read(f"MODIS/{granule}/SolarZenith"), self._read(f"MODIS/{granule}/SensorZenith")
+
+    def modis_bands(
+        self, granule: str, fields: tuple[str, ...]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        datasets = [self._dataset(f"MODIS/{granule}/_1KM/Data_Fields/{f}") for f in fields]  # all or nothing
+        bands, rad_scales, ref_scales = [], [], []
+        for ds in datasets:
+            try:
+                rs = np.asarray(ds.attrs["radiance_scales"], dtype=np.float32).ravel()
+                fs = np.asarray(ds.attrs["reflectance_scales"], dtype=np.float32).ravel()
+            except KeyError as exc:
+                raise MissingData(f"{ds.name}: attribute {exc}") from exc
+            n = ds.shape[0]
+            if len(rs) < n or len(fs) < n:
+                raise MissingData(f"{ds.name}: scale attributes shorter than the band count {n}")
+            bands.append(np.asarray(ds[()], dtype=np.float32))
+            rad_scales.append(rs[:n])
+            ref_scales.append(fs[:n])
+        return np.concatenate(bands, axis=0), np.concatenate(rad_scales), np.concatenate(ref_scales)
+
+    # -- MISR --
+    def misr_block_center_times(self, camera: str) -> npt.NDArray[Any]:
+        return self._read(f"MISR/{camera}/BlockCenterTime")
+
+    def _block_range(self, path: str, first: int, last: int) -> Iterator[npt.NDArray[Any]]:
+        """Blocks first..last (inclusive) of a (180, h, w) dataset, in groups of BLOCK_GROUP, read once."""
+        ds = self._dataset(path)
+        plan = self._stream_plan(ds)
+        if plan is None:
+            data = np.asarray(ds[first : last + 1])
+            for start in range(0, data.shape[0], BLOCK_GROUP):
+                yield data[start : start + BLOCK_GROUP]
+            return
+        byte_offset, size = plan
+        yield from _stream_blocks(self._raw_read, byte_offset, size, ds.shape, np.dtype(ds.dtype), first, last)  # type: ignore[arg-type]
+
+    def _stream_plan(self, ds: Any) -> tuple[int, int] | None:
+        """(file offset, compressed size) of a whole-array deflate-only chunk, or None if streaming does not apply."""
+        if self._raw_read is None or not hasattr(ds, "id") or not hasattr(ds.id, "get_chunk_info"):
+            return None
+        try:
+            if ds.chunks != ds.shape or ds.compression != "gzip" or ds.shuffle or ds.fletcher32 or ds.scaleoffset:
+                return None
+            if ds.dtype.byteorder not in ("<", "=", "|") or ds.dtype.kind not in "fiu":
+                return None
+            if ds.id.get_num_chunks() != 1:
+                return None
+            info = ds.id.get_chunk_info(0)
+        except Exception:  # any doubt: read through HDF5
+            return None
+        if info.filter_mask != 0 or info.byte_offset is None:
+            return None
+        return int(info.byte_offset), int(info.size)
+
+    def misr_geolocation(self, first: int, last: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        lat = np.concatenate(list(self._block_range("MISR/Geolocation/GeoLatitude", first, last)))
+        lon = np.concatenate(list(self._block_range("MISR/Geolocation/GeoLongitude", first, last)))
+        return lat, lon
+
+    def misr_geometry(self, camera: str, first: int, last: int) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+        sza = self._read("MISR/Solar_Geometry/SolarZenith", np.s_[first : last + 1])
+        vza = self._read(f"MISR/{camera}/Sensor_Geometry/{_sensor_zenith_name(camera)}", np.s_[first : last + 1])
+        return sza, vza
+
+    def misr_radiance(self, camera: str, band: str, first: int, last: int) -> Iterator[npt.NDArray[np.float32]]:
+        return self._block_range(f"MISR/{camera}/Data_Fields/{band}_Radiance", first, last)
+
+    # -- CERES --
+    def ceres_granules(self) -> list[str]:
+        return self._children("CERES")
+
+    def ceres_instrument(self, granule: str, instrument: str) -> dict[str, npt.NDArray[Any]]:
+        base = f"CERES/{granule}/{instrument}"
+        if instrument not in self._children(f"CERES/{granule}"):
+            raise MissingData(base)
+        return {key: self._read(f"{base}/{path}") for key, path in CERES_DATASETS.items()}
+
+    def close(self) -> None:
+        for obj in (self._f, *self._closers):
+            try:
+                obj.close()
+            except Exception as exc:  # closing must not hide the job's own outcome
+                log.debug("close %s: %s", self.name, exc)
+
+    def __enter__(self) -> OrbitReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _stream_blocks(
+    raw_read: RawRead,
+    byte_offset: int,
+    size: int,
+    shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+    first: int,
+    last: int,
+) -> Iterator[npt.NDArray[Any]]:
+    """Inflate a whole-array chunk piece by piece; yield blocks first..last, stop after the last one."""
+    block_bytes = int(np.prod(shape[1:])) * dtype.itemsize
+    start, end = first * block_bytes, (last + 1) * block_bytes
+    group_bytes = BLOCK_GROUP * block_bytes
+    inflater = zlib.decompressobj()
+    position = 0  # bytes of the uncompressed stream produced so far
+    pending = bytearray()
+    read_at = byte_offset
+    remaining = size
+    out_pos = start
+    while out_pos < end:
+        if inflater.unconsumed_tail:
+            piece = inflater.unconsumed_tail
+        else:
+            if remaining <= 0:
+                raise BadInput(f"MISR chunk ends after {position} of {end} bytes: the file is truncated or corrupt")
+            n = min(STREAM_PIECE, remaining)
+            piece = raw_read(read_at, n)
+            if len(piece) != n:
+                raise BadInput(f"short read at offset {read_at}: the file is truncated")
+            read_at += n
+            remaining -= n
+        try:
+            produced = inflater.decompress(piece, STREAM_PIECE * 4)
+        except zlib.error as exc:
+            raise BadInput(f"MISR chunk does not inflate: {exc}") from exc
+        lo = max(start - position, 0)
+        hi = min(end - position, len(produced))
+        if hi > lo:
+            pending += produced[lo:hi]
+        position += len(produced)
+        out_pos = max(out_pos, min(position, end))
+        while len(pending) >= group_bytes or (out_pos >= end and pending):
+            take = min(group_bytes, len(pending))
+            take -= take % block_bytes
+            blocks = np.frombuffer(bytes(pending[:take]), dtype=dtype).reshape(-1, *shape[1:])
+            del pending[:take]
+            yield blocks
+        if not produced and not inflater.unconsumed_tail and remaining <= 0 and out_pos < end:
+            raise BadInput("MISR chunk ended early: the file is truncated or corrupt")
+
+
+# --- openers --------------------------------------------------------------------------
+def _translate_open_error(where: str, exc: Exception) -> Exception:
+    text = str(exc)
+    lowered = text.lower()
+    if any(s in lowered for s in ("truncated", "signature", "not an hdf5", "unable to open file", "eof")):
+        return BadInput(f"{where}: not a readable HDF5 file ({text})")
+    return TransientError(f"{where}: {text}")
+
+
+def open_local(path: str | Path) -> OrbitReader:
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"{path}: no such file")
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise _translate_open_error(str(path), exc) from exc
+    fd = os.open(path, os.O_RDONLY)
+
+    def raw_read(offset: int, size: int) -> bytes:
+        return os.pread(fd, size, offset)
+
+    class _Fd:
+        def close(self) -> None:
+            os.close(fd)
+
+    return OrbitReader(h5, path.name, raw_read, closers=(_Fd(),))
+
+
+def split_s3_url(url: str) -> tuple[str, str]:
+    if not url.startswith("s3://") or "/" not in url[5:]:
+        raise BadInput(f"{url!r} is not an s3://bucket/key URL")
+    bucket, key = url[5:].split("/", 1)
+    if not bucket or not key:
+        raise BadInput(f"{url!r} is not an s3://bucket/key URL")
+    return bucket, key
+
+
+def s3_filesystem() -> Any:
+    """An s3fs filesystem using the standard AWS settings (AWS_ENDPOINT_URL reaches a non-AWS endpoint)."""
+    import s3fs
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    client_kwargs: dict[str, Any] = {}
+    if endpoint:
+        client_kwargs["endpoint_url"] = endpoint
+    region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
+    if region:
+        client_kwargs["region_name"] = region
+    return s3fs.S3FileSystem(client_kwargs=client_kwargs, default_block_size=S3_BLOCK_SIZE, skip_instance_cache=True)
+
+
+def open_s3(url: str, fs: Any | None = None) -> OrbitReader:
+    """h5py over an s3fs file object (h5py has no ros3 driver here); raw reads go by byte range."""
+    import h5py
+
+    bucket, key = split_s3_url(url)
+    fs = fs or s3_filesystem()
+    path = f"{bucket}/{key}"
+    try:
+        fobj = fs.open(path, "rb", block_size=S3_BLOCK_SIZE, cache_type="blockcache")
+    except FileNotFoundError as exc:
+        raise BadInput(f"{url}: no such object") from exc
+    except PermissionError as exc:
+        raise BadInput(f"{url}: not readable (still archived, or access denied): {exc}") from exc
+    except OSError as exc:
+        raise TransientError(f"{url}: {exc}") from exc
+    try:
+        h5 = h5py.File(fobj, "r")
+    except OSError as exc:
+        fobj.close()
+        raise _translate_open_error(url, exc) from exc
+
+    def raw_read(offset: int, size: int) -> bytes:
+        return bytes(fs.cat_file(path, start=offset, end=offset + size))
+
+    return OrbitReader(h5, key.rsplit("/", 1)[-1], raw_read, closers=(fobj,))
+
+
+def open_hsds(domain: str, endpoint: str | None = None, username: str | None = None, password: str | None = None) -> OrbitReader:
+    """h5pyd over an HSDS domain (HS_ENDPOINT / HS_USERNAME / HS_PASSWORD by default)."""
+    import h5pyd
+
+    kwargs = {
+        "endpoint": endpoint or os.environ.get("HS_ENDPOINT"),
+        "username": username or os.environ.get("HS_USERNAME"),
+        "password": password or os.environ.get("HS_PASSWORD"),
+    }
+    try:
+        h5 = h5pyd.File(domain, "r", **{k: v for k, v in kwargs.items() if v})
+    except (FileNotFoundError, OSError) as exc:
+        text = str(exc)
+        if isinstance(exc, FileNotFoundError) or "404" in text or "not found" in text.lower():
+            raise BadInput(f"HSDS domain {domain}: not found") from exc
+        if "403" in text or "401" in text:
+            raise BadInput(f"HSDS domain {domain}: access denied ({text})") from exc
+        raise TransientError(f"HSDS domain {domain}: {text}") from exc
+    return OrbitReader(h5, domain.rsplit("/", 1)[-1])

@@ -1,0 +1,403 @@
+"""The carousel's planning step: a pure function of a snapshot and the time.
+
+One step, in order:
+
+1. jobs whose every job-file is DONE or FAILED complete;
+2. readable files whose restored copy has expired are invalidated (their
+   queued work waits again); a FAILED file fails the job-files waiting for it;
+3. readable files still needed by an open job get their lease renewed before it
+   runs out; files nobody needs are left to expire;
+4. restored files still needed are queued for indexing (again, if the last
+   request is older than `index_retry_s`); indexed files are released, file by
+   file, to every job waiting for them;
+5. restores older than the tier's latency are probed (their event may be lost);
+6. the next files are admitted under the window caps (bytes and files
+   restoring or staged) and the per-step restore request budget, in the order
+   of the policy. A file is only ever restored from ARCHIVED: never while a
+   restore is in progress, never while it is readable.
+
+Policies: `demand` serves owners fairly (the owner using the least of the
+window goes next) and, for each owner, the file the most jobs wait for first;
+`rotation` sweeps the archive in orbit (time) order from just past the newest
+file in the window, wrapping around, restoring whatever any open job wants;
+`naive` restores each job's files in submission order with no sharing (the
+AWS restore samples), for the simulator's comparison.
+
+The rotation cursor is derived from the state (the newest needed file in the
+window), so a step needs no state of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import heapq
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from carousel.actions import (
+    Action,
+    CancelJob,
+    CompleteJob,
+    FailJobFile,
+    InvalidateExpired,
+    Plan,
+    ProbeRestore,
+    QueueIndex,
+    Release,
+    RenewLease,
+    RequestRestore,
+)
+from carousel.model import (
+    F_ARCHIVED,
+    F_FAILED,
+    F_INDEXED,
+    F_RESTORED,
+    F_RESTORING,
+    J_OPEN,
+    JF_DONE,
+    JF_FAILED,
+    JF_QUEUED,
+    JF_RUNNING,
+    JF_WAITING,
+    Snapshot,
+)
+from carousel.restore import ObservedRestore, RestoreEvent, apply_updates, reconcile
+from datacarousel.contract import RestoreTier
+from datacarousel.errors import BadInput
+
+log = logging.getLogger(__name__)
+
+DAY_S = 86_400.0
+HOUR_S = 3_600.0
+S3_RESTORE_REQUESTS_PER_SECOND = 1_000  # per account
+
+
+class Policy(str, enum.Enum):
+    DEMAND = "demand"
+    ROTATION = "rotation"
+    NAIVE = "naive"
+
+
+# Longest restore latency per tier (S3 Glacier Deep Archive; Expedited is Glacier Flexible only).
+TIER_MAX_LATENCY_S = {RestoreTier.BULK: 48 * HOUR_S, RestoreTier.STANDARD: 12 * HOUR_S, RestoreTier.EXPEDITED: 300.0}
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    window_bytes: int
+    window_files: int
+    policy: Policy = Policy.DEMAND
+    tier: RestoreTier = RestoreTier.BULK
+    lease_days: int = 1  # RestoreObject Days: the staged copy lives this long past completion / renewal
+    renew_margin_s: float = 12 * HOUR_S  # renew a needed file when less than this is left
+    max_restore_requests_per_step: int = S3_RESTORE_REQUESTS_PER_SECOND * 60  # the adapter issues them for 60 s
+    index_retry_s: float = HOUR_S
+    probe_after_s: float | None = None  # default: the tier's longest latency plus an hour
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.window_bytes <= 0:
+            problems.append(f"window_bytes must be > 0, got {self.window_bytes}")
+        if self.window_files <= 0:
+            problems.append(f"window_files must be > 0, got {self.window_files}")
+        if not 1 <= self.lease_days <= 30:
+            problems.append(f"lease_days must lie in 1..30, got {self.lease_days}")
+        if not 0 < self.renew_margin_s < self.lease_days * DAY_S:
+            problems.append(f"renew_margin_s must lie in (0, lease_days days), got {self.renew_margin_s}")
+        if self.max_restore_requests_per_step < 1:
+            problems.append("max_restore_requests_per_step must be >= 1")
+        object.__setattr__(self, "policy", Policy(self.policy))
+        object.__setattr__(self, "tier", RestoreTier(self.tier))
+        if problems:
+            raise BadInput("invalid planner config: " + "; ".join(problems))
+
+    @property
+    def probe_after(self) -> float:
+        if self.probe_after_s is not None:
+            return self.probe_after_s
+        return TIER_MAX_LATENCY_S[self.tier] + HOUR_S
+
+    @staticmethod
+    def requests_per_step(step_seconds: float, rate_per_second: float = S3_RESTORE_REQUESTS_PER_SECOND) -> int:
+        """Restore request budget of a step whose adapter spends `step_seconds` issuing requests."""
+        return max(1, int(rate_per_second * step_seconds))
+
+
+@dataclass(frozen=True)
+class Demand:
+    """Per-file demand derived from a snapshot (arrays over files)."""
+
+    needed: npt.NDArray[np.int64]  # open job-files still needing the file (WAITING/QUEUED/RUNNING)
+    waiting: npt.NDArray[np.int64]  # open job-files WAITING for it
+    readable: npt.NDArray[np.bool_]
+    expired: npt.NDArray[np.bool_]
+    in_window: npt.NDArray[np.bool_]  # restoring or staged (after expiries)
+
+
+def demand(snapshot: Snapshot, now: float) -> Demand:
+    files, jf = snapshot.files, snapshot.job_files
+    n = len(files)
+    open_row = snapshot.jobs.state[jf.job] == J_OPEN
+    pending = open_row & (jf.state <= JF_RUNNING)
+    waiting = open_row & (jf.state == JF_WAITING)
+    readable = (files.state == F_RESTORED) | (files.state == F_INDEXED)
+    with np.errstate(invalid="ignore"):
+        expired = readable & (files.expiry <= now)
+    in_window = ((files.state == F_RESTORING) | readable) & ~expired
+    return Demand(
+        needed=np.bincount(jf.file[pending], minlength=n),
+        waiting=np.bincount(jf.file[waiting], minlength=n),
+        readable=readable,
+        expired=expired,
+        in_window=in_window,
+    )
+
+
+def plan(snapshot: Snapshot, now: float, config: PlannerConfig) -> Plan:
+    """One planning step (see the module docstring). Pure: the snapshot is not changed."""
+    files, jobs, jf = snapshot.files, snapshot.jobs, snapshot.job_files
+    d = demand(snapshot, now)
+    actions: list[Action] = []
+    open_row = jobs.state[jf.job] == J_OPEN
+    row_file_state = files.state[jf.file]
+
+    # 1. completion
+    nonterminal = np.bincount(jf.job[jf.state <= JF_RUNNING], minlength=len(jobs))
+    done = np.bincount(jf.job[jf.state == JF_DONE], minlength=len(jobs))
+    failed_rows = open_row & (jf.state <= JF_QUEUED) & (row_file_state == F_FAILED)
+    # rows about to fail because their file failed also count as finished
+    nonterminal -= np.bincount(jf.job[failed_rows], minlength=len(jobs))
+    failed = np.bincount(jf.job[jf.state == JF_FAILED], minlength=len(jobs)) + np.bincount(
+        jf.job[failed_rows], minlength=len(jobs)
+    )
+    for j in np.nonzero((jobs.state == J_OPEN) & (nonterminal == 0))[0]:
+        actions.append(CompleteJob(jobs.ids[j], done=int(done[j]), failed=int(failed[j])))
+
+    # 2. expiry and failed files
+    expired_idx = np.nonzero(d.expired)[0]
+    if len(expired_idx):
+        requeue_rows = np.nonzero(open_row & (jf.state == JF_QUEUED) & d.expired[jf.file])[0]
+        requeue: dict[int, list[str]] = {}
+        for r in requeue_rows:
+            requeue.setdefault(int(jf.file[r]), []).append(jobs.ids[jf.job[r]])
+        for i in expired_idx:
+            actions.append(
+                InvalidateExpired(
+                    files.names[i], files.domains[i], int(files.version[i]), tuple(sorted(requeue.get(int(i), ())))
+                )
+            )
+    for r in np.nonzero(failed_rows)[0]:
+        actions.append(FailJobFile(jobs.ids[jf.job[r]], files.names[jf.file[r]], "file could not be indexed"))
+
+    # 3. leases
+    budget = config.max_restore_requests_per_step
+    with np.errstate(invalid="ignore"):
+        renew = d.readable & ~d.expired & (d.needed > 0) & (files.expiry - now < config.renew_margin_s)
+    renew_idx = np.nonzero(renew)[0]
+    if len(renew_idx) > budget:
+        renew_idx = renew_idx[np.argsort(files.expiry[renew_idx], kind="stable")[:budget]]
+    for i in renew_idx:
+        actions.append(RenewLease(files.names[i], files.keys[i], config.lease_days, config.tier))
+    budget -= len(renew_idx)
+
+    # 4. index and release
+    with np.errstate(invalid="ignore"):
+        stale_index = ~(now - files.index_requested_at < config.index_retry_s)  # NaN (never) counts as stale
+    to_index = (files.state == F_RESTORED) & ~d.expired & (d.needed > 0) & stale_index
+    for i in np.nonzero(to_index)[0]:
+        actions.append(QueueIndex(files.names[i], files.keys[i], int(files.size[i])))
+    release_rows = open_row & (jf.state == JF_WAITING) & (row_file_state == F_INDEXED) & ~d.expired[jf.file]
+    for r in np.nonzero(release_rows)[0]:
+        i = jf.file[r]
+        actions.append(Release(jobs.ids[jf.job[r]], files.names[i], files.keys[i], files.domains[i]))
+
+    # 5. probes
+    with np.errstate(invalid="ignore"):
+        probe = (files.state == F_RESTORING) & (now - files.requested_at >= config.probe_after)
+    for i in np.nonzero(probe)[0]:
+        actions.append(ProbeRestore(files.names[i], files.keys[i]))
+
+    # 6. admission
+    used_bytes = int(files.size[d.in_window].sum())
+    used_files = int(d.in_window.sum())
+    chosen = admit(snapshot, d, now, config, used_bytes, used_files, max(0, budget))
+    for i in chosen:
+        actions.append(
+            RequestRestore(
+                files.names[i], files.keys[i], int(files.size[i]), config.tier, config.lease_days, int(files.version[i])
+            )
+        )
+    window_bytes = used_bytes + int(files.size[chosen].sum()) if len(chosen) else used_bytes
+    plan_ = Plan(
+        actions=tuple(actions),
+        now=now,
+        window_bytes=window_bytes,
+        window_files=used_files + len(chosen),
+        restore_requests=len(renew_idx) + len(chosen),
+    )
+    log.debug(
+        "carousel step now=%s policy=%s actions=%d restores=%d renewals=%d window_bytes=%d",
+        now,
+        config.policy.value,
+        len(actions),
+        len(chosen),
+        len(renew_idx),
+        window_bytes,
+    )
+    return plan_
+
+
+def admit(
+    snapshot: Snapshot,
+    d: Demand,
+    now: float,
+    config: PlannerConfig,
+    used_bytes: int,
+    used_files: int,
+    budget: int,
+) -> npt.NDArray[np.int64]:
+    """Rows of the files to restore now, in policy order, within caps and the request budget."""
+    files = snapshot.files
+    candidates = (files.state == F_ARCHIVED) & (d.waiting > 0)
+    free_bytes = config.window_bytes - used_bytes
+    free_files = min(config.window_files - used_files, budget)
+    if free_files <= 0 or free_bytes <= 0 or not candidates.any():
+        return np.zeros(0, dtype=np.int64)
+    if config.policy is Policy.DEMAND:
+        return _admit_demand(snapshot, d, candidates, free_bytes, free_files)
+    cand = np.nonzero(candidates)[0]
+    if config.policy is Policy.ROTATION:
+        in_window_needed = d.in_window & (d.needed > 0)
+        cursor = int(files.orbit[in_window_needed].max()) if in_window_needed.any() else -1
+        orbits = files.orbit[cand]
+        # ahead of the cursor first (in orbit order), then wrap around
+        order = np.lexsort((orbits, orbits <= cursor))
+    else:  # NAIVE: the earliest submitted job waiting for the file first, then orbit
+        first = _first_submitted(snapshot, candidates)
+        order = np.lexsort((files.orbit[cand], first[cand]))
+    return _take(cand[order], files.size, free_bytes, free_files)
+
+
+def _take(ordered: npt.NDArray[np.int64], size: npt.NDArray[np.int64], free_bytes: int, free_files: int) -> npt.NDArray[np.int64]:
+    """The longest prefix that fits: strict order, so a big file is never overtaken for ever."""
+    head = ordered[:free_files]
+    fits = np.cumsum(size[head]) <= free_bytes
+    stop = int(np.argmin(fits)) if not fits.all() else len(head)
+    return head[:stop].astype(np.int64)
+
+
+def _first_submitted(snapshot: Snapshot, candidates: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
+    jf, jobs = snapshot.job_files, snapshot.jobs
+    rows = (jobs.state[jf.job] == J_OPEN) & (jf.state == JF_WAITING) & candidates[jf.file]
+    first = np.full(len(snapshot.files), np.inf)
+    np.minimum.at(first, jf.file[rows], jobs.submitted_at[jf.job[rows]])
+    return first
+
+
+def _admit_demand(
+    snapshot: Snapshot, d: Demand, candidates: npt.NDArray[np.bool_], free_bytes: int, free_files: int
+) -> npt.NDArray[np.int64]:
+    files, jobs, jf = snapshot.files, snapshot.jobs, snapshot.job_files
+    n = len(files)
+    owner = jobs.owner_index
+    n_owners = len(jobs.owner_names)
+    open_row = jobs.state[jf.job] == J_OPEN
+    # Window usage per owner: each pending row's file split among the rows needing it.
+    window_rows = open_row & (jf.state <= JF_RUNNING) & d.in_window[jf.file]
+    share = files.size[jf.file[window_rows]] / np.maximum(d.needed[jf.file[window_rows]], 1)
+    usage = np.bincount(owner[jf.job[window_rows]], weights=share, minlength=n_owners).astype(float)
+
+    rows = open_row & (jf.state == JF_WAITING) & candidates[jf.file]
+    pair = np.unique(owner[jf.job[rows]].astype(np.int64) * n + jf.file[rows])
+    pair_owner, pair_file = pair // n, pair % n
+    first = _first_submitted(snapshot, candidates)
+    order = np.lexsort((files.orbit[pair_file], first[pair_file], -d.waiting[pair_file], pair_owner))
+    pair_owner, pair_file = pair_owner[order], pair_file[order]
+    bounds = np.searchsorted(pair_owner, np.arange(n_owners + 1))
+    owners_of_file: dict[int, list[int]] = {}
+    for o, f in zip(pair_owner.tolist(), pair_file.tolist(), strict=True):
+        owners_of_file.setdefault(f, []).append(o)
+
+    heap = [(usage[o], o) for o in range(n_owners) if bounds[o] < bounds[o + 1]]
+    heapq.heapify(heap)
+    pointer = bounds[:-1].copy()
+    taken: set[int] = set()
+    chosen: list[int] = []
+    size = files.size
+    while heap and len(chosen) < free_files:
+        u, o = heapq.heappop(heap)
+        if u != usage[o]:
+            heapq.heappush(heap, (usage[o], o))
+            continue
+        p = pointer[o]
+        while p < bounds[o + 1] and int(pair_file[p]) in taken:
+            p += 1
+        pointer[o] = p
+        if p >= bounds[o + 1]:
+            continue
+        f = int(pair_file[p])
+        if size[f] > free_bytes:
+            break
+        free_bytes -= int(size[f])
+        taken.add(f)
+        chosen.append(f)
+        wanting = owners_of_file[f]
+        for w in wanting:
+            usage[w] += size[f] / len(wanting)
+        heapq.heappush(heap, (usage[o], o))
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def cancel_job(snapshot: Snapshot, job_id: str, now: float) -> tuple[CancelJob, tuple[str, ...]]:
+    """Cancel an open job: the action, and the files only it needed (they are no longer renewed or restored)."""
+    jobs, jf, files = snapshot.jobs, snapshot.job_files, snapshot.files
+    if job_id not in jobs.position:
+        raise BadInput(f"no such job {job_id!r}")
+    j = jobs.position[job_id]
+    if jobs.state[j] != J_OPEN:
+        raise BadInput(f"job {job_id!r} is not open")
+    d = demand(snapshot, now)
+    mine = (jf.job == j) & (jf.state <= JF_RUNNING)
+    mine_count = np.bincount(jf.file[mine], minlength=len(files))
+    only_mine = np.nonzero((mine_count > 0) & (d.needed == mine_count))[0]
+    return CancelJob(job_id), tuple(files.names[i] for i in only_mine)
+
+
+__all__ = [
+    "JF_DONE",
+    "JF_FAILED",
+    "JF_QUEUED",
+    "JF_RUNNING",
+    "JF_WAITING",
+    "Demand",
+    "Policy",
+    "PlannerConfig",
+    "admit",
+    "cancel_job",
+    "demand",
+    "plan",
+    "step",
+]
+
+
+def step(
+    snapshot: Snapshot,
+    events: Iterable[RestoreEvent],
+    observed: Mapping[str, ObservedRestore],
+    now: float,
+    config: PlannerConfig,
+) -> tuple[Plan, Snapshot]:
+    """Reconcile restore events/observations, then plan on the reconciled state.
+
+    Returns the plan (the reconciliation's `UpdateFileState` actions first) and the
+    reconciled snapshot the rest of the plan was computed from.
+    """
+    updates = reconcile(snapshot, events, observed, now)
+    reconciled = apply_updates(snapshot, updates, now)
+    planned = plan(reconciled, now, config)
+    return dataclasses.replace(planned, actions=updates + planned.actions), reconciled

@@ -1,0 +1,411 @@
+"""The `BasicFusionFiles` table: conditional writes and index queries (never a Scan).
+
+Every writer updates only the attributes it owns (UpdateItem, never PutItem),
+so the loader, index_file, record_metadata and the carousel can write the same
+item without erasing each other's attributes. Each write is conditional, so a
+redelivered message changes nothing and an older view never overwrites newer
+state. Every researcher query is a DynamoDB Query on a global secondary index
+of `contract.FILES_TABLE`; values are passed as typed expression values, never
+pasted into expressions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from datacarousel import naming
+from datacarousel.contract import FileAttr, FileIndex, FileState
+from datacarousel.naming import BasicFusionName
+
+log = logging.getLogger(__name__)
+
+_SER = TypeSerializer()
+_DESER = TypeDeserializer()
+_BATCH_GET_MAX = 100
+
+
+def iso(moment: datetime) -> str:
+    """ISO 8601 UTC with a `Z`, whole seconds: sortable as text."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB's Decimals back to int (every number in this table is an integer)."""
+    if isinstance(value, Decimal):
+        return int(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, set):
+        return sorted(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def deserialize(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _plain(_DESER.deserialize(v)) for k, v in item.items()}
+
+
+def serialize(value: Any) -> dict[str, Any]:
+    return _SER.serialize(value)  # type: ignore[no-any-return]
+
+
+def identity_attributes(name: BasicFusionName) -> dict[str, Any]:
+    """Attributes that follow from the file name alone: every writer sets them, so a new
+    item shows in every index (an item without an index's keys is missing from it)."""
+    return {
+        FileAttr.ORBIT: name.orbit,
+        FileAttr.YEAR_MONTH: name.year_month,
+        FileAttr.MISR_PATH: name.misr_path,
+    }
+
+
+@dataclass(frozen=True)
+class FileMetadata:
+    """What record_metadata learns about one file from its HSDS domain."""
+
+    file_name: str
+    orbit: int
+    start_time: str
+    end_time: str
+    year: int
+    month: int
+    day: int
+    year_month: str
+    misr_path: int
+    instruments: tuple[str, ...]
+    modis_day_granules: int
+    modis_night_granules: int
+    ceres_granules: int
+    misr_first_daylit_block: int | None
+    misr_last_daylit_block: int | None
+    size_bytes: int
+    domain: str
+
+    def attributes(self) -> dict[str, Any]:
+        """Item attributes (None values are not stored)."""
+        values: dict[str, Any] = {
+            FileAttr.ORBIT: self.orbit,
+            FileAttr.START_TIME: self.start_time,
+            FileAttr.END_TIME: self.end_time,
+            FileAttr.YEAR: self.year,
+            FileAttr.MONTH: self.month,
+            FileAttr.DAY: self.day,
+            FileAttr.YEAR_MONTH: self.year_month,
+            FileAttr.MISR_PATH: self.misr_path,
+            FileAttr.INSTRUMENTS: list(self.instruments),
+            FileAttr.MODIS_DAY_GRANULES: self.modis_day_granules,
+            FileAttr.MODIS_NIGHT_GRANULES: self.modis_night_granules,
+            FileAttr.CERES_GRANULES: self.ceres_granules,
+            FileAttr.MISR_FIRST_BLOCK: self.misr_first_daylit_block,
+            FileAttr.MISR_LAST_BLOCK: self.misr_last_daylit_block,
+            FileAttr.SIZE: self.size_bytes,
+            FileAttr.DOMAIN: self.domain,
+        }
+        return {k: v for k, v in values.items() if v is not None}
+
+
+def _is_conditional_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class _Expr:
+    """Builds an update / condition expression with placeholders for every name and value."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+        self.values: dict[str, dict[str, Any]] = {}
+
+    def name(self, attr: str) -> str:
+        placeholder = f"#n{len(self.names)}"
+        for existing, value in self.names.items():
+            if value == attr:
+                return existing
+        self.names[placeholder] = attr
+        return placeholder
+
+    def value(self, val: Any) -> str:
+        placeholder = f":v{len(self.values)}"
+        self.values[placeholder] = serialize(val)
+        return placeholder
+
+    def set_clause(self, attrs: Mapping[str, Any]) -> list[str]:
+        return [f"{self.name(k)} = {self.value(v)}" for k, v in attrs.items()]
+
+    def params(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"ExpressionAttributeNames": self.names}
+        if self.values:
+            out["ExpressionAttributeValues"] = self.values
+        return out
+
+
+class FilesTable:
+    """Adapter over the BasicFusionFiles table (a low-level boto3 DynamoDB client is passed in)."""
+
+    def __init__(self, dynamodb: Any, table_name: str, *, page_size: int | None = None) -> None:
+        self.ddb = dynamodb
+        self.table = table_name
+        self.page_size = page_size  # Query Limit; None: DynamoDB's own 1 MB pages
+
+    # --- reads --------------------------------------------------------------------
+
+    def get(self, file_name: str) -> dict[str, Any] | None:
+        response = self.ddb.get_item(
+            TableName=self.table, Key={FileAttr.FILE_NAME: serialize(file_name)}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return deserialize(item) if item else None
+
+    def get_many(self, file_names: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Items by file name (BatchGetItem, 100 keys a call, unprocessed keys retried)."""
+        names = list(dict.fromkeys(file_names))
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(names), _BATCH_GET_MAX):
+            keys = [{FileAttr.FILE_NAME: serialize(n)} for n in names[start : start + _BATCH_GET_MAX]]
+            request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                response = self.ddb.batch_get_item(RequestItems=request)
+                for raw in response.get("Responses", {}).get(self.table, []):
+                    item = deserialize(raw)
+                    found[item[FileAttr.FILE_NAME]] = item
+                request = response.get("UnprocessedKeys") or {}
+        return found
+
+    def _query(self, index: str, key_condition: str, expr: _Expr) -> Iterator[dict[str, Any]]:
+        params: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": index,
+            "KeyConditionExpression": key_condition,
+            **expr.params(),
+        }
+        if self.page_size:
+            params["Limit"] = self.page_size
+        while True:
+            response = self.ddb.query(**params)
+            for raw in response.get("Items", []):
+                yield deserialize(raw)
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return
+            params["ExclusiveStartKey"] = last
+
+    def by_year_month(self, year_month: str, orbits: tuple[int, int] | None = None) -> Iterator[dict[str, Any]]:
+        """Files of one month (`YYYY.MM`), in orbit order, optionally within an orbit range."""
+        if not _valid_year_month(year_month):
+            raise ValueError(f"year-month must be YYYY.MM, got {year_month!r}")
+        expr = _Expr()
+        condition = f"{expr.name(FileAttr.YEAR_MONTH)} = {expr.value(year_month)}"
+        if orbits is not None:
+            condition += f" AND {expr.name(FileAttr.ORBIT)} BETWEEN {expr.value(orbits[0])} AND {expr.value(orbits[1])}"
+        return self._query(FileIndex.BY_YEAR_MONTH, condition, expr)
+
+    def by_misr_path(self, path: int, orbits: tuple[int, int] | None = None) -> Iterator[dict[str, Any]]:
+        """Files of one MISR path (1..233), in orbit order."""
+        if not 1 <= int(path) <= 233:
+            raise ValueError(f"MISR path must be 1..233, got {path}")
+        expr = _Expr()
+        condition = f"{expr.name(FileAttr.MISR_PATH)} = {expr.value(int(path))}"
+        if orbits is not None:
+            condition += f" AND {expr.name(FileAttr.ORBIT)} BETWEEN {expr.value(orbits[0])} AND {expr.value(orbits[1])}"
+        return self._query(FileIndex.BY_MISR_PATH, condition, expr)
+
+    def by_state(self, state: FileState | str, orbits: tuple[int, int] | None = None) -> Iterator[dict[str, Any]]:
+        """Files in one carousel state, in orbit order."""
+        value = FileState(state).value
+        expr = _Expr()
+        condition = f"{expr.name(FileAttr.STATE)} = {expr.value(value)}"
+        if orbits is not None:
+            condition += f" AND {expr.name(FileAttr.ORBIT)} BETWEEN {expr.value(orbits[0])} AND {expr.value(orbits[1])}"
+        return self._query(FileIndex.BY_STATE, condition, expr)
+
+    def by_orbits(self, first: int, last: int) -> Iterator[dict[str, Any]]:
+        """Files with `first <= orbit <= last`: one index query per year-month the range spans."""
+        first, last = naming.check_orbit(int(first)), naming.check_orbit(int(last))
+        if first > last:
+            raise ValueError(f"orbit range is empty: {first}-{last}")
+        for year_month in year_months_of_orbits(first, last):
+            yield from self.by_year_month(year_month, orbits=(first, last))
+
+    # --- writes -------------------------------------------------------------------
+
+    def _update(
+        self, file_name: str, set_attrs: Mapping[str, Any], condition: str, expr: _Expr, extra: str = ""
+    ) -> bool:
+        """One conditional UpdateItem; False when the condition does not hold."""
+        clauses = expr.set_clause(set_attrs)
+        if extra:
+            clauses.append(extra)
+        try:
+            self.ddb.update_item(
+                TableName=self.table,
+                Key={FileAttr.FILE_NAME: serialize(file_name)},
+                UpdateExpression="SET " + ", ".join(clauses),
+                ConditionExpression=condition,
+                **expr.params(),
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def mark_queued(
+        self,
+        name: BasicFusionName,
+        *,
+        bucket: str,
+        key: str,
+        etag: str,
+        size: int,
+        now: datetime,
+        requeue_after: timedelta,
+    ) -> bool:
+        """Record that an index request for this object version is queued.
+
+        False (nothing written) when the same version is already indexed, or was
+        queued less than `requeue_after` ago (a request older than that is assumed
+        lost to the dead-letter queue and may be queued again).
+        """
+        expr = _Expr()
+        fn, state, etag_n = expr.name(FileAttr.FILE_NAME), expr.name(FileAttr.STATE), expr.name(FileAttr.ETAG)
+        q_etag, q_at = expr.name(FileAttr.INDEX_QUEUED_ETAG), expr.name(FileAttr.INDEX_QUEUED_AT)
+        v_etag, v_indexed, v_stale = (
+            expr.value(etag),
+            expr.value(FileState.INDEXED.value),
+            expr.value(iso(now - requeue_after)),
+        )
+        condition = (
+            f"attribute_not_exists({fn}) OR ("
+            f"NOT ({state} = {v_indexed} AND {etag_n} = {v_etag}) AND "
+            f"(attribute_not_exists({q_etag}) OR {q_etag} <> {v_etag} OR {q_at} < {v_stale}))"
+        )
+        attrs = {
+            **identity_attributes(name),
+            FileAttr.BUCKET: bucket,
+            FileAttr.KEY: key,
+            FileAttr.SIZE: size,
+            FileAttr.INDEX_QUEUED_ETAG: etag,
+            FileAttr.INDEX_QUEUED_AT: iso(now),
+        }
+        # A file nobody tracked yet is readable now: it is RESTORED until indexed.
+        extra = f"{state} = if_not_exists({state}, {expr.value(FileState.RESTORED.value)})"
+        return self._update(name.file_name, attrs, condition, expr, extra)
+
+    def mark_indexed(
+        self,
+        name: BasicFusionName,
+        *,
+        bucket: str,
+        key: str,
+        etag: str,
+        size: int,
+        domain: str,
+        now: datetime,
+        expected_version: int | None,
+    ) -> bool:
+        """Set state INDEXED for this object version and domain.
+
+        `expected_version` is the `state_version` read before the domain was built
+        (None: the item did not exist); if another writer changed the state since,
+        nothing is written and False is returned. Writing the same result twice is
+        also refused (False): see `is_indexed`.
+        """
+        expr = _Expr()
+        version = expr.name(FileAttr.STATE_VERSION)
+        if expected_version is None:
+            condition = f"attribute_not_exists({expr.name(FileAttr.FILE_NAME)})"
+        else:
+            condition = f"{version} = {expr.value(expected_version)}"
+            if expected_version == 0:
+                fn = expr.name(FileAttr.FILE_NAME)
+                condition = f"attribute_exists({fn}) AND (attribute_not_exists({version}) OR {condition})"
+        attrs = {
+            **identity_attributes(name),
+            FileAttr.STATE: FileState.INDEXED.value,
+            FileAttr.BUCKET: bucket,
+            FileAttr.KEY: key,
+            FileAttr.ETAG: etag,
+            FileAttr.SIZE: size,
+            FileAttr.DOMAIN: domain,
+            FileAttr.INDEXED_AT: iso(now),
+            FileAttr.UPDATED_AT: iso(now),
+        }
+        extra = f"{version} = if_not_exists({version}, {expr.value(0)}) + {expr.value(1)}"
+        return self._update(name.file_name, attrs, condition, expr, extra)
+
+    def record_metadata(self, meta: FileMetadata, now: datetime) -> str:
+        """Write what record_metadata measured. Returns "written", "unchanged" or "conflict".
+
+        Only metadata attributes are written (never the state). The write holds
+        only while the item is still INDEXED on this very domain (or does not exist
+        yet), so metadata never lands on a file that was invalidated meanwhile.
+        Identical metadata is not written again (a second run changes nothing).
+        """
+        current = self.get(meta.file_name)
+        wanted = meta.attributes()
+        if current is not None and all(current.get(k) == v for k, v in wanted.items()):
+            return "unchanged"
+        expr = _Expr()
+        fn, state, domain = expr.name(FileAttr.FILE_NAME), expr.name(FileAttr.STATE), expr.name(FileAttr.DOMAIN)
+        condition = (
+            f"attribute_not_exists({fn}) OR "
+            f"({state} = {expr.value(FileState.INDEXED.value)} AND {domain} = {expr.value(meta.domain)})"
+        )
+        attrs = {**wanted, FileAttr.METADATA_AT: iso(now), FileAttr.UPDATED_AT: iso(now)}
+        extra = (
+            f"{state} = if_not_exists({state}, {expr.value(FileState.INDEXED.value)}), "
+            f"{expr.name(FileAttr.STATE_VERSION)} = if_not_exists({expr.name(FileAttr.STATE_VERSION)}, {expr.value(1)})"
+        )
+        if self._update(meta.file_name, attrs, condition, expr, extra):
+            return "written"
+        return "conflict"
+
+
+def is_indexed(item: Mapping[str, Any] | None, *, etag: str, domain: str) -> bool:
+    """Whether an item already records this object version as indexed in this domain."""
+    return (
+        item is not None
+        and item.get(FileAttr.STATE) == FileState.INDEXED.value
+        and item.get(FileAttr.ETAG) == etag
+        and item.get(FileAttr.DOMAIN) == domain
+    )
+
+
+def _valid_year_month(text: str) -> bool:
+    parts = text.split(".")
+    return (
+        len(parts) == 2
+        and len(parts[0]) == 4
+        and len(parts[1]) == 2
+        and parts[0].isdigit()
+        and parts[1].isdigit()
+        and 1 <= int(parts[1]) <= 12
+    )
+
+
+def year_months_of_orbits(first: int, last: int) -> list[str]:
+    """Every `YYYY.MM` that orbits `first..last` may start in.
+
+    Two days of margin on each side: a file name's start time may differ a little
+    from the interpolated orbit timing near a month boundary.
+    """
+    margin = timedelta(days=2)
+    start, end = naming.orbit_start(first) - margin, naming.orbit_start(last) + margin
+    months: list[str] = []
+    year, month = start.year, start.month
+    while (year, month) <= (end.year, end.month):
+        months.append(f"{year:04d}.{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months

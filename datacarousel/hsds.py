@@ -1,0 +1,526 @@
+"""HSDS adapter: index an HDF5 file into HSDS in place (`hsload --link`), and manage domains and folders.
+
+Everything here is a plain function that takes the HSDS endpoint and credentials
+(keyword arguments; each defaults to the HS_ENDPOINT / HS_USERNAME / HS_PASSWORD
+environment variables, as h5pyd does), opens its own connections and closes them
+before returning. Nothing is created at import time, so the functions are safe
+to call from worker processes (including after `fork`/`spawn`).
+
+Linking (`link_file`) stores only metadata and chunk locations in HSDS: the data
+bytes stay in the source (an `s3://bucket/key` object, or a file under the HSDS
+server's POSIX root). It uses h5pyd's own loader (`h5pyd._apps.utillib.load_file`,
+what `hsload --link` runs), with one fix: h5pyd 1.0.0 passes `maxshape` equal to
+the shape for every dataset, and h5json 2.0.1 refuses any max dimensions on the
+reference layouts (`H5D_CHUNKED_REF`, `H5D_CHUNKED_REF_INDIRECT`,
+`H5D_CONTIGUOUS_REF`), so every dataset above 512 elements failed with
+"Only datasets with 'H5D_CHUNKED' layout can be resizable". We drop the max
+dimensions for those layouts (a linked dataset cannot be resized anyway).
+
+A domain appears only when it is complete and durable: the file is loaded into a
+private staging domain, the server is told to flush it, then the final domain is
+created on the staging domain's root and the staging name is removed. A failure
+leaves no half-indexed domain under the final name, so `domain_exists(domain)`
+means "indexed", and re-running `link_file` after a crash is safe.
+
+Errors: `HsdsAuthError` (401/403: wrong credentials or no permission),
+`datacarousel.errors.BadInput` (the source is not a readable HDF5 file, the object
+does not exist, or a POSIX source lies outside the server root),
+`datacarousel.errors.NotReadable` (the S3 object is archived and not restored),
+`datacarousel.errors.TransientError` (HSDS or S3 unreachable / 5xx / 503: retry later).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import posixpath
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from datacarousel.contract import Env
+from datacarousel.errors import BadInput, ConfigError, DataCarouselError, NotReadable, TransientError
+
+log = logging.getLogger(__name__)
+
+# Layouts whose chunks live in the source file; h5json refuses max dimensions on them.
+REF_LAYOUTS = frozenset({"H5D_CHUNKED_REF", "H5D_CHUNKED_REF_INDIRECT", "H5D_CONTIGUOUS_REF"})
+STAGING_FOLDER_NAME = ".dc-staging"
+_TIMEOUT_S = 60.0
+
+
+class HsdsError(DataCarouselError):
+    """HSDS answered with an unexpected status."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class HsdsAuthError(HsdsError):
+    """HSDS refused the credentials (401) or the permission (403)."""
+
+
+@dataclass(frozen=True)
+class HsdsAccess:
+    """Where HSDS is and who we are there."""
+
+    endpoint: str
+    username: str
+    password: str
+    bucket: str | None = None
+
+    @classmethod
+    def resolve(
+        cls,
+        endpoint: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        bucket: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> HsdsAccess:
+        """Explicit values win; missing ones come from HS_ENDPOINT / HS_USERNAME / HS_PASSWORD."""
+        env = os.environ if environ is None else environ
+        values = {
+            Env.HS_ENDPOINT: endpoint or env.get(Env.HS_ENDPOINT, ""),
+            Env.HS_USERNAME: username or env.get(Env.HS_USERNAME, ""),
+            Env.HS_PASSWORD: password or env.get(Env.HS_PASSWORD, ""),
+        }
+        missing = [name for name, value in values.items() if not value]
+        if missing:
+            raise ConfigError(f"HSDS access needs {', '.join(missing)} (argument or environment variable)")
+        return cls(values[Env.HS_ENDPOINT], values[Env.HS_USERNAME], values[Env.HS_PASSWORD], bucket)
+
+
+@dataclass(frozen=True)
+class LinkResult:
+    """What `link_file` did."""
+
+    domain: str
+    source: str
+    file_uri: str  # what the domain's layouts point at (`s3://b/k` or `<bucket>/<path>`)
+    datasets: int
+    linked: int  # datasets whose bytes stay in the source (above 512 elements)
+    copied: int  # small, scalar and variable-length datasets, copied into HSDS
+    seconds: float
+
+
+# --- REST --------------------------------------------------------------------------
+
+
+class _Rest:
+    """A tiny HSDS REST client over http:// or http+unix:// (requests-unixsocket)."""
+
+    def __init__(self, access: HsdsAccess) -> None:
+        import requests_unixsocket
+
+        self.access = access
+        self.session = requests_unixsocket.Session()
+        self.session.auth = (access.username, access.password)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def request(self, method: str, domain: str, *, body: Any = None, params: Mapping[str, Any] | None = None) -> Any:
+        query: dict[str, Any] = {"domain": domain, **(params or {})}
+        if self.access.bucket:
+            query["bucket"] = self.access.bucket
+        url = self.access.endpoint.rstrip("/") + "/"
+        try:
+            return self.session.request(method, url, params=query, json=body, timeout=_TIMEOUT_S)
+        except Exception as exc:  # connection refused, socket missing, timeout
+            raise TransientError(f"HSDS at {self.access.endpoint} is unreachable: {exc}") from exc
+
+    def check(self, rsp: Any, what: str, ok: tuple[int, ...]) -> Any:
+        if rsp.status_code in ok:
+            return rsp
+        text = f"{what}: HSDS answered {rsp.status_code} {rsp.reason}"
+        if rsp.status_code in (401, 403):
+            raise HsdsAuthError(f"{text} (user {self.access.username!r})", rsp.status_code)
+        if rsp.status_code >= 500:
+            raise TransientError(text)
+        raise HsdsError(text, rsp.status_code)
+
+
+@contextlib.contextmanager
+def _rest(endpoint: str | None, username: str | None, password: str | None, bucket: str | None) -> Iterator[_Rest]:
+    client = _Rest(HsdsAccess.resolve(endpoint, username, password, bucket))
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _get(client: _Rest, domain: str) -> dict[str, Any] | None:
+    rsp = client.check(client.request("GET", domain), f"GET {domain}", (200, 404, 410))
+    if rsp.status_code != 200:
+        return None
+    body = rsp.json()
+    return body if isinstance(body, dict) else None
+
+
+def _check_domain_name(domain: str) -> None:
+    if not domain.startswith("/") or domain.endswith("/"):
+        raise ValueError(f"an HSDS domain is an absolute path not ending in '/': {domain!r}")
+
+
+def _check_folder_name(folder: str) -> None:
+    if not folder.startswith("/") or not folder.endswith("/") or folder == "/":
+        raise ValueError(f"an HSDS folder is an absolute path ending in '/': {folder!r}")
+
+
+# --- public helpers ------------------------------------------------------------------
+
+
+def domain_exists(
+    domain: str,
+    *,
+    endpoint: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    bucket: str | None = None,
+) -> bool:
+    """True when `domain` is an HSDS domain (a file, not a folder). Domains made by
+    `link_file` exist only once complete."""
+    _check_domain_name(domain)
+    with _rest(endpoint, username, password, bucket) as client:
+        body = _get(client, domain)
+    return bool(body and body.get("root"))
+
+
+def folder_exists(
+    folder: str,
+    *,
+    endpoint: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    bucket: str | None = None,
+) -> bool:
+    """True when `folder` (ending in '/') is an HSDS folder."""
+    _check_folder_name(folder)
+    with _rest(endpoint, username, password, bucket) as client:
+        body = _get(client, folder.rstrip("/"))
+    return body is not None and not body.get("root")
+
+
+def delete_domain(
+    domain: str,
+    *,
+    endpoint: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    bucket: str | None = None,
+) -> bool:
+    """Delete a domain (its metadata; linked source bytes are untouched). Idempotent:
+    returns False when there was nothing to delete."""
+    _check_domain_name(domain)
+    with _rest(endpoint, username, password, bucket) as client:
+        rsp = client.check(client.request("DELETE", domain), f"DELETE {domain}", (200, 404, 410))
+    deleted = bool(rsp.status_code == 200)
+    if deleted:
+        log.info("deleted HSDS domain %s", domain)
+    return deleted
+
+
+def flush_domain(
+    domain: str,
+    *,
+    endpoint: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    bucket: str | None = None,
+) -> None:
+    """Make the server write every pending object of `domain` to storage before returning.
+    (HSDS data nodes otherwise write lazily, a second or more after a change.)"""
+    _check_domain_name(domain)
+    with _rest(endpoint, username, password, bucket) as client:
+        client.check(client.request("PUT", domain, body={"flush": True}), f"flush {domain}", (200, 204))
+
+
+def ensure_folder(
+    folder: str,
+    *,
+    endpoint: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    bucket: str | None = None,
+    admin_username: str | None = None,
+    admin_password: str | None = None,
+) -> None:
+    """Create `folder` (absolute, ending in '/') and any missing parent, owned by `username`.
+
+    Top-level folders (e.g. `/home/`) can only be made by an admin: pass the admin
+    credentials for those (the embedded environment does, once, at `up`). Idempotent.
+    """
+    _check_folder_name(folder)
+    parts = [p for p in folder.strip("/").split("/") if p]
+    with _rest(endpoint, username, password, bucket) as client:
+        owner = client.access.username
+        admin = None
+        if admin_username and admin_password:
+            admin = _Rest(HsdsAccess(client.access.endpoint, admin_username, admin_password, bucket))
+        try:
+            for depth in range(1, len(parts) + 1):
+                path = "/" + "/".join(parts[:depth]) + "/"
+                _create_folder_level(client, admin, path, owner)
+        finally:
+            if admin is not None:
+                admin.close()
+
+
+def _create_folder_level(client: _Rest, admin: _Rest | None, path: str, owner: str) -> None:
+    existing = _get(client, path.rstrip("/"))
+    if existing is not None:
+        if existing.get("root"):
+            raise HsdsError(f"{path} is a domain, not a folder")
+        return
+    toplevel = path.count("/") == 2
+    creator = admin if (toplevel and admin is not None) else client
+    name = path.rstrip("/")
+    rsp = creator.request("PUT", name, body={"folder": True, "owner": owner})
+    if rsp.status_code == 403 and admin is not None and creator is client:
+        creator = admin
+        rsp = creator.request("PUT", name, body={"folder": True, "owner": owner})
+    if rsp.status_code == 409:  # made meanwhile by another worker
+        return
+    creator.check(rsp, f"create folder {path}", (200, 201))
+    log.info("created HSDS folder %s (owner %s)", path, owner)
+
+
+def staging_folder(domain: str) -> str:
+    """Private folder for domains being built: `/<top>/<user>/.dc-staging/` for `/<top>/<user>/...`."""
+    parts = [p for p in domain.split("/") if p]
+    if len(parts) >= 3:
+        return f"/{parts[0]}/{parts[1]}/{STAGING_FOLDER_NAME}/"
+    return posixpath.dirname(domain).rstrip("/") + f"/{STAGING_FOLDER_NAME}/"
+
+
+# --- linking -----------------------------------------------------------------------
+
+
+def posix_file_uri(path: Path | str, root: Path | str) -> str:
+    """`<bucket>/<path>` of a file under the HSDS POSIX root, as HSDS resolves link targets."""
+    source = Path(path).resolve()
+    base = Path(root).resolve()
+    try:
+        rel = source.relative_to(base)
+    except ValueError:
+        raise BadInput(f"{source} is not under the HSDS root directory {base}: HSDS cannot read it") from None
+    if len(rel.parts) < 2:
+        raise BadInput(f"{source} must sit in a bucket directory under the HSDS root {base}")
+    return rel.as_posix()
+
+
+def _s3_filesystem() -> Any:
+    """s3fs with the standard AWS settings (AWS_ENDPOINT_URL points it at moto locally)."""
+    import s3fs
+
+    client_kwargs: dict[str, Any] = {}
+    endpoint = os.environ.get(Env.AWS_ENDPOINT_URL)
+    if endpoint:
+        client_kwargs["endpoint_url"] = endpoint
+    region = os.environ.get(Env.AWS_REGION) or os.environ.get("AWS_REGION")
+    if region:
+        client_kwargs["region_name"] = region
+    # A fresh instance per call: s3fs caches instances, which does not survive fork.
+    return s3fs.S3FileSystem(client_kwargs=client_kwargs, skip_instance_cache=True, use_listings_cache=False)
+
+
+@contextlib.contextmanager
+def _open_source(source: str, posix_root: Path | str | None) -> Iterator[tuple[Any, str]]:
+    """(h5py.File, file URI for the layouts) of an `s3://` object or a POSIX file under the HSDS root."""
+    import h5py
+
+    if source.startswith("s3://"):
+        parsed = urlparse(source)
+        if not parsed.netloc or not parsed.path.strip("/"):
+            raise BadInput(f"{source!r} is not an s3://bucket/key URI")
+        fs = _s3_filesystem()
+        try:
+            raw = fs.open(source, "rb", block_size=1 << 20, cache_type="blockcache")
+        except FileNotFoundError as exc:
+            raise BadInput(f"{source} does not exist: {exc}") from exc
+        except PermissionError as exc:
+            if "InvalidObjectState" in str(exc) or "archive" in str(exc).lower():
+                raise NotReadable(f"{source} is archived and not restored: {exc}") from exc
+            raise
+        except OSError as exc:
+            if "InvalidObjectState" in str(exc):
+                raise NotReadable(f"{source} is archived and not restored: {exc}") from exc
+            raise TransientError(f"cannot open {source}: {exc}") from exc
+        try:
+            try:
+                fin = h5py.File(raw, "r")
+            except OSError as exc:
+                if "InvalidObjectState" in str(exc):
+                    raise NotReadable(f"{source} is archived and not restored: {exc}") from exc
+                raise BadInput(f"{source} is not a readable HDF5 file: {exc}") from exc
+            try:
+                yield fin, source
+            finally:
+                with contextlib.suppress(Exception):
+                    fin.close()
+        finally:
+            raw.close()
+    else:
+        if posix_root is None:
+            raise BadInput(f"{source!r}: a POSIX source needs the HSDS server's root directory (posix_root)")
+        file_uri = posix_file_uri(source, posix_root)
+        try:
+            fin = h5py.File(source, "r")
+        except FileNotFoundError as exc:
+            raise BadInput(f"{source} does not exist") from exc
+        except OSError as exc:
+            raise BadInput(f"{source} is not a readable HDF5 file: {exc}") from exc
+        try:
+            yield fin, file_uri
+        finally:
+            with contextlib.suppress(Exception):
+                fin.close()
+
+
+def _fix_ref_maxshape(fout: Any) -> None:
+    """Make `fout.create_dataset` drop max dimensions for the reference layouts (see module doc)."""
+    create = fout.create_dataset
+
+    def create_dataset(name: Any, *args: Any, **kwargs: Any) -> Any:
+        chunks = kwargs.get("chunks")
+        if isinstance(chunks, dict) and chunks.get("class") in REF_LAYOUTS and kwargs.get("maxshape") is not None:
+            kwargs["maxshape"] = None
+        return create(name, *args, **kwargs)
+
+    fout.create_dataset = create_dataset
+
+
+def _count(fin: Any) -> tuple[int, int]:
+    import h5py
+    import numpy as np
+    from h5pyd._apps import utillib
+
+    datasets = linked = 0
+
+    def visit(_name: str, obj: Any) -> None:
+        nonlocal datasets, linked
+        if isinstance(obj, h5py.Dataset):
+            datasets += 1
+            shape = obj.shape
+            if (
+                shape
+                and not utillib.is_vlen(obj.dtype)
+                and not utillib.is_compact(obj)
+                and int(np.prod(shape)) > utillib.MIN_DSET_ELEMENTS_FOR_LINKING
+            ):
+                linked += 1
+
+    fin.visititems(visit)
+    return datasets, linked
+
+
+def link_file(
+    source: str | Path,
+    domain: str,
+    *,
+    endpoint: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    bucket: str | None = None,
+    posix_root: Path | str | None = None,
+    retries: int = 3,
+) -> LinkResult:
+    """Index `source` into HSDS as `domain`, in place (the `hsload --link` of this project).
+
+    source: `s3://bucket/key` (read with s3fs; AWS_ENDPOINT_URL and the standard AWS
+        credentials apply, and the HSDS server reads the chunks from the same object), or a
+        POSIX path of a file under the HSDS server's root directory `posix_root`
+        (HSDS then reads `<bucket>/<path>` relative to that root).
+    domain: absolute HSDS domain, e.g. `naming.hsds_domain(folder, name)`. Its parent folder is
+        created if missing (the user must be allowed to create it). An existing domain of that
+        name is replaced: the new one appears atomically, complete and flushed to storage.
+    Returns a `LinkResult`. Raises `BadInput`, `NotReadable`, `TransientError`, `HsdsAuthError`
+    (see the module docstring). Safe to call from several worker processes at once for
+    different domains.
+    """
+    import h5pyd
+    from h5pyd._apps import utillib
+
+    _check_domain_name(domain)
+    access = HsdsAccess.resolve(endpoint, username, password, bucket)
+    kwargs = {"endpoint": access.endpoint, "username": access.username, "password": access.password}
+    started = time.monotonic()
+    source_text = str(source)
+    parent = posixpath.dirname(domain) + "/"
+    staging = f"{staging_folder(domain)}{uuid.uuid4().hex}-{posixpath.basename(domain)}"
+    ensure_folder(parent, bucket=bucket, **kwargs)
+    ensure_folder(staging_folder(domain), bucket=bucket, **kwargs)
+    with _open_source(source_text, posix_root) as (fin, file_uri):
+        datasets, linked = _count(fin)
+        try:
+            fout = h5pyd.File(staging, "w", bucket=bucket, retries=retries, **kwargs)
+        except OSError as exc:
+            _raise_for_io(exc, f"create staging domain {staging}")
+        try:
+            _fix_ref_maxshape(fout)
+            utillib.load_file(fin, fout, dataload="link", s3path=file_uri)  # closes fin and fout
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                fout.close()
+            with contextlib.suppress(Exception):
+                delete_domain(staging, bucket=bucket, **kwargs)
+            if isinstance(exc, OSError):
+                _raise_for_io(exc, f"link {source_text} into {domain}")
+            raise
+    try:
+        flush_domain(staging, bucket=bucket, **kwargs)
+        _publish(staging, domain, access)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            delete_domain(staging, bucket=bucket, **kwargs)
+        raise
+    result = LinkResult(
+        domain=domain,
+        source=source_text,
+        file_uri=file_uri,
+        datasets=datasets,
+        linked=linked,
+        copied=datasets - linked,
+        seconds=time.monotonic() - started,
+    )
+    log.info(
+        "linked %s -> %s: %d datasets (%d linked, %d copied) in %.2f s",
+        source_text,
+        domain,
+        result.datasets,
+        result.linked,
+        result.copied,
+        result.seconds,
+    )
+    return result
+
+
+def _publish(staging: str, domain: str, access: HsdsAccess) -> None:
+    """Give the staging domain's root to `domain` (replacing any old one) and drop the staging name."""
+    client = _Rest(access)
+    try:
+        client.check(client.request("DELETE", domain), f"replace {domain}", (200, 404, 410))
+        rsp = client.request("PUT", domain, body={"linked_domain": staging})
+        client.check(rsp, f"publish {domain}", (200, 201))
+        client.check(
+            client.request("DELETE", staging, params={"keep_root": 1}), f"drop staging name {staging}", (200,)
+        )
+        client.check(client.request("PUT", domain, body={"flush": True}), f"flush {domain}", (200, 204))
+    finally:
+        client.close()
+
+
+def _raise_for_io(exc: OSError, what: str) -> None:
+    status = exc.errno
+    if status in (401, 403):
+        raise HsdsAuthError(f"{what}: HSDS refused access ({status})", status) from exc
+    if status is not None and (status >= 500 or status in (408, 429)):
+        raise TransientError(f"{what}: HSDS answered {status}: {exc}") from exc
+    raise HsdsError(f"{what}: {exc}", status) from exc

@@ -1,0 +1,19 @@
+# The loader image: the shared dependency image (docker/base.Dockerfile) plus the code.
+# Its default command is the command of the Batch job definition datacarousel-loader;
+# a job definition's Command replaces it whole (the images have no ENTRYPOINT), so both run exactly
+#   `python -m loader`.
+# No credentials, endpoints or resource names inside: they come from the job's environment.
+ARG BASE_IMAGE=datacarousel-base:local
+FROM ${BASE_IMAGE}
+
+ENV PYTHONPATH=/opt/datacarousel
+
+# Code last: changing it rebuilds only these small layers. Owned by root, read-only to the worker.
+USER 0:0
+COPY datacarousel /opt/datacarousel/datacarousel
+COPY loader /opt/datacarousel/loader
+RUN python -m compileall -q /opt/datacarousel
+
+USER 10001:10001
+WORKDIR /home/datacarousel
+CMD ["python", "-m", "loader"]

@@ -1,0 +1,45 @@
+"""Shared pytest fixtures.
+
+`local_env` (session scope) brings the embedded environment up once for every
+integration test that asks for it: moto's server, a real HSDS server and the
+project's stack created in moto. It sets `os.environ` from the environment's
+env file for the rest of the session (so `datacarousel.aws.client("s3")` and
+h5pyd reach the local services through the standard variables) and always
+tears everything down at the end, whether tests passed, failed or were
+interrupted. Unit tests do not use it and start nothing.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from datacarousel.local import environment
+from datacarousel.local.environment import LocalEnvironment
+
+# Variables that could point boto3 at a real AWS account instead of moto.
+_FOREIGN_AWS_VARIABLES = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_DEFAULT_PROFILE")
+
+
+@pytest.fixture(scope="session")
+def local_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEnvironment]:
+    """The running embedded environment (`LocalEnvironment`: `.env`, `.state_dir`, `.pids()`)."""
+    state_dir: Path = tmp_path_factory.mktemp("local-env")
+    # Safety net for abrupt exits (the finalizer below is the normal path; down() is idempotent).
+    atexit.register(environment.down, state_dir)
+    env = environment.up(state_dir)
+    saved = dict(os.environ)
+    try:
+        for name in _FOREIGN_AWS_VARIABLES:
+            os.environ.pop(name, None)
+        os.environ.update(env.env)
+        yield env
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        environment.down(state_dir)
+        atexit.unregister(environment.down)
