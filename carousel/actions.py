@@ -3,18 +3,21 @@
 Each action is small, explicit and idempotent to apply; an adapter maps it to
 one S3 / SQS call plus one DynamoDB conditional write:
 
-| action | S3 / SQS / HSDS | DynamoDB conditional write |
+| action | S3 / SQS / HSDS call | DynamoDB conditional write |
 |---|---|---|
-| `UpdateFileState` | - | file: `state_version = expected_version` -> new state, expiry, version + 1 |
-| `RequestRestore` | `RestoreObject(Days, Tier)` | file: ARCHIVED at `expected_version` -> RESTORING, requested_at, restore_count + 1 |
-| `RenewLease` | `RestoreObject(Days)` again (a request fee, no retrieval) | file: restore_expiry = now + days |
-| `ProbeRestore` | `HeadObject` -> `Restore` header, fed to `reconcile` next step | - |
-| `QueueIndex` | `IndexRequest` on the index queue | file: index_requested_at = now |
-| `Release` | `WorkItem` on the work queue | job-file: WAITING -> QUEUED |
-| `FailJobFile` | - | job-file: WAITING/QUEUED -> FAILED with the reason |
-| `InvalidateExpired` | delete the HSDS domain | file: readable at `expected_version` -> ARCHIVED, domain removed; job-files of `requeue` QUEUED -> WAITING |
-| `CompleteJob` | - | job: OPEN -> COMPLETE |
-| `CancelJob` | - | job: OPEN -> CANCELLED |
+| `UpdateFileState` | - | file at `expected_version`: new state and expiry |
+| `RequestRestore` | `RestoreObject(Days, Tier)` | file ARCHIVED at `expected_version` -> RESTORING |
+| `RenewLease` | `RestoreObject(Days)` again (request fee only) | file: new restore_expiry |
+| `ProbeRestore` | `HeadObject`; its `Restore` header goes to `reconcile` | file: restore_checked_at |
+| `QueueIndex` | `IndexRequest` on the index queue | file: index_requested_at |
+| `Release` | `WorkItem` on the work queue | job-file WAITING -> QUEUED |
+| `FailJobFile` | - | job-file WAITING/QUEUED -> FAILED, reason |
+| `InvalidateExpired` | delete the HSDS domain | file -> ARCHIVED; job-files of `requeue` QUEUED -> WAITING |
+| `CompleteJob` | - | job OPEN -> COMPLETE |
+| `CancelJob` | - | job OPEN -> CANCELLED |
+
+Every write bumps `state_version`; RequestRestore also sets restore_requested_at and
+restore_count + 1; InvalidateExpired also removes the domain and the expiry.
 
 A conditional write that fails means somebody else moved the item first: the
 adapter drops the action and the next step plans again from fresh state.

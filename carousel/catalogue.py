@@ -87,7 +87,9 @@ def fallback_entries(seed: int = 0, orbits: Sequence[int] | None = None) -> list
     for orbit, size in zip(orbit_list, sizes, strict=True):
         name = naming.BasicFusionName.for_orbit(orbit)
         out.append(
-            _Entry(orbit, name.file_name, naming.archive_key(name), name.start, name.misr_path, name.year_month, int(size))
+            _Entry(
+                orbit, name.file_name, naming.archive_key(name), name.start, name.misr_path, name.year_month, int(size)
+            )
         )
     return out
 

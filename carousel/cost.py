@@ -34,12 +34,12 @@ from carousel.model import (
     FileRecord,
     Snapshot,
 )
-from carousel.planner import DAY_S, HOUR_S, TIER_MAX_LATENCY_S, PlannerConfig
+from carousel.planner import DAY_S, HOUR_S, TIER_MAX_LATENCY_S, PlannerConfig, demand
 from datacarousel.contract import FileState, JobState, RestoreTier
 from datacarousel.errors import BadInput
 
 
-class ArchiveClass(str, enum.Enum):
+class ArchiveClass(enum.StrEnum):
     """S3 storage classes an archived object can sit in (the S3 API names)."""
 
     DEEP_ARCHIVE = "DEEP_ARCHIVE"
@@ -76,7 +76,9 @@ class PriceTable:
         try:
             return self.retrieval[(ArchiveClass(archive_class), RestoreTier(tier))]
         except KeyError:
-            raise BadInput(f"no {RestoreTier(tier).value} retrieval tier for {ArchiveClass(archive_class).value}") from None
+            raise BadInput(
+                f"no {RestoreTier(tier).value} retrieval tier for {ArchiveClass(archive_class).value}"
+            ) from None
 
     def gb(self, n_bytes: float) -> float:
         return n_bytes / self.bytes_per_gb
@@ -212,8 +214,6 @@ def estimate_submission(
     window) drain at one window per turnover (longest latency + one lease); then one
     restore latency.
     """
-    from carousel.planner import demand
-
     d = demand(snapshot, now)
     pos = snapshot.files.position
     price = prices.retrieval_price(archive_class, config.tier)

@@ -68,6 +68,15 @@ def _time(value: float | None) -> float:
     return NAN if value is None else float(value)
 
 
+def _codes(table: Mapping[Any, int], states: Iterable[Any], what: str) -> list[int]:
+    """State codes of enum members or their string values (str enums hash and compare as their value)."""
+    values = list(states)
+    try:
+        return [table[v] for v in values]
+    except KeyError as exc:
+        raise BadInput(f"unknown {what} {exc.args[0]!r}") from None
+
+
 def _opt(value: float) -> float | None:
     return None if np.isnan(value) else float(value)
 
@@ -91,6 +100,7 @@ class FileRecord:
     index_requested_at: float | None = None
     updated_at: float | None = None
     restore_count: int = 0
+    restore_checked_at: float | None = None
     year_month: str = ""
     misr_path: int = 0
 
@@ -101,6 +111,7 @@ class JobRecord:
     owner: str
     submitted_at: float
     state: JobState = JobState.OPEN
+    file_count: int | None = None  # job-files the submission wrote; a job completes only once all are seen
 
 
 @dataclass(frozen=True)
@@ -129,6 +140,7 @@ class FileTable:
     index_requested_at: FloatArray
     updated_at: FloatArray
     restore_count: IntArray
+    checked_at: FloatArray
 
     def __post_init__(self) -> None:
         n = len(self.names)
@@ -159,6 +171,7 @@ class FileTable:
         index_requested_at: Any = None,
         updated_at: Any = None,
         restore_count: Any = None,
+        checked_at: Any = None,
         position: dict[str, int] | None = None,
     ) -> FileTable:
         n = len(names)
@@ -177,6 +190,7 @@ class FileTable:
             index_requested_at=_frozen(nan if index_requested_at is None else index_requested_at, np.float64),
             updated_at=_frozen(nan if updated_at is None else updated_at, np.float64),
             restore_count=_frozen(zeros if restore_count is None else restore_count, np.int64),
+            checked_at=_frozen(nan if checked_at is None else checked_at, np.float64),
         )
         if position is not None:  # a caller that builds many snapshots over the same names shares one dict
             table.__dict__["position"] = position
@@ -196,6 +210,7 @@ class FileTable:
             index_requested_at=_opt(self.index_requested_at[i]),
             updated_at=_opt(self.updated_at[i]),
             restore_count=int(self.restore_count[i]),
+            restore_checked_at=_opt(self.checked_at[i]),
         )
 
     def replace_rows(self, rows: Sequence[int], **columns: Sequence[Any]) -> FileTable:
@@ -235,6 +250,7 @@ _FILE_FIELDS = (
     "index_requested_at",
     "updated_at",
     "restore_count",
+    "checked_at",
 )
 
 
@@ -244,6 +260,7 @@ class JobTable:
     owners: tuple[str, ...]
     submitted_at: FloatArray
     state: CodeArray
+    file_count: IntArray  # -1: not known
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -262,7 +279,9 @@ class JobTable:
         return _frozen([lookup[o] for o in self.owners], np.int32)
 
     @classmethod
-    def build(cls, ids: Sequence[str], owners: Sequence[str], submitted_at: Any, state: Any = None) -> JobTable:
+    def build(
+        cls, ids: Sequence[str], owners: Sequence[str], submitted_at: Any, state: Any = None, file_count: Any = None
+    ) -> JobTable:
         n = len(ids)
         if len(set(ids)) != n:
             raise BadInput("duplicate job ids in snapshot")
@@ -271,6 +290,7 @@ class JobTable:
             owners=tuple(owners),
             submitted_at=_frozen(submitted_at, np.float64),
             state=_frozen(np.zeros(n) if state is None else state, np.int8),
+            file_count=_frozen(np.full(n, -1) if file_count is None else file_count, np.int64),
         )
 
 
@@ -288,7 +308,9 @@ class JobFileTable:
     @classmethod
     def build(cls, job: Any, file: Any, state: Any = None) -> JobFileTable:
         j = _frozen(job, np.int32)
-        return cls(job=j, file=_frozen(file, np.int32), state=_frozen(np.zeros(len(j)) if state is None else state, np.int8))
+        return cls(
+            job=j, file=_frozen(file, np.int32), state=_frozen(np.zeros(len(j)) if state is None else state, np.int8)
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -322,35 +344,41 @@ class Snapshot:
             [f.size_bytes for f in file_list],
             keys=[f.key or f.file_name for f in file_list],
             domains=[f.domain for f in file_list],
-            state=[FILE_CODE[FileState(f.state)] for f in file_list],
+            state=_codes(FILE_CODE, (f.state for f in file_list), "file state"),
             version=[f.state_version for f in file_list],
             requested_at=[_time(f.restore_requested_at) for f in file_list],
             expiry=[_time(f.restore_expiry) for f in file_list],
             index_requested_at=[_time(f.index_requested_at) for f in file_list],
             updated_at=[_time(f.updated_at) for f in file_list],
             restore_count=[f.restore_count for f in file_list],
+            checked_at=[_time(f.restore_checked_at) for f in file_list],
         )
         job_list = list(jobs)
         job_table = JobTable.build(
             [j.job_id for j in job_list],
             [j.owner for j in job_list],
             [j.submitted_at for j in job_list],
-            [JOB_CODE[JobState(j.state)] for j in job_list],
+            _codes(JOB_CODE, (j.state for j in job_list), "job state"),
+            [-1 if j.file_count is None else j.file_count for j in job_list],
         )
         file_pos, job_pos = table.position, job_table.position
-        jf_job, jf_file, jf_state = [], [], []
-        seen: set[tuple[str, str]] = set()
-        for row in job_files:
-            if row.job_id not in job_pos:
-                raise BadInput(f"job-file ({row.job_id!r}, {row.file_name!r}) names an unknown job")
-            if row.file_name not in file_pos:
-                raise BadInput(f"job-file ({row.job_id!r}, {row.file_name!r}) names an unknown file")
-            if (row.job_id, row.file_name) in seen:
-                raise BadInput(f"duplicate job-file ({row.job_id!r}, {row.file_name!r})")
-            seen.add((row.job_id, row.file_name))
-            jf_job.append(job_pos[row.job_id])
-            jf_file.append(file_pos[row.file_name])
-            jf_state.append(JOB_FILE_CODE[JobFileState(row.state)])
+        rows = list(job_files)
+        try:
+            jf_job = [job_pos[r.job_id] for r in rows]
+        except KeyError as exc:
+            raise BadInput(f"a job-file names an unknown job {exc.args[0]!r}") from None
+        try:
+            jf_file = [file_pos[r.file_name] for r in rows]
+        except KeyError as exc:
+            raise BadInput(f"a job-file names an unknown file {exc.args[0]!r}") from None
+        jf_state = _codes(JOB_FILE_CODE, (r.state for r in rows), "job-file state")
+        pair_keys = np.sort(
+            np.asarray(jf_job, dtype=np.int64) * max(len(table), 1) + np.asarray(jf_file, dtype=np.int64)
+        )
+        if len(pair_keys) > 1 and (pair_keys[1:] == pair_keys[:-1]).any():
+            dup = int(pair_keys[1:][pair_keys[1:] == pair_keys[:-1]][0])
+            j, f = divmod(dup, max(len(table), 1))
+            raise BadInput(f"duplicate job-file ({job_table.ids[j]!r}, {table.names[f]!r})")
         return cls(table, job_table, JobFileTable.build(jf_job, jf_file, jf_state))
 
     def file(self, name: str) -> FileRecord:
@@ -360,7 +388,8 @@ class Snapshot:
         j = self.jobs.position[job_id]
         rows = np.nonzero(self.job_files.job == j)[0]
         return {
-            self.files.names[int(self.job_files.file[r])]: JOB_FILE_FROM_CODE[int(self.job_files.state[r])] for r in rows
+            self.files.names[int(self.job_files.file[r])]: JOB_FILE_FROM_CODE[int(self.job_files.state[r])]
+            for r in rows
         }
 
     def replace(

@@ -77,7 +77,7 @@ HOUR_S = 3_600.0
 S3_RESTORE_REQUESTS_PER_SECOND = 1_000  # per account
 
 
-class Policy(str, enum.Enum):
+class Policy(enum.StrEnum):
     DEMAND = "demand"
     ROTATION = "rotation"
     NAIVE = "naive"
@@ -97,7 +97,8 @@ class PlannerConfig:
     renew_margin_s: float = 12 * HOUR_S  # renew a needed file when less than this is left
     max_restore_requests_per_step: int = S3_RESTORE_REQUESTS_PER_SECOND * 60  # the adapter issues them for 60 s
     index_retry_s: float = HOUR_S
-    probe_after_s: float | None = None  # default: the tier's longest latency plus an hour
+    probe_after_s: float = 6 * HOUR_S  # HeadObject a restore this old (its completion event may be lost) ...
+    probe_every_s: float = 6 * HOUR_S  # ... and again this long after the last look (< one lease)
 
     def __post_init__(self) -> None:
         problems = []
@@ -109,18 +110,14 @@ class PlannerConfig:
             problems.append(f"lease_days must lie in 1..30, got {self.lease_days}")
         if not 0 < self.renew_margin_s < self.lease_days * DAY_S:
             problems.append(f"renew_margin_s must lie in (0, lease_days days), got {self.renew_margin_s}")
+        if not 0 < self.probe_every_s < self.lease_days * DAY_S:
+            problems.append("probe_every_s must lie in (0, lease_days days): a copy must not expire unseen")
         if self.max_restore_requests_per_step < 1:
             problems.append("max_restore_requests_per_step must be >= 1")
         object.__setattr__(self, "policy", Policy(self.policy))
         object.__setattr__(self, "tier", RestoreTier(self.tier))
         if problems:
             raise BadInput("invalid planner config: " + "; ".join(problems))
-
-    @property
-    def probe_after(self) -> float:
-        if self.probe_after_s is not None:
-            return self.probe_after_s
-        return TIER_MAX_LATENCY_S[self.tier] + HOUR_S
 
     @staticmethod
     def requests_per_step(step_seconds: float, rate_per_second: float = S3_RESTORE_REQUESTS_PER_SECOND) -> int:
@@ -148,7 +145,8 @@ def demand(snapshot: Snapshot, now: float) -> Demand:
     readable = (files.state == F_RESTORED) | (files.state == F_INDEXED)
     with np.errstate(invalid="ignore"):
         expired = readable & (files.expiry <= now)
-    in_window = ((files.state == F_RESTORING) | readable) & ~expired
+        staged_failed = (files.state == F_FAILED) & (files.expiry > now)  # a bad file's copy still takes room
+    in_window = ((files.state == F_RESTORING) | readable | staged_failed) & ~expired
     return Demand(
         needed=np.bincount(jf.file[pending], minlength=n),
         waiting=np.bincount(jf.file[waiting], minlength=n),
@@ -175,7 +173,10 @@ def plan(snapshot: Snapshot, now: float, config: PlannerConfig) -> Plan:
     failed = np.bincount(jf.job[jf.state == JF_FAILED], minlength=len(jobs)) + np.bincount(
         jf.job[failed_rows], minlength=len(jobs)
     )
-    for j in np.nonzero((jobs.state == J_OPEN) & (nonterminal == 0))[0]:
+    # a job whose submission has not written all its job-files yet is not complete
+    seen_rows = np.bincount(jf.job, minlength=len(jobs))
+    all_seen = seen_rows >= jobs.file_count
+    for j in np.nonzero((jobs.state == J_OPEN) & (nonterminal == 0) & all_seen)[0]:
         actions.append(CompleteJob(jobs.ids[j], done=int(done[j]), failed=int(failed[j])))
 
     # 2. expiry and failed files
@@ -218,14 +219,18 @@ def plan(snapshot: Snapshot, now: float, config: PlannerConfig) -> Plan:
 
     # 5. probes
     with np.errstate(invalid="ignore"):
-        probe = (files.state == F_RESTORING) & (now - files.requested_at >= config.probe_after)
+        probe = (
+            (files.state == F_RESTORING)
+            & (now - files.requested_at >= config.probe_after_s)
+            & ~(now - files.checked_at < config.probe_every_s)  # NaN (never looked) counts as due
+        )
     for i in np.nonzero(probe)[0]:
         actions.append(ProbeRestore(files.names[i], files.keys[i]))
 
     # 6. admission
     used_bytes = int(files.size[d.in_window].sum())
     used_files = int(d.in_window.sum())
-    chosen = admit(snapshot, d, now, config, used_bytes, used_files, max(0, budget))
+    chosen = admit(snapshot, d, config, used_bytes=used_bytes, used_files=used_files, budget=max(0, budget))
     for i in chosen:
         actions.append(
             RequestRestore(
@@ -255,8 +260,8 @@ def plan(snapshot: Snapshot, now: float, config: PlannerConfig) -> Plan:
 def admit(
     snapshot: Snapshot,
     d: Demand,
-    now: float,
     config: PlannerConfig,
+    *,
     used_bytes: int,
     used_files: int,
     budget: int,
@@ -283,7 +288,9 @@ def admit(
     return _take(cand[order], files.size, free_bytes, free_files)
 
 
-def _take(ordered: npt.NDArray[np.int64], size: npt.NDArray[np.int64], free_bytes: int, free_files: int) -> npt.NDArray[np.int64]:
+def _take(
+    ordered: npt.NDArray[np.int64], size: npt.NDArray[np.int64], free_bytes: int, free_files: int
+) -> npt.NDArray[np.int64]:
     """The longest prefix that fits: strict order, so a big file is never overtaken for ever."""
     head = ordered[:free_files]
     fits = np.cumsum(size[head]) <= free_bytes
@@ -294,8 +301,13 @@ def _take(ordered: npt.NDArray[np.int64], size: npt.NDArray[np.int64], free_byte
 def _first_submitted(snapshot: Snapshot, candidates: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
     jf, jobs = snapshot.job_files, snapshot.jobs
     rows = (jobs.state[jf.job] == J_OPEN) & (jf.state == JF_WAITING) & candidates[jf.file]
+    file_idx, submitted = jf.file[rows], jobs.submitted_at[jf.job[rows]]
+    order = np.lexsort((submitted, file_idx))
+    file_sorted = file_idx[order]
+    head = np.ones(len(order), dtype=bool)
+    head[1:] = file_sorted[1:] != file_sorted[:-1]  # the earliest submission of each file
     first = np.full(len(snapshot.files), np.inf)
-    np.minimum.at(first, jf.file[rows], jobs.submitted_at[jf.job[rows]])
+    first[file_sorted[head]] = submitted[order][head]
     return first
 
 
@@ -313,15 +325,17 @@ def _admit_demand(
     usage = np.bincount(owner[jf.job[window_rows]], weights=share, minlength=n_owners).astype(float)
 
     rows = open_row & (jf.state == JF_WAITING) & candidates[jf.file]
-    pair = np.unique(owner[jf.job[rows]].astype(np.int64) * n + jf.file[rows])
+    keys = np.sort(owner[jf.job[rows]].astype(np.int64) * n + jf.file[rows])
+    distinct = np.ones(len(keys), dtype=bool)
+    distinct[1:] = keys[1:] != keys[:-1]
+    pair = keys[distinct]  # unique (owner, file) pairs
     pair_owner, pair_file = pair // n, pair % n
+    by_file = np.argsort(pair_file, kind="stable")
+    file_sorted, owner_by_file = pair_file[by_file], pair_owner[by_file]
     first = _first_submitted(snapshot, candidates)
     order = np.lexsort((files.orbit[pair_file], first[pair_file], -d.waiting[pair_file], pair_owner))
     pair_owner, pair_file = pair_owner[order], pair_file[order]
     bounds = np.searchsorted(pair_owner, np.arange(n_owners + 1))
-    owners_of_file: dict[int, list[int]] = {}
-    for o, f in zip(pair_owner.tolist(), pair_file.tolist(), strict=True):
-        owners_of_file.setdefault(f, []).append(o)
 
     heap = [(usage[o], o) for o in range(n_owners) if bounds[o] < bounds[o + 1]]
     heapq.heapify(heap)
@@ -346,9 +360,8 @@ def _admit_demand(
         free_bytes -= int(size[f])
         taken.add(f)
         chosen.append(f)
-        wanting = owners_of_file[f]
-        for w in wanting:
-            usage[w] += size[f] / len(wanting)
+        wanting = owner_by_file[np.searchsorted(file_sorted, f, "left") : np.searchsorted(file_sorted, f, "right")]
+        usage[wanting] += size[f] / len(wanting)
         heapq.heappush(heap, (usage[o], o))
     return np.asarray(chosen, dtype=np.int64)
 
@@ -375,8 +388,8 @@ __all__ = [
     "JF_RUNNING",
     "JF_WAITING",
     "Demand",
-    "Policy",
     "PlannerConfig",
+    "Policy",
     "admit",
     "cancel_job",
     "demand",

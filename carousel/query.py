@@ -32,6 +32,7 @@ FIRST_YEAR = 2000
 LAST_YEAR = 2015
 MISR_PATHS = 233
 MAX_LIST = 512  # no field legitimately lists more values than there are MISR paths
+LOOKUP_OVERHEAD_ITEMS = 25  # one Query request costs about as much as reading this many items
 
 QUERY_FIELDS = ("years", "months", "misr_paths", "orbit_min", "orbit_max")
 
@@ -140,9 +141,10 @@ def validate_fields(raw: Mapping[str, Any]) -> list[str]:
             problems.append(f"{name} must be an integer, got {type(value).__name__} {value!r}"[:200])
         elif not naming.FIRST_ORBIT <= value <= naming.LAST_ORBIT:
             problems.append(f"{name} must lie in {naming.FIRST_ORBIT}..{naming.LAST_ORBIT}, got {value}")
-    lo, hi = raw.get("orbit_min"), raw.get("orbit_max")
-    if _is_int(lo) and _is_int(hi) and lo > hi:
-        problems.append(f"orbit_min {lo} is greater than orbit_max {hi}")
+    omin: Any = raw.get("orbit_min")
+    omax: Any = raw.get("orbit_max")
+    if _is_int(omin) and _is_int(omax) and omin > omax:
+        problems.append(f"orbit_min {omin} is greater than orbit_max {omax}")
     if not problems and not any(raw.get(name) not in (None, (), []) for name in QUERY_FIELDS):
         problems.append("the query selects the whole archive; give years, months, misr_paths or an orbit range")
     return problems
@@ -199,7 +201,7 @@ class IndexLookup:
     @property
     def estimated_items(self) -> int:
         span = self.orbit_max - self.orbit_min + 1
-        return span if self.index_name == FileIndex.BY_YEAR_MONTH else span // MISR_PATHS + 1
+        return span if self.index_name == FileIndex.BY_YEAR_MONTH else -(-span // MISR_PATHS)
 
 
 def _start_seconds(orbit: int) -> float:
@@ -246,7 +248,11 @@ def lookups(query: JobQuery) -> tuple[IndexLookup, ...]:
                 continue
             by_month.append(
                 IndexLookup(
-                    FileIndex.BY_YEAR_MONTH, FileAttr.YEAR_MONTH, f"{year:04d}.{month:02d}", max(lo, span[0]), min(hi, span[1])
+                    FileIndex.BY_YEAR_MONTH,
+                    FileAttr.YEAR_MONTH,
+                    f"{year:04d}.{month:02d}",
+                    max(lo, span[0]),
+                    min(hi, span[1]),
                 )
             )
     if not query.misr_paths:
@@ -258,8 +264,8 @@ def lookups(query: JobQuery) -> tuple[IndexLookup, ...]:
         return ()
     by_path = tuple(IndexLookup(FileIndex.BY_MISR_PATH, FileAttr.MISR_PATH, p, lo, hi) for p in query.misr_paths)
     if query.years or query.months:
-        cost_month = sum(x.estimated_items for x in by_month)
-        cost_path = sum(x.estimated_items for x in by_path)
+        cost_month = sum(x.estimated_items + LOOKUP_OVERHEAD_ITEMS for x in by_month)
+        cost_path = sum(x.estimated_items + LOOKUP_OVERHEAD_ITEMS for x in by_path)
         if cost_month <= cost_path:
             return tuple(by_month)
     return by_path

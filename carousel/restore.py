@@ -20,12 +20,11 @@ from email.utils import parsedate_to_datetime
 import numpy as np
 
 from carousel.actions import UpdateFileState
-from carousel.model import FILE_CODE, FILE_FROM_CODE, F_ARCHIVED, F_FAILED, F_INDEXED, F_RESTORED, F_RESTORING, Snapshot
-from datacarousel.contract import FileState
+from carousel.model import F_ARCHIVED, F_FAILED, F_INDEXED, F_RESTORED, F_RESTORING, FILE_CODE, FILE_FROM_CODE, Snapshot
 from datacarousel.errors import BadInput
 
 
-class RestoreEventKind(str, enum.Enum):
+class RestoreEventKind(enum.StrEnum):
     INITIATED = "ObjectRestore:Post"
     COMPLETED = "ObjectRestore:Completed"
     EXPIRED = "ObjectRestore:Delete"
@@ -43,7 +42,7 @@ class RestoreEvent:
     restore_expiry: float | None = None  # COMPLETED events carry it
 
 
-class ObservedStatus(str, enum.Enum):
+class ObservedStatus(enum.StrEnum):
     ARCHIVED = "archived"  # no Restore header: no readable copy, no restore in progress
     ONGOING = "ongoing"  # ongoing-request="true"
     RESTORED = "restored"  # ongoing-request="false", expiry-date=...
@@ -93,20 +92,20 @@ def _target(
 ) -> tuple[int, float]:
     """The (state, expiry) a file should have given what S3 says; FAILED files are left alone."""
     readable = state in (F_RESTORED, F_INDEXED)
-    if status is ObservedStatus.RESTORED and new_expiry is not None and new_expiry > now:
-        if readable:
-            if observed or np.isnan(expiry):
-                return state, new_expiry  # the object says so (a renewal, or a stale record)
-            return state, max(expiry, new_expiry)  # an old completion event never undoes a renewal
-        return F_RESTORED, new_expiry
+    if status is ObservedStatus.RESTORED and new_expiry is not None:
+        if readable and not observed and not np.isnan(expiry):
+            new_expiry = max(expiry, new_expiry)  # an old completion event never undoes a renewal
+        if new_expiry > now:
+            return (state if readable else F_RESTORED), new_expiry
+        status = ObservedStatus.ARCHIVED  # the copy came and went
     if status is ObservedStatus.ONGOING:
         return (F_RESTORING, np.nan) if state == F_ARCHIVED else (state, expiry)
-    # No readable copy (archived, or a restored copy whose expiry has passed).
-    if state == F_RESTORING and status is ObservedStatus.ARCHIVED:
-        return F_ARCHIVED, np.nan  # the request never took: it may be issued again
+    # No readable copy now.
+    if state == F_RESTORING:
+        return F_ARCHIVED, np.nan  # the request never took, or its copy expired unseen: it may be issued again
     if readable:
         # Expire it now; the planner's InvalidateExpired removes the domain and requeues work.
-        return state, min(expiry, now) if not np.isnan(expiry) else now
+        return state, now if np.isnan(expiry) else min(expiry, now)
     return state, expiry
 
 

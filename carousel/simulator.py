@@ -47,6 +47,7 @@ from carousel.model import (
     F_INDEXED,
     F_RESTORED,
     F_RESTORING,
+    J_CANCELLED,
     J_COMPLETE,
     J_OPEN,
     JF_DONE,
@@ -59,7 +60,7 @@ from carousel.model import (
     JobTable,
     Snapshot,
 )
-from carousel.planner import DAY_S, HOUR_S, PlannerConfig, Policy, step
+from carousel.planner import DAY_S, HOUR_S, PlannerConfig, Policy, cancel_job, step
 from carousel.query import JobQuery
 from carousel.restore import ObservedRestore, ObservedStatus, RestoreEvent, RestoreEventKind
 from datacarousel.contract import RestoreTier
@@ -106,6 +107,7 @@ class JobSpec:
     submitted_at: float
     query: JobQuery
     files: npt.NDArray[np.int64]  # catalogue rows
+    cancel_at: float | None = None  # the researcher cancels the job at this time (if still open)
 
 
 def make_workload(catalogue: CatalogueArrays, config: SimConfig) -> list[JobSpec]:
@@ -157,9 +159,11 @@ class SimResult:
     policy: Policy
     jobs: int
     jobs_completed: int
+    jobs_cancelled: int
     unique_bytes_needed: int
     unique_files_needed: int
     restored_bytes: int
+    re_restored_bytes: int  # restores of a file restored before (its copy expired, then a job wanted it)
     restore_requests: int
     renewal_requests: int
     amplification: float
@@ -220,6 +224,7 @@ class _World:
         self.index_requested_at = np.full(n, np.nan)
         self.updated_at = np.full(n, np.nan)
         self.restore_count = np.zeros(n, np.int64)
+        self.checked_at = np.full(n, np.nan)
         self.domains = [""] * n
         # S3 / index worker view
         self.w_done_at = np.full(n, np.inf)  # restore completes
@@ -228,6 +233,7 @@ class _World:
         self.bad = self.rng.random(n) < config.bad_file_rate
         # jobs and job-files (rows ordered by job arrival)
         self.job_ids = tuple(j.job_id for j in jobs)
+        self._job_pos = {job_id: k for k, job_id in enumerate(self.job_ids)}
         self.owners = tuple(j.owner for j in jobs)
         self.submitted = np.array([j.submitted_at for j in jobs])
         self.job_state = np.zeros(len(jobs), np.int8)
@@ -247,7 +253,15 @@ class _World:
         self.restore_requests = 0
         self.renewal_requests = 0
         self.staged_byte_s = 0.0
-        self.violations = {"restore_while_restoring_or_readable": 0, "window_exceeded": 0, "read_unreadable": 0}
+        self.violations = {
+            "restore_while_restoring_or_readable": 0,
+            "window_exceeded": 0,
+            "read_unreadable": 0,
+            "expired_while_needed": 0,
+            "world_window_exceeded": 0,
+        }
+        self.re_restored_bytes = 0
+        self.cancelled = 0
         self.t_prev = EPOCH
 
     # -- world -> snapshot ------------------------------------------------------------
@@ -265,6 +279,7 @@ class _World:
             index_requested_at=self.index_requested_at,
             updated_at=self.updated_at,
             restore_count=self.restore_count,
+            checked_at=self.checked_at,
             position=self.position,
         )
         jobs = JobTable.build(
@@ -300,6 +315,14 @@ class _World:
             gone = np.nonzero(self.w_expiry <= t)[0]
         for i in gone:
             self._event(RestoreEvent(self.names[i], RestoreEventKind.EXPIRED, self.w_expiry[i]))
+        if len(gone):
+            pending = (self.job_state[self.jf_job] == J_OPEN) & (self.jf_state <= JF_RUNNING)
+            arrived_rows = (
+                np.arange(len(self.jf_job)) < self.rows_before[int(np.searchsorted(self.submitted, t, "right"))]
+            )
+            needed = np.zeros(len(self.size), bool)
+            needed[self.jf_file[pending & arrived_rows]] = True
+            self.violations["expired_while_needed"] += int(needed[gone].sum())
         self.w_expiry[gone] = np.nan
         # the index worker
         indexed = np.nonzero(self.w_index_at <= t)[0]
@@ -361,6 +384,8 @@ class _World:
                 self.version[i] += 1
                 self.requested_at[i] = t
                 self.updated_at[i] = t
+                if self.restore_count[i]:
+                    self.re_restored_bytes += int(self.size[i])
                 self.restore_count[i] += 1
                 self.w_done_at[i] = t + self.rng.uniform(lo, hi) * HOUR_S
                 self.restored_bytes += int(self.size[i])
@@ -397,18 +422,13 @@ class _World:
                     self.run_start[r] = self.run_end[r] = np.inf
             elif isinstance(a, ProbeRestore):
                 self.probe_next.add(self.position[a.file_name])
+                self.checked_at[self.position[a.file_name]] = t
             elif isinstance(a, FailJobFile):
                 self.jf_state[self._row(self._job_pos[a.job_id], self.position[a.file_name])] = JF_FAILED
             elif isinstance(a, CompleteJob):
                 j = self._job_pos[a.job_id]
                 self.job_state[j] = J_COMPLETE
                 self.completed_at[j] = t
-
-    @property
-    def _job_pos(self) -> dict[str, int]:
-        if not hasattr(self, "_jp"):
-            self._jp = {j: k for k, j in enumerate(self.job_ids)}
-        return self._jp
 
     def _row(self, job: int, unit: int) -> int:
         lo, hi = self.rows_before[job], self.rows_before[job + 1]
@@ -454,6 +474,12 @@ def simulate(
     while t <= end:
         world.advance(t)
         arrived = int(np.searchsorted(world.submitted, t, side="right"))
+        for k in range(arrived):
+            when = jobs[k].cancel_at
+            if when is not None and when <= t and world.job_state[k] == J_OPEN:
+                action, _ = cancel_job(world.snapshot(arrived), jobs[k].job_id, t)
+                world.job_state[world._job_pos[action.job_id]] = J_CANCELLED
+                world.cancelled += 1
         snapshot = world.snapshot(arrived)
         tick = time.perf_counter()
         plan, reconciled = step(snapshot, world.take_events(), world.observed(t), t, planner)
@@ -463,14 +489,18 @@ def simulate(
             world.violations["window_exceeded"] += 1
         peak_window = max(peak_window, plan.window_bytes)
         world.apply(reconciled, plan.actions, t)
+        # independent of the planner's arithmetic: what S3 holds restoring or staged
+        held = np.isfinite(world.w_done_at) | ~np.isnan(world.w_expiry)
+        if int(world.size[held].sum()) > planner.window_bytes or int(held.sum()) > planner.window_files:
+            world.violations["world_window_exceeded"] += 1
         timeline.t.append(t)
         timeline.staged_bytes.append(int(world.size[~np.isnan(world.w_expiry)].sum()))
         timeline.restoring_bytes.append(int(world.size[np.isfinite(world.w_done_at)].sum()))
         timeline.jobs_done.append(int((world.job_state[:arrived] != J_OPEN).sum()))
-        if arrived == len(jobs) and (world.job_state != J_OPEN).all():
-            # let the last staged copies expire so staging is billed in full
-            if not (~np.isnan(world.w_expiry)).any() and not np.isfinite(world.w_done_at).any():
-                break
+        all_done = arrived == len(jobs) and bool((world.job_state != J_OPEN).all())
+        # run on until the last staged copies expire, so that staging is billed in full
+        if all_done and np.isnan(world.w_expiry).all() and not np.isfinite(world.w_done_at).any():
+            break
         t += config.step_s
     world.advance(t)
     needed = np.unique(np.concatenate([j.files for j in jobs])) if jobs else np.zeros(0, np.int64)
@@ -489,9 +519,11 @@ def simulate(
         policy=policy,
         jobs=len(jobs),
         jobs_completed=int(done.sum()),
+        jobs_cancelled=world.cancelled,
         unique_bytes_needed=unique_bytes,
         unique_files_needed=len(needed),
         restored_bytes=world.restored_bytes,
+        re_restored_bytes=world.re_restored_bytes,
         restore_requests=world.restore_requests,
         renewal_requests=world.renewal_requests,
         amplification=world.restored_bytes / unique_bytes if unique_bytes else float("nan"),
@@ -520,27 +552,4 @@ def compare(
     return {Policy(p): simulate(catalogue, workload, p, config, prices) for p in policies}
 
 
-def plot(results: dict[Policy, SimResult], path: str) -> None:
-    """Staged bytes and finished jobs over time, one line per policy (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
-    for policy, result in results.items():
-        days = (np.asarray(result.timeline.t) - EPOCH) / DAY_S
-        top.plot(days, np.asarray(result.timeline.staged_bytes) / TB, label=policy.value)
-        bottom.plot(days, result.timeline.jobs_done, label=policy.value)
-    top.set_ylabel("staged (TB)")
-    top.set_title("Data Carousel simulation: staged bytes and finished jobs")
-    bottom.set_ylabel("jobs finished")
-    bottom.set_xlabel("days")
-    top.legend()
-    bottom.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-__all__ = ["F_INDEXED", "JF_DONE", "JobSpec", "SimConfig", "SimResult", "compare", "make_workload", "plot", "simulate"]
+__all__ = ["JobSpec", "SimConfig", "SimResult", "compare", "make_workload", "simulate"]

@@ -92,6 +92,7 @@ class FileAttr:
     DOMAIN = "domain"
     INDEXED_AT = "indexed_at"
     INDEX_REQUESTED_AT = "index_requested_at"  # carousel: last QueueIndex for this restore
+    RESTORE_CHECKED_AT = "restore_checked_at"  # carousel: last HeadObject of a restore in progress
     INSTRUMENTS = "instruments"
     MODIS_DAY_GRANULES = "modis_day_granules"
     MODIS_NIGHT_GRANULES = "modis_night_granules"
@@ -135,6 +136,7 @@ class JobAttr:
     FILE_COUNT = "file_count"
     TOTAL_BYTES = "total_bytes"
     COMPOSITE_KEY = "composite_key"
+    ERROR = "error"
 
 
 class JobIndex:
@@ -158,6 +160,8 @@ class JobFileAttr:
     ATTEMPTS = "attempts"
     ERROR = "error"
     UPDATED_AT = "updated_at"
+    # carousel: set with WAITING -> QUEUED, removed once the WorkItem is on the work queue
+    RELEASE_PENDING_AT = "release_pending_at"
 
 
 class JobFileIndex:
@@ -168,7 +172,9 @@ JOB_FILES_TABLE = TableSchema(
     table_name=JOB_FILES_TABLE_NAME,
     hash_key=KeyAttribute(JobFileAttr.JOB_ID, "S"),
     range_key=KeyAttribute(JobFileAttr.FILE_NAME, "S"),
-    indexes=(Index(JobFileIndex.BY_FILE, KeyAttribute(JobFileAttr.FILE_NAME, "S"), KeyAttribute(JobFileAttr.JOB_ID, "S")),),
+    indexes=(
+        Index(JobFileIndex.BY_FILE, KeyAttribute(JobFileAttr.FILE_NAME, "S"), KeyAttribute(JobFileAttr.JOB_ID, "S")),
+    ),
 )
 
 TABLES = (FILES_TABLE, JOBS_TABLE, JOB_FILES_TABLE)
@@ -240,6 +246,12 @@ class Env:
     RESTORE_TIER = "DC_RESTORE_TIER"
     RESTORE_DAYS = "DC_RESTORE_DAYS"
     LOG_LEVEL = "DC_LOG_LEVEL"
+    # Carousel step tuning (optional; defaults in carousel.settings).
+    CAROUSEL_POLICY = "DC_CAROUSEL_POLICY"  # demand | rotation
+    PROBE_AFTER_S = "DC_PROBE_AFTER_S"  # HeadObject a restore this old (its completion event may be lost)
+    INDEX_RETRY_S = "DC_INDEX_RETRY_S"  # queue an index request again after this long
+    MAX_INDEX_WORKERS = "DC_MAX_INDEX_WORKERS"  # index_file drainers running at once
+    MAX_JOB_WORKERS = "DC_MAX_JOB_WORKERS"  # job-definition queue drainers running at once
     # How job definitions are run: "batch" (AWS Batch) or "local" (the embedded environment).
     LAUNCHER = "DC_LAUNCHER"
     # Embedded environment only: where local jobs keep PID and log files, and how they run.
@@ -278,6 +290,9 @@ OUTPUT_TO_ENV = {r.output: r.env for r in SHARED_RESOURCES}
 
 # --- HSDS domains and result keys ----------------------------------------------------
 DEFAULT_HSDS_FOLDER = "/home/{user}/basicfusion/"
+# Root attribute index_file writes LAST on a domain (JSON: source, etag, size, datasets, indexed_at).
+# A domain without it, or with another ETag, is incomplete or stale and gets rebuilt.
+HSDS_INDEXED_MARKER = "datacarousel_indexed"
 RESULTS_PREFIX = "results"
 COMPOSITES_DIR = "composites"
 

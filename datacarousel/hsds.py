@@ -43,6 +43,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import h5py
+import h5pyd
+import numpy as np
+import requests_unixsocket
+import s3fs
+from h5pyd._apps import utillib
+
 from datacarousel.contract import Env
 from datacarousel.errors import BadInput, ConfigError, DataCarouselError, NotReadable, TransientError
 
@@ -117,8 +124,6 @@ class _Rest:
     """A tiny HSDS REST client over http:// or http+unix:// (requests-unixsocket)."""
 
     def __init__(self, access: HsdsAccess) -> None:
-        import requests_unixsocket
-
         self.access = access
         self.session = requests_unixsocket.Session()
         self.session.auth = (access.username, access.password)
@@ -318,8 +323,6 @@ def posix_file_uri(path: Path | str, root: Path | str) -> str:
 
 def _s3_filesystem() -> Any:
     """s3fs with the standard AWS settings (AWS_ENDPOINT_URL points it at moto locally)."""
-    import s3fs
-
     client_kwargs: dict[str, Any] = {}
     endpoint = os.environ.get(Env.AWS_ENDPOINT_URL)
     if endpoint:
@@ -331,11 +334,15 @@ def _s3_filesystem() -> Any:
     return s3fs.S3FileSystem(client_kwargs=client_kwargs, skip_instance_cache=True, use_listings_cache=False)
 
 
+def _archived(exc: BaseException) -> bool:
+    """S3 refuses to read an archived, unrestored object (InvalidObjectState)."""
+    text = f"{exc} {exc.__cause__ or ''} {exc.__context__ or ''}"
+    return "InvalidObjectState" in text or "not valid for the object's storage class" in text
+
+
 @contextlib.contextmanager
 def _open_source(source: str, posix_root: Path | str | None) -> Iterator[tuple[Any, str]]:
     """(h5py.File, file URI for the layouts) of an `s3://` object or a POSIX file under the HSDS root."""
-    import h5py
-
     if source.startswith("s3://"):
         parsed = urlparse(source)
         if not parsed.netloc or not parsed.path.strip("/"):
@@ -346,18 +353,18 @@ def _open_source(source: str, posix_root: Path | str | None) -> Iterator[tuple[A
         except FileNotFoundError as exc:
             raise BadInput(f"{source} does not exist: {exc}") from exc
         except PermissionError as exc:
-            if "InvalidObjectState" in str(exc) or "archive" in str(exc).lower():
+            if _archived(exc):
                 raise NotReadable(f"{source} is archived and not restored: {exc}") from exc
             raise
         except OSError as exc:
-            if "InvalidObjectState" in str(exc):
+            if _archived(exc):
                 raise NotReadable(f"{source} is archived and not restored: {exc}") from exc
             raise TransientError(f"cannot open {source}: {exc}") from exc
         try:
             try:
                 fin = h5py.File(raw, "r")
             except OSError as exc:
-                if "InvalidObjectState" in str(exc):
+                if _archived(exc):
                     raise NotReadable(f"{source} is archived and not restored: {exc}") from exc
                 raise BadInput(f"{source} is not a readable HDF5 file: {exc}") from exc
             try:
@@ -398,10 +405,6 @@ def _fix_ref_maxshape(fout: Any) -> None:
 
 
 def _count(fin: Any) -> tuple[int, int]:
-    import h5py
-    import numpy as np
-    from h5pyd._apps import utillib
-
     datasets = linked = 0
 
     def visit(_name: str, obj: Any) -> None:
@@ -445,9 +448,6 @@ def link_file(
     (see the module docstring). Safe to call from several worker processes at once for
     different domains.
     """
-    import h5pyd
-    from h5pyd._apps import utillib
-
     _check_domain_name(domain)
     access = HsdsAccess.resolve(endpoint, username, password, bucket)
     kwargs = {"endpoint": access.endpoint, "username": access.username, "password": access.password}
@@ -509,9 +509,7 @@ def _publish(staging: str, domain: str, access: HsdsAccess) -> None:
         client.check(client.request("DELETE", domain), f"replace {domain}", (200, 404, 410))
         rsp = client.request("PUT", domain, body={"linked_domain": staging})
         client.check(rsp, f"publish {domain}", (200, 201))
-        client.check(
-            client.request("DELETE", staging, params={"keep_root": 1}), f"drop staging name {staging}", (200,)
-        )
+        client.check(client.request("DELETE", staging, params={"keep_root": 1}), f"drop staging name {staging}", (200,))
         client.check(client.request("PUT", domain, body={"flush": True}), f"flush {domain}", (200, 204))
     finally:
         client.close()

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datacarousel.contract import JobDefinitionName
+from datacarousel.contract import HSDS_IMAGE_PARAMETER, JobDefinitionName
+from datacarousel.contract import WORKER_IMAGES as CONTRACT_IMAGES
 from datacarousel.errors import DataCarouselError
 
 log = logging.getLogger(__name__)
@@ -81,12 +82,13 @@ class ImageSpec:
 
     name: str
     dockerfile: str  # relative to the repository root
-    packages: tuple[str, ...] = ()  # code packages copied into /opt/datacarousel
+    packages: tuple[str, ...] = ()  # the worker's own package(s): the image is built once they exist
     command: tuple[str, ...] = ()  # the image's CMD: the job definition's command with its defaults
     help_command: tuple[str, ...] = ()
     modules: tuple[str, ...] = ()  # modules an import check of the image loads
     job_definition: str = ""
     template_parameter: str = ""  # the stack parameter that takes this image's URI
+    requirements: tuple[str, ...] = ()  # requirement files the image installs (relative to the root)
 
     @property
     def is_base(self) -> bool:
@@ -94,75 +96,74 @@ class ImageSpec:
 
     def context_files(self) -> tuple[str, ...]:
         """What the build context must hold (paths relative to the repository root)."""
-        if self.is_base:
-            return ("docker/requirements-runtime.txt",)
-        return ("datacarousel", *self.packages)
+        return (*self.requirements, *(CODE_PACKAGES if self.packages else ()))
 
     def missing_packages(self, root: Path = REPO_ROOT) -> list[str]:
-        """Code packages not (yet) in the tree: a package is there when it has `__init__.py`."""
-        return [p for p in ("datacarousel", *self.packages) if not (root / p / "__init__.py").is_file()]
+        """Own packages not (yet) in the tree (a directory without Python files does not count)."""
+        return [p for p in ("datacarousel", *self.packages) if not _is_package(root / p)]
+
+
+def _is_package(path: Path) -> bool:
+    """A directory with Python code in it (regular or namespace package)."""
+    return path.is_dir() and any(path.glob("*.py"))
+
+
+# Every worker image carries all of the project's code (well under 1 MB): the workers import each
+# other's pure cores (index_file uses loader.core, for example), so one image per package would break.
+CODE_PACKAGES = ("datacarousel", "loader", "index_file", "record_metadata", "carousel", "batch_jobs")
 
 
 BASE = ImageSpec(
     name="datacarousel-base",
     dockerfile="docker/base.Dockerfile",
+    requirements=("docker/requirements-runtime.txt",),
     modules=("boto3", "botocore", "h5py", "h5pyd", "h5json", "numpy", "s3fs", "requests_unixsocket", "typer"),
 )
 
 
 def _worker(
-    name: str, package: str, command: Sequence[str], job_definition: str, parameter: str, *, module: str = ""
+    definition: JobDefinitionName,
+    package: str,
+    command: Sequence[str],
+    *,
+    module: str = "",
+    requirements: tuple[str, ...] = (),
+    modules: tuple[str, ...] = (),
 ) -> ImageSpec:
+    """A worker image; its name and template parameter come from `contract.WORKER_IMAGES`."""
+    (entry,) = [e for e in CONTRACT_IMAGES if e.job_definition is definition]
     module = module or package
     return ImageSpec(
-        name=name,
-        dockerfile=f"docker/{name.removeprefix('datacarousel-')}.Dockerfile",
+        name=entry.image,
+        dockerfile=f"docker/{entry.image.removeprefix('datacarousel-')}.Dockerfile",
         packages=(package,),
         command=tuple(command),
         help_command=("python", "-m", module, "--help"),
-        modules=("datacarousel", "datacarousel.contract", package, f"{module}.__main__"),
-        job_definition=job_definition,
-        template_parameter=parameter,
+        modules=("datacarousel", "datacarousel.contract", package, f"{module}.__main__", *modules),
+        job_definition=definition.value,
+        template_parameter=entry.parameter,
+        requirements=requirements,
     )
 
 
+# The commands are the job definitions' (stack.py WORKERS), with the Batch parameter defaults filled in.
 WORKER_IMAGES: tuple[ImageSpec, ...] = (
+    _worker(JobDefinitionName.LOADER, "loader", ("python", "-m", "loader")),
+    _worker(JobDefinitionName.INDEX_FILE, "index_file", ("python", "-m", "index_file")),
+    _worker(JobDefinitionName.RECORD_METADATA, "record_metadata", ("python", "-m", "record_metadata")),
+    _worker(JobDefinitionName.CAROUSEL, "carousel", ("python", "-m", "carousel", "step")),
     _worker(
-        "datacarousel-loader", "loader", ("python", "-m", "loader"), JobDefinitionName.LOADER.value, "LoaderImageUri"
-    ),
-    _worker(
-        "datacarousel-index-file",
-        "index_file",
-        ("python", "-m", "index_file"),
-        JobDefinitionName.INDEX_FILE.value,
-        "IndexFileImageUri",
-    ),
-    _worker(
-        "datacarousel-record-metadata",
-        "record_metadata",
-        ("python", "-m", "record_metadata"),
-        JobDefinitionName.RECORD_METADATA.value,
-        "RecordMetadataImageUri",
-    ),
-    _worker(
-        "datacarousel-carousel",
-        "carousel",
-        ("python", "-m", "carousel", "step"),
-        JobDefinitionName.CAROUSEL.value,
-        "CarouselImageUri",
-    ),
-    _worker(
-        "datacarousel-compute-radiance",
+        JobDefinitionName.COMPUTE_RADIANCE,
         "batch_jobs",
         ("python", "-m", "batch_jobs.compute_radiance", "queue", "--resolution", "0.5", "--vza-max", "18"),
-        JobDefinitionName.COMPUTE_RADIANCE.value,
-        "ComputeRadianceImageUri",
         module="batch_jobs.compute_radiance",
+        requirements=("docker/requirements-compute-radiance.txt",),
+        modules=("batch_jobs.compute_radiance.quicklook", "matplotlib.pyplot", "xarray", "h5netcdf"),
     ),
 )
 IMAGES: dict[str, ImageSpec] = {spec.name: spec for spec in (BASE, *WORKER_IMAGES)}
 # The HSDS service on ECS runs the HDF Group's public image (or a mirror of it): not built here.
-HSDS_TEMPLATE_PARAMETER = "HsdsImageUri"
+HSDS_TEMPLATE_PARAMETER = HSDS_IMAGE_PARAMETER
 
 
 def select(names: Iterable[str] | None = None) -> list[ImageSpec]:
@@ -352,7 +353,11 @@ def stage_context(spec: ImageSpec, destination: Path, root: Path = REPO_ROOT) ->
     for relative in spec.context_files():
         source, target = root / relative, destination / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
+        if relative in CODE_PACKAGES and not _is_package(source):
+            # Another worker's package that is not written yet: the image is built without it.
+            log.warning("%s: package %s is not in the tree yet; the image leaves it out", spec.name, relative)
+            target.mkdir()
+        elif source.is_dir():
             shutil.copytree(source, target, ignore=ignore)
         else:
             shutil.copy2(source, target)
@@ -377,7 +382,7 @@ def build_image(
     with tempfile.TemporaryDirectory(prefix=f"dc-context-{spec.name}-") as tmp:
         context = stage_context(spec, Path(tmp), root)
         argv = engine.cli("build", *engine.build_options())
-        if spec.is_base and HOST_CA_BUNDLE.is_file():
+        if spec.requirements and HOST_CA_BUNDLE.is_file():
             argv += ["--secret", f"id={PIP_CA_SECRET},src={HOST_CA_BUNDLE}"]
         if no_cache:
             argv.append("--no-cache")

@@ -28,17 +28,17 @@ ENV VIRTUAL_ENV=/opt/venv \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# Dependencies first (this layer is rebuilt only when the requirements change), then pip itself
-# and the packages' test suites are removed: nothing installs anything at run time.
+# Dependencies first (this layer is rebuilt only when the requirements change); the packages'
+# test suites are dropped. pip stays for the images that add a few packages of their own.
 # The optional build secret `pip-ca` is a CA bundle for pip (a machine behind a TLS-inspecting
 # proxy); it is mounted for this step only and never stored in the image.
 COPY docker/requirements-runtime.txt /opt/requirements-runtime.txt
 RUN --mount=type=secret,id=pip-ca \
     if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
     && python3 -m venv /opt/venv \
-    && pip install --no-deps --only-binary=:all: -r /opt/requirements-runtime.txt \
+    && pip install --no-cache-dir --no-deps --only-binary=:all: -r /opt/requirements-runtime.txt \
     && pip check \
-    && pip uninstall --yes pip setuptools \
+    && pip uninstall --yes setuptools \
     && find /opt/venv -depth -type d -name tests -path '*/site-packages/*/tests' -exec rm -rf {} + \
     && python -c 'import boto3, h5py, h5pyd, numpy, s3fs, typer'
 

@@ -31,7 +31,9 @@ def local_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEnviron
     state_dir: Path = tmp_path_factory.mktemp("local-env")
     # Safety net for abrupt exits (the finalizer below is the normal path; down() is idempotent).
     atexit.register(environment.down, state_dir)
-    env = environment.up(state_dir)
+    # DC_STACK_FILE: another template module than ./stack.py (as `datacarousel up --stack-file`).
+    stack_file = os.environ.get("DC_STACK_FILE")
+    env = environment.up(state_dir, stack_file=Path(stack_file) if stack_file else None)
     saved = dict(os.environ)
     try:
         for name in _FOREIGN_AWS_VARIABLES:

@@ -12,14 +12,18 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
 from batch_jobs.compute_radiance import composite as comp
 from batch_jobs.compute_radiance import export, quicklook, readers, worker
 from batch_jobs.compute_radiance.result import Parameters, load_npz, npz_bytes
-from datacarousel.errors import BadFileName, BadInput, ConfigError, DataCarouselError, MalformedMessage, TransientError
+from datacarousel import queue_worker
+from datacarousel.aws import client
+from datacarousel.config import Settings
+from datacarousel.errors import BadFileName, BadInput, ConfigError, DataCarouselError, MalformedMessage
+from datacarousel.messages import WorkItem
 from datacarousel.naming import BasicFusionName, composite_key
 
 log = logging.getLogger("batch_jobs.compute_radiance")
@@ -37,7 +41,11 @@ VzaOpt = typer.Option(18.0, "--vza-max", help="Largest viewing zenith angle take
 CategoryOpt = typer.Option("VIS", "--modis-category", help="MODIS category (VIS: bands 1-7).")
 CameraOpt = typer.Option("AN", "--misr-camera", help="MISR camera.")
 CeresModeOpt = typer.Option("ct", "--ceres-mode", help="CERES mode: ct (cross-track only) or all.")
-ReaderOpt = typer.Option("s3", "--reader", help="Work items: read the S3 object (s3), the HSDS domain (hsds), or the domain when given (auto).")
+ReaderOpt = typer.Option(
+    "s3",
+    "--reader",
+    help="Work items: read the S3 object (s3), the HSDS domain (hsds), or the domain when given (auto).",
+)
 
 
 def _params(resolution: float, vza_max: float, category: str, camera: str, ceres_mode: str) -> Parameters:
@@ -62,10 +70,13 @@ def main(log_level: str = typer.Option("INFO", "--log-level", envvar="DC_LOG_LEV
 
 @app.command()
 def run(
+    *,
     file: str = typer.Option(None, "--file", help="Local BasicFusion file."),
     s3: str = typer.Option(None, "--s3", help="s3://bucket/key of a readable BasicFusion object."),
     domain: str = typer.Option(None, "--domain", help="HSDS domain (HS_ENDPOINT, HS_USERNAME, HS_PASSWORD)."),
-    out: str = typer.Option(..., "--out", help="Result path, directory, or s3://bucket/key (a trailing '/' is a prefix)."),
+    out: str = typer.Option(
+        ..., "--out", help="Result path, directory, or s3://bucket/key (a trailing '/' is a prefix)."
+    ),
     resolution: float = ResolutionOpt,
     vza_max: float = VzaOpt,
     modis_category: str = CategoryOpt,
@@ -87,8 +98,11 @@ def run(
 
 @app.command()
 def queue(
+    *,
     max_messages: int = typer.Option(None, "--max-messages", help="Stop after this many messages."),
-    visibility_timeout: int = typer.Option(900, "--visibility-timeout", help="Seconds a message stays hidden (renewed while working)."),
+    visibility_timeout: int = typer.Option(
+        900, "--visibility-timeout", help="Seconds a message stays hidden (renewed while working)."
+    ),
     reader: str = ReaderOpt,
     resolution: float = ResolutionOpt,
     vza_max: float = VzaOpt,
@@ -97,10 +111,6 @@ def queue(
     ceres_mode: str = CeresModeOpt,
 ) -> None:
     """Drain DC_WORK_QUEUE_URL of WorkItem messages (poison to DC_WORK_DLQ_URL with the reason)."""
-    from datacarousel import queue_worker
-    from datacarousel.aws import client
-    from datacarousel.config import Settings
-
     try:
         params = _params(resolution, vza_max, modis_category, misr_camera, ceres_mode)
         settings = Settings.from_env(need=["results_bucket", "work_queue_url", "work_dlq_url"])
@@ -120,8 +130,11 @@ def queue(
 
 @app.command()
 def array(
+    *,
     manifest: str = typer.Option(..., "--manifest", help="s3://bucket/key or path of a JSON list of work items."),
-    index: int = typer.Option(None, "--index", envvar="AWS_BATCH_JOB_ARRAY_INDEX", help="Item to run (default: AWS_BATCH_JOB_ARRAY_INDEX)."),
+    index: int = typer.Option(
+        None, "--index", envvar="AWS_BATCH_JOB_ARRAY_INDEX", help="Item to run (default: AWS_BATCH_JOB_ARRAY_INDEX)."
+    ),
     reader: str = ReaderOpt,
     resolution: float = ResolutionOpt,
     vza_max: float = VzaOpt,
@@ -130,10 +143,6 @@ def array(
     ceres_mode: str = CeresModeOpt,
 ) -> None:
     """Run the manifest item picked by the Batch array index."""
-    from datacarousel.aws import client
-    from datacarousel.config import Settings
-    from datacarousel.messages import WorkItem
-
     try:
         if index is None:
             raise ConfigError("AWS_BATCH_JOB_ARRAY_INDEX is not set (or give --index)")
@@ -175,19 +184,28 @@ def _iter_inputs(inputs: list[str], s3: Any) -> Iterator[tuple[str, dict[str, An
 
 @app.command()
 def composite(
-    inputs: list[str] = typer.Argument(None, help="Result files, directories, s3:// objects or s3:// prefixes ending in '/'."),
+    *,
+    inputs: Annotated[
+        list[str] | None,
+        typer.Argument(help="Result files, directories, s3:// objects or s3:// prefixes ending in '/'."),
+    ] = None,
     period: str = typer.Option("", "--period", help="YYYY.MM (monthly) or YYYY.MM.DD (daily); empty: every input."),
-    job_id: str = typer.Option("", "--job-id", help="Read results/<job>/<YYYY.MM>/ of DC_RESULTS_BUCKET and write its composite key."),
-    out: str = typer.Option("", "--out", help="Composite path or s3://bucket/key (default with --job-id: the job's composite key)."),
+    job_id: str = typer.Option(
+        "", "--job-id", help="Read results/<job>/<YYYY.MM>/ of DC_RESULTS_BUCKET and write its composite key."
+    ),
+    out: str = typer.Option(
+        "", "--out", help="Composite path or s3://bucket/key (default with --job-id: the job's composite key)."
+    ),
     netcdf: str = typer.Option("", "--netcdf", help="Also write a CF NetCDF file here."),
     quicklook_dir: str = typer.Option("", "--quicklook-dir", help="Also write quick-look PNGs here."),
 ) -> None:
     """Add orbit results into a daily or monthly composite (mean = sum / count)."""
-    from datacarousel.aws import client
-    from datacarousel.config import Settings
-
     try:
-        s3 = client("s3") if job_id or any(i.startswith("s3://") for i in inputs or []) or out.startswith("s3://") else None
+        s3 = (
+            client("s3")
+            if job_id or any(i.startswith("s3://") for i in inputs or []) or out.startswith("s3://")
+            else None
+        )
         sources = list(inputs or [])
         if job_id:
             if not period:
@@ -220,8 +238,6 @@ def composite(
 
 def _load_one(location: str) -> dict[str, Any]:
     if location.startswith("s3://"):
-        from datacarousel.aws import client
-
         bucket, key = readers.split_s3_url(location)
         return load_npz(client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
     return load_npz(location)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from datacarousel.contract import RESULTS_PREFIX
 from datacarousel.errors import BadFileName
 from datacarousel.naming import BasicFusionName
 
@@ -102,10 +103,10 @@ class Composite:
             "kind": np.array(KIND_COMPOSITE),
             "period": np.array(self.period),
             "sources": np.array(sorted(self.sources), dtype=str),
-            "n_orbits": np.int64(len(self.sources)),
+            "n_orbits": np.array(len(self.sources), dtype=np.int64),
             "parameters": np.array(self.parameters or ""),
-            "t0": np.float64(self.t0 if np.isfinite(self.t0) else np.nan),
-            "t1": np.float64(self.t1 if np.isfinite(self.t1) else np.nan),
+            "t0": np.array(self.t0 if np.isfinite(self.t0) else np.nan, dtype=np.float64),
+            "t1": np.array(self.t1 if np.isfinite(self.t1) else np.nan, dtype=np.float64),
         }
 
 
@@ -131,6 +132,4 @@ def parameters_of(arrays: Mapping[str, npt.NDArray[Any]]) -> dict[str, Any]:
 
 def composite_key_prefix(job_id: str, year_month: str) -> str:
     """Where a job's orbit results of one month are (`naming.result_key` puts them there)."""
-    from datacarousel.contract import RESULTS_PREFIX
-
     return f"{RESULTS_PREFIX}/{job_id}/{year_month}/"

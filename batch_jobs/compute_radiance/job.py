@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 
 from batch_jobs.compute_radiance import result as r
 from batch_jobs.compute_radiance import science as s
-from batch_jobs.compute_radiance.readers import MissingData, OrbitSource
+from batch_jobs.compute_radiance.readers import MissingData, OrbitSource, prefetched
 from datacarousel.errors import BadInput
 
 log = logging.getLogger(__name__)
@@ -59,8 +62,61 @@ def compute_orbit(source: OrbitSource, parameters: r.Parameters | None = None) -
     return out
 
 
+@dataclass
+class _Granule:
+    """One MODIS granule as loaded: arrays when it is descending and complete, otherwise why not."""
+
+    name: str
+    descending: bool = False
+    skip: tuple[str, str] | None = None  # (reason, detail)
+    lat: Any = None
+    lon: Any = None
+    sza: Any = None
+    vza: Any = None
+    bands: Any = None
+    rad_scales: Any = None
+    ref_scales: Any = None
+
+
+def _load_granules(source: OrbitSource, names: list[str]) -> Iterator[_Granule]:
+    """Read what each granule needs (spec §2.2 and §3.1): lat/lon always; angles and bands if descending."""
+    for name in names:
+        try:
+            lat, lon = source.modis_latlon(name)
+        except MissingData as exc:
+            yield _Granule(name, skip=(r.GRANULE_WITHOUT_GEOLOCATION, str(exc)))
+            continue
+        if lat.shape != lon.shape or lat.ndim != 2:
+            yield _Granule(name, skip=(r.GRANULE_WITHOUT_GEOLOCATION, f"latitude {lat.shape} / longitude {lon.shape}"))
+            continue
+        if not s.is_descending(lat):
+            yield _Granule(name)
+            continue
+        try:
+            sza, vza = source.modis_angles(name)
+        except MissingData as exc:
+            yield _Granule(name, descending=True, skip=(r.GRANULE_WITHOUT_ANGLES, str(exc)))
+            continue
+        try:
+            bands, rad_scales, ref_scales = source.modis_bands(name, s.MODIS_VIS_FIELDS)
+        except MissingData as exc:
+            yield _Granule(name, True, (r.DAY_GRANULE_WITHOUT_REFSB, f"descending granule without RefSB: {exc}"))
+            continue
+        if sza.shape != lat.shape or vza.shape != lat.shape or bands.shape[1:] != lat.shape:
+            detail = f"shapes differ: lat {lat.shape}, sza {sza.shape}, vza {vza.shape}, bands {bands.shape}"
+            yield _Granule(name, True, (r.GRANULE_WITHOUT_ANGLES, detail))
+            continue
+        if bands.shape[0] != s.MODIS_VIS_CHANNELS:
+            yield _Granule(name, True, (r.DAY_GRANULE_WITHOUT_REFSB, f"{bands.shape[0]} VIS bands, expected 7"))
+            continue
+        yield _Granule(name, True, None, lat, lon, sza, vza, bands, rad_scales, ref_scales)
+
+
 def _modis(source: OrbitSource, out: r.OrbitResult) -> list[str]:
-    """Descending test on every granule; grid the descending ones as they come. Returns their names."""
+    """Descending test on every granule; grid the descending ones as they come. Returns their names.
+
+    The next granule is read (and inflated) by a background thread while this one is gridded.
+    """
     params = out.parameters
     timed: list[tuple[datetime, str]] = []
     for name in source.modis_granules():
@@ -74,39 +130,20 @@ def _modis(source: OrbitSource, out: r.OrbitResult) -> list[str]:
     descending: list[str] = []
     odd_width: list[str] = []
     minus_90 = 0
-    for _, name in sorted(timed):
-        try:
-            lat, lon = source.modis_latlon(name)
-        except MissingData as exc:
-            out.skip("MODIS", name, r.GRANULE_WITHOUT_GEOLOCATION, str(exc))
+    for g in prefetched(_load_granules(source, [name for _, name in sorted(timed)]), depth=1):
+        if g.descending:
+            descending.append(g.name)
+        if g.skip is not None:
+            out.skip("MODIS", g.name, *g.skip)
+        if not g.descending or g.skip is not None:
             continue
-        if lat.shape != lon.shape or lat.ndim != 2:
-            out.skip("MODIS", name, r.GRANULE_WITHOUT_GEOLOCATION, f"latitude {lat.shape} / longitude {lon.shape}")
-            continue
-        if not s.is_descending(lat):
-            continue
-        descending.append(name)
-        try:
-            sza, vza = source.modis_angles(name)
-        except MissingData as exc:
-            out.skip("MODIS", name, r.GRANULE_WITHOUT_ANGLES, str(exc))
-            continue
-        try:
-            bands, rad_scales, ref_scales = source.modis_bands(name, s.MODIS_VIS_FIELDS)
-        except MissingData as exc:
-            out.skip("MODIS", name, r.DAY_GRANULE_WITHOUT_REFSB, f"descending granule without RefSB: {exc}")
-            continue
-        if sza.shape != lat.shape or vza.shape != lat.shape or bands.shape[1:] != lat.shape:
-            out.skip("MODIS", name, r.GRANULE_WITHOUT_ANGLES, f"shapes differ: lat {lat.shape}, sza {sza.shape}, "
-                     f"vza {vza.shape}, bands {bands.shape}")  # fmt: skip
-            continue
-        if bands.shape[0] != s.MODIS_VIS_CHANNELS:
-            out.skip("MODIS", name, r.DAY_GRANULE_WITHOUT_REFSB, f"{bands.shape[0]} VIS bands, expected 7")
-            continue
-        if lat.shape[1] != s.MODIS_COLUMNS:
-            odd_width.append(f"{name} ({lat.shape[1]})")
-        minus_90 += s.modis_granule(out.modis, lat, lon, sza, vza, bands, rad_scales, ref_scales, params.vza_max)
-        out.modis_granules_used.append(name)
+        if g.lat.shape[1] != s.MODIS_COLUMNS:
+            odd_width.append(f"{g.name} ({g.lat.shape[1]})")
+        minus_90 += s.modis_granule(
+            out.modis, lat=g.lat, lon=g.lon, sza=g.sza, vza=g.vza, bands=g.bands, radiance_scales=g.rad_scales,
+            reflectance_scales=g.ref_scales, vza_max=params.vza_max,
+        )  # fmt: skip
+        out.modis_granules_used.append(g.name)
     if odd_width:
         out.skip("MODIS", "*", r.MODIS_WIDTH_NOT_1354,
                  f"granules not 1354 columns wide, processed anyway: {', '.join(odd_width)}")  # fmt: skip
@@ -143,7 +180,9 @@ def _misr(source: OrbitSource, out: r.OrbitResult, present: bool) -> None:
         return
     nb = last - first + 1
     if sza.shape[0] != nb or vza.shape != sza.shape or lat.ndim != 3 or lat.shape[0] != nb or lat.shape != lon.shape:
-        out.skip("MISR", camera, r.MISR_MISSING, f"unexpected shapes: sza {sza.shape}, vza {vza.shape}, lat {lat.shape}")
+        out.skip(
+            "MISR", camera, r.MISR_MISSING, f"unexpected shapes: sza {sza.shape}, vza {vza.shape}, lat {lat.shape}"
+        )
         return
     block_shape = (int(lat.shape[1]), int(lat.shape[2]))  # 128 x 512 in real files
     mask = s.misr_geometry_mask(sza, vza, params.vza_max, block_shape)
@@ -182,9 +221,6 @@ def _ceres(source: OrbitSource, out: r.OrbitResult, present: bool) -> None:
         if len({v.shape for v in d.values()}) != 1 or d["time"].ndim != 1:
             out.skip("CERES", name, r.CERES_WITHOUT_FM1, f"arrays of different shapes: {sizes}")
             continue
-        minus_90 += s.ceres_granule(
-            out.ceres, d["time"], d["lat"], d["lon"], d["sw"], d["lw"], d["mode_flags"], d["sza"], d["vza"],
-            out.t0, out.t1, params.vza_max, params.ceres_mode,
-        )  # fmt: skip
+        minus_90 += s.ceres_granule(out.ceres, d, t0=out.t0, t1=out.t1, vza_max=params.vza_max, mode=params.ceres_mode)
     if minus_90:
         out.skip("CERES", "*", r.LATITUDE_MINUS_90, f"{minus_90} footprints at latitude -90 dropped (outside the grid)")

@@ -6,8 +6,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import matplotlib as mpl
 import numpy as np
 import numpy.typing as npt
+
+mpl.use("Agg")
+import matplotlib.pyplot as plt  # after choosing the Agg backend
 
 # (instrument, sum, count, channel index or None, label)
 PANELS = (
@@ -19,7 +23,9 @@ FIG_SIZE_IN = (10.0, 5.0)
 DPI = 100  # 1000 x 500 pixels
 
 
-def mean_map(arrays: Mapping[str, npt.NDArray[Any]], sum_name: str, count_name: str, channel: int | None) -> npt.NDArray[Any]:
+def mean_map(
+    arrays: Mapping[str, npt.NDArray[Any]], sum_name: str, count_name: str, channel: int | None
+) -> npt.NDArray[Any]:
     total = np.asarray(arrays[sum_name], dtype=np.float64)
     count = np.asarray(arrays[count_name])
     if channel is not None:
@@ -30,11 +36,6 @@ def mean_map(arrays: Mapping[str, npt.NDArray[Any]], sum_name: str, count_name: 
 
 def write_quicklooks(arrays: Mapping[str, npt.NDArray[Any]], out_dir: str | Path, stem: str) -> list[Path]:
     """`<stem>_<instrument>.png` per instrument, each FIG_SIZE_IN * DPI pixels."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     title_extra = str(arrays["period"]) if "period" in arrays else str(arrays.get("source", ""))

@@ -17,18 +17,24 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+import h5py
+import h5pyd
 import numpy as np
 import numpy.typing as npt
+import s3fs
 
 from datacarousel.errors import BadInput, TransientError
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 RawRead = Callable[[int, int], bytes]  # (offset, size) -> bytes of the underlying file
 
 STREAM_PIECE = 8 * 1024 * 1024  # compressed bytes fed to zlib at a time
@@ -154,7 +160,12 @@ class OrbitReader:
                 yield data[start : start + BLOCK_GROUP]
             return
         byte_offset, size = plan
-        yield from _stream_blocks(self._raw_read, byte_offset, size, ds.shape, np.dtype(ds.dtype), first, last)  # type: ignore[arg-type]
+        assert self._raw_read is not None
+        stream = _stream_blocks(
+            self._raw_read, byte_offset=byte_offset, size=size, shape=tuple(ds.shape), dtype=np.dtype(ds.dtype),
+            first=first, last=last,
+        )  # fmt: skip
+        yield from prefetched(stream, depth=2)  # inflate the next blocks while the job aggregates these
 
     def _stream_plan(self, ds: Any) -> tuple[int, int] | None:
         """(file offset, compressed size) of a whole-array deflate-only chunk, or None if streaming does not apply."""
@@ -213,6 +224,7 @@ class OrbitReader:
 
 def _stream_blocks(
     raw_read: RawRead,
+    *,
     byte_offset: int,
     size: int,
     shape: tuple[int, ...],
@@ -262,6 +274,47 @@ def _stream_blocks(
             raise BadInput("MISR chunk ended early: the file is truncated or corrupt")
 
 
+def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Yield `items`, produced by a background thread up to `depth` ahead (zlib and HDF5 reads overlap numpy work).
+
+    An exception in the producer is raised in the consumer; closing the consumer stops the producer.
+    """
+    slots: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max(depth, 1))
+    stop = threading.Event()
+
+    def put(entry: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+            put(("done", None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(("error", exc))
+
+    thread = threading.Thread(target=produce, name="prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = slots.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join()
+
+
 # --- openers --------------------------------------------------------------------------
 def _translate_open_error(where: str, exc: Exception) -> Exception:
     text = str(exc)
@@ -272,8 +325,6 @@ def _translate_open_error(where: str, exc: Exception) -> Exception:
 
 
 def open_local(path: str | Path) -> OrbitReader:
-    import h5py
-
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"{path}: no such file")
@@ -304,8 +355,6 @@ def split_s3_url(url: str) -> tuple[str, str]:
 
 def s3_filesystem() -> Any:
     """An s3fs filesystem using the standard AWS settings (AWS_ENDPOINT_URL reaches a non-AWS endpoint)."""
-    import s3fs
-
     endpoint = os.environ.get("AWS_ENDPOINT_URL")
     client_kwargs: dict[str, Any] = {}
     if endpoint:
@@ -318,8 +367,6 @@ def s3_filesystem() -> Any:
 
 def open_s3(url: str, fs: Any | None = None) -> OrbitReader:
     """h5py over an s3fs file object (h5py has no ros3 driver here); raw reads go by byte range."""
-    import h5py
-
     bucket, key = split_s3_url(url)
     fs = fs or s3_filesystem()
     path = f"{bucket}/{key}"
@@ -343,10 +390,10 @@ def open_s3(url: str, fs: Any | None = None) -> OrbitReader:
     return OrbitReader(h5, key.rsplit("/", 1)[-1], raw_read, closers=(fobj,))
 
 
-def open_hsds(domain: str, endpoint: str | None = None, username: str | None = None, password: str | None = None) -> OrbitReader:
+def open_hsds(
+    domain: str, endpoint: str | None = None, username: str | None = None, password: str | None = None
+) -> OrbitReader:
     """h5pyd over an HSDS domain (HS_ENDPOINT / HS_USERNAME / HS_PASSWORD by default)."""
-    import h5pyd
-
     kwargs = {
         "endpoint": endpoint or os.environ.get("HS_ENDPOINT"),
         "username": username or os.environ.get("HS_USERNAME"),

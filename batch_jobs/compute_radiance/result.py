@@ -147,15 +147,15 @@ class OrbitResult:
             "ceres_count": self.ceres.grid_array()[..., 0],
             "latitude": grid.cell_center_lats(),
             "longitude": grid.cell_center_lons(),
-            "t0": np.float64(self.t0),
-            "t1": np.float64(self.t1),
+            "t0": np.array(self.t0, dtype=np.float64),
+            "t1": np.array(self.t1, dtype=np.float64),
             "parameters": np.array(self.parameters.to_json()),
             "parameters_digest": np.array(self.parameters.digest()),
             "skipped": np.array(json.dumps([asdict(s) for s in self.skipped], sort_keys=True)),
             "source": np.array(self.source),
             "modis_granules_used": np.array(self.modis_granules_used, dtype=str),
             "misr_blocks_used": np.array(self.misr_blocks_used, dtype=np.int64),
-            "format_version": np.int64(RESULT_FORMAT_VERSION),
+            "format_version": np.array(RESULT_FORMAT_VERSION, dtype=np.int64),
         }
 
 

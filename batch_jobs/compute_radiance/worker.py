@@ -21,7 +21,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from batch_jobs.compute_radiance import readers
 from batch_jobs.compute_radiance.job import compute_orbit
 from batch_jobs.compute_radiance.result import OrbitResult, Parameters, npz_bytes
-from datacarousel.errors import BadInput, MalformedMessage, TransientError
+from datacarousel import aws
+from datacarousel.errors import BadInput, MalformedMessage, NotReadable, TransientError
 from datacarousel.messages import WorkItem
 from datacarousel.naming import BasicFusionName, result_key
 
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 META_PARAMETERS = "cr-parameters-digest"
 META_SOURCE_ETAG = "cr-source-etag"
 READER_CHOICES = ("s3", "hsds", "auto")
+ARCHIVE_CLASSES = ("GLACIER", "DEEP_ARCHIVE")
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,9 @@ class Outcome:
     skipped_reasons: tuple[str, ...] = ()
 
 
-def open_source(*, file: str | None = None, s3_url: str | None = None, domain: str | None = None) -> readers.OrbitReader:
+def open_source(
+    *, file: str | None = None, s3_url: str | None = None, domain: str | None = None
+) -> readers.OrbitReader:
     given = [x for x in (file, s3_url, domain) if x]
     if len(given) != 1:
         raise BadInput("give exactly one of --file, --s3, --domain")
@@ -51,12 +55,18 @@ def open_source(*, file: str | None = None, s3_url: str | None = None, domain: s
     return readers.open_hsds(domain)
 
 
+_CORRUPT_MARKERS = ("inflate", "truncated", "corrupt", "checksum", "filter", "signature", "eof")
+
+
 def run_source(source: readers.OrbitReader, parameters: Parameters) -> OrbitResult:
     with source:
         try:
             return compute_orbit(source, parameters)
-        except OSError as exc:  # HDF5 could open the file but not read a dataset: corrupt or truncated
-            raise BadInput(f"{source.name}: unreadable data: {exc}") from exc
+        except OSError as exc:  # HDF5 opened the file but could not read a dataset
+            text = str(exc)
+            if any(marker in text.lower() for marker in _CORRUPT_MARKERS):
+                raise BadInput(f"{source.name}: corrupt or truncated data: {text}") from exc
+            raise TransientError(f"{source.name}: read failed: {text}") from exc
 
 
 def write_output(data: bytes, out: str, name: BasicFusionName, s3: Any | None = None) -> str:
@@ -64,9 +74,7 @@ def write_output(data: bytes, out: str, name: BasicFusionName, s3: Any | None = 
     if out.startswith("s3://"):
         bucket, key = readers.split_s3_url(out if not out.endswith("/") else out + name.result_name)
         if s3 is None:
-            from datacarousel.aws import client
-
-            s3 = client("s3")
+            s3 = aws.client("s3")
         s3.put_object(Bucket=bucket, Key=key, Body=data)
         return f"s3://{bucket}/{key}"
     path = Path(out)
@@ -155,6 +163,11 @@ class WorkItemHandler:
             raise TransientError(f"head s3://{item.bucket}/{item.key}: {exc}") from exc
         except BotoCoreError as exc:
             raise TransientError(f"head s3://{item.bucket}/{item.key}: {exc}") from exc
+        storage_class = str(head.get("StorageClass", "STANDARD"))
+        restore = str(head.get("Restore", ""))
+        if storage_class in ARCHIVE_CLASSES and 'ongoing-request="false"' not in restore:
+            # not readable yet (or the restored copy expired): retry later, SQS redrive limits the retries
+            raise NotReadable(f"s3://{item.bucket}/{item.key} is archived ({storage_class}) and not restored")
         return str(head.get("ETag", "")).strip('"')
 
     def _already_done(self, key: str, params: Parameters, etag: str) -> bool:
@@ -173,9 +186,7 @@ def load_manifest(location: str, s3: Any | None = None) -> list[Any]:
     if location.startswith("s3://"):
         bucket, key = readers.split_s3_url(location)
         if s3 is None:
-            from datacarousel.aws import client
-
-            s3 = client("s3")
+            s3 = aws.client("s3")
         text = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
     else:
         text = Path(location).read_text(encoding="utf-8")

@@ -6,6 +6,8 @@ import logging
 from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from datacarousel.local import environment
 from datacarousel.local.errors import LocalEnvironmentError
@@ -26,39 +28,41 @@ def _fail(exc: Exception) -> typer.Exit:
 
 
 def _print_status(env: environment.LocalEnvironment) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=f"Data Carousel embedded environment ({env.state_dir})")
-    for column in ("service", "state", "pid", "processes", "endpoint", "log"):
+    for column in ("service", "state", "pid", "all processes"):
         table.add_column(column)
     for service in env.services:
-        table.add_row(
-            service.name,
-            "running" if service.running else "STOPPED",
-            str(service.pid or ""),
-            " ".join(map(str, service.pids)),
-            service.endpoint,
-            service.log_file,
-        )
+        state = "running" if service.running else "STOPPED"
+        table.add_row(service.name, state, str(service.pid or ""), " ".join(map(str, service.pids)))
     console = Console()
     console.print(table)
+    for service in env.services:
+        console.print(f"{service.name}: {service.endpoint}  (log {service.log_file})", soft_wrap=True)
     stack = env.env.get("DC_STACK_NAME", "")
     console.print(f"stack: {stack or '-'} {env.stack_status or ''}")
-    if env.missing_outputs:
+    if env.missing_outputs and env.stack_status != "EMPTY_TEMPLATE":
         console.print(f"[yellow]stack outputs missing: {', '.join(env.missing_outputs)}[/yellow]")
-    console.print(f"env file: {env.env_file} (load it with: eval \"$(datacarousel env)\")")
+    console.print(f'env file: {env.env_file} (load it with: eval "$(datacarousel env)")', soft_wrap=True)
+
+
+MOTO_PORT_OPTION = typer.Option(None, "--moto-port", help="Port for moto on 127.0.0.1 (default: a free one).")
+DN_COUNT_OPTION = typer.Option(2, "--dn-count", min=1, help="Number of HSDS data nodes.")
+TIMEOUT_OPTION = typer.Option(60.0, "--timeout", help="Seconds to wait for each service to be ready.")
+STACK_FILE_OPTION = typer.Option(
+    None, "--stack-file", envvar="DC_STACK_FILE", help="Template module to create instead of ./stack.py."
+)
 
 
 def up(
     state_dir: Path = STATE_DIR_OPTION,
-    moto_port: int | None = typer.Option(None, "--moto-port", help="Port for moto on 127.0.0.1 (default: a free one)."),
-    dn_count: int = typer.Option(2, "--dn-count", min=1, help="Number of HSDS data nodes."),
-    timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for each service to be ready."),
+    moto_port: int | None = MOTO_PORT_OPTION,
+    dn_count: int = DN_COUNT_OPTION,
+    timeout: float = TIMEOUT_OPTION,
+    stack_file: Path | None = STACK_FILE_OPTION,
 ) -> None:
     """Start moto, create the stack in it, start HSDS, and write the env file (or report the running set)."""
     try:
-        env = environment.up(state_dir, moto_port=moto_port, dn_count=dn_count, timeout=timeout)
+        env = environment.up(state_dir, moto_port=moto_port, dn_count=dn_count, timeout=timeout, stack_file=stack_file)
     except LocalEnvironmentError as exc:
         raise _fail(exc) from exc
     if not env.started:

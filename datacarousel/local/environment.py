@@ -18,9 +18,11 @@ by PID. State directory layout::
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import fcntl
 import importlib.util
+import inspect
 import json
 import logging
 import os
@@ -28,6 +30,7 @@ import secrets
 import shlex
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -35,7 +38,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from datacarousel import contract
+import boto3
+
+from datacarousel import aws, contract, hsds
 from datacarousel.local import hsds_server, moto_server, process
 from datacarousel.local.errors import LocalEnvironmentError, NotRunning, StackFailed
 
@@ -162,8 +167,8 @@ def write_env_file(path: Path, env: Mapping[str, str]) -> None:
 def read_env_file(path: Path) -> dict[str, str]:
     """Parse an env file written by `write_env_file`."""
     env: dict[str, str] = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        line = line.strip()
+    for number, text in enumerate(path.read_text().splitlines(), start=1):
+        line = text.strip()
         if not line or line.startswith("#"):
             continue
         key, sep, raw = line.partition("=")
@@ -188,24 +193,36 @@ def load_stack_module(path: Path | None = None) -> ModuleType:
     if spec is None or spec.loader is None or not path.exists():
         raise LocalEnvironmentError(f"cannot load the stack template module {path}")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.modules[spec.name] = module  # dataclasses and pickling look the module up by name
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(spec.name, None)
+        raise
     return module
 
 
-def _template_body(stack_module: ModuleType) -> tuple[str, dict[str, str]]:
+def _template_body(stack_module: ModuleType, ec2: Any) -> tuple[str, dict[str, str]]:
+    """The template JSON and its local parameter values (`local_parameters(ec2)` names moto's default VPC)."""
     template = stack_module.build_template()
     body = template.to_json() if hasattr(template, "to_json") else json.dumps(template)
     params_fn = getattr(stack_module, "local_parameters", None)
-    params = dict(params_fn()) if params_fn is not None else {}
+    params: dict[str, Any] = {}
+    if params_fn is not None:
+        takes_client = bool(inspect.signature(params_fn).parameters)
+        params = dict(params_fn(ec2) if takes_client else params_fn())
     return body, {str(k): str(v) for k, v in params.items()}
 
 
-def create_stack(cfn: Any, stack_name: str, stack_module: ModuleType) -> tuple[str, dict[str, str]]:
+def create_stack(cfn: Any, ec2: Any, stack_name: str, stack_module: ModuleType) -> tuple[str, dict[str, str]]:
     """Create the stack in moto and wait for CREATE_COMPLETE; returns (status, outputs).
 
     A template without resources is not sent (CloudFormation refuses it): status "EMPTY_TEMPLATE".
     """
-    body, params = _template_body(stack_module)
+    try:
+        body, params = _template_body(stack_module, ec2)
+    except Exception as exc:
+        raise StackFailed(f"stack.py could not build the template or its local parameters: {exc!r}") from exc
     if not json.loads(body).get("Resources"):
         log.warning("stack.build_template() has no resources: no stack created, no DC_* resource variables")
         return "EMPTY_TEMPLATE", {}
@@ -315,7 +332,10 @@ def _is_healthy(current: LocalEnvironment | None) -> bool:
     names = {s.name for s in current.services if s.running}
     if names != {moto_server.NAME, hsds_server.NAME}:
         return False
-    return hsds_server.about(current.env[contract.Env.HS_ENDPOINT]) is not None
+    endpoint = current.env.get(contract.Env.AWS_ENDPOINT_URL, "")
+    if not endpoint or not moto_server.answers(endpoint):
+        return False
+    return hsds_server.about(current.env.get(contract.Env.HS_ENDPOINT, "")) is not None
 
 
 def up(
@@ -370,8 +390,6 @@ def _start(
     hsds_log_level: str,
     timeout: float,
 ) -> LocalEnvironment:
-    from datacarousel import aws  # boto3 import is slow: only when starting
-
     moto_server.check_installed()
     hsds_server.check_installed()
     stack_module = load_stack_module(stack_file)
@@ -381,38 +399,26 @@ def _start(
     try:
         paths.run.mkdir(parents=True, exist_ok=True)
         paths.logs.mkdir(parents=True, exist_ok=True)
-        # 1. moto
+        # 1. moto and HSDS start together (HSDS only needs moto's address, known up front);
+        #    the stack is created in moto while HSDS boots.
         aws_env = {
             contract.Env.AWS_ACCESS_KEY_ID: "dclocal" + secrets.token_hex(4),  # moto accepts any key
             contract.Env.AWS_SECRET_ACCESS_KEY: secrets.token_urlsafe(24),
             contract.Env.AWS_REGION: region,
         }
-        moto_env = {**os.environ, **aws_env}
+        # The caller's AWS settings (perhaps another environment's endpoint) must not leak into the servers.
+        clean_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        moto_env = {**clean_env, **aws_env}
         record, moto_endpoint = moto_server.start(
             port=moto_port, env=moto_env, cwd=paths.root, log_file=paths.logs / "moto.log"
         )
         records[moto_server.NAME] = record
         process.write_record(paths.pid_file(moto_server.NAME), record)
         _write_state(paths, {"endpoints": {moto_server.NAME: moto_endpoint}})
-        moto_server.wait_ready(moto_endpoint, record, timeout=timeout)
         aws_env[contract.Env.AWS_ENDPOINT_URL] = moto_endpoint
 
-        # 2. the stack (its outputs name the HSDS bucket too)
-        import boto3
-
-        session = boto3.session.Session(
-            aws_access_key_id=aws_env[contract.Env.AWS_ACCESS_KEY_ID],
-            aws_secret_access_key=aws_env[contract.Env.AWS_SECRET_ACCESS_KEY],
-            region_name=region,
-        )
-        cfn = aws.client("cloudformation", session=session, endpoint_url=moto_endpoint)
-        stack_status, outputs = create_stack(cfn, stack_name, stack_module)
-        dc_env, missing = resource_env(outputs)
-        if missing and stack_status != "EMPTY_TEMPLATE":
-            log.warning("stack %s lacks contract outputs: %s", stack_name, ", ".join(missing))
-
-        # 3. HSDS (fresh storage: moto's objects, which linked domains point at, are new too)
-        bucket = dc_env.get(contract.Env.HSDS_BUCKET, DEFAULT_HSDS_BUCKET)
+        # HSDS: fresh storage at every `up` (moto's objects, which linked domains point at, are new too).
+        bucket = DEFAULT_HSDS_BUCKET
         shutil.rmtree(paths.hsds_root, ignore_errors=True)
         (paths.hsds_root / bucket).mkdir(parents=True)
         credentials = hsds_server.Credentials.generate(hsds_user)
@@ -424,7 +430,6 @@ def _start(
             secret_access_key=aws_env[contract.Env.AWS_SECRET_ACCESS_KEY],
             region=region,
         )
-        base_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         record, hs_endpoint, dn_urls = hsds_server.start(
             root_dir=paths.hsds_root,
             bucket=bucket,
@@ -433,7 +438,7 @@ def _start(
             override_file=paths.override_file,
             log_file=paths.logs / "hsds.log",
             dn_count=dn_count,
-            base_env=base_env,
+            base_env=clean_env,
             s3=s3,
             log_level=hsds_log_level,
         )
@@ -446,6 +451,22 @@ def _start(
                 "socket_dir": str(socket_dir),
             },
         )
+
+        # 2. the stack, in moto
+        moto_server.wait_ready(moto_endpoint, records[moto_server.NAME], timeout=timeout)
+        session = boto3.session.Session(
+            aws_access_key_id=aws_env[contract.Env.AWS_ACCESS_KEY_ID],
+            aws_secret_access_key=aws_env[contract.Env.AWS_SECRET_ACCESS_KEY],
+            region_name=region,
+        )
+        cfn = aws.client("cloudformation", session=session, endpoint_url=moto_endpoint)
+        ec2 = aws.client("ec2", session=session, endpoint_url=moto_endpoint)
+        stack_status, outputs = create_stack(cfn, ec2, stack_name, stack_module)
+        dc_env, missing = resource_env(outputs)
+        if missing and stack_status != "EMPTY_TEMPLATE":
+            log.warning("stack %s lacks contract outputs: %s", stack_name, ", ".join(missing))
+
+        # 3. HSDS ready
         hsds_server.wait_ready(hs_endpoint, dn_urls, record, timeout=timeout)
         # Remember the nodes, so `down` can stop them even if the parent has died meanwhile.
         record = record.with_children(process.live_children(record))
@@ -453,8 +474,6 @@ def _start(
         process.write_record(paths.pid_file(hsds_server.NAME), record)
 
         # 4. the HSDS folder of the domains, owned by the worker account
-        from datacarousel import hsds
-
         folder = contract.DEFAULT_HSDS_FOLDER.format(user=hsds_user)
         hsds.ensure_folder(
             folder,
@@ -544,13 +563,14 @@ def down(state_dir: Path = DEFAULT_STATE_DIR) -> list[str]:
 
 
 def _down_locked(paths: Paths) -> list[str]:
-    stopped = []
     state = _read_state(paths)
     records = _records(paths)
+    names = [name for name in (hsds_server.NAME, moto_server.NAME) if name in records]
+    # Both stop at once: HSDS takes a couple of seconds to stop its nodes.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda name: _stop_record(name, records[name]), names))
+    stopped = [name for name, was_running in zip(names, results, strict=True) if was_running]
     for name in (hsds_server.NAME, moto_server.NAME):
-        record = records.get(name)
-        if record is not None and _stop_record(name, record):
-            stopped.append(name)
         paths.pid_file(name).unlink(missing_ok=True)
     socket_dir = state.get("socket_dir")
     if socket_dir and Path(socket_dir).name.startswith(hsds_server.SOCKET_DIR_PREFIX):

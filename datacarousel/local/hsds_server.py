@@ -19,12 +19,15 @@ import os
 import secrets
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+import requests_unixsocket
 
 from datacarousel.local import process
 from datacarousel.local.errors import MissingDependency, StartupFailed
@@ -75,7 +78,9 @@ class S3Access:
 
 def check_installed() -> None:
     if importlib.util.find_spec("hsds") is None:
-        raise MissingDependency("the HSDS server is not installed: pip install hsds==1.0.2 (or run scripts/bootstrap.sh)")
+        raise MissingDependency(
+            "the HSDS server is not installed: pip install hsds==1.0.2 (or run scripts/bootstrap.sh)"
+        )
     if importlib.util.find_spec("requests_unixsocket") is None:
         raise MissingDependency("requests-unixsocket is not installed: pip install requests-unixsocket==0.4.1")
     node = Path(sys.executable).parent / "hsds-node"
@@ -130,12 +135,12 @@ def write_override(path: Path, *, log_level: str) -> None:
         "default_public: false\n"
         f"log_level: {log_level}\n"
         "server_name: Data Carousel local HSDS\n"
+        # Write changed objects at the next sync tick (default: wait 1 s more): flushes return sooner.
+        "s3_age_time: 0\n"
     )
 
 
 def make_socket_dir() -> Path:
-    import tempfile
-
     path = Path(tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX))  # 0700
     if len(str(path)) + 1 > MAX_SOCKET_DIR_LEN:
         shutil.rmtree(path, ignore_errors=True)
@@ -195,7 +200,7 @@ def start(
 def _get_json(session: Any, url: str) -> dict[str, Any] | None:
     try:
         rsp = session.get(url, timeout=2.0)
-    except Exception:  # noqa: BLE001 - not listening yet: keep polling
+    except Exception:
         return None
     if rsp.status_code != 200:
         return None
@@ -208,8 +213,6 @@ def _get_json(session: Any, url: str) -> dict[str, Any] | None:
 
 def wait_ready(endpoint: str, dn_urls: list[str], record: process.ProcessRecord, *, timeout: float = 60.0) -> None:
     """Poll the service node's /about and each data node's /info until all say READY."""
-    import requests_unixsocket
-
     deadline = time.monotonic() + timeout
     session = requests_unixsocket.Session()
     states: dict[str, str] = {}
@@ -229,12 +232,12 @@ def wait_ready(endpoint: str, dn_urls: list[str], record: process.ProcessRecord,
             time.sleep(0.1)
     finally:
         session.close()
-    raise StartupFailed(f"hsds did not become READY within {timeout:.0f} s (node states: {states}); see {record.log_file}")
+    raise StartupFailed(
+        f"hsds did not become READY within {timeout:.0f} s (node states: {states}); see {record.log_file}"
+    )
 
 
 def about(endpoint: str) -> dict[str, Any] | None:
     """The service node's /about document, or None when it does not answer."""
-    import requests_unixsocket
-
     with requests_unixsocket.Session() as session:
         return _get_json(session, f"{endpoint}/about")

@@ -29,9 +29,7 @@ def check_installed() -> None:
         raise MissingDependency("moto's server needs Flask: pip install 'moto[server]==5.2.5'")
 
 
-def start(
-    *, port: int | None, env: Mapping[str, str], cwd: Path, log_file: Path
-) -> tuple[process.ProcessRecord, str]:
+def start(*, port: int | None, env: Mapping[str, str], cwd: Path, log_file: Path) -> tuple[process.ProcessRecord, str]:
     """Start `moto_server -H 127.0.0.1 -p <port>` (a free port when `port` is None); returns (record, endpoint)."""
     check_installed()
     if port is None:
@@ -52,7 +50,7 @@ def wait_ready(endpoint: str, record: process.ProcessRecord, *, timeout: float =
         if not process.is_running(record):
             raise StartupFailed(f"moto exited during start-up; see {record.log_file}:\n{tail(record.log_file)}")
         try:
-            with urllib.request.urlopen(url, timeout=2.0) as rsp:  # noqa: S310 - loopback URL we built
+            with urllib.request.urlopen(url, timeout=2.0) as rsp:
                 if rsp.status == 200:
                     log.info("moto ready at %s", endpoint)
                     return
@@ -60,6 +58,15 @@ def wait_ready(endpoint: str, record: process.ProcessRecord, *, timeout: float =
             last_error = str(exc)
         time.sleep(0.1)
     raise StartupFailed(f"moto did not answer at {url} within {timeout:.0f} s ({last_error}); see {record.log_file}")
+
+
+def answers(endpoint: str) -> bool:
+    """Whether moto answers at `endpoint` right now."""
+    try:
+        with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2.0) as rsp:
+            return bool(rsp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def tail(path: str, lines: int = 20) -> str:

@@ -41,15 +41,15 @@ class Scene:
         land_rng = np.random.default_rng([seed, 1])
         cloud_rng = np.random.default_rng([seed, orbit, 2])
         self._land = _waves(land_rng, [(2.0, 1.0), (5.0, 0.5), (13.0, 0.25), (31.0, 0.12)])
-        self._cloud = _waves(cloud_rng, [(4.0, 1.0), (11.0, 0.6), (29.0, 0.35), (70.0, 0.2)])
+        self._cloud = _waves(cloud_rng, [(9.0, 1.0), (23.0, 0.7), (55.0, 0.45), (130.0, 0.3)])
 
     def land(self, q: F32) -> F32:
         """Land fraction 0..1 (sharp coasts)."""
         return _sigmoid(_eval(self._land, q) * np.float32(6.0) - np.float32(1.5))
 
     def cloud(self, q: F32) -> F32:
-        """Cloud fraction 0..1: patchy, about 40 % cover."""
-        return _sigmoid(_eval(self._cloud, q) * np.float32(5.0) + np.float32(-0.4))
+        """Cloud fraction 0..1: patchy, about a third of the sky."""
+        return _sigmoid(_eval(self._cloud, q) * np.float32(2.5) - np.float32(1.0))
 
     def temperature(self, q: F32, land: F32, cloud: F32) -> F32:
         """Brightness temperature (K): warm tropics, cold poles and cloud tops."""
@@ -68,8 +68,8 @@ def mix_reflectance(land: F32, cloud: F32, rho: NDArray[np.float64]) -> F32:
     ocean_c, land_c, cloud_c = (np.asarray(r, dtype=np.float32) for r in rho)
     shape = (len(ocean_c),) + (1,) * land.ndim
     surface = ocean_c.reshape(shape) + (land_c - ocean_c).reshape(shape) * land
-    # Thick clouds are brighter than the mean cloud: up to 1.5x (some pixels saturate).
-    brightness = np.float32(0.6) + np.float32(0.9) * cloud**3
+    # Thick clouds are brighter than the mean cloud: up to 1.3x (bands 3 and 4 saturate there).
+    brightness = np.float32(0.55) + np.float32(0.75) * cloud**4
     return (surface + (cloud_c.reshape(shape) * brightness - surface) * cloud).astype(np.float32)
 
 

@@ -61,7 +61,7 @@ PRESETS: dict[str, Preset] = {
         Preset("full", 2030, 1354, 128, 512, (8, 32), REAL_CERES_FOOTPRINTS, 1480, 2, (540, 594), True),
         Preset("medium", 200, 1354, 32, 128, (8, 32), 16_000, 300, 2, (180, 198), False),
         Preset("small", 40, 272, 8, 32, (8, 32), 2_000, 60, 1, (60, 66), False),
-        Preset("tiny", 20, 136, 4, 16, (2, 8), 400, 20, 1, (30, 33), False),
+        Preset("tiny", 10, 68, 2, 8, (2, 8), 400, 20, 1, (30, 33), False),
     )
 }
 

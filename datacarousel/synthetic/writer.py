@@ -47,7 +47,7 @@ class ChunkedWriter:
         self._pending_bytes = 0
         self._max_pending = max_pending_bytes
         self._reuse: dict[str, list[Future[bytes]]] = {}
-        self._templates: dict[str, tuple[tuple[int, ...], np.dtype[Any]]] = {}
+        self._templates: dict[str, tuple[tuple[int, ...], np.dtype[Any], tuple[int, ...]]] = {}
         self.raw_bytes = 0  # uncompressed bytes of every dataset written
         self.compressed_raw_bytes = 0  # uncompressed bytes of the gzip datasets
         self.compressed_bytes = 0  # their deflated size
@@ -69,6 +69,7 @@ class ChunkedWriter:
         name: str,
         data: np.ndarray | None,
         chunks: tuple[int, ...] | None = None,
+        *,
         attrs: Attrs | None = None,
         reuse: str | None = None,
     ) -> h5py.Dataset:
@@ -79,9 +80,10 @@ class ChunkedWriter:
         families no analysis reads, see docs/synthetic-data.md).
         """
         if data is None:
-            if reuse is None or reuse not in self._reuse:
+            if reuse is None or reuse not in self._templates:
                 raise ValueError(f"{name}: no data and no template {reuse!r}")
-            shape, dtype = self._templates[reuse]
+            shape, dtype, template_chunks = self._templates[reuse]
+            chunks = chunks or template_chunks
         else:
             shape, dtype = data.shape, data.dtype
         chunks = chunks or shape
@@ -101,7 +103,7 @@ class ChunkedWriter:
             set_attrs(dset, attrs)
         offsets = list(_chunk_offsets(shape, chunks))
         cached = self._reuse.get(reuse) if reuse else None
-        if cached is not None and self._templates[reuse] == (shape, dtype) and len(cached) == len(offsets):
+        if cached is not None and reuse is not None and self._templates[reuse] == (shape, dtype, chunks):
             futures = cached
             held = 0
         else:
@@ -111,7 +113,7 @@ class ChunkedWriter:
             held = data.nbytes
             if reuse:
                 self._reuse[reuse] = futures
-                self._templates[reuse] = (shape, dtype)
+                self._templates[reuse] = (shape, dtype, chunks)
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
         self.raw_bytes += nbytes
         self.compressed_raw_bytes += nbytes
@@ -155,15 +157,15 @@ class ChunkedWriter:
         self._templates.pop(key, None)
 
     def _drain(self, limit: int) -> None:
-        while self._pending and (self._pending_bytes > limit or limit == 0 or self._pending[0][1][-1][1].done()):
+        # Decided on byte counts only, never on which thread finished first: the order of HDF5
+        # calls (and so every byte of the file) must not depend on timing.
+        while self._pending and (limit == 0 or self._pending_bytes > limit):
             dset, chunks, held = self._pending.popleft()
             for offset, future in chunks:
                 payload = future.result()
                 dset.id.write_direct_chunk(offset, payload)
                 self.compressed_bytes += len(payload)
             self._pending_bytes -= held
-            if limit and not self._pending:
-                break
 
 
 def _chunk_offsets(shape: tuple[int, ...], chunks: tuple[int, ...]) -> Iterator[tuple[int, ...]]:

@@ -64,7 +64,7 @@ def build_orbit(
                 # plant exact cell edges, poles, +-180 and fills
                 lat[rows // 2, 0] = np.float32(np.trunc(lat[rows // 2, 1]))
                 lat[rows // 2 + 1, 1] = np.float32(np.trunc(lat[rows // 2 + 1, 2]) - 0.5)
-                lon[rows // 2, 0:4] = np.float32([-180.0, 180.0, -179.5, 0.0])
+                lon[rows // 2, 0:4] = np.array([-180.0, 180.0, -179.5, 0.0], np.float32)
                 lon[rows // 3, 2] = -999.0
                 lat[rows // 3, 3] = -999.0
                 if k == descending.start:
@@ -97,7 +97,9 @@ def build_orbit(
                     data[(special >= 0.08) & (special < 0.1)] = 0.0
                     data = data.astype(np.float32)
                     data[0, 2, 2] = np.float32(32767) * rad_s[0]  # exactly at the ceiling
-                    ds = df.create_dataset(fname, data=data, chunks=(1, rows, cols), compression="gzip", compression_opts=1)
+                    ds = df.create_dataset(
+                        fname, data=data, chunks=(1, rows, cols), compression="gzip", compression_opts=1
+                    )
                     ds.attrs["radiance_scales"] = rad_s
                     ds.attrs["reflectance_scales"] = ref
         # --- MISR
@@ -106,7 +108,9 @@ def build_orbit(
         bct = []
         for b in range(180):
             tb = t0 + timedelta(seconds=25 * (b - 40))  # block 160 falls exactly on t1 (t0 + 50 min)
-            bct.append(b"0000-00-00T00:00:00.000000Z" if b < 3 or b > 175 else f"{tb:%Y-%m-%dT%H:%M:%S}.000000Z".encode())
+            bct.append(
+                b"0000-00-00T00:00:00.000000Z" if b < 3 or b > 175 else f"{tb:%Y-%m-%dT%H:%M:%S}.000000Z".encode()
+            )
         if first_block_in_window:
             bct[0] = f"{t0 + timedelta(seconds=1):%Y-%m-%dT%H:%M:%S}.000000Z".encode()
         an = misr.create_group("AN")

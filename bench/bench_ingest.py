@@ -1,0 +1,246 @@
+"""Ingest benchmarks on the embedded environment (moto server + real HSDS + the stack).
+
+    .venv/bin/python bench/bench_ingest.py [--keys 84303] [--queue-prefixes 12] [--repeats 3]
+
+1. Loader throughput over the whole archive catalogue (84,303 keys, empty objects
+   put in moto's archive bucket under the catalogue's keys):
+   a. listing + restore status + BasicFusionFiles lookups + decisions (dry run), every key;
+   b. listing + queuing (SendMessageBatch of 10, plus the per-file "queued" mark), per
+      MISR-path prefix, with the index queue emptied between prefixes outside the timed part.
+      moto's SQS costs O(queue depth) per message sent (it recounts the queue's messages on
+      every send), which a real SQS queue does not; queuing all 84,303 keys into one moto
+      queue would measure that quadratic artefact instead of the loader, so (b) keeps the
+      depth at one prefix's worth (~362 keys) and (c) shows the artefact.
+   c. SendMessageBatch latency at queue depth 0 and at depth N, side by side.
+2. Index time: link (`hsload --link`, chunks stay in S3) vs copy (`hsload` without --link)
+   of one synthetic orbit per preset, and link time against number of datasets and bytes.
+3. record_metadata: items written per second (the DynamoDB conditional writes alone, and
+   the whole step reading HSDS domains).
+
+Prints medians; every ratio is measured side by side in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from datacarousel import aws, hsds, naming
+from datacarousel.files_table import FileMetadata, FilesTable, iso, utcnow
+from datacarousel.local import environment
+from datacarousel.naming import BasicFusionName
+from datacarousel.synthetic.catalogue import archive_catalogue
+from datacarousel.synthetic.generator import generate_orbit
+from index_file.adapters import HsdsTarget
+from loader.adapters import run as run_loader
+from record_metadata.adapters import run as run_record_metadata
+
+log = logging.getLogger("bench_ingest")
+
+
+def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    times: list[float] = []
+    result: Any = None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), result
+
+
+def empty_queue(sqs: Any, queue_url: str) -> int:
+    removed = 0
+    while True:
+        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        if not got:
+            return removed
+        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)]
+        sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+        removed += len(got)
+
+
+def bench_loader(env: dict[str, str], keys: int, queue_prefixes: int) -> None:
+    s3, sqs = aws.client("s3"), aws.client("sqs")
+    files = FilesTable(aws.client("dynamodb"), env["DC_FILES_TABLE"])
+    bucket, queue = env["DC_ARCHIVE_BUCKET"], env["DC_INDEX_QUEUE_URL"]
+    catalogue = archive_catalogue()[:keys]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda e: s3.put_object(Bucket=bucket, Key=e.key, Body=b""), catalogue, chunksize=64))
+    print(f"setup: put {len(catalogue):,} empty objects in {time.perf_counter() - started:.1f} s")
+
+    # a. dry run over everything
+    report = run_loader(s3, sqs, files, bucket=bucket, queue_url=queue, dry_run=True, now=utcnow())
+    print(
+        f"loader dry run (list + lookups + decide), {report.listed:,} keys: {report.seconds:.1f} s "
+        f"= {report.listed / report.seconds:,.0f} keys/s"
+    )
+
+    # b. queuing, one MISR-path prefix at a time (queue emptied between prefixes, untimed)
+    prefixes = sorted({e.key.split("/", 1)[0] + "/" for e in catalogue})[:queue_prefixes]
+    total_keys = 0
+    total_time = 0.0
+    for prefix in prefixes:
+        rep = run_loader(s3, sqs, files, bucket=bucket, queue_url=queue, prefix=prefix, now=utcnow())
+        total_keys += rep.queued
+        total_time += rep.seconds
+        assert rep.queued == rep.listed and rep.send_failed == 0, rep.as_dict()
+        empty_queue(sqs, queue)
+    print(
+        f"loader list + queue + mark, {len(prefixes)} path prefixes, {total_keys:,} keys: {total_time:.1f} s "
+        f"= {total_keys / total_time:,.0f} keys/s (median prefix ~{total_keys // max(len(prefixes), 1)} keys)"
+    )
+    again = run_loader(s3, sqs, files, bucket=bucket, queue_url=queue, prefix=prefixes[0], now=utcnow())
+    print(f"  re-run of one prefix: queued {again.queued}, skipped {dict(again.skipped)} in {again.seconds:.2f} s")
+
+    # c. the moto artefact: SendMessageBatch latency against queue depth
+    body = "x" * 200
+
+    def send() -> None:
+        sqs.send_message_batch(QueueUrl=queue, Entries=[{"Id": str(i), "MessageBody": body} for i in range(10)])
+
+    empty_queue(sqs, queue)
+    shallow, _ = median_time(send, 20)
+    for _ in range(500):
+        send()
+    deep, _ = median_time(send, 20)
+    print(
+        f"moto SendMessageBatch(10): {shallow * 1000:.1f} ms at depth ~0, {deep * 1000:.1f} ms at depth ~5,000 "
+        f"(x{deep / shallow:.1f}; real SQS does not depend on depth)"
+    )
+    empty_queue(sqs, queue)
+
+
+def make_datasets_file(path: Path, datasets: int, elements: int) -> Path:
+    """An HDF5 file of `datasets` float32 datasets of `elements` each (gzip, one chunk each)."""
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        for i in range(datasets):
+            f.create_dataset(f"g{i % 10}/d{i}", data=rng.random(elements, dtype=np.float32), chunks=True)
+    return path
+
+
+def bench_index(env: dict[str, str], presets: list[str], repeats: int, work: Path) -> list[str]:
+    s3 = aws.client("s3")
+    bucket = env["DC_ARCHIVE_BUCKET"]
+    kwargs = {"endpoint": env["HS_ENDPOINT"], "username": env["HS_USERNAME"], "password": env["HS_PASSWORD"]}
+    folder = env["DC_HSDS_FOLDER"]
+    domains: list[str] = []
+    hs_env = {**os.environ, **env}
+    hsload = str(Path(sys.executable).parent / "hsload")
+    print("\nindex one orbit: link (chunks stay in S3) vs copy (hsload without --link)")
+    print(f"{'preset':8} {'bytes':>12} {'datasets':>9} {'link s':>8} {'copy s':>8} {'copy/link':>9}")
+    for orbit, preset in zip(range(64001, 64001 + len(presets)), presets, strict=True):
+        path = generate_orbit(orbit, work, preset=preset)
+        name = BasicFusionName.parse(path.name)
+        key = naming.archive_key(name, "bench/")
+        s3.upload_file(str(path), bucket, key)
+        domain = naming.hsds_domain(folder, name)
+        link_s, result = median_time(lambda k=key, d=domain: hsds.link_file(f"s3://{bucket}/{k}", d, **kwargs), repeats)
+        copy_domain = f"{folder}bench-copy/{name.file_name}"
+        hsds.ensure_folder(f"{folder}bench-copy/", **kwargs)
+
+        def copy(p: Path = path, d: str = copy_domain) -> None:
+            subprocess.run([hsload, str(p), d], check=True, env=hs_env, capture_output=True, timeout=3600)
+
+        copy_s, _ = median_time(copy, repeats)
+        domains += [domain, copy_domain]
+        size = path.stat().st_size
+        print(f"{preset:8} {size:>12,} {result.datasets:>9} {link_s:>8.2f} {copy_s:>8.2f} {copy_s / link_s:>9.1f}")
+
+    print("\nlink time against number of datasets (4 KiB each) and against bytes (50 datasets)")
+    print(f"{'datasets':>9} {'bytes':>12} {'link s':>8} {'s/dataset':>10}")
+    shapes = [(50, 1024), (100, 1024), (200, 1024), (400, 1024), (50, 64 * 1024), (50, 1024 * 1024)]
+    for i, (count, elements) in enumerate(shapes):
+        path = make_datasets_file(work / f"datasets-{count}-{elements}.h5", count, elements)
+        key = f"bench/datasets/{path.name}"
+        s3.upload_file(str(path), bucket, key)
+        domain = f"{folder}bench-datasets/{i}-{path.name}"
+        link_s, _ = median_time(lambda k=key, d=domain: hsds.link_file(f"s3://{bucket}/{k}", d, **kwargs), repeats)
+        domains.append(domain)
+        print(f"{count:>9} {path.stat().st_size:>12,} {link_s:>8.2f} {link_s / count:>10.4f}")
+    return domains
+
+
+def bench_records(env: dict[str, str], count: int) -> None:
+    files = FilesTable(aws.client("dynamodb"), env["DC_FILES_TABLE"])
+    now = utcnow()
+    metas = []
+    for orbit in range(70000, 70000 + count):
+        name = BasicFusionName.for_orbit(orbit)
+        metas.append(
+            FileMetadata(
+                file_name=name.file_name, orbit=orbit, start_time=iso(name.start),
+                end_time=iso(naming.orbit_end(orbit)), year=name.start.year, month=name.start.month,
+                day=name.start.day, year_month=name.year_month, misr_path=name.misr_path,
+                instruments=("CERES", "MISR", "MODIS"), modis_day_granules=10, modis_night_granules=10,
+                ceres_granules=2, misr_first_daylit_block=30, misr_last_daylit_block=150, size_bytes=1,
+                domain=naming.hsds_domain(env["DC_HSDS_FOLDER"], name),
+            )
+        )  # fmt: skip
+    started = time.perf_counter()
+    outcomes = [files.record_metadata(m, now) for m in metas]
+    serial = time.perf_counter() - started
+    assert outcomes.count("written") == count, outcomes[:5]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        again = list(pool.map(lambda m: files.record_metadata(m, now), metas))
+    unchanged = time.perf_counter() - started
+    assert again.count("unchanged") == count
+    print(
+        f"\nrecord_metadata writes: {count} items in {serial:.1f} s = {count / serial:,.0f} items/s (serial, "
+        f"read + conditional write); re-run with nothing to change: {count / unchanged:,.0f} items/s (8 threads)"
+    )
+    target = HsdsTarget(env["HS_ENDPOINT"], env["HS_USERNAME"], env["HS_PASSWORD"], env["DC_HSDS_FOLDER"])
+    report = run_record_metadata(files, target, utcnow())
+    print(
+        f"record_metadata whole step (walk HSDS + read each domain + write): {report.domains} domains in "
+        f"{report.seconds:.1f} s = {report.domains / max(report.seconds, 1e-9):.1f} domains/s {dict(report.outcomes)}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keys", type=int, default=naming.ORBIT_COUNT, help="catalogue keys to put and list")
+    parser.add_argument("--queue-prefixes", type=int, default=12, help="MISR-path prefixes to queue (~362 keys each)")
+    parser.add_argument("--presets", default="tiny,small", help="orbit presets for link vs copy")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--records", type=int, default=500)
+    parser.add_argument("--skip", default="", help="comma list of parts to skip: loader,index,records")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    skip = set(filter(None, args.skip.split(",")))
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        state = Path(tmp) / "env"
+        saved = dict(os.environ)
+        try:
+            env = environment.up(state).env
+            os.environ.update(env)
+            print(f"embedded environment up ({state}); cpu count {os.cpu_count()}, load {os.getloadavg()[0]:.1f}")
+            if "loader" not in skip:
+                bench_loader(env, args.keys, args.queue_prefixes)
+            if "index" not in skip:
+                bench_index(env, args.presets.split(","), args.repeats, Path(tmp) / "orbits")
+            if "records" not in skip:
+                bench_records(env, args.records)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            environment.down(state)
+
+
+if __name__ == "__main__":
+    main()

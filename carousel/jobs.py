@@ -1,0 +1,246 @@
+"""Researchers' API: submit a job (a job definition over a typed query) and cancel it.
+
+`submit` finds the query's files through index queries on BasicFusionFiles
+(`carousel.query.lookups`, never a Scan), writes one job-file per file (batch
+puts), then the job itself (OPEN) last: a step never sees an open job whose
+job-files are still being written. It answers at once with the file count,
+the bytes, the files already readable, the estimated cost and start.
+
+`cancel` moves an OPEN job to CANCELLED. The files only it needed are then no
+longer restored or renewed: their copies expire on their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from carousel import planner
+from carousel.cost import SubmissionEstimate, estimate_submission
+from carousel.model import FileRecord
+from carousel.planner import PlannerConfig
+from carousel.query import JobQuery, lookups, matches
+from carousel.store import Tables, file_record, iso_seconds, load
+from datacarousel.contract import (
+    FileIndex,
+    JobAttr,
+    JobDefinitionName,
+    JobFileAttr,
+    JobFileState,
+    JobState,
+)
+from datacarousel.errors import BadInput
+
+log = logging.getLogger(__name__)
+
+_OWNER_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+
+
+# Parameters each job definition takes per work item (WorkItem.parameters), checked at submission.
+JOB_PARAMETERS: dict[str, dict[str, ParameterSpec]] = {
+    JobDefinitionName.COMPUTE_RADIANCE.value: {
+        "resolution": ParameterSpec(float, 0.01, 10.0),
+        "vza_max": ParameterSpec(float, 0.0, 90.0),
+        "modis_category": ParameterSpec(str, choices=("VIS",)),
+        "misr_camera": ParameterSpec(str, choices=("AN",)),
+        "ceres_mode": ParameterSpec(str, choices=("ct", "all")),
+    },
+}
+
+
+def validate_parameters(definition: str, parameters: Mapping[str, Any]) -> dict[str, str]:
+    """Parameters as WorkItem strings; every problem named in one BadInput."""
+    specs = JOB_PARAMETERS.get(definition)
+    if specs is None:
+        raise BadInput(f"unknown job definition {definition!r}; known: {', '.join(sorted(JOB_PARAMETERS))}")
+    problems: list[str] = []
+    out: dict[str, str] = {}
+    for key, raw in parameters.items():
+        spec = specs.get(key)
+        if spec is None:
+            problems.append(f"unknown parameter {key!r} (known: {', '.join(sorted(specs))})")
+            continue
+        if spec.kind is float:
+            try:
+                value = float(raw)
+            except (TypeError, ValueError):
+                problems.append(f"{key} must be a number, got {raw!r}"[:200])
+                continue
+            if (spec.low is not None and value < spec.low) or (spec.high is not None and value > spec.high):
+                problems.append(f"{key} must lie in {spec.low}..{spec.high}, got {value}")
+                continue
+            out[key] = repr(value)
+        else:
+            text = str(raw)
+            if spec.choices and text not in spec.choices:
+                problems.append(f"{key} must be one of {', '.join(spec.choices)}, got {text!r}"[:200])
+                continue
+            out[key] = text
+    if problems:
+        raise BadInput("invalid parameters: " + "; ".join(problems))
+    return out
+
+
+def validate_owner(owner: str) -> str:
+    if not isinstance(owner, str) or not _OWNER_RE.match(owner):
+        raise BadInput(f"owner must match {_OWNER_RE.pattern} (lower-case letters, digits, '_', '.', '-')")
+    return owner
+
+
+def new_job_id(now: float) -> str:
+    stamp = datetime.fromtimestamp(now, tz=UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"job-{stamp}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class _Row:
+    orbit: int
+    year_month: str
+    misr_path: int
+
+
+def find_files(tables: Tables, query: JobQuery) -> list[dict[str, Any]]:
+    """Items of every file the query selects, in orbit order (index queries, then `matches`)."""
+    found: dict[str, dict[str, Any]] = {}
+    for lookup in lookups(query):
+        bounds = (lookup.orbit_min, lookup.orbit_max)
+        if lookup.index_name == FileIndex.BY_YEAR_MONTH:
+            items = tables.files.by_year_month(str(lookup.hash_value), orbits=bounds)
+        elif lookup.index_name == FileIndex.BY_MISR_PATH:
+            items = tables.files.by_misr_path(int(lookup.hash_value), orbits=bounds)
+        else:  # pragma: no cover - lookups only names these two
+            raise ValueError(f"unexpected index {lookup.index_name}")
+        for item in items:
+            row = _Row(int(item["orbit"]), str(item.get("year_month", "")), int(item.get("misr_path", 0)))
+            if row.year_month and matches(query, row):
+                found[str(item["file_name"])] = item
+    return sorted(found.values(), key=lambda item: int(item["orbit"]))
+
+
+@dataclass(frozen=True)
+class Submission:
+    job_id: str
+    owner: str
+    definition: str
+    query: JobQuery
+    parameters: dict[str, str]
+    estimate: SubmissionEstimate
+
+    def as_dict(self) -> dict[str, Any]:
+        e = self.estimate
+        return {
+            "job_id": self.job_id,
+            "owner": self.owner,
+            "definition": self.definition,
+            "query": self.query.to_dict(),
+            "parameters": self.parameters,
+            "file_count": e.file_count,
+            "total_bytes": e.total_bytes,
+            "readable_files": e.readable_files,
+            "restoring_files": e.restoring_files,
+            "to_restore_files": e.to_restore_files,
+            "to_restore_bytes": e.to_restore_bytes,
+            "shared_files": e.shared_files,
+            "estimated_cost": e.estimated_cost.as_dict(),
+            "estimated_cost_alone": e.estimated_cost_alone.as_dict(),
+            "estimated_start": iso_seconds(e.estimated_start) if e.estimated_start is not None else None,
+        }
+
+
+def submit(
+    tables: Tables,
+    config: PlannerConfig,
+    *,
+    owner: str,
+    definition: str,
+    query: JobQuery,
+    parameters: Mapping[str, Any] | None = None,
+    now: float | None = None,
+    job_id: str | None = None,
+) -> Submission:
+    """Record a job and its job-files; BadInput for a bad owner, definition, parameters or an empty query."""
+    now = time.time() if now is None else now
+    owner = validate_owner(owner)
+    params = validate_parameters(definition, parameters or {})
+    items = find_files(tables, query)
+    if not items:
+        raise BadInput(f"the query {query.to_dict()} matches no inventoried file (run `datacarousel inventory`?)")
+    matched: list[FileRecord] = [file_record(item) for item in items]
+    snapshot = load(tables).snapshot
+    estimate = estimate_submission(matched, snapshot, now, config)
+    job_id = job_id or new_job_id(now)
+    stamp = iso_seconds(now)
+    tables.job_files.put_new(
+        [
+            {
+                JobFileAttr.JOB_ID: job_id,
+                JobFileAttr.FILE_NAME: f.file_name,
+                JobFileAttr.STATE: JobFileState.WAITING.value,
+                JobFileAttr.ORBIT: f.orbit,
+                JobFileAttr.SIZE: f.size_bytes,
+                JobFileAttr.ATTEMPTS: 0,
+                JobFileAttr.UPDATED_AT: stamp,
+            }
+            for f in matched
+        ]
+    )
+    created = tables.jobs.create(
+        {
+            JobAttr.JOB_ID: job_id,
+            JobAttr.OWNER: owner,
+            JobAttr.DEFINITION: definition,
+            JobAttr.QUERY: query.to_dict(),
+            JobAttr.PARAMETERS: params,
+            JobAttr.STATE: JobState.OPEN.value,
+            JobAttr.SUBMITTED_AT: stamp,
+            JobAttr.FILE_COUNT: len(matched),
+            JobAttr.TOTAL_BYTES: estimate.total_bytes,
+        }
+    )
+    if not created:
+        raise BadInput(f"job id {job_id!r} is already taken")
+    log.info(
+        "job %s submitted by %s: %s over %d files (%d bytes, %d readable)",
+        job_id,
+        owner,
+        definition,
+        estimate.file_count,
+        estimate.total_bytes,
+        estimate.readable_files,
+    )
+    return Submission(job_id, owner, definition, query, params, estimate)
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    job_id: str
+    cancelled: bool
+    released_files: tuple[str, ...]  # files only this job needed: no longer restored or renewed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "cancelled": self.cancelled, "released_files": list(self.released_files)}
+
+
+def cancel(tables: Tables, job_id: str, *, now: float | None = None) -> Cancellation:
+    now = time.time() if now is None else now
+    loaded = load(tables, job_ids=[job_id])
+    action, only_mine = planner.cancel_job(loaded.snapshot, job_id, now)
+    done = tables.jobs.transition(action.job_id, JobState.OPEN, JobState.CANCELLED, now)
+    if not done:
+        raise BadInput(f"job {job_id!r} is not open (it completed or was cancelled meanwhile)")
+    log.info("job %s cancelled; %d files no longer needed by anyone", job_id, len(only_mine))
+    return Cancellation(job_id, True, only_mine)

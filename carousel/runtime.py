@@ -1,0 +1,134 @@
+"""What the carousel's adapters run with: settings from the environment and the clients built once.
+
+`Context.from_env()` is called by `__main__` / the CLI only; library functions take
+a `Context` (or its parts), so nothing builds a client at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from carousel.planner import HOUR_S, PlannerConfig, Policy
+from carousel.store import Tables
+from datacarousel import aws
+from datacarousel.config import Settings
+from datacarousel.contract import Env, RestoreTier
+from datacarousel.errors import ConfigError
+
+DEFAULT_PROBE_AFTER_S = 6 * HOUR_S
+DEFAULT_INDEX_RETRY_S = HOUR_S
+DEFAULT_MAX_INDEX_WORKERS = 4
+DEFAULT_MAX_JOB_WORKERS = 8
+
+STEP_SETTINGS = (
+    "archive_bucket",
+    "results_bucket",
+    "index_queue_url",
+    "index_dlq_url",
+    "work_queue_url",
+    "work_dlq_url",
+    "restore_events_queue_url",
+    "files_table",
+    "jobs_table",
+    "job_files_table",
+)
+TABLE_SETTINGS = ("files_table", "jobs_table", "job_files_table")
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Carousel knobs beyond the shared settings (all optional)."""
+
+    policy: Policy = Policy.DEMAND
+    probe_after_s: float = DEFAULT_PROBE_AFTER_S
+    index_retry_s: float = DEFAULT_INDEX_RETRY_S
+    max_index_workers: int = DEFAULT_MAX_INDEX_WORKERS
+    max_job_workers: int = DEFAULT_MAX_JOB_WORKERS
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Tuning:
+        env = os.environ if environ is None else environ
+        problems: list[str] = []
+        values: dict[str, Any] = {}
+
+        def read(var: str, field: str, parse: Any) -> None:
+            raw = env.get(var)
+            if raw is None or raw == "":
+                return
+            try:
+                value = parse(raw)
+            except ValueError as exc:
+                problems.append(f"{var}={raw!r} is malformed: {exc}")
+                return
+            values[field] = value
+
+        def positive_float(text: str) -> float:
+            value = float(text)
+            if not value > 0:
+                raise ValueError("must be > 0")
+            return value
+
+        def positive_int(text: str) -> int:
+            value = int(text)
+            if value < 1:
+                raise ValueError("must be >= 1")
+            return value
+
+        read(Env.CAROUSEL_POLICY, "policy", Policy)
+        read(Env.PROBE_AFTER_S, "probe_after_s", positive_float)
+        read(Env.INDEX_RETRY_S, "index_retry_s", positive_float)
+        read(Env.MAX_INDEX_WORKERS, "max_index_workers", positive_int)
+        read(Env.MAX_JOB_WORKERS, "max_job_workers", positive_int)
+        if problems:
+            raise ConfigError("configuration error: " + "; ".join(problems))
+        return cls(**values)
+
+
+def planner_config(settings: Settings, tuning: Tuning) -> PlannerConfig:
+    days = int(settings.restore_days or 7)
+    return PlannerConfig(
+        window_bytes=int(settings.window_bytes or 50 * 10**12),
+        window_files=int(settings.window_files or 2000),
+        policy=tuning.policy,
+        tier=RestoreTier(settings.restore_tier or RestoreTier.BULK.value),
+        lease_days=days,
+        renew_margin_s=min(12 * HOUR_S, days * 86_400.0 / 2),
+        index_retry_s=tuning.index_retry_s,
+        probe_after_s=tuning.probe_after_s,
+        probe_every_s=min(tuning.probe_after_s, days * 86_400.0 / 2),
+    )
+
+
+@dataclass(frozen=True)
+class Context:
+    """Settings, planner configuration and clients of one carousel process."""
+
+    settings: Settings
+    tuning: Tuning
+    config: PlannerConfig
+    tables: Tables
+    s3: Any = None
+    sqs: Any = None
+
+    @classmethod
+    def from_env(cls, need: tuple[str, ...] = STEP_SETTINGS, environ: Mapping[str, str] | None = None) -> Context:
+        settings = Settings.from_env(need=need, environ=environ)
+        tuning = Tuning.from_env(environ)
+        ddb = aws.client("dynamodb")
+        tables = Tables.from_names(
+            ddb,
+            settings.require("files_table"),
+            settings.require("jobs_table"),
+            settings.require("job_files_table"),
+        )
+        return cls(
+            settings=settings,
+            tuning=tuning,
+            config=planner_config(settings, tuning),
+            tables=tables,
+            s3=aws.client("s3"),
+            sqs=aws.client("sqs"),
+        )

@@ -1,0 +1,737 @@
+"""One carousel step: observe, plan, apply, launch.
+
+1. Receive the restore events waiting on the restore-events queue (hints) and
+   look at each named object (HeadObject: the `Restore` header is the truth).
+2. Load the snapshot (open jobs, their job-files, the window, the files they need).
+3. Record what the workers reported: a QUEUED job-file is DONE when its result
+   object exists (one listing of the job's result prefix per step), FAILED when
+   its WorkItem reached the work dead-letter queue; a file whose index request
+   reached the index dead-letter queue is FAILED (and so are its job-files).
+4. Plan (`carousel.planner.step`: reconciliation first, then the plan) and apply
+   every action with a conditional write; RestoreObject / SendMessage happen only
+   for the writer that won the condition, so two steps at once never duplicate
+   a restore or a release. Restore-event messages are deleted only once their
+   effect is recorded.
+5. Start workers for the backlogs (index_file, record_metadata, job drainers).
+
+A step killed at any point loses nothing: every effect is either recorded (and
+the next step sees it) or redone by the next step (a claimed release whose
+WorkItem was not sent is sent again after `PENDING_RELEASE_GRACE_S`; a claimed
+restore whose request was never made is found ARCHIVED by the next probe).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from botocore.exceptions import BotoCoreError, ClientError
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from carousel import launch, planner
+from carousel.actions import (
+    CancelJob,
+    CompleteJob,
+    FailJobFile,
+    InvalidateExpired,
+    ProbeRestore,
+    QueueIndex,
+    Release,
+    RenewLease,
+    RequestRestore,
+    UpdateFileState,
+)
+from carousel.cost import expiry_after
+from carousel.events import ParsedEvent, parse_event_message
+from carousel.model import JOB_FILE_CODE, JobFileTable, Snapshot
+from carousel.restore import ObservedRestore, parse_restore_header, reconcile
+from carousel.runtime import Context
+from carousel.store import Loaded, iso_seconds, load, to_seconds
+from datacarousel import hsds, naming
+from datacarousel.contract import (
+    FAILURE_REASON_ATTRIBUTE,
+    SQS_BATCH_SIZE,
+    Env,
+    FileAttr,
+    FileState,
+    JobAttr,
+    JobDefinitionName,
+    JobFileAttr,
+    JobFileState,
+    JobState,
+)
+from datacarousel.errors import BadInput, MalformedMessage
+from datacarousel.launcher import Launcher
+from datacarousel.messages import IndexRequest, WorkItem
+from datacarousel.queue_worker import send_to_dead_letter_queue
+
+log = logging.getLogger(__name__)
+
+EVENT_VISIBILITY_S = 120
+DLQ_VISIBILITY_S = 300
+MAX_EVENT_MESSAGES = 5000  # per step; the rest waits for the next step
+MAX_DLQ_MESSAGES = 1000
+PENDING_RELEASE_GRACE_S = 300.0  # a claimed release not sent after this long is sent again
+EXCEEDED_RECEIVES = "exceeded max receives"
+THROTTLING_CODES = frozenset(
+    {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests"}
+)
+RESTORE_DONE_CODES = frozenset({"RestoreAlreadyInProgress"})
+IO_WORKERS = 16
+
+DomainDeleter = Callable[[str], Any]
+
+
+@dataclass
+class StepReport:
+    started_at: float
+    seconds: float = 0.0
+    events_received: int = 0
+    events_deleted: int = 0
+    events_malformed: int = 0
+    heads: int = 0
+    restores: int = 0
+    renewals: int = 0
+    restore_failures: int = 0
+    index_requests: int = 0
+    releases: int = 0
+    done: int = 0
+    failed_job_files: int = 0
+    failed_files: int = 0
+    invalidated: int = 0
+    completed_jobs: list[str] = field(default_factory=list)
+    conflicts: int = 0
+    launched: dict[str, int] = field(default_factory=dict)
+    window_bytes: int = 0
+    window_files: int = 0
+    actions: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+# --- S3 helpers ----------------------------------------------------------------------------
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _throttled(exc: BaseException) -> bool:
+    return isinstance(exc, ClientError) and _code(exc) in THROTTLING_CODES
+
+
+@retry(
+    retry=retry_if_exception(_throttled),
+    stop=stop_after_attempt(6),
+    wait=wait_exponential_jitter(initial=1, max=30),
+    reraise=True,
+)
+def restore_object(s3: Any, bucket: str, key: str, days: int, tier: str) -> str:
+    """RestoreObject; 'accepted' (202), 'extended' (200: a copy existed) or 'in-progress'. Throttling is retried
+    (botocore's standard retries first, then these, with backoff)."""
+    try:
+        response = s3.restore_object(
+            Bucket=bucket, Key=key, RestoreRequest={"Days": int(days), "GlacierJobParameters": {"Tier": tier}}
+        )
+    except ClientError as exc:
+        if _code(exc) in RESTORE_DONE_CODES:
+            return "in-progress"
+        raise
+    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 202))
+    return "extended" if status == 200 else "accepted"
+
+
+def head_restore(s3: Any, bucket: str, key: str, now: float) -> ObservedRestore | None:
+    """What the object's `Restore` header says; None when the object is gone."""
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+            log.warning("head s3://%s/%s: no such object", bucket, key)
+            return None
+        raise
+    return parse_restore_header(head.get("Restore"), now)
+
+
+def list_keys(s3: Any, bucket: str, prefix: str) -> set[str]:
+    keys: set[str] = set()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys.update(str(obj["Key"]) for obj in page.get("Contents", []))
+    return keys
+
+
+def queue_depth(sqs: Any, url: str) -> int:
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+    return int(attrs.get("ApproximateNumberOfMessages", 0))
+
+
+def receive_all(sqs: Any, url: str, *, limit: int, visibility: int) -> list[dict[str, Any]]:
+    """Up to `limit` messages (10 a call, no waiting), each hidden for `visibility` seconds."""
+    messages: list[dict[str, Any]] = []
+    while len(messages) < limit:
+        response = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=min(SQS_BATCH_SIZE, limit - len(messages)),
+            WaitTimeSeconds=0,
+            VisibilityTimeout=visibility,
+            AttributeNames=["ApproximateReceiveCount"],
+            MessageAttributeNames=["All"],
+        )
+        batch = response.get("Messages", [])
+        if not batch:
+            break
+        messages.extend(batch)
+    return messages
+
+
+def failure_reason(message: Mapping[str, Any]) -> str:
+    attr = message.get("MessageAttributes", {}).get(FAILURE_REASON_ATTRIBUTE, {})
+    return str(attr.get("StringValue") or EXCEEDED_RECEIVES)
+
+
+def _delete(sqs: Any, url: str, message: Mapping[str, Any]) -> None:
+    try:
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    except (ClientError, BotoCoreError) as exc:  # recorded already; a redelivery changes nothing
+        log.warning("could not delete message %s from %s: %s", message.get("MessageId"), url, exc)
+
+
+# --- snapshot edits --------------------------------------------------------------------------
+
+
+def with_job_file_states(snapshot: Snapshot, changes: Mapping[tuple[str, str], JobFileState]) -> Snapshot:
+    if not changes:
+        return snapshot
+    jf = snapshot.job_files
+    state = jf.state.copy()
+    jobs, files = snapshot.jobs.position, snapshot.files.position
+    index = {(int(j), int(f)): r for r, (j, f) in enumerate(zip(jf.job, jf.file, strict=True))}
+    for (job_id, name), new in changes.items():
+        r = index.get((jobs.get(job_id, -1), files.get(name, -1)))
+        if r is not None:
+            state[r] = JOB_FILE_CODE[new]
+    return snapshot.replace(job_files=JobFileTable.build(jf.job, jf.file, state))
+
+
+# --- the step ---------------------------------------------------------------------------------
+
+
+class Step:
+    """One carousel step over a `Context` (clients, tables, settings)."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        launcher: Launcher | None = None,
+        delete_domain: DomainDeleter | None = None,
+        environ: Mapping[str, str] | None = None,
+        pending_release_grace_s: float = PENDING_RELEASE_GRACE_S,
+    ) -> None:
+        self.ctx = ctx
+        self.pending_release_grace_s = pending_release_grace_s
+        self.s3 = ctx.s3
+        self.sqs = ctx.sqs
+        self.tables = ctx.tables
+        self.files = ctx.tables.carousel_files
+        self.settings = ctx.settings
+        self.config = ctx.config
+        self.launcher = launcher
+        self._delete_domain = delete_domain
+        env = os.environ if environ is None else environ
+        self.events_dlq_url = env.get(Env.RESTORE_EVENTS_DLQ_URL, "")
+
+    # ---- helpers ----
+
+    def bucket_of(self, loaded: Loaded, name: str) -> str:
+        item = loaded.files.get(name, {})
+        return str(item.get(FileAttr.BUCKET) or self.settings.require("archive_bucket"))
+
+    def key_of(self, loaded: Loaded, name: str) -> str:
+        item = loaded.files.get(name, {})
+        return str(item.get(FileAttr.KEY) or name)
+
+    def delete_domain(self, domain: str) -> None:
+        if self._delete_domain is not None:
+            self._delete_domain(domain)
+            return
+        hsds.delete_domain(domain)
+
+    # ---- 1. restore events ----
+
+    def receive_events(self, report: StepReport) -> list[tuple[dict[str, Any], list[ParsedEvent]]]:
+        url = self.settings.require("restore_events_queue_url")
+        received = []
+        for message in receive_all(self.sqs, url, limit=MAX_EVENT_MESSAGES, visibility=EVENT_VISIBILITY_S):
+            report.events_received += 1
+            try:
+                parsed = parse_event_message(message.get("Body", ""))
+            except MalformedMessage as exc:
+                report.events_malformed += 1
+                if self.events_dlq_url:
+                    send_to_dead_letter_queue(
+                        self.sqs,
+                        self.events_dlq_url,
+                        message.get("Body", ""),
+                        str(exc),
+                        error_type=type(exc).__name__,
+                        source_queue_url=url,
+                        message_id=str(message.get("MessageId", "")),
+                    )
+                    _delete(self.sqs, url, message)
+                else:  # left: the queue's redrive moves it to its dead-letter queue
+                    log.warning("malformed restore event %s left for redrive: %s", message.get("MessageId"), exc)
+                continue
+            received.append((message, parsed))
+        return received
+
+    def observe(
+        self, loaded: Loaded, names: Iterable[str], now: float, report: StepReport
+    ) -> dict[str, ObservedRestore]:
+        names = [n for n in dict.fromkeys(names) if n in loaded.files]
+
+        def look(name: str) -> tuple[str, ObservedRestore | None]:
+            return name, head_restore(self.s3, self.bucket_of(loaded, name), self.key_of(loaded, name), now)
+
+        observed: dict[str, ObservedRestore] = {}
+        with ThreadPoolExecutor(max_workers=IO_WORKERS) as pool:
+            for name, seen in pool.map(look, names):
+                report.heads += 1
+                if seen is not None:
+                    observed[name] = seen
+        return observed
+
+    # ---- 3. worker reports ----
+
+    def record_results(self, loaded: Loaded, now: float, report: StepReport) -> dict[tuple[str, str], JobFileState]:
+        """QUEUED/RUNNING job-files whose result object exists -> DONE (one listing per job)."""
+        bucket = self.settings.require("results_bucket")
+        pending: dict[str, list[str]] = {}
+        for (job_id, name), item in loaded.job_files.items():
+            if item.get(JobFileAttr.STATE) in (JobFileState.QUEUED.value, JobFileState.RUNNING.value):
+                pending.setdefault(job_id, []).append(name)
+        changes: dict[tuple[str, str], JobFileState] = {}
+        for job_id, names in pending.items():
+            keys = list_keys(self.s3, bucket, f"{naming.RESULTS_PREFIX}/{job_id}/")
+            for name in names:
+                key = naming.result_key(job_id, naming.BasicFusionName.parse(name))
+                if key not in keys:
+                    continue
+                if self.tables.job_files.transition(
+                    job_id, name, (JobFileState.QUEUED, JobFileState.RUNNING), JobFileState.DONE, now, result_key=key
+                ):
+                    report.done += 1
+                    changes[(job_id, name)] = JobFileState.DONE
+                    log.info("job %s file %s: DONE (%s)", job_id, name, key)
+                else:
+                    report.conflicts += 1
+        return changes
+
+    def record_work_failures(self, now: float, report: StepReport) -> dict[tuple[str, str], JobFileState]:
+        url = self.settings.require("work_dlq_url")
+        changes: dict[tuple[str, str], JobFileState] = {}
+        for message in receive_all(self.sqs, url, limit=MAX_DLQ_MESSAGES, visibility=DLQ_VISIBILITY_S):
+            try:
+                item = WorkItem.from_json(message.get("Body", ""))
+            except MalformedMessage as exc:
+                log.error("work dead-letter message %s is no WorkItem (left there): %s", message.get("MessageId"), exc)
+                continue
+            reason = failure_reason(message)
+            # Only a QUEUED/RUNNING job-file fails: one put back to WAITING (its copy expired) waits for a new release.
+            if self.tables.job_files.transition(
+                item.job_id,
+                item.file_name,
+                (JobFileState.QUEUED, JobFileState.RUNNING),
+                JobFileState.FAILED,
+                now,
+                error=reason,
+            ):
+                report.failed_job_files += 1
+                changes[(item.job_id, item.file_name)] = JobFileState.FAILED
+                log.warning("job %s file %s: FAILED: %s", item.job_id, item.file_name, reason)
+            _delete(self.sqs, url, message)
+        return changes
+
+    def record_index_failures(self, now: float, report: StepReport) -> int:
+        url = self.settings.require("index_dlq_url")
+        failed = 0
+        for message in receive_all(self.sqs, url, limit=MAX_DLQ_MESSAGES, visibility=DLQ_VISIBILITY_S):
+            body = message.get("Body", "")
+            try:
+                request = IndexRequest.from_json(body)
+                name = naming.BasicFusionName.parse(request.key).file_name
+            except Exception as exc:  # anything unparseable stays in the DLQ for a person
+                log.error("index dead-letter message %s names no file (left there): %s", message.get("MessageId"), exc)
+                continue
+            reason = failure_reason(message)
+            if self.files.fail(name, f"indexing failed: {reason}", now):
+                failed += 1
+                report.failed_files += 1
+                log.warning("file %s: FAILED: %s", name, reason)
+            _delete(self.sqs, url, message)
+        return failed
+
+    # ---- 4. apply ----
+
+    def apply_update(self, action: UpdateFileState, now: float, report: StepReport) -> bool:
+        ok = self.files.set_state(
+            action.file_name, action.expected_version, action.to_state, action.restore_expiry, now
+        )
+        if ok:
+            log.info(
+                "file %s: %s -> %s (expiry %s)",
+                action.file_name,
+                action.from_state.value,
+                action.to_state.value,
+                iso_seconds(action.restore_expiry) if action.restore_expiry else "-",
+            )
+        else:
+            report.conflicts += 1
+        return ok
+
+    def apply_restore(self, loaded: Loaded, action: RequestRestore, now: float, report: StepReport) -> None:
+        if not self.files.claim_restore(action.file_name, action.expected_version, now):
+            report.conflicts += 1
+            return
+        bucket, key = self.bucket_of(loaded, action.file_name), self.key_of(loaded, action.file_name)
+        try:
+            outcome = restore_object(self.s3, bucket, key, action.days, action.tier.value)
+        except (ClientError, BotoCoreError) as exc:
+            report.restore_failures += 1
+            log.error("restore of s3://%s/%s failed: %s", bucket, key, exc)
+            self.files.unclaim_restore(action.file_name, action.expected_version + 1, now)
+            return
+        report.restores += 1
+        log.info(
+            "file %s: restore requested (%s, %d days, %s): %s",
+            action.file_name,
+            action.tier.value,
+            action.days,
+            key,
+            outcome,
+        )
+
+    def apply_renewal(self, loaded: Loaded, action: RenewLease, now: float, report: StepReport) -> None:
+        bucket, key = self.bucket_of(loaded, action.file_name), self.key_of(loaded, action.file_name)
+        try:
+            restore_object(self.s3, bucket, key, action.days, action.tier.value)
+        except (ClientError, BotoCoreError) as exc:
+            report.restore_failures += 1
+            log.error("lease renewal of s3://%s/%s failed: %s", bucket, key, exc)
+            return
+        report.renewals += 1
+        if not self.files.set_lease(action.file_name, expiry_after(now, action.days), now):
+            report.conflicts += 1
+        log.info("file %s: lease renewed for %d days", action.file_name, action.days)
+
+    def apply_probe(self, loaded: Loaded, action: ProbeRestore, now: float, report: StepReport) -> None:
+        seen = self.observe(loaded, [action.file_name], now, report)
+        self.files.mark_probed(action.file_name, now)
+        if action.file_name not in seen:
+            return
+        for update in reconcile(loaded.snapshot, (), seen, now):
+            self.apply_update(update, now, report)
+
+    def apply_index(self, loaded: Loaded, action: QueueIndex, now: float, report: StepReport) -> None:
+        bucket, key = self.bucket_of(loaded, action.file_name), self.key_of(loaded, action.file_name)
+        etag = str(loaded.files.get(action.file_name, {}).get(FileAttr.ETAG, ""))
+        if not etag:
+            try:
+                etag = str(self.s3.head_object(Bucket=bucket, Key=key).get("ETag", "")).strip('"')
+                report.heads += 1
+            except ClientError as exc:
+                log.error("head s3://%s/%s before indexing failed: %s", bucket, key, exc)
+                return
+        request = IndexRequest(bucket=bucket, key=key, size=action.size_bytes, etag=etag)
+        self.sqs.send_message(QueueUrl=self.settings.require("index_queue_url"), MessageBody=request.to_json())
+        self.files.mark_index_requested(action.file_name, now)
+        report.index_requests += 1
+        log.info("file %s: index requested", action.file_name)
+
+    def work_item(self, loaded: Loaded, job_id: str, name: str, domain: str) -> WorkItem:
+        job = loaded.jobs.get(job_id, {})
+        parameters = {str(k): str(v) for k, v in (job.get(JobAttr.PARAMETERS) or {}).items()}
+        return WorkItem(
+            job_id=job_id,
+            job_definition=str(job.get(JobAttr.DEFINITION, JobDefinitionName.COMPUTE_RADIANCE.value)),
+            file_name=name,
+            bucket=self.bucket_of(loaded, name),
+            key=self.key_of(loaded, name),
+            domain=domain,
+            parameters=parameters,
+        )
+
+    def send_release(self, loaded: Loaded, job_id: str, name: str, domain: str) -> None:
+        item = self.work_item(loaded, job_id, name, domain)
+        self.sqs.send_message(QueueUrl=self.settings.require("work_queue_url"), MessageBody=item.to_json())
+        self.tables.job_files.release_sent(job_id, name)
+
+    def apply_release(self, loaded: Loaded, action: Release, now: float, report: StepReport) -> None:
+        if not self.tables.job_files.claim_release(action.job_id, action.file_name, now):
+            report.conflicts += 1
+            return
+        self.send_release(loaded, action.job_id, action.file_name, action.domain)
+        report.releases += 1
+        log.info("job %s file %s: released (WAITING -> QUEUED)", action.job_id, action.file_name)
+
+    def resend_pending(self, loaded: Loaded, now: float, report: StepReport) -> None:
+        """QUEUED job-files whose WorkItem was claimed but (as far as anyone recorded) never sent."""
+        for (job_id, name), item in loaded.job_files.items():
+            pending = to_seconds(item.get(JobFileAttr.RELEASE_PENDING_AT))
+            if item.get(JobFileAttr.STATE) != JobFileState.QUEUED.value or pending is None:
+                continue
+            if now - pending < self.pending_release_grace_s:
+                continue
+            domain = str(loaded.files.get(name, {}).get(FileAttr.DOMAIN, ""))
+            self.send_release(loaded, job_id, name, domain)
+            report.releases += 1
+            log.warning(
+                "job %s file %s: release claimed at %s but not confirmed: WorkItem sent again",
+                job_id,
+                name,
+                iso_seconds(pending),
+            )
+
+    def apply_invalidate(self, action: InvalidateExpired, now: float, report: StepReport) -> None:
+        if action.domain:
+            self.delete_domain(action.domain)  # first: a crash after it leaves the file readable -> redone
+        if not self.files.invalidate(action.file_name, action.expected_version, now):
+            report.conflicts += 1
+            return
+        report.invalidated += 1
+        log.info(
+            "file %s: restored copy expired: domain %s deleted, back to ARCHIVED",
+            action.file_name,
+            action.domain or "-",
+        )
+        for job_id in action.requeue:
+            if self.tables.job_files.transition(
+                job_id, action.file_name, (JobFileState.QUEUED,), JobFileState.WAITING, now
+            ):
+                log.info("job %s file %s: QUEUED -> WAITING (its copy expired)", job_id, action.file_name)
+
+    def apply_fail_job_file(self, loaded: Loaded, action: FailJobFile, now: float, report: StepReport) -> None:
+        error = str(loaded.files.get(action.file_name, {}).get(FileAttr.ERROR, "")) or action.reason
+        if self.tables.job_files.transition(
+            action.job_id,
+            action.file_name,
+            (JobFileState.WAITING, JobFileState.QUEUED),
+            JobFileState.FAILED,
+            now,
+            error=error,
+        ):
+            report.failed_job_files += 1
+        else:
+            report.conflicts += 1
+
+    def apply_complete(self, loaded: Loaded, action: CompleteJob, now: float, report: StepReport) -> None:
+        job = loaded.jobs.get(action.job_id, {})
+        keys: list[str] = []
+        if job.get(JobAttr.DEFINITION) == JobDefinitionName.COMPUTE_RADIANCE.value and action.done:
+            keys = compose_radiance(self.s3, self.settings.require("results_bucket"), action.job_id)
+        attrs: dict[str, Any] = {}
+        if keys:
+            attrs[JobAttr.COMPOSITE_KEY] = keys
+        if self.tables.jobs.transition(action.job_id, JobState.OPEN, JobState.COMPLETE, now, **attrs):
+            report.completed_jobs.append(action.job_id)
+            log.info(
+                "job %s: COMPLETE (%d done, %d failed; composites: %s)",
+                action.job_id,
+                action.done,
+                action.failed,
+                keys or "-",
+            )
+        else:
+            report.conflicts += 1
+
+    # ---- 5. launch ----
+
+    def launch_workers(self, loaded: Loaded, report: StepReport) -> None:
+        if self.launcher is None:
+            return
+        indexed_without_metadata = sum(
+            1
+            for item in loaded.files.values()
+            if item.get(FileAttr.STATE) == FileState.INDEXED.value
+            and (item.get(FileAttr.METADATA_AT) or "") < (item.get(FileAttr.INDEXED_AT) or "~")
+        )
+        tuning = self.ctx.tuning
+        pools = [
+            launch.Pool(
+                JobDefinitionName.INDEX_FILE.value,
+                depth=queue_depth(self.sqs, self.settings.require("index_queue_url")),
+                active=self.launcher.active(JobDefinitionName.INDEX_FILE.value),
+                cap=tuning.max_index_workers,
+                per_worker=2,
+            ),
+            launch.Pool(
+                JobDefinitionName.RECORD_METADATA.value,
+                depth=indexed_without_metadata,
+                active=self.launcher.active(JobDefinitionName.RECORD_METADATA.value),
+                cap=1,
+                per_worker=10_000,
+            ),
+            launch.Pool(
+                JobDefinitionName.COMPUTE_RADIANCE.value,
+                depth=queue_depth(self.sqs, self.settings.require("work_queue_url")),
+                active=self.launcher.active(JobDefinitionName.COMPUTE_RADIANCE.value),
+                cap=tuning.max_job_workers,
+                per_worker=2,
+                parameters={"mode": "queue"},
+            ),
+        ]
+        for request in launch.decide(pools):
+            try:
+                ids = self.launcher.launch(request)
+            except Exception as exc:  # a launch failure must not undo the recorded step
+                log.error("could not launch %s x%d: %s", request.job_definition, request.array_size, exc)
+                continue
+            report.launched[request.job_definition] = (
+                report.launched.get(request.job_definition, 0) + request.array_size
+            )
+            log.info("launched %s x%d: %s", request.job_definition, request.array_size, ", ".join(ids))
+
+    # ---- the step ----
+
+    def run(self, now: float | None = None) -> StepReport:
+        started = time.monotonic()
+        now = time.time() if now is None else now
+        report = StepReport(started_at=now)
+        received = self.receive_events(report)
+        event_names = [p.event.file_name for _, parsed in received for p in parsed]
+
+        self.record_index_failures(now, report)  # before loading: the snapshot sees those files FAILED
+        loaded = load(self.tables, extra_files=event_names)
+        changes = self.record_work_failures(now, report)
+        changes.update(self.record_results(loaded, now, report))
+        snapshot = with_job_file_states(loaded.snapshot, changes)
+        for key, state in changes.items():
+            if key in loaded.job_files:
+                loaded.job_files[key][JobFileAttr.STATE] = state.value
+        loaded.snapshot = snapshot
+
+        observed = self.observe(loaded, event_names, now, report)
+        events = [p.event for _, parsed in received for p in parsed]
+        plan, _ = planner.step(snapshot, events, observed, now, self.config)
+        report.window_bytes, report.window_files = plan.window_bytes, plan.window_files
+        report.actions = dict(Counter(type(a).__name__ for a in plan.actions))
+
+        # Reconciliation first; an event's message goes once its file's update is recorded.
+        failed_updates: set[str] = set()
+        for action in plan.of(UpdateFileState):
+            if not self.apply_update(action, now, report):
+                failed_updates.add(action.file_name)
+        events_url = self.settings.require("restore_events_queue_url")
+        for message, parsed in received:
+            if any(p.event.file_name in failed_updates for p in parsed):
+                continue
+            _delete(self.sqs, events_url, message)
+            report.events_deleted += 1
+
+        for fail in plan.of(FailJobFile):
+            self.apply_fail_job_file(loaded, fail, now, report)
+        for expired in plan.of(InvalidateExpired):
+            self.apply_invalidate(expired, now, report)
+        self._parallel(plan.of(RenewLease), lambda a: self.apply_renewal(loaded, a, now, report))
+        for index in plan.of(QueueIndex):
+            self.apply_index(loaded, index, now, report)
+        self.resend_pending(loaded, now, report)
+        for release in plan.of(Release):
+            self.apply_release(loaded, release, now, report)
+        self._parallel(plan.of(ProbeRestore), lambda a: self.apply_probe(loaded, a, now, report))
+        self._parallel(plan.of(RequestRestore), lambda a: self.apply_restore(loaded, a, now, report))
+        for complete in plan.of(CompleteJob):
+            self.apply_complete(loaded, complete, now, report)
+        for cancel in plan.of(CancelJob):  # the planner does not emit these; `carousel.jobs.cancel` does
+            self.tables.jobs.transition(cancel.job_id, JobState.OPEN, JobState.CANCELLED, now)
+
+        self.launch_workers(loaded, report)
+        report.seconds = time.monotonic() - started
+        log.info(
+            "carousel step: events=%d restores=%d renewals=%d index=%d releases=%d done=%d failed=%d "
+            "invalidated=%d completed=%s conflicts=%d launched=%s window=%d files/%d bytes in %.2f s",
+            report.events_received,
+            report.restores,
+            report.renewals,
+            report.index_requests,
+            report.releases,
+            report.done,
+            report.failed_job_files,
+            report.invalidated,
+            report.completed_jobs,
+            report.conflicts,
+            report.launched,
+            report.window_files,
+            report.window_bytes,
+            report.seconds,
+        )
+        return report
+
+    @staticmethod
+    def _parallel(actions: Sequence[Any], fn: Callable[[Any], None]) -> None:
+        if not actions:
+            return
+        if len(actions) == 1:
+            fn(actions[0])
+            return
+        with ThreadPoolExecutor(max_workers=min(IO_WORKERS, len(actions))) as pool:
+            for _ in pool.map(fn, actions):
+                pass
+
+
+# --- the composite of a ComputeRadiance job ----------------------------------------------------
+
+
+def compose_radiance(s3: Any, bucket: str, job_id: str) -> list[str]:
+    """Monthly composites (and quick-look PNGs) of a job's orbit results; returns the keys written.
+
+    Uses the ComputeRadiance reducer (`batch_jobs.compute_radiance.composite`). Deterministic:
+    a step that dies after writing and runs again writes the same bytes.
+    """
+    # The reducer (numpy, matplotlib) is loaded only when a job completes.
+    from batch_jobs.compute_radiance import composite as comp  # noqa: PLC0415
+    from batch_jobs.compute_radiance import quicklook  # noqa: PLC0415
+    from batch_jobs.compute_radiance.result import load_npz, npz_bytes  # noqa: PLC0415
+
+    prefix = f"{naming.RESULTS_PREFIX}/{job_id}/"
+    composites_prefix = f"{prefix}{naming.COMPOSITES_DIR}/"
+    by_period: dict[str, list[str]] = {}
+    for key in sorted(list_keys(s3, bucket, prefix)):
+        if key.startswith(composites_prefix) or not key.endswith(".npz"):
+            continue
+        period = key[len(prefix) :].split("/", 1)[0]
+        by_period.setdefault(period, []).append(key)
+    written: list[str] = []
+    for period, keys in sorted(by_period.items()):
+
+        def results(keys: list[str] = keys) -> Iterable[tuple[str, Mapping[str, Any]]]:
+            for key in keys:
+                yield key, load_npz(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+        try:
+            arrays = comp.build(results(), period).to_arrays()
+        except (ValueError, KeyError, OSError) as exc:
+            raise BadInput(f"job {job_id}: composite {period} failed: {exc}") from exc
+        key = naming.composite_key(job_id, period)
+        s3.put_object(Bucket=bucket, Key=key, Body=npz_bytes(arrays), ContentType="application/octet-stream")
+        written.append(key)
+        with tempfile.TemporaryDirectory(prefix="dc-quicklook-") as tmp:
+            for path in quicklook.write_quicklooks(arrays, tmp, period):
+                suffix = Path(path).name[len(period) :]  # "_modis.png"
+                png_key = naming.composite_key(job_id, period, suffix)
+                s3.put_object(Bucket=bucket, Key=png_key, Body=Path(path).read_bytes(), ContentType="image/png")
+                written.append(png_key)
+        log.info(
+            "job %s: composite %s of %d orbit results -> %s", job_id, period, int(np.asarray(arrays["n_orbits"])), key
+        )
+    return written

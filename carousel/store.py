@@ -1,0 +1,566 @@
+"""DynamoDB adapters of the carousel: jobs, job-files, carousel writes on files, and loading a `Snapshot`.
+
+Every write is one conditional UpdateItem (or a batch of puts of new job-files);
+a condition that fails means another writer moved the item first and the
+caller drops its action (`False` is returned). Reads are Queries on the tables'
+keys or global secondary indexes, never a Scan:
+
+- open jobs: `JobIndex.BY_STATE` (state = OPEN);
+- a job's job-files: the job-files table's hash key (job_id);
+- the files of the window: `FileIndex.BY_STATE` for RESTORING / RESTORED / INDEXED / FAILED;
+- the archived files jobs wait for: BatchGetItem by name (`FilesTable.get_many`).
+
+Times are stored as ISO 8601 UTC text (`files_table.iso`), like the rest of the
+files table; the planner's POSIX seconds are converted at this edge.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from carousel.model import FileRecord, JobFileRecord, JobRecord, Snapshot
+from datacarousel.contract import (
+    FileAttr,
+    FileState,
+    JobAttr,
+    JobFileAttr,
+    JobFileState,
+    JobIndex,
+    JobState,
+)
+from datacarousel.files_table import FilesTable, deserialize, serialize
+
+log = logging.getLogger(__name__)
+
+BATCH_WRITE_MAX = 25
+WINDOW_STATES = (FileState.RESTORING, FileState.RESTORED, FileState.INDEXED, FileState.FAILED)
+READABLE_STATES = (FileState.RESTORED, FileState.INDEXED)
+
+
+# --- time conversions ----------------------------------------------------------------------
+
+
+def iso_seconds(t: float) -> str:
+    """POSIX seconds -> `YYYY-MM-DDTHH:MM:SSZ` (whole seconds, rounded down)."""
+    return datetime.fromtimestamp(int(t), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def to_seconds(value: Any) -> float | None:
+    """An item's time attribute (ISO text, or a number of POSIX seconds) -> POSIX seconds; None if unset."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        log.warning("unparseable time attribute %r: treated as unset", text[:64])
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+# --- expressions ---------------------------------------------------------------------------
+
+
+class Expr:
+    """Placeholders for every attribute name and value (nothing is pasted into an expression)."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+        self.values: dict[str, dict[str, Any]] = {}
+
+    def n(self, attr: str) -> str:
+        for placeholder, existing in self.names.items():
+            if existing == attr:
+                return placeholder
+        placeholder = f"#n{len(self.names)}"
+        self.names[placeholder] = attr
+        return placeholder
+
+    def v(self, value: Any) -> str:
+        placeholder = f":v{len(self.values)}"
+        self.values[placeholder] = serialize(value)
+        return placeholder
+
+    def one_of(self, attr: str, values: Iterable[str]) -> str:
+        return "(" + " OR ".join(f"{self.n(attr)} = {self.v(v)}" for v in values) + ")"
+
+    def version_is(self, attr: str, expected: int) -> str:
+        """`attr = expected`; version 0 also matches an item that never had the attribute."""
+        if expected == 0:
+            return f"(attribute_not_exists({self.n(attr)}) OR {self.n(attr)} = {self.v(0)})"
+        return f"{self.n(attr)} = {self.v(int(expected))}"
+
+    def params(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"ExpressionAttributeNames": self.names}
+        if self.values:
+            out["ExpressionAttributeValues"] = self.values
+        return out
+
+
+def _conditional_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def update(
+    ddb: Any,
+    table: str,
+    key: Mapping[str, Any],
+    expr: Expr,
+    *,
+    set_: Mapping[str, Any] | None = None,
+    extra_set: Sequence[str] = (),
+    remove: Sequence[str] = (),
+    condition: str,
+) -> bool:
+    """One conditional UpdateItem; False when the condition does not hold."""
+    clauses = [f"{expr.n(k)} = {expr.v(v)}" for k, v in (set_ or {}).items()] + list(extra_set)
+    text = ""
+    if clauses:
+        text = "SET " + ", ".join(clauses)
+    if remove:
+        text += " REMOVE " + ", ".join(expr.n(r) for r in remove)
+    try:
+        ddb.update_item(
+            TableName=table,
+            Key={k: serialize(v) for k, v in key.items()},
+            UpdateExpression=text.strip(),
+            ConditionExpression=condition,
+            **expr.params(),
+        )
+    except ClientError as exc:
+        if _conditional_failure(exc):
+            return False
+        raise
+    return True
+
+
+def query_all(ddb: Any, **params: Any) -> Iterator[dict[str, Any]]:
+    """Every item of a Query, page after page."""
+    while True:
+        response = ddb.query(**params)
+        for raw in response.get("Items", []):
+            yield deserialize(raw)
+        last = response.get("LastEvaluatedKey")
+        if not last:
+            return
+        params["ExclusiveStartKey"] = last
+
+
+def batch_put(ddb: Any, table: str, items: Sequence[Mapping[str, Any]]) -> None:
+    """BatchWriteItem puts, 25 a call, unprocessed items retried until none is left."""
+    for start in range(0, len(items), BATCH_WRITE_MAX):
+        requests: list[dict[str, Any]] = [
+            {"PutRequest": {"Item": {k: serialize(v) for k, v in item.items()}}}
+            for item in items[start : start + BATCH_WRITE_MAX]
+        ]
+        pending: dict[str, Any] = {table: requests}
+        while pending:
+            response = ddb.batch_write_item(RequestItems=pending)
+            pending = response.get("UnprocessedItems") or {}
+
+
+# --- jobs ------------------------------------------------------------------------------------
+
+
+class JobsTable:
+    """The jobs table (a low-level DynamoDB client is passed in)."""
+
+    def __init__(self, ddb: Any, table: str) -> None:
+        self.ddb = ddb
+        self.table = table
+
+    def create(self, item: Mapping[str, Any]) -> bool:
+        """Put a new job; False if the id is taken."""
+        expr = Expr()
+        try:
+            self.ddb.put_item(
+                TableName=self.table,
+                Item={k: serialize(v) for k, v in item.items()},
+                ConditionExpression=f"attribute_not_exists({expr.n(JobAttr.JOB_ID)})",
+                ExpressionAttributeNames=expr.names,
+            )
+        except ClientError as exc:
+            if _conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        response = self.ddb.get_item(TableName=self.table, Key={JobAttr.JOB_ID: serialize(job_id)}, ConsistentRead=True)
+        item = response.get("Item")
+        return deserialize(item) if item else None
+
+    def by_state(self, state: JobState) -> Iterator[dict[str, Any]]:
+        expr = Expr()
+        return query_all(
+            self.ddb,
+            TableName=self.table,
+            IndexName=JobIndex.BY_STATE,
+            KeyConditionExpression=f"{expr.n(JobAttr.STATE)} = {expr.v(JobState(state).value)}",
+            **expr.params(),
+        )
+
+    def transition(self, job_id: str, from_state: JobState, to_state: JobState, now: float, **attrs: Any) -> bool:
+        expr = Expr()
+        values = {JobAttr.STATE: to_state.value, **attrs}
+        if to_state in (JobState.COMPLETE, JobState.CANCELLED):
+            values[JobAttr.COMPLETED_AT] = iso_seconds(now)
+        return update(
+            self.ddb,
+            self.table,
+            {JobAttr.JOB_ID: job_id},
+            expr,
+            set_=values,
+            condition=f"{expr.n(JobAttr.STATE)} = {expr.v(from_state.value)}",
+        )
+
+
+# --- job-files -------------------------------------------------------------------------------
+
+
+class JobFilesTable:
+    def __init__(self, ddb: Any, table: str) -> None:
+        self.ddb = ddb
+        self.table = table
+
+    def put_new(self, items: Sequence[Mapping[str, Any]]) -> None:
+        """Write a new job's job-files (batch puts: the job id is fresh, nobody else writes them)."""
+        batch_put(self.ddb, self.table, items)
+
+    def of_job(self, job_id: str) -> Iterator[dict[str, Any]]:
+        expr = Expr()
+        return query_all(
+            self.ddb,
+            TableName=self.table,
+            KeyConditionExpression=f"{expr.n(JobFileAttr.JOB_ID)} = {expr.v(job_id)}",
+            ConsistentRead=True,
+            **expr.params(),
+        )
+
+    def _key(self, job_id: str, file_name: str) -> dict[str, str]:
+        return {JobFileAttr.JOB_ID: job_id, JobFileAttr.FILE_NAME: file_name}
+
+    def claim_release(self, job_id: str, file_name: str, now: float) -> bool:
+        """WAITING -> QUEUED, marked pending until the WorkItem is sent (`release_sent`)."""
+        expr = Expr()
+        attempts = expr.n(JobFileAttr.ATTEMPTS)
+        return update(
+            self.ddb,
+            self.table,
+            self._key(job_id, file_name),
+            expr,
+            set_={
+                JobFileAttr.STATE: JobFileState.QUEUED.value,
+                JobFileAttr.RELEASE_PENDING_AT: iso_seconds(now),
+                JobFileAttr.UPDATED_AT: iso_seconds(now),
+            },
+            extra_set=[f"{attempts} = if_not_exists({attempts}, {expr.v(0)}) + {expr.v(1)}"],
+            condition=f"{expr.n(JobFileAttr.STATE)} = {expr.v(JobFileState.WAITING.value)}",
+        )
+
+    def release_sent(self, job_id: str, file_name: str) -> bool:
+        expr = Expr()
+        return update(
+            self.ddb,
+            self.table,
+            self._key(job_id, file_name),
+            expr,
+            remove=[JobFileAttr.RELEASE_PENDING_AT],
+            condition=f"attribute_exists({expr.n(JobFileAttr.JOB_ID)})",
+        )
+
+    def transition(
+        self,
+        job_id: str,
+        file_name: str,
+        from_states: Iterable[JobFileState],
+        to_state: JobFileState,
+        now: float,
+        *,
+        error: str | None = None,
+        result_key: str | None = None,
+    ) -> bool:
+        expr = Expr()
+        values: dict[str, Any] = {JobFileAttr.STATE: to_state.value, JobFileAttr.UPDATED_AT: iso_seconds(now)}
+        if error is not None:
+            values[JobFileAttr.ERROR] = error[:2000]
+        if result_key is not None:
+            values[JobFileAttr.RESULT_KEY] = result_key
+        remove = [JobFileAttr.RELEASE_PENDING_AT] if to_state is not JobFileState.QUEUED else []
+        return update(
+            self.ddb,
+            self.table,
+            self._key(job_id, file_name),
+            expr,
+            set_=values,
+            remove=remove,
+            condition=expr.one_of(JobFileAttr.STATE, (s.value for s in from_states)),
+        )
+
+
+# --- carousel writes on BasicFusionFiles -------------------------------------------------------
+
+
+class CarouselFiles:
+    """The carousel's own writes on BasicFusionFiles items (state, restore and lease attributes).
+
+    A state change bumps `state_version` (index_file's `mark_indexed` checks it, so an
+    index built before an invalidation never lands); bookkeeping writes (lease expiry,
+    probe and index-request times) leave it alone.
+    """
+
+    def __init__(self, files: FilesTable) -> None:
+        self.files = files
+        self.ddb = files.ddb
+        self.table = files.table
+
+    def _key(self, name: str) -> dict[str, str]:
+        return {FileAttr.FILE_NAME: name}
+
+    def _bump(self, expr: Expr) -> str:
+        version = expr.n(FileAttr.STATE_VERSION)
+        return f"{version} = if_not_exists({version}, {expr.v(0)}) + {expr.v(1)}"
+
+    def set_state(
+        self,
+        name: str,
+        expected_version: int,
+        to_state: FileState,
+        restore_expiry: float | None,
+        now: float,
+        *,
+        uncount_restore: bool = False,
+    ) -> bool:
+        """Reconciliation: the state (and expiry) S3 reports, at the version the planner saw.
+
+        `uncount_restore`: the last restore request never took (nothing to pay): restore_count - 1.
+        """
+        expr = Expr()
+        extra = [self._bump(expr)]
+        if uncount_restore:
+            count = expr.n(FileAttr.RESTORE_COUNT)
+            extra.append(f"{count} = if_not_exists({count}, {expr.v(1)}) - {expr.v(1)}")
+        values: dict[str, Any] = {FileAttr.STATE: to_state.value, FileAttr.UPDATED_AT: iso_seconds(now)}
+        remove: list[str] = []
+        if restore_expiry is None:
+            remove.append(FileAttr.RESTORE_EXPIRY)
+        else:
+            values[FileAttr.RESTORE_EXPIRY] = iso_seconds(restore_expiry)
+        return update(
+            self.ddb,
+            self.table,
+            self._key(name),
+            expr,
+            set_=values,
+            extra_set=extra,
+            remove=remove,
+            condition=f"attribute_exists({expr.n(FileAttr.FILE_NAME)}) AND "
+            + expr.version_is(FileAttr.STATE_VERSION, expected_version),
+        )
+
+    def claim_restore(self, name: str, expected_version: int, now: float) -> bool:
+        """ARCHIVED at `expected_version` -> RESTORING; only the winner then calls RestoreObject."""
+        expr = Expr()
+        count = expr.n(FileAttr.RESTORE_COUNT)
+        return update(
+            self.ddb,
+            self.table,
+            self._key(name),
+            expr,
+            set_={
+                FileAttr.STATE: FileState.RESTORING.value,
+                FileAttr.RESTORE_REQUESTED_AT: iso_seconds(now),
+                FileAttr.UPDATED_AT: iso_seconds(now),
+            },
+            extra_set=[self._bump(expr), f"{count} = if_not_exists({count}, {expr.v(0)}) + {expr.v(1)}"],
+            remove=[FileAttr.RESTORE_EXPIRY, FileAttr.RESTORE_CHECKED_AT],
+            condition=f"{expr.n(FileAttr.STATE)} = {expr.v(FileState.ARCHIVED.value)} AND "
+            + expr.version_is(FileAttr.STATE_VERSION, expected_version),
+        )
+
+    def unclaim_restore(self, name: str, claimed_version: int, now: float) -> bool:
+        """RestoreObject failed for good: back to ARCHIVED (the request did not count)."""
+        expr = Expr()
+        count = expr.n(FileAttr.RESTORE_COUNT)
+        return update(
+            self.ddb,
+            self.table,
+            self._key(name),
+            expr,
+            set_={FileAttr.STATE: FileState.ARCHIVED.value, FileAttr.UPDATED_AT: iso_seconds(now)},
+            extra_set=[self._bump(expr), f"{count} = {count} - {expr.v(1)}"],
+            condition=f"{expr.n(FileAttr.STATE)} = {expr.v(FileState.RESTORING.value)} AND "
+            + expr.version_is(FileAttr.STATE_VERSION, claimed_version),
+        )
+
+    def set_lease(self, name: str, restore_expiry: float, now: float) -> bool:
+        """A renewal: the readable copy now lives until `restore_expiry`."""
+        expr = Expr()
+        return update(
+            self.ddb,
+            self.table,
+            self._key(name),
+            expr,
+            set_={FileAttr.RESTORE_EXPIRY: iso_seconds(restore_expiry), FileAttr.UPDATED_AT: iso_seconds(now)},
+            condition=expr.one_of(FileAttr.STATE, (s.value for s in READABLE_STATES)),
+        )
+
+    def mark_probed(self, name: str, now: float) -> bool:
+        expr = Expr()
+        return update(
+            self.ddb,
+            self.table,
+            self._key(name),
+            expr,
+            set_={FileAttr.RESTORE_CHECKED_AT: iso_seconds(now)},
+            condition=f"attribute_exists({expr.n(FileAttr.FILE_NAME)})",
+        )
+
+    def mark_index_requested(self, name: str, now: float) -> bool:
+        expr = Expr()
+        return update(
+            self.ddb,
+            self.table,
+            self._key(name),
+            expr,
+            set_={FileAttr.INDEX_REQUESTED_AT: iso_seconds(now)},
+            condition=f"{expr.n(FileAttr.STATE)} = {expr.v(FileState.RESTORED.value)}",
+        )
+
+    def invalidate(self, name: str, expected_version: int, now: float) -> bool:
+        """A readable file whose copy expired -> ARCHIVED, its domain forgotten (deleted before this write)."""
+        expr = Expr()
+        return update(
+            self.ddb,
+            self.table,
+            self._key(name),
+            expr,
+            set_={FileAttr.STATE: FileState.ARCHIVED.value, FileAttr.UPDATED_AT: iso_seconds(now)},
+            extra_set=[self._bump(expr)],
+            remove=[FileAttr.DOMAIN, FileAttr.RESTORE_EXPIRY, FileAttr.INDEX_REQUESTED_AT, FileAttr.RESTORE_CHECKED_AT],
+            condition=expr.one_of(FileAttr.STATE, (s.value for s in READABLE_STATES))
+            + " AND "
+            + expr.version_is(FileAttr.STATE_VERSION, expected_version),
+        )
+
+    def fail(self, name: str, reason: str, now: float) -> bool:
+        """A file that cannot be indexed (its request reached the index dead-letter queue)."""
+        expr = Expr()
+        return update(
+            self.ddb,
+            self.table,
+            self._key(name),
+            expr,
+            set_={
+                FileAttr.STATE: FileState.FAILED.value,
+                FileAttr.ERROR: reason[:2000],
+                FileAttr.UPDATED_AT: iso_seconds(now),
+            },
+            extra_set=[self._bump(expr)],
+            condition=f"attribute_exists({expr.n(FileAttr.FILE_NAME)}) AND "
+            + f"NOT {expr.n(FileAttr.STATE)} IN ({expr.v(FileState.INDEXED.value)}, {expr.v(FileState.FAILED.value)})",
+        )
+
+
+# --- snapshots -------------------------------------------------------------------------------
+
+
+def file_record(item: Mapping[str, Any]) -> FileRecord:
+    return FileRecord(
+        file_name=str(item[FileAttr.FILE_NAME]),
+        orbit=int(item.get(FileAttr.ORBIT, 0)),
+        size_bytes=int(item.get(FileAttr.SIZE, 0)),
+        state=FileState(item.get(FileAttr.STATE, FileState.ARCHIVED.value)),
+        key=str(item.get(FileAttr.KEY, "")),
+        domain=str(item.get(FileAttr.DOMAIN, "")),
+        state_version=int(item.get(FileAttr.STATE_VERSION, 0)),
+        restore_requested_at=to_seconds(item.get(FileAttr.RESTORE_REQUESTED_AT)),
+        restore_expiry=to_seconds(item.get(FileAttr.RESTORE_EXPIRY)),
+        index_requested_at=to_seconds(item.get(FileAttr.INDEX_REQUESTED_AT)),
+        updated_at=to_seconds(item.get(FileAttr.UPDATED_AT)),
+        restore_count=max(0, int(item.get(FileAttr.RESTORE_COUNT, 0))),
+        restore_checked_at=to_seconds(item.get(FileAttr.RESTORE_CHECKED_AT)),
+        year_month=str(item.get(FileAttr.YEAR_MONTH, "")),
+        misr_path=int(item.get(FileAttr.MISR_PATH, 0)),
+    )
+
+
+def job_record(item: Mapping[str, Any]) -> JobRecord:
+    return JobRecord(
+        job_id=str(item[JobAttr.JOB_ID]),
+        owner=str(item.get(JobAttr.OWNER, "")),
+        submitted_at=to_seconds(item.get(JobAttr.SUBMITTED_AT)) or 0.0,
+        state=JobState(item.get(JobAttr.STATE, JobState.OPEN.value)),
+    )
+
+
+@dataclass
+class Loaded:
+    """A snapshot and the raw items it came from (for attributes the planner does not model)."""
+
+    snapshot: Snapshot
+    files: dict[str, dict[str, Any]]
+    jobs: dict[str, dict[str, Any]]
+    job_files: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The three tables, as the carousel reaches them."""
+
+    files: FilesTable
+    jobs: JobsTable
+    job_files: JobFilesTable
+
+    @property
+    def carousel_files(self) -> CarouselFiles:
+        return CarouselFiles(self.files)
+
+    @classmethod
+    def from_names(cls, ddb: Any, files_table: str, jobs_table: str, job_files_table: str) -> Tables:
+        return cls(FilesTable(ddb, files_table), JobsTable(ddb, jobs_table), JobFilesTable(ddb, job_files_table))
+
+
+def load(tables: Tables, *, job_ids: Iterable[str] = (), extra_files: Iterable[str] = ()) -> Loaded:
+    """Open jobs (plus `job_ids` whatever their state), their job-files, the window and the files they need."""
+    jobs = {str(item[JobAttr.JOB_ID]): item for item in tables.jobs.by_state(JobState.OPEN)}
+    for job_id in job_ids:
+        if job_id not in jobs:
+            item = tables.jobs.get(job_id)
+            if item is not None:
+                jobs[job_id] = item
+    job_files: dict[tuple[str, str], dict[str, Any]] = {}
+    for job_id in jobs:
+        for item in tables.job_files.of_job(job_id):
+            job_files[(job_id, str(item[JobFileAttr.FILE_NAME]))] = item
+    files: dict[str, dict[str, Any]] = {}
+    for state in WINDOW_STATES:
+        for item in tables.files.by_state(state):
+            files[str(item[FileAttr.FILE_NAME])] = item
+    wanted = {name for _, name in job_files} | set(extra_files)
+    missing = [name for name in sorted(wanted) if name not in files]
+    if missing:
+        files.update(tables.files.get_many(missing))
+    unknown = {key for key in job_files if key[1] not in files}
+    for key in sorted(unknown):
+        log.warning("job %s names file %s, which is not in the files table: left out", *key)
+        del job_files[key]
+    snapshot = Snapshot.from_records(
+        (file_record(item) for item in files.values()),
+        (job_record(item) for item in jobs.values()),
+        (
+            JobFileRecord(job_id, name, JobFileState(item.get(JobFileAttr.STATE, JobFileState.WAITING.value)))
+            for (job_id, name), item in job_files.items()
+        ),
+    )
+    return Loaded(snapshot=snapshot, files=files, jobs=jobs, job_files=job_files)

@@ -1,0 +1,1 @@
+"""index_file: consume index requests and link each archive file into HSDS in place."""

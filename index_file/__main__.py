@@ -1,0 +1,72 @@
+"""`python -m index_file [--max-messages N]`: drain DC_INDEX_QUEUE_URL, linking each file into HSDS.
+
+Prints the drain report (JSON) on stdout; logs go to stderr. SIGTERM (what AWS
+Batch sends before stopping a job) ends the drain after the current message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from types import FrameType
+
+import typer
+
+from datacarousel import aws
+from datacarousel.config import Settings
+from datacarousel.errors import ConfigError
+from datacarousel.files_table import FilesTable
+from datacarousel.queue_worker import drain
+from index_file.adapters import HsdsTarget, IndexFileHandler
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+NEEDED = ["index_queue_url", "index_dlq_url", "files_table", "hsds_folder", "hs_endpoint", "hs_username", "hs_password"]
+
+
+@app.command()
+def main(
+    max_messages: int | None = typer.Option(None, "--max-messages", min=1, help="Stop after this many messages."),
+    visibility_timeout: int = typer.Option(300, "--visibility-timeout", min=1, help="Seconds; renewed while busy."),
+    wait_seconds: int = typer.Option(5, "--wait-seconds", min=0, max=20, help="Long-poll time of each receive."),
+    forever: bool = typer.Option(False, "--forever", help="Keep polling when the queue is empty."),
+) -> None:
+    try:
+        settings = Settings.from_env(need=NEEDED)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    logging.basicConfig(level=settings.log_level or "INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        logging.getLogger("index_file").warning("SIGTERM: finishing the current message, then stopping")
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    target = HsdsTarget(
+        endpoint=settings.require("hs_endpoint"),
+        username=settings.require("hs_username"),
+        password=settings.require("hs_password"),
+        folder=settings.require("hsds_folder"),
+    )
+    sqs = aws.client("sqs")
+    handler = IndexFileHandler(aws.client("s3"), FilesTable(aws.client("dynamodb"), settings.files_table or ""), target)
+    report = drain(
+        sqs,
+        settings.require("index_queue_url"),
+        settings.require("index_dlq_url"),
+        handler,
+        max_messages=max_messages,
+        wait_seconds=wait_seconds,
+        visibility_timeout=visibility_timeout,
+        stop_when_empty=not forever,
+        stop=stop,
+    )
+    print(json.dumps(report.as_dict(), indent=2))  # noqa: T201 - the report is this program's output
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,251 @@
+"""index_file's adapters (S3, HSDS, BasicFusionFiles) and the message handler that wires them.
+
+The handler is idempotent: a redelivered request finds the domain complete (its
+marker names the same object version) and the item already INDEXED, and does
+nothing. Transient failures (S3 or HSDS briefly unreachable) are retried with
+backoff a few times, then raised as `TransientError` so the message returns to
+the queue; bad requests raise `BadInput` / `BadFileName` / `MalformedMessage`
+so `queue_worker` dead-letters them with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import h5pyd
+from botocore.exceptions import BotoCoreError, ClientError
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from datacarousel import hsds, naming
+from datacarousel.contract import HSDS_INDEXED_MARKER, FileAttr
+from datacarousel.errors import BadInput, NotReadable, TransientError
+from datacarousel.files_table import FilesTable, is_indexed, iso, utcnow
+from index_file.core import HEADER_BYTES, Marker, check_hdf5, domain_is_complete, parse_request, s3_uri
+from loader.core import ListedObject, normalize_etag, parse_restore_header, unreadable_reason
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_MISSING_CODES = frozenset({"404", "NoSuchKey", "NoSuchBucket", "NotFound"})
+_ARCHIVED_CODES = frozenset({"InvalidObjectState"})
+
+
+def with_retries(attempts: int = 4, max_wait: float = 8.0) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Retry on TransientError with exponential backoff, then re-raise the last one."""
+    return retry(
+        retry=retry_if_exception_type(TransientError),
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential(multiplier=0.5, max=max_wait),
+        reraise=True,
+    )
+
+
+@contextlib.contextmanager
+def s3_errors(what: str) -> Iterator[None]:
+    """Translate S3 errors: missing -> BadInput, archived -> BadInput, 5xx/unreachable -> TransientError."""
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code in _MISSING_CODES:
+            raise BadInput(f"{what}: no such bucket or key ({code})") from exc
+        if code in _ARCHIVED_CODES:
+            raise BadInput(f"{what}: object still archived (not restored)") from exc
+        if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"):
+            raise TransientError(f"{what}: S3 answered {code or status}") from exc
+        raise
+    except BotoCoreError as exc:  # connection refused, timeouts (after botocore's own retries)
+        raise TransientError(f"{what}: S3 unreachable: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class SourceObject:
+    bucket: str
+    key: str
+    size: int
+    etag: str
+
+    @property
+    def uri(self) -> str:
+        return s3_uri(self.bucket, self.key)
+
+
+@with_retries()
+def inspect_source(s3: Any, bucket: str, key: str, now: datetime) -> SourceObject:
+    """HEAD the object: it must exist and be readable now (decided from its restore status)."""
+    what = s3_uri(bucket, key)
+    with s3_errors(what):
+        head = s3.head_object(Bucket=bucket, Key=key)
+    listed = ListedObject(
+        key=key,
+        size=int(head.get("ContentLength", 0)),
+        etag=normalize_etag(head.get("ETag")),
+        storage_class=head.get("StorageClass") or "STANDARD",
+        restore=parse_restore_header(head.get("Restore")),
+        restore_known=True,
+    )
+    reason = unreadable_reason(listed, now)
+    if reason is not None:
+        raise BadInput(f"{what}: object still archived ({reason.value}); it cannot be indexed until restored")
+    return SourceObject(bucket, key, listed.size, listed.etag)
+
+
+@with_retries()
+def read_header(s3: Any, source: SourceObject) -> bytes:
+    if source.size == 0:
+        return b""
+    with s3_errors(source.uri):
+        response = s3.get_object(Bucket=source.bucket, Key=source.key, Range=f"bytes=0-{HEADER_BYTES - 1}")
+        return bytes(response["Body"].read())
+
+
+@dataclass(frozen=True)
+class HsdsTarget:
+    """Where and as whom to index."""
+
+    endpoint: str
+    username: str
+    password: str
+    folder: str
+    bucket: str | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"endpoint": self.endpoint, "username": self.username, "password": self.password, "bucket": self.bucket}
+
+
+def _hsds_io(exc: BaseException, what: str) -> BaseException:
+    """h5pyd raises OSError(errno=HTTP status) or requests' errors: 5xx/unreachable are transient."""
+    status = getattr(exc, "errno", None)
+    if isinstance(status, int) and (status >= 500 or status in (408, 429)):
+        return TransientError(f"{what}: HSDS answered {status}")
+    name = type(exc).__name__
+    if "Connection" in name or "Timeout" in name or isinstance(exc, ConnectionError | TimeoutError):
+        return TransientError(f"{what}: HSDS unreachable: {exc}")
+    return exc
+
+
+@with_retries()
+def read_marker(target: HsdsTarget, domain: str) -> Marker | None:
+    """The completion marker of `domain`; None when the domain or its marker is missing."""
+    try:
+        if not hsds.domain_exists(domain, **target.kwargs()):
+            return None
+        with h5pyd.File(domain, "r", **target.kwargs()) as f:
+            value = f.attrs.get(HSDS_INDEXED_MARKER) if HSDS_INDEXED_MARKER in f.attrs else None
+    except TransientError:
+        raise
+    except Exception as exc:
+        if getattr(exc, "errno", None) in (404, 410):
+            return None
+        raise _hsds_io(exc, f"read marker of {domain}") from exc
+    return Marker.parse(value)
+
+
+@with_retries()
+def write_marker(target: HsdsTarget, domain: str, marker: Marker) -> None:
+    """Write the marker on the domain root, then flush: only now is the domain complete and durable."""
+    try:
+        with h5pyd.File(domain, "a", **target.kwargs()) as f:
+            f.attrs[HSDS_INDEXED_MARKER] = marker.to_json()
+        hsds.flush_domain(domain, **target.kwargs())
+    except TransientError:
+        raise
+    except Exception as exc:
+        raise _hsds_io(exc, f"write marker of {domain}") from exc
+
+
+@with_retries()
+def link(target: HsdsTarget, source: SourceObject, domain: str) -> hsds.LinkResult:
+    try:
+        return hsds.link_file(source.uri, domain, **target.kwargs())
+    except NotReadable as exc:
+        raise BadInput(f"{source.uri}: object still archived (not restored): {exc}") from exc
+    except (TransientError, BadInput):
+        raise
+    except Exception as exc:
+        raise _hsds_io(exc, f"link {source.uri}") from exc
+
+
+@dataclass
+class IndexOutcome:
+    """What one request did (for logs and tests)."""
+
+    file_name: str
+    domain: str
+    linked: bool  # False: the domain was already complete for this object version
+    recorded: bool  # False: the table already said INDEXED for this version and domain
+    seconds: float
+
+
+class IndexFileHandler:
+    """`handle(body)` for `queue_worker.drain`: one index request, done durably or not at all."""
+
+    def __init__(self, s3: Any, files: FilesTable, target: HsdsTarget, clock: Callable[[], datetime] = utcnow):
+        self.s3 = s3
+        self.files = files
+        self.target = target
+        self.clock = clock
+        self.outcomes: list[IndexOutcome] = []
+
+    def __call__(self, body: str) -> None:
+        self.handle(body)
+
+    def handle(self, body: str) -> IndexOutcome:
+        started = time.monotonic()
+        request, name = parse_request(body)
+        domain = naming.hsds_domain(self.target.folder, name)
+        item = self.files.get(name.file_name)
+        source = inspect_source(self.s3, request.bucket, request.key, self.clock())
+        if request.etag and request.etag != source.etag:
+            log.info("%s: object changed since it was queued (etag %s -> %s)", source.uri, request.etag, source.etag)
+        marker = read_marker(self.target, domain)
+        linked = False
+        if not domain_is_complete(marker, source=source.uri, etag=source.etag):
+            check_hdf5(read_header(self.s3, source), source.size)
+            if marker is None and hsds.domain_exists(domain, **self.target.kwargs()):
+                log.warning("%s: domain has no completion marker (interrupted run): rebuilding", domain)
+            log.info("linking %s -> %s", source.uri, domain)
+            result = link(self.target, source, domain)
+            marker = Marker(source.uri, source.etag, source.size, result.datasets, iso(self.clock()))
+            write_marker(self.target, domain, marker)
+            linked = True
+        recorded = self._record(name, source, domain, item)
+        outcome = IndexOutcome(name.file_name, domain, linked, recorded, time.monotonic() - started)
+        self.outcomes.append(outcome)
+        log.info(
+            "indexed %s -> %s (linked=%s recorded=%s) in %.2f s", source.uri, domain, linked, recorded, outcome.seconds
+        )
+        return outcome
+
+    def _record(self, name: naming.BasicFusionName, source: SourceObject, domain: str, item: Any) -> bool:
+        """State INDEXED, conditional on the state version read before linking."""
+        for _attempt in range(3):
+            if is_indexed(item, etag=source.etag, domain=domain):
+                return False
+            expected = None if item is None else int(item.get(FileAttr.STATE_VERSION, 0) or 0)
+            try:
+                written = self.files.mark_indexed(
+                    name,
+                    bucket=source.bucket,
+                    key=source.key,
+                    etag=source.etag,
+                    size=source.size,
+                    domain=domain,
+                    now=self.clock(),
+                    expected_version=expected,
+                )
+            except (ClientError, BotoCoreError) as exc:
+                raise TransientError(f"{name.file_name}: cannot update {self.files.table}: {exc}") from exc
+            if written:
+                return True
+            item = self.files.get(name.file_name)  # someone else wrote meanwhile: look again
+        raise TransientError(f"{name.file_name}: its item keeps changing while being marked INDEXED; retry later")

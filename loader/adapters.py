@@ -1,0 +1,211 @@
+"""The loader's AWS side: list the archive (every page), read restore status, send index requests."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from datacarousel.contract import SQS_BATCH_SIZE
+from datacarousel.files_table import FilesTable
+from datacarousel.messages import IndexRequest
+from datacarousel.queue_worker import is_fifo
+from loader.core import (
+    DEFAULT_REQUEUE_AFTER,
+    Decision,
+    ListedObject,
+    LoaderReport,
+    Skip,
+    chunked,
+    decide,
+    index_request,
+    parse_restore_header,
+)
+
+log = logging.getLogger(__name__)
+
+SEND_ATTEMPTS = 3
+DEFAULT_WORKERS = 8
+
+
+def list_pages(s3: Any, bucket: str, prefix: str = "") -> Iterator[list[ListedObject]]:
+    """Every object under `prefix`, page by page (1,000 keys a page), asking for the restore status."""
+    paginator = s3.get_paginator("list_objects_v2")
+    pages = paginator.paginate(
+        Bucket=bucket, Prefix=prefix, OptionalObjectAttributes=["RestoreStatus"], PaginationConfig={"PageSize": 1000}
+    )
+    for page in pages:
+        yield [ListedObject.from_listing(obj) for obj in page.get("Contents", [])]
+
+
+def _head_restore(s3: Any, bucket: str, obj: ListedObject) -> ListedObject | None:
+    """The object with its restore status read from HEAD (`Restore` header); None if it is gone."""
+    try:
+        head = s3.head_object(Bucket=bucket, Key=obj.key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    return replace(
+        obj,
+        restore=parse_restore_header(head.get("Restore")),
+        restore_known=True,
+        storage_class=head.get("StorageClass") or obj.storage_class,
+    )
+
+
+def resolve_restore_status(
+    s3: Any, bucket: str, objects: Sequence[ListedObject], pool: Executor
+) -> list[ListedObject | None]:
+    """Fill in the restore status of archive-class objects the listing left without one (HEAD, in parallel).
+
+    AWS returns it in the listing when asked (OptionalObjectAttributes); moto does not,
+    and AWS omits it for never-restored objects, so those get a HEAD each.
+    """
+    lookups = {i: pool.submit(_head_restore, s3, bucket, o) for i, o in enumerate(objects) if o.needs_restore_lookup}
+    return [lookups[i].result() if i in lookups else o for i, o in enumerate(objects)]
+
+
+def send_index_requests(sqs: Any, queue_url: str, requests: Sequence[IndexRequest]) -> list[IndexRequest]:
+    """Send up to 10 requests in one SendMessageBatch (retrying failed entries); returns those sent."""
+    if len(requests) > SQS_BATCH_SIZE:
+        raise ValueError(f"at most {SQS_BATCH_SIZE} messages a batch")
+    fifo = is_fifo(queue_url)
+    pending = {str(i): r for i, r in enumerate(requests)}
+    sent: list[IndexRequest] = []
+    for attempt in range(1, SEND_ATTEMPTS + 1):
+        entries = []
+        for entry_id, request in pending.items():
+            entry: dict[str, Any] = {"Id": entry_id, "MessageBody": request.to_json()}
+            if fifo:
+                # One group per file: files are independent, and one slow file never blocks another.
+                entry["MessageGroupId"] = request.key[-128:]
+                entry["MessageDeduplicationId"] = request.deduplication_id()
+            entries.append(entry)
+        response = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+        for ok in response.get("Successful", []):
+            sent.append(pending.pop(ok["Id"]))
+        failed = response.get("Failed", [])
+        if not failed:
+            break
+        log.warning("send attempt %d: %d of %d index requests failed: %s", attempt, len(failed), len(entries), failed)
+        if any(f.get("SenderFault") for f in failed):
+            break  # our fault: retrying the same entries cannot help
+        time.sleep(0.2 * 2**attempt)
+    return sent
+
+
+@dataclass
+class _Run:
+    """One loader run: its clients, settings and report."""
+
+    s3: Any
+    sqs: Any
+    files: FilesTable
+    bucket: str
+    queue_url: str
+    pool: Executor
+    now: datetime
+    requeue_after: timedelta
+    report: LoaderReport
+    seen: set[str] = field(default_factory=set)
+
+    def decide_page(self, page: list[ListedObject]) -> list[Decision]:
+        present: list[ListedObject] = []
+        for obj in resolve_restore_status(self.s3, self.bucket, page, self.pool):
+            if obj is None:
+                self.report.skipped[Skip.VANISHED.value] += 1
+            else:
+                present.append(obj)
+        first = [decide(o, None, self.now, self.requeue_after) for o in present]
+        readable = [d.name.file_name for d in first if d.queue and d.name is not None]
+        items = self.files.get_many(readable) if readable else {}
+        decisions = [self._final(d, items) for d in first]
+        for d in decisions:
+            if d.skip is not None:
+                self.report.skipped[d.skip.value] += 1
+                if d.skip is Skip.NOT_BASICFUSION:
+                    log.warning("s3://%s/%s: not a BasicFusion file name, not queued", self.bucket, d.obj.key)
+        return decisions
+
+    def _final(self, first: Decision, items: Mapping[str, Mapping[str, Any]]) -> Decision:
+        name = first.name
+        if not first.queue or name is None:
+            return first
+        if name.file_name in self.seen:
+            return Decision(first.obj, name, Skip.DUPLICATE)
+        self.seen.add(name.file_name)
+        return decide(first.obj, items.get(name.file_name), self.now, self.requeue_after)
+
+    def queue(self, decisions: list[Decision]) -> None:
+        """Send first, then record the request in the table: a crash in between only means a repeat
+        request later, which index_file absorbs (it is idempotent); never a file that is never queued."""
+        names = {d.obj.key: d.name for d in decisions if d.name is not None}
+        batches = list(chunked([index_request(self.bucket, d.obj) for d in decisions], SQS_BATCH_SIZE))
+        results = self.pool.map(lambda batch: send_index_requests(self.sqs, self.queue_url, batch), batches)
+        sent: list[IndexRequest] = []
+        for batch, ok in zip(batches, results, strict=True):
+            self.report.send_failed += len(batch) - len(ok)
+            sent += ok
+
+        def mark(request: IndexRequest) -> None:
+            self.files.mark_queued(
+                names[request.key],
+                bucket=self.bucket,
+                key=request.key,
+                etag=request.etag,
+                size=request.size,
+                now=self.now,
+                requeue_after=self.requeue_after,
+            )
+
+        list(self.pool.map(mark, sent))
+        for request in sent:
+            self.report.add_queued(request.key)
+
+
+def run(
+    s3: Any,
+    sqs: Any,
+    files: FilesTable,
+    *,
+    bucket: str,
+    queue_url: str,
+    prefix: str = "",
+    dry_run: bool = False,
+    now: datetime,
+    requeue_after: timedelta = DEFAULT_REQUEUE_AFTER,
+    workers: int = DEFAULT_WORKERS,
+) -> LoaderReport:
+    """List `bucket/prefix`, queue an index request for every readable object not yet indexed or queued."""
+    report = LoaderReport(bucket=bucket, prefix=prefix, dry_run=dry_run)
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="loader") as pool:
+        state = _Run(s3, sqs, files, bucket, queue_url, pool, now, requeue_after, report)
+        for page in list_pages(s3, bucket, prefix):
+            report.listed += len(page)
+            to_queue = [d for d in state.decide_page(page) if d.queue]
+            if dry_run:
+                for d in to_queue:
+                    report.add_queued(d.obj.key)
+            else:
+                state.queue(to_queue)
+    report.seconds = time.monotonic() - started
+    log.info(
+        "loader s3://%s/%s: listed=%d queued=%d skipped=%s send_failed=%d dry_run=%s in %.1f s",
+        bucket,
+        prefix,
+        report.listed,
+        report.queued,
+        dict(report.skipped),
+        report.send_failed,
+        dry_run,
+        report.seconds,
+    )
+    return report

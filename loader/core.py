@@ -1,0 +1,245 @@
+"""The loader's decisions, as pure functions: which listed objects are readable now, and which to queue.
+
+Readability comes from the restore status, never from the storage class alone:
+a restored Deep Archive object keeps its `DEEP_ARCHIVE` class. An object in an
+archive class is readable only while a finished restore has not expired; any
+other object is readable as is.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+from datacarousel.contract import FileAttr, FileState
+from datacarousel.errors import BadFileName
+from datacarousel.messages import IndexRequest
+from datacarousel.naming import BasicFusionName
+
+# Storage classes whose objects must be restored before a GET succeeds.
+# (GLACIER_IR is instantly readable; Intelligent-Tiering archive tiers are not used here.)
+ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
+DEFAULT_REQUEUE_AFTER = timedelta(hours=6)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RestoreStatus:
+    """The restore state of an archived object (from the `Restore` header or `RestoreStatus`)."""
+
+    in_progress: bool
+    expiry: datetime | None = None
+
+
+_ONGOING_RE = re.compile(r'ongoing-request\s*=\s*"(?P<ongoing>true|false)"', re.IGNORECASE)
+_EXPIRY_RE = re.compile(r'expiry-date\s*=\s*"(?P<expiry>[^"]+)"', re.IGNORECASE)
+
+
+def parse_restore_header(value: str | None) -> RestoreStatus | None:
+    """`ongoing-request="false", expiry-date="Fri, 21 Dec 2012 00:00:00 GMT"` -> RestoreStatus.
+
+    None when there is no header (never restored) or it cannot be understood.
+    """
+    if not value:
+        return None
+    ongoing = _ONGOING_RE.search(value)
+    if ongoing is None:
+        return None
+    expiry = None
+    match = _EXPIRY_RE.search(value)
+    if match:
+        try:
+            expiry = parsedate_to_datetime(match["expiry"]).astimezone(UTC)
+        except (TypeError, ValueError):
+            expiry = None
+    return RestoreStatus(in_progress=ongoing["ongoing"].lower() == "true", expiry=expiry)
+
+
+def restore_status_from_listing(obj: Mapping[str, Any]) -> RestoreStatus | None:
+    """The `RestoreStatus` that list_objects_v2 returns with OptionalObjectAttributes=["RestoreStatus"]."""
+    raw = obj.get("RestoreStatus")
+    if not raw:
+        return None
+    expiry = raw.get("RestoreExpiryDate")
+    if isinstance(expiry, datetime):
+        expiry = expiry.astimezone(UTC)
+    return RestoreStatus(in_progress=bool(raw.get("IsRestoreInProgress")), expiry=expiry)
+
+
+def normalize_etag(etag: str | None) -> str:
+    return (etag or "").strip('"')
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    """One archive object as the loader sees it."""
+
+    key: str
+    size: int
+    etag: str
+    storage_class: str = "STANDARD"
+    restore: RestoreStatus | None = None
+    restore_known: bool = False  # True once `restore` was read from the object (listing or HEAD)
+
+    @property
+    def archived_class(self) -> bool:
+        return self.storage_class in ARCHIVE_CLASSES
+
+    @property
+    def needs_restore_lookup(self) -> bool:
+        """An archive-class object whose restore status the listing did not give."""
+        return self.archived_class and not self.restore_known
+
+    @classmethod
+    def from_listing(cls, obj: Mapping[str, Any]) -> ListedObject:
+        restore = restore_status_from_listing(obj)
+        return cls(
+            key=obj["Key"],
+            size=int(obj.get("Size", 0)),
+            etag=normalize_etag(obj.get("ETag")),
+            storage_class=obj.get("StorageClass") or "STANDARD",
+            restore=restore,
+            restore_known=restore is not None,
+        )
+
+
+class Skip(enum.StrEnum):
+    """Why the loader did not queue an object."""
+
+    ARCHIVED = "archived"  # in an archive class, never restored (or the restore copy is gone)
+    RESTORING = "restore-in-progress"
+    EXPIRED = "restore-expired"
+    NOT_BASICFUSION = "not-a-basicfusion-name"
+    INDEXED = "already-indexed"
+    QUEUED = "already-queued"
+    DUPLICATE = "duplicate-file-name"  # another key of this listing holds the same file name
+    VANISHED = "vanished"  # deleted between the listing and its HEAD
+
+
+def unreadable_reason(obj: ListedObject, now: datetime) -> Skip | None:
+    """None when the object can be read now; else why not."""
+    if not obj.archived_class:
+        return None
+    if obj.restore is None:
+        return Skip.ARCHIVED
+    if obj.restore.in_progress:
+        return Skip.RESTORING
+    if obj.restore.expiry is not None and obj.restore.expiry <= now:
+        return Skip.EXPIRED
+    return None
+
+
+def parse_name(key: str) -> BasicFusionName | None:
+    try:
+        return BasicFusionName.parse(key)
+    except BadFileName:
+        return None
+
+
+def _parse_iso(text: Any) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def already_done(
+    obj: ListedObject, item: Mapping[str, Any] | None, now: datetime, requeue_after: timedelta
+) -> Skip | None:
+    """Skip.INDEXED / Skip.QUEUED when the table shows this object version indexed, or queued recently."""
+    if item is None:
+        return None
+    if item.get(FileAttr.STATE) == FileState.INDEXED.value and item.get(FileAttr.ETAG) == obj.etag:
+        return Skip.INDEXED
+    if item.get(FileAttr.INDEX_QUEUED_ETAG) == obj.etag:
+        queued_at = _parse_iso(item.get(FileAttr.INDEX_QUEUED_AT))
+        if queued_at is not None and queued_at > now - requeue_after:
+            return Skip.QUEUED
+    return None
+
+
+@dataclass(frozen=True)
+class Decision:
+    obj: ListedObject
+    name: BasicFusionName | None
+    skip: Skip | None
+
+    @property
+    def queue(self) -> bool:
+        return self.skip is None
+
+
+def decide(
+    obj: ListedObject,
+    item: Mapping[str, Any] | None,
+    now: datetime,
+    requeue_after: timedelta = DEFAULT_REQUEUE_AFTER,
+) -> Decision:
+    """Queue the object, or say why not. `obj` must have a known restore status if archived."""
+    name = parse_name(obj.key)
+    if name is None:
+        return Decision(obj, None, Skip.NOT_BASICFUSION)
+    reason = unreadable_reason(obj, now) or already_done(obj, item, now, requeue_after)
+    return Decision(obj, name, reason)
+
+
+def index_request(bucket: str, obj: ListedObject) -> IndexRequest:
+    return IndexRequest(bucket=bucket, key=obj.key, size=obj.size, etag=obj.etag)
+
+
+def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    if size <= 0:
+        raise ValueError("chunk size must be positive")
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@dataclass
+class LoaderReport:
+    """What one loader run listed, queued and skipped (and why)."""
+
+    bucket: str
+    prefix: str
+    dry_run: bool
+    listed: int = 0
+    queued: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    send_failed: int = 0
+    queued_keys: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    max_keys_kept: int = 1000
+
+    def add_queued(self, key: str) -> None:
+        self.queued += 1
+        if len(self.queued_keys) < self.max_keys_kept:
+            self.queued_keys.append(key)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "bucket": self.bucket,
+            "prefix": self.prefix,
+            "dry_run": self.dry_run,
+            "listed": self.listed,
+            "queued": self.queued,
+            "skipped": dict(sorted(self.skipped.items())),
+            "send_failed": self.send_failed,
+            "queued_keys": self.queued_keys,
+            "queued_keys_truncated": self.queued > len(self.queued_keys),
+            "seconds": round(self.seconds, 3),
+            "keys_per_second": round(self.listed / self.seconds, 1) if self.seconds > 0 else None,
+        }

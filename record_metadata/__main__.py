@@ -1,0 +1,44 @@
+"""`python -m record_metadata`: record the metadata of every indexed file found under DC_HSDS_FOLDER.
+
+Prints the run's report (JSON) on stdout; exits 1 when a domain could not be read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import typer
+
+from datacarousel import aws
+from datacarousel.config import Settings
+from datacarousel.errors import ConfigError
+from datacarousel.files_table import FilesTable, utcnow
+from index_file.adapters import HsdsTarget
+from record_metadata.adapters import run
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.command()
+def main() -> None:
+    try:
+        settings = Settings.from_env(need=["files_table", "hsds_folder", "hs_endpoint", "hs_username", "hs_password"])
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    logging.basicConfig(level=settings.log_level or "INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    target = HsdsTarget(
+        endpoint=settings.require("hs_endpoint"),
+        username=settings.require("hs_username"),
+        password=settings.require("hs_password"),
+        folder=settings.require("hsds_folder"),
+    )
+    report = run(FilesTable(aws.client("dynamodb"), settings.require("files_table")), target, utcnow())
+    print(json.dumps(report.as_dict(), indent=2))  # noqa: T201 - the report is this program's output
+    if report.outcomes.get("error"):
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,7 @@
+"""Fixtures of the carousel's integration tests (helpers in `carousel_world`)."""
+
+from __future__ import annotations
+
+from carousel_world import launcher, no_scan, orbit_files, world
+
+__all__ = ["launcher", "no_scan", "orbit_files", "world"]

@@ -1,0 +1,405 @@
+"""The planning step: admission under caps, leases, release, completion, cancel, and properties."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from carousel_builders import DAY, GIB, HOUR, T0, file, job, name, snapshot, wants
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from carousel.actions import (
+    CompleteJob,
+    FailJobFile,
+    InvalidateExpired,
+    ProbeRestore,
+    QueueIndex,
+    Release,
+    RenewLease,
+    RequestRestore,
+)
+from carousel.catalogue import CatalogueArrays, fallback_entries
+from carousel.model import FileTable, JobRecord, Snapshot
+from carousel.planner import PlannerConfig, Policy, cancel_job, plan, step
+from carousel.query import JobQuery
+from carousel.restore import RestoreEvent, RestoreEventKind
+from carousel.simulator import EPOCH, JobSpec, SimConfig, simulate
+from datacarousel.contract import FileState, JobFileState, JobState
+from datacarousel.errors import BadInput
+
+ORB = list(range(30_000, 30_040))
+
+
+def cfg(**kw: object) -> PlannerConfig:
+    base: dict[str, object] = {"window_bytes": 10**15, "window_files": 1000}
+    base.update(kw)
+    return PlannerConfig(**base)  # type: ignore[arg-type]
+
+
+def restored_names(p) -> list[str]:
+    return [a.file_name for a in p.of(RequestRestore)]
+
+
+def test_only_archived_files_are_restored() -> None:
+    states = [FileState.ARCHIVED, FileState.RESTORING, FileState.RESTORED, FileState.INDEXED, FileState.FAILED]
+    files = [
+        file(ORB[i], s, expiry=T0 + DAY if s in (FileState.RESTORED, FileState.INDEXED, FileState.FAILED) else None,
+             requested_at=T0 if s is not FileState.ARCHIVED else None)
+        for i, s in enumerate(states)
+    ]  # fmt: skip
+    snap = snapshot(files, [job("j")], wants("j", ORB[:5]))
+    p = plan(snap, T0 + HOUR, cfg())
+    assert restored_names(p) == [name(ORB[0])]
+    assert p.of(RequestRestore)[0].expected_version == 0
+
+
+def test_window_caps_bound_admission() -> None:
+    files = [file(ORB[0], FileState.RESTORING, size=40 * GIB, requested_at=T0)] + [
+        file(o, size=30 * GIB) for o in ORB[1:10]
+    ]
+    snap = snapshot(files, [job("j")], wants("j", ORB[:10]))
+    by_bytes = plan(snap, T0, cfg(window_bytes=130 * GIB, window_files=100))
+    assert len(by_bytes.of(RequestRestore)) == 3  # 40 + 3 * 30 = 130
+    assert by_bytes.window_bytes == 130 * GIB
+    by_files = plan(snap, T0, cfg(window_files=4))
+    assert len(by_files.of(RequestRestore)) == 3
+    full = plan(snap, T0, cfg(window_files=1))
+    assert full.of(RequestRestore) == []
+
+
+def test_staged_files_nobody_needs_still_count_against_the_window() -> None:
+    files = [file(ORB[0], FileState.INDEXED, expiry=T0 + DAY), file(ORB[1])]
+    snap = snapshot(files, [job("j")], wants("j", [ORB[1]]))  # ORB[0] is wanted by nobody
+    assert plan(snap, T0, cfg(window_files=1)).of(RequestRestore) == []
+    assert len(plan(snap, T0 + DAY, cfg(window_files=1)).of(RequestRestore)) == 1  # once it expired
+
+
+def test_request_budget_limits_restores_and_renewals_come_first() -> None:
+    files = [file(ORB[0], FileState.INDEXED, expiry=T0 + HOUR)] + [file(o) for o in ORB[1:11]]
+    snap = snapshot(files, [job("j")], wants("j", ORB[:11]))
+    p = plan(snap, T0, cfg(max_restore_requests_per_step=4))
+    assert len(p.of(RenewLease)) == 1
+    assert len(p.of(RequestRestore)) == 3
+    assert p.restore_requests == 4
+
+
+def test_lease_renewed_when_needed_and_left_to_expire_when_not() -> None:
+    files = [
+        file(ORB[0], FileState.INDEXED, expiry=T0 + 2 * HOUR),  # needed, expiring soon
+        file(ORB[1], FileState.INDEXED, expiry=T0 + 2 * HOUR),  # nobody needs it
+        file(ORB[2], FileState.INDEXED, expiry=T0 + 3 * DAY),  # needed, plenty of time
+    ]
+    snap = snapshot(files, [job("j")], wants("j", [ORB[0], ORB[2]], JobFileState.RUNNING))
+    p = plan(snap, T0, cfg(lease_days=1))
+    assert [(a.file_name, a.days) for a in p.of(RenewLease)] == [(name(ORB[0]), 1)]
+
+
+def test_expired_file_is_invalidated_and_its_queued_work_waits_again() -> None:
+    files = [file(ORB[0], FileState.INDEXED, expiry=T0, version=4), file(ORB[1], FileState.INDEXED, expiry=T0 + DAY)]
+    snap = snapshot(
+        files,
+        [job("a"), job("b"), job("c")],
+        wants("a", [ORB[0]], JobFileState.QUEUED),
+        wants("b", [ORB[0]], JobFileState.DONE),
+        wants("c", [ORB[0], ORB[1]], JobFileState.WAITING),
+    )
+    p = plan(snap, T0 + 1, cfg())
+    (inv,) = p.of(InvalidateExpired)
+    assert inv.file_name == name(ORB[0]) and inv.expected_version == 4 and inv.requeue == ("a",)
+    assert inv.domain.endswith(name(ORB[0]))
+    # released only where the copy is still there; the expired one is not restored in the same step
+    assert [(r.job_id, r.file_name) for r in p.of(Release)] == [("c", name(ORB[1]))]
+    assert restored_names(p) == []
+    # once invalidated (ARCHIVED), the jobs still waiting get it restored again
+    again = snapshot(
+        [file(ORB[0], version=5), files[1]],
+        [job("a"), job("b"), job("c")],
+        wants("a", [ORB[0]]),
+        wants("c", [ORB[0]]),
+        wants("c", [ORB[1]], JobFileState.QUEUED),
+    )
+    assert restored_names(plan(again, T0 + HOUR, cfg())) == [name(ORB[0])]
+
+
+def test_indexed_file_is_released_to_every_waiting_job_file_by_file() -> None:
+    files = [file(ORB[0], FileState.INDEXED, expiry=T0 + DAY), file(ORB[1], FileState.RESTORING, requested_at=T0)]
+    snap = snapshot(files, [job("a"), job("b", owner="bob")], wants("a", ORB[:2]), wants("b", ORB[:1]))
+    p = plan(snap, T0 + HOUR, cfg())
+    assert sorted((r.job_id, r.file_name) for r in p.of(Release)) == [("a", name(ORB[0])), ("b", name(ORB[0]))]
+    assert all(r.domain for r in p.of(Release))
+
+
+def test_restored_file_is_queued_for_indexing_once_per_retry_interval() -> None:
+    snap = snapshot([file(ORB[0], FileState.RESTORED, expiry=T0 + DAY)], [job("j")], wants("j", [ORB[0]]))
+    assert [q.file_name for q in plan(snap, T0, cfg()).of(QueueIndex)] == [name(ORB[0])]
+    recent = snapshot(
+        [file(ORB[0], FileState.RESTORED, expiry=T0 + DAY, index_requested_at=T0)], [job("j")], wants("j", [ORB[0]])
+    )
+    assert plan(recent, T0 + 10 * 60, cfg()).of(QueueIndex) == []
+    assert len(plan(recent, T0 + 2 * HOUR, cfg(index_retry_s=HOUR)).of(QueueIndex)) == 1
+
+
+def test_old_restores_are_probed() -> None:
+    snap = snapshot([file(ORB[0], FileState.RESTORING, requested_at=T0)], [job("j")], wants("j", [ORB[0]]))
+    assert plan(snap, T0 + HOUR, cfg(probe_after_s=6 * HOUR)).of(ProbeRestore) == []
+    assert len(plan(snap, T0 + 7 * HOUR, cfg(probe_after_s=6 * HOUR)).of(ProbeRestore)) == 1
+
+
+def test_job_completes_when_every_file_is_done_or_failed() -> None:
+    files = [file(o, FileState.INDEXED, expiry=T0 + DAY) for o in ORB[:3]]
+    done = snapshot(
+        files, [job("j")], wants("j", ORB[:2], JobFileState.DONE), wants("j", ORB[2:3], JobFileState.FAILED)
+    )
+    (c,) = plan(done, T0, cfg()).of(CompleteJob)
+    assert (c.job_id, c.done, c.failed) == ("j", 2, 1)
+    running = snapshot(
+        files, [job("j")], wants("j", ORB[:2], JobFileState.DONE), wants("j", ORB[2:3], JobFileState.RUNNING)
+    )
+    assert plan(running, T0, cfg()).of(CompleteJob) == []
+
+
+def test_failed_file_fails_its_job_files_and_lets_the_job_complete() -> None:
+    files = [file(ORB[0], FileState.FAILED), file(ORB[1], FileState.INDEXED, expiry=T0 + DAY)]
+    snap = snapshot(files, [job("j")], wants("j", [ORB[0]]), wants("j", [ORB[1]], JobFileState.DONE))
+    p = plan(snap, T0, cfg())
+    assert [(f.job_id, f.file_name) for f in p.of(FailJobFile)] == [("j", name(ORB[0]))]
+    assert [c.job_id for c in p.of(CompleteJob)] == ["j"]
+
+
+def test_cancel_releases_what_only_that_job_needed() -> None:
+    files = [
+        file(ORB[0], FileState.INDEXED, expiry=T0 + HOUR),  # shared
+        file(ORB[1], FileState.INDEXED, expiry=T0 + HOUR),  # only "a"
+        file(ORB[2]),  # archived, only "a"
+        file(ORB[3]),  # archived, shared
+    ]
+    jobs = [job("a"), job("b", owner="bob")]
+    snap = snapshot(files, jobs, wants("a", ORB[:4]), wants("b", [ORB[0], ORB[3]]))
+    action, released = cancel_job(snap, "a", T0)
+    assert action.job_id == "a"
+    assert set(released) == {name(ORB[1]), name(ORB[2])}
+    cancelled = snapshot(
+        files, [job("a", state=JobState.CANCELLED), jobs[1]], wants("a", ORB[:4]), wants("b", [ORB[0], ORB[3]])
+    )
+    p = plan(cancelled, T0, cfg())
+    assert [r.file_name for r in p.of(RenewLease)] == [name(ORB[0])]
+    assert restored_names(p) == [name(ORB[3])]
+    assert p.of(CompleteJob) == []  # "a" is cancelled, not complete
+    with pytest.raises(BadInput, match="not open"):
+        cancel_job(cancelled, "a", T0)
+    with pytest.raises(BadInput, match="no such job"):
+        cancel_job(snap, "zz", T0)
+
+
+def test_demand_policy_restores_what_most_jobs_wait_for_first() -> None:
+    files = [file(o) for o in ORB[:4]]
+    snap = snapshot(
+        files, [job("a"), job("b"), job("c")], wants("a", ORB[:4]), wants("b", [ORB[2], ORB[3]]), wants("c", [ORB[3]])
+    )
+    p = plan(snap, T0, cfg(window_files=2, policy=Policy.DEMAND))
+    assert restored_names(p) == [name(ORB[3]), name(ORB[2])]
+
+
+def test_demand_policy_is_fair_between_owners() -> None:
+    files = [file(o) for o in ORB[:20]]
+    # alice's job wants 19 files, bob's one file; with room for two, bob is not starved
+    snap = snapshot(files, [job("a", "alice"), job("b", "bob", T0 + HOUR)], wants("a", ORB[:19]), wants("b", [ORB[19]]))
+    p = plan(snap, T0 + HOUR, cfg(window_files=2, policy=Policy.DEMAND))
+    assert name(ORB[19]) in restored_names(p)
+    # alice already holds most of the window: bob's file goes first
+    files2 = [file(o, FileState.RESTORING, requested_at=T0) for o in ORB[:3]] + [file(o) for o in ORB[3:20]]
+    snap2 = snapshot(
+        files2, [job("a", "alice"), job("b", "bob", T0 + HOUR)], wants("a", ORB[:19]), wants("b", [ORB[19]])
+    )
+    assert restored_names(plan(snap2, T0 + HOUR, cfg(window_files=4, policy=Policy.DEMAND))) == [name(ORB[19])]
+
+
+def test_rotation_policy_sweeps_on_from_the_window_and_wraps() -> None:
+    files = [file(ORB[0]), file(ORB[5], FileState.RESTORING, requested_at=T0), file(ORB[8]), file(ORB[9])]
+    snap = snapshot(files, [job("a")], wants("a", [ORB[0], ORB[5], ORB[8], ORB[9]]))
+    assert restored_names(plan(snap, T0, cfg(window_files=3, policy=Policy.ROTATION))) == [name(ORB[8]), name(ORB[9])]
+    assert restored_names(plan(snap, T0, cfg(window_files=4, policy=Policy.ROTATION))) == [
+        name(ORB[8]),
+        name(ORB[9]),
+        name(ORB[0]),
+    ]
+
+
+def test_naive_policy_serves_jobs_in_submission_order() -> None:
+    files = [file(o) for o in ORB[:4]]
+    snap = snapshot(
+        files, [job("late", submitted_at=T0 + HOUR), job("early")], wants("late", ORB[:2]), wants("early", ORB[2:4])
+    )
+    assert restored_names(plan(snap, T0 + HOUR, cfg(window_files=2, policy=Policy.NAIVE))) == [
+        name(ORB[2]),
+        name(ORB[3]),
+    ]
+
+
+def test_plan_is_pure_and_snapshot_is_read_only() -> None:
+    files = [file(o) for o in ORB[:5]]
+    snap = snapshot(files, [job("j")], wants("j", ORB[:5]))
+    before = snap.files.state.copy()
+    assert plan(snap, T0, cfg(window_files=2)) == plan(snap, T0, cfg(window_files=2))
+    assert (snap.files.state == before).all()
+    with pytest.raises(ValueError, match="read-only"):
+        snap.files.state[0] = 1
+
+
+def test_snapshot_rejects_unknown_references() -> None:
+    with pytest.raises(BadInput, match="unknown file"):
+        snapshot([file(ORB[0])], [job("j")], wants("j", [ORB[1]]))
+    with pytest.raises(BadInput, match="unknown job"):
+        Snapshot.from_records([file(ORB[0])], [JobRecord("j", "o", T0)], wants("k", [ORB[0]]))
+    assert isinstance(snapshot([file(ORB[0])], [job("j")]).files, FileTable)
+
+
+def test_config_is_validated() -> None:
+    with pytest.raises(BadInput, match="window_bytes"):
+        PlannerConfig(window_bytes=0, window_files=1)
+    with pytest.raises(BadInput, match="renew_margin_s"):
+        PlannerConfig(window_bytes=1, window_files=1, lease_days=1, renew_margin_s=2 * DAY)
+
+
+# --- properties: the planner driven by a small simulated clock -----------------------------
+
+SLICE = CatalogueArrays.from_entries(fallback_entries(seed=3, orbits=range(40_000, 40_060)))
+
+
+@st.composite
+def workloads(draw: st.DrawFn) -> tuple[list[JobSpec], SimConfig, Policy]:
+    n_jobs = draw(st.integers(1, 6))
+    jobs = []
+    for k in range(n_jobs):
+        rows = draw(st.lists(st.integers(0, len(SLICE) - 1), min_size=1, max_size=25, unique=True))
+        arrival = draw(st.floats(0, 10 * DAY, allow_nan=False))
+        lo = int(SLICE.orbit[min(rows)])
+        cancel = draw(st.none() | st.floats(0, 5 * DAY, allow_nan=False))
+        jobs.append(
+            JobSpec(
+                f"j{k}",
+                f"o{draw(st.integers(0, 2))}",
+                EPOCH + arrival,
+                JobQuery(orbit_min=lo),
+                np.array(sorted(rows)),
+                cancel_at=None if cancel is None else EPOCH + arrival + cancel,
+            )
+        )
+    policy = draw(st.sampled_from([Policy.DEMAND, Policy.ROTATION, Policy.NAIVE]))
+    config = SimConfig(
+        seed=draw(st.integers(0, 1000)),
+        window_files=draw(st.integers(1, 12)),
+        window_bytes=draw(st.integers(60, 400)) * 10**9,
+        step_s=2 * HOUR,
+        horizon_s=200 * DAY,
+        workers=draw(st.integers(1, 8)),
+        event_loss=draw(st.sampled_from([0.0, 0.2, 0.5])),
+        event_duplication=draw(st.sampled_from([0.0, 0.3])),
+        bad_file_rate=0.0,
+        job_file_failure_rate=0.0,
+        lease_days=draw(st.integers(1, 2)),
+        request_seconds_per_step=draw(st.sampled_from([0.002, 0.01, 60.0])),  # budgets of 2, 10, 60000
+    )
+    return jobs, config, policy
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(workloads())
+def test_every_wanted_file_is_eventually_restored_within_caps(case) -> None:
+    jobs, config, policy = case
+    if policy is not Policy.NAIVE:
+        assert max(SLICE.size) <= config.window_bytes  # every file fits the window
+    result = simulate(SLICE, jobs, policy, config)
+    assert result.violations == {
+        "restore_while_restoring_or_readable": 0,
+        "window_exceeded": 0,
+        "read_unreadable": 0,
+        "expired_while_needed": 0,
+        "world_window_exceeded": 0,
+    }
+    # every job not cancelled completes: every file it waited for was restored
+    assert result.jobs_completed + result.jobs_cancelled == len(jobs)
+    assert result.jobs_completed >= sum(1 for j in jobs if j.cancel_at is None)
+    assert result.peak_window_bytes <= (config.window_bytes if policy is not Policy.NAIVE else 10**18)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_admission_never_exceeds_caps_or_budget(data) -> None:
+    n = data.draw(st.integers(1, 30))
+    states = data.draw(st.lists(st.sampled_from(list(FileState)), min_size=n, max_size=n))
+    sizes = data.draw(st.lists(st.integers(1, 50), min_size=n, max_size=n))
+    files = [
+        file(ORB[i], s, size=sizes[i] * GIB, expiry=T0 + DAY if s is not FileState.ARCHIVED else None,
+             requested_at=T0 if s is not FileState.ARCHIVED else None)
+        for i, s in enumerate(states)
+    ]  # fmt: skip
+    n_jobs = data.draw(st.integers(1, 4))
+    rows = [
+        wants(f"j{k}", data.draw(st.lists(st.sampled_from(ORB[:n]), unique=True, max_size=n))) for k in range(n_jobs)
+    ]
+    jobs = [job(f"j{k}", f"o{k % 2}", T0 + k) for k in range(n_jobs)]
+    snap = snapshot(files, jobs, *rows)
+    config = cfg(
+        window_bytes=data.draw(st.integers(1, 400)) * GIB,
+        window_files=data.draw(st.integers(1, 30)),
+        max_restore_requests_per_step=data.draw(st.integers(1, 10)),
+        policy=data.draw(st.sampled_from(list(Policy))),
+    )
+    p = plan(snap, T0 + HOUR, config)
+    chosen = restored_names(p)
+    assert len(chosen) == len(set(chosen))
+    by_name = {f.file_name: f for f in files}
+    assert all(by_name[c].state is FileState.ARCHIVED for c in chosen)
+    held = [f for f in files if f.state is not FileState.ARCHIVED and f.state is not FileState.FAILED]
+    held += [f for f in files if f.state is FileState.FAILED]  # a failed file's copy still takes room
+    window_bytes = sum(f.size_bytes for f in held) + sum(by_name[c].size_bytes for c in chosen)
+    window_files = len(held) + len(chosen)
+    if chosen:
+        assert window_bytes <= config.window_bytes
+        assert window_files <= config.window_files
+    assert p.restore_requests <= config.max_restore_requests_per_step
+
+
+def test_snapshot_rejects_duplicate_job_files() -> None:
+    with pytest.raises(BadInput, match="duplicate job-file"):
+        snapshot([file(ORB[0])], [job("j")], wants("j", [ORB[0]]), wants("j", [ORB[0]]))
+
+
+def test_step_reconciles_then_plans_on_the_reconciled_state() -> None:
+    files = [file(ORB[0], FileState.RESTORING, requested_at=T0), file(ORB[1])]
+    snap = snapshot(files, [job("j")], wants("j", ORB[:2]))
+    event = RestoreEvent(name(ORB[0]), RestoreEventKind.COMPLETED, T0 + 30 * HOUR, T0 + 3 * DAY)
+    p, reconciled = step(snap, [event, event], {}, T0 + 31 * HOUR, cfg(window_files=2))
+    kinds = [type(a).__name__ for a in p.actions]
+    assert kinds[0] == "UpdateFileState"  # reconciliation first
+    assert [q.file_name for q in p.of(QueueIndex)] == [name(ORB[0])]  # indexed in the same step
+    assert restored_names(p) == [name(ORB[1])]
+    assert reconciled.file(name(ORB[0])).state is FileState.RESTORED
+    assert reconciled.file(name(ORB[0])).state_version == 1
+    assert snap.file(name(ORB[0])).state is FileState.RESTORING  # the input snapshot is untouched
+
+
+def test_job_is_not_completed_before_its_submission_wrote_every_job_file() -> None:
+    files = [file(o, FileState.INDEXED, expiry=T0 + DAY) for o in ORB[:2]]
+    partial = snapshot(files, [JobRecord("j", "o", T0, file_count=2)], wants("j", ORB[:1], JobFileState.DONE))
+    assert plan(partial, T0, cfg()).of(CompleteJob) == []
+    full = snapshot(files, [JobRecord("j", "o", T0, file_count=2)], wants("j", ORB[:2], JobFileState.DONE))
+    assert [c.job_id for c in plan(full, T0, cfg()).of(CompleteJob)] == ["j"]
+    empty = snapshot(files, [JobRecord("e", "o", T0, file_count=0)])
+    assert [c.job_id for c in plan(empty, T0, cfg()).of(CompleteJob)] == ["e"]  # a query matching nothing
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 20), st.integers(1, 20), st.integers(2, 12))
+def test_demand_policy_splits_the_window_evenly_between_owners(n_a: int, n_b: int, slots: int) -> None:
+    files = [file(o, size=GIB) for o in ORB[:40]]
+    snap = snapshot(
+        files, [job("a", "alice"), job("b", "bob", T0 + 1)], wants("a", ORB[:n_a]), wants("b", ORB[20 : 20 + n_b])
+    )
+    chosen = restored_names(plan(snap, T0 + 1, cfg(window_files=slots, policy=Policy.DEMAND)))
+    got_a = sum(1 for c in chosen if c in {name(o) for o in ORB[:n_a]})
+    got_b = len(chosen) - got_a
+    assert len(chosen) == min(slots, n_a + n_b)
+    if got_a < n_a and got_b < n_b:  # both still want more: neither gets more than one ahead
+        assert abs(got_a - got_b) <= 1
