@@ -32,6 +32,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,11 @@ def make_datasets_file(path: Path, datasets: int, elements: int) -> Path:
 def bench_index(env: dict[str, str], presets: list[str], repeats: int, work: Path) -> list[str]:
     s3 = aws.client("s3")
     bucket = env["DC_ARCHIVE_BUCKET"]
-    kwargs = {"endpoint": env["HS_ENDPOINT"], "username": env["HS_USERNAME"], "password": env["HS_PASSWORD"]}
+    kwargs: dict[str, Any] = {
+        "endpoint": env["HS_ENDPOINT"],
+        "username": env["HS_USERNAME"],
+        "password": env["HS_PASSWORD"],
+    }
     folder = env["DC_HSDS_FOLDER"]
     domains: list[str] = []
     hs_env = {**os.environ, **env}
@@ -149,7 +154,7 @@ def bench_index(env: dict[str, str], presets: list[str], repeats: int, work: Pat
         key = naming.archive_key(name, "bench/")
         s3.upload_file(str(path), bucket, key)
         domain = naming.hsds_domain(folder, name)
-        link_s, result = median_time(lambda k=key, d=domain: hsds.link_file(f"s3://{bucket}/{k}", d, **kwargs), repeats)
+        link_s, result = median_time(partial(hsds.link_file, f"s3://{bucket}/{key}", domain, **kwargs), repeats)
         copy_domain = f"{folder}bench-copy/{name.file_name}"
         hsds.ensure_folder(f"{folder}bench-copy/", **kwargs)
 
@@ -169,7 +174,7 @@ def bench_index(env: dict[str, str], presets: list[str], repeats: int, work: Pat
         key = f"bench/datasets/{path.name}"
         s3.upload_file(str(path), bucket, key)
         domain = f"{folder}bench-datasets/{i}-{path.name}"
-        link_s, _ = median_time(lambda k=key, d=domain: hsds.link_file(f"s3://{bucket}/{k}", d, **kwargs), repeats)
+        link_s, _ = median_time(partial(hsds.link_file, f"s3://{bucket}/{key}", domain, **kwargs), repeats)
         domains.append(domain)
         print(f"{count:>9} {path.stat().st_size:>12,} {link_s:>8.2f} {link_s / count:>10.4f}")
     return domains

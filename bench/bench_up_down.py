@@ -39,7 +39,15 @@ def _one_run(stack_file: Path | None, dn_count: int) -> dict[str, float]:
         left = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
         if left:
             raise SystemExit(f"processes left after down: {left}")
-    return {"up_s": up_s, "down_s": down_s, "processes": float(len(pids)), "rss_mib": rss / 2**20}
+    return {
+        "up_s": up_s,
+        "moto_s": env.timings.get("moto_ready", float("nan")),
+        "stack_s": env.timings.get("stack", float("nan")),
+        "hsds_s": env.timings.get("hsds_ready", float("nan")),
+        "down_s": down_s,
+        "processes": float(len(pids)),
+        "rss_mib": rss / 2**20,
+    }
 
 
 def main() -> None:
@@ -60,13 +68,23 @@ def main() -> None:
         f"embedded environment: {args.runs} runs, {args.dn_count} HSDS data nodes, "
         f"stack {args.stack_file or 'stack.py'}, load average {load:.1f} on {os.cpu_count()} cores"
     )
-    header = f"{'run':>6} {'up (s)':>8} {'down (s)':>9} {'processes':>10} {'RSS (MiB)':>10}"
+    columns = [
+        ("up (s)", "up_s", ".2f"),
+        ("moto ready", "moto_s", ".2f"),
+        ("stack done", "stack_s", ".2f"),
+        ("hsds ready", "hsds_s", ".2f"),
+        ("down (s)", "down_s", ".2f"),
+        ("processes", "processes", ".0f"),
+        ("RSS (MiB)", "rss_mib", ".0f"),
+    ]
+    header = f"{'run':>6} " + " ".join(f"{title:>10}" for title, _, _ in columns)
     print(header)
     print("-" * len(header))
     for i, run in enumerate(runs, start=1):
-        print(f"{i:>6} {run['up_s']:>8.2f} {run['down_s']:>9.2f} {run['processes']:>10.0f} {run['rss_mib']:>10.0f}")
+        print(f"{i:>6} " + " ".join(f"{run[key]:>10{fmt}}" for _, key, fmt in columns))
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-    print(f"{'median':>6} {med['up_s']:>8.2f} {med['down_s']:>9.2f} {med['processes']:>10.0f} {med['rss_mib']:>10.0f}")
+    print(f"{'median':>6} " + " ".join(f"{med[key]:>10{fmt}}" for _, key, fmt in columns))
+    print("(moto ready / stack done / hsds ready: seconds from the start of `up`; moto and HSDS start together)")
     print(f"up + down median: {med['up_s'] + med['down_s']:.2f} s")
 
 

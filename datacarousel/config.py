@@ -57,6 +57,7 @@ _SPECS: dict[str, _Spec] = {
     "work_queue_url": _Spec(Env.WORK_QUEUE_URL, _url),
     "work_dlq_url": _Spec(Env.WORK_DLQ_URL, _url),
     "restore_events_queue_url": _Spec(Env.RESTORE_EVENTS_QUEUE_URL, _url),
+    "restore_events_dlq_url": _Spec(Env.RESTORE_EVENTS_DLQ_URL, _url),
     "files_table": _Spec(Env.FILES_TABLE, str),
     "jobs_table": _Spec(Env.JOBS_TABLE, str),
     "job_files_table": _Spec(Env.JOB_FILES_TABLE, str),
@@ -87,6 +88,7 @@ class Settings:
     work_queue_url: str | None = None
     work_dlq_url: str | None = None
     restore_events_queue_url: str | None = None
+    restore_events_dlq_url: str | None = None
     files_table: str | None = None
     jobs_table: str | None = None
     job_files_table: str | None = None

@@ -132,6 +132,8 @@ class LocalEnvironment:
     stack_status: str = ""
     missing_outputs: tuple[str, ...] = ()
     hsds_bucket: str = ""  # the HSDS storage bucket: a directory under `hsds_root`
+    # Seconds from the start of `up` at which each phase ended (moto_ready, stack, hsds_ready, done).
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def env_file(self) -> Path:
@@ -323,6 +325,7 @@ def status(state_dir: Path = DEFAULT_STATE_DIR) -> LocalEnvironment | None:
         stack_status=str(state.get("stack_status", "")),
         missing_outputs=tuple(state.get("missing_outputs", ())),
         hsds_bucket=str(state.get("hsds_bucket", "")),
+        timings={str(k): float(v) for k, v in state.get("timings", {}).items()},
     )
 
 
@@ -454,6 +457,7 @@ def _start(
 
         # 2. the stack, in moto
         moto_server.wait_ready(moto_endpoint, records[moto_server.NAME], timeout=timeout)
+        timings = {"moto_ready": time.monotonic() - started}
         session = boto3.session.Session(
             aws_access_key_id=aws_env[contract.Env.AWS_ACCESS_KEY_ID],
             aws_secret_access_key=aws_env[contract.Env.AWS_SECRET_ACCESS_KEY],
@@ -462,12 +466,14 @@ def _start(
         cfn = aws.client("cloudformation", session=session, endpoint_url=moto_endpoint)
         ec2 = aws.client("ec2", session=session, endpoint_url=moto_endpoint)
         stack_status, outputs = create_stack(cfn, ec2, stack_name, stack_module)
+        timings["stack"] = time.monotonic() - started
         dc_env, missing = resource_env(outputs)
         if missing and stack_status != "EMPTY_TEMPLATE":
             log.warning("stack %s lacks contract outputs: %s", stack_name, ", ".join(missing))
 
         # 3. HSDS ready
         hsds_server.wait_ready(hs_endpoint, dn_urls, record, timeout=timeout)
+        timings["hsds_ready"] = time.monotonic() - started
         # Remember the nodes, so `down` can stop them even if the parent has died meanwhile.
         record = record.with_children(process.live_children(record))
         records[hsds_server.NAME] = record
@@ -505,6 +511,7 @@ def _start(
                 "missing_outputs": list(missing),
                 "hsds_bucket": bucket,
                 "started_at": time.time(),
+                "timings": {**timings, "done": time.monotonic() - started},
             },
         )
     except BaseException:

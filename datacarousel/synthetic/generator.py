@@ -618,6 +618,7 @@ class _OrbitWriter:
         rng = self.rng(3)
         day_idx = np.nonzero(day)[0]
         radiance_hr = self.misr_radiance(day_idx, hr_lat, hr_lon, rng)  # (4, nday, HL, HS) physical, NaN = fill
+        del hr_lat, hr_lon  # freed once deflated
         for cam in MISR_CAMERAS:
             self.write_camera(misr, cam, rng, day=day, day_idx=day_idx, radiance_hr=radiance_hr,
                               geometry=(sza, saz, sun_down, in_swath_g, heading, cross_g))  # fmt: skip
@@ -684,10 +685,13 @@ class _OrbitWriter:
                 continue
             shape = (MISR_BLOCKS, HL, HS) if high else (MISR_BLOCKS, L, S)
             full = np.full(shape, FILL, dtype=np.float32)
-            physical = radiance_hr[band] * factor
-            if not high:
-                physical = physical.reshape(len(day_idx), L, 4, S, 4).mean(axis=(2, 4))
-            full[day_idx] = self.misr_quantise(physical, band, rng)
+            # Quantised in batches of blocks to bound the temporaries (full preset: 755 MB per band).
+            batch = max(1, 8_000_000 // (HL * HS))
+            for i0 in range(0, len(day_idx), batch):
+                physical = radiance_hr[band, i0 : i0 + batch] * factor
+                if not high:
+                    physical = physical.reshape(len(physical), L, 4, S, 4).mean(axis=(2, 4))
+                full[day_idx[i0 : i0 + batch]] = self.misr_quantise(physical, band, rng)
             reuse = key if (cam != "AN" and self.p.reuse_unread) else None
             w.gzip(data, name, full, attrs=rad_attrs, reuse=reuse)
             if cam == "AN" and band_name in ("Red", "Blue") and len(day_idx):

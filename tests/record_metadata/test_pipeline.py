@@ -10,6 +10,9 @@ answer the researcher queries through indexes only (any Scan fails the test).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -146,6 +149,19 @@ def test_pipeline_indexes_each_readable_file_once_and_is_idempotent(world: dict[
     assert _mine(world) == items
     assert {o: read_marker(target, items[o][FileAttr.DOMAIN]) for o in READABLE} == markers  # type: ignore[index]
     assert no_scan == []
+
+    # The job definition's entry point does the same, and finds nothing to change either.
+    out = subprocess.run(
+        [sys.executable, "-m", "record_metadata"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout)["outcomes"].get("unchanged", 0) >= len(READABLE)
+    assert _mine(world) == items
 
 
 def test_researcher_queries_use_indexes_only(world: dict[str, Any], no_scan: list[str]) -> None:

@@ -1,0 +1,53 @@
+"""Pure parts of the carousel's adapters: time conversions, parameter and owner checks, snapshot edits."""
+
+from __future__ import annotations
+
+import pytest
+from carousel_builders import file, job, wants
+
+from carousel.jobs import validate_owner, validate_parameters
+from carousel.model import Snapshot
+from carousel.step import with_job_file_states
+from carousel.store import iso_seconds, to_seconds
+from datacarousel.contract import JobFileState
+from datacarousel.errors import BadInput
+
+
+def test_times_round_trip_to_whole_seconds() -> None:
+    assert iso_seconds(1_767_225_600.9) == "2026-01-01T00:00:00Z"
+    assert to_seconds("2026-01-01T00:00:00Z") == 1_767_225_600.0
+    assert to_seconds(1_767_225_600) == 1_767_225_600.0
+    assert to_seconds(None) is None and to_seconds("") is None
+    assert to_seconds("garbage") is None
+
+
+def test_parameters_are_checked_and_normalised() -> None:
+    assert validate_parameters("ComputeRadiance", {"resolution": 5, "vza_max": "18"}) == {
+        "resolution": "5.0",
+        "vza_max": "18.0",
+    }
+    with pytest.raises(BadInput) as err:
+        validate_parameters("ComputeRadiance", {"resolution": "fine", "vza_max": 95, "colour": "red"})
+    text = str(err.value)
+    assert (
+        "resolution must be a number" in text and "vza_max must lie in" in text and "unknown parameter 'colour'" in text
+    )
+    with pytest.raises(BadInput, match="unknown job definition"):
+        validate_parameters("RmRf", {})
+
+
+@pytest.mark.parametrize("owner", ["", "Alice", "a b", "x" * 70, "-lead", "a;drop"])
+def test_bad_owners_are_refused(owner: str) -> None:
+    with pytest.raises(BadInput, match="owner must match"):
+        validate_owner(owner)
+
+
+def test_job_file_state_edits_touch_only_the_named_rows() -> None:
+    snap = Snapshot.from_records(
+        [file(1000), file(1001)], [job("a"), job("b")], [*wants("a", [1000, 1001]), *wants("b", [1001])]
+    )
+    names = snap.files.names
+    edited = with_job_file_states(snap, {("a", names[1]): JobFileState.DONE, ("zz", names[0]): JobFileState.DONE})
+    assert edited.job_file_states("a") == {names[0]: JobFileState.WAITING, names[1]: JobFileState.DONE}
+    assert edited.job_file_states("b") == {names[1]: JobFileState.WAITING}
+    assert snap.job_file_states("a")[names[1]] is JobFileState.WAITING  # the original is unchanged
