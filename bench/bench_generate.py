@@ -4,13 +4,17 @@
     .venv/bin/python bench/bench_generate.py --presets tiny small --repeats 5
 
 Files go to a temporary directory (default under /tmp) that is deleted afterwards.
-Prints a table: median wall time over the repeats, file size, uncompressed bytes of
-all datasets, whole-file ratio, and the ratio of the gzip radiance datasets alone.
+Prints a table: median wall time and CPU time (user + system, all threads) over the
+repeats, peak resident memory of the process so far (presets run smallest first), file
+size, uncompressed bytes of all datasets, whole-file ratio, and the ratio of the gzip
+radiance datasets alone. On a shared machine the CPU time is the steadier figure.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import shutil
 import statistics
 import tempfile
@@ -43,7 +47,7 @@ def measure(path: Path) -> tuple[int, int, int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["tiny", "small", "medium", "full"], choices=list(PRESETS))
-    parser.add_argument("--repeats", type=int, default=3, help="runs per preset except full (always 1)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of tiny and small (medium and full: 1)")
     parser.add_argument("--orbit", type=int, default=85079)
     parser.add_argument("--workers", type=int, default=None, help="deflate threads (default: min(2, cores))")
     parser.add_argument("--tmp", type=Path, default=Path("/tmp"), help="parent of the scratch directory")
@@ -53,28 +57,36 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="bench_generate_", dir=args.tmp))
     try:
         for preset in args.presets:
-            repeats = 1 if preset == "full" else args.repeats
-            times = []
+            repeats = 1 if preset in ("medium", "full") else args.repeats
+            times, cpu = [], []
             for i in range(repeats):
                 out = scratch / f"{preset}-{i}"
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), _cpu()
                 path = generate_orbit(args.orbit, out, preset=preset, workers=args.workers)
                 times.append(time.perf_counter() - start)
+                cpu.append(_cpu() - start_cpu)
                 if i < repeats - 1:
                     shutil.rmtree(out)
             size, raw, rad_stored, rad_raw = measure(path)
-            rows.append((preset, repeats, statistics.median(times), size, raw, size / raw, rad_stored / rad_raw))
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kB -> GB
+            rows.append((preset, repeats, statistics.median(times), statistics.median(cpu), peak, size, raw,
+                         size / raw, rad_stored / rad_raw))  # fmt: skip
             shutil.rmtree(path.parent)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
-    widths = (8, 4, 9, 10, 10, 8, 18)
-    header = ("preset", "runs", "median s", "file MB", "raw MB", "file/raw", "radiance gzip/raw")
+    widths = (8, 4, 9, 9, 8, 10, 10, 8, 18)
+    header = ("preset", "runs", "wall s", "cpu s", "peak GB", "file MB", "raw MB", "file/raw", "radiance gzip/raw")
     print(" ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(header, widths, strict=True))))
-    for preset, runs, median, size, raw, ratio, rad_ratio in rows:
-        cells = (preset, f"{runs}", f"{median:.2f}", f"{size / 1e6:.1f}", f"{raw / 1e6:.1f}", f"{ratio:.3f}",
-                 f"{rad_ratio:.3f}")  # fmt: skip
+    for preset, runs, median, cpu_s, peak, size, raw, ratio, rad_ratio in rows:
+        cells = (preset, f"{runs}", f"{median:.2f}", f"{cpu_s:.2f}", f"{peak:.2f}", f"{size / 1e6:.1f}",
+                 f"{raw / 1e6:.1f}", f"{ratio:.3f}", f"{rad_ratio:.3f}")  # fmt: skip
         print(" ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))))
+
+
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system
 
 
 if __name__ == "__main__":

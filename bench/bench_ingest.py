@@ -79,7 +79,7 @@ def bench_loader(env: dict[str, str], keys: int, queue_prefixes: int) -> None:
     bucket, queue = env["DC_ARCHIVE_BUCKET"], env["DC_INDEX_QUEUE_URL"]
     catalogue = archive_catalogue()[:keys]
     started = time.perf_counter()
-    with ThreadPoolExecutor(16) as pool:
+    with ThreadPoolExecutor(10) as pool:  # boto3's connection pool holds 10
         list(pool.map(lambda e: s3.put_object(Bucket=bucket, Key=e.key, Body=b""), catalogue, chunksize=64))
     print(f"setup: put {len(catalogue):,} empty objects in {time.perf_counter() - started:.1f} s")
 
@@ -134,7 +134,7 @@ def make_datasets_file(path: Path, datasets: int, elements: int) -> Path:
     return path
 
 
-def bench_index(env: dict[str, str], presets: list[str], repeats: int, work: Path) -> list[str]:
+def bench_index(env: dict[str, str], presets: list[str], repeats: int, copy_repeats: int, work: Path) -> list[str]:
     s3 = aws.client("s3")
     bucket = env["DC_ARCHIVE_BUCKET"]
     kwargs: dict[str, Any] = {
@@ -161,7 +161,7 @@ def bench_index(env: dict[str, str], presets: list[str], repeats: int, work: Pat
         def copy(p: Path = path, d: str = copy_domain) -> None:
             subprocess.run([hsload, str(p), d], check=True, env=hs_env, capture_output=True, timeout=3600)
 
-        copy_s, _ = median_time(copy, repeats)
+        copy_s, _ = median_time(copy, copy_repeats)
         domains += [domain, copy_domain]
         size = path.stat().st_size
         print(f"{preset:8} {size:>12,} {result.datasets:>9} {link_s:>8.2f} {copy_s:>8.2f} {copy_s / link_s:>9.1f}")
@@ -221,8 +221,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keys", type=int, default=naming.ORBIT_COUNT, help="catalogue keys to put and list")
     parser.add_argument("--queue-prefixes", type=int, default=12, help="MISR-path prefixes to queue (~362 keys each)")
-    parser.add_argument("--presets", default="tiny,small", help="orbit presets for link vs copy")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--presets", default="tiny", help="orbit presets for link vs copy, e.g. tiny,small")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of each link (median printed)")
+    parser.add_argument("--copy-repeats", type=int, default=1, help="repeats of each copy load (slow)")
     parser.add_argument("--records", type=int, default=500)
     parser.add_argument("--skip", default="", help="comma list of parts to skip: loader,index,records")
     args = parser.parse_args()
@@ -238,7 +239,7 @@ def main() -> None:
             if "loader" not in skip:
                 bench_loader(env, args.keys, args.queue_prefixes)
             if "index" not in skip:
-                bench_index(env, args.presets.split(","), args.repeats, Path(tmp) / "orbits")
+                bench_index(env, args.presets.split(","), args.repeats, args.copy_repeats, Path(tmp) / "orbits")
             if "records" not in skip:
                 bench_records(env, args.records)
         finally:

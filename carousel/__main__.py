@@ -11,11 +11,12 @@ import time
 from typing import Any
 
 import typer
+from botocore.exceptions import BotoCoreError, ClientError
 
 from carousel.runtime import Context
 from carousel.step import Step
 from datacarousel import aws
-from datacarousel.errors import ConfigError
+from datacarousel.errors import ConfigError, DataCarouselError
 from datacarousel.launcher import launcher_from_env
 
 log = logging.getLogger("carousel")
@@ -48,8 +49,15 @@ def run_steps(*, loop: bool, interval: float, launch: bool, max_steps: int | Non
     count = 0
     while True:
         began = time.monotonic()
-        report = step.run()
-        print(json.dumps(report.as_dict()), flush=True)  # noqa: T201 - the report is this program's output
+        try:
+            report = step.run()
+        except (ClientError, BotoCoreError, DataCarouselError) as exc:
+            # Nothing is lost: every effect recorded so far stays, the next step redoes the rest.
+            log.error("carousel step failed: %s: %s", type(exc).__name__, exc)
+            if not loop:
+                raise typer.Exit(1) from exc
+        else:
+            print(json.dumps(report.as_dict()), flush=True)  # noqa: T201 - the report is this program's output
         count += 1
         if not loop or (max_steps is not None and count >= max_steps):
             return

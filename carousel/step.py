@@ -452,9 +452,12 @@ class Step:
             except ClientError as exc:
                 log.error("head s3://%s/%s before indexing failed: %s", bucket, key, exc)
                 return
+        # Claim first: of two steps at once only one sends (a claim whose send dies is retried after index_retry_s).
+        if not self.files.claim_index_request(action.file_name, now, self.config.index_retry_s):
+            report.conflicts += 1
+            return
         request = IndexRequest(bucket=bucket, key=key, size=action.size_bytes, etag=etag)
         self.sqs.send_message(QueueUrl=self.settings.require("index_queue_url"), MessageBody=request.to_json())
-        self.files.mark_index_requested(action.file_name, now)
         report.index_requests += 1
         log.info("file %s: index requested", action.file_name)
 

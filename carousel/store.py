@@ -426,15 +426,18 @@ class CarouselFiles:
             condition=f"attribute_exists({expr.n(FileAttr.FILE_NAME)})",
         )
 
-    def mark_index_requested(self, name: str, now: float) -> bool:
+    def claim_index_request(self, name: str, now: float, retry_s: float) -> bool:
+        """RESTORED and no index request within `retry_s`: record one now (the winner sends it)."""
         expr = Expr()
+        at = expr.n(FileAttr.INDEX_REQUESTED_AT)
         return update(
             self.ddb,
             self.table,
             self._key(name),
             expr,
             set_={FileAttr.INDEX_REQUESTED_AT: iso_seconds(now)},
-            condition=f"{expr.n(FileAttr.STATE)} = {expr.v(FileState.RESTORED.value)}",
+            condition=f"{expr.n(FileAttr.STATE)} = {expr.v(FileState.RESTORED.value)} AND "
+            f"(attribute_not_exists({at}) OR {at} <= {expr.v(iso_seconds(now - retry_s))})",
         )
 
     def invalidate(self, name: str, expected_version: int, now: float) -> bool:

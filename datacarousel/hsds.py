@@ -3,8 +3,10 @@
 Everything here is a plain function that takes the HSDS endpoint and credentials
 (keyword arguments; each defaults to the HS_ENDPOINT / HS_USERNAME / HS_PASSWORD
 environment variables, as h5pyd does), opens its own connections and closes them
-before returning. Nothing is created at import time, so the functions are safe
-to call from worker processes (including after `fork`/`spawn`).
+before returning. No connection or client is created at import time, so the
+functions are safe to call from worker processes (including after `fork`/`spawn`).
+Importing this module does fix two logging side effects of h5pyd for the whole
+process (see `fix_h5pyd_logging`): import it (or call that) in any program that uses h5pyd.
 
 Linking (`link_file`) stores only metadata and chunk locations in HSDS: the data
 bytes stay in the source (an `s3://bucket/key` object, or a file under the HSDS
@@ -32,6 +34,7 @@ does not exist, or a POSIX source lies outside the server root),
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import posixpath
@@ -402,6 +405,50 @@ def _fix_ref_maxshape(fout: Any) -> None:
         return create(name, *args, **kwargs)
 
     fout.create_dataset = create_dataset
+
+
+class _LibraryChatter(logging.Filter):
+    """Drops INFO/DEBUG records that h5pyd and h5json send to the *root* logger (several per dataset)."""
+
+    _DIRS = (f"{os.sep}h5pyd{os.sep}", f"{os.sep}h5json{os.sep}")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not any(d in record.pathname for d in self._DIRS)
+
+
+def fix_h5pyd_logging() -> None:
+    """Undo two logging side effects of h5pyd 1.0.0 / h5json 2.0.1 (idempotent; done at import of this module).
+
+    1. `h5pyd.File.__init__` sets the *root* logger's level to ERROR, which silences every INFO and
+       WARNING line of the whole program (our loggers inherit the root level). The level is restored.
+    2. h5pyd and h5json log their own progress at INFO through the root logger and their `h5pyd`
+       logger (one line per HTTP request): those records are dropped (their warnings and errors
+       still pass; an explicit level set on the `h5pyd` logger is kept). Other loggers are untouched.
+    """
+    root = logging.getLogger()
+    for name in ("h5pyd", "h5json"):  # their named loggers: one INFO line per HTTP request
+        library = logging.getLogger(name)
+        if library.level == logging.NOTSET:
+            library.setLevel(logging.WARNING)
+    if not any(isinstance(f, _LibraryChatter) for f in root.filters):
+        root.addFilter(_LibraryChatter())
+    init = h5pyd.File.__init__
+    if getattr(init, "_dc_keeps_root_level", False):
+        return
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807 - replaces h5pyd.File.__init__
+        level = root.level
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            root.setLevel(level)
+
+    __init__._dc_keeps_root_level = True  # type: ignore[attr-defined]
+    h5pyd.File.__init__ = __init__  # type: ignore[method-assign]
+
+
+fix_h5pyd_logging()
 
 
 def _count(fin: Any) -> tuple[int, int]:

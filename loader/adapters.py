@@ -13,7 +13,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from datacarousel.contract import SQS_BATCH_SIZE
-from datacarousel.files_table import FilesTable
+from datacarousel.files_table import FilesTable, QueuedMark
 from datacarousel.messages import IndexRequest
 from datacarousel.queue_worker import is_fifo
 from loader.core import (
@@ -31,6 +31,8 @@ from loader.core import (
 log = logging.getLogger(__name__)
 
 SEND_ATTEMPTS = 3
+LOOKUP_BATCH = 100  # BatchGetItem keys per call
+MARK_BATCH = 100  # TransactWriteItems updates per call
 DEFAULT_WORKERS = 8
 
 
@@ -125,7 +127,9 @@ class _Run:
                 present.append(obj)
         first = [decide(o, None, self.now, self.requeue_after) for o in present]
         readable = [d.name.file_name for d in first if d.queue and d.name is not None]
-        items = self.files.get_many(readable) if readable else {}
+        items: dict[str, dict[str, Any]] = {}
+        for found in self.pool.map(self.files.get_many, list(chunked(readable, LOOKUP_BATCH))):
+            items.update(found)
         decisions = [self._final(d, items) for d in first]
         for d in decisions:
             if d.skip is not None:
@@ -154,18 +158,13 @@ class _Run:
             self.report.send_failed += len(batch) - len(ok)
             sent += ok
 
-        def mark(request: IndexRequest) -> None:
-            self.files.mark_queued(
-                names[request.key],
-                bucket=self.bucket,
-                key=request.key,
-                etag=request.etag,
-                size=request.size,
-                now=self.now,
-                requeue_after=self.requeue_after,
+        marks = [QueuedMark(names[r.key], r.bucket, r.key, r.etag, r.size) for r in sent]
+        chunks = list(chunked(marks, MARK_BATCH))
+        list(
+            self.pool.map(
+                lambda c: self.files.mark_queued_many(c, now=self.now, requeue_after=self.requeue_after), chunks
             )
-
-        list(self.pool.map(mark, sent))
+        )
         for request in sent:
             self.report.add_queued(request.key)
 

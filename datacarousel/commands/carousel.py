@@ -53,12 +53,26 @@ def inventory(
     print(json.dumps(report.as_dict(), indent=2))  # noqa: T201
 
 
+def int_list(option: str, values: list[str] | None) -> tuple[int, ...]:
+    """`--paths 22,23 --paths 24` -> (22, 23, 24); anything but integers is a BadInput."""
+    out: list[int] = []
+    for text in values or []:
+        for part in text.replace(" ", ",").split(","):
+            if not part:
+                continue
+            try:
+                out.append(int(part))
+            except ValueError:
+                raise BadInput(f"{option} takes integers, got {part!r}"[:200]) from None
+    return tuple(out)
+
+
 def submit(  # noqa: PLR0917 - typer maps options to parameters
     owner: str = typer.Option(..., "--owner", help="Who submits (lower-case letters, digits, '_', '.', '-')."),
     definition: str = typer.Option("ComputeRadiance", "--definition", help="Job definition to run on each file."),
-    years: Annotated[list[int] | None, typer.Option("--years", help="Year (2000..2015); repeat for more.")] = None,
-    months: Annotated[list[int] | None, typer.Option("--months", help="Month (1..12); repeat for more.")] = None,
-    paths: Annotated[list[int] | None, typer.Option("--paths", help="MISR path (1..233); repeat for more.")] = None,
+    years: Annotated[list[str] | None, typer.Option("--years", help="Years 2000..2015: 2014,2015 or repeat.")] = None,
+    months: Annotated[list[str] | None, typer.Option("--months", help="Months 1..12: 6,7 or repeat.")] = None,
+    paths: Annotated[list[str] | None, typer.Option("--paths", help="MISR paths 1..233: 22,23 or repeat.")] = None,
     orbit_min: int = typer.Option(None, "--orbit-min", help="First orbit (inclusive)."),
     orbit_max: int = typer.Option(None, "--orbit-max", help="Last orbit (inclusive)."),
     param: Annotated[list[str] | None, typer.Option("--param", help="Job parameter NAME=VALUE; repeat.")] = None,
@@ -69,9 +83,9 @@ def submit(  # noqa: PLR0917 - typer maps options to parameters
     """Submit a job: a job definition over the files a query selects. Answers with counts, cost and start."""
     try:
         query = JobQuery(
-            years=tuple(years or ()),
-            months=tuple(months or ()),
-            misr_paths=tuple(paths or ()),
+            years=int_list("--years", years),
+            months=int_list("--months", months),
+            misr_paths=int_list("--paths", paths),
             orbit_min=orbit_min,
             orbit_max=orbit_max,
         )

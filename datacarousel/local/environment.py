@@ -39,8 +39,10 @@ from types import ModuleType
 from typing import Any
 
 import boto3
+import tenacity
 
 from datacarousel import aws, contract, hsds
+from datacarousel.errors import TransientError
 from datacarousel.local import hsds_server, moto_server, process
 from datacarousel.local.errors import LocalEnvironmentError, NotRunning, StackFailed
 
@@ -481,14 +483,22 @@ def _start(
 
         # 4. the HSDS folder of the domains, owned by the worker account
         folder = contract.DEFAULT_HSDS_FOLDER.format(user=hsds_user)
-        hsds.ensure_folder(
-            folder,
-            endpoint=hs_endpoint,
-            username=credentials.username,
-            password=credentials.password,
-            admin_username=credentials.admin_user,
-            admin_password=credentials.admin_password,
-        )
+        # Right after READY a node may still answer 503 for a moment: retry transient errors briefly.
+        for attempt in tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(TransientError),
+            stop=tenacity.stop_after_delay(timeout),
+            wait=tenacity.wait_exponential(multiplier=0.1, max=2.0),
+            reraise=True,
+        ):
+            with attempt:
+                hsds.ensure_folder(
+                    folder,
+                    endpoint=hs_endpoint,
+                    username=credentials.username,
+                    password=credentials.password,
+                    admin_username=credentials.admin_user,
+                    admin_password=credentials.admin_password,
+                )
 
         env = {
             **aws_env,

@@ -758,13 +758,13 @@ class _OrbitWriter:
             if fm == "FM1" and "latitude_minus_90" in self.defects:
                 k = int(np.searchsorted(t, (self.window[0] + self.window[1]) / 2))
                 footprints["Latitude"][k] = -90.0
+                footprints["Longitude"][k] = np.float32(0.0)
                 footprints["Solar_Zenith"][k] = 60.0
                 footprints["Viewing_Zenith"][k] = 5.0
                 footprints["SW_Radiance"][k] = 200.0
                 footprints["Radiance_Mode_Flags"][k] = 0
-            abs_t = g.start + timedelta(0)
             for hour in hours:
-                lo = (hour - abs_t).total_seconds()
+                lo = (hour - g.start).total_seconds()
                 sel = (t >= lo) & (t < lo + 3600.0)
                 grp = ceres.require_group(f"granule_{hour:%Y%m%d%H}")
                 if fm_index == 0:

@@ -321,3 +321,18 @@ def test_ceres_filters_and_modes() -> None:
     lat = np.array([-90.0, 0, 0, 0, 0, 0], np.float32)
     dropped = s.ceres_granule(acc, {**fp, "lat": lat, "lon": np.zeros(n, np.float32)}, t0=9.0, t1=11.0)
     assert dropped == 1 and acc.count.sum() == 1 and acc.sum("lw").sum() == 1000.0
+
+
+@pytest.mark.filterwarnings("ignore:All-NaN slice:RuntimeWarning")
+@pytest.mark.parametrize(
+    ("shape_in", "shape_out"), [((2, 8), (2, 8)), ((2, 8), (4, 16)), ((8, 32), (32, 128)), ((8, 32), (8, 32))]
+)
+def test_resize_other_shapes_equal_skimage(shape_in: tuple[int, int], shape_out: tuple[int, int]) -> None:
+    rng = np.random.default_rng(sum(shape_in) + sum(shape_out))
+    for _ in range(20):
+        a = rng.uniform(0, 90, shape_in)
+        a[rng.random(shape_in) < 0.2] = np.nan
+        expected = resize(a, shape_out)
+        got = s.resize_bilinear(a, shape_out)
+        assert np.array_equal(np.isnan(got), np.isnan(expected))
+        assert np.allclose(np.nan_to_num(got), np.nan_to_num(expected), rtol=1e-12)

@@ -9,6 +9,7 @@ BasicFusion holds, whether the source is a POSIX file under the HSDS root or an
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import multiprocessing
 import os
 import uuid
@@ -165,9 +166,20 @@ def _storage_has_objects(local_env: Any, domain: str) -> None:
         assert path.exists(), f"{obj_id} of {domain} is not in storage yet"
 
 
-def test_link_posix_file_reads_back_identical(local_env: Any, folder: str, posix_sample: Path) -> None:
+def test_link_posix_file_reads_back_identical(
+    local_env: Any, folder: str, posix_sample: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     domain = f"{folder}posix.h5"
-    result = hsds.link_file(posix_sample, domain, posix_root=local_env.hsds_root)
+    with caplog.at_level(logging.INFO):
+        result = hsds.link_file(posix_sample, domain, posix_root=local_env.hsds_root)
+    # One log line for the unit of work; none of h5pyd's per-dataset chatter.
+    assert [r.message for r in caplog.records if r.name == "datacarousel.hsds" and "linked" in r.message] == [
+        f"linked {posix_sample} -> {domain}: 9 datasets (4 linked, 5 copied) in {result.seconds:.2f} s"
+    ]
+    chatter = [
+        r for r in caplog.records if r.levelno < logging.WARNING and ("h5pyd" in r.pathname or "h5json" in r.pathname)
+    ]
+    assert chatter == []
 
     names = assert_identical(domain, posix_sample)
     assert result.datasets == len(names) == 9
@@ -306,6 +318,20 @@ def test_missing_credentials_are_a_config_error(local_env: Any, monkeypatch: pyt
     with pytest.raises(ConfigError, match="HS_ENDPOINT, HS_PASSWORD"):
         hsds.domain_exists("/home/x/y.h5")
     assert os.environ.get("HS_USERNAME")
+
+
+def test_h5pyd_does_not_silence_the_program_logs(local_env: Any, folder: str) -> None:
+    """h5pyd 1.0.0 sets the root logger to ERROR when a File opens; importing datacarousel.hsds undoes it."""
+    root = logging.getLogger()
+    previous = root.level
+    root.setLevel(logging.INFO)
+    try:
+        with h5pyd.File(f"{folder}levels.h5", "w") as f:
+            f.attrs["a"] = 1
+        assert root.level == logging.INFO
+        assert logging.getLogger("datacarousel.anything").isEnabledFor(logging.INFO)
+    finally:
+        root.setLevel(previous)
 
 
 def test_wrong_password_is_refused(local_env: Any) -> None:

@@ -75,8 +75,8 @@ class World:
     def results(self) -> str:
         return self.env[Env.RESULTS_BUCKET]
 
-    def stage(self, orbits: Sequence[int], prefix: str) -> list[str]:
-        """Upload orbits as DEEP_ARCHIVE under `prefix`; returns their file names."""
+    def stage(self, orbits: Sequence[int], prefix: str, storage_class: str = "DEEP_ARCHIVE") -> list[str]:
+        """Upload orbits (DEEP_ARCHIVE by default) under `prefix`; returns their file names."""
         names = []
         for orbit in orbits:
             path = self.orbit_files(orbit)
@@ -85,18 +85,19 @@ class World:
                 Bucket=self.archive,
                 Key=naming.archive_key(name, prefix),
                 Body=path.read_bytes(),
-                StorageClass="DEEP_ARCHIVE",
+                StorageClass=storage_class,
             )
             names.append(name.file_name)
         return names
 
     def context(self, **tuning: Any) -> Context:
-        """The carousel's context from the environment (as `python -m carousel step` builds it)."""
+        """The carousel's context from the environment (as `python -m carousel step` builds it).
+
+        Few workers at once: the test machine is small and shared (HSDS answers 503 when swamped).
+        """
         ctx = Context.from_env()
-        if tuning:
-            tune = dataclasses.replace(Tuning.from_env(), **tuning)
-            ctx = dataclasses.replace(ctx, tuning=tune, config=planner_config(ctx.settings, tune))
-        return ctx
+        tune = dataclasses.replace(Tuning.from_env(), **{"max_index_workers": 1, "max_job_workers": 2, **tuning})
+        return dataclasses.replace(ctx, tuning=tune, config=planner_config(ctx.settings, tune))
 
     def inventory(self, ctx: Context, prefix: str) -> inventory.InventoryReport:
         return inventory.run(ctx.s3, ctx.tables.files, bucket=self.archive, prefix=prefix, now=time.time())
@@ -133,7 +134,10 @@ class Calls:
     def watch(self, client: Any, *operations: str) -> None:
         service = client.meta.service_model.service_name
         for op in operations:
-            client.meta.events.register(f"provide-client-params.{service}.{op}", self._hook(op))
+            # One handler per (Calls, operation): clients of one process may share an event trie.
+            client.meta.events.register(
+                f"provide-client-params.{service}.{op}", self._hook(op), unique_id=f"calls-{id(self)}-{op}"
+            )
 
     def _hook(self, op: str) -> Callable[..., None]:
         def hook(params: dict[str, Any], **_: Any) -> None:

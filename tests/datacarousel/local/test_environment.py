@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import signal
@@ -237,9 +238,13 @@ def _all_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
 
 
 @pytest.mark.integration
-def test_up_then_down_leaves_no_process(own_state: Path, local_env: Any) -> None:
-    env = environment.up(own_state, stack_file=_stack_file())
-    assert env.started
+def test_up_then_down_leaves_no_process(own_state: Path) -> None:
+    # Two concurrent `up`s on one state directory: one starts the set, the other reports it.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        both = list(pool.map(lambda _: environment.up(own_state, stack_file=_stack_file()), range(2)))
+    assert sorted(e.started for e in both) == [False, True]
+    assert both[0].pids() == both[1].pids()
+    env = both[0]
     pids = env.pids()
     assert len(pids) == 5  # moto, the hsds launcher, its service node and two data nodes
     assert all(psutil.pid_exists(p) for p in pids)
@@ -258,7 +263,7 @@ def test_up_then_down_leaves_no_process(own_state: Path, local_env: Any) -> None
 
 
 @pytest.mark.integration
-def test_down_stops_nodes_whose_launcher_died(own_state: Path, local_env: Any) -> None:
+def test_down_stops_nodes_whose_launcher_died(own_state: Path) -> None:
     env = environment.up(own_state, stack_file=_stack_file())
     hsds_service = next(s for s in env.services if s.name == "hsds")
     nodes = [p for p in hsds_service.pids if p != hsds_service.pid]
@@ -286,7 +291,7 @@ def test_up_restarts_a_partly_running_environment(own_state: Path) -> None:
 
 
 @pytest.mark.integration
-def test_busy_port_is_a_clear_error_and_starts_nothing(own_state: Path, local_env: Any) -> None:
+def test_busy_port_is_a_clear_error_and_starts_nothing(own_state: Path) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((process.LOOPBACK, 0))
         sock.listen()

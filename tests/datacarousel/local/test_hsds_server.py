@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import stat
 import subprocess
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 from hsds.hsds_app import HsdsApp
 
-from datacarousel.local import hsds_server
+from datacarousel.local import hsds_server, moto_server
+from datacarousel.local.errors import MissingDependency
 
 
 def test_generated_credentials_are_random_and_not_admin() -> None:
@@ -86,3 +88,24 @@ def test_socket_dir_is_short_and_private() -> None:
         assert stat.S_IMODE(path.stat().st_mode) == 0o700
     finally:
         path.rmdir()
+
+
+def test_missing_hsds_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "hsds" else real(name, *a))
+    with pytest.raises(MissingDependency, match=r"pip install hsds==1\.0\.2"):
+        hsds_server.check_installed()
+
+
+def test_missing_moto_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name.startswith("moto") else real(name, *a)
+    )
+    with pytest.raises(MissingDependency, match=r"pip install 'moto\[server\]==5\.2\.5'"):
+        moto_server.check_installed()
+
+
+def test_installed_dependencies_pass() -> None:
+    hsds_server.check_installed()
+    moto_server.check_installed()

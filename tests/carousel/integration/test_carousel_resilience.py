@@ -1,0 +1,234 @@
+"""The carousel under faults: duplicated, lost, lying and malformed restore events; an expired copy;
+a step killed halfway and run again."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote_plus
+
+import pytest
+from carousel_world import JUNE_2014, Calls, OnlyLauncher, World, job_state, restore_counts, steps_until
+
+from carousel import jobs
+from carousel.query import JobQuery
+from carousel.step import Step
+from carousel.store import iso_seconds
+from datacarousel import hsds, naming
+from datacarousel.contract import (
+    FAILURE_REASON_ATTRIBUTE,
+    Env,
+    FileAttr,
+    FileState,
+    JobDefinitionName,
+    JobFileAttr,
+    JobFileState,
+    JobState,
+)
+from datacarousel.messages import WorkItem
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def s3_event(bucket: str, key: str, event: str = "ObjectRestore:Completed") -> str:
+    """An S3 event notification as S3 sends it to SQS."""
+    now = datetime.now(UTC)
+    return json.dumps(
+        {
+            "Records": [
+                {
+                    "eventVersion": "2.1",
+                    "eventSource": "aws:s3",
+                    "eventTime": now.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                    "eventName": event,
+                    "s3": {"bucket": {"name": bucket}, "object": {"key": quote_plus(key), "size": 1}},
+                    "glacierEventData": {
+                        "restoreEventData": {
+                            "lifecycleRestorationExpiryTime": "2099-01-01T00:00:00.000Z",
+                            "lifecycleRestoreStorageClass": "DEEP_ARCHIVE",
+                        }
+                    },
+                }
+            ]
+        }
+    )
+
+
+def submit(ctx: Any, owner: str, first: int, last: int) -> jobs.Submission:
+    query = JobQuery(orbit_min=first, orbit_max=last)
+    return jobs.submit(ctx.tables, ctx.config, owner=owner, definition="ComputeRadiance", query=query)
+
+
+def job_files(ctx: Any, job_id: str) -> dict[str, dict[str, Any]]:
+    return {r[JobFileAttr.FILE_NAME]: r for r in ctx.tables.job_files.of_job(job_id)}
+
+
+def queue_bodies(sqs: Any, url: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    while True:
+        batch = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=30, MessageAttributeNames=["All"]
+        ).get("Messages", [])
+        if not batch:
+            return out
+        out.extend(batch)
+
+
+def test_restore_events_are_hints_duplicates_lies_and_losses_change_nothing(world: World, no_scan: list[str]) -> None:
+    prefix = "carousel-it/events/"
+    x, y, z = world.stage([JUNE_2014 + 10, JUNE_2014 + 11, JUNE_2014 + 12], prefix)
+    key = {n: naming.archive_key(naming.BasicFusionName.parse(n), prefix) for n in (x, y, z)}
+    ctx = world.context()  # default probing: only an event (or a probe 6 h later) makes the step look
+    world.inventory(ctx, prefix)
+    job = submit(ctx, "erin", JUNE_2014 + 10, JUNE_2014 + 11)
+    step = Step(ctx)
+    try:
+        step.run()
+        assert {n: world.file_item(ctx, n)[FileAttr.STATE] for n in (x, y, z)} == {
+            x: "RESTORING",
+            y: "RESTORING",
+            z: "ARCHIVED",  # no job wants it
+        }
+        before = {n: int(world.file_item(ctx, n)[FileAttr.STATE_VERSION]) for n in (x, y, z)}
+        events_url = world.env[Env.RESTORE_EVENTS_QUEUE_URL]
+        # x's completion arrives twice; z's "completion" is a lie (it was never restored); one body is garbage.
+        for body in (s3_event(world.archive, key[x]), s3_event(world.archive, key[x]), s3_event(world.archive, key[z])):
+            world.sqs.send_message(QueueUrl=events_url, MessageBody=body)
+        garbage = f"not an event {time.time()}"
+        world.sqs.send_message(QueueUrl=events_url, MessageBody=garbage)
+
+        report = step.run()
+        assert report.events_received == 4 and report.events_deleted == 3 and report.events_malformed == 1
+        after = {n: world.file_item(ctx, n) for n in (x, y, z)}
+        assert after[x][FileAttr.STATE] == "RESTORED" and int(after[x][FileAttr.STATE_VERSION]) == before[x] + 1
+        assert after[y][FileAttr.STATE] == "RESTORING" and int(after[y][FileAttr.STATE_VERSION]) == before[y]  # lost
+        assert after[z][FileAttr.STATE] == "ARCHIVED" and int(after[z][FileAttr.STATE_VERSION]) == before[z]  # a lie
+        assert queue_bodies(world.sqs, events_url) == []  # consumed: recorded, then deleted
+        dead = [m for m in queue_bodies(world.sqs, world.env[Env.RESTORE_EVENTS_DLQ_URL]) if m["Body"] == garbage]
+        assert (
+            len(dead) == 1 and "not valid JSON" in dead[0]["MessageAttributes"][FAILURE_REASON_ATTRIBUTE]["StringValue"]
+        )
+
+        # The same completion again, later: nothing changes.
+        world.sqs.send_message(QueueUrl=events_url, MessageBody=s3_event(world.archive, key[x]))
+        step.run()
+        assert int(world.file_item(ctx, x)[FileAttr.STATE_VERSION]) == before[x] + 1
+
+        # y's event was lost: once its restore is older than the tier's probe time, the step looks by itself.
+        step.run(now=time.time() + 7 * 3600)
+        assert world.file_item(ctx, y)[FileAttr.STATE] == "RESTORED"
+        assert restore_counts(ctx, [x, y, z]) == {x: 1, y: 1, z: 0}
+    finally:
+        jobs.cancel(ctx.tables, job.job_id)  # nothing drains this test's index requests into a finished job
+    assert not no_scan
+
+
+def test_expired_copy_is_invalidated_and_the_job_still_needing_it_waits_then_completes(
+    world: World, launcher: Any, no_scan: list[str]
+) -> None:
+    prefix = "carousel-it/expiry/"
+    (name,) = world.stage([JUNE_2014 + 20], prefix)
+    ctx = world.context(probe_after_s=2.0)
+    world.inventory(ctx, prefix)
+    job = submit(ctx, "frank", JUNE_2014 + 20, JUNE_2014 + 20)
+    # Phase 1: restore, index and release, but hold the job's workers back (the job still needs the file).
+    held = Step(
+        ctx,
+        launcher=OnlyLauncher(launcher, {JobDefinitionName.INDEX_FILE.value, JobDefinitionName.RECORD_METADATA.value}),
+    )
+    steps_until([held], lambda: job_files(ctx, job.job_id)[name][JobFileAttr.STATE] == "QUEUED", timeout=120)
+    domain = world.file_item(ctx, name)[FileAttr.DOMAIN]
+    assert hsds.domain_exists(domain)
+
+    # The copy's expiry date arrives. (moto keeps a restored copy for its whole Days; the recorded
+    # expiry is moved into the past, as a day passing would.)
+    ctx.tables.files.ddb.update_item(
+        TableName=ctx.tables.files.table,
+        Key={FileAttr.FILE_NAME: {"S": name}},
+        UpdateExpression="SET #e = :e",
+        ExpressionAttributeNames={"#e": FileAttr.RESTORE_EXPIRY},
+        ExpressionAttributeValues={":e": {"S": iso_seconds(time.time() - 60)}},
+    )
+    report = held.run()
+    assert report.invalidated == 1
+    assert not hsds.domain_exists(domain)  # the index of an expired copy is gone
+    item = world.file_item(ctx, name)
+    assert FileAttr.DOMAIN not in item and item[FileAttr.STATE] in ("ARCHIVED", "RESTORING")
+    assert job_files(ctx, job.job_id)[name][JobFileAttr.STATE] == "WAITING"  # waits for the file again
+
+    # Phase 2: the carousel restores it again for the waiting job, which then completes.
+    steps_until([Step(ctx, launcher=launcher)], lambda: job_state(ctx, job.job_id) is JobState.COMPLETE, timeout=240)
+    assert restore_counts(ctx, [name]) == {name: 2}
+    assert job_files(ctx, job.job_id)[name][JobFileAttr.STATE] == "DONE"
+    assert hsds.domain_exists(world.file_item(ctx, name)[FileAttr.DOMAIN])
+    key = naming.result_key(job.job_id, naming.BasicFusionName.parse(name))
+    assert world.s3.head_object(Bucket=world.results, Key=key)["ContentLength"] > 0
+    assert not no_scan
+
+
+def test_step_killed_halfway_then_run_again_loses_and_repeats_nothing(
+    world: World, launcher: Any, no_scan: list[str]
+) -> None:
+    prefix = "carousel-it/killed/"
+    names = world.stage([JUNE_2014 + 30, JUNE_2014 + 31], prefix)
+    keys = [naming.archive_key(naming.BasicFusionName.parse(n), prefix) for n in names]
+    ctx = world.context(probe_after_s=2.0)
+    world.inventory(ctx, prefix)
+    job = submit(ctx, "grace", JUNE_2014 + 30, JUNE_2014 + 31)
+    calls = Calls()
+    calls.watch(ctx.s3, "RestoreObject")
+    calls.watch(ctx.sqs, "SendMessage")
+    work_url = world.env[Env.WORK_QUEUE_URL]
+    step = Step(ctx, launcher=OnlyLauncher(launcher, {JobDefinitionName.INDEX_FILE.value}), pending_release_grace_s=2.0)
+
+    # Killed 1: both restores claimed, the process dies before the second RestoreObject.
+    seen = Counter[str]()
+
+    def die_at_second_restore(op: str, params: dict[str, Any]) -> bool:
+        seen[op] += 1
+        return op == "RestoreObject" and seen[op] == 2
+
+    calls.fail = die_at_second_restore
+    with pytest.raises(RuntimeError, match="injected crash"):
+        step.run()
+    assert {world.file_item(ctx, n)[FileAttr.STATE] for n in names} == {"RESTORING"}
+    assert sum(calls.restores().values()) == 1
+
+    # Killed 2: the first release is claimed (QUEUED), the process dies before its WorkItem is sent.
+    def die_at_first_work_item(op: str, params: dict[str, Any]) -> bool:
+        if op == "SendMessage" and params["QueueUrl"] == work_url:
+            calls.fail = None
+            return True
+        return False
+
+    calls.fail = die_at_first_work_item
+
+    def run_once() -> None:
+        try:
+            step.run()
+        except RuntimeError as exc:
+            assert "injected crash" in str(exc)
+
+    deadline = time.monotonic() + 180
+    while not all(
+        r[JobFileAttr.STATE] == "QUEUED" and JobFileAttr.RELEASE_PENDING_AT not in r
+        for r in job_files(ctx, job.job_id).values()
+    ):
+        assert time.monotonic() < deadline, job_files(ctx, job.job_id)
+        run_once()
+        time.sleep(1.0)
+    assert calls.fail is None  # the release crash did happen
+
+    # Nothing lost, nothing twice: one RestoreObject and one WorkItem per file.
+    assert calls.restores() == Counter(dict.fromkeys(keys, 1))
+    assert restore_counts(ctx, names) == dict.fromkeys(names, 1)  # the request that never took is not counted
+    items = [WorkItem.from_json(b) for b in calls.sent(work_url)]
+    assert Counter(i.file_name for i in items) == Counter(dict.fromkeys(names, 1))
+
+    steps_until([Step(ctx, launcher=launcher)], lambda: job_state(ctx, job.job_id) is JobState.COMPLETE, timeout=240)
+    assert {r[JobFileAttr.STATE] for r in job_files(ctx, job.job_id).values()} == {JobFileState.DONE.value}
+    assert all(world.file_item(ctx, n)[FileAttr.STATE] == FileState.INDEXED.value for n in names)
+    assert not no_scan

@@ -1,0 +1,257 @@
+"""Direct chunk reads (datacarousel.chunkread) give exactly what h5py gives, or refuse and leave it to h5py."""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import h5py
+import h5pyd
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from datacarousel import aws, chunkread, hsds
+from datacarousel.synthetic.generator import generate_orbit
+
+SEED = 7
+ORBIT = 85079
+
+
+def same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Same dtype, shape and bytes (object arrays: same values)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    return bool(a.tolist() == b.tolist()) if a.dtype.kind == "O" else a.tobytes() == b.tobytes()
+
+
+@pytest.fixture(scope="module", params=["tiny", "small"])
+def orbit_file(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic orbit in the real storage layout (whole-array and per-band gzip chunks, contiguous)."""
+    return generate_orbit(ORBIT, tmp_path_factory.mktemp(request.param), preset=request.param, seed=SEED)
+
+
+@pytest.fixture()
+def file_reader(orbit_file: Path) -> Iterator[chunkread.RangeReader]:
+    read, close = chunkread.file_range_reader(orbit_file)
+    yield read
+    close()
+
+
+def job_indexes(path: Path) -> dict[str, chunkread.DatasetIndex]:
+    with h5py.File(path, "r") as f:
+        return chunkread.index_datasets(f, chunkread.radiance_job_paths(f))
+
+
+def test_index_covers_every_layout_the_job_reads(orbit_file: Path) -> None:
+    indexes = job_indexes(orbit_file)
+    layouts = {(i.layout, i.deflate, len(i.chunks) > 1) for i in indexes.values()}
+    assert ("chunked", True, False) in layouts  # whole-array gzip chunks (MISR, MODIS 2-D)
+    assert ("chunked", True, True) in layouts  # one chunk per band (MODIS RefSB)
+    assert ("contiguous", False, False) in layouts  # MISR geometry, BlockCenterTime, CERES
+    assert all(i.direct for i in indexes.values()), {p: i.reason for p, i in indexes.items() if not i.direct}
+    with h5py.File(orbit_file, "r") as f:
+        missing = [p for p in chunkread.radiance_job_paths(f) if p in f and p not in indexes]
+    assert missing == []
+
+
+def test_every_job_dataset_reads_identical_to_h5py(orbit_file: Path, file_reader: chunkread.RangeReader) -> None:
+    indexes = job_indexes(orbit_file)
+    with h5py.File(orbit_file, "r") as f:
+        for path, index in indexes.items():
+            assert same(chunkread.read_dataset(index, file_reader), f[path][()]), path
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_read_datasets_coalesced_and_parallel(
+    orbit_file: Path, file_reader: chunkread.RangeReader, workers: int
+) -> None:
+    indexes = job_indexes(orbit_file)
+    stats = chunkread.Stats()
+    out = chunkread.read_datasets(indexes.values(), chunkread.counted(file_reader, stats), workers=workers)
+    with h5py.File(orbit_file, "r") as f:
+        assert sorted(out) == sorted(indexes)
+        for path, value in out.items():
+            assert same(value, f[path][()]), path
+    chunks = sum(len(i.chunks) for i in indexes.values())
+    assert 0 < stats.requests < chunks  # neighbouring chunks came in shared requests
+    assert stats.fetched_bytes >= sum(i.stored_bytes for i in indexes.values())
+
+
+def test_leading_ranges_of_whole_and_per_band_chunks(orbit_file: Path, file_reader: chunkread.RangeReader) -> None:
+    indexes = job_indexes(orbit_file)
+    three_d = [p for p, i in indexes.items() if len(i.shape) == 3]
+    assert any("MISR" in p for p in three_d) and any("RefSB" in p for p in three_d)
+    with h5py.File(orbit_file, "r") as f:
+        for path in three_d:
+            index = indexes[path]
+            n = index.shape[0]
+            for first, last in ((0, 0), (1, n - 2), (n - 1, n - 1), (0, n - 1)):
+                if last < first:
+                    continue
+                want = f[path][first : last + 1]
+                got = chunkread.read_leading_range(index, file_reader, first, last, group=3, piece_size=4096)
+                assert same(got, want), (path, first, last)
+                assert same(chunkread.read_dataset(index, file_reader, leading=slice(first, last + 1)), want)
+
+
+def test_streaming_stops_after_the_last_block_wanted(orbit_file: Path, file_reader: chunkread.RangeReader) -> None:
+    index = job_indexes(orbit_file)["MISR/AN/Data_Fields/Red_Radiance"]
+    stats = chunkread.Stats()
+    piece = 1024
+    groups = list(
+        chunkread.iter_leading_range(
+            index, chunkread.counted(file_reader, stats), 0, 9, group=4, piece_size=piece, ahead=0
+        )
+    )
+    assert [g.shape[0] for g in groups] == [4, 4, 2]
+    assert stats.fetched_bytes < index.chunks[0].size / 4  # 10 of 180 blocks: far from the whole chunk
+    with h5py.File(orbit_file, "r") as f:
+        assert same(np.concatenate(groups), f["MISR/AN/Data_Fields/Red_Radiance"][0:10])
+
+
+def test_streaming_with_read_ahead_and_a_streamer(orbit_file: Path, file_reader: chunkread.RangeReader) -> None:
+    index = job_indexes(orbit_file)["MISR/Geolocation/GeoLatitude"]
+    streamer = chunkread.piecewise(file_reader)
+    got = chunkread.read_leading_range(index, streamer, 5, 150, streamer=True, ahead=3, piece_size=2048, group=7)
+    with h5py.File(orbit_file, "r") as f:
+        assert same(got, f["MISR/Geolocation/GeoLatitude"][5:151])
+
+
+def test_index_round_trips_through_json(orbit_file: Path) -> None:
+    indexes = job_indexes(orbit_file)
+    assert chunkread.loads_index(chunkread.dumps_index(indexes)) == indexes
+
+
+# --- storage this module does not decode, and broken input ------------------------------------------
+@pytest.fixture()
+def odd_file(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(SEED)
+    data = rng.normal(size=(6, 40, 30)).astype(np.float32)
+    path = tmp_path / "odd.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("shuffle", data=data, chunks=(1, 40, 30), compression="gzip", shuffle=True)
+        f.create_dataset("fletcher", data=data, chunks=(2, 40, 30), fletcher32=True)
+        f.create_dataset("lzf", data=data, chunks=(6, 40, 30), compression="lzf")
+        f.create_dataset("partial", shape=(6, 40, 30), dtype="f4", chunks=(1, 40, 30), compression="gzip")
+        f["partial"][0] = data[0]
+        f.create_dataset("edges", data=data, chunks=(4, 16, 30), compression="gzip", compression_opts=1)
+        f.create_dataset("bigendian", data=data.astype(">f4"), chunks=(3, 40, 30), compression="gzip")
+        f.create_dataset("never_written", shape=(5,), dtype="i4", fillvalue=-7)
+        f.create_dataset("strings", data=np.array([b"a" * 27, b"b" * 27], dtype="S28"))
+        f.create_dataset("vlen", data=["x", "yy"], dtype=h5py.string_dtype())
+    return path
+
+
+@pytest.mark.parametrize("name", ["shuffle", "fletcher", "lzf", "partial", "vlen"])
+def test_unhandled_storage_falls_back_to_h5py(odd_file: Path, name: str) -> None:
+    read, close = chunkread.file_range_reader(odd_file)
+    try:
+        with h5py.File(odd_file, "r") as f:
+            index = chunkread.index_dataset(f[name])
+            assert not index.direct and index.reason
+            with pytest.raises(chunkread.NotDirect):
+                chunkread.read_dataset(index, read)
+            assert same(chunkread.read_or_fallback(f[name], read), np.asarray(f[name][()]))
+    finally:
+        close()
+
+
+@pytest.mark.parametrize("name", ["edges", "bigendian", "never_written", "strings"])
+def test_edge_chunks_byte_order_fill_and_strings(odd_file: Path, name: str) -> None:
+    read, close = chunkread.file_range_reader(odd_file)
+    try:
+        with h5py.File(odd_file, "r") as f:
+            index = chunkread.index_dataset(f[name])
+            assert index.direct, index.reason
+            assert same(chunkread.read_dataset(index, read), f[name][()])
+            assert same(chunkread.read_datasets([index], read, workers=2)[index.path], f[name][()])
+    finally:
+        close()
+
+
+def test_truncated_file_is_a_short_read(orbit_file: Path, tmp_path: Path) -> None:
+    index = job_indexes(orbit_file)["MISR/AN/Data_Fields/NIR_Radiance"]
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(orbit_file.read_bytes()[: index.chunks[0].byte_offset + index.chunks[0].size // 2])
+    read, close = chunkread.file_range_reader(cut)
+    try:
+        with pytest.raises(chunkread.ShortRead):
+            chunkread.read_dataset(index, read)
+    finally:
+        close()
+
+
+def test_corrupt_chunk_is_reported(orbit_file: Path, file_reader: chunkread.RangeReader) -> None:
+    index = job_indexes(orbit_file)["MISR/Geolocation/GeoLongitude"]
+    chunk = index.chunks[0]
+
+    def flipped(offset: int, size: int) -> bytes:
+        data = bytearray(file_reader(offset, size))
+        middle = chunk.byte_offset + chunk.size // 2 - offset
+        if 0 <= middle < len(data):
+            data[middle] ^= 0xFF
+        return bytes(data)
+
+    with pytest.raises((chunkread.CorruptChunk, zlib.error)):
+        chunkread.read_dataset(index, flipped)
+    with pytest.raises(chunkread.CorruptChunk):
+        chunkread.read_leading_range(index, flipped, 0, index.shape[0] - 1, piece_size=512)
+
+
+# --- pure planning ------------------------------------------------------------------------------------
+spans = st.lists(st.tuples(st.integers(0, 10_000), st.integers(1, 500)), min_size=1, max_size=40)
+
+
+@given(spans, st.integers(0, 1000), st.integers(1, 5000))
+@settings(max_examples=200, deadline=None)
+def test_plan_requests_covers_each_chunk_once(items: list[tuple[int, int]], gap: int, max_request: int) -> None:
+    index = chunkread.DatasetIndex(
+        path="x", shape=(len(items),), dtype="|u1", layout="chunked", chunk_shape=(1,),
+        chunks=tuple(chunkread.Chunk((k,), off, size) for k, (off, size) in enumerate(items)),
+    )  # fmt: skip
+    requests = chunkread.plan_requests([index], gap=gap, max_request=max_request)
+    seen = [c for r in requests for _, c in r.members]
+    assert sorted(seen, key=lambda c: c.offset) == list(index.chunks)
+    for r in requests:
+        assert all(r.start <= c.byte_offset and c.byte_offset + c.size <= r.end for _, c in r.members)
+        assert r.end - r.start <= max(max_request, max(c.size for _, c in r.members))
+    starts = [r.start for r in requests]
+    assert starts == sorted(starts)
+
+
+# --- through the carousel's services: chunk index from HSDS, bytes from the S3 object in moto ----------
+@pytest.mark.integration
+def test_hsds_index_and_s3_ranges_read_identical(local_env: Any, tmp_path: Path) -> None:
+    path = generate_orbit(ORBIT, tmp_path, preset="tiny", seed=SEED)
+    bucket = local_env.env["DC_ARCHIVE_BUCKET"]
+    key = f"chunkread-{uuid.uuid4().hex[:8]}/{path.name}"
+    s3 = aws.client("s3")
+    s3.upload_file(str(path), bucket, key)
+    domain = f"{local_env.env['DC_HSDS_FOLDER']}chunkread-{uuid.uuid4().hex[:8]}/{path.name}"
+    hsds.ensure_folder(domain.rsplit("/", 1)[0] + "/")
+    hsds.link_file(f"s3://{bucket}/{key}", domain)
+    reader = chunkread.s3_range_reader(s3, bucket, key)
+    streamer = chunkread.s3_range_streamer(s3, bucket, key)
+    with h5py.File(path, "r") as f, h5pyd.File(domain, "r") as d:
+        direct = 0
+        for p in chunkread.radiance_job_paths(f):
+            if p not in f:
+                continue
+            index, uri = chunkread.index_from_hsds(d[p], p)
+            if not index.direct:  # datasets HSDS copied (<= 512 elements): read through HSDS
+                assert uri is None and same(np.asarray(d[p][()]), f[p][()]), p
+                continue
+            assert uri == f"s3://{bucket}/{key}"
+            assert index == chunkread.index_dataset(f[p], p)  # HSDS and the file agree on every byte range
+            assert same(chunkread.read_dataset(index, reader), f[p][()]), p
+            if len(index.shape) == 3:
+                n = index.shape[0]
+                got = chunkread.read_leading_range(index, streamer, 1, n - 1, streamer=True, group=2)
+                assert same(got, f[p][1:n]), p
+            direct += 1
+        assert direct > 20
