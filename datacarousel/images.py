@@ -463,7 +463,11 @@ def list_images(engine: Engine, tag: str | None = None) -> list[dict[str, Any]]:
     """The project's images the engine holds: name, tag, reference, size."""
     out = _check_output(engine.cli("images", "--format", "json"))
     rows = []
+    seen: set[str] = set()
     for item in _parse_image_list(out, engine):
+        if item["ref"] in seen:  # podman lists an image with several tags once per tag
+            continue
+        seen.add(item["ref"])
         repository, _, image_tag = item["ref"].rpartition(":")
         name = repository.rsplit("/", 1)[-1]
         if name in IMAGES and (tag is None or image_tag == tag):

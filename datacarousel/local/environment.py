@@ -260,6 +260,25 @@ def _failure_reasons(cfn: Any, stack_name: str, stack: Mapping[str, Any]) -> str
     return "; ".join(r for r in reasons if r) or "no reason given"
 
 
+def apply_restore_notifications(
+    session: boto3.session.Session, endpoint: str, stack_module: ModuleType, dc_env: Mapping[str, str]
+) -> None:
+    """Send the archive bucket's restore events to the restore-events queue, as the template does on AWS.
+
+    moto's CloudFormation creates buckets without their NotificationConfiguration,
+    so the embedded environment applies the template's own configuration itself.
+    """
+    configure = getattr(stack_module, "restore_notification_configuration", None)
+    bucket = dc_env.get(contract.Env.ARCHIVE_BUCKET)
+    queue_url = dc_env.get(contract.Env.RESTORE_EVENTS_QUEUE_URL)
+    if configure is None or not bucket or not queue_url:
+        return
+    sqs = aws.client("sqs", session=session, endpoint_url=endpoint)
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3 = aws.client("s3", session=session, endpoint_url=endpoint)
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=configure(queue_arn))
+
+
 def resource_env(outputs: Mapping[str, str]) -> tuple[dict[str, str], tuple[str, ...]]:
     """DC_* variables from stack outputs, and the names of contract outputs the stack lacks."""
     env = {r.env: outputs[r.output] for r in contract.SHARED_RESOURCES if r.output in outputs}
@@ -472,6 +491,7 @@ def _start(
         dc_env, missing = resource_env(outputs)
         if missing and stack_status != "EMPTY_TEMPLATE":
             log.warning("stack %s lacks contract outputs: %s", stack_name, ", ".join(missing))
+        apply_restore_notifications(session, moto_endpoint, stack_module, dc_env)
 
         # 3. HSDS ready
         hsds_server.wait_ready(hs_endpoint, dn_urls, record, timeout=timeout)

@@ -94,3 +94,13 @@ def test_root_filesystem_is_read_only_and_tmp_writable(
 def test_build_reports_sizes(built_images: dict[str, images.BuildResult]) -> None:
     for result in built_images.values():
         assert result.size_bytes > 50_000_000  # a real image with Python and numpy, not an empty shell
+
+
+def test_list_shows_each_built_image_once_with_its_size(
+    built_images: dict[str, images.BuildResult], container_engine: images.Engine
+) -> None:
+    tag = next(iter(built_images.values())).ref.rsplit(":", 1)[1]
+    rows = images.list_images(container_engine, tag)
+    assert sorted((r["name"], r["size_bytes"]) for r in rows) == sorted(
+        (b.name, b.size_bytes) for b in built_images.values()
+    )

@@ -10,6 +10,7 @@ import socket
 import stat
 import textwrap
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -330,3 +331,28 @@ def _stack_file() -> Path | None:
     """Own environments create the same template as the session's (DC_STACK_FILE, as conftest does)."""
     value = os.environ.get("DC_STACK_FILE")
     return Path(value) if value else None
+
+
+@pytest.mark.integration
+def test_archive_restores_notify_the_restore_events_queue(local_env: environment.LocalEnvironment) -> None:
+    """The template's restore-event wiring is applied in moto too: a restore reaches the queue."""
+    s3, sqs = aws.client("s3"), aws.client("sqs")
+    bucket = local_env.env["DC_ARCHIVE_BUCKET"]
+    queue_url = local_env.env["DC_RESTORE_EVENTS_QUEUE_URL"]
+    key = "P22/TERRA_BF_L1B_O85079_20151216160910_F000_V001.h5"
+    s3.put_object(Bucket=bucket, Key=key, Body=b"x", StorageClass="DEEP_ARCHIVE")
+    s3.restore_object(Bucket=bucket, Key=key, RestoreRequest={"Days": 1, "GlacierJobParameters": {"Tier": "Bulk"}})
+    s3.get_object(Bucket=bucket, Key=key)["Body"].read()  # moto sends Completed once the object is read
+    events: list[str] = []
+    for _ in range(10):
+        for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+            "Messages", []
+        ):
+            body = json.loads(message["Body"])
+            records = body.get("Records", [])  # S3's first message is a TestEvent without records
+            events += [r["eventName"] for r in records if urllib.parse.unquote_plus(r["s3"]["object"]["key"]) == key]
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        if any("Completed" in e for e in events):
+            break
+    assert any(e.startswith("ObjectRestore:") for e in events), events
+    s3.delete_object(Bucket=bucket, Key=key)
