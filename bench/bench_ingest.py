@@ -46,6 +46,7 @@ from datacarousel.naming import BasicFusionName
 from datacarousel.synthetic.catalogue import archive_catalogue
 from datacarousel.synthetic.generator import generate_orbit
 from index_file.adapters import HsdsTarget
+from loader.adapters import list_pages
 from loader.adapters import run as run_loader
 from record_metadata.adapters import run as run_record_metadata
 
@@ -82,6 +83,12 @@ def bench_loader(env: dict[str, str], keys: int, queue_prefixes: int) -> None:
     with ThreadPoolExecutor(10) as pool:  # boto3's connection pool holds 10
         list(pool.map(lambda e: s3.put_object(Bucket=bucket, Key=e.key, Body=b""), catalogue, chunksize=64))
     print(f"setup: put {len(catalogue):,} empty objects in {time.perf_counter() - started:.1f} s")
+
+    # a0. listing alone (moto sorts the whole bucket for every page: O(keys) per page, unlike S3)
+    started = time.perf_counter()
+    listed = sum(len(page) for page in list_pages(s3, bucket))
+    list_s = time.perf_counter() - started
+    print(f"listing alone (1,000 a page), {listed:,} keys: {list_s:.1f} s = {listed / list_s:,.0f} keys/s")
 
     # a. dry run over everything
     report = run_loader(s3, sqs, files, bucket=bucket, queue_url=queue, dry_run=True, now=utcnow())

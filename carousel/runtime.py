@@ -31,6 +31,7 @@ STEP_SETTINGS = (
     "work_queue_url",
     "work_dlq_url",
     "restore_events_queue_url",
+    "restore_events_dlq_url",
     "files_table",
     "jobs_table",
     "job_files_table",

@@ -23,7 +23,6 @@ restore whose request was never made is found ARCHIVED by the next probe).
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from collections import Counter
@@ -60,7 +59,6 @@ from datacarousel import hsds, naming
 from datacarousel.contract import (
     FAILURE_REASON_ATTRIBUTE,
     SQS_BATCH_SIZE,
-    Env,
     FileAttr,
     FileState,
     JobAttr,
@@ -235,7 +233,6 @@ class Step:
         *,
         launcher: Launcher | None = None,
         delete_domain: DomainDeleter | None = None,
-        environ: Mapping[str, str] | None = None,
         pending_release_grace_s: float = PENDING_RELEASE_GRACE_S,
     ) -> None:
         self.ctx = ctx
@@ -248,8 +245,7 @@ class Step:
         self.config = ctx.config
         self.launcher = launcher
         self._delete_domain = delete_domain
-        env = os.environ if environ is None else environ
-        self.events_dlq_url = env.get(Env.RESTORE_EVENTS_DLQ_URL, "")
+        self.events_dlq_url = ctx.settings.restore_events_dlq_url or ""
 
     # ---- helpers ----
 
@@ -384,8 +380,15 @@ class Step:
     # ---- 4. apply ----
 
     def apply_update(self, action: UpdateFileState, now: float, report: StepReport) -> bool:
+        # RESTORING -> ARCHIVED: S3 has neither a copy nor a restore in progress, so the request never took.
+        never_took = action.from_state is FileState.RESTORING and action.to_state is FileState.ARCHIVED
         ok = self.files.set_state(
-            action.file_name, action.expected_version, action.to_state, action.restore_expiry, now
+            action.file_name,
+            action.expected_version,
+            action.to_state,
+            action.restore_expiry,
+            now,
+            uncount_restore=never_took,
         )
         if ok:
             log.info(
@@ -658,7 +661,10 @@ class Step:
         for cancel in plan.of(CancelJob):  # the planner does not emit these; `carousel.jobs.cancel` does
             self.tables.jobs.transition(cancel.job_id, JobState.OPEN, JobState.CANCELLED, now)
 
-        self.launch_workers(loaded, report)
+        try:
+            self.launch_workers(loaded, report)
+        except Exception as exc:  # the step's effects are recorded; workers are started again next step
+            log.error("launching workers failed: %s: %s", type(exc).__name__, exc)
         report.seconds = time.monotonic() - started
         log.info(
             "carousel step: events=%d restores=%d renewals=%d index=%d releases=%d done=%d failed=%d "

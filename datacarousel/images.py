@@ -216,7 +216,8 @@ class Engine:
 
 
 def _podman_init_available() -> bool:
-    return shutil.which("catatonit") is not None or Path("/usr/libexec/podman/catatonit").exists()
+    """podman's `--init` runs catatonit from its init_path (Debian's catatonit package puts it there)."""
+    return Path("/usr/libexec/podman/catatonit").exists()
 
 
 def _runs(argv: Sequence[str], timeout: float = 20) -> bool:

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import psutil
 
+from datacarousel import images
 from datacarousel.contract import Env, JobDefinitionName
 from datacarousel.errors import ConfigError
 
@@ -213,9 +214,16 @@ class LocalLauncher:
             env = self.environment_for(definition, index if request.array_size > 1 else None)
             argv = self._argv(definition, command, env)
             log_path = self._logs_dir / f"{job_id}.log"
+            # A container engine takes the values from its own environment (names only on its command line).
+            popen_env = images.run_environment(env) if self._containers is not None else env
             with log_path.open("wb") as out:
                 proc = subprocess.Popen(
-                    argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+                    argv,
+                    env=popen_env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
                 )
             record = {
                 "job_id": job_id,
@@ -291,7 +299,19 @@ def local_launcher_from_env(template: Mapping[str, Any], environ: Mapping[str, s
     state = env.get(Env.LOCAL_STATE_DIR)
     if not state:
         raise ConfigError(f"{Env.LOCAL_STATE_DIR} is not set")
-    return LocalLauncher(job_definitions(template), env, Path(state))
+    mode = env.get(Env.LOCAL_RUN_MODE, "process")
+    if mode == "process":
+        return LocalLauncher(job_definitions(template), env, Path(state))
+    if mode == "container":
+        # Each job definition's command in its image (built by `datacarousel images build`).
+        return LocalLauncher(
+            job_definitions(template),
+            env,
+            Path(state),
+            images=images.local_images(),
+            container_runner=images.ImageRunner(),
+        )
+    raise ConfigError(f"{Env.LOCAL_RUN_MODE}={mode!r} is malformed: must be 'process' or 'container'")
 
 
 def launcher_from_env(batch: Any, template_loader: Any, environ: Mapping[str, str] | None = None) -> Launcher:

@@ -9,7 +9,15 @@ from typing import Any
 
 import pytest
 
-from datacarousel.launcher import LaunchRequest, LocalLauncher, job_definitions
+from datacarousel.errors import ConfigError
+from datacarousel.launcher import (
+    BatchLauncher,
+    LaunchRequest,
+    LocalLauncher,
+    job_definitions,
+    launcher_from_env,
+    local_launcher_from_env,
+)
 
 WRITE_ENV = (
     "import json, os, sys; "
@@ -109,3 +117,19 @@ def test_unknown_job_definition_is_refused(probe_template: dict[str, Any], tmp_p
     launcher = LocalLauncher(job_definitions(probe_template), {}, tmp_path / "state")
     with pytest.raises(ValueError, match="no job definition"):
         launcher.launch(LaunchRequest("missing"))
+
+
+def test_run_mode_must_be_process_or_container(probe_template: dict[str, Any], tmp_path: Path) -> None:
+    env = {"DC_LOCAL_STATE_DIR": str(tmp_path), "DC_LOCAL_RUN_MODE": "vm"}
+    with pytest.raises(ConfigError, match="DC_LOCAL_RUN_MODE"):
+        local_launcher_from_env(probe_template, env)
+    env["DC_LOCAL_RUN_MODE"] = "process"
+    assert local_launcher_from_env(probe_template, env).active("probe") == 0
+
+
+def test_launcher_kind_comes_from_the_environment(probe_template: dict[str, Any], tmp_path: Path) -> None:
+    assert isinstance(launcher_from_env(None, lambda: probe_template, {"DC_BATCH_JOB_QUEUE": "q"}), BatchLauncher)
+    local = {"DC_LAUNCHER": "local", "DC_LOCAL_STATE_DIR": str(tmp_path)}
+    assert isinstance(launcher_from_env(None, lambda: probe_template, local), LocalLauncher)
+    with pytest.raises(ConfigError, match="DC_LAUNCHER"):
+        launcher_from_env(None, lambda: probe_template, {"DC_LAUNCHER": "k8s"})

@@ -86,7 +86,7 @@ def test_restore_events_are_hints_duplicates_lies_and_losses_change_nothing(worl
     job = submit(ctx, "erin", JUNE_2014 + 10, JUNE_2014 + 11)
     step = Step(ctx)
     try:
-        step.run()
+        step.run()  # restores x and y; also consumes whatever earlier tests left on the events queue
         assert {n: world.file_item(ctx, n)[FileAttr.STATE] for n in (x, y, z)} == {
             x: "RESTORING",
             y: "RESTORING",
@@ -95,22 +95,27 @@ def test_restore_events_are_hints_duplicates_lies_and_losses_change_nothing(worl
         before = {n: int(world.file_item(ctx, n)[FileAttr.STATE_VERSION]) for n in (x, y, z)}
         events_url = world.env[Env.RESTORE_EVENTS_QUEUE_URL]
         # x's completion arrives twice; z's "completion" is a lie (it was never restored); one body is garbage.
-        for body in (s3_event(world.archive, key[x]), s3_event(world.archive, key[x]), s3_event(world.archive, key[z])):
-            world.sqs.send_message(QueueUrl=events_url, MessageBody=body)
+        mine = [s3_event(world.archive, key[x]), s3_event(world.archive, key[x]), s3_event(world.archive, key[z])]
         garbage = f"not an event {time.time()}"
-        world.sqs.send_message(QueueUrl=events_url, MessageBody=garbage)
+        for body in [*mine, garbage]:
+            world.sqs.send_message(QueueUrl=events_url, MessageBody=body)
 
         report = step.run()
-        assert report.events_received == 4 and report.events_deleted == 3 and report.events_malformed == 1
+        # (moto also sends the real completion events once it is asked about an object: more may arrive.)
+        assert report.events_received >= 4 and report.events_deleted >= 3 and report.events_malformed == 1
         after = {n: world.file_item(ctx, n) for n in (x, y, z)}
         assert after[x][FileAttr.STATE] == "RESTORED" and int(after[x][FileAttr.STATE_VERSION]) == before[x] + 1
         assert after[y][FileAttr.STATE] == "RESTORING" and int(after[y][FileAttr.STATE_VERSION]) == before[y]  # lost
         assert after[z][FileAttr.STATE] == "ARCHIVED" and int(after[z][FileAttr.STATE_VERSION]) == before[z]  # a lie
-        assert queue_bodies(world.sqs, events_url) == []  # consumed: recorded, then deleted
+        left = queue_bodies(world.sqs, events_url)
+        assert not [m for m in left if m["Body"] in mine]  # consumed: recorded, then deleted
         dead = [m for m in queue_bodies(world.sqs, world.env[Env.RESTORE_EVENTS_DLQ_URL]) if m["Body"] == garbage]
-        assert (
-            len(dead) == 1 and "not valid JSON" in dead[0]["MessageAttributes"][FAILURE_REASON_ATTRIBUTE]["StringValue"]
-        )
+        assert len(dead) == 1
+        assert "not valid JSON" in dead[0]["MessageAttributes"][FAILURE_REASON_ATTRIBUTE]["StringValue"]
+        for message in left:  # what moto sent meanwhile goes back for the next step
+            world.sqs.change_message_visibility(
+                QueueUrl=events_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
 
         # The same completion again, later: nothing changes.
         world.sqs.send_message(QueueUrl=events_url, MessageBody=s3_event(world.archive, key[x]))

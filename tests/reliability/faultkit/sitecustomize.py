@@ -1,0 +1,154 @@
+"""Test tooling for the reliability suite: record every AWS call a process makes and inject throttling.
+
+Python imports `sitecustomize` at start-up from `sys.path`; the suite puts a private copy of
+this directory on the PYTHONPATH of the worker processes it starts (next to a `config.json`),
+so the workers run their real, unmodified code while:
+
+- every botocore call (boto3 and aiobotocore/s3fs alike) is recorded as one JSON line
+  `{"pid", "argv", "service", "op", "detail"}` in `<record_dir>/<pid>.jsonl`, where `service`
+  is the IAM prefix (the signing name) and `detail` the sub-operations of DynamoDB
+  transactions and batch calls (`TransactWriteItems` needs `UpdateItem`/`PutItem`/... rights);
+- with `throttle.rate > 0`, that fraction of plain-botocore requests gets a throttling answer
+  instead of reaching moto (S3: 503 SlowDown; JSON services: 400 ThrottlingException), as AWS
+  answers when a caller goes too fast. The answer goes through botocore's own retry logic
+  (standard mode) exactly as a real throttle would. Each injection is recorded too.
+
+Nothing here is imported by the product; it is loaded only into processes the tests start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+_LOCK = threading.Lock()
+_STATE: dict[str, Any] = {"installed": False}
+
+_XML_THROTTLE = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message><RequestId>FAULTKIT</RequestId></Error>"
+)
+
+
+def _write(record_dir: str, entry: dict[str, Any]) -> None:
+    line = (json.dumps(entry, sort_keys=True) + "\n").encode()
+    path = os.path.join(record_dir, f"{os.getpid()}.jsonl")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def _detail(op: str, params: Any) -> list[str]:
+    if not isinstance(params, dict):
+        return []
+    if op == "TransactWriteItems":
+        return sorted({k for item in params.get("TransactItems", []) for k in item})
+    if op == "TransactGetItems":
+        return ["Get"]
+    return []
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Any:
+        yield self._body
+
+
+def make_recorder(record_dir: str) -> Any:
+    def record(params: Any = None, model: Any = None, **_: Any) -> None:
+        if model is None:
+            return
+        service = model.service_model.signing_name or model.service_model.endpoint_prefix
+        entry = {
+            "kind": "call",
+            "pid": os.getpid(),
+            "argv": list(sys.argv),
+            "service": service,
+            "op": model.name,
+            "detail": _detail(model.name, params),
+        }
+        if isinstance(params, dict) and "Key" in params and isinstance(params["Key"], str):
+            entry["key"] = params["Key"]
+        if isinstance(params, dict) and isinstance(params.get("QueueUrl"), str):
+            entry["queue"] = params["QueueUrl"].rsplit("/", 1)[-1]
+        _write(record_dir, entry)
+
+    return record
+
+
+def make_throttler(rate: float, seed: int, record_dir: str | None, services: list[str] | None = None) -> Any:
+    """A `before-send` handler answering a fraction `rate` of requests with a throttling error."""
+    from botocore.awsrequest import AWSResponse  # noqa: PLC0415 - botocore loads only when configured
+
+    rng = random.Random(seed)
+
+    def throttle(request: Any = None, event_name: str = "", **_: Any) -> Any:
+        parts = event_name.split(".")
+        service = parts[1] if len(parts) > 1 else ""
+        if services and service not in services:
+            return None
+        with _LOCK:
+            hit = rng.random() < rate
+        if not hit:
+            return None
+        if record_dir:
+            _write(record_dir, {"kind": "throttle", "pid": os.getpid(), "argv": list(sys.argv), "event": event_name})
+        url = getattr(request, "url", "")
+        if service == "s3":
+            return AWSResponse(url, 503, {"Content-Type": "application/xml"}, _Raw(_XML_THROTTLE))
+        body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded (injected)"}).encode()
+        headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-query-error": "ThrottlingException;Sender"}
+        return AWSResponse(url, 400, headers, _Raw(body))
+
+    return throttle
+
+
+def install(config: dict[str, Any]) -> None:
+    """Hook every botocore session created from now on (boto3's and aiobotocore's)."""
+    if _STATE["installed"]:
+        return
+    import botocore.session  # noqa: PLC0415
+
+    record_dir = config.get("record_dir")
+    throttle_cfg = config.get("throttle") or {}
+    rate = float(throttle_cfg.get("rate", 0.0))
+    throttler = None
+    if rate > 0:
+        seed = int(throttle_cfg.get("seed", 0)) * 100_003 + os.getpid()
+        throttler = make_throttler(rate, seed, record_dir, throttle_cfg.get("services"))
+    recorder = make_recorder(record_dir) if record_dir else None
+    original = botocore.session.Session.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        if recorder is not None:
+            self.register("before-parameter-build", recorder, unique_id="faultkit-record")
+        # aiobotocore (s3fs) expects awaitable responses: throttle plain botocore only.
+        if throttler is not None and not type(self).__module__.startswith("aiobotocore"):
+            self.register("before-send", throttler, unique_id="faultkit-throttle")
+
+    botocore.session.Session.__init__ = init  # type: ignore[method-assign]
+    _STATE["installed"] = True
+
+
+def _install_from_file() -> None:
+    path = Path(__file__).with_name("config.json")
+    if not path.exists() or __name__ != "sitecustomize":
+        return
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    install(config)
+
+
+_install_from_file()
