@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -236,6 +237,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     skip = set(filter(None, args.skip.split(",")))
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))  # run the finally: stop the services
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         state = Path(tmp) / "env"
         saved = dict(os.environ)

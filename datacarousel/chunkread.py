@@ -39,7 +39,7 @@ import time
 import types
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor, as_completed
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from itertools import product
 from typing import Any
@@ -855,3 +855,261 @@ def chunk_grid(index: DatasetIndex) -> list[tuple[int, ...]]:
     if index.layout != CHUNKED or index.chunk_shape is None:
         return [(0,) * len(index.shape)]
     return list(product(*(range(0, n, c) for n, c in zip(index.shape, index.chunk_shape, strict=True))))
+
+
+# --------------------------------------------------------------------------- one file's direct reads
+class DirectReads:
+    """Direct reads of one file's datasets: a lazily built chunk index plus a byte source.
+
+    `indexer(path)` gives the `DatasetIndex` of a path (None if there is no such dataset); the
+    answers are cached. Every method returns None when the dataset cannot be read directly, so the
+    caller reads it the ordinary way (h5py / h5pyd) instead.
+    """
+
+    def __init__(
+        self,
+        indexer: Callable[[str], DatasetIndex | None],
+        reader: RangeReader,
+        streamer: RangeStreamer | None = None,
+        *,
+        workers: int = 2,
+        gap: int = DEFAULT_COALESCE_GAP,
+        stats: Stats | None = None,
+    ) -> None:
+        self._indexer = indexer
+        self._cache: dict[str, DatasetIndex | None] = {}
+        self._lock = threading.Lock()
+        self.stats = stats if stats is not None else Stats()
+        self.reader = counted(reader, self.stats)
+        self.streamer = streamer
+        self.workers = max(1, workers)
+        self.gap = gap
+
+    @classmethod
+    def for_h5py(cls, h5file: h5py.File, reader: RangeReader, **kwargs: Any) -> DirectReads:
+        """Index from the open h5py file's own metadata."""
+
+        def indexer(path: str) -> DatasetIndex | None:
+            obj = h5file.get(path)
+            return index_dataset(obj, path) if isinstance(obj, h5py.Dataset) else None
+
+        return cls(indexer, reader, **kwargs)
+
+    @classmethod
+    def for_hsds(
+        cls, domain: Any, open_uri: Callable[[str], tuple[RangeReader, RangeStreamer | None] | None], **kwargs: Any
+    ) -> DirectReads:
+        """Index from a linked HSDS domain (h5pyd File): HSDS serves the metadata, the bytes come from
+        the object it links to, through `open_uri(file_uri)` (None: that URI cannot be read directly)."""
+        sources: dict[str, tuple[RangeReader, RangeStreamer | None] | None] = {}
+
+        def indexer(path: str) -> DatasetIndex | None:
+            try:
+                obj = domain[path]
+            except KeyError:
+                return None
+            if not hasattr(obj, "shape"):
+                return None
+            index, uri = index_from_hsds(obj, path)
+            if uri is None:
+                return index
+            if uri not in sources:
+                sources[uri] = open_uri(uri)
+            if sources[uri] is None or len(sources) > 1:  # one file per domain; anything else: through HSDS
+                return _replace(index, reason=f"bytes in {uri}, not readable directly")
+            return index
+
+        def reader(offset: int, size: int) -> bytes:
+            (source,) = (s for s in sources.values() if s is not None)
+            return source[0](offset, size)
+
+        def streamer(offset: int, size: int, piece: int) -> Iterator[bytes]:
+            (source,) = (s for s in sources.values() if s is not None)
+            if source[1] is None:
+                return piecewise(source[0])(offset, size, piece)
+            return source[1](offset, size, piece)
+
+        return cls(indexer, reader, streamer, **kwargs)
+
+    def index(self, path: str) -> DatasetIndex | None:
+        with self._lock:
+            if path not in self._cache:
+                self._cache[path] = self._indexer(path)
+            return self._cache[path]
+
+    def _direct(self, path: str) -> DatasetIndex | None:
+        index = self.index(path)
+        return index if index is not None and index.direct else None
+
+    def read(self, path: str) -> npt.NDArray[Any] | None:
+        index = self._direct(path)
+        if index is None:
+            return None
+        return read_dataset(index, self.reader, stats=self.stats)
+
+    def read_many(self, paths: Sequence[str]) -> dict[str, npt.NDArray[Any]] | None:
+        """All of `paths` at once (coalesced, `workers` threads), or None if any one is not direct."""
+        indexes = [self._direct(p) for p in paths]
+        if any(i is None for i in indexes):
+            return None
+        return read_datasets([i for i in indexes if i is not None], self.reader, workers=self.workers, gap=self.gap,
+                             stats=self.stats)  # fmt: skip
+
+    def rows(self, path: str, first: int, last: int, group: int) -> Iterator[npt.NDArray[Any]] | None:
+        """Rows first..last of the first axis, `group` at a time, streamed (see `iter_leading_range`)."""
+        index = self._direct(path)
+        if index is None or len(index.shape) < 1:
+            return None
+        if self.streamer is not None:
+            return iter_leading_range(index, self.streamer, first, last, group=group, streamer=True, stats=self.stats)
+        return iter_leading_range(index, self.reader, first, last, group=group, stats=self.stats)
+
+
+def s3_uri_opener(s3: Any) -> Callable[[str], tuple[RangeReader, RangeStreamer | None] | None]:
+    """`open_uri` for `DirectReads.for_hsds`: `s3://bucket/key` -> ranged GETs with this boto3 client."""
+
+    def open_uri(uri: str) -> tuple[RangeReader, RangeStreamer | None] | None:
+        if not uri.startswith("s3://") or "/" not in uri[5:]:
+            return None
+        bucket, key = uri[5:].split("/", 1)
+        return s3_range_reader(s3, bucket, key), s3_range_streamer(s3, bucket, key)
+
+    return open_uri
+
+
+class Prefetcher:
+    """Fetch the chunks of many datasets ahead, in the order they will be asked for, with few requests.
+
+    The chunks are grouped into coalesced requests (`gap`, `max_request`, as `plan_requests`), kept
+    in the order of `indexes`. Background threads fetch requests ahead of the consumer, holding at
+    most `budget` compressed bytes. `get(path)` waits for the request holding the dataset and
+    inflates it (its chunks in parallel on `decoders` threads). A request's bytes are released once
+    all its datasets were taken, or once the consumer asks for a dataset of a later request (so
+    datasets never asked for, e.g. the angles of a night granule, cost only their transfer).
+    Meant for stores where each request is expensive (a GET is 20-100 ms on S3, more on moto).
+    """
+
+    def __init__(
+        self,
+        indexes: Sequence[DatasetIndex],
+        reader: RangeReader,
+        *,
+        fetchers: int = 2,
+        decoders: int = 2,
+        budget: int = 384 * 1024 * 1024,
+        gap: int = 8 * 1024 * 1024,
+        max_request: int = 128 * 1024 * 1024,
+        stats: Stats | None = None,
+    ) -> None:
+        for index in indexes:
+            _check(index)
+        self._by_path = {i.path: i for i in indexes}
+        self._requests = self._plan(indexes, gap, max_request)
+        self._where = {path: k for k, r in enumerate(self._requests) for path, _ in r.members}
+        self._reader = reader
+        self._stats = stats
+        self._budget = budget
+        self._data: dict[int, Future[bytes]] = {}
+        self._taken: dict[int, set[str]] = {k: set() for k in range(len(self._requests))}
+        self._cond = threading.Condition()
+        self._in_flight = 0
+        self._next = 0
+        self._released = 0  # requests below this index are released
+        self._fetch_pool = ThreadPoolExecutor(max_workers=max(1, fetchers), thread_name_prefix="prefetch")
+        self._decode_pool = ThreadPoolExecutor(max_workers=max(1, decoders), thread_name_prefix="inflate")
+        self._closed = False
+        with self._cond:
+            self._schedule()
+
+    @staticmethod
+    def _plan(indexes: Sequence[DatasetIndex], gap: int, max_request: int) -> list[_Request]:
+        """Coalesce neighbours in file order, but only between datasets that are also neighbours in `indexes`."""
+        requests: list[_Request] = []
+        current: _Request | None = None
+        for index in indexes:
+            for chunk in sorted(index.chunks, key=lambda c: c.byte_offset):
+                start, end = chunk.byte_offset, chunk.byte_offset + chunk.size
+                if (
+                    current is not None
+                    and current.end <= start <= current.end + gap
+                    and end - current.start <= max_request
+                ):
+                    current.end = end
+                else:
+                    current = _Request(start, end)
+                    requests.append(current)
+                current.members.append((index.path, chunk))
+        return requests
+
+    def _schedule(self) -> None:  # with self._cond held
+        self._next = max(self._next, self._released)
+        while self._next < len(self._requests) and not self._closed:
+            if self._next in self._data:  # fetched on demand already
+                self._next += 1
+                continue
+            req = self._requests[self._next]
+            size = req.end - req.start
+            if self._in_flight and self._in_flight + size > self._budget:
+                break
+            self._in_flight += size
+            self._data[self._next] = self._fetch_pool.submit(self._reader, req.start, size)
+            self._next += 1
+
+    def _release_below(self, k: int) -> None:  # with self._cond held
+        while self._released < k:
+            self._drop(self._released)
+            self._released += 1
+
+    def _drop(self, k: int) -> None:
+        future = self._data.pop(k, None)
+        if future is not None:
+            future.cancel()
+            req = self._requests[k]
+            self._in_flight -= req.end - req.start
+
+    def get(self, path: str) -> npt.NDArray[Any]:
+        """The dataset `path` (one of the indexes given), decoded."""
+        k = self._where[path]
+        with self._cond:
+            self._release_below(k)
+            future = self._data.get(k)
+            if future is None:  # released already (asked for out of order): fetch on demand
+                req = self._requests[k]
+                future = self._fetch_pool.submit(self._reader, req.start, req.end - req.start)
+                self._data[k] = future
+                self._in_flight += req.end - req.start
+        raw = memoryview(future.result())
+        req = self._requests[k]
+        index = self._by_path[path]
+        chunks = [c for p, c in req.members if p == path]
+        # a dataset may span two requests (very large ones): fetch the other parts directly
+        rest = [c for c in index.chunks if c not in chunks]
+
+        def decode(chunk: Chunk) -> tuple[Chunk, npt.NDArray[Any]]:
+            if chunk in chunks:
+                lo = chunk.byte_offset - req.start
+                return chunk, decode_chunk(index, raw[lo : lo + chunk.size], self._stats)
+            return chunk, decode_chunk(index, self._reader(chunk.byte_offset, chunk.size), self._stats)
+
+        todo = chunks + rest
+        pieces = list(self._decode_pool.map(decode, todo)) if len(todo) > 1 else [decode(todo[0])]
+        with self._cond:
+            self._taken[k].add(path)
+            if {p for p, _ in req.members} <= self._taken[k] and k == self._released:
+                self._release_below(k + 1)
+            self._schedule()
+        return _assemble(index, sorted(pieces, key=lambda p: p[0].offset))
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            for k in list(self._data):
+                self._drop(k)
+        self._fetch_pool.shutdown(wait=True, cancel_futures=True)
+        self._decode_pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> Prefetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

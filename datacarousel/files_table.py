@@ -12,7 +12,7 @@ pasted into expressions.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 _SER = TypeSerializer()
 _DESER = TypeDeserializer()
 _BATCH_GET_MAX = 100
-_TRANSACTION_MAX = 100  # TransactWriteItems actions per call
 
 
 def iso(moment: datetime) -> str:
@@ -71,17 +70,6 @@ def identity_attributes(name: BasicFusionName) -> dict[str, Any]:
         FileAttr.YEAR_MONTH: name.year_month,
         FileAttr.MISR_PATH: name.misr_path,
     }
-
-
-@dataclass(frozen=True)
-class QueuedMark:
-    """One index request the loader sent: which object version, for which file."""
-
-    name: BasicFusionName
-    bucket: str
-    key: str
-    etag: str
-    size: int
 
 
 @dataclass(frozen=True)
@@ -314,53 +302,6 @@ class FilesTable:
         # A file nobody tracked yet is readable now: it is RESTORED until indexed.
         extra = f"{state} = if_not_exists({state}, {expr.value(FileState.RESTORED.value)})"
         return self._update(name.file_name, attrs, condition, expr, extra)
-
-    def mark_queued_many(
-        self, entries: Sequence[QueuedMark], *, now: datetime, requeue_after: timedelta = timedelta(0)
-    ) -> int:
-        """Record many sent index requests in TransactWriteItems of up to 100 updates (one round trip
-        instead of 100). The marks are unconditional: the requests were sent already, so the mark
-        only says so; state is never changed (`if_not_exists`). If a transaction is refused (for
-        example a concurrent write to one of its items) its entries fall back to `mark_queued`.
-        Returns the number of items marked."""
-        marked = 0
-        for start in range(0, len(entries), _TRANSACTION_MAX):
-            chunk = entries[start : start + _TRANSACTION_MAX]
-            actions = [{"Update": self._queued_update(e, now)} for e in chunk]
-            try:
-                self.ddb.transact_write_items(TransactItems=actions)
-                marked += len(chunk)
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code")
-                if code not in ("TransactionCanceledException", "TransactionConflictException"):
-                    raise
-                log.warning("queued marks: transaction refused (%s), marking %d items one by one", code, len(chunk))
-                for e in chunk:
-                    marked += self.mark_queued(
-                        e.name, bucket=e.bucket, key=e.key, etag=e.etag, size=e.size, now=now,
-                        requeue_after=requeue_after,
-                    )  # fmt: skip
-        return marked
-
-    def _queued_update(self, entry: QueuedMark, now: datetime) -> dict[str, Any]:
-        expr = _Expr()
-        attrs = {
-            **identity_attributes(entry.name),
-            FileAttr.BUCKET: entry.bucket,
-            FileAttr.KEY: entry.key,
-            FileAttr.SIZE: entry.size,
-            FileAttr.INDEX_QUEUED_ETAG: entry.etag,
-            FileAttr.INDEX_QUEUED_AT: iso(now),
-        }
-        clauses = expr.set_clause(attrs)
-        state = expr.name(FileAttr.STATE)
-        clauses.append(f"{state} = if_not_exists({state}, {expr.value(FileState.RESTORED.value)})")
-        return {
-            "TableName": self.table,
-            "Key": {FileAttr.FILE_NAME: serialize(entry.name.file_name)},
-            "UpdateExpression": "SET " + ", ".join(clauses),
-            **expr.params(),
-        }
 
     def mark_indexed(
         self,

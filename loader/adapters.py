@@ -13,7 +13,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from datacarousel.contract import SQS_BATCH_SIZE
-from datacarousel.files_table import FilesTable, QueuedMark
+from datacarousel.files_table import FilesTable
 from datacarousel.messages import IndexRequest
 from datacarousel.queue_worker import is_fifo
 from loader.core import (
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 
 SEND_ATTEMPTS = 3
 LOOKUP_BATCH = 100  # BatchGetItem keys per call
-MARK_BATCH = 100  # TransactWriteItems updates per call
 DEFAULT_WORKERS = 8
 
 
@@ -158,13 +157,20 @@ class _Run:
             self.report.send_failed += len(batch) - len(ok)
             sent += ok
 
-        marks = [QueuedMark(names[r.key], r.bucket, r.key, r.etag, r.size) for r in sent]
-        chunks = list(chunked(marks, MARK_BATCH))
-        list(
-            self.pool.map(
-                lambda c: self.files.mark_queued_many(c, now=self.now, requeue_after=self.requeue_after), chunks
+        def mark(request: IndexRequest) -> None:
+            # One conditional UpdateItem per file, in parallel. (TransactWriteItems would batch 100, but
+            # moto deep-copies the whole table for every transaction and is not thread-safe there.)
+            self.files.mark_queued(
+                names[request.key],
+                bucket=self.bucket,
+                key=request.key,
+                etag=request.etag,
+                size=request.size,
+                now=self.now,
+                requeue_after=self.requeue_after,
             )
-        )
+
+        list(self.pool.map(mark, sent))
         for request in sent:
             self.report.add_queued(request.key)
 

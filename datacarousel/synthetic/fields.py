@@ -84,10 +84,13 @@ def quantise(radiance: F32, scale: NDArray[np.float32], noise: F32, max_dn: int)
     """Radiance -> DN (with noise in DN) -> DN * scale as float32; also the saturated mask (DN > max_dn)."""
     shape = (-1,) + (1,) * (radiance.ndim - 1)
     s = scale.astype(np.float32).reshape(shape)
-    dn = np.rint(radiance / s + noise)
+    dn = np.divide(radiance, s, dtype=np.float32)
+    dn += noise
+    np.rint(dn, out=dn)
     saturated = dn > max_dn
     np.clip(dn, 0, max_dn, out=dn)
-    return (dn * s).astype(np.float32), saturated
+    dn *= s
+    return dn, saturated
 
 
 def dn_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma_dn: float) -> F32:

@@ -351,7 +351,7 @@ class _OrbitWriter:
         w.gzip(geo, "Longitude", lon, attrs={"units": "degrees_east"})
         data = one_km.create_group("Data_Fields")
         coords = f"/MODIS/{plan.name}/_1KM/Geolocation/Longitude /MODIS/{plan.name}/_1KM/Geolocation/Latitude"
-        q = earth_fixed(lat.astype(np.float64), lon.astype(np.float64)).astype(np.float32)
+        q = earth_fixed(lat, lon, np.float32)
         cos_sza = np.clip(np.cos(np.radians(sza)), 0.0, None).astype(np.float32)
         land, cloud = self.scene.land(q), self.scene.cloud(q)
         bad = rng.random((R, C)) < 5e-4  # scattered fill (DN 65535) in every band
@@ -633,11 +633,11 @@ class _OrbitWriter:
         e0 = (fields.MISR_E0_PI / self.d2).astype(np.float32)[:, None, None, None]
         for i0 in range(0, len(day_idx), batch):
             blocks = day_idx[i0 : i0 + batch]
-            la = hr_lat[blocks].astype(np.float64)
-            lo = hr_lon[blocks].astype(np.float64)
+            la = hr_lat[blocks]
+            lo = hr_lon[blocks]
             t, _ = self.misr_grid(blocks, HL, HS)
             sza, _ = self.geom.solar_angles(t, la, lo)
-            q = earth_fixed(la, lo).astype(np.float32)
+            q = earth_fixed(la, lo, np.float32)
             rho = fields.mix_reflectance(self.scene.land(q), self.scene.cloud(q), rho_table)
             cos = np.clip(np.cos(np.radians(sza)), 0.0, None).astype(np.float32)
             out[:, i0 : i0 + len(blocks)] = rho * cos[None] * e0
@@ -783,7 +783,7 @@ class _OrbitWriter:
         lat, lon = g.latlon(t, central)
         sza, saz = g.solar_angles(t, lat, lon)
         vaz = g.track_azimuth(t, central)
-        q = earth_fixed(lat, lon).astype(np.float32)
+        q = earth_fixed(lat, lon, np.float32)
         land, cloud = self.scene.land(q), self.scene.cloud(q)
         rho = 0.08 + 0.1 * land + 0.55 * cloud
         cos = np.clip(np.cos(np.radians(sza)), 0.0, None)
@@ -884,7 +884,7 @@ class _OrbitWriter:
                 shape = (rows // div, cols // div)
                 la = lat0 + np.linspace(0.3, -0.3, shape[0])[:, None] + np.zeros(shape)
                 lo = lon0 + np.linspace(-0.35, 0.35, shape[1])[None, :] + np.zeros(shape)
-                q = earth_fixed(la, lo).astype(np.float32)
+                q = earth_fixed(la, lo, np.float32)
                 base = 20.0 + 120.0 * self.scene.cloud(q) + 30.0 * self.scene.land(q)
                 for i, band in enumerate(bands):
                     values = np.rint((base * (1.0 - 0.08 * i) + rng.normal(0, 1, shape)) * 10) / 10

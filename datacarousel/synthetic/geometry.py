@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -122,19 +123,28 @@ class OrbitGeometry:
         w = np.stack([np.zeros_like(sign), -np.sin(inc) * sign, np.cos(inc) * sign], axis=-1)
         return _azimuth(v, w)
 
-    def sun(self, t: F64) -> F64:
-        """Unit vector (..., 3) towards the sun in the Earth-fixed frame at orbit time t."""
-        unix = self.t0_unix + np.asarray(t, dtype=np.float64)
-        decl, subsolar_lon = solar_position(unix)
-        d, s = np.radians(decl), np.radians(subsolar_lon)
-        return np.stack([np.cos(d) * np.cos(s), np.cos(d) * np.sin(s), np.sin(d)], axis=-1)
+    @cached_property
+    def _sun_at_middle(self) -> tuple[float, float]:
+        """Declination and subsolar longitude (degrees) at mid-orbit."""
+        decl, subsolar = solar_position(np.array([self.t0_unix + self.period_s / 2]))
+        return float(decl[0]), float(subsolar[0])
 
     def solar_angles(self, t: F64, lat: F64, lon: F64) -> tuple[F64, F64]:
-        """Solar zenith and azimuth (degrees) at ground points at orbit time t."""
-        q = earth_fixed(lat, lon)
-        s = np.broadcast_to(self.sun(np.broadcast_to(t, np.shape(lat))), q.shape)
-        zen = np.degrees(np.arccos(np.clip(np.sum(q * s, axis=-1), -1.0, 1.0)))
-        return zen, _azimuth(q, s)
+        """Solar zenith and azimuth (degrees) at ground points at orbit time t.
+
+        cos SZA = sin(lat) sin(decl) + cos(lat) cos(decl) cos(h), h the hour angle. Over one orbit
+        the declination moves < 0.03 deg, so it is taken at mid-orbit, and the subsolar point moves
+        west at 15 deg per hour.
+        """
+        decl, subsolar_mid = self._sun_at_middle
+        subsolar = subsolar_mid - EARTH_ROTATION_DEG_S * (np.asarray(t, dtype=np.float64) - self.period_s / 2)
+        h = np.radians(np.asarray(lon, dtype=np.float64) - subsolar)
+        phi = np.radians(np.asarray(lat, dtype=np.float64))
+        sd, cd = np.sin(np.radians(decl)), np.cos(np.radians(decl))
+        sp, cp, ch = np.sin(phi), np.cos(phi), np.cos(h)
+        zen = np.degrees(np.arccos(np.clip(sp * sd + cp * cd * ch, -1.0, 1.0)))
+        az = np.degrees(np.arctan2(-cd * np.sin(h), cp * sd - sp * cd * ch)) % 360.0
+        return zen, az
 
     def window_blocks(self, n_blocks: int) -> F64:
         """MISR block centre times (s since T0) for blocks 1..n."""
@@ -161,9 +171,11 @@ def sun_earth_distance_au(when: datetime) -> float:
     return float(1.0 - 0.01672 * np.cos(np.radians(0.9856 * (doy - 4))))
 
 
-def earth_fixed(lat: F64, lon: F64) -> F64:
-    la, lo = np.radians(lat), np.radians(lon)
-    return np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], axis=-1)
+def earth_fixed(lat: np.ndarray, lon: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    """Earth-fixed unit vectors (..., 3), computed in `dtype` (float32 is enough for scene fields)."""
+    la, lo = np.radians(np.asarray(lat, dtype=dtype)), np.radians(np.asarray(lon, dtype=dtype))
+    cos_la = np.cos(la)
+    return np.stack([cos_la * np.cos(lo), cos_la * np.sin(lo), np.sin(la)], axis=-1)
 
 
 def wrap_lon(lon: F64) -> F64:

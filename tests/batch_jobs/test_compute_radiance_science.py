@@ -336,3 +336,21 @@ def test_resize_other_shapes_equal_skimage(shape_in: tuple[int, int], shape_out:
         got = s.resize_bilinear(a, shape_out)
         assert np.array_equal(np.isnan(got), np.isnan(expected))
         assert np.allclose(np.nan_to_num(got), np.nan_to_num(expected), rtol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    cells=hnp.arrays(np.int64, st.integers(0, 200), elements=st.integers(0, GRID.num_cells - 1)),
+    seed=st.integers(0, 1000),
+)
+def test_add_sorted_equals_add_per_channel(cells: np.ndarray, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    cells = np.sort(cells)
+    taken = rng.random((3, len(cells))) < 0.7
+    w = np.where(taken, rng.uniform(0, 100, (3, len(cells))), 0.0)
+    a, b = s.Accumulator(GRID, 3), s.Accumulator(GRID, 3)
+    a.add_sorted(cells, taken, rad=w)
+    for c in range(3):
+        b.add(c, cells[taken[c]], rad=w[c][taken[c]])
+    assert np.array_equal(a.count, b.count) and a.count.sum() == taken.sum()
+    assert np.allclose(a.sum("rad"), b.sum("rad"), rtol=1e-12)

@@ -127,6 +127,38 @@ def test_index_round_trips_through_json(orbit_file: Path) -> None:
     assert chunkread.loads_index(chunkread.dumps_index(indexes)) == indexes
 
 
+def test_direct_reads_of_a_file_answer_or_decline(orbit_file: Path, file_reader: chunkread.RangeReader) -> None:
+    with h5py.File(orbit_file, "r") as f:
+        direct = chunkread.DirectReads.for_h5py(f, file_reader, workers=2)
+        granule = sorted(f["MODIS"])[len(f["MODIS"]) // 2]
+        paths = [f"MODIS/{granule}/{m}" for m in chunkread.MODIS_GRANULE_DATASETS if f"MODIS/{granule}/{m}" in f]
+        got = direct.read_many(paths)
+        assert got is not None and all(same(got[p], f[p][()]) for p in paths)
+        assert direct.read("MODIS/no_such_granule/SolarZenith") is None
+        assert direct.read_many([paths[0], "CERES/nothing"]) is None
+        red = "MISR/AN/Data_Fields/Red_Radiance"
+        rows = direct.rows(red, 2, 11, 4)
+        assert rows is not None
+        assert same(np.concatenate(list(rows)), f[red][2:12])
+        assert direct.stats.requests > 0 and direct.stats.inflate_s > 0
+
+
+@pytest.mark.parametrize("budget", [1, 1 << 30])
+def test_prefetcher_serves_in_order_skips_and_out_of_order(
+    orbit_file: Path, file_reader: chunkread.RangeReader, budget: int
+) -> None:
+    indexes = job_indexes(orbit_file)
+    order = list(indexes)
+    stats = chunkread.Stats()
+    with h5py.File(orbit_file, "r") as f, chunkread.Prefetcher(
+        [indexes[p] for p in order], chunkread.counted(file_reader, stats), budget=budget, gap=1 << 20
+    ) as pre:
+        asked = order[::2] + order[1:4]  # skip every other one, then go back to early ones
+        for p in asked:
+            assert same(pre.get(p), f[p][()]), p
+    assert 0 < stats.requests
+
+
 # --- storage this module does not decode, and broken input ------------------------------------------
 @pytest.fixture()
 def odd_file(tmp_path: Path) -> Path:
@@ -255,3 +287,9 @@ def test_hsds_index_and_s3_ranges_read_identical(local_env: Any, tmp_path: Path)
                 assert same(got, f[p][1:n]), p
             direct += 1
         assert direct > 20
+        reads = chunkread.DirectReads.for_hsds(d, chunkread.s3_uri_opener(s3))
+        red = "MISR/AN/Data_Fields/Red_Radiance"
+        rows = reads.rows(red, 0, 5, 2)
+        assert rows is not None and same(np.concatenate(list(rows)), f[red][0:6])
+        assert reads.read("MISR/AN/BlockCenterTime") is None  # HSDS copied it: read through HSDS
+        assert reads.stats.requests >= 1

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from datacarousel import aws, naming
 from datacarousel.contract import FileAttr, FileState
-from datacarousel.files_table import FileMetadata, FilesTable, QueuedMark, iso, utcnow, year_months_of_orbits
+from datacarousel.files_table import FileMetadata, FilesTable, iso, utcnow, year_months_of_orbits
 from datacarousel.naming import BasicFusionName
 
 FOLDER = "/home/test/basicfusion/"
@@ -207,23 +207,3 @@ def test_get_many_reads_in_batches(files: FilesTable) -> None:
         _index(files, name)
     found = files.get_many([n.file_name for n in names] + ["missing.h5"])
     assert set(found) == {n.file_name for n in names[::3]}
-
-
-@pytest.mark.integration
-def test_mark_queued_many_marks_in_transactions_and_keeps_the_state(files: FilesTable) -> None:
-    names = [BasicFusionName.for_orbit(o) for o in range(72000, 72150)]  # two transactions
-    _index(files, names[0])
-    marks = [QueuedMark(n, "b", naming.archive_key(n), f"etag-{n.orbit}", n.orbit) for n in names]
-    try:
-        assert files.mark_queued_many(marks, now=utcnow()) == len(names)
-        found = files.get_many(n.file_name for n in names)
-        assert len(found) == len(names)
-        assert found[names[0].file_name][FileAttr.STATE] == FileState.INDEXED.value, "state is never changed"
-        for n in names[1:]:
-            item = found[n.file_name]
-            assert item[FileAttr.STATE] == FileState.RESTORED.value
-            assert item[FileAttr.INDEX_QUEUED_ETAG] == f"etag-{n.orbit}" and item[FileAttr.SIZE] == n.orbit
-            assert item[FileAttr.YEAR_MONTH] == n.year_month
-    finally:
-        for n in names:
-            files.ddb.delete_item(TableName=files.table, Key={FileAttr.FILE_NAME: {"S": n.file_name}})

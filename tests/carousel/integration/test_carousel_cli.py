@@ -67,7 +67,7 @@ def test_inventory_submit_status_cancel(world: World, no_scan: list[str]) -> Non
     cancelled = cli("cancel", job_id)
     assert cancelled.exit_code == 0, cancelled.output
     assert set(json.loads(cancelled.output)["released_files"]) >= {names[0], names[1]}
-    assert ctx.tables.jobs.get(job_id)[JobAttr.STATE] == "CANCELLED"
+    assert (ctx.tables.jobs.get(job_id) or {}).get(JobAttr.STATE) == "CANCELLED"
     twice = cli("cancel", job_id)
     assert twice.exit_code == 2 and "not open" in twice.output
 

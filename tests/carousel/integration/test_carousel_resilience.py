@@ -16,7 +16,7 @@ from carousel_world import JUNE_2014, Calls, OnlyLauncher, World, job_state, res
 from carousel import jobs
 from carousel.query import JobQuery
 from carousel.step import Step
-from carousel.store import iso_seconds
+from carousel.store import iso_seconds, to_seconds
 from datacarousel import hsds, naming
 from datacarousel.contract import (
     FAILURE_REASON_ATTRIBUTE,
@@ -28,7 +28,7 @@ from datacarousel.contract import (
     JobFileState,
     JobState,
 )
-from datacarousel.messages import WorkItem
+from datacarousel.messages import IndexRequest, WorkItem
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -60,6 +60,17 @@ def s3_event(bucket: str, key: str, event: str = "ObjectRestore:Completed") -> s
 def submit(ctx: Any, owner: str, first: int, last: int) -> jobs.Submission:
     query = JobQuery(orbit_min=first, orbit_max=last)
     return jobs.submit(ctx.tables, ctx.config, owner=owner, definition="ComputeRadiance", query=query)
+
+
+def set_expiry(ctx: Any, name: str, when: float) -> None:
+    """Move a file's recorded copy expiry (moto keeps a restored copy for its whole Days: time is simulated)."""
+    ctx.tables.files.ddb.update_item(
+        TableName=ctx.tables.files.table,
+        Key={FileAttr.FILE_NAME: {"S": name}},
+        UpdateExpression="SET #e = :e",
+        ExpressionAttributeNames={"#e": FileAttr.RESTORE_EXPIRY},
+        ExpressionAttributeValues={":e": {"S": iso_seconds(when)}},
+    )
 
 
 def job_files(ctx: Any, job_id: str) -> dict[str, dict[str, Any]]:
@@ -126,6 +137,16 @@ def test_restore_events_are_hints_duplicates_lies_and_losses_change_nothing(worl
         step.run(now=time.time() + 7 * 3600)
         assert world.file_item(ctx, y)[FileAttr.STATE] == "RESTORED"
         assert restore_counts(ctx, [x, y, z]) == {x: 1, y: 1, z: 0}
+
+        # Leases: x's copy has an hour left and the job still needs it: the step renews it (RestoreObject again).
+        calls = Calls()
+        calls.watch(ctx.s3, "RestoreObject")
+        set_expiry(ctx, x, time.time() + 3600)
+        assert step.run().renewals >= 1
+        assert calls.restores()[key[x]] == 1
+        renewed = world.file_item(ctx, x)
+        assert (to_seconds(renewed[FileAttr.RESTORE_EXPIRY]) or 0.0) > time.time() + 6 * 86_400  # 7 restore days
+        assert int(renewed[FileAttr.RESTORE_COUNT]) == 1  # a renewal is no new restore
     finally:
         jobs.cancel(ctx.tables, job.job_id)  # nothing drains this test's index requests into a finished job
     assert not no_scan
@@ -150,13 +171,7 @@ def test_expired_copy_is_invalidated_and_the_job_still_needing_it_waits_then_com
 
     # The copy's expiry date arrives. (moto keeps a restored copy for its whole Days; the recorded
     # expiry is moved into the past, as a day passing would.)
-    ctx.tables.files.ddb.update_item(
-        TableName=ctx.tables.files.table,
-        Key={FileAttr.FILE_NAME: {"S": name}},
-        UpdateExpression="SET #e = :e",
-        ExpressionAttributeNames={"#e": FileAttr.RESTORE_EXPIRY},
-        ExpressionAttributeValues={":e": {"S": iso_seconds(time.time() - 60)}},
-    )
+    set_expiry(ctx, name, time.time() - 60)
     report = held.run()
     assert report.invalidated == 1
     assert not hsds.domain_exists(domain)  # the index of an expired copy is gone
@@ -236,4 +251,46 @@ def test_step_killed_halfway_then_run_again_loses_and_repeats_nothing(
     steps_until([Step(ctx, launcher=launcher)], lambda: job_state(ctx, job.job_id) is JobState.COMPLETE, timeout=240)
     assert {r[JobFileAttr.STATE] for r in job_files(ctx, job.job_id).values()} == {JobFileState.DONE.value}
     assert all(world.file_item(ctx, n)[FileAttr.STATE] == FileState.INDEXED.value for n in names)
+    assert not no_scan
+
+
+def test_dead_lettered_work_and_index_requests_fail_their_job_files_with_the_reason(
+    world: World, no_scan: list[str]
+) -> None:
+    prefix = "carousel-it/dead/"
+    bad, slow = world.stage([JUNE_2014 + 50, JUNE_2014 + 51], prefix)
+    ctx = world.context()
+    world.inventory(ctx, prefix)
+    job = submit(ctx, "heidi", JUNE_2014 + 50, JUNE_2014 + 51)
+    step = Step(ctx)
+    step.run()  # both restoring
+    # index_file gave up on `bad` (poison: the reason rides along); `slow`'s work item was received too often.
+    request = IndexRequest(bucket=world.archive, key=naming.archive_key(naming.BasicFusionName.parse(bad), prefix))
+    world.sqs.send_message(
+        QueueUrl=world.env[Env.INDEX_DLQ_URL],
+        MessageBody=request.to_json(),
+        MessageAttributes={FAILURE_REASON_ATTRIBUTE: {"DataType": "String", "StringValue": "truncated HDF5 file"}},
+    )
+    assert ctx.tables.job_files.claim_release(job.job_id, slow, time.time())  # as a release does
+    item = WorkItem(
+        job_id=job.job_id,
+        job_definition="ComputeRadiance",
+        file_name=slow,
+        bucket=world.archive,
+        key=naming.archive_key(naming.BasicFusionName.parse(slow), prefix),
+    )
+    world.sqs.send_message(QueueUrl=world.env[Env.WORK_DLQ_URL], MessageBody=item.to_json())
+
+    report = step.run()
+    assert report.failed_files == 1
+    assert world.file_item(ctx, bad)[FileAttr.STATE] == "FAILED"
+    assert "truncated HDF5 file" in world.file_item(ctx, bad)[FileAttr.ERROR]
+    rows = job_files(ctx, job.job_id)
+    assert rows[bad][JobFileAttr.STATE] == "FAILED" and "truncated HDF5 file" in rows[bad][JobFileAttr.ERROR]
+    assert rows[slow][JobFileAttr.STATE] == "FAILED" and rows[slow][JobFileAttr.ERROR] == "exceeded max receives"
+    # Recorded, then deleted from the dead-letter queues.
+    assert not [m for m in queue_bodies(world.sqs, world.env[Env.WORK_DLQ_URL]) if m["Body"] == item.to_json()]
+    assert not [m for m in queue_bodies(world.sqs, world.env[Env.INDEX_DLQ_URL]) if m["Body"] == request.to_json()]
+    step.run()
+    assert job_state(ctx, job.job_id) is JobState.COMPLETE  # every file finished (failed): the job is done
     assert not no_scan

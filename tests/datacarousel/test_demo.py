@@ -1,0 +1,249 @@
+"""`datacarousel demo` end to end, as a user runs it (a subprocess), checked against the resources themselves.
+
+The demo brings up its own embedded environment in a fresh state directory. Its summary's facts are
+checked against what the services hold (the tables, the archive and results buckets), not against what
+the program printed; and no process may be left behind, whether the run ends normally or is interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import pytest
+from PIL import Image
+
+from batch_jobs.compute_radiance.result import load_npz
+from datacarousel import demo, naming
+from datacarousel.contract import Env, FileAttr, JobFileAttr, JobFileState
+from datacarousel.local import environment
+from datacarousel.synthetic.catalogue import archive_catalogue
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DATACAROUSEL = str(Path(sys.executable).with_name("datacarousel"))
+MONTH = "2015.12"
+ORBITS = 3  # of paths 22, 23, 24 in December 2015: 84948 (path 23), 85050 (24), 85079 (22)
+QUICKLOOK_SIZE = (1000, 500)
+
+
+def _demo_argv(state: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        DATACAROUSEL, "demo", "--month", MONTH, "--paths", "22,23,24", "--orbits", str(ORBITS), "--preset", "tiny",
+        "--restore-delay", "4", "--interval", "1", "--timeout", "300", "--state-dir", str(state), "--out", str(out),
+        *extra,
+    ]  # fmt: skip
+
+
+def _recorded_pids(state: Path) -> list[tuple[int, float]]:
+    """Every (PID, start time) the state directory records: the services and each job the launcher started."""
+    found: list[tuple[int, float]] = []
+    for path in (state / "jobs" / "jobs").glob("*.json"):
+        record = json.loads(path.read_text())
+        found.append((int(record["pid"]), float(record["create_time"])))
+    for path in (state / "run").glob("*.pid"):
+        record = json.loads(path.read_text())
+        for pid in [record.get("pid"), *record.get("children", []), *record.get("child_pids", [])]:
+            if pid:
+                found.append((int(pid), float(record.get("create_time", 0.0))))
+    return found
+
+
+def _alive(pid: int, create_time: float) -> bool:
+    try:
+        proc = psutil.Process(pid)
+        if create_time and abs(proc.create_time() - create_time) > 0.05:
+            return False  # the PID was reused by someone else
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _mentions(proc: psutil.Process, state: Path) -> bool:
+    try:
+        return str(state) in " ".join(proc.cmdline()) or any(str(state) in v for v in proc.environ().values())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def _leftovers(state: Path) -> list[str]:
+    """Processes left behind: children of this test, recorded PIDs alive, or anything naming the state dir."""
+    left = [f"child {p.pid} {p.name()}" for p in psutil.Process().children(recursive=True) if p.is_running()]
+    left += [f"recorded {pid}" for pid, created in _recorded_pids(state) if _alive(pid, created)]
+    left += [f"mentions state dir: {p.pid} {p.name()}" for p in psutil.process_iter() if _mentions(p, state)]
+    return left
+
+
+def _wait_until_gone(state: Path, timeout: float = 30.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while (left := _leftovers(state)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return left
+
+
+@pytest.fixture()
+def demo_dirs(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    state, out = tmp_path / "state", tmp_path / "out"
+    yield state, out
+    environment.down(state)  # whatever happened, nothing stays up
+
+
+def _clients(env: dict[str, str]) -> tuple[Any, Any]:
+    import boto3  # noqa: PLC0415
+
+    kwargs = {
+        "endpoint_url": env[Env.AWS_ENDPOINT_URL],
+        "region_name": env[Env.AWS_REGION],
+        "aws_access_key_id": env[Env.AWS_ACCESS_KEY_ID],
+        "aws_secret_access_key": env[Env.AWS_SECRET_ACCESS_KEY],
+    }
+    return boto3.client("s3", **kwargs), boto3.client("dynamodb", **kwargs)
+
+
+def _item(ddb: Any, table: str, key: dict[str, str]) -> dict[str, Any]:
+    from boto3.dynamodb.types import TypeDeserializer  # noqa: PLC0415
+
+    raw = ddb.get_item(TableName=table, Key={k: {"S": v} for k, v in key.items()}, ConsistentRead=True)["Item"]
+    return {k: TypeDeserializer().deserialize(v) for k, v in raw.items()}
+
+
+def _job_files(ddb: Any, table: str, job_id: str) -> list[dict[str, Any]]:
+    from boto3.dynamodb.types import TypeDeserializer  # noqa: PLC0415
+
+    pages = ddb.get_paginator("query").paginate(
+        TableName=table,
+        KeyConditionExpression="#j = :j",
+        ExpressionAttributeNames={"#j": JobFileAttr.JOB_ID},
+        ExpressionAttributeValues={":j": {"S": job_id}},
+        ConsistentRead=True,
+    )
+    return [{k: TypeDeserializer().deserialize(v) for k, v in it.items()} for page in pages for it in page["Items"]]
+
+
+def _keys(s3: Any, bucket: str, prefix: str) -> list[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+
+def test_the_demo_runs_a_month_and_its_summary_is_what_the_resources_hold(demo_dirs: tuple[Path, Path]) -> None:
+    state, out = demo_dirs
+    # --keep: the services stay up so that the test can look at them; the workers must be gone anyway.
+    done = subprocess.run(_demo_argv(state, out, "--keep"), capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f'eval "$(datacarousel env --state-dir {state.resolve()})"' in done.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    env = environment.require_env(state)
+    s3, ddb = _clients(env)
+    jobs_left = [
+        (pid, created)
+        for path in (state / "jobs" / "jobs").glob("*.json")
+        for pid, created in [(json.loads(path.read_text())["pid"], json.loads(path.read_text())["create_time"])]
+    ]
+    assert jobs_left, "the carousel step launched no worker"
+    assert not [pid for pid, created in jobs_left if _alive(pid, created)], "a worker outlived the demo"
+    assert not psutil.Process().children(recursive=True)
+
+    # The files: the month's orbits on those paths, in the archive as DEEP_ARCHIVE, each restored exactly once.
+    expected = [naming.BasicFusionName.for_orbit(o) for o in demo.choose_orbits(MONTH, (22, 23, 24), ORBITS)]
+    names = [n.file_name for n in expected]
+    assert sorted(summary["files"]["names"]) == sorted(names)
+    restore_counts = {}
+    for name in expected:
+        head = s3.head_object(Bucket=env[Env.ARCHIVE_BUCKET], Key=naming.archive_key(name))
+        assert head["StorageClass"] == "DEEP_ARCHIVE" and 'ongoing-request="false"' in head["Restore"]
+        item = _item(ddb, env[Env.FILES_TABLE], {FileAttr.FILE_NAME: name.file_name})
+        assert item[FileAttr.STATE] == "INDEXED"
+        restore_counts[name.file_name] = int(item[FileAttr.RESTORE_COUNT])
+    assert restore_counts == dict.fromkeys(names, 1)
+    assert summary["files"]["restore_counts"] == restore_counts
+    assert summary["files"]["restore_calls"] == len(names)
+
+    # The jobs: both complete, every file done, one result object per file in the results bucket.
+    demands: Counter[str] = Counter()
+    assert [j["owner"] for j in summary["jobs"]] == ["alice", "bob"]
+    for job in summary["jobs"]:
+        item = _item(ddb, env[Env.JOBS_TABLE], {"job_id": job["job_id"]})
+        assert item["state"] == "COMPLETE" == job["state"]
+        rows = _job_files(ddb, env[Env.JOB_FILES_TABLE], job["job_id"])
+        wanted = {n.file_name for n in expected if n.misr_path in job["query"]["misr_paths"]}
+        assert {r[JobFileAttr.FILE_NAME] for r in rows} == wanted
+        assert all(r[JobFileAttr.STATE] == JobFileState.DONE.value for r in rows)
+        demands.update(wanted)
+        results = _keys(s3, env[Env.RESULTS_BUCKET], f"results/{job['job_id']}/{MONTH}/")
+        assert results == sorted(
+            naming.result_key(job["job_id"], naming.BasicFusionName.parse(n)) for n in wanted
+        )
+        assert (job["files"], job["done"], job["failed"], job["result_objects"]) == (
+            len(wanted), len(wanted), 0, len(wanted)
+        )  # fmt: skip
+        assert job["results"] == f"s3://{env[Env.RESULTS_BUCKET]}/results/{job['job_id']}/"
+        for instrument in demo.INSTRUMENTS:
+            key = naming.composite_key(job["job_id"], MONTH, f"_{instrument}.png")
+            local = Path(next(p for p in job["local_copies"] if p.endswith(f"_{instrument}.png")))
+            assert local.read_bytes() == s3.get_object(Bucket=env[Env.RESULTS_BUCKET], Key=key)["Body"].read()
+    shared = sorted(n for n, c in demands.items() if c > 1)
+    assert shared and summary["files"]["shared_files"] == shared  # the overlap, restored once nonetheless
+    assert summary["files"]["job_file_demands"] == sum(demands.values()) > len(names)
+
+    # The month's composite over both jobs (a shared orbit counted once) and its quick-looks.
+    composite = load_npz(Path(summary["month_composite"]["npz"]).read_bytes())
+    assert int(composite["n_orbits"]) == len(names)
+    for counts in ("modis_count", "misr_count", "ceres_count"):
+        assert int(np.asarray(composite[counts]).sum()) > 0, counts
+    assert sorted(Path(p).name for p in summary["quicklooks"]) == [f"{MONTH}_{i}.png" for i in sorted(demo.INSTRUMENTS)]
+    for path in summary["quicklooks"]:
+        with Image.open(path) as image:
+            image.verify()
+        with Image.open(path) as image:
+            assert image.format == "PNG" and image.size == QUICKLOOK_SIZE
+            assert len(set(np.asarray(image.convert("L")).ravel().tolist())) > 10  # a map, not a blank canvas
+
+    # The cost at real sizes uses the archive catalogue's sizes of those very orbits and Bulk list prices.
+    sizes = {e.file_name: e.size_bytes for e in archive_catalogue(seed=0) if e.file_name in set(names)}
+    cost = summary["aws_cost_at_real_sizes"]
+    assert cost["real_bytes"] == sum(sizes.values())
+    assert cost["carousel"]["retrieval"] == pytest.approx(sum(sizes.values()) / 2**30 * 0.0025)
+    assert cost["one_restore_per_job"]["restored_bytes"] == sum(sizes[n] * c for n, c in demands.items())
+    assert cost["saved"] > 0
+
+    assert set(summary["stages_s"]) >= {"environment up", "generate orbits", "inventory", "results and quick-looks"}
+    assert summary["carousel_milestones_s"]["every result"] >= summary["carousel_milestones_s"]["first file readable"]
+
+    # Kept running for exploring; `down` then leaves nothing.
+    environment.down(state)
+    assert not _wait_until_gone(state)
+
+
+def test_an_interrupted_demo_leaves_nothing_behind(demo_dirs: tuple[Path, Path]) -> None:
+    state, out = demo_dirs
+    proc = subprocess.Popen(
+        _demo_argv(state, out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ)
+    )
+    try:
+        # Interrupt once the carousel has started workers: services, steps and local jobs are all running.
+        deadline = time.monotonic() + 240
+        while not list((state / "jobs" / "jobs").glob("*.json")):
+            assert proc.poll() is None, proc.communicate()[0][-3000:]
+            assert time.monotonic() < deadline, "the demo started no worker in time"
+            time.sleep(0.2)
+        assert [pid for pid, created in _recorded_pids(state) if _alive(pid, created)]
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGINT, output[-3000:]
+    assert "interrupted" in output
+    assert not _wait_until_gone(state)
+    assert not (state / "env").exists()  # the environment is down, not merely idle
