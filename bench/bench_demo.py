@@ -58,22 +58,22 @@ def main() -> None:
     args = parser.parse_args()
     runs = [one_run(args.preset, args.orbits, args.extra) for _ in range(args.runs)]
     first = runs[0]
-    print(  # noqa: T201
+    print(
         f"datacarousel demo, preset {args.preset}: {first['files']} files ({first['bytes'] / 2**20:.1f} MiB), "
         f"{first['restore_calls']} restore calls for {first['demands']} job-file demands, {args.runs} run(s)"
     )
     names = list(first["stages"]) + list(first["milestones"])
     header = f"{'stage':52s}" + "".join(f"{'run ' + str(i + 1):>10s}" for i in range(len(runs))) + f"{'median':>10s}"
-    print(header)  # noqa: T201
+    print(header)
     for name in names:
         values = [r["stages"].get(name, r["milestones"].get(name, float("nan"))) for r in runs]
         cells = "".join(f"{v:10.1f}" for v in values)
-        print(f"{name:52s}{cells}{statistics.median(values):10.1f}")  # noqa: T201
+        print(f"{name:52s}{cells}{statistics.median(values):10.1f}")
     walls = [r["wall_s"] for r in runs]
-    print(f"{'end to end (wall, incl. process start)':52s}" + "".join(f"{w:10.1f}" for w in walls)  # noqa: T201
+    print(f"{'end to end (wall, incl. process start)':52s}" + "".join(f"{w:10.1f}" for w in walls)
           + f"{statistics.median(walls):10.1f}")  # fmt: skip
     steps = [r["steps"] for r in runs]
-    print(f"{'carousel steps':52s}" + "".join(f"{s:10d}" for s in steps))  # noqa: T201
+    print(f"{'carousel steps':52s}" + "".join(f"{s:10d}" for s in steps))
 
 
 if __name__ == "__main__":

@@ -301,13 +301,24 @@ def child(kind: str, cfg: dict[str, Any]) -> dict[str, Any]:
 
         with h5pyd.File(cfg["domain"], "r") as d:
             t = read_h5py(d, plan, sample)
-    elif kind == "job-local":
+    elif kind.startswith("job-"):
+        # job-local-h5py | job-local-wN | job-s3-wN | job-hsds-wN (the carousel path) | job-hsds-h5pyd
+        from batch_jobs.compute_radiance import readers
         from batch_jobs.compute_radiance.job import compute_orbit
-        from batch_jobs.compute_radiance.readers import open_local
 
+        _, where, mode = kind.split("-", 2)
+        use_direct = mode.startswith("w")
+        n_threads = int(mode[1:]) if use_direct else None
         t = Timer()
-        with open_local(cfg["file"]) as src:
+        opener = {
+            "local": lambda: readers.open_local(cfg["file"], direct=use_direct, workers=n_threads),
+            "s3": lambda: readers.open_s3(f"s3://{cfg['bucket']}/{cfg['key']}", direct=use_direct, workers=n_threads),
+            "hsds": lambda: readers.open_hsds(cfg["domain"], direct=use_direct, workers=n_threads),
+        }[where]
+        with opener() as src:
             result = compute_orbit(src)
+            if src._direct is not None:
+                out["stats"] = src._direct.stats.as_dict()
         t.seconds["job"] = time.perf_counter() - started
         out["samples"] = [float(result.modis.count.sum()), float(result.misr.count.sum()),
                           float(result.ceres.count.sum())]  # fmt: skip
@@ -462,7 +473,7 @@ def main() -> None:
                "plan": plan}  # fmt: skip
         kinds = ["h5py-local", "direct-local-w1", "direct-local-w2", "direct-local-prefetch-w2", "direct-s3-w1",
                  "direct-s3-w2", "direct-s3-prefetch-w1", "direct-s3-prefetch-w2",
-                 "h5py-s3fs-all", "job-local"]  # fmt: skip
+                 "h5py-s3fs-all", "job-local-h5py", "job-local-w1", "job-local-w2", "job-hsds-w1", "job-hsds-w2"]  # fmt: skip
         sample_kinds = ["h5py-local", "direct-local-w1", "direct-s3-w1", "h5py-s3fs-readahead-4M",
                         "h5py-s3fs-readahead-64M", "h5py-s3fs-blockcache-16M", "hsds"]  # fmt: skip
         only = set(args.only.split(",")) if args.only else None

@@ -176,6 +176,116 @@ def lower_bound(
     )
 
 
+@dataclass(frozen=True)
+class NeedBound:
+    """Lower bounds on the cost of serving needs that arrive over time (see `need_lower_bound`)."""
+
+    prompt: CostBreakdown  # each job served from its arrival: per file the cheaper of keeping or restoring again
+    prompt_restored_bytes: int  # bytes that optimum restores (its amplification numerator)
+    once: CostBreakdown  # amplification exactly 1 while serving promptly: each file staged first need -> last need
+    once_peak_bytes: int  # what `once` must hold staged at one time (above the window: amplification 1 infeasible)
+    floor: CostBreakdown  # `lower_bound`: each byte restored once, staged one day (jobs may wait for each other)
+
+
+def need_lower_bound(
+    sizes: Sequence[int] | np.ndarray,
+    need_times: Sequence[Sequence[float]],
+    *,
+    min_staging_s: float = DAY_S,
+    tier: RestoreTier = RestoreTier.BULK,
+    archive_class: ArchiveClass = ArchiveClass.DEEP_ARCHIVE,
+    prices: PriceTable = DEFAULT_PRICES,
+) -> NeedBound:
+    """Honest lower bounds for files needed at given times (a job needs its files from its arrival on).
+
+    A restore costs retrieval + one request and stays billed at least `min_staging_s` (S3's shortest
+    restore is one day). If every job is to be served from its arrival (no job held back to wait for a
+    later one), each file's need times must be covered by staged periods ("stints"): one stint over needs
+    t_a..t_b costs one restore + staging for max(min_staging_s, t_b - t_a). Per file the cheapest
+    cover is found exactly (a small dynamic programme over its sorted need times): between two
+    needs far apart it is cheaper to restore again than to keep the copy. `prompt` is that optimum;
+    `once` is the single-stint cover (restore amplification exactly 1); `floor` drops the promptness
+    (each byte restored once, staged one day) and bounds every schedule. Restore latency, window caps
+    and processing time are ignored, so every figure is a lower bound for its class of schedules.
+    """
+    price = prices.retrieval_price(archive_class, tier)
+    restore_per_byte = price.per_gb / prices.bytes_per_gb
+    request = price.per_1000_requests / 1000
+    stage_per_byte_s = prices.staging_per_gb_month / prices.bytes_per_gb / (prices.hours_per_month * HOUR_S)
+    size_arr = np.asarray(sizes, dtype=np.float64)
+    prompt = np.zeros(4)  # retrieval, requests, staging byte-seconds, restored bytes
+    once_stage = 0.0
+    events: list[tuple[float, float]] = []
+    memo: dict[tuple[float, tuple[float, ...]], tuple[int, float]] = {}
+    for size, times in zip(size_arr, need_times, strict=True):
+        t = tuple(sorted(float(x) for x in times))
+        if not t:
+            continue
+        span = t[-1] - t[0]
+        once_stage += size * max(min_staging_s, span)
+        events += [(t[0], size), (t[0] + max(min_staging_s, span), -size)]
+        key = (float(size), tuple(x - t[0] for x in t))
+        if key not in memo:
+            fixed = size * restore_per_byte + request
+            k = len(t)
+            best = [0.0] + [np.inf] * k
+            stints = [0] * (k + 1)
+            stage = [0.0] * (k + 1)
+            for b in range(1, k + 1):
+                for a in range(1, b + 1):
+                    held = max(min_staging_s, t[b - 1] - t[a - 1])
+                    c = best[a - 1] + fixed + stage_per_byte_s * size * held
+                    if c < best[b]:
+                        best[b], stints[b], stage[b] = c, stints[a - 1] + 1, stage[a - 1] + held
+            memo[key] = (stints[k], stage[k])
+        n_stints, held_s = memo[key]
+        prompt += (size * n_stints * restore_per_byte, n_stints * request, size * held_s, size * n_stints)
+    events.sort()
+    level = peak = 0.0
+    for _, delta in events:
+        level += delta
+        peak = max(peak, level)
+    needed = size_arr[[bool(len(x)) for x in need_times]] if len(size_arr) else size_arr
+    unique_bytes = float(needed.sum())
+    staging_price = prices.staging_per_gb_month / prices.bytes_per_gb / (prices.hours_per_month * HOUR_S)
+    return NeedBound(
+        prompt=CostBreakdown(
+            retrieval=float(prompt[0]), requests=float(prompt[1]), staging=float(prompt[2]) * staging_price
+        ),
+        prompt_restored_bytes=int(prompt[3]),
+        once=CostBreakdown(
+            retrieval=unique_bytes * restore_per_byte,
+            requests=len(needed) * request,
+            staging=once_stage * staging_price,
+        ),
+        once_peak_bytes=int(peak),
+        floor=lower_bound(
+            unique_bytes,
+            len(needed),
+            min_staging_s=min_staging_s,
+            tier=tier,
+            archive_class=archive_class,
+            prices=prices,
+        ),
+    )
+
+
+def keep_break_even_s(
+    size_bytes: float = 30 * 2**30,
+    *,
+    lease_days: int = 1,
+    tier: RestoreTier = RestoreTier.BULK,
+    archive_class: ArchiveClass = ArchiveClass.DEEP_ARCHIVE,
+    prices: PriceTable = DEFAULT_PRICES,
+) -> float:
+    """How long keeping an idle copy costs as much as restoring it again (retrieval + request + the
+    re-restore's own staging, completion + lease rounded up to midnight: lease + half a day on average)."""
+    price = prices.retrieval_price(archive_class, tier)
+    stage_per_s = prices.staging_per_gb_month / prices.bytes_per_gb / (prices.hours_per_month * HOUR_S) * size_bytes
+    again = prices.gb(size_bytes) * price.per_gb + price.per_1000_requests / 1000
+    return again / stage_per_s + (lease_days + 0.5) * DAY_S
+
+
 # --- estimates ----------------------------------------------------------------------
 
 
@@ -350,6 +460,7 @@ __all__ = [
     "ArchiveClass",
     "CostBreakdown",
     "JobStatus",
+    "NeedBound",
     "PriceTable",
     "RetrievalPrice",
     "SubmissionEstimate",
@@ -357,6 +468,8 @@ __all__ = [
     "estimate_submission",
     "expiry_after",
     "job_status",
+    "keep_break_even_s",
     "lower_bound",
+    "need_lower_bound",
     "staging_seconds",
 ]

@@ -99,6 +99,16 @@ class PlannerConfig:
     index_retry_s: float = HOUR_S
     probe_after_s: float = 6 * HOUR_S  # HeadObject a restore this old (its completion event may be lost) ...
     probe_every_s: float = 6 * HOUR_S  # ... and again this long after the last look (< one lease)
+    # Keep-or-release (off when keep_s == 0; see `keep`): a readable copy no open job needs any more is
+    # renewed while (a) its idle time is under keep_s -- idle counted from the restore's latest possible
+    # completion or the latest arrival of an open job that wants it, whichever is later --, (b) at least
+    # keep_min_jobs open jobs wanting files in its orbit neighbourhood arrived within keep_s (a campaign
+    # is on: queries cluster), and (c) kept copies stay within keep_fraction of the window (bytes and
+    # files; the rest is left for files jobs wait for).
+    keep_s: float = 0.0
+    keep_fraction: float = 0.5
+    keep_neighbourhood_orbits: int = 450  # about one month of orbits
+    keep_min_jobs: int = 1  # open jobs arrived within keep_s wanting the neighbourhood: a campaign is on
 
     def __post_init__(self) -> None:
         problems = []
@@ -114,6 +124,14 @@ class PlannerConfig:
             problems.append("probe_every_s must lie in (0, lease_days days): a copy must not expire unseen")
         if self.max_restore_requests_per_step < 1:
             problems.append("max_restore_requests_per_step must be >= 1")
+        if not self.keep_s >= 0:
+            problems.append(f"keep_s must be >= 0, got {self.keep_s}")
+        if not 0 <= self.keep_fraction <= 1:
+            problems.append(f"keep_fraction must lie in [0, 1], got {self.keep_fraction}")
+        if self.keep_min_jobs < 1:
+            problems.append("keep_min_jobs must be >= 1")
+        if self.keep_neighbourhood_orbits < 1:
+            problems.append("keep_neighbourhood_orbits must be >= 1")
         object.__setattr__(self, "policy", Policy(self.policy))
         object.__setattr__(self, "tier", RestoreTier(self.tier))
         if problems:
@@ -202,9 +220,12 @@ def plan(snapshot: Snapshot, now: float, config: PlannerConfig) -> Plan:
     renew_idx = np.nonzero(renew)[0]
     if len(renew_idx) > budget:
         renew_idx = renew_idx[np.argsort(files.expiry[renew_idx], kind="stable")[:budget]]
+    budget -= len(renew_idx)
+    keep_idx = keep(snapshot, d, now, config, budget=max(0, budget))
+    renew_idx = np.concatenate([renew_idx, keep_idx]) if len(keep_idx) else renew_idx
     for i in renew_idx:
         actions.append(RenewLease(files.names[i], files.keys[i], config.lease_days, config.tier))
-    budget -= len(renew_idx)
+    budget -= len(keep_idx)
 
     # 4. index and release
     with np.errstate(invalid="ignore"):
@@ -255,6 +276,56 @@ def plan(snapshot: Snapshot, now: float, config: PlannerConfig) -> Plan:
         window_bytes,
     )
     return plan_
+
+
+def keep(snapshot: Snapshot, d: Demand, now: float, config: PlannerConfig, *, budget: int) -> npt.NDArray[np.int64]:
+    """Rows of readable copies nobody needs now that are worth keeping one more lease (see `PlannerConfig.keep_s`).
+
+    Ski rental with a reuse signal: keeping a copy a day costs its staging; letting it go costs a
+    restore (and a restore latency for the next job) if a job wants it again. A copy is kept while its
+    idle time is under `keep_s` (the cost model's break-even is `keep_break_even_s`) and open jobs still
+    want files in its orbit neighbourhood; kept copies hold at most `keep_fraction` of the window, the
+    most wanted neighbourhoods first. Kept copies count against the window like any other.
+    """
+    if config.keep_s <= 0 or budget <= 0 or config.policy is Policy.NAIVE:
+        return np.zeros(0, dtype=np.int64)
+    files, jobs, jf = snapshot.files, snapshot.jobs, snapshot.job_files
+    with np.errstate(invalid="ignore"):
+        idle = d.readable & ~d.expired & (d.needed == 0)
+        due = idle & (files.expiry - now < config.renew_margin_s)
+    if not due.any():
+        return np.zeros(0, dtype=np.int64)
+    # Idle since: the restore's latest completion, or the latest arrival of an open job wanting the file.
+    # Reuse is likely while a campaign is on: at least `keep_min_jobs` open jobs wanting files in the
+    # copy's orbit neighbourhood (its bin and the two next to it) arrived within the last keep_s.
+    bins = files.orbit // config.keep_neighbourhood_orbits
+    lo = int(bins.min())
+    n_bins = int(bins.max()) - lo + 1
+    anchor = files.requested_at + TIER_MAX_LATENCY_S[config.tier]
+    burst = np.zeros(n_bins + 2)
+    open_rows = np.nonzero(jobs.state[jf.job] == J_OPEN)[0]
+    if len(open_rows):
+        row_file, row_job = jf.file[open_rows], jf.job[open_rows]
+        row_arrival = jobs.submitted_at[row_job]
+        arrival = np.full(len(files), -np.inf)
+        np.maximum.at(arrival, row_file, row_arrival)
+        anchor = np.fmax(anchor, arrival)
+        fresh = now - row_arrival < config.keep_s
+        pairs = np.unique(row_job[fresh].astype(np.int64) * (n_bins + 2) + (bins[row_file[fresh]] - lo + 1))
+        burst = np.bincount(pairs % (n_bins + 2), minlength=n_bins + 2).astype(np.float64)
+    heat = (burst[:-2] + burst[1:-1] + burst[2:])[bins - lo]  # jobs per bin, summed over the 3 bins
+    with np.errstate(invalid="ignore"):
+        wanted = due & (now - anchor < config.keep_s) & (heat >= config.keep_min_jobs)
+    cand = np.nonzero(wanted)[0]
+    if not len(cand):
+        return np.zeros(0, dtype=np.int64)
+    # room: idle copies not due now are committed until they expire; kept ones stay within the share
+    committed = idle & ~due
+    room_bytes = int(config.keep_fraction * config.window_bytes) - int(files.size[committed].sum())
+    room_files = min(int(config.keep_fraction * config.window_files) - int(committed.sum()), budget)
+    order = cand[np.lexsort((files.orbit[cand], -heat[cand]))][: max(room_files, 0)]
+    fits = np.cumsum(files.size[order]) <= room_bytes
+    return order[fits].astype(np.int64)
 
 
 def admit(
@@ -393,6 +464,7 @@ __all__ = [
     "admit",
     "cancel_job",
     "demand",
+    "keep",
     "plan",
     "step",
 ]

@@ -40,7 +40,16 @@ from carousel.actions import (
     RequestRestore,
 )
 from carousel.catalogue import CatalogueArrays
-from carousel.cost import DEFAULT_PRICES, CostBreakdown, PriceTable, account, expiry_after, lower_bound
+from carousel.cost import (
+    DEFAULT_PRICES,
+    CostBreakdown,
+    NeedBound,
+    PriceTable,
+    account,
+    expiry_after,
+    lower_bound,
+    need_lower_bound,
+)
 from carousel.model import (
     F_ARCHIVED,
     F_FAILED,
@@ -82,6 +91,9 @@ class SimConfig:
     window_files: int = 3_000
     tier: RestoreTier = RestoreTier.BULK
     lease_days: int = 1
+    keep_s: float = 2 * DAY_S  # PlannerConfig.keep_s: keep idle copies this long when reuse is likely (0: off)
+    keep_fraction: float = 0.5  # PlannerConfig.keep_fraction
+    keep_min_jobs: int = 1  # PlannerConfig.keep_min_jobs
     step_s: float = HOUR_S
     horizon_s: float = 120 * DAY_S
     restore_latency_h: dict[RestoreTier, tuple[float, float]] = field(
@@ -178,6 +190,13 @@ class SimResult:
     max_step_s: float
     violations: dict[str, int]
     timeline: Timeline
+    need_bound: NeedBound | None = None  # honest bounds given the jobs' arrival times (`cost.need_lower_bound`)
+    step_s: tuple[float, ...] = ()  # wall time of every planning step
+
+    @property
+    def prompt_bound(self) -> CostBreakdown:
+        """Cheapest cost serving every job from its arrival (keep or restore again, per file); else the floor."""
+        return self.need_bound.prompt if self.need_bound is not None else self.lower_bound
 
     @property
     def median_completion_s(self) -> float:
@@ -461,11 +480,15 @@ def simulate(
         policy=policy,
         tier=config.tier,
         lease_days=config.lease_days,
+        keep_s=config.keep_s,
+        keep_fraction=config.keep_fraction,
+        keep_min_jobs=config.keep_min_jobs,
         max_restore_requests_per_step=PlannerConfig.requests_per_step(
             config.request_seconds_per_step, config.requests_per_second
         ),
     )
     timeline = Timeline()
+    step_times: list[float] = []
     t = EPOCH
     end = EPOCH + config.horizon_s
     steps = 0
@@ -483,7 +506,8 @@ def simulate(
         snapshot = world.snapshot(arrived)
         tick = time.perf_counter()
         plan, reconciled = step(snapshot, world.take_events(), world.observed(t), t, planner)
-        max_step = max(max_step, time.perf_counter() - tick)
+        step_times.append(time.perf_counter() - tick)
+        max_step = max(max_step, step_times[-1])
         steps += 1
         if plan.window_bytes > planner.window_bytes or plan.window_files > planner.window_files:
             world.violations["window_exceeded"] += 1
@@ -538,7 +562,21 @@ def simulate(
         max_step_s=max_step,
         violations=dict(world.violations),
         timeline=timeline,
+        need_bound=need_bound(catalogue, jobs, config.tier, prices),
+        step_s=tuple(step_times),
     )
+
+
+def need_bound(
+    catalogue: CatalogueArrays, workload: Sequence[JobSpec], tier: RestoreTier, prices: PriceTable = DEFAULT_PRICES
+) -> NeedBound:
+    """`cost.need_lower_bound` for a workload: each file is needed from the arrival of every job wanting it."""
+    needs: dict[int, list[float]] = {}
+    for j in workload:
+        for f in np.unique(j.files):
+            needs.setdefault(int(f), []).append(j.submitted_at)
+    rows = sorted(needs)
+    return need_lower_bound(catalogue.size[rows], [needs[f] for f in rows], tier=tier, prices=prices)
 
 
 def compare(
@@ -552,4 +590,4 @@ def compare(
     return {Policy(p): simulate(catalogue, workload, p, config, prices) for p in policies}
 
 
-__all__ = ["JobSpec", "SimConfig", "SimResult", "compare", "make_workload", "simulate"]
+__all__ = ["JobSpec", "SimConfig", "SimResult", "compare", "make_workload", "need_bound", "simulate"]

@@ -657,7 +657,11 @@ class Step:
         self._parallel(plan.of(ProbeRestore), lambda a: self.apply_probe(loaded, a, now, report))
         self._parallel(plan.of(RequestRestore), lambda a: self.apply_restore(loaded, a, now, report))
         for complete in plan.of(CompleteJob):
-            self.apply_complete(loaded, complete, now, report)
+            try:
+                self.apply_complete(loaded, complete, now, report)
+            except (ImportError, BadInput, ClientError, BotoCoreError) as exc:
+                # The job stays OPEN and is completed by a later step; nothing else waits on it.
+                log.error("job %s: could not complete: %s: %s", complete.job_id, type(exc).__name__, exc)
         for cancel in plan.of(CancelJob):  # the planner does not emit these; `carousel.jobs.cancel` does
             self.tables.jobs.transition(cancel.job_id, JobState.OPEN, JobState.CANCELLED, now)
 

@@ -255,8 +255,8 @@ def set_restore_delay(endpoint: str, seconds: float | None) -> None:
     url = endpoint.rstrip("/") + "/moto-api/state-manager/set-transition"
     if not url.startswith(("http://127.0.0.1", "http://localhost")):
         raise DemoError(f"refusing to call moto's state manager on {endpoint!r}: the demo runs on loopback only")
-    request = urllib.request.Request(url, data=body, method="POST")  # noqa: S310 - loopback URL checked above
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+    request = urllib.request.Request(url, data=body, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
         if response.status not in (200, 201):
             raise DemoError(f"moto's state manager answered {response.status}")
 
@@ -310,6 +310,7 @@ class Demo:
         self._saved_environ: dict[str, str] | None = None
         self._carousel_t0 = 0.0
         self.pending: list[Researcher] = []
+        self._container_parts: tuple[dict[str, str], Any] | None = None
 
     # ---- helpers ----
 
@@ -356,31 +357,35 @@ class Demo:
             os.environ.pop(name, None)
         os.environ.update(self.env)
 
-    def make_launcher(self) -> Any:
-        from carousel.__main__ import template_dict  # noqa: PLC0415
-        from datacarousel.launcher import LocalLauncher, job_definitions  # noqa: PLC0415
-
-        state = os.environ.get(Env.LOCAL_STATE_DIR) or str(self.options.state_dir / "jobs")
-        definitions = job_definitions(template_dict())
+    def check_containers(self) -> None:
+        """With --containers: the engine and the five worker images must be there (before anything starts)."""
         if not self.options.containers:
-            return LocalLauncher(definitions, dict(os.environ), Path(state))
+            return
         try:
             from datacarousel import images  # noqa: PLC0415
 
             engine = images.detect_engine()
             refs = images.local_images(engine)
             missing = sorted(ref for ref in set(refs.values()) if not images.image_exists(engine, ref))
-            if missing:
-                raise DemoError(
-                    f"--containers: image(s) {', '.join(missing)} not built; run `datacarousel images build` first"
-                )
-            return LocalLauncher(
-                definitions, dict(os.environ), Path(state), images=refs, container_runner=images.ImageRunner(engine)
-            )
-        except DemoError:
-            raise
-        except Exception as exc:  # the images part may be missing or broken: say so clearly
+            runner = images.ImageRunner(engine)
+        except Exception as exc:  # the images part may be missing or broken here: say so clearly
             raise DemoError(f"--containers is not usable here: {type(exc).__name__}: {exc}") from exc
+        if missing:
+            raise DemoError(
+                f"--containers: image(s) {', '.join(missing)} not built; run `datacarousel images build` first"
+            )
+        self._container_parts = (refs, runner)
+
+    def make_launcher(self) -> Any:
+        from carousel.__main__ import template_dict  # noqa: PLC0415
+        from datacarousel.launcher import LocalLauncher, job_definitions  # noqa: PLC0415
+
+        state = Path(os.environ.get(Env.LOCAL_STATE_DIR) or str(self.options.state_dir / "jobs"))
+        definitions = job_definitions(template_dict())
+        if self._container_parts is None:
+            return LocalLauncher(definitions, dict(os.environ), state)
+        refs, runner = self._container_parts
+        return LocalLauncher(definitions, dict(os.environ), state, images=refs, container_runner=runner)
 
     # ---- 2. data ----
 
@@ -499,7 +504,9 @@ class Demo:
             with self.stages.stage("restore clock settles"):
                 self.say(f"   (moto's restore clock starts at the upload: {wait:.1f} s until restores take time)")
                 time.sleep(wait)
-        window = f"{o.window_files or len(self.file_names)} files" + (f" / {o.window_bytes} bytes" if o.window_bytes else "")
+        window = f"{o.window_files or len(self.file_names)} files" + (
+            f" / {o.window_bytes} bytes" if o.window_bytes else ""
+        )
         self.say(
             f"[bold]4. Carousel[/bold]: step every {o.interval_s:g} s, window {window}, {o.tier} tier, "
             f"{o.lease_days}-day leases; workers: " + ("container images" if o.containers else "local processes")
@@ -576,7 +583,12 @@ class Demo:
         files = data["file_items"]
         states = Counter(str(f.get(FileAttr.STATE, "")) for f in files)
         restores = sum(int(f.get(FileAttr.RESTORE_COUNT, 0)) for f in files)
-        parts = [f"files {', '.join(f'{k.lower()} {v}' for k, v in sorted(states.items()))}; restores {restores}"]
+        w = data["window"]["in_window"]
+        cost_so_far = sum(j["cost_so_far"]["total"] for j in data["jobs"])
+        parts = [
+            f"files {', '.join(f'{k.lower()} {v}' for k, v in sorted(states.items()))}; restores {restores}; "
+            f"window {w['files']} files {w['bytes'] / 2**20:.1f} MiB; cost so far ${cost_so_far:.6f}"
+        ]
         for job in data["jobs"]:
             f = job["files"]
             parts.append(
@@ -689,7 +701,9 @@ class Demo:
                     "errors": sorted({str(r.get(JobFileAttr.ERROR)) for r in rows if r.get(JobFileAttr.ERROR)}),
                     "results": f"s3://{self.results_bucket}/{prefix}",
                     "result_objects": len(result_keys),
-                    "composites": [f"s3://{self.results_bucket}/{k}" for k in keys if f"/{naming.COMPOSITES_DIR}/" in k],
+                    "composites": [
+                        f"s3://{self.results_bucket}/{k}" for k in keys if f"/{naming.COMPOSITES_DIR}/" in k
+                    ],
                     "local_copies": downloaded,
                     "submitted": {
                         k: info.submission[k]
@@ -782,7 +796,6 @@ class Demo:
             f"[bold]Monthly composite[/bold] of {mc['orbits']} orbits: {mc['npz']}; quick-looks: "
             + ", ".join(summary["quicklooks"])
         )
-        self.say(f"Summary JSON: {Path(summary['out_dir']) / 'summary.json'}")
 
     # ---- 6. teardown ----
 
@@ -810,15 +823,19 @@ class Demo:
         summary: dict[str, Any] = {}
         ok = False
         try:
+            self.check_containers()
             self.bring_up()
             s3 = aws.client("s3")
             paths = self.generate()
             uploaded = self.upload(paths, s3)
             self.inventory_and_submit()
             self.run_carousel(uploaded)
-            self.stop_workers(grace_s=WORKER_GRACE_S)
+            with self.stages.stage("workers exit"):
+                self.stop_workers(grace_s=WORKER_GRACE_S)
             with self.stages.stage("results and quick-looks"):
                 summary = self.collect(s3)
+            self.say("[bold]5. Summary[/bold]")
+            self.print_summary(summary)
             ok = True
         finally:
             with self.stages.stage("environment down"):
@@ -837,9 +854,7 @@ class Demo:
             summary["total_s"] = round(time.monotonic() - began, 3)
             summary["kept_running"] = bool(self.options.keep and self.started_env)
             (self.options.out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-            self.say("[bold]5. Summary[/bold]")
-            self.print_summary(summary)
-            self.say(f"Done in {summary['total_s']:.0f} s.")
+            self.say(f"Done in {summary['total_s']:.0f} s. Summary JSON: {self.options.out_dir / 'summary.json'}")
         return summary
 
 

@@ -11,6 +11,16 @@ the whole chunk into memory (755 MB per AN band). Where the raw bytes are
 reachable (local file, S3 object) the reader instead streams the chunk through
 zlib and keeps only the daylit block range, stopping after its last block; it
 checks the filter pipeline first and falls back to one HDF5 slice otherwise.
+
+Direct reads (issue #11, docs/read-path.md): by default every opener also gives the reader a
+`datacarousel.chunkread.DirectReads`, which reads datasets stored as contiguous data or deflate-only
+chunks straight from their bytes (local pread, or ranged GETs of the S3 object, the chunk index
+coming from the file's own metadata or, for HSDS, from the linked domain) and inflates them in the
+client (ISA-L when installed, several chunks at once on `workers` threads). Anything else (other
+filters, datasets HSDS copied, a failed direct index) goes the ordinary h5py/h5pyd way. The job
+never knows which path served it; the results are identical (tests/batch_jobs/test_compute_radiance_read_paths.py).
+For remote sources the MODIS candidates of the whole orbit are fetched ahead in few coalesced
+requests (`chunkread.Prefetcher`), since each request costs a round trip.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 import s3fs
 
+from datacarousel import aws, chunkread
 from datacarousel.errors import BadInput, TransientError
 
 log = logging.getLogger(__name__)
@@ -40,6 +51,22 @@ RawRead = Callable[[int, int], bytes]  # (offset, size) -> bytes of the underlyi
 STREAM_PIECE = 8 * 1024 * 1024  # compressed bytes fed to zlib at a time
 BLOCK_GROUP = 8  # MISR blocks handed to the job at a time
 S3_BLOCK_SIZE = 4 * 1024 * 1024  # s3fs read-ahead block for HDF5 metadata and small datasets
+MODIS_GRANULE_PATHS = (
+    "_1KM/Geolocation/Latitude",
+    "_1KM/Geolocation/Longitude",
+    "SolarZenith",
+    "SensorZenith",
+    "_1KM/Data_Fields/EV_250_Aggr1km_RefSB",
+    "_1KM/Data_Fields/EV_500_Aggr1km_RefSB",
+)
+
+
+def default_workers() -> int:
+    """Threads for direct reads: the CPUs this process may use (zlib/ISA-L release the GIL)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 class MissingData(Exception):
@@ -87,11 +114,57 @@ CERES_DATASETS = {
 class OrbitReader:
     """`OrbitSource` over an h5py-like File; `raw_read` enables streaming of whole-array gzip chunks."""
 
-    def __init__(self, h5file: Any, name: str, raw_read: RawRead | None = None, closers: tuple[Any, ...] = ()) -> None:
+    def __init__(
+        self,
+        h5file: Any,
+        name: str,
+        raw_read: RawRead | None = None,
+        *,
+        closers: tuple[Any, ...] = (),
+        direct: chunkread.DirectReads | None = None,
+        prefetch_modis: bool = False,
+    ) -> None:
         self._f = h5file
         self.name = name
         self._raw_read = raw_read
         self._closers = closers
+        self._direct = direct
+        self._prefetch_modis = prefetch_modis and direct is not None
+        self._prefetcher: chunkread.Prefetcher | None = None
+        self._prefetched: set[str] = set()
+
+    # -- direct reads (None: read the ordinary way) --
+    def _direct_read(self, paths: list[str]) -> list[npt.NDArray[Any]] | None:
+        if self._direct is None:
+            return None
+        try:
+            if self._prefetcher is not None and all(p in self._prefetched for p in paths):
+                return [self._prefetcher.get(p) for p in paths]
+            if len(paths) == 1:
+                one = self._direct.read(paths[0])
+                return None if one is None else [one]
+            many = self._direct.read_many(paths)
+        except (chunkread.ShortRead, chunkread.CorruptChunk) as exc:
+            raise BadInput(f"{self.name}: truncated or corrupt data: {exc}") from exc
+        return None if many is None else [many[p] for p in paths]
+
+    def _start_modis_prefetch(self, granules: list[str]) -> None:
+        """Remote sources: fetch every granule's candidates ahead, in time order, in few requests."""
+        if not self._prefetch_modis or self._prefetcher is not None or self._direct is None:
+            return
+        order = sorted(granules, key=_granule_sort_key)
+        indexes = []
+        for g in order:
+            for m in MODIS_GRANULE_PATHS:
+                index = self._direct.index(f"MODIS/{g}/{m}")
+                if index is not None and index.direct:
+                    indexes.append(index)
+        if indexes:
+            self._prefetcher = chunkread.Prefetcher(
+                indexes, self._direct.reader, fetchers=self._direct.workers, decoders=self._direct.workers,
+                stats=self._direct.stats,
+            )  # fmt: skip
+            self._prefetched = {i.path for i in indexes}
 
     # -- plumbing --
     def _dataset(self, path: str) -> Any:
@@ -104,6 +177,9 @@ class OrbitReader:
         return obj
 
     def _read(self, path: str, selection: Any = ()) -> npt.NDArray[Any]:
+        got = self._direct_read([path])
+        if got is not None:
+            return got[0] if selection == () else np.asarray(got[0][selection])
         return np.asarray(self._dataset(path)[selection])
 
     def _children(self, path: str) -> list[str]:
@@ -118,10 +194,15 @@ class OrbitReader:
 
     # -- MODIS --
     def modis_granules(self) -> list[str]:
-        return self._children("MODIS")
+        granules = self._children("MODIS")
+        self._start_modis_prefetch(granules)
+        return granules
 
     def modis_latlon(self, granule: str) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         base = f"MODIS/{granule}/_1KM/Geolocation"
+        got = self._direct_read([f"{base}/Latitude", f"{base}/Longitude"])
+        if got is not None:
+            return got[0], got[1]
         return self._read(f"{base}/Latitude"), self._read(f"{base}/Longitude")
 
     def modis_angles(self, granule: str) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
@@ -130,9 +211,11 @@ class OrbitReader:
     def modis_bands(
         self, granule: str, fields: tuple[str, ...]
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        datasets = [self._dataset(f"MODIS/{granule}/_1KM/Data_Fields/{f}") for f in fields]  # all or nothing
+        paths = [f"MODIS/{granule}/_1KM/Data_Fields/{f}" for f in fields]
+        datasets = [self._dataset(p) for p in paths]  # all or nothing
+        direct = self._direct_read(paths)
         bands, rad_scales, ref_scales = [], [], []
-        for ds in datasets:
+        for k, ds in enumerate(datasets):
             try:
                 rs = np.asarray(ds.attrs["radiance_scales"], dtype=np.float32).ravel()
                 fs = np.asarray(ds.attrs["reflectance_scales"], dtype=np.float32).ravel()
@@ -141,7 +224,7 @@ class OrbitReader:
             n = ds.shape[0]
             if len(rs) < n or len(fs) < n:
                 raise MissingData(f"{ds.name}: scale attributes shorter than the band count {n}")
-            bands.append(np.asarray(ds[()], dtype=np.float32))
+            bands.append(np.asarray(direct[k] if direct is not None else ds[()], dtype=np.float32))
             rad_scales.append(rs[:n])
             ref_scales.append(fs[:n])
         return np.concatenate(bands, axis=0), np.concatenate(rad_scales), np.concatenate(ref_scales)
@@ -153,6 +236,10 @@ class OrbitReader:
     def _block_range(self, path: str, first: int, last: int) -> Iterator[npt.NDArray[Any]]:
         """Blocks first..last (inclusive) of a (180, h, w) dataset, in groups of BLOCK_GROUP, read once."""
         ds = self._dataset(path)
+        rows = self._direct.rows(path, first, last, BLOCK_GROUP) if self._direct is not None else None
+        if rows is not None:
+            yield from prefetched(self._translated(rows), depth=2)
+            return
         plan = self._stream_plan(ds)
         if plan is None:
             data = np.asarray(ds[first : last + 1])
@@ -166,6 +253,12 @@ class OrbitReader:
             first=first, last=last,
         )  # fmt: skip
         yield from prefetched(stream, depth=2)  # inflate the next blocks while the job aggregates these
+
+    def _translated(self, rows: Iterator[npt.NDArray[Any]]) -> Iterator[npt.NDArray[Any]]:
+        try:
+            yield from rows
+        except (chunkread.ShortRead, chunkread.CorruptChunk) as exc:
+            raise BadInput(f"{self.name}: MISR chunk truncated or corrupt: {exc}") from exc
 
     def _stream_plan(self, ds: Any) -> tuple[int, int] | None:
         """(file offset, compressed size) of a whole-array deflate-only chunk, or None if streaming does not apply."""
@@ -206,9 +299,14 @@ class OrbitReader:
         base = f"CERES/{granule}/{instrument}"
         if instrument not in self._children(f"CERES/{granule}"):
             raise MissingData(base)
+        got = self._direct_read([f"{base}/{path}" for path in CERES_DATASETS.values()])
+        if got is not None:
+            return dict(zip(CERES_DATASETS, got, strict=True))
         return {key: self._read(f"{base}/{path}") for key, path in CERES_DATASETS.items()}
 
     def close(self) -> None:
+        if self._prefetcher is not None:
+            self._prefetcher.close()
         for obj in (self._f, *self._closers):
             try:
                 obj.close()
@@ -220,6 +318,10 @@ class OrbitReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _granule_sort_key(name: str) -> tuple[int, str]:
+    return (0, name) if name.startswith("granule_") else (1, name)
 
 
 def _stream_blocks(
@@ -324,7 +426,8 @@ def _translate_open_error(where: str, exc: Exception) -> Exception:
     return TransientError(f"{where}: {text}")
 
 
-def open_local(path: str | Path) -> OrbitReader:
+def open_local(path: str | Path, *, direct: bool = True, workers: int | None = None) -> OrbitReader:
+    """h5py over a local file; `direct`: datasets read by pread + inflate on `workers` threads (default: the CPUs)."""
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"{path}: no such file")
@@ -341,7 +444,10 @@ def open_local(path: str | Path) -> OrbitReader:
         def close(self) -> None:
             os.close(fd)
 
-    return OrbitReader(h5, path.name, raw_read, closers=(_Fd(),))
+    direct_reads = None
+    if direct:
+        direct_reads = chunkread.DirectReads.for_h5py(h5, raw_read, workers=workers or default_workers())
+    return OrbitReader(h5, path.name, raw_read, closers=(_Fd(),), direct=direct_reads)
 
 
 def split_s3_url(url: str) -> tuple[str, str]:
@@ -365,8 +471,14 @@ def s3_filesystem() -> Any:
     return s3fs.S3FileSystem(client_kwargs=client_kwargs, default_block_size=S3_BLOCK_SIZE, skip_instance_cache=True)
 
 
-def open_s3(url: str, fs: Any | None = None) -> OrbitReader:
-    """h5py over an s3fs file object (h5py has no ros3 driver here); raw reads go by byte range."""
+def open_s3(
+    url: str, fs: Any | None = None, *, direct: bool = True, workers: int | None = None, s3: Any | None = None
+) -> OrbitReader:
+    """h5py over an s3fs file object (h5py has no ros3 driver here); raw reads go by byte range.
+
+    `direct`: the chunk index comes from the file's metadata (read through h5py), the data by ranged
+    GetObject calls of `s3` (a boto3 client; default `datacarousel.aws.client("s3")`), inflated here.
+    """
     bucket, key = split_s3_url(url)
     fs = fs or s3_filesystem()
     path = f"{bucket}/{key}"
@@ -387,13 +499,38 @@ def open_s3(url: str, fs: Any | None = None) -> OrbitReader:
     def raw_read(offset: int, size: int) -> bytes:
         return bytes(fs.cat_file(path, start=offset, end=offset + size))
 
-    return OrbitReader(h5, key.rsplit("/", 1)[-1], raw_read, closers=(fobj,))
+    direct_reads = None
+    if direct:
+        client = s3 if s3 is not None else _s3_client()
+        direct_reads = chunkread.DirectReads.for_h5py(
+            h5, chunkread.s3_range_reader(client, bucket, key), workers=workers or default_workers(),
+            streamer=chunkread.s3_range_streamer(client, bucket, key),
+        )  # fmt: skip
+    return OrbitReader(h5, key.rsplit("/", 1)[-1], raw_read, closers=(fobj,), direct=direct_reads,
+                       prefetch_modis=direct)  # fmt: skip
+
+
+def _s3_client() -> Any:
+    return aws.client("s3")
 
 
 def open_hsds(
-    domain: str, endpoint: str | None = None, username: str | None = None, password: str | None = None
+    domain: str,
+    endpoint: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    *,
+    direct: bool = True,
+    workers: int | None = None,
+    s3: Any | None = None,
 ) -> OrbitReader:
-    """h5pyd over an HSDS domain (HS_ENDPOINT / HS_USERNAME / HS_PASSWORD by default)."""
+    """h5pyd over an HSDS domain (HS_ENDPOINT / HS_USERNAME / HS_PASSWORD by default).
+
+    `direct`: HSDS serves the metadata and the chunk index of the linked domain; the bytes of linked
+    datasets are read from the S3 object the domain links to (ranged GETs with `s3`, default
+    `datacarousel.aws.client("s3")`) and inflated here, not by the HSDS data nodes (which handle
+    whole-array chunks badly: docs/read-path.md). Datasets HSDS holds itself are read through HSDS.
+    """
     kwargs = {
         "endpoint": endpoint or os.environ.get("HS_ENDPOINT"),
         "username": username or os.environ.get("HS_USERNAME"),
@@ -408,4 +545,9 @@ def open_hsds(
         if "403" in text or "401" in text:
             raise BadInput(f"HSDS domain {domain}: access denied ({text})") from exc
         raise TransientError(f"HSDS domain {domain}: {text}") from exc
-    return OrbitReader(h5, domain.rsplit("/", 1)[-1])
+    direct_reads = None
+    if direct:
+        client = s3 if s3 is not None else _s3_client()
+        direct_reads = chunkread.DirectReads.for_hsds(h5, chunkread.s3_uri_opener(client),
+                                                      workers=workers or default_workers())  # fmt: skip
+    return OrbitReader(h5, domain.rsplit("/", 1)[-1], direct=direct_reads, prefetch_modis=direct)

@@ -15,6 +15,11 @@ from datacarousel.errors import DataCarouselError
 log = logging.getLogger(__name__)
 
 EXIT_SIGNAL_BASE = 128
+WIDE_OUTPUT = 200
+OUT_OPTION = typer.Option(demo.DEFAULT_OUT_DIR, "--out", help="Where the summary and quick-looks go.")
+STATE_DIR_OPTION = typer.Option(
+    demo.DEFAULT_STATE_DIR, "--state-dir", help="The environment's state directory (reused if running)."
+)
 
 
 def _paths(values: list[str] | None) -> tuple[int, ...]:
@@ -29,7 +34,7 @@ def _paths(values: list[str] | None) -> tuple[int, ...]:
     return tuple(dict.fromkeys(out)) or demo.DEFAULT_PATHS
 
 
-def demo_command(  # noqa: PLR0913, PLR0917 - typer maps options to parameters
+def demo_command(  # noqa: PLR0917 - typer maps options to parameters
     month: str = typer.Option(demo.DEFAULT_MONTH, "--month", help="Year and month of the orbits (YYYY.MM)."),
     paths: Annotated[
         list[str] | None, typer.Option("--paths", help="MISR paths (22,23,24 or repeat); alice takes the first half.")
@@ -50,10 +55,8 @@ def demo_command(  # noqa: PLR0913, PLR0917 - typer maps options to parameters
     timeout: float = typer.Option(demo.DEFAULT_TIMEOUT_S, "--timeout", min=1.0, help="Give up after this long."),
     keep: bool = typer.Option(False, "--keep", help="Keep the services up afterwards (explore with the CLI)."),
     containers: bool = typer.Option(False, "--containers", help="Run the workers in their container images."),
-    out: Path = typer.Option(demo.DEFAULT_OUT_DIR, "--out", help="Where the summary and quick-looks go."),
-    state_dir: Path = typer.Option(
-        demo.DEFAULT_STATE_DIR, "--state-dir", help="The environment's state directory (reused if running)."
-    ),
+    out: Path = OUT_OPTION,
+    state_dir: Path = STATE_DIR_OPTION,
 ) -> None:
     """Run a researcher's month end to end on the embedded default: restore, index, compute, summarise."""
     options = demo.DemoOptions(
@@ -75,6 +78,8 @@ def demo_command(  # noqa: PLR0913, PLR0917 - typer maps options to parameters
         state_dir=state_dir,
     )
     console = Console()
+    if not console.is_terminal:  # a log or a pipe: wide enough for the summary's tables and S3 locations
+        console = Console(width=max(console.width, WIDE_OUTPUT))
     log_file = demo.configure_logging(out.resolve())
     try:
         demo.run(options, console)

@@ -129,7 +129,7 @@ class OrbitGeometry:
         decl, subsolar = solar_position(np.array([self.t0_unix + self.period_s / 2]))
         return float(decl[0]), float(subsolar[0])
 
-    def solar_angles(self, t: F64, lat: F64, lon: F64) -> tuple[F64, F64]:
+    def solar_angles(self, t: F64, lat: np.ndarray, lon: np.ndarray) -> tuple[F64, F64]:
         """Solar zenith and azimuth (degrees) at ground points at orbit time t.
 
         cos SZA = sin(lat) sin(decl) + cos(lat) cos(decl) cos(h), h the hour angle. Over one orbit

@@ -78,13 +78,13 @@ def test_other_parameters_match_reference(built_orbit: Path) -> None:
 
 def test_streamed_misr_equals_hdf5_slices(built_orbit: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(readers, "STREAM_PIECE", 4096)  # many small pieces: exercises every boundary
-    with readers.open_local(built_orbit) as src:
+    with readers.open_local(built_orbit, direct=False) as src:
         streamed = np.concatenate(list(src.misr_radiance("AN", "Red", 37, 161)))
         lat, _ = src.misr_geolocation(0, 179)
     with h5py.File(built_orbit) as f:
         assert np.array_equal(streamed, f["MISR/AN/Data_Fields/Red_Radiance"][37:162])
         assert np.array_equal(lat, f["MISR/Geolocation/GeoLatitude"][()])
-    with readers.open_local(built_orbit) as src:
+    with readers.open_local(built_orbit, direct=False) as src:
         src._raw_read = None  # the HDF5 path
         sliced = compute_orbit(src)
     streamed_res = run_local(built_orbit)
@@ -163,7 +163,8 @@ def test_not_hdf5_and_not_basicfusion_are_bad_input(tmp_path: Path) -> None:
 
 
 def test_truncated_misr_stream_is_bad_input(built_orbit: Path) -> None:
-    with readers.open_local(built_orbit) as src:
+    with readers.open_local(built_orbit, direct=False) as src:  # the reader's own streaming (direct reads: see
+        # tests/batch_jobs/test_compute_radiance_read_paths.py)
         real = src._raw_read
         assert real is not None
         src._raw_read = lambda offset, size: real(offset, size)[: size // 2]

@@ -16,7 +16,9 @@ from carousel.cost import (
     estimate_submission,
     expiry_after,
     job_status,
+    keep_break_even_s,
     lower_bound,
+    need_lower_bound,
     staging_seconds,
 )
 from carousel.planner import PlannerConfig
@@ -163,3 +165,30 @@ def test_job_status_counts_and_cost_share() -> None:
     assert status.eta == pytest.approx(T0 + 4 * DAY)
     with pytest.raises(BadInput):
         job_status(snap, "nope", T0, CONFIG)
+
+
+def test_need_lower_bound_keeps_or_restores_again_per_file() -> None:
+    size = 30 * GIB
+    restore = 30 * 0.0025 + 0.025 / 1000
+    stage_day = 30 * 0.023 * 24 / 730
+    # needs one hour apart: one restore, one day staged; ten days apart: two restores beat ten days staged
+    bound = need_lower_bound([size, size], [[T0, T0 + HOUR], [T0, T0 + 10 * DAY]])
+    assert bound.prompt.total == pytest.approx(3 * restore + 3 * stage_day)
+    assert bound.prompt_restored_bytes == 3 * size
+    # amplification 1 while serving promptly: the second file staged for the whole ten days
+    assert bound.once.total == pytest.approx(2 * restore + 11 * stage_day)
+    assert bound.once_peak_bytes == 2 * size
+    assert bound.floor == lower_bound(2 * size, 2)
+    # three days apart: keeping (3 days) is cheaper than restoring again (restore + 1 day)
+    close = need_lower_bound([size], [[T0 + 3 * DAY, T0]])
+    assert close.prompt.total == pytest.approx(restore + 3 * stage_day)
+    assert close.prompt_restored_bytes == size
+    # the floor never exceeds the prompt bound, which never exceeds amplification 1
+    assert bound.floor.total <= bound.prompt.total <= bound.once.total
+
+
+def test_keep_break_even() -> None:
+    # 30 GiB: a Bulk restore ($0.075) is 3.3 days of staging at $0.023/GB-month, plus the restore's own 1.5 days
+    days = keep_break_even_s(30 * GIB) / DAY
+    assert days == pytest.approx(0.075 / (30 * 0.023 * 24 / 730) + 1.5, rel=1e-3)
+    assert keep_break_even_s(30 * GIB, tier=RestoreTier.STANDARD) > keep_break_even_s(30 * GIB)

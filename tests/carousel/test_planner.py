@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace as dataclass_replace
+
 import numpy as np
 import pytest
 from carousel_builders import DAY, GIB, HOUR, T0, file, job, name, snapshot, wants
@@ -298,6 +300,8 @@ def workloads(draw: st.DrawFn) -> tuple[list[JobSpec], SimConfig, Policy]:
         bad_file_rate=0.0,
         job_file_failure_rate=0.0,
         lease_days=draw(st.integers(1, 2)),
+        keep_s=draw(st.sampled_from([0.0, DAY, 3 * DAY])),
+        keep_fraction=draw(st.sampled_from([0.25, 0.5, 1.0])),
         request_seconds_per_step=draw(st.sampled_from([0.002, 0.01, 60.0])),  # budgets of 2, 10, 60000
     )
     return jobs, config, policy
@@ -403,3 +407,104 @@ def test_demand_policy_splits_the_window_evenly_between_owners(n_a: int, n_b: in
     assert len(chosen) == min(slots, n_a + n_b)
     if got_a < n_a and got_b < n_b:  # both still want more: neither gets more than one ahead
         assert abs(got_a - got_b) <= 1
+
+
+# --- keep-or-release: idle copies kept while a campaign is on ------------------------------
+
+
+def keep_cfg(**kw: object) -> PlannerConfig:
+    return cfg(keep_s=2 * DAY, **kw)
+
+
+def test_idle_copy_is_kept_while_jobs_wanting_its_neighbourhood_keep_arriving() -> None:
+    files = [
+        file(ORB[0], FileState.INDEXED, expiry=T0 + 2 * DAY, requested_at=T0 - DAY),  # idle, expiring soon
+        file(ORB[1], FileState.INDEXED, expiry=T0 + 2 * DAY, requested_at=T0 - DAY),  # needed
+    ]
+    jobs = [job("a", submitted_at=T0 - DAY), job("b", "bob", submitted_at=T0 + DAY)]
+    snap = snapshot(files, jobs, wants("a", [ORB[0]], JobFileState.DONE), wants("a", [ORB[1]], JobFileState.RUNNING),
+                    wants("b", [ORB[1]], JobFileState.RUNNING))  # fmt: skip
+    now = T0 + 2 * DAY - HOUR
+    kept = plan(snap, now, keep_cfg())
+    assert sorted(r.file_name for r in kept.of(RenewLease)) == [name(ORB[0]), name(ORB[1])]
+    assert kept.restore_requests == 2
+    # off: only the needed copy is renewed
+    assert [r.file_name for r in plan(snap, now, cfg()).of(RenewLease)] == [name(ORB[1])]
+    # idle longer than keep_s (since the restore's latest completion and the last arrival wanting it): let go
+    late = T0 + 2 * DAY - HOUR + 3 * DAY
+    old = snapshot(
+        [dataclass_replace(f, restore_expiry=late + HOUR) for f in files],
+        [job("a", submitted_at=T0 - DAY), job("b", "bob", submitted_at=late - HOUR)],
+        wants("a", [ORB[0]], JobFileState.DONE), wants("a", [ORB[1]], JobFileState.RUNNING),
+        wants("b", [ORB[1]], JobFileState.RUNNING),
+    )  # fmt: skip
+    assert [r.file_name for r in plan(old, late, keep_cfg()).of(RenewLease)] == [name(ORB[1])]
+    # no job wanting the neighbourhood arrived within keep_s: reuse is unlikely, let go
+    quiet = snapshot(files, [job("a", submitted_at=T0 - 2 * DAY)], wants("a", [ORB[0]], JobFileState.DONE),
+                     wants("a", [ORB[1]], JobFileState.RUNNING))  # fmt: skip
+    assert [r.file_name for r in plan(quiet, now, keep_cfg()).of(RenewLease)] == [name(ORB[1])]
+    # the naive policy never keeps
+    assert [r.file_name for r in plan(snap, now, keep_cfg(policy=Policy.NAIVE)).of(RenewLease)] == [name(ORB[1])]
+
+
+def test_kept_copies_stay_within_their_share_of_the_window() -> None:
+    idle = [file(o, FileState.INDEXED, size=10 * GIB, expiry=T0 + HOUR, requested_at=T0 - DAY) for o in ORB[:6]]
+    snap = snapshot([*idle, file(ORB[10])], [job("a", submitted_at=T0)], wants("a", [ORB[10]]))
+    by_bytes = plan(snap, T0, keep_cfg(window_bytes=70 * GIB, window_files=100, keep_fraction=0.5))
+    assert len(by_bytes.of(RenewLease)) == 3  # 35 GiB of room for kept copies: three of 10 GiB
+    by_files = plan(snap, T0, keep_cfg(window_bytes=10**15, window_files=4, keep_fraction=0.5))
+    assert len(by_files.of(RenewLease)) == 2
+    assert plan(snap, T0, keep_cfg(keep_fraction=0.0)).of(RenewLease) == []
+    budget = plan(snap, T0, keep_cfg(max_restore_requests_per_step=2))
+    assert budget.restore_requests <= 2 and len(budget.of(RenewLease)) == 2
+
+
+def test_keep_config_is_validated() -> None:
+    with pytest.raises(BadInput, match="keep_s"):
+        cfg(keep_s=-1.0)
+    with pytest.raises(BadInput, match="keep_fraction"):
+        cfg(keep_fraction=1.5)
+    with pytest.raises(BadInput, match="keep_min_jobs"):
+        cfg(keep_min_jobs=0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.data())
+def test_keep_renews_only_readable_unexpired_copies_within_budget_and_share(data) -> None:
+    n = data.draw(st.integers(1, 25))
+    states = data.draw(st.lists(st.sampled_from(list(FileState)), min_size=n, max_size=n))
+    sizes = data.draw(st.lists(st.integers(1, 50), min_size=n, max_size=n))
+    expiries = data.draw(st.lists(st.floats(-DAY, 3 * DAY), min_size=n, max_size=n))
+    files = [
+        file(ORB[i], s, size=sizes[i] * GIB, expiry=T0 + expiries[i] if s is not FileState.ARCHIVED else None,
+             requested_at=T0 - data.draw(st.floats(0, 5 * DAY)) if s is not FileState.ARCHIVED else None)
+        for i, s in enumerate(states)
+    ]  # fmt: skip
+    n_jobs = data.draw(st.integers(1, 4))
+    rows = [
+        wants(f"j{k}", data.draw(st.lists(st.sampled_from(ORB[:n]), unique=True, max_size=n)),
+              data.draw(st.sampled_from(list(JobFileState))))
+        for k in range(n_jobs)
+    ]  # fmt: skip
+    jobs = [job(f"j{k}", f"o{k % 2}", T0 - data.draw(st.floats(0, 4 * DAY))) for k in range(n_jobs)]
+    config = cfg(
+        window_bytes=data.draw(st.integers(1, 400)) * GIB,
+        window_files=data.draw(st.integers(1, 30)),
+        max_restore_requests_per_step=data.draw(st.integers(1, 10)),
+        keep_s=data.draw(st.sampled_from([HOUR, DAY, 3 * DAY])),
+        keep_fraction=data.draw(st.sampled_from([0.0, 0.3, 1.0])),
+    )
+    snap = snapshot(files, jobs, *rows)
+    p = plan(snap, T0, config)
+    renewed = [r.file_name for r in p.of(RenewLease)]
+    assert len(renewed) == len(set(renewed))
+    assert p.restore_requests <= config.max_restore_requests_per_step
+    by_name = {f.file_name: f for f in files}
+    for r in renewed:  # only readable copies that have not expired are renewed
+        f = by_name[r]
+        assert f.state in (FileState.RESTORED, FileState.INDEXED) and f.restore_expiry is not None
+        assert f.restore_expiry > T0
+    # nothing is restored while restoring or readable, and admission still respects the caps
+    assert all(by_name[c].state is FileState.ARCHIVED for c in restored_names(p))
+    if restored_names(p):
+        assert p.window_bytes <= config.window_bytes and p.window_files <= config.window_files

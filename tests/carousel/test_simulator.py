@@ -12,7 +12,8 @@ from carousel.catalogue import CatalogueArrays, fallback_entries, load
 from carousel.planner import Policy
 from carousel.plot import plot
 from carousel.query import JobQuery
-from carousel.simulator import EPOCH, JobSpec, SimConfig, compare, make_workload, simulate
+from carousel.simulator import EPOCH, JobSpec, SimConfig, compare, make_workload, need_bound, simulate
+from datacarousel.contract import RestoreTier
 
 DAY = 86_400.0
 TB = 10**12
@@ -109,3 +110,30 @@ def test_cancelled_job_stops_costing(catalogue_slice: CatalogueArrays) -> None:
     assert alone.restored_bytes < cancelled.restored_bytes < both.restored_bytes
     assert cancelled.cost.total < both.cost.total
     assert all(v == 0 for v in cancelled.violations.values())
+
+
+def test_keeping_idle_copies_saves_the_late_jobs_restores(catalogue_slice: CatalogueArrays) -> None:
+    """A campaign: a late job wants what an early one used; keeping the idle copies avoids restoring them again."""
+    rows = np.arange(len(catalogue_slice))
+    early = JobSpec("early", "alice", EPOCH, JobQuery(orbit_min=28_000, orbit_max=28_019), rows[:20])
+    ongoing = JobSpec("ongoing", "bob", EPOCH + DAY, JobQuery(orbit_min=28_100, orbit_max=28_399), rows[100:400])
+    late = JobSpec("late", "carol", EPOCH + 3.5 * DAY, JobQuery(orbit_min=28_000, orbit_max=28_019), rows[:20])
+    config = SimConfig(window_bytes=3 * TB, window_files=100, workers=32, keep_s=3 * DAY)
+    kept = simulate(catalogue_slice, [early, ongoing, late], Policy.DEMAND, config)
+    released = simulate(catalogue_slice, [early, ongoing, late], Policy.DEMAND, dataclass_replace(config, keep_s=0.0))
+    assert released.re_restored_bytes > 0  # without keeping, the late job's files are restored again
+    assert kept.re_restored_bytes < released.re_restored_bytes
+    assert kept.amplification < released.amplification
+    for r in (kept, released):
+        assert r.jobs_completed == 3
+        assert all(v == 0 for v in r.violations.values()), r.violations
+        assert r.peak_window_bytes <= 3 * TB
+        assert r.need_bound is not None and r.cost.total >= r.lower_bound.total * 0.999
+
+
+def test_need_bound_of_a_workload(catalogue_slice: CatalogueArrays, overlapping_jobs: list[JobSpec]) -> None:
+    bound = need_bound(catalogue_slice, overlapping_jobs, RestoreTier.BULK)
+    unique = np.unique(np.concatenate([j.files for j in overlapping_jobs]))
+    assert bound.floor.retrieval == pytest.approx(catalogue_slice.size[unique].sum() / 2**30 * 0.0025)
+    assert bound.prompt_restored_bytes >= catalogue_slice.size[unique].sum()
+    assert bound.floor.total <= bound.prompt.total <= bound.once.total

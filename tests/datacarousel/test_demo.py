@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import psutil
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from batch_jobs.compute_radiance.result import load_npz
@@ -28,8 +30,6 @@ from datacarousel import demo, naming
 from datacarousel.contract import Env, FileAttr, JobFileAttr, JobFileState
 from datacarousel.local import environment
 from datacarousel.synthetic.catalogue import archive_catalogue
-
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DATACAROUSEL = str(Path(sys.executable).with_name("datacarousel"))
 MONTH = "2015.12"
@@ -53,9 +53,8 @@ def _recorded_pids(state: Path) -> list[tuple[int, float]]:
         found.append((int(record["pid"]), float(record["create_time"])))
     for path in (state / "run").glob("*.pid"):
         record = json.loads(path.read_text())
-        for pid in [record.get("pid"), *record.get("children", []), *record.get("child_pids", [])]:
-            if pid:
-                found.append((int(pid), float(record.get("create_time", 0.0))))
+        found.append((int(record["pid"]), float(record["create_time"])))
+        found.extend((int(pid), float(created)) for pid, created in record.get("children", ()))
     return found
 
 
@@ -76,17 +75,19 @@ def _mentions(proc: psutil.Process, state: Path) -> bool:
         return False
 
 
-def _leftovers(state: Path) -> list[str]:
-    """Processes left behind: children of this test, recorded PIDs alive, or anything naming the state dir."""
+def _leftovers(state: Path, seen: list[tuple[int, float]]) -> list[str]:
+    """Processes left behind: children of this test, recorded PIDs (now or `seen` while it ran) alive,
+    or anything naming the state dir."""
     left = [f"child {p.pid} {p.name()}" for p in psutil.Process().children(recursive=True) if p.is_running()]
-    left += [f"recorded {pid}" for pid, created in _recorded_pids(state) if _alive(pid, created)]
+    recorded = set(_recorded_pids(state)) | set(seen)
+    left += [f"recorded {pid}" for pid, created in sorted(recorded) if _alive(pid, created)]
     left += [f"mentions state dir: {p.pid} {p.name()}" for p in psutil.process_iter() if _mentions(p, state)]
     return left
 
 
-def _wait_until_gone(state: Path, timeout: float = 30.0) -> list[str]:
+def _wait_until_gone(state: Path, seen: list[tuple[int, float]], timeout: float = 30.0) -> list[str]:
     deadline = time.monotonic() + timeout
-    while (left := _leftovers(state)) and time.monotonic() < deadline:
+    while (left := _leftovers(state, seen)) and time.monotonic() < deadline:
         time.sleep(0.5)
     return left
 
@@ -95,7 +96,11 @@ def _wait_until_gone(state: Path, timeout: float = 30.0) -> list[str]:
 def demo_dirs(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     state, out = tmp_path / "state", tmp_path / "out"
     yield state, out
-    environment.down(state)  # whatever happened, nothing stays up
+    # Whatever happened (a failed test may have killed the demo), nothing stays up.
+    for pid, created in _recorded_pids(state):
+        if _alive(pid, created):
+            psutil.Process(pid).kill()
+    environment.down(state)
 
 
 def _clients(env: dict[str, str]) -> tuple[Any, Any]:
@@ -135,6 +140,8 @@ def _keys(s3: Any, bucket: str, prefix: str) -> list[str]:
     return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_the_demo_runs_a_month_and_its_summary_is_what_the_resources_hold(demo_dirs: tuple[Path, Path]) -> None:
     state, out = demo_dirs
     # --keep: the services stay up so that the test can look at them; the workers must be gone anyway.
@@ -180,9 +187,7 @@ def test_the_demo_runs_a_month_and_its_summary_is_what_the_resources_hold(demo_d
         assert all(r[JobFileAttr.STATE] == JobFileState.DONE.value for r in rows)
         demands.update(wanted)
         results = _keys(s3, env[Env.RESULTS_BUCKET], f"results/{job['job_id']}/{MONTH}/")
-        assert results == sorted(
-            naming.result_key(job["job_id"], naming.BasicFusionName.parse(n)) for n in wanted
-        )
+        assert results == sorted(naming.result_key(job["job_id"], naming.BasicFusionName.parse(n)) for n in wanted)
         assert (job["files"], job["done"], job["failed"], job["result_objects"]) == (
             len(wanted), len(wanted), 0, len(wanted)
         )  # fmt: skip
@@ -220,10 +225,14 @@ def test_the_demo_runs_a_month_and_its_summary_is_what_the_resources_hold(demo_d
     assert summary["carousel_milestones_s"]["every result"] >= summary["carousel_milestones_s"]["first file readable"]
 
     # Kept running for exploring; `down` then leaves nothing.
+    seen = _recorded_pids(state)
+    assert len(seen) > len(jobs_left)  # the services' PIDs too
     environment.down(state)
-    assert not _wait_until_gone(state)
+    assert not _wait_until_gone(state, seen)
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_an_interrupted_demo_leaves_nothing_behind(demo_dirs: tuple[Path, Path]) -> None:
     state, out = demo_dirs
     proc = subprocess.Popen(
@@ -236,7 +245,8 @@ def test_an_interrupted_demo_leaves_nothing_behind(demo_dirs: tuple[Path, Path])
             assert proc.poll() is None, proc.communicate()[0][-3000:]
             assert time.monotonic() < deadline, "the demo started no worker in time"
             time.sleep(0.2)
-        assert [pid for pid, created in _recorded_pids(state) if _alive(pid, created)]
+        seen = _recorded_pids(state)
+        assert [pid for pid, created in seen if _alive(pid, created)]
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=120)
     finally:
@@ -245,5 +255,61 @@ def test_an_interrupted_demo_leaves_nothing_behind(demo_dirs: tuple[Path, Path])
             proc.wait()
     assert proc.returncode == 128 + signal.SIGINT, output[-3000:]
     assert "interrupted" in output
-    assert not _wait_until_gone(state)
+    seen += _recorded_pids(state)  # jobs launched between the look and the signal
+    assert not _wait_until_gone(state, seen)
     assert not (state / "env").exists()  # the environment is down, not merely idle
+
+
+# --- the pure parts ---------------------------------------------------------------------------------
+
+
+@given(st.lists(st.integers(1, 233), min_size=1, max_size=12))
+def test_two_researchers_cover_the_paths_and_overlap(paths: list[int]) -> None:
+    alice, bob = demo.researchers(paths)
+    assert set(alice.misr_paths) | set(bob.misr_paths) == set(paths)
+    assert set(alice.misr_paths) & set(bob.misr_paths)  # at least one shared path
+    assert (alice.owner, bob.owner) == ("alice", "bob")
+
+
+def test_a_month_of_three_paths_is_the_orbits_starting_that_month_on_those_paths() -> None:
+    orbits = demo.choose_orbits("2015.12", (22, 23, 24), None)
+    assert orbits == [84948, 85050, 85079, 85181, 85283]
+    for orbit in orbits:
+        name = naming.BasicFusionName.for_orbit(orbit)
+        assert name.year_month == "2015.12" and name.misr_path in (22, 23, 24)
+    # a path comes back every 233 orbits: the neighbours outside the list are in other months
+    assert naming.BasicFusionName.for_orbit(84948 - 233).year_month == "2015.11"
+    assert demo.choose_orbits("2015.12", (22, 23, 24), 2) == [84948, 85050]
+
+
+def test_real_cost_charges_each_restore_once_and_compares_with_one_restore_per_job() -> None:
+    gib = 2**30
+    files = [{"file_name": "a", "restore_count": 1}, {"file_name": "b", "restore_count": 1}]
+    sizes = {"a": 20 * gib, "b": 40 * gib}
+    cost = demo.real_cost(files, {"j1": ["a", "b"], "j2": ["b"]}, sizes, tier="Bulk", lease_days=1)
+    assert cost["real_bytes"] == 60 * gib and cost["restore_requests"] == 2
+    assert cost["carousel"]["retrieval"] == pytest.approx(60 * 0.0025)
+    assert cost["carousel"]["requests"] == pytest.approx(2 / 1000 * 0.025)
+    assert cost["carousel"]["staging"] == pytest.approx(60 * 0.023 * 24 / 730)  # one day of S3 Standard
+    assert cost["one_restore_per_job"]["retrieval"] == pytest.approx(100 * 0.0025)
+    assert cost["saved"] == pytest.approx(cost["one_restore_per_job"]["total"] - cost["carousel"]["total"])
+    assert cost["saved"] > 0
+    twice = demo.real_cost(
+        [{"file_name": "a", "restore_count": 2}], {"j1": ["a"]}, sizes, tier="Standard", lease_days=1
+    )
+    assert twice["carousel"]["retrieval"] == pytest.approx(40 * 0.02)  # a second restore is paid again
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"month": "2016.01"}, "--month"),
+        ({"month": "december"}, "--month"),
+        ({"paths": (0,)}, "--paths"),
+        ({"tier": "Expedited"}, "--tier"),
+        ({"window_files": 0}, "--window-files"),
+    ],
+)
+def test_bad_options_are_refused_with_the_option_named(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(demo.DemoError, match=message):
+        demo.DemoOptions(**changes).validate()

@@ -43,7 +43,6 @@ from datacarousel.contract import (
     FileState,
     JobDefinitionName,
     JobFileAttr,
-    JobFileState,
     JobState,
 )
 from datacarousel.launcher import local_launcher_from_env
@@ -151,6 +150,7 @@ def load_pipeline(
                 with (step_logs / f"step-{r}-{i}.log").open("wb") as out:
                     return subprocess.run(
                         [sys.executable, "-m", "carousel", "step"],
+                        check=False,
                         env=step_env,
                         cwd=ROOT,
                         stdout=out,
@@ -240,7 +240,7 @@ def load_pipeline(
             "rounds": rounds,
             "peak_workers": dict(peak),
             "job_file_states": dict(job_file_states),
-            "restore_counts": Counter(restores.values()),
+            "restore_counts": {str(k): v for k, v in Counter(restores.values()).items()},
             "restore_calls": len(restore_calls),
             "work_sends": work_sends,
             "lost_domains": lost_domains,
@@ -263,7 +263,9 @@ def _rate(times: Sequence[float], since: float) -> dict[str, Any]:
 # --- bad input: index queue, work queue, queries ---------------------------------------------------------
 
 
-def bad_input(env: Mapping[str, str], work: Path, kit: FaultKit, *, first_orbit: int, source: str = "pytest") -> ScenarioResult:
+def bad_input(
+    env: Mapping[str, str], work: Path, kit: FaultKit, *, first_orbit: int, source: str = "pytest"
+) -> ScenarioResult:
     """Good and bad index requests and work items side by side, through the real loader, index_file and
     ComputeRadiance processes. Each bad one must end in its DLQ with a reason; every good one completes."""
     started = time.monotonic()
@@ -297,6 +299,7 @@ def bad_input(env: Mapping[str, str], work: Path, kit: FaultKit, *, first_orbit:
     wenv = kit.env(env)
     loader = subprocess.run(
         [sys.executable, "-m", "loader", "--prefix", prefix],
+        check=False,
         env=wenv,
         cwd=ROOT,
         capture_output=True,
@@ -315,7 +318,9 @@ def bad_input(env: Mapping[str, str], work: Path, kit: FaultKit, *, first_orbit:
         "empty body": " ",
         "injection in key": IndexRequest(bucket=archive, key="../../etc/passwd' OR '1'='1").to_json(),
         "still archived": IndexRequest(bucket=archive, key=next(iter(archived_key.values()))).to_json(),
-        "no such bucket": IndexRequest(bucket="no-such-bucket-" + uuid.uuid4().hex[:6], key=next(iter(good_keys.values()))).to_json(),
+        "no such bucket": IndexRequest(
+            bucket="no-such-bucket-" + uuid.uuid4().hex[:6], key=next(iter(good_keys.values()))
+        ).to_json(),
     }
     sent_by_hand = 0
     refused_by_sqs: list[str] = []
@@ -488,6 +493,7 @@ def kill_workers(
                 killed += 1
                 last_fault = time.monotonic()
                 spawn()
+
         # Replace drainers that exited on an empty queue while killed messages were still invisible.
         def finished() -> bool:
             if len(outputs()) == len(names) and queue_count(sqs, url) == 0:
@@ -508,7 +514,9 @@ def kill_workers(
     done = outputs()
     duplicated = 0
     if worker == "index_file":
-        domains = [d for d in hsds_domains(env[Env.HSDS_FOLDER], **hs_kwargs(env)) if d.rsplit("/", 1)[-1] in set(names)]
+        domains = [
+            d for d in hsds_domains(env[Env.HSDS_FOLDER], **hs_kwargs(env)) if d.rsplit("/", 1)[-1] in set(names)
+        ]
         counts = Counter(d.rsplit("/", 1)[-1] for d in domains)
         duplicated = sum(c - 1 for c in counts.values() if c > 1)
         produced = len(counts)

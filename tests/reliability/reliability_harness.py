@@ -340,4 +340,4 @@ def update_doc(results: Path = RESULTS_FILE, doc: Path = DOC_FILE) -> bool:
 
 
 if __name__ == "__main__":  # `python tests/reliability/reliability_harness.py`: re-render the table
-    print("updated" if update_doc() else "nothing to update")  # noqa: T201
+    print("updated" if update_doc() else "nothing to update")

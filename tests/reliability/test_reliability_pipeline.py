@@ -24,6 +24,7 @@ BAD_ORBIT = 30600
 KILL_INDEX_ORBIT = 30700
 KILL_RADIANCE_ORBIT = 30720
 THROTTLE_ORBIT = 30800
+FILES = 4  # the small load (bench/bench_reliability.py runs 1,000)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,9 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> FaultKit:
 
 @pytest.fixture(scope="module")
 def load_result(local_env: Any, kit: FaultKit, tmp_path_factory: pytest.TempPathFactory) -> ScenarioResult:
-    result = scen.load_pipeline(local_env.env, tmp_path_factory.mktemp("load"), kit, files=6, first_orbit=LOAD_ORBIT)
+    result = scen.load_pipeline(
+        local_env.env, tmp_path_factory.mktemp("load"), kit, files=FILES, first_orbit=LOAD_ORBIT
+    )
     record_scenario(result)
     update_doc()
     return result
@@ -53,12 +56,12 @@ def test_load_completes_with_nothing_lost_or_duplicated(load_result: ScenarioRes
     extra = r.extra
     assert r.lost == 0, extra
     assert r.duplicated == 0, extra
-    assert extra["job_file_states"] == {JobFileState.DONE.value: r.messages_in - 6}
+    assert extra["job_file_states"] == {JobFileState.DONE.value: r.messages_in - FILES}
     # Each file restored exactly once although two jobs wanted half of them.
-    assert dict(extra["restore_counts"]) == {1: 6}
-    assert extra["restore_calls"] == 6
+    assert extra["restore_counts"] == {"1": FILES}
+    assert extra["restore_calls"] == FILES
     # Several workers of a kind ran at once (the local launcher, as Batch would).
-    assert extra["peak_workers"][JobDefinitionName.COMPUTE_RADIANCE.value] >= 2, extra
+    assert max(extra["peak_workers"].values()) >= 2, extra
     for stage in ("restore requested", "indexed", "metadata recorded", "job results"):
         assert extra["stages"][stage]["files"] > 0, stage
 
@@ -165,7 +168,7 @@ def test_each_role_grants_what_its_worker_calls_and_little_else(
 
 def test_kill_index_file_workers_mid_work(local_env: Any, kit: FaultKit, tmp_path: Path) -> None:
     r = scen.kill_workers(
-        local_env.env, tmp_path, kit, worker="index_file", files=5, first_orbit=KILL_INDEX_ORBIT, kills=3, seed=10
+        local_env.env, tmp_path, kit, worker="index_file", files=4, first_orbit=KILL_INDEX_ORBIT, kills=3, seed=10
     )
     record_scenario(r)
     update_doc()
@@ -191,7 +194,7 @@ def test_kill_compute_radiance_workers_mid_work(local_env: Any, kit: FaultKit, t
 
 
 def test_throttling_at_the_client_loses_and_duplicates_nothing(local_env: Any, tmp_path: Path) -> None:
-    r = scen.throttled_pipeline(local_env.env, tmp_path, rate=0.15, files=3, first_orbit=THROTTLE_ORBIT, seed=5)
+    r = scen.throttled_pipeline(local_env.env, tmp_path, rate=0.15, files=2, first_orbit=THROTTLE_ORBIT, seed=5)
     record_scenario(r)
     update_doc()
     assert r.faults > 10, "the throttling hook did not fire"
