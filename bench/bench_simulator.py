@@ -1,13 +1,21 @@
 """Carousel simulator bench: policies side by side on the full 84,303-file catalogue.
 
 For each workload (researchers' jobs with overlapping queries arriving over
-time) and each policy (demand, rotation, naive) it prints restore
-amplification (bytes restored / unique bytes needed), cost by component and
-against the lower bound (each needed byte restored once at the tier, staged
-one day), peak staged bytes, job completion times (median, p95) and the
-simulation's run time; then the time of one planning step over the full
-catalogue with a heavy snapshot, per policy, and of building that snapshot
-from records (the adapter's path). Writes a PNG per workload.
+time) it runs demand and rotation (with the keep-or-release rule, the
+simulator's default), naive, and for comparison demand and rotation without
+keeping and demand with a plain 2-day lease. Per run it prints restore
+amplification (bytes restored / unique bytes needed), cost (retrieval,
+staging) and cost against two lower bounds, peak staged bytes, job completion
+(median, p95), the simulation's wall time and the planning step's median / max
+time. The bounds (`carousel.cost.need_lower_bound`): "floor" = each needed byte
+restored once at the tier and staged one day (valid for every schedule);
+"prompt" = every job served from its arrival, per file the cheaper of keeping
+the copy across a gap between two needs or restoring it again (ignores
+latency and the window, so a lower bound for schedules that do not hold jobs
+back); and amplification 1 with prompt service, with the staged bytes it needs
+at once. Then one planning step over the full catalogue with a heavy
+snapshot, per policy, and building that snapshot from records (the adapter's
+path). Writes a PNG per workload.
 
     .venv/bin/python bench/bench_simulator.py [--jobs 40] [--out-dir var/bench]
 """
@@ -140,9 +148,7 @@ def heavy_snapshot(catalogue: CatalogueArrays, jobs: int = 40, seed: int = 0) ->
 
 
 def time_step(snapshot: Snapshot, policy: Policy, repeats: int = 5) -> tuple[float, int]:
-    config = PlannerConfig(
-        window_bytes=200 * TB, window_files=8_000, policy=policy, keep_s=SimConfig().keep_s, keep_min_jobs=1
-    )
+    config = PlannerConfig(window_bytes=200 * TB, window_files=8_000, policy=policy, keep_s=SimConfig().keep_s)
     now = EPOCH + 30 * DAY_S
     times = []
     actions = 0

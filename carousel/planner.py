@@ -5,8 +5,10 @@ One step, in order:
 1. jobs whose every job-file is DONE or FAILED complete;
 2. readable files whose restored copy has expired are invalidated (their
    queued work waits again); a FAILED file fails the job-files waiting for it;
-3. readable files still needed by an open job get their lease renewed before it
-   runs out; files nobody needs are left to expire;
+3. readable files still needed by an open job (job-file WAITING, QUEUED or
+   RUNNING, released or not) get their lease renewed before it runs out; with
+   `keep_s` > 0 a copy nobody needs any more is kept (renewed) for a while when
+   reuse is likely (`keep`); other files are left to expire;
 4. restored files still needed are queued for indexing (again, if the last
    request is older than `index_retry_s`); indexed files are released, file by
    file, to every job waiting for them;

@@ -151,7 +151,14 @@ WORKER_IMAGES: tuple[ImageSpec, ...] = (
     _worker(JobDefinitionName.LOADER, "loader", ("python", "-m", "loader")),
     _worker(JobDefinitionName.INDEX_FILE, "index_file", ("python", "-m", "index_file")),
     _worker(JobDefinitionName.RECORD_METADATA, "record_metadata", ("python", "-m", "record_metadata")),
-    _worker(JobDefinitionName.CAROUSEL, "carousel", ("python", "-m", "carousel", "step")),
+    # The carousel step writes a completed job's composite and quick-look maps: the radiance job's extras.
+    _worker(
+        JobDefinitionName.CAROUSEL,
+        "carousel",
+        ("python", "-m", "carousel", "step"),
+        requirements=("docker/requirements-compute-radiance.txt",),
+        modules=("batch_jobs.compute_radiance.composite", "batch_jobs.compute_radiance.quicklook", "matplotlib.pyplot"),
+    ),
     _worker(
         JobDefinitionName.COMPUTE_RADIANCE,
         "batch_jobs",

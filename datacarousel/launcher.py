@@ -234,7 +234,10 @@ class LocalLauncher:
                 "log": str(log_path),
                 "started_at": time.time(),
             }
-            (self._jobs_dir / f"{job_id}.json").write_text(json.dumps(record))
+            # Write then rename: a concurrent reader never sees a half-written record.
+            tmp = self._jobs_dir / f".{job_id}.json.tmp"
+            tmp.write_text(json.dumps(record))
+            os.replace(tmp, self._jobs_dir / f"{job_id}.json")
             log.info("started %s as local process %d (%s)", job_id, proc.pid, " ".join(command))
             started.append(job_id)
         return started

@@ -33,7 +33,7 @@ from reliability_harness import (
 
 from carousel import inventory, jobs
 from carousel.query import JobQuery
-from carousel.runtime import Context
+from carousel.runtime import TABLE_SETTINGS, Context
 from carousel.store import to_seconds
 from datacarousel import aws, naming
 from datacarousel.contract import (
@@ -331,13 +331,13 @@ def bad_input(
         except Exception as exc:  # SQS itself refuses > 256 KiB bodies: the bad input never enters
             refused_by_sqs.append(f"{label}: {type(exc).__name__}")
 
+    expected_good = set(good_keys.values())
+    ctx = Context.from_env(need=TABLE_SETTINGS)
+    good_names = sorted(good_keys)
     procs = [
         start_worker(["index_file", "--visibility-timeout", "20", "--wait-seconds", "1"], wenv, work / f"index-{i}.log")
         for i in range(2)
     ]
-    expected_good = set(good_keys.values())
-    ctx = Context.from_env(need=("files_table",))
-    good_names = sorted(good_keys)
 
     def good_indexed() -> bool:
         items = ctx.tables.files.get_many(good_names)
@@ -461,7 +461,7 @@ def kill_workers(
         argv = ["batch_jobs.compute_radiance", "queue", "--visibility-timeout", str(visibility)]
     for body in bodies:
         sqs.send_message(QueueUrl=url, MessageBody=body)
-    ctx = Context.from_env(need=("files_table",))
+    ctx = Context.from_env(need=TABLE_SETTINGS)
     results_bucket = env[Env.RESULTS_BUCKET]
 
     def outputs() -> set[str]:

@@ -37,7 +37,7 @@ from reliability_harness import (
     wait_until,
 )
 
-from carousel.runtime import Context
+from carousel.runtime import TABLE_SETTINGS, Context
 from datacarousel import aws
 from datacarousel.contract import Env, FileAttr, FileState
 from datacarousel.local import environment, hsds_server, process
@@ -126,7 +126,7 @@ def hsds_outage(
     wenv = kit.env(env)
     argv = ["index_file", "--visibility-timeout", "5", "--wait-seconds", "1"]
     procs = [start_worker(argv, wenv, work / f"index-{i}.log") for i in range(2)]
-    ctx = Context.from_env(need=("files_table",))
+    ctx = Context.from_env(need=TABLE_SETTINGS)
 
     def indexed() -> int:
         items = ctx.tables.files.get_many(names)
