@@ -268,7 +268,13 @@ def set_restore_delay(endpoint: str, seconds: float | None) -> None:
 def stop_signals() -> Iterator[None]:
     """SIGINT and SIGTERM raise `Interrupted` in the main thread, so `finally` blocks tear down."""
 
+    received: list[int] = []
+
     def handler(signum: int, _frame: FrameType | None) -> None:
+        if received:  # already stopping: a second Ctrl-C must not cut the teardown short
+            log.warning("%s again: still taking everything down", signal.Signals(signum).name)
+            return
+        received.append(signum)
         raise Interrupted(signum)
 
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -760,8 +766,9 @@ class Demo:
     def print_summary(self, summary: Mapping[str, Any]) -> None:
         gib = 2**30
         table = Table(title="Jobs (from DataCarouselJobs / DataCarouselJobFiles and the results bucket)")
-        for column in ("researcher", "job", "state", "files", "done", "failed", "results"):
+        for column in ("researcher", "job", "state", "files", "done", "failed"):
             table.add_column(column)
+        table.add_column("results", overflow="fold")
         for job in summary["jobs"]:
             table.add_row(
                 job["owner"], job["job_id"], job["state"], str(job["files"]), str(job["done"]), str(job["failed"]),
@@ -834,6 +841,7 @@ class Demo:
                 self.stop_workers(grace_s=WORKER_GRACE_S)
             with self.stages.stage("results and quick-looks"):
                 summary = self.collect(s3)
+            summary["stages_s"] = dict(self.stages.seconds)
             self.say("[bold]5. Summary[/bold]")
             self.print_summary(summary)
             ok = True
@@ -847,7 +855,8 @@ class Demo:
                     "[bold]6. Kept running[/bold]: explore with the CLI, then `datacarousel down --state-dir "
                     f"{self.options.state_dir}`:\n"
                     f'   eval "$(datacarousel env --state-dir {self.options.state_dir})"\n'
-                    "   datacarousel status; datacarousel files --year-month " + self.options.month
+                    f"   datacarousel status {' '.join(j.job_id for j in self.jobs)}\n"
+                    f"   datacarousel files --year-month {self.options.month} --format table"
                 )
         if ok:
             summary["stages_s"] = dict(self.stages.seconds)

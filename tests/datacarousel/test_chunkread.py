@@ -150,13 +150,16 @@ def test_prefetcher_serves_in_order_skips_and_out_of_order(
     indexes = job_indexes(orbit_file)
     order = list(indexes)
     stats = chunkread.Stats()
-    with h5py.File(orbit_file, "r") as f, chunkread.Prefetcher(
-        [indexes[p] for p in order], chunkread.counted(file_reader, stats), budget=budget, gap=1 << 20
-    ) as pre:
+    with (
+        h5py.File(orbit_file, "r") as f,
+        chunkread.Prefetcher(
+            [indexes[p] for p in order], chunkread.counted(file_reader, stats), budget=budget, gap=1 << 20
+        ) as pre,
+    ):
         asked = order[::2] + order[1:4]  # skip every other one, then go back to early ones
         for p in asked:
             assert same(pre.get(p), f[p][()]), p
-    assert 0 < stats.requests
+    assert stats.requests > 0
 
 
 # --- storage this module does not decode, and broken input ------------------------------------------
@@ -251,7 +254,7 @@ def test_plan_requests_covers_each_chunk_once(items: list[tuple[int, int]], gap:
     assert sorted(seen, key=lambda c: c.offset) == list(index.chunks)
     for r in requests:
         assert all(r.start <= c.byte_offset and c.byte_offset + c.size <= r.end for _, c in r.members)
-        assert r.end - r.start <= max(max_request, max(c.size for _, c in r.members))
+        assert r.end - r.start <= max(max_request, *(c.size for _, c in r.members))
     starts = [r.start for r in requests]
     assert starts == sorted(starts)
 

@@ -233,7 +233,8 @@ def test_the_demo_runs_a_month_and_its_summary_is_what_the_resources_hold(demo_d
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_an_interrupted_demo_leaves_nothing_behind(demo_dirs: tuple[Path, Path]) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_an_interrupted_demo_leaves_nothing_behind(demo_dirs: tuple[Path, Path], signum: signal.Signals) -> None:
     state, out = demo_dirs
     proc = subprocess.Popen(
         _demo_argv(state, out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ)
@@ -247,13 +248,13 @@ def test_an_interrupted_demo_leaves_nothing_behind(demo_dirs: tuple[Path, Path])
             time.sleep(0.2)
         seen = _recorded_pids(state)
         assert [pid for pid, created in seen if _alive(pid, created)]
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         output, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 128 + signal.SIGINT, output[-3000:]
+    assert proc.returncode == 128 + signum, output[-3000:]
     assert "interrupted" in output
     seen += _recorded_pids(state)  # jobs launched between the look and the signal
     assert not _wait_until_gone(state, seen)
