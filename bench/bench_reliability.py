@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "tests" / "reliability"))
 
 import pipeline_scenarios as scen  # noqa: E402
 from reliability_harness import FaultKit, ScenarioResult, record_scenario, update_doc  # noqa: E402
-from test_reliability_outages import hsds_outage  # noqa: E402
+from test_reliability_outages import _up_with_retries, hsds_outage  # noqa: E402
 
 from datacarousel.local import environment  # noqa: E402
 
@@ -70,7 +70,7 @@ def main() -> int:
     work = ROOT / "var" / "reliability" / "work" / time.strftime("%Y%m%dT%H%M%S")
     work.mkdir(parents=True, exist_ok=True)
     orbits_dir = ROOT / "var" / "reliability"  # make_orbits reuses var/reliability/orbits
-    env_obj = environment.up(args.state_dir)
+    env_obj = _up_with_retries(args.state_dir)
     saved = dict(os.environ)
     os.environ.update(env_obj.env)
     summary: dict[str, dict[str, object]] = {}
