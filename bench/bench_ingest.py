@@ -134,11 +134,12 @@ def bench_loader(env: dict[str, str], keys: int, queue_prefixes: int) -> None:
 
 
 def make_datasets_file(path: Path, datasets: int, elements: int) -> Path:
-    """An HDF5 file of `datasets` float32 datasets of `elements` each (gzip, one chunk each)."""
+    """An HDF5 file of `datasets` float32 datasets of `elements` each, one chunk per dataset (as
+    BasicFusion stores whole arrays), so that bytes grow without the number of chunks growing."""
     rng = np.random.default_rng(0)
     with h5py.File(path, "w") as f:
         for i in range(datasets):
-            f.create_dataset(f"g{i % 10}/d{i}", data=rng.random(elements, dtype=np.float32), chunks=True)
+            f.create_dataset(f"g{i % 10}/d{i}", data=rng.random(elements, dtype=np.float32), chunks=(elements,))
     return path
 
 

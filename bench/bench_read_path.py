@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import posixpath
 import resource
@@ -41,10 +42,18 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import h5pyd
 import numpy as np
+import s3fs
+from boto3.s3.transfer import TransferConfig
 
+from batch_jobs.compute_radiance import readers
 from batch_jobs.compute_radiance import science as s
+from batch_jobs.compute_radiance.job import compute_orbit
+from datacarousel import aws, hsds
 from datacarousel import chunkread as cr
+from datacarousel.local import environment
+from datacarousel.synthetic.generator import generate_orbit
 
 FAMILIES = ("MODIS", "MISR", "CERES")
 GB = 1e9
@@ -114,7 +123,7 @@ def read_h5py(h5: Any, plan: dict[str, Any], sample: bool) -> Timer:
 
 def read_prefetched(
     index: dict[str, cr.DatasetIndex], reader: cr.RangeReader, streamer: cr.RangeStreamer | None,
-    plan: dict[str, Any], workers: int, sample: bool, stats: cr.Stats,
+    plan: dict[str, Any], *, workers: int, sample: bool, stats: cr.Stats,
 ) -> Timer:  # fmt: skip
     """As `read_direct`, but MODIS, the MISR geometry and CERES go through one `Prefetcher` (requests
     planned from the index for the whole job, fetched ahead); MISR whole-array chunks streamed."""
@@ -142,7 +151,7 @@ def read_prefetched(
             a.nbytes
             for a in cr.iter_leading_range(
                 index[path], src, first, last, streamer=streamer is not None, ahead=2, stats=stats
-            )  # fmt: skip
+            )
         )
 
     def misr() -> int:
@@ -166,7 +175,7 @@ def read_prefetched(
 
 def read_direct(
     index: dict[str, cr.DatasetIndex], reader: cr.RangeReader, streamer: cr.RangeStreamer | None,
-    plan: dict[str, Any], workers: int, sample: bool, stats: cr.Stats,
+    plan: dict[str, Any], *, workers: int, sample: bool, stats: cr.Stats,
 ) -> Timer:  # fmt: skip
     """chunkread reading what the job needs, granule by granule as the job asks (the next granule's
     lat/lon fetched ahead when workers > 1), MISR streamed up to the last daylit block."""
@@ -201,7 +210,7 @@ def read_direct(
             a.nbytes
             for a in cr.iter_leading_range(
                 index[path], src, first, last, streamer=streamer is not None, ahead=2, stats=stats
-            )  # fmt: skip
+            )
         )
 
     def misr() -> int:
@@ -226,8 +235,6 @@ def read_direct(
 
 # ----------------------------------------------------------------------------- child processes
 def _s3() -> Any:
-    from datacarousel import aws
-
     return aws.client("s3")
 
 
@@ -237,7 +244,7 @@ def _count_gets(fs: Any) -> list[int]:
     try:
         fs.connect()
         fs.s3.meta.events.register("before-call.s3.GetObject", lambda **_: calls.__setitem__(0, calls[0] + 1))
-    except Exception:  # noqa: BLE001 - counting is best effort
+    except Exception:  # counting is best effort
         calls[0] = -1
     return calls
 
@@ -258,12 +265,10 @@ def child(kind: str, cfg: dict[str, Any]) -> dict[str, Any]:
         reader, close = cr.file_range_reader(cfg["file"])
         stats = cr.Stats()
         how = read_prefetched if "prefetch" in kind else read_direct
-        t = how(index, reader, None, plan, workers, sample, stats)
+        t = how(index, reader, None, plan, workers=workers, sample=sample, stats=stats)
         close()
         out["stats"] = stats.as_dict()
     elif kind.startswith("direct-s3"):
-        import h5pyd
-
         workers = int(kind.rsplit("-w", 1)[1])
         t0 = time.perf_counter()
         with h5pyd.File(cfg["domain"], "r") as d:  # the chunk index: metadata from HSDS, no data
@@ -282,30 +287,25 @@ def child(kind: str, cfg: dict[str, Any]) -> dict[str, Any]:
         reader = _InMemory.wrap(cr.s3_range_reader(s3, cfg["bucket"], cfg["key"]), small)
         streamer = cr.s3_range_streamer(s3, cfg["bucket"], cfg["key"], stats)
         how = read_prefetched if "prefetch" in kind else read_direct
-        t = how(index, reader, streamer, plan, workers, sample, stats)
+        t = how(index, reader, streamer, plan, workers=workers, sample=sample, stats=stats)
         out["stats"] = stats.as_dict()
     elif kind.startswith("h5py-s3fs"):
-        import s3fs
-
         _, _, cache, block = kind.split("-", 3) if kind.count("-") >= 3 else (*kind.split("-"), "0")
         fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": os.environ["AWS_ENDPOINT_URL"]},
                                skip_instance_cache=True)  # fmt: skip
         gets = _count_gets(fs)
         block_size = int(block.rstrip("M") or 0) * 1024 * 1024 or 5 * 1024 * 1024
-        with fs.open(f"{cfg['bucket']}/{cfg['key']}", "rb", cache_type=cache, block_size=block_size) as fobj:
-            with h5py.File(fobj, "r") as h5:
-                t = read_h5py(h5, plan, sample)
+        with (
+            fs.open(f"{cfg['bucket']}/{cfg['key']}", "rb", cache_type=cache, block_size=block_size) as fobj,
+            h5py.File(fobj, "r") as h5,
+        ):
+            t = read_h5py(h5, plan, sample)
         out["stats"] = {"requests": gets[0]}
     elif kind == "hsds":
-        import h5pyd
-
         with h5pyd.File(cfg["domain"], "r") as d:
             t = read_h5py(d, plan, sample)
     elif kind.startswith("job-"):
         # job-local-h5py | job-local-wN | job-s3-wN | job-hsds-wN (the carousel path) | job-hsds-h5pyd
-        from batch_jobs.compute_radiance import readers
-        from batch_jobs.compute_radiance.job import compute_orbit
-
         _, where, mode = kind.split("-", 2)
         use_direct = mode.startswith("w")
         n_threads = int(mode[1:]) if use_direct else None
@@ -430,12 +430,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child[0], json.loads(args.child[1]))))
         return
-    import logging
-
     logging.basicConfig(level=logging.WARNING)
-    from datacarousel import aws, hsds
-    from datacarousel.local import environment
-    from datacarousel.synthetic.generator import generate_orbit
 
     work = Path(args.work_dir)
     path = Path(args.file) if args.file else None
@@ -457,10 +452,8 @@ def main() -> None:
         domain = args.domain or f"{env.env['DC_HSDS_FOLDER']}{S3_PREFIX}/{path.name}"
         try:
             s3.head_object(Bucket=bucket, Key=key)
-        except Exception:  # noqa: BLE001 - not there yet
+        except Exception:  # not there yet
             t0 = time.perf_counter()
-            from boto3.s3.transfer import TransferConfig
-
             s3.upload_file(str(subset), bucket, key, ExtraArgs={"StorageClass": "DEEP_ARCHIVE"},
                            Config=TransferConfig(multipart_chunksize=256 << 20, max_concurrency=2))  # fmt: skip
             s3.restore_object(Bucket=bucket, Key=key, RestoreRequest={"Days": 1})
@@ -473,7 +466,8 @@ def main() -> None:
                "plan": plan}  # fmt: skip
         kinds = ["h5py-local", "direct-local-w1", "direct-local-w2", "direct-local-prefetch-w2", "direct-s3-w1",
                  "direct-s3-w2", "direct-s3-prefetch-w1", "direct-s3-prefetch-w2",
-                 "h5py-s3fs-all", "job-local-h5py", "job-local-w1", "job-local-w2", "job-hsds-w1", "job-hsds-w2"]  # fmt: skip
+                 "h5py-s3fs-all", "job-local-h5py", "job-local-w1", "job-local-w2", "job-hsds-w1",
+                 "job-hsds-w2"]  # fmt: skip
         sample_kinds = ["h5py-local", "direct-local-w1", "direct-s3-w1", "h5py-s3fs-readahead-4M",
                         "h5py-s3fs-readahead-64M", "h5py-s3fs-blockcache-16M", "hsds"]  # fmt: skip
         only = set(args.only.split(",")) if args.only else None
@@ -482,12 +476,12 @@ def main() -> None:
         for kind in kinds:
             if (only is None or kind in only) and not args.no_full:
                 full_rows[kind] = measure(kind, cfg)
-                print(kind, json.dumps(full_rows[kind]), flush=True)  # noqa: T201
+                print(kind, json.dumps(full_rows[kind]), flush=True)
         if not args.skip_sample:
             for kind in sample_kinds:
                 if only is None or kind in only:
                     sample_rows[kind] = measure(kind, {**cfg, "sample": True}, timeout=900)
-                    print("sample", kind, json.dumps(sample_rows[kind]), flush=True)  # noqa: T201
+                    print("sample", kind, json.dumps(sample_rows[kind]), flush=True)
         report["full"], report["sample"] = full_rows, sample_rows
     finally:
         if not args.keep_env:
@@ -499,26 +493,26 @@ def main() -> None:
 def print_table(report: dict[str, Any]) -> None:
     c = report["compression"]
     print(
-        f"orbit {report['file']}: {c['file_bytes'] / GB:.2f} GB on disk, {c['raw_bytes'] / GB:.2f} GB "  # noqa: T201
+        f"orbit {report['file']}: {c['file_bytes'] / GB:.2f} GB on disk, {c['raw_bytes'] / GB:.2f} GB "
         f"uncompressed; stored/raw: gzip datasets {c['ratio_gzip']:.3f}, all datasets {c['ratio_all']:.3f}"
     )
-    print(f"plan: {report['plan']}; moto: {report.get('moto')}")  # noqa: T201
+    print(f"plan: {report['plan']}; moto: {report.get('moto')}")
     for title, rows in (("full need", report["full"]), ("sample", report["sample"])):
         if not rows:
             continue
         floor = rows.get("h5py-local", {}).get("total_s")
-        print(f"\n{title}: seconds per family, total, ratio to h5py-local, peak RSS, requests")  # noqa: T201
-        print(f"{'path':28}{'MODIS':>8}{'MISR':>8}{'CERES':>8}{'total':>9}{'ratio':>7}{'RSS GB':>8}{'GETs':>7}")  # noqa: T201
+        print(f"\n{title}: seconds per family, total, ratio to h5py-local, peak RSS, requests")
+        print(f"{'path':28}{'MODIS':>8}{'MISR':>8}{'CERES':>8}{'total':>9}{'ratio':>7}{'RSS GB':>8}{'GETs':>7}")
         for kind, m in rows.items():
             if "error" in m:
-                print(f"{kind:28} {m['error']}")  # noqa: T201
+                print(f"{kind:28} {m['error']}")
                 continue
             sec = m.get("seconds", {})
             ratio = m["total_s"] / floor if floor else float("nan")
             req = m.get("stats", {}).get("requests", "")
             print(
                 f"{kind:28}"
-                + "".join(f"{sec.get(f, float('nan')):8.2f}" for f in FAMILIES)  # noqa: T201
+                + "".join(f"{sec.get(f, float('nan')):8.2f}" for f in FAMILIES)
                 + f"{m['total_s']:9.2f}{ratio:7.2f}{m['maxrss'] / GB:8.2f}{req!s:>7}"
             )
 

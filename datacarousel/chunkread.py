@@ -103,6 +103,29 @@ def counted(reader: RangeReader, stats: Stats) -> RangeReader:
     return read
 
 
+def counted_streamer(streamer: RangeStreamer, stats: Stats) -> RangeStreamer:
+    """`streamer`, with every call (one request) and the bytes it yields counted in `stats`."""
+
+    def stream(offset: int, size: int, piece: int) -> Iterator[bytes]:
+        stats.add(requests=1)
+        pieces = streamer(offset, size, piece)
+        try:
+            while True:
+                started = time.perf_counter()
+                try:
+                    data = next(pieces)
+                except StopIteration:
+                    return
+                stats.add(fetched=len(data), fetch_s=time.perf_counter() - started)
+                yield data
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()
+
+    return stream
+
+
 class NotDirect(Exception):
     """The dataset's storage is not one this module decodes; read it with h5py."""
 
@@ -881,7 +904,7 @@ class DirectReads:
         self._lock = threading.Lock()
         self.stats = stats if stats is not None else Stats()
         self.reader = counted(reader, self.stats)
-        self.streamer = streamer
+        self.streamer = counted_streamer(streamer, self.stats) if streamer is not None else None
         self.workers = max(1, workers)
         self.gap = gap
 

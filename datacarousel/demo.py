@@ -420,24 +420,41 @@ class Demo:
         return paths
 
     def upload(self, paths: Sequence[Path], s3: Any) -> float:
-        """Upload as DEEP_ARCHIVE; returns the monotonic time of the last upload (moto's restore clock)."""
+        """Upload as DEEP_ARCHIVE what the archive lacks; returns the monotonic time of the last upload
+        (moto's restore clock). An object already there (a reused environment) is left alone: replacing it
+        would drop its restored copy under the feet of the tables that say it is readable."""
+        from botocore.exceptions import ClientError  # noqa: PLC0415
+
         prefix = self.env.get(Env.ARCHIVE_PREFIX, "")
+        uploaded_at = time.monotonic() - self.options.restore_delay_s - 1.0  # nothing new: no clock to wait for
+        sent: list[Path] = []
         with self.stages.stage("upload (DEEP_ARCHIVE)"):
             set_restore_delay(self.env[Env.AWS_ENDPOINT_URL], self.options.restore_delay_s)
             for path in paths:
                 name = naming.BasicFusionName.parse(path.name)
                 key = naming.archive_key(name, prefix)
-                with path.open("rb") as body:
-                    s3.put_object(Bucket=self.archive_bucket, Key=key, Body=body, StorageClass="DEEP_ARCHIVE")
                 self.file_names.append(name.file_name)
                 self.keys.append(key)
-            uploaded = time.monotonic()
-        total = sum(p.stat().st_size for p in paths)
+                try:
+                    head = s3.head_object(Bucket=self.archive_bucket, Key=key)
+                    if int(head["ContentLength"]) == path.stat().st_size:
+                        continue
+                except ClientError as exc:
+                    if str(exc.response.get("Error", {}).get("Code")) not in ("404", "NoSuchKey", "NotFound"):
+                        raise
+                with path.open("rb") as body:
+                    s3.put_object(Bucket=self.archive_bucket, Key=key, Body=body, StorageClass="DEEP_ARCHIVE")
+                sent.append(path)
+                uploaded_at = time.monotonic()
+        total = sum(p.stat().st_size for p in sent)
+        kept = len(paths) - len(sent)
         self.say(
-            f"   uploaded {len(paths)} objects ({total / 2**20:.1f} MiB) to s3://{self.archive_bucket}/ "
-            f"as DEEP_ARCHIVE; a restore takes {self.options.restore_delay_s:g} s (moto's state manager)"
+            f"   uploaded {len(sent)} objects ({total / 2**20:.1f} MiB) to s3://{self.archive_bucket}/ "
+            f"as DEEP_ARCHIVE"
+            + (f" ({kept} already there)" if kept else "")
+            + f"; a restore takes {self.options.restore_delay_s:g} s (moto's state manager)"
         )
-        return uploaded
+        return uploaded_at
 
     # ---- 3. jobs ----
 
