@@ -9,6 +9,7 @@ queue with that text as the reason.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import types
 import typing
@@ -152,8 +153,6 @@ class IndexRequest(Message):
 
     def deduplication_id(self) -> str:
         """Same object version -> same id, so SQS FIFO drops a repeat within 5 minutes."""
-        import hashlib
-
         return hashlib.sha256(f"{self.bucket}/{self.key}/{self.etag}".encode()).hexdigest()[:64]
 
 

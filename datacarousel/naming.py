@@ -138,7 +138,9 @@ class BasicFusionName:
         base = name.rsplit("/", 1)[-1]
         match = _FILE_RE.match(base)
         if match is None:
-            raise BadFileName(f"{base!r} is not a BasicFusion file name (TERRA_BF_L1B_O<orbit>_<YYYYMMDDhhmmss>_F<n>_V<n>.h5)")
+            raise BadFileName(
+                f"{base!r} is not a BasicFusion file name (TERRA_BF_L1B_O<orbit>_<YYYYMMDDhhmmss>_F<n>_V<n>.h5)"
+            )
         try:
             start = datetime.strptime(match["time"], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
         except ValueError as exc:
