@@ -44,7 +44,7 @@ import tenacity
 from datacarousel import aws, contract, hsds
 from datacarousel.errors import TransientError
 from datacarousel.local import hsds_server, moto_server, process
-from datacarousel.local.errors import LocalEnvironmentError, NotRunning, StackFailed
+from datacarousel.local.errors import LocalEnvironmentError, NotRunning, StackFailed, StartupFailed
 
 log = logging.getLogger(__name__)
 
@@ -362,6 +362,9 @@ def _is_healthy(current: LocalEnvironment | None) -> bool:
     return hsds_server.about(current.env.get(contract.Env.HS_ENDPOINT, "")) is not None
 
 
+START_ATTEMPTS = 3
+
+
 def up(
     state_dir: Path = DEFAULT_STATE_DIR,
     *,
@@ -389,17 +392,26 @@ def up(
         if current is not None:
             log.warning("environment in %s is partly running or stale: stopping what is left first", paths.root)
             _down_locked(paths)
-        return _start(
-            paths,
-            moto_port=moto_port,
-            dn_count=dn_count,
-            stack_name=stack_name,
-            hsds_user=hsds_user,
-            region=region,
-            stack_file=stack_file,
-            hsds_log_level=hsds_log_level,
-            timeout=timeout,
-        )
+        # HSDS gives its nodes a fixed 10 s to open their sockets; on a loaded machine a start
+        # can miss that. Each failed attempt has stopped what it started, so trying again is safe.
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                return _start(
+                    paths,
+                    moto_port=moto_port,
+                    dn_count=dn_count,
+                    stack_name=stack_name,
+                    hsds_user=hsds_user,
+                    region=region,
+                    stack_file=stack_file,
+                    hsds_log_level=hsds_log_level,
+                    timeout=timeout,
+                )
+            except StartupFailed as exc:
+                if attempt == START_ATTEMPTS:
+                    raise
+                log.warning("start attempt %d of %d failed (%s): trying again", attempt, START_ATTEMPTS, exc)
+        raise AssertionError("unreachable")
 
 
 def _start(

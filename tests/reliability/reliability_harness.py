@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import re
 import shutil
 import signal
 import subprocess
@@ -285,8 +286,13 @@ class ScenarioResult:
         self.reasons = dict(counts)
 
 
-def short_reason(reason: str, limit: int = 70) -> str:
+def short_reason(reason: str, limit: int = 64) -> str:
+    """A reason without the names that differ per message (objects, keys), so that rows group by kind."""
     reason = " ".join(reason.split())
+    reason = re.sub(r"s3://\S+?: ", "", reason)
+    reason = re.sub(r"^\"[^\"]*\" is not", "key is not", reason)
+    reason = re.sub(r"\(TERRA_BF_L1B_O<orbit>.*?\)", "", reason)
+    reason = re.sub(r"\d{4,}", "N", reason)
     return reason if len(reason) <= limit else reason[: limit - 1] + "…"
 
 
@@ -314,7 +320,10 @@ def render_markdown(path: Path = RESULTS_FILE) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        reasons = "; ".join(f"{n}× {reason}" for reason, n in sorted(r["reasons"].items(), key=lambda kv: -kv[1]))
+        grouped: Counter[str] = Counter()
+        for reason, n in r["reasons"].items():
+            grouped[short_reason(reason)] += n
+        reasons = "; ".join(f"{n}× {reason}" for reason, n in sorted(grouped.items(), key=lambda kv: (-kv[1], kv[0])))
         dead = f"{r['dead_lettered']}" + (f" ({reasons})" if reasons else "")
         recover = "-" if r.get("recover_s") is None else f"{r['recover_s']:.1f} s"
         lines.append(

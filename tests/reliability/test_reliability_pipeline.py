@@ -171,7 +171,7 @@ def test_each_role_grants_what_its_worker_calls_and_little_else(
 
 def test_kill_index_file_workers_mid_work(local_env: Any, kit: FaultKit, tmp_path: Path) -> None:
     r = scen.kill_workers(
-        local_env.env, tmp_path, kit, worker="index_file", files=4, first_orbit=KILL_INDEX_ORBIT, kills=3, seed=10
+        local_env.env, tmp_path, kit, worker="index_file", files=3, first_orbit=KILL_INDEX_ORBIT, kills=2, seed=10
     )
     record_scenario(r)
     update_doc()
