@@ -80,6 +80,8 @@ MAX_EVENT_MESSAGES = 5000  # per step; the rest waits for the next step
 MAX_DLQ_MESSAGES = 1000
 PENDING_RELEASE_GRACE_S = 300.0  # a claimed release not sent after this long is sent again
 EXCEEDED_RECEIVES = "exceeded max receives"
+# How often a reason-less index dead letter (transient failures only) is sent back before the file FAILS.
+MAX_INDEX_REDRIVES = 3
 THROTTLING_CODES = frozenset(
     {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests"}
 )
@@ -370,6 +372,12 @@ class Step:
                 log.error("index dead-letter message %s names no file (left there): %s", message.get("MessageId"), exc)
                 continue
             reason = failure_reason(message)
+            if reason == EXCEEDED_RECEIVES and self.files.claim_index_redrive(name, now, MAX_INDEX_REDRIVES):
+                # No reason recorded: every receive failed transiently. The file is not bad: try again.
+                self.sqs.send_message(QueueUrl=self.settings.require("index_queue_url"), MessageBody=body)
+                log.warning("file %s: index request redriven after %s", name, reason)
+                _delete(self.sqs, url, message)
+                continue
             if self.files.fail(name, f"indexing failed: {reason}", now):
                 failed += 1
                 report.failed_files += 1

@@ -456,6 +456,25 @@ class CarouselFiles:
             + expr.version_is(FileAttr.STATE_VERSION, expected_version),
         )
 
+    def claim_index_redrive(self, name: str, now: float, limit: int) -> bool:
+        """Count one more redrive of a file's index request; False once `limit` were used.
+
+        A request that reached the dead-letter queue without a reason failed transiently at
+        every receive (an HSDS or S3 outage): the file is good, so it is tried again, a few times.
+        """
+        expr = Expr()
+        redrives = expr.n(FileAttr.INDEX_REDRIVES)
+        return update(
+            self.ddb,
+            self.table,
+            self._key(name),
+            expr,
+            set_={FileAttr.UPDATED_AT: iso_seconds(now)},
+            extra_set=[f"{redrives} = if_not_exists({redrives}, {expr.v(0)}) + {expr.v(1)}"],
+            condition=f"attribute_exists({expr.n(FileAttr.FILE_NAME)}) AND "
+            + f"(attribute_not_exists({redrives}) OR {redrives} < {expr.v(limit)})",
+        )
+
     def fail(self, name: str, reason: str, now: float) -> bool:
         """A file that cannot be indexed (its request reached the index dead-letter queue)."""
         expr = Expr()

@@ -102,6 +102,7 @@ class FileAttr:
     METADATA_AT = "metadata_recorded_at"
     UPDATED_AT = "updated_at"
     ERROR = "error"
+    INDEX_REDRIVES = "index_redrives"
     ETAG = "etag"  # ETag of the archive object the HSDS domain was built from
     INDEX_QUEUED_ETAG = "index_queued_etag"  # loader: ETag of the object version last queued for indexing
     INDEX_QUEUED_AT = "index_queued_at"  # loader: when that index request was queued (ISO 8601 UTC)

@@ -355,7 +355,12 @@ class FilesTable:
         """
         current = self.get(meta.file_name)
         wanted = meta.attributes()
-        if current is not None and all(current.get(k) == v for k, v in wanted.items()):
+        # Unchanged only if recorded for the current indexing too: a file indexed again (after an
+        # expiry) gets a fresh timestamp, or the carousel would ask for its metadata forever.
+        recorded_since_indexing = (current or {}).get(FileAttr.METADATA_AT, "") >= (current or {}).get(
+            FileAttr.INDEXED_AT, ""
+        )
+        if current is not None and recorded_since_indexing and all(current.get(k) == v for k, v in wanted.items()):
             return "unchanged"
         expr = _Expr()
         fn, state, domain = expr.name(FileAttr.FILE_NAME), expr.name(FileAttr.STATE), expr.name(FileAttr.DOMAIN)

@@ -46,3 +46,27 @@ def test_every_environment_variable_is_documented() -> None:
     names |= {v for k, v in vars(contract.Env).items() if k.isupper()}
     missing = sorted(n for n in names if f"`{n}`" not in README)
     assert not missing, f"README does not document: {missing}"
+
+
+def test_every_dc_variable_the_code_reads_is_documented() -> None:
+    """Any `DC_*` name spelled in the project's code (workers, CLI, tests, benches) is in the README."""
+    sources = [
+        p
+        for d in (
+            "datacarousel",
+            "loader",
+            "index_file",
+            "record_metadata",
+            "batch_jobs",
+            "carousel",
+            "tests",
+            "bench",
+            "scripts",
+        )
+        for p in (ROOT / d).rglob("*.py")
+    ]
+    used: set[str] = set()
+    for path in [*sources, ROOT / "stack.py"]:
+        used |= set(re.findall(r"[\"'](DC_[A-Z][A-Z0-9_]+)[\"']", path.read_text()))
+    missing = sorted(n for n in used if f"`{n}`" not in README)
+    assert not missing, f"README does not document: {missing}"

@@ -43,6 +43,7 @@ import tenacity
 
 from datacarousel import aws, contract, hsds
 from datacarousel.errors import TransientError
+from datacarousel.launcher import LocalLauncher
 from datacarousel.local import hsds_server, moto_server, process
 from datacarousel.local.errors import LocalEnvironmentError, NotRunning, StackFailed, StartupFailed
 
@@ -614,6 +615,10 @@ def down(state_dir: Path = DEFAULT_STATE_DIR) -> list[str]:
 def _down_locked(paths: Paths) -> list[str]:
     state = _read_state(paths)
     records = _records(paths)
+    # First the jobs the local launcher started (workers would otherwise outlive their services).
+    jobs = LocalLauncher({}, {}, paths.root / "jobs").stop_all()
+    if jobs:
+        log.info("stopped %d local job(s) of %s", jobs, paths.root)
     names = [name for name in (hsds_server.NAME, moto_server.NAME) if name in records]
     # Both stop at once: HSDS takes a couple of seconds to stop its nodes.
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:

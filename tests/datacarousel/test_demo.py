@@ -75,10 +75,27 @@ def _mentions(proc: psutil.Process, state: Path) -> bool:
         return False
 
 
+# Children of the test process that were there before a demo test began are not the demo's:
+# in the whole suite the session's own embedded environment (moto, HSDS) runs as children too.
+_TEST_STARTED: list[float] = [0.0]
+
+
+def _new_children() -> list[psutil.Process]:
+    """Live children of this test process started since the current demo test began."""
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.is_running() and child.create_time() >= _TEST_STARTED[0]:
+                found.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
 def _leftovers(state: Path, seen: list[tuple[int, float]]) -> list[str]:
     """Processes left behind: children of this test, recorded PIDs (now or `seen` while it ran) alive,
     or anything naming the state dir."""
-    left = [f"child {p.pid} {p.name()}" for p in psutil.Process().children(recursive=True) if p.is_running()]
+    left = [f"child {p.pid} {p.name()}" for p in _new_children()]
     recorded = set(_recorded_pids(state)) | set(seen)
     left += [f"recorded {pid}" for pid, created in sorted(recorded) if _alive(pid, created)]
     left += [f"mentions state dir: {p.pid} {p.name()}" for p in psutil.process_iter() if _mentions(p, state)]
@@ -95,6 +112,7 @@ def _wait_until_gone(state: Path, seen: list[tuple[int, float]], timeout: float 
 @pytest.fixture()
 def demo_dirs(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     state, out = tmp_path / "state", tmp_path / "out"
+    _TEST_STARTED[0] = time.time()
     yield state, out
     # Whatever happened (a failed test may have killed the demo), nothing stays up.
     for pid, created in _recorded_pids(state):
@@ -158,7 +176,7 @@ def test_the_demo_runs_a_month_and_its_summary_is_what_the_resources_hold(demo_d
     ]
     assert jobs_left, "the carousel step launched no worker"
     assert not [pid for pid, created in jobs_left if _alive(pid, created)], "a worker outlived the demo"
-    assert not psutil.Process().children(recursive=True)
+    assert not _new_children()
 
     # The files: the month's orbits on those paths, in the archive as DEEP_ARCHIVE, each restored exactly once.
     expected = [naming.BasicFusionName.for_orbit(o) for o in demo.choose_orbits(MONTH, (22, 23, 24), ORBITS)]

@@ -502,7 +502,9 @@ def kill_workers(
 
         # Replace drainers that exited on an empty queue while killed messages were still invisible.
         def finished() -> bool:
-            if len(outputs()) == len(names) and queue_count(sqs, url) == 0:
+            # Done when the queue holds nothing (visible or in flight): the work is in the resources,
+            # or its message went to the dead-letter queue (counted below).
+            if queue_count(sqs, url) == 0:
                 return True
             if not [p for p in procs if p.poll() is None]:
                 spawn()

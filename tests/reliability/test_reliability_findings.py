@@ -1,6 +1,7 @@
-"""Bugs the reliability suite found in other parts, each as a test that fails until it is fixed
-(strict xfail: when the fix lands the test passes, pytest reports XPASS as a failure, and the
-marker must go). Reported to the parts' owners."""
+"""Bugs the reliability suite found in other parts, kept as regression tests once fixed.
+
+A file indexed again (restore expired, restored, re-indexed) used to keep
+metadata_recorded_at < indexed_at, so the carousel relaunched record_metadata forever."""
 
 from __future__ import annotations
 
@@ -17,14 +18,6 @@ from record_metadata.core import DomainSummary, build_metadata
 pytestmark = [pytest.mark.integration]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "files_table.record_metadata returns 'unchanged' without moving metadata_recorded_at, so a file "
-        "indexed again (restore expired, restored, re-indexed) keeps metadata_recorded_at < indexed_at and "
-        "carousel/step.py launch_workers starts record_metadata at every step, forever"
-    ),
-)
 def test_a_reindexed_file_stops_needing_metadata_once_record_metadata_ran(local_env: Any) -> None:
     ctx = Context.from_env(need=TABLE_SETTINGS)
     files = ctx.tables.files

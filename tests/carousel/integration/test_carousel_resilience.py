@@ -15,7 +15,7 @@ from carousel_world import JUNE_2014, Calls, OnlyLauncher, World, job_state, res
 
 from carousel import jobs
 from carousel.query import JobQuery
-from carousel.step import Step
+from carousel.step import MAX_INDEX_REDRIVES, Step
 from carousel.store import iso_seconds, to_seconds
 from datacarousel import hsds, naming
 from datacarousel.contract import (
@@ -293,4 +293,36 @@ def test_dead_lettered_work_and_index_requests_fail_their_job_files_with_the_rea
     assert not [m for m in queue_bodies(world.sqs, world.env[Env.INDEX_DLQ_URL]) if m["Body"] == request.to_json()]
     step.run()
     assert job_state(ctx, job.job_id) is JobState.COMPLETE  # every file finished (failed): the job is done
+    assert not no_scan
+
+
+def test_an_index_request_dead_lettered_without_reason_is_tried_again_a_few_times(
+    world: World, no_scan: list[str]
+) -> None:
+    """No reason means every receive failed transiently (an HSDS outage): the file is good, so it is redriven."""
+    prefix = "carousel-it/redrive/"
+    (name,) = world.stage([JUNE_2014 + 60], prefix)
+    ctx = world.context()
+    world.inventory(ctx, prefix)
+    step = Step(ctx)
+    request = IndexRequest(bucket=world.archive, key=naming.archive_key(naming.BasicFusionName.parse(name), prefix))
+    for attempt in range(MAX_INDEX_REDRIVES + 1):
+        world.sqs.send_message(QueueUrl=world.env[Env.INDEX_DLQ_URL], MessageBody=request.to_json())
+        report = step.run()
+        redriven = [
+            m for m in queue_bodies(world.sqs, world.env[Env.INDEX_QUEUE_URL]) if m["Body"] == request.to_json()
+        ]
+        if attempt < MAX_INDEX_REDRIVES:
+            assert redriven, f"redrive {attempt + 1} did not send the request back to the index queue"
+            assert world.file_item(ctx, name)[FileAttr.STATE] != FileState.FAILED.value
+            assert report.failed_files == 0
+            for message in redriven:  # as if index_file failed transiently again until redrive
+                world.sqs.delete_message(
+                    QueueUrl=world.env[Env.INDEX_QUEUE_URL], ReceiptHandle=message["ReceiptHandle"]
+                )
+    # After the last redrive, the file fails with the reason.
+    item = world.file_item(ctx, name)
+    assert item[FileAttr.STATE] == FileState.FAILED.value
+    assert "exceeded max receives" in item[FileAttr.ERROR]
+    assert int(item[FileAttr.INDEX_REDRIVES]) == MAX_INDEX_REDRIVES
     assert not no_scan

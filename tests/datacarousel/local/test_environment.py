@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 
 from datacarousel import aws, contract, hsds
 from datacarousel.cli import app
+from datacarousel.launcher import LaunchRequest, LocalLauncher, job_definitions
 from datacarousel.local import environment, hsds_server, process
 from datacarousel.local.errors import PortInUse, StackFailed
 
@@ -356,3 +357,23 @@ def test_archive_restores_notify_the_restore_events_queue(local_env: environment
             break
     assert any(e.startswith("ObjectRestore:") for e in events), events
     s3.delete_object(Bucket=bucket, Key=key)
+
+
+def test_down_also_stops_the_jobs_the_local_launcher_started(tmp_path: Path) -> None:
+    """Workers the carousel launched must not outlive the services they talk to."""
+    template = {
+        "Resources": {
+            "Sleeper": {
+                "Type": "AWS::Batch::JobDefinition",
+                "Properties": {
+                    "JobDefinitionName": "sleeper",
+                    "ContainerProperties": {"Command": ["python", "-c", "import time; time.sleep(120)"]},
+                },
+            }
+        }
+    }
+    launcher = LocalLauncher(job_definitions(template), {"PATH": os.environ["PATH"]}, tmp_path / "jobs")
+    launcher.launch(LaunchRequest("sleeper", array_size=2))
+    assert launcher.active("sleeper") == 2
+    environment.down(tmp_path)
+    assert launcher.active("sleeper") == 0
