@@ -117,6 +117,7 @@ JUSTIFIED_UNUSED: dict[str, dict[str, str]] = {
     },
     JobDefinitionName.INDEX_FILE.value: {
         "s3:ListBucket": "a missing key answers 404, not 403 (index_file tells 'no such key' from 'denied')",
+        "sqs:ChangeMessageVisibility": "heartbeat while a long link runs (tiny orbits usually finish first)",
         "dynamodb:Query": "shared table read set",
         "dynamodb:BatchGetItem": "shared table read set",
         "dynamodb:PutItem": "shared table write set",
