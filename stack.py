@@ -807,12 +807,9 @@ def _table_arns(access: Access, name: str) -> list[Any]:
 
 _TABLE_READ = [ddb.GetItem, ddb.BatchGetItem, ddb.Query, ddb.DescribeTable]  # never Scan
 _TABLE_WRITE = [ddb.PutItem, ddb.UpdateItem, ddb.ConditionCheckItem]
-_QUEUE_CONSUME = [
-    awacs_sqs.ReceiveMessage,
-    awacs_sqs.DeleteMessage,
-    awacs_sqs.ChangeMessageVisibility,
-    awacs_sqs.GetQueueAttributes,
-]
+# Short tasks (the carousel step) receive and delete; long ones also extend a message's visibility.
+_QUEUE_DRAIN = [awacs_sqs.ReceiveMessage, awacs_sqs.DeleteMessage, awacs_sqs.GetQueueAttributes]
+_QUEUE_CONSUME = [*_QUEUE_DRAIN, awacs_sqs.ChangeMessageVisibility]
 _QUEUE_SEND = [awacs_sqs.SendMessage, awacs_sqs.GetQueueAttributes]
 
 
@@ -822,9 +819,10 @@ def _kms_use(access: Access) -> Statement:
     )
 
 
-def _consume(queue: tsqs.Queue, dlq: tsqs.Queue, sid: str) -> list[Statement]:
+def _consume(queue: tsqs.Queue, dlq: tsqs.Queue, sid: str, *, heartbeat: bool = True) -> list[Statement]:
+    actions = _QUEUE_CONSUME if heartbeat else _QUEUE_DRAIN
     return [
-        Statement(Sid=f"Consume{sid}", Effect=Allow, Action=_QUEUE_CONSUME, Resource=[GetAtt(queue, "Arn")]),
+        Statement(Sid=f"Consume{sid}", Effect=Allow, Action=actions, Resource=[GetAtt(queue, "Arn")]),
         Statement(Sid=f"DeadLetter{sid}", Effect=Allow, Action=_QUEUE_SEND, Resource=[GetAtt(dlq, "Arn")]),
     ]
 
@@ -877,7 +875,7 @@ def worker_policies(access: Access) -> dict[JobDefinitionName, list[Statement]]:
             _kms_use(access),
         ],
         JobDefinitionName.CAROUSEL: [
-            *_consume(q.restore_events, q.restore_events_dlq, "RestoreEvents"),
+            *_consume(q.restore_events, q.restore_events_dlq, "RestoreEvents", heartbeat=False),
             Statement(
                 Sid="ReleaseWork",
                 Effect=Allow,
@@ -888,7 +886,7 @@ def worker_policies(access: Access) -> dict[JobDefinitionName, list[Statement]]:
             Statement(
                 Sid="DrainDeadLetters",
                 Effect=Allow,
-                Action=_QUEUE_CONSUME,
+                Action=_QUEUE_DRAIN,
                 Resource=[GetAtt(q.work_dlq, "Arn"), GetAtt(q.index_dlq, "Arn")],
             ),
             Statement(

@@ -47,11 +47,13 @@ from datacarousel.naming import BasicFusionName
 from datacarousel.synthetic.catalogue import archive_catalogue
 from datacarousel.synthetic.generator import generate_orbit
 from index_file.adapters import HsdsTarget
-from loader.adapters import list_pages
+from loader.adapters import list_pages, list_pages_parallel
 from loader.adapters import run as run_loader
 from record_metadata.adapters import run as run_record_metadata
 
 log = logging.getLogger("bench_ingest")
+
+S3_SOURCE_MAX_BYTES = 2 * 1024**3  # larger orbit files are linked from the HSDS POSIX root
 
 
 def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
@@ -85,11 +87,20 @@ def bench_loader(env: dict[str, str], keys: int, queue_prefixes: int) -> None:
         list(pool.map(lambda e: s3.put_object(Bucket=bucket, Key=e.key, Body=b""), catalogue, chunksize=64))
     print(f"setup: put {len(catalogue):,} empty objects in {time.perf_counter() - started:.1f} s")
 
-    # a0. listing alone (moto sorts the whole bucket for every page: O(keys) per page, unlike S3)
+    # a0. listing alone, one chain of pages vs the loader's folder-parallel listing, side by side
+    # (moto sorts every key under the prefix for each page: a page of the whole bucket costs O(keys)).
     started = time.perf_counter()
     listed = sum(len(page) for page in list_pages(s3, bucket))
     list_s = time.perf_counter() - started
-    print(f"listing alone (1,000 a page), {listed:,} keys: {list_s:.1f} s = {listed / list_s:,.0f} keys/s")
+    print(f"listing alone, one chain of pages, {listed:,} keys: {list_s:.1f} s = {listed / list_s:,.0f} keys/s")
+    started = time.perf_counter()
+    listed_parallel = sum(len(page) for page in list_pages_parallel(s3, bucket))
+    parallel_s = time.perf_counter() - started
+    assert listed_parallel == listed, (listed_parallel, listed)
+    print(
+        f"listing alone, folders in parallel (the loader's way), {listed:,} keys: {parallel_s:.1f} s "
+        f"= {listed / parallel_s:,.0f} keys/s (x{list_s / parallel_s:.1f})"
+    )
 
     # a. dry run over everything
     report = run_loader(s3, sqs, files, bucket=bucket, queue_url=queue, dry_run=True, now=utcnow())
@@ -133,6 +144,12 @@ def bench_loader(env: dict[str, str], keys: int, queue_prefixes: int) -> None:
     empty_queue(sqs, queue)
 
 
+def _preset_of(path: Path) -> str:
+    with h5py.File(path, "r") as f:
+        value = f.attrs.get("synthetic_preset", "file")
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def make_datasets_file(path: Path, datasets: int, elements: int) -> Path:
     """An HDF5 file of `datasets` float32 datasets of `elements` each, one chunk per dataset (as
     BasicFusion stores whole arrays), so that bytes grow without the number of chunks growing."""
@@ -143,7 +160,27 @@ def make_datasets_file(path: Path, datasets: int, elements: int) -> Path:
     return path
 
 
-def bench_index(env: dict[str, str], presets: list[str], repeats: int, copy_repeats: int, work: Path) -> list[str]:
+def copy_load(hsload: str, path: Path, domain: str, env: dict[str, str]) -> str | None:
+    """`hsload` without --link; None when it worked, else why the server refused it."""
+    done = subprocess.run(
+        [hsload, str(path), domain], check=False, env=env, capture_output=True, text=True, timeout=7200
+    )
+    if done.returncode == 0:
+        return None
+    lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+    return lines[-1][-200:] if lines else f"exit {done.returncode}"
+
+
+def bench_index(
+    state: environment.LocalEnvironment,
+    presets: list[str],
+    orbit_files: list[Path],
+    *,
+    repeats: int,
+    copy_repeats: int,
+    work: Path,
+) -> list[str]:
+    env = state.env
     s3 = aws.client("s3")
     bucket = env["DC_ARCHIVE_BUCKET"]
     kwargs: dict[str, Any] = {
@@ -155,25 +192,41 @@ def bench_index(env: dict[str, str], presets: list[str], repeats: int, copy_repe
     domains: list[str] = []
     hs_env = {**os.environ, **env}
     hsload = str(Path(sys.executable).parent / "hsload")
-    print("\nindex one orbit: link (chunks stay in S3) vs copy (hsload without --link)")
-    print(f"{'preset':8} {'bytes':>12} {'datasets':>9} {'link s':>8} {'copy s':>8} {'copy/link':>9}")
-    for orbit, preset in zip(range(64001, 64001 + len(presets)), presets, strict=True):
-        path = generate_orbit(orbit, work, preset=preset)
+    hsds.ensure_folder(f"{folder}bench-copy/", **kwargs)
+    orbits = zip(range(64001, 64001 + len(presets)), presets, strict=True)
+    sources = [(preset, generate_orbit(orbit, work, preset=preset)) for orbit, preset in orbits]
+    sources += [(_preset_of(path), path) for path in orbit_files]
+    print("\nindex one orbit: link (chunks stay in the source) vs copy (hsload without --link, from the local file)")
+    print(f"{'preset':8} {'source':6} {'bytes':>15} {'datasets':>9} {'link s':>8} {'copy s':>8} {'copy/link':>9}")
+    for preset, path in sources:
         name = BasicFusionName.parse(path.name)
-        key = naming.archive_key(name, "bench/")
-        s3.upload_file(str(path), bucket, key)
         domain = naming.hsds_domain(folder, name)
-        link_s, result = median_time(partial(hsds.link_file, f"s3://{bucket}/{key}", domain, **kwargs), repeats)
-        copy_domain = f"{folder}bench-copy/{name.file_name}"
-        hsds.ensure_folder(f"{folder}bench-copy/", **kwargs)
-
-        def copy(p: Path = path, d: str = copy_domain) -> None:
-            subprocess.run([hsload, str(p), d], check=True, env=hs_env, capture_output=True, timeout=3600)
-
-        copy_s, _ = median_time(copy, copy_repeats)
-        domains += [domain, copy_domain]
         size = path.stat().st_size
-        print(f"{preset:8} {size:>12,} {result.datasets:>9} {link_s:>8.2f} {copy_s:>8.2f} {copy_s / link_s:>9.1f}")
+        if size <= S3_SOURCE_MAX_BYTES:
+            key = naming.archive_key(name, "bench/")
+            s3.upload_file(str(path), bucket, key)
+            kind, link = "s3", partial(hsds.link_file, f"s3://{bucket}/{key}", domain, **kwargs)
+        else:
+            # moto would hold a 12.8 GB object in its own process: link the same bytes from the
+            # HSDS server's POSIX root instead (a hard link, no copy); the work of a link is the same.
+            key = ""
+            linked = state.hsds_root / state.hsds_bucket / "bench" / path.name
+            linked.parent.mkdir(parents=True, exist_ok=True)
+            if not linked.exists():
+                os.link(path, linked)
+            kind, link = "posix", partial(hsds.link_file, linked, domain, posix_root=state.hsds_root, **kwargs)
+        link_s, result = median_time(link, repeats)
+        copy_domain = f"{folder}bench-copy/{name.file_name}"
+        copy_s, refusal = median_time(partial(copy_load, hsload, path, copy_domain, hs_env), copy_repeats)
+        domains += [domain, copy_domain]
+        row = f"{preset:8} {kind:6} {size:>15,} {result.datasets:>9} {link_s:>8.2f}"
+        if refusal is not None:
+            print(f"{row} {'refused':>8} {'-':>9}")
+            print(f"         copy refused after {copy_s:.1f} s: {refusal}")
+        else:
+            print(f"{row} {copy_s:>8.2f} {copy_s / link_s:>9.1f}")
+        if key:
+            s3.delete_object(Bucket=bucket, Key=key)  # moto holds objects in its own process
 
     print("\nlink time against number of datasets (4 KiB each) and against bytes (50 datasets)")
     print(f"{'datasets':>9} {'bytes':>12} {'link s':>8} {'s/dataset':>10}")
@@ -231,6 +284,9 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=naming.ORBIT_COUNT, help="catalogue keys to put and list")
     parser.add_argument("--queue-prefixes", type=int, default=12, help="MISR-path prefixes to queue (~362 keys each)")
     parser.add_argument("--presets", default="tiny", help="orbit presets for link vs copy, e.g. tiny,small")
+    parser.add_argument(
+        "--orbit-file", type=Path, action="append", default=[], help="an existing orbit file to link and copy too"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="repeats of each link (median printed)")
     parser.add_argument("--copy-repeats", type=int, default=1, help="repeats of each copy load (slow)")
     parser.add_argument("--records", type=int, default=500)
@@ -243,13 +299,21 @@ def main() -> None:
         state = Path(tmp) / "env"
         saved = dict(os.environ)
         try:
-            env = environment.up(state).env
+            local = environment.up(state)
+            env = local.env
             os.environ.update(env)
             print(f"embedded environment up ({state}); cpu count {os.cpu_count()}, load {os.getloadavg()[0]:.1f}")
             if "loader" not in skip:
                 bench_loader(env, args.keys, args.queue_prefixes)
             if "index" not in skip:
-                bench_index(env, args.presets.split(","), args.repeats, args.copy_repeats, Path(tmp) / "orbits")
+                bench_index(
+                    local,
+                    [p for p in args.presets.split(",") if p],
+                    args.orbit_file,
+                    repeats=args.repeats,
+                    copy_repeats=args.copy_repeats,
+                    work=Path(tmp) / "orbits",
+                )
             if "records" not in skip:
                 bench_records(env, args.records)
         finally:

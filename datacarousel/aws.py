@@ -14,16 +14,28 @@ from botocore.config import Config
 
 # Standard retry mode: exponential backoff with jitter on throttling and 5xx.
 _RETRIES = {"mode": "standard", "max_attempts": 8}
+# Workers call AWS from thread pools (the loader lists folders and sends batches in parallel):
+# botocore's default of 10 pooled connections would make extra threads reconnect on every call.
+MAX_POOL_CONNECTIONS = 32
+
+
+def _config() -> Config:
+    return Config(
+        retries=_RETRIES,  # type: ignore[arg-type]
+        connect_timeout=10,
+        read_timeout=60,
+        max_pool_connections=MAX_POOL_CONNECTIONS,
+    )
 
 
 def client(service: str, session: boto3.session.Session | None = None, **kwargs: Any) -> Any:
     """A boto3 client with the project's retry policy."""
     session = session or boto3.session.Session()
-    config = Config(retries=_RETRIES, connect_timeout=10, read_timeout=60)  # type: ignore[arg-type]
+    config = _config()
     return session.client(service, config=config, **kwargs)  # type: ignore[call-overload]
 
 
 def resource(service: str, session: boto3.session.Session | None = None, **kwargs: Any) -> Any:
     session = session or boto3.session.Session()
-    config = Config(retries=_RETRIES, connect_timeout=10, read_timeout=60)  # type: ignore[arg-type]
+    config = _config()
     return session.resource(service, config=config, **kwargs)  # type: ignore[call-overload]

@@ -61,6 +61,12 @@ log = logging.getLogger(__name__)
 # Layouts whose chunks live in the source file; h5json refuses max dimensions on them.
 REF_LAYOUTS = frozenset({"H5D_CHUNKED_REF", "H5D_CHUNKED_REF_INDIRECT", "H5D_CONTIGUOUS_REF"})
 STAGING_FOLDER_NAME = ".dc-staging"
+# A staging domain older than this belongs to a link that died (SIGKILL, lost node): a live link of
+# a full orbit takes seconds, and index_file gives up on one long before an hour.
+STAGING_SWEEP_AGE_S = 3600.0
+# s3fs reads of the source: a stalled connection fails (and the message returns) instead of hanging.
+S3_CONNECT_TIMEOUT_S = 10
+S3_READ_TIMEOUT_S = 60
 _TIMEOUT_S = 60.0
 
 
@@ -334,7 +340,12 @@ def _s3_filesystem() -> Any:
     if region:
         client_kwargs["region_name"] = region
     # A fresh instance per call: s3fs caches instances, which does not survive fork.
-    return s3fs.S3FileSystem(client_kwargs=client_kwargs, skip_instance_cache=True, use_listings_cache=False)
+    return s3fs.S3FileSystem(
+        client_kwargs=client_kwargs,
+        config_kwargs={"connect_timeout": S3_CONNECT_TIMEOUT_S, "read_timeout": S3_READ_TIMEOUT_S},
+        skip_instance_cache=True,
+        use_listings_cache=False,
+    )
 
 
 def _archived(exc: BaseException) -> bool:
@@ -481,6 +492,7 @@ def link_file(
     bucket: str | None = None,
     posix_root: Path | str | None = None,
     retries: int = 3,
+    sweep_after_s: float = STAGING_SWEEP_AGE_S,
 ) -> LinkResult:
     """Index `source` into HSDS as `domain`, in place (the `hsload --link` of this project).
 
@@ -491,6 +503,8 @@ def link_file(
     domain: absolute HSDS domain, e.g. `naming.hsds_domain(folder, name)`. Its parent folder is
         created if missing (the user must be allowed to create it). An existing domain of that
         name is replaced: the new one appears atomically, complete and flushed to storage.
+    sweep_after_s: once published, staging domains older than this in the same staging folder
+        (left by links killed mid-way) are deleted; see `sweep_staging`.
     Returns a `LinkResult`. Raises `BadInput`, `NotReadable`, `TransientError`, `HsdsAuthError`
     (see the module docstring). Safe to call from several worker processes at once for
     different domains.
@@ -528,6 +542,10 @@ def link_file(
         with contextlib.suppress(Exception):
             delete_domain(staging, bucket=bucket, **kwargs)
         raise
+    try:  # housekeeping: never fails a link that is already published
+        sweep_staging(domain, older_than_s=sweep_after_s, bucket=bucket, **kwargs)
+    except (DataCarouselError, OSError) as exc:
+        log.warning("could not sweep the staging folder of %s: %s", domain, exc)
     result = LinkResult(
         domain=domain,
         source=source_text,
@@ -547,6 +565,49 @@ def link_file(
         result.seconds,
     )
     return result
+
+
+def sweep_staging(
+    domain: str,
+    *,
+    older_than_s: float = STAGING_SWEEP_AGE_S,
+    endpoint: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    bucket: str | None = None,
+) -> list[str]:
+    """Delete the staging domains, next to `domain`'s, that were created more than `older_than_s`
+    ago: what links killed between "create staging" and "publish" left behind. Returns them.
+
+    Age, not name, decides: a younger one may be a link still running in another worker.
+    """
+    _check_domain_name(domain)
+    access = HsdsAccess.resolve(endpoint, username, password, bucket)
+    folder = staging_folder(domain)
+    cutoff = time.time() - older_than_s
+    try:
+        with h5pyd.Folder(
+            folder.rstrip("/") + "/",
+            endpoint=access.endpoint,
+            username=access.username,
+            password=access.password,
+            bucket=bucket,
+        ) as listing:
+            entries = [(name, listing[name] or {}) for name in listing]
+    except OSError as exc:
+        if exc.errno in (404, 410):
+            return []
+        raise
+    stale = [
+        posixpath.join(folder, name)
+        for name, entry in entries
+        if entry.get("class") != "folder" and float(entry.get("created") or cutoff) < cutoff
+    ]
+    kwargs = {"endpoint": access.endpoint, "username": access.username, "password": access.password}
+    swept = [d for d in stale if delete_domain(d, bucket=bucket, **kwargs)]
+    if swept:
+        log.info("swept %d stale staging domains from %s", len(swept), folder)
+    return swept
 
 
 def _publish(staging: str, domain: str, access: HsdsAccess) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 SEND_ATTEMPTS = 3
 LOOKUP_BATCH = 100  # BatchGetItem keys per call
 DEFAULT_WORKERS = 8
+LIST_WORKERS = 4  # folders listed at once
 
 
 def list_pages(s3: Any, bucket: str, prefix: str = "") -> Iterator[list[ListedObject]]:
@@ -43,6 +46,51 @@ def list_pages(s3: Any, bucket: str, prefix: str = "") -> Iterator[list[ListedOb
     )
     for page in pages:
         yield [ListedObject.from_listing(obj) for obj in page.get("Contents", [])]
+
+
+def list_folders(s3: Any, bucket: str, prefix: str = "") -> tuple[list[str], list[ListedObject]]:
+    """The folders one level below `prefix` (the archive keeps one per MISR path) and the objects
+    directly under `prefix` (not in a folder), from a delimited listing."""
+    paginator = s3.get_paginator("list_objects_v2")
+    folders: list[str] = []
+    loose: list[ListedObject] = []
+    pages = paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/", OptionalObjectAttributes=["RestoreStatus"])
+    for page in pages:
+        folders += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+        loose += [ListedObject.from_listing(obj) for obj in page.get("Contents", [])]
+    return folders, loose
+
+
+def list_pages_parallel(
+    s3: Any, bucket: str, prefix: str = "", *, workers: int = LIST_WORKERS
+) -> Iterator[list[ListedObject]]:
+    """Every object under `prefix`, as `list_pages` gives them, but with the folders one level down
+    listed `workers` at a time.
+
+    One listing is a chain of pages, each waiting for the previous page's continuation token;
+    folders are independent chains, so listing them side by side is how S3 is listed fast (and
+    moto answers a narrow prefix much faster than a page of a large bucket). Folders come out in
+    key order, at most `workers` listed ahead of the consumer.
+    """
+    folders, loose = list_folders(s3, bucket, prefix)
+    yield from chunked(loose, 1000)
+    if not folders:
+        return
+
+    def whole(folder: str) -> list[list[ListedObject]]:
+        return list(list_pages(s3, bucket, folder))
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="loader-list") as pool:
+        remaining = iter(folders)
+        ahead: deque[Future[list[list[ListedObject]]]] = deque(
+            pool.submit(whole, folder) for folder in islice(remaining, workers)
+        )
+        while ahead:
+            pages = ahead.popleft().result()
+            following = next(remaining, None)
+            if following is not None:
+                ahead.append(pool.submit(whole, following))
+            yield from pages
 
 
 def _head_restore(s3: Any, bucket: str, obj: ListedObject) -> ListedObject | None:
@@ -193,7 +241,7 @@ def run(
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="loader") as pool:
         state = _Run(s3, sqs, files, bucket, queue_url, pool, now, requeue_after, report)
-        for page in list_pages(s3, bucket, prefix):
+        for page in list_pages_parallel(s3, bucket, prefix):
             report.listed += len(page)
             to_queue = [d for d in state.decide_page(page) if d.queue]
             if dry_run:

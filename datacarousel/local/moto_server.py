@@ -30,13 +30,14 @@ def check_installed() -> None:
 
 
 def start(*, port: int | None, env: Mapping[str, str], cwd: Path, log_file: Path) -> tuple[process.ProcessRecord, str]:
-    """Start `moto_server -H 127.0.0.1 -p <port>` (a free port when `port` is None); returns (record, endpoint)."""
+    """Start moto's server on 127.0.0.1:<port> (a free port when `port` is None); returns (record, endpoint)."""
     check_installed()
     if port is None:
         port = process.free_port()
     else:
         process.check_port_free(port, what="moto")
-    argv = (sys.executable, "-m", "moto.server", "-H", process.LOOPBACK, "-p", str(port))
+    # moto.server, with its per-byte and per-message costs patched out (see moto_main).
+    argv = (sys.executable, "-m", "datacarousel.local.moto_main", "-H", process.LOOPBACK, "-p", str(port))
     record = process.spawn(NAME, argv, env=env, cwd=cwd, log_file=log_file)
     return record, f"http://{process.LOOPBACK}:{port}"
 

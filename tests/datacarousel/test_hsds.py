@@ -12,6 +12,7 @@ import concurrent.futures
 import logging
 import multiprocessing
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -249,6 +250,24 @@ def test_relink_replaces_domain_and_leaves_no_staging(local_env: Any, folder: st
     assert_identical(domain, posix_sample)
     staging = hsds.staging_folder(domain)
     with h5pyd.Folder(staging) as listing:
+        assert list(listing) == []
+
+
+def test_a_later_link_sweeps_staging_left_by_a_killed_link(local_env: Any, folder: str, posix_sample: Path) -> None:
+    """A link killed between "create staging" and "publish" leaves a staging domain; it stays while it
+    could still be a live link elsewhere (younger than the sweep age) and goes with the next link after."""
+    domain = f"{folder}swept.h5"
+    leftover = f"{hsds.staging_folder(domain)}{uuid.uuid4().hex}-swept.h5"
+    hsds.ensure_folder(hsds.staging_folder(domain))
+    with h5pyd.File(leftover, "w") as f:
+        f.create_group("half-built")
+    assert hsds.sweep_staging(domain) == []  # young: may be a live link in another worker
+    assert hsds.domain_exists(leftover)
+    time.sleep(1.1)
+    hsds.link_file(posix_sample, domain, posix_root=local_env.hsds_root, sweep_after_s=1.0)
+    assert not hsds.domain_exists(leftover)
+    assert_identical(domain, posix_sample)
+    with h5pyd.Folder(hsds.staging_folder(domain)) as listing:
         assert list(listing) == []
 
 

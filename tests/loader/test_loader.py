@@ -18,7 +18,7 @@ from datacarousel.contract import FileAttr, FileState
 from datacarousel.files_table import FilesTable, utcnow
 from datacarousel.messages import IndexRequest
 from datacarousel.naming import BasicFusionName, archive_key
-from loader.adapters import run
+from loader.adapters import list_pages, list_pages_parallel, run
 
 pytestmark = pytest.mark.integration
 
@@ -146,12 +146,34 @@ def test_dry_run_sends_and_writes_nothing(clients: dict[str, Any], archive: dict
     assert clients["files"].get_many(BasicFusionName.for_orbit(o).file_name for o in STANDARD + RESTORED) == {}
 
 
+def test_parallel_listing_sees_every_key_once_in_order(clients: dict[str, Any]) -> None:
+    """Keys in many folders, in a nested folder and directly under the prefix: the folder-parallel
+    listing gives each exactly once, folder by folder in key order, like a plain listing."""
+    s3, bucket = clients["s3"], clients["bucket"]
+    prefix = f"loader-folders-{uuid.uuid4().hex[:8]}/"
+    keys = [archive_key(BasicFusionName.for_orbit(o), prefix) for o in range(30000, 30060)]  # ~60 folders
+    keys += [f"{prefix}loose-{i}.h5" for i in range(3)] + [f"{prefix}deep/er/x{i}.h5" for i in range(3)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: s3.put_object(Bucket=bucket, Key=k, Body=b""), keys))
+    try:
+        plain = [o.key for page in list_pages(s3, bucket, prefix) for o in page]
+        parallel = [o.key for page in list_pages_parallel(s3, bucket, prefix, workers=3) for o in page]
+        assert sorted(plain) == sorted(keys)
+        assert sorted(parallel) == sorted(keys) and len(parallel) == len(set(parallel))
+        loose = [k for k in parallel if k.count("/") == 1]
+        in_folders = parallel[len(loose) :]
+        assert loose == sorted(k for k in keys if k.count("/") == 1)  # the loose keys come first
+        assert in_folders == sorted(in_folders)  # then folder by folder, in key order
+    finally:
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True})
+
+
 def test_lists_every_page(clients: dict[str, Any]) -> None:
-    """More than one page of 1,000 keys: every key is seen (dry run: nothing to clean up)."""
+    """More than one page of 1,000 keys in one folder: every key is seen (dry run: nothing to clean up)."""
     s3, bucket = clients["s3"], clients["bucket"]
     prefix = f"loader-pages-{uuid.uuid4().hex[:8]}/"
     orbits = range(20000, 21005)
-    keys = [archive_key(BasicFusionName.for_orbit(o), prefix) for o in orbits]
+    keys = [f"{prefix}P022/{BasicFusionName.for_orbit(o).file_name}" for o in orbits]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda k: s3.put_object(Bucket=bucket, Key=k, Body=b""), keys))
     pages: list[int] = []
@@ -162,7 +184,7 @@ def test_lists_every_page(clients: dict[str, Any]) -> None:
     s3.meta.events.register("after-call.s3.ListObjectsV2", count_page)
     try:
         report = _run(clients, prefix, dry_run=True)
-        assert pages == [1000, 5]
+        assert pages == [0, 1000, 5]  # the delimited listing finds one folder, then its two pages
         assert report.listed == 1005 and report.queued == 1005
         assert len(report.queued_keys) == 1000 and set(report.queued_keys) <= set(keys)
         assert report.as_dict()["queued_keys_truncated"] is True

@@ -108,7 +108,6 @@ JUSTIFIED_UNUSED: dict[str, dict[str, str]] = {
         "batch:ListJobs": "counts active workers on AWS Batch; locally the launcher counts processes",
         "dynamodb:GetItem": "shared table read set",
         "dynamodb:PutItem": "shared table write set",
-        "sqs:ChangeMessageVisibility": "shared consume set; the step never extends a visibility (finding, minor)",
     },
     JobDefinitionName.LOADER.value: {
         "dynamodb:GetItem": "shared table read set",

@@ -1,0 +1,145 @@
+"""moto's server as the environment runs it (datacarousel.local.moto_main): each patched answer is moto's own."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import uuid
+from typing import Any
+
+import numpy as np
+import pytest
+from botocore.exceptions import ClientError
+
+from datacarousel import aws
+
+OBJECT_BYTES = 3 * 1024 * 1024 + 17
+
+
+@pytest.fixture()
+def object_bytes(local_env: Any) -> Any:
+    """(s3, bucket, key, bytes) of a fresh object in the archive bucket (seeded random bytes)."""
+    s3 = aws.client("s3")
+    bucket = local_env.env["DC_ARCHIVE_BUCKET"]
+    key = f"moto-range/{uuid.uuid4().hex}.bin"
+    data = np.random.default_rng(7).integers(0, 256, OBJECT_BYTES, dtype=np.uint8).tobytes()
+    s3.put_object(Bucket=bucket, Key=key, Body=data)
+    yield s3, bucket, key, data
+    s3.delete_object(Bucket=bucket, Key=key)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("bytes=0-0", slice(0, 1)),
+        ("bytes=1000-1999999", slice(1000, 2000000)),
+        ("bytes=3145000-", slice(3145000, None)),
+        ("bytes=-10", slice(OBJECT_BYTES - 10, None)),
+        ("bytes=5-99999999", slice(5, None)),  # past the end: up to the end, as S3
+    ],
+)
+def test_ranged_get_returns_exactly_the_range(object_bytes: Any, header: str, expected: slice) -> None:
+    s3, bucket, key, data = object_bytes
+    got = s3.get_object(Bucket=bucket, Key=key, Range=header)
+    body = got["Body"].read()
+    assert body == data[expected]
+    assert got["ContentLength"] == len(body)
+    start = expected.start
+    assert got["ContentRange"] == f"bytes {start}-{start + len(body) - 1}/{OBJECT_BYTES}"
+
+
+def test_whole_and_unsatisfiable_gets_are_moto_s(object_bytes: Any) -> None:
+    s3, bucket, key, data = object_bytes
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == data
+    assert s3.get_object(Bucket=bucket, Key=key, Range="bytes=0-1,5-6")["Body"].read() == data  # as moto: whole
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={OBJECT_BYTES}-")
+    assert err.value.response["Error"]["Code"] == "InvalidRange"
+
+
+def test_ranged_get_of_an_archived_object_is_refused(local_env: Any) -> None:
+    s3 = aws.client("s3")
+    bucket = local_env.env["DC_ARCHIVE_BUCKET"]
+    key = f"moto-range/{uuid.uuid4().hex}.bin"
+    s3.put_object(Bucket=bucket, Key=key, Body=b"x" * 100, StorageClass="DEEP_ARCHIVE")
+    try:
+        with pytest.raises(ClientError) as err:
+            s3.get_object(Bucket=bucket, Key=key, Range="bytes=0-9")
+        assert err.value.response["Error"]["Code"] == "InvalidObjectState"
+    finally:
+        s3.delete_object(Bucket=bucket, Key=key)
+
+
+def test_ranged_get_reads_only_its_range() -> None:
+    """In a process of its own (the patches are global): a ranged GET never reads the whole object."""
+    script = textwrap.dedent(
+        """
+        import json, os
+        os.environ.pop("AWS_ENDPOINT_URL", None)
+        os.environ.update(AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_REGION="us-west-2")
+        from datacarousel.local import moto_main
+        moto_main.apply()
+        from moto import mock_aws
+        from moto.s3 import models
+        whole_reads = []
+        patched = models.FakeKey.value
+        def counting(self):
+            value = patched.fget(self)
+            if not isinstance(value, moto_main.RangeView):
+                whole_reads.append(len(value))
+            return value
+        models.FakeKey.value = property(counting, patched.fset)
+        with mock_aws():
+            import boto3
+            s3 = boto3.client("s3")
+            s3.create_bucket(Bucket="range-bucket", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+            s3.put_object(Bucket="range-bucket", Key="k", Body=bytes(range(256)) * 4096)
+            before = len(whole_reads)
+            ranged = s3.get_object(Bucket="range-bucket", Key="k", Range="bytes=256-511")["Body"].read()
+            after_ranged = len(whole_reads)
+            whole = s3.get_object(Bucket="range-bucket", Key="k")["Body"].read()
+            print(json.dumps({"ranged_ok": ranged == bytes(range(256)), "ranged_whole_reads": after_ranged - before,
+                              "whole_ok": len(whole) == 256 * 4096, "whole_reads": len(whole_reads) - after_ranged}))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"ranged_ok": True, "ranged_whole_reads": 0, "whole_ok": True, "whole_reads": 1}
+
+
+def test_fifo_sends_keep_moto_s_deduplication_and_checks(local_env: Any) -> None:
+    sqs = aws.client("sqs")
+    name = f"moto-main-{uuid.uuid4().hex[:8]}"
+    dedup = sqs.create_queue(
+        QueueName=f"{name}-cbd.fifo", Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"}
+    )["QueueUrl"]
+    plain = sqs.create_queue(QueueName=f"{name}.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    try:
+        for _ in range(3):
+            sqs.send_message(QueueUrl=dedup, MessageBody="same body", MessageGroupId="g")
+        sqs.send_message(QueueUrl=dedup, MessageBody="other body", MessageGroupId="g")
+        counts = sqs.get_queue_attributes(QueueUrl=dedup, AttributeNames=["ApproximateNumberOfMessages"])
+        assert counts["Attributes"]["ApproximateNumberOfMessages"] == "2"  # content-based deduplication
+        with pytest.raises(ClientError) as err:  # no dedup id and no content-based deduplication
+            sqs.send_message(QueueUrl=plain, MessageBody="x", MessageGroupId="g")
+        assert "MessageDeduplicationId" in str(err.value)
+    finally:
+        sqs.delete_queue(QueueUrl=dedup)
+        sqs.delete_queue(QueueUrl=plain)
+
+
+def test_queue_counts_stay_exact_after_batched_sends(local_env: Any) -> None:
+    sqs = aws.client("sqs")
+    url = sqs.create_queue(QueueName=f"moto-main-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    try:
+        for batch in range(5):
+            entries = [{"Id": str(i), "MessageBody": f"{batch}-{i}"} for i in range(10)]
+            assert len(sqs.send_message_batch(QueueUrl=url, Entries=entries)["Successful"]) == 10
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60)["Messages"]
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        assert attrs["ApproximateNumberOfMessages"] == str(50 - len(got))
+        assert attrs["ApproximateNumberOfMessagesNotVisible"] == str(len(got))
+    finally:
+        sqs.delete_queue(QueueUrl=url)
