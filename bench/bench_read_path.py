@@ -19,8 +19,11 @@ Paths measured (each in a fresh subprocess: wall seconds per family and peak RSS
   h5py over s3fs with "readahead"/"blockcache" caches and block sizes, and h5pyd through HSDS.
 
 The S3 object is the job's datasets of the full orbit copied with H5Ocopy (byte-identical chunks,
-same shapes, chunking and filters; 1.35 GB instead of 12.8 GB): moto serves every GET by reading the
-whole object (see docs/read-path.md), so a 12.8 GB object cannot be served at all here.
+same shapes, chunking and filters; 1.35 GB instead of 12.8 GB): moto holds every object in its own
+process, and a multipart upload of 12.8 GB would be assembled in its memory. (moto's server as the
+embedded environment runs it serves a ranged GET by reading only the range; see
+docs/local-environment.md. The line "moto:" below shows the cost of a 1-byte GET of a 1 MB object
+and of this 1.35 GB object.)
 The script also prints the gzip ratio of the full orbit and moto's cost per GET.
 """
 

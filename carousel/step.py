@@ -23,8 +23,11 @@ restore whose request was never made is found ARCHIVED by the next probe).
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -54,7 +57,7 @@ from carousel.events import ParsedEvent, parse_event_message
 from carousel.model import JOB_FILE_CODE, JobFileTable, Snapshot
 from carousel.restore import ObservedRestore, parse_restore_header, reconcile
 from carousel.runtime import Context
-from carousel.store import Loaded, iso_seconds, load, to_seconds
+from carousel.store import LaunchLease, Loaded, iso_seconds, load, to_seconds
 from datacarousel import hsds, naming
 from datacarousel.contract import (
     FAILURE_REASON_ATTRIBUTE,
@@ -87,6 +90,7 @@ THROTTLING_CODES = frozenset(
 )
 RESTORE_DONE_CODES = frozenset({"RestoreAlreadyInProgress"})
 IO_WORKERS = 16
+LAUNCH_LEASE_S = 60.0  # a step killed while launching blocks launches for at most this long
 
 DomainDeleter = Callable[[str], Any]
 
@@ -111,6 +115,7 @@ class StepReport:
     completed_jobs: list[str] = field(default_factory=list)
     conflicts: int = 0
     launched: dict[str, int] = field(default_factory=dict)
+    launch_deferred: bool = False  # another step held the launch lease
     window_bytes: int = 0
     window_files: int = 0
     actions: dict[str, int] = field(default_factory=dict)
@@ -573,6 +578,18 @@ class Step:
     def launch_workers(self, loaded: Loaded, report: StepReport) -> None:
         if self.launcher is None:
             return
+        lease = LaunchLease(self.tables.jobs)
+        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        if not lease.acquire(holder, time.time(), LAUNCH_LEASE_S):
+            log.info("another carousel step is starting workers: this step starts none")
+            report.launch_deferred = True
+            return
+        try:
+            self._launch_under_lease(self.launcher, loaded, report)
+        finally:
+            lease.release(holder)
+
+    def _launch_under_lease(self, launcher: Launcher, loaded: Loaded, report: StepReport) -> None:
         indexed_without_metadata = sum(
             1
             for item in loaded.files.values()
@@ -584,21 +601,21 @@ class Step:
             launch.Pool(
                 JobDefinitionName.INDEX_FILE.value,
                 depth=queue_depth(self.sqs, self.settings.require("index_queue_url")),
-                active=self.launcher.active(JobDefinitionName.INDEX_FILE.value),
+                active=launcher.active(JobDefinitionName.INDEX_FILE.value),
                 cap=tuning.max_index_workers,
                 per_worker=2,
             ),
             launch.Pool(
                 JobDefinitionName.RECORD_METADATA.value,
                 depth=indexed_without_metadata,
-                active=self.launcher.active(JobDefinitionName.RECORD_METADATA.value),
+                active=launcher.active(JobDefinitionName.RECORD_METADATA.value),
                 cap=1,
                 per_worker=10_000,
             ),
             launch.Pool(
                 JobDefinitionName.COMPUTE_RADIANCE.value,
                 depth=queue_depth(self.sqs, self.settings.require("work_queue_url")),
-                active=self.launcher.active(JobDefinitionName.COMPUTE_RADIANCE.value),
+                active=launcher.active(JobDefinitionName.COMPUTE_RADIANCE.value),
                 cap=tuning.max_job_workers,
                 per_worker=2,
                 parameters={"mode": "queue"},
@@ -606,7 +623,7 @@ class Step:
         ]
         for request in launch.decide(pools):
             try:
-                ids = self.launcher.launch(request)
+                ids = launcher.launch(request)
             except Exception as exc:  # a launch failure must not undo the recorded step
                 log.error("could not launch %s x%d: %s", request.job_definition, request.array_size, exc)
                 continue

@@ -26,6 +26,7 @@ from botocore.exceptions import ClientError
 
 from carousel.model import FileRecord, JobFileRecord, JobRecord, Snapshot
 from datacarousel.contract import (
+    LAUNCH_LEASE_ID,
     FileAttr,
     FileState,
     JobAttr,
@@ -222,6 +223,42 @@ class JobsTable:
             expr,
             set_=values,
             condition=f"{expr.n(JobAttr.STATE)} = {expr.v(from_state.value)}",
+        )
+
+
+class LaunchLease:
+    """At most one carousel step at a time decides how many workers to start.
+
+    Racing steps each count the active workers and start the difference to the cap; without the
+    lease two steps could both start that difference. The holder's claim lapses after `ttl_s`, so
+    a step killed while holding it blocks launches for at most that long.
+    """
+
+    def __init__(self, jobs: JobsTable) -> None:
+        self.jobs = jobs
+
+    def acquire(self, holder: str, now: float, ttl_s: float) -> bool:
+        expr = Expr()
+        until, who = expr.n(JobAttr.LEASE_UNTIL_MS), expr.n(JobAttr.LEASE_HOLDER)
+        now_ms = int(now * 1000)
+        return update(
+            self.jobs.ddb,
+            self.jobs.table,
+            {JobAttr.JOB_ID: LAUNCH_LEASE_ID},
+            expr,
+            set_={JobAttr.LEASE_HOLDER: holder, JobAttr.LEASE_UNTIL_MS: now_ms + int(ttl_s * 1000)},
+            condition=f"attribute_not_exists({until}) OR {until} < {expr.v(now_ms)} OR {who} = {expr.v(holder)}",
+        )
+
+    def release(self, holder: str) -> bool:
+        expr = Expr()
+        return update(
+            self.jobs.ddb,
+            self.jobs.table,
+            {JobAttr.JOB_ID: LAUNCH_LEASE_ID},
+            expr,
+            set_={JobAttr.LEASE_UNTIL_MS: 0},
+            condition=f"{expr.n(JobAttr.LEASE_HOLDER)} = {expr.v(holder)}",
         )
 
 

@@ -138,6 +138,13 @@ class JobAttr:
     TOTAL_BYTES = "total_bytes"
     COMPOSITE_KEY = "composite_key"
     ERROR = "error"
+    # The launch lease item (job_id LAUNCH_LEASE_ID, no state: in no index) holds only these.
+    LEASE_HOLDER = "lease_holder"
+    LEASE_UNTIL_MS = "lease_until_ms"  # POSIX milliseconds
+
+
+# Key of the jobs-table item through which one carousel step at a time starts workers.
+LAUNCH_LEASE_ID = "~launch-lease"
 
 
 class JobIndex:

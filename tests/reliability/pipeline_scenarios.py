@@ -243,6 +243,11 @@ def load_pipeline(
             "stages": stages,
             "rounds": rounds,
             "peak_workers": dict(peak),
+            "worker_caps": {
+                JobDefinitionName.INDEX_FILE.value: max_workers,
+                JobDefinitionName.RECORD_METADATA.value: 1,
+                JobDefinitionName.COMPUTE_RADIANCE.value: max_workers,
+            },
             "job_file_states": dict(job_file_states),
             "restore_counts": {str(k): v for k, v in Counter(restores.values()).items()},
             "restore_calls": len(restore_calls),

@@ -62,6 +62,9 @@ def test_load_completes_with_nothing_lost_or_duplicated(load_result: ScenarioRes
     assert extra["restore_calls"] == FILES
     # Several workers of a kind ran at once (the local launcher, as Batch would).
     assert max(extra["peak_workers"].values()) >= 2, extra
+    # ... and never more than the cap, although two steps raced every round (the launch lease).
+    for worker, cap in extra["worker_caps"].items():
+        assert extra["peak_workers"].get(worker, 0) <= cap, (worker, extra["peak_workers"])
     for stage in ("restore requested", "indexed", "metadata recorded", "job results"):
         assert extra["stages"][stage]["files"] > 0, stage
 
