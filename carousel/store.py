@@ -35,7 +35,7 @@ from datacarousel.contract import (
     JobIndex,
     JobState,
 )
-from datacarousel.files_table import FilesTable, deserialize, serialize
+from datacarousel.files_table import Expr, FilesTable, deserialize, serialize
 
 log = logging.getLogger(__name__)
 
@@ -72,42 +72,6 @@ def to_seconds(value: Any) -> float | None:
 # --- expressions ---------------------------------------------------------------------------
 
 
-class Expr:
-    """Placeholders for every attribute name and value (nothing is pasted into an expression)."""
-
-    def __init__(self) -> None:
-        self.names: dict[str, str] = {}
-        self.values: dict[str, dict[str, Any]] = {}
-
-    def n(self, attr: str) -> str:
-        for placeholder, existing in self.names.items():
-            if existing == attr:
-                return placeholder
-        placeholder = f"#n{len(self.names)}"
-        self.names[placeholder] = attr
-        return placeholder
-
-    def v(self, value: Any) -> str:
-        placeholder = f":v{len(self.values)}"
-        self.values[placeholder] = serialize(value)
-        return placeholder
-
-    def one_of(self, attr: str, values: Iterable[str]) -> str:
-        return "(" + " OR ".join(f"{self.n(attr)} = {self.v(v)}" for v in values) + ")"
-
-    def version_is(self, attr: str, expected: int) -> str:
-        """`attr = expected`; version 0 also matches an item that never had the attribute."""
-        if expected == 0:
-            return f"(attribute_not_exists({self.n(attr)}) OR {self.n(attr)} = {self.v(0)})"
-        return f"{self.n(attr)} = {self.v(int(expected))}"
-
-    def params(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"ExpressionAttributeNames": self.names}
-        if self.values:
-            out["ExpressionAttributeValues"] = self.values
-        return out
-
-
 def _conditional_failure(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
@@ -124,12 +88,12 @@ def update(
     condition: str,
 ) -> bool:
     """One conditional UpdateItem; False when the condition does not hold."""
-    clauses = [f"{expr.n(k)} = {expr.v(v)}" for k, v in (set_ or {}).items()] + list(extra_set)
+    clauses = [f"{expr.name(k)} = {expr.value(v)}" for k, v in (set_ or {}).items()] + list(extra_set)
     text = ""
     if clauses:
         text = "SET " + ", ".join(clauses)
     if remove:
-        text += " REMOVE " + ", ".join(expr.n(r) for r in remove)
+        text += " REMOVE " + ", ".join(expr.name(r) for r in remove)
     try:
         ddb.update_item(
             TableName=table,
@@ -187,7 +151,7 @@ class JobsTable:
             self.ddb.put_item(
                 TableName=self.table,
                 Item={k: serialize(v) for k, v in item.items()},
-                ConditionExpression=f"attribute_not_exists({expr.n(JobAttr.JOB_ID)})",
+                ConditionExpression=f"attribute_not_exists({expr.name(JobAttr.JOB_ID)})",
                 ExpressionAttributeNames=expr.names,
             )
         except ClientError as exc:
@@ -207,7 +171,7 @@ class JobsTable:
             self.ddb,
             TableName=self.table,
             IndexName=JobIndex.BY_STATE,
-            KeyConditionExpression=f"{expr.n(JobAttr.STATE)} = {expr.v(JobState(state).value)}",
+            KeyConditionExpression=f"{expr.name(JobAttr.STATE)} = {expr.value(JobState(state).value)}",
             **expr.params(),
         )
 
@@ -222,7 +186,7 @@ class JobsTable:
             {JobAttr.JOB_ID: job_id},
             expr,
             set_=values,
-            condition=f"{expr.n(JobAttr.STATE)} = {expr.v(from_state.value)}",
+            condition=f"{expr.name(JobAttr.STATE)} = {expr.value(from_state.value)}",
         )
 
 
@@ -239,7 +203,7 @@ class LaunchLease:
 
     def acquire(self, holder: str, now: float, ttl_s: float) -> bool:
         expr = Expr()
-        until, who = expr.n(JobAttr.LEASE_UNTIL_MS), expr.n(JobAttr.LEASE_HOLDER)
+        until, who = expr.name(JobAttr.LEASE_UNTIL_MS), expr.name(JobAttr.LEASE_HOLDER)
         now_ms = int(now * 1000)
         return update(
             self.jobs.ddb,
@@ -247,7 +211,9 @@ class LaunchLease:
             {JobAttr.JOB_ID: LAUNCH_LEASE_ID},
             expr,
             set_={JobAttr.LEASE_HOLDER: holder, JobAttr.LEASE_UNTIL_MS: now_ms + int(ttl_s * 1000)},
-            condition=f"attribute_not_exists({until}) OR {until} < {expr.v(now_ms)} OR {who} = {expr.v(holder)}",
+            condition=(
+                f"attribute_not_exists({until}) OR {until} < {expr.value(now_ms)} OR {who} = {expr.value(holder)}"
+            ),
         )
 
     def release(self, holder: str) -> bool:
@@ -258,7 +224,7 @@ class LaunchLease:
             {JobAttr.JOB_ID: LAUNCH_LEASE_ID},
             expr,
             set_={JobAttr.LEASE_UNTIL_MS: 0},
-            condition=f"{expr.n(JobAttr.LEASE_HOLDER)} = {expr.v(holder)}",
+            condition=f"{expr.name(JobAttr.LEASE_HOLDER)} = {expr.value(holder)}",
         )
 
 
@@ -279,7 +245,7 @@ class JobFilesTable:
         return query_all(
             self.ddb,
             TableName=self.table,
-            KeyConditionExpression=f"{expr.n(JobFileAttr.JOB_ID)} = {expr.v(job_id)}",
+            KeyConditionExpression=f"{expr.name(JobFileAttr.JOB_ID)} = {expr.value(job_id)}",
             ConsistentRead=True,
             **expr.params(),
         )
@@ -290,7 +256,7 @@ class JobFilesTable:
     def claim_release(self, job_id: str, file_name: str, now: float) -> bool:
         """WAITING -> QUEUED, marked pending until the WorkItem is sent (`release_sent`)."""
         expr = Expr()
-        attempts = expr.n(JobFileAttr.ATTEMPTS)
+        attempts = expr.name(JobFileAttr.ATTEMPTS)
         return update(
             self.ddb,
             self.table,
@@ -301,8 +267,8 @@ class JobFilesTable:
                 JobFileAttr.RELEASE_PENDING_AT: iso_seconds(now),
                 JobFileAttr.UPDATED_AT: iso_seconds(now),
             },
-            extra_set=[f"{attempts} = if_not_exists({attempts}, {expr.v(0)}) + {expr.v(1)}"],
-            condition=f"{expr.n(JobFileAttr.STATE)} = {expr.v(JobFileState.WAITING.value)}",
+            extra_set=[f"{attempts} = if_not_exists({attempts}, {expr.value(0)}) + {expr.value(1)}"],
+            condition=f"{expr.name(JobFileAttr.STATE)} = {expr.value(JobFileState.WAITING.value)}",
         )
 
     def release_sent(self, job_id: str, file_name: str) -> bool:
@@ -313,7 +279,7 @@ class JobFilesTable:
             self._key(job_id, file_name),
             expr,
             remove=[JobFileAttr.RELEASE_PENDING_AT],
-            condition=f"attribute_exists({expr.n(JobFileAttr.JOB_ID)})",
+            condition=f"attribute_exists({expr.name(JobFileAttr.JOB_ID)})",
         )
 
     def transition(
@@ -365,8 +331,8 @@ class CarouselFiles:
         return {FileAttr.FILE_NAME: name}
 
     def _bump(self, expr: Expr) -> str:
-        version = expr.n(FileAttr.STATE_VERSION)
-        return f"{version} = if_not_exists({version}, {expr.v(0)}) + {expr.v(1)}"
+        version = expr.name(FileAttr.STATE_VERSION)
+        return f"{version} = if_not_exists({version}, {expr.value(0)}) + {expr.value(1)}"
 
     def set_state(
         self,
@@ -385,8 +351,8 @@ class CarouselFiles:
         expr = Expr()
         extra = [self._bump(expr)]
         if uncount_restore:
-            count = expr.n(FileAttr.RESTORE_COUNT)
-            extra.append(f"{count} = if_not_exists({count}, {expr.v(1)}) - {expr.v(1)}")
+            count = expr.name(FileAttr.RESTORE_COUNT)
+            extra.append(f"{count} = if_not_exists({count}, {expr.value(1)}) - {expr.value(1)}")
         values: dict[str, Any] = {FileAttr.STATE: to_state.value, FileAttr.UPDATED_AT: iso_seconds(now)}
         remove: list[str] = []
         if restore_expiry is None:
@@ -401,14 +367,14 @@ class CarouselFiles:
             set_=values,
             extra_set=extra,
             remove=remove,
-            condition=f"attribute_exists({expr.n(FileAttr.FILE_NAME)}) AND "
+            condition=f"attribute_exists({expr.name(FileAttr.FILE_NAME)}) AND "
             + expr.version_is(FileAttr.STATE_VERSION, expected_version),
         )
 
     def claim_restore(self, name: str, expected_version: int, now: float) -> bool:
         """ARCHIVED at `expected_version` -> RESTORING; only the winner then calls RestoreObject."""
         expr = Expr()
-        count = expr.n(FileAttr.RESTORE_COUNT)
+        count = expr.name(FileAttr.RESTORE_COUNT)
         return update(
             self.ddb,
             self.table,
@@ -419,24 +385,24 @@ class CarouselFiles:
                 FileAttr.RESTORE_REQUESTED_AT: iso_seconds(now),
                 FileAttr.UPDATED_AT: iso_seconds(now),
             },
-            extra_set=[self._bump(expr), f"{count} = if_not_exists({count}, {expr.v(0)}) + {expr.v(1)}"],
+            extra_set=[self._bump(expr), f"{count} = if_not_exists({count}, {expr.value(0)}) + {expr.value(1)}"],
             remove=[FileAttr.RESTORE_EXPIRY, FileAttr.RESTORE_CHECKED_AT],
-            condition=f"{expr.n(FileAttr.STATE)} = {expr.v(FileState.ARCHIVED.value)} AND "
+            condition=f"{expr.name(FileAttr.STATE)} = {expr.value(FileState.ARCHIVED.value)} AND "
             + expr.version_is(FileAttr.STATE_VERSION, expected_version),
         )
 
     def unclaim_restore(self, name: str, claimed_version: int, now: float) -> bool:
         """RestoreObject failed for good: back to ARCHIVED (the request did not count)."""
         expr = Expr()
-        count = expr.n(FileAttr.RESTORE_COUNT)
+        count = expr.name(FileAttr.RESTORE_COUNT)
         return update(
             self.ddb,
             self.table,
             self._key(name),
             expr,
             set_={FileAttr.STATE: FileState.ARCHIVED.value, FileAttr.UPDATED_AT: iso_seconds(now)},
-            extra_set=[self._bump(expr), f"{count} = {count} - {expr.v(1)}"],
-            condition=f"{expr.n(FileAttr.STATE)} = {expr.v(FileState.RESTORING.value)} AND "
+            extra_set=[self._bump(expr), f"{count} = {count} - {expr.value(1)}"],
+            condition=f"{expr.name(FileAttr.STATE)} = {expr.value(FileState.RESTORING.value)} AND "
             + expr.version_is(FileAttr.STATE_VERSION, claimed_version),
         )
 
@@ -460,21 +426,21 @@ class CarouselFiles:
             self._key(name),
             expr,
             set_={FileAttr.RESTORE_CHECKED_AT: iso_seconds(now)},
-            condition=f"attribute_exists({expr.n(FileAttr.FILE_NAME)})",
+            condition=f"attribute_exists({expr.name(FileAttr.FILE_NAME)})",
         )
 
     def claim_index_request(self, name: str, now: float, retry_s: float) -> bool:
         """RESTORED and no index request within `retry_s`: record one now (the winner sends it)."""
         expr = Expr()
-        at = expr.n(FileAttr.INDEX_REQUESTED_AT)
+        at = expr.name(FileAttr.INDEX_REQUESTED_AT)
         return update(
             self.ddb,
             self.table,
             self._key(name),
             expr,
             set_={FileAttr.INDEX_REQUESTED_AT: iso_seconds(now)},
-            condition=f"{expr.n(FileAttr.STATE)} = {expr.v(FileState.RESTORED.value)} AND "
-            f"(attribute_not_exists({at}) OR {at} <= {expr.v(iso_seconds(now - retry_s))})",
+            condition=f"{expr.name(FileAttr.STATE)} = {expr.value(FileState.RESTORED.value)} AND "
+            f"(attribute_not_exists({at}) OR {at} <= {expr.value(iso_seconds(now - retry_s))})",
         )
 
     def invalidate(self, name: str, expected_version: int, now: float) -> bool:
@@ -500,16 +466,16 @@ class CarouselFiles:
         every receive (an HSDS or S3 outage): the file is good, so it is tried again, a few times.
         """
         expr = Expr()
-        redrives = expr.n(FileAttr.INDEX_REDRIVES)
+        redrives = expr.name(FileAttr.INDEX_REDRIVES)
         return update(
             self.ddb,
             self.table,
             self._key(name),
             expr,
             set_={FileAttr.UPDATED_AT: iso_seconds(now)},
-            extra_set=[f"{redrives} = if_not_exists({redrives}, {expr.v(0)}) + {expr.v(1)}"],
-            condition=f"attribute_exists({expr.n(FileAttr.FILE_NAME)}) AND "
-            + f"(attribute_not_exists({redrives}) OR {redrives} < {expr.v(limit)})",
+            extra_set=[f"{redrives} = if_not_exists({redrives}, {expr.value(0)}) + {expr.value(1)}"],
+            condition=f"attribute_exists({expr.name(FileAttr.FILE_NAME)}) AND "
+            + f"(attribute_not_exists({redrives}) OR {redrives} < {expr.value(limit)})",
         )
 
     def fail(self, name: str, reason: str, now: float) -> bool:
@@ -526,8 +492,9 @@ class CarouselFiles:
                 FileAttr.UPDATED_AT: iso_seconds(now),
             },
             extra_set=[self._bump(expr)],
-            condition=f"attribute_exists({expr.n(FileAttr.FILE_NAME)}) AND "
-            + f"NOT {expr.n(FileAttr.STATE)} IN ({expr.v(FileState.INDEXED.value)}, {expr.v(FileState.FAILED.value)})",
+            condition=f"attribute_exists({expr.name(FileAttr.FILE_NAME)}) AND "
+            + f"NOT {expr.name(FileAttr.STATE)} IN "
+            + f"({expr.value(FileState.INDEXED.value)}, {expr.value(FileState.FAILED.value)})",
         )
 
 

@@ -121,8 +121,9 @@ def _is_conditional_failure(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
-class _Expr:
-    """Builds an update / condition expression with placeholders for every name and value."""
+class Expr:
+    """Builds an update / condition expression with placeholders for every attribute name and
+    value: nothing a caller passes is ever pasted into an expression."""
 
     def __init__(self) -> None:
         self.names: dict[str, str] = {}
@@ -143,6 +144,15 @@ class _Expr:
 
     def set_clause(self, attrs: Mapping[str, Any]) -> list[str]:
         return [f"{self.name(k)} = {self.value(v)}" for k, v in attrs.items()]
+
+    def one_of(self, attr: str, values: Iterable[str]) -> str:
+        return "(" + " OR ".join(f"{self.name(attr)} = {self.value(v)}" for v in values) + ")"
+
+    def version_is(self, attr: str, expected: int) -> str:
+        """`attr = expected`; version 0 also matches an item that never had the attribute."""
+        if expected == 0:
+            return f"(attribute_not_exists({self.name(attr)}) OR {self.name(attr)} = {self.value(0)})"
+        return f"{self.name(attr)} = {self.value(int(expected))}"
 
     def params(self) -> dict[str, Any]:
         out: dict[str, Any] = {"ExpressionAttributeNames": self.names}
@@ -183,7 +193,7 @@ class FilesTable:
                 request = response.get("UnprocessedKeys") or {}
         return found
 
-    def _query(self, index: str, key_condition: str, expr: _Expr) -> Iterator[dict[str, Any]]:
+    def _query(self, index: str, key_condition: str, expr: Expr) -> Iterator[dict[str, Any]]:
         params: dict[str, Any] = {
             "TableName": self.table,
             "IndexName": index,
@@ -205,7 +215,7 @@ class FilesTable:
         """Files of one month (`YYYY.MM`), in orbit order, optionally within an orbit range."""
         if not _valid_year_month(year_month):
             raise ValueError(f"year-month must be YYYY.MM, got {year_month!r}")
-        expr = _Expr()
+        expr = Expr()
         condition = f"{expr.name(FileAttr.YEAR_MONTH)} = {expr.value(year_month)}"
         if orbits is not None:
             condition += f" AND {expr.name(FileAttr.ORBIT)} BETWEEN {expr.value(orbits[0])} AND {expr.value(orbits[1])}"
@@ -215,7 +225,7 @@ class FilesTable:
         """Files of one MISR path (1..233), in orbit order."""
         if not 1 <= int(path) <= 233:
             raise ValueError(f"MISR path must be 1..233, got {path}")
-        expr = _Expr()
+        expr = Expr()
         condition = f"{expr.name(FileAttr.MISR_PATH)} = {expr.value(int(path))}"
         if orbits is not None:
             condition += f" AND {expr.name(FileAttr.ORBIT)} BETWEEN {expr.value(orbits[0])} AND {expr.value(orbits[1])}"
@@ -224,7 +234,7 @@ class FilesTable:
     def by_state(self, state: FileState | str, orbits: tuple[int, int] | None = None) -> Iterator[dict[str, Any]]:
         """Files in one carousel state, in orbit order."""
         value = FileState(state).value
-        expr = _Expr()
+        expr = Expr()
         condition = f"{expr.name(FileAttr.STATE)} = {expr.value(value)}"
         if orbits is not None:
             condition += f" AND {expr.name(FileAttr.ORBIT)} BETWEEN {expr.value(orbits[0])} AND {expr.value(orbits[1])}"
@@ -241,7 +251,7 @@ class FilesTable:
     # --- writes -------------------------------------------------------------------
 
     def _update(
-        self, file_name: str, set_attrs: Mapping[str, Any], condition: str, expr: _Expr, extra: str = ""
+        self, file_name: str, set_attrs: Mapping[str, Any], condition: str, expr: Expr, extra: str = ""
     ) -> bool:
         """One conditional UpdateItem; False when the condition does not hold."""
         clauses = expr.set_clause(set_attrs)
@@ -278,7 +288,7 @@ class FilesTable:
         queued less than `requeue_after` ago (a request older than that is assumed
         lost to the dead-letter queue and may be queued again).
         """
-        expr = _Expr()
+        expr = Expr()
         fn, state, etag_n = expr.name(FileAttr.FILE_NAME), expr.name(FileAttr.STATE), expr.name(FileAttr.ETAG)
         q_etag, q_at = expr.name(FileAttr.INDEX_QUEUED_ETAG), expr.name(FileAttr.INDEX_QUEUED_AT)
         v_etag, v_indexed, v_stale = (
@@ -322,7 +332,7 @@ class FilesTable:
         nothing is written and False is returned. Writing the same result twice is
         also refused (False): see `is_indexed`.
         """
-        expr = _Expr()
+        expr = Expr()
         version = expr.name(FileAttr.STATE_VERSION)
         if expected_version is None:
             condition = f"attribute_not_exists({expr.name(FileAttr.FILE_NAME)})"
@@ -362,7 +372,7 @@ class FilesTable:
         )
         if current is not None and recorded_since_indexing and all(current.get(k) == v for k, v in wanted.items()):
             return "unchanged"
-        expr = _Expr()
+        expr = Expr()
         fn, state, domain = expr.name(FileAttr.FILE_NAME), expr.name(FileAttr.STATE), expr.name(FileAttr.DOMAIN)
         condition = (
             f"attribute_not_exists({fn}) OR "
