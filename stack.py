@@ -560,43 +560,31 @@ def add_buckets(
             **_private_bucket_properties(),
         )
     )
-    results = t.add_resource(
-        ts3.Bucket(
-            "ResultsBucket",
-            **RETAIN,
-            LoggingConfiguration=logging("results"),
-            LifecycleConfiguration=ts3.LifecycleConfiguration(
-                Rules=[
-                    ts3.LifecycleRule(
-                        Id="ExpireReplacedResults",
-                        Status="Enabled",
-                        NoncurrentVersionExpiration=ts3.NoncurrentVersionExpiration(NoncurrentDays=30),
-                    ),
-                    _abort_uploads_rule(),
-                ]
-            ),
-            **_private_bucket_properties(),
+
+    def working_bucket(logical_id: str, log_prefix: str, rule_id: str, noncurrent_days: int) -> ts3.Bucket:
+        """A private, versioned bucket whose replaced objects expire after `noncurrent_days`."""
+        return t.add_resource(
+            ts3.Bucket(
+                logical_id,
+                **RETAIN,  # CloudFormation cannot delete a bucket that still holds objects
+                LoggingConfiguration=logging(log_prefix),
+                LifecycleConfiguration=ts3.LifecycleConfiguration(
+                    Rules=[
+                        ts3.LifecycleRule(
+                            Id=rule_id,
+                            Status="Enabled",
+                            NoncurrentVersionExpiration=ts3.NoncurrentVersionExpiration(NoncurrentDays=noncurrent_days),
+                        ),
+                        _abort_uploads_rule(),
+                    ]
+                ),
+                **_private_bucket_properties(),
+            )
         )
-    )
-    hsds = t.add_resource(
-        ts3.Bucket(
-            "HsdsBucket",
-            **RETAIN,  # CloudFormation cannot delete a bucket that still holds objects
-            LoggingConfiguration=logging("hsds"),
-            LifecycleConfiguration=ts3.LifecycleConfiguration(
-                Rules=[
-                    # HSDS rewrites its metadata objects often: keep a short recovery window only.
-                    ts3.LifecycleRule(
-                        Id="ExpireReplacedHsdsObjects",
-                        Status="Enabled",
-                        NoncurrentVersionExpiration=ts3.NoncurrentVersionExpiration(NoncurrentDays=7),
-                    ),
-                    _abort_uploads_rule(),
-                ]
-            ),
-            **_private_bucket_properties(),
-        )
-    )
+
+    results = working_bucket("ResultsBucket", "results", "ExpireReplacedResults", 30)
+    # HSDS rewrites its metadata objects often: keep a short recovery window only.
+    hsds = working_bucket("HsdsBucket", "hsds", "ExpireReplacedHsdsObjects", 7)
     sources = [archive_bucket_arn(), GetAtt(results, "Arn"), GetAtt(hsds, "Arn")]
     _bucket_policy(
         t,

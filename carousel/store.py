@@ -327,6 +327,10 @@ class CarouselFiles:
         self.ddb = files.ddb
         self.table = files.table
 
+    def _update(self, name: str, expr: Expr, **changes: Any) -> bool:
+        """One conditional UpdateItem of file `name` (see `update`)."""
+        return update(self.ddb, self.table, self._key(name), expr, **changes)
+
     def _key(self, name: str) -> dict[str, str]:
         return {FileAttr.FILE_NAME: name}
 
@@ -359,10 +363,8 @@ class CarouselFiles:
             remove.append(FileAttr.RESTORE_EXPIRY)
         else:
             values[FileAttr.RESTORE_EXPIRY] = iso_seconds(restore_expiry)
-        return update(
-            self.ddb,
-            self.table,
-            self._key(name),
+        return self._update(
+            name,
             expr,
             set_=values,
             extra_set=extra,
@@ -375,10 +377,8 @@ class CarouselFiles:
         """ARCHIVED at `expected_version` -> RESTORING; only the winner then calls RestoreObject."""
         expr = Expr()
         count = expr.name(FileAttr.RESTORE_COUNT)
-        return update(
-            self.ddb,
-            self.table,
-            self._key(name),
+        return self._update(
+            name,
             expr,
             set_={
                 FileAttr.STATE: FileState.RESTORING.value,
@@ -395,10 +395,8 @@ class CarouselFiles:
         """RestoreObject failed for good: back to ARCHIVED (the request did not count)."""
         expr = Expr()
         count = expr.name(FileAttr.RESTORE_COUNT)
-        return update(
-            self.ddb,
-            self.table,
-            self._key(name),
+        return self._update(
+            name,
             expr,
             set_={FileAttr.STATE: FileState.ARCHIVED.value, FileAttr.UPDATED_AT: iso_seconds(now)},
             extra_set=[self._bump(expr), f"{count} = {count} - {expr.value(1)}"],
@@ -409,10 +407,8 @@ class CarouselFiles:
     def set_lease(self, name: str, restore_expiry: float, now: float) -> bool:
         """A renewal: the readable copy now lives until `restore_expiry`."""
         expr = Expr()
-        return update(
-            self.ddb,
-            self.table,
-            self._key(name),
+        return self._update(
+            name,
             expr,
             set_={FileAttr.RESTORE_EXPIRY: iso_seconds(restore_expiry), FileAttr.UPDATED_AT: iso_seconds(now)},
             condition=expr.one_of(FileAttr.STATE, (s.value for s in READABLE_STATES)),
@@ -420,10 +416,8 @@ class CarouselFiles:
 
     def mark_probed(self, name: str, now: float) -> bool:
         expr = Expr()
-        return update(
-            self.ddb,
-            self.table,
-            self._key(name),
+        return self._update(
+            name,
             expr,
             set_={FileAttr.RESTORE_CHECKED_AT: iso_seconds(now)},
             condition=f"attribute_exists({expr.name(FileAttr.FILE_NAME)})",
@@ -433,10 +427,8 @@ class CarouselFiles:
         """RESTORED and no index request within `retry_s`: record one now (the winner sends it)."""
         expr = Expr()
         at = expr.name(FileAttr.INDEX_REQUESTED_AT)
-        return update(
-            self.ddb,
-            self.table,
-            self._key(name),
+        return self._update(
+            name,
             expr,
             set_={FileAttr.INDEX_REQUESTED_AT: iso_seconds(now)},
             condition=f"{expr.name(FileAttr.STATE)} = {expr.value(FileState.RESTORED.value)} AND "
@@ -446,10 +438,8 @@ class CarouselFiles:
     def invalidate(self, name: str, expected_version: int, now: float) -> bool:
         """A readable file whose copy expired -> ARCHIVED, its domain forgotten (deleted before this write)."""
         expr = Expr()
-        return update(
-            self.ddb,
-            self.table,
-            self._key(name),
+        return self._update(
+            name,
             expr,
             set_={FileAttr.STATE: FileState.ARCHIVED.value, FileAttr.UPDATED_AT: iso_seconds(now)},
             extra_set=[self._bump(expr)],
@@ -467,10 +457,8 @@ class CarouselFiles:
         """
         expr = Expr()
         redrives = expr.name(FileAttr.INDEX_REDRIVES)
-        return update(
-            self.ddb,
-            self.table,
-            self._key(name),
+        return self._update(
+            name,
             expr,
             set_={FileAttr.UPDATED_AT: iso_seconds(now)},
             extra_set=[f"{redrives} = if_not_exists({redrives}, {expr.value(0)}) + {expr.value(1)}"],
@@ -481,10 +469,8 @@ class CarouselFiles:
     def fail(self, name: str, reason: str, now: float) -> bool:
         """A file that cannot be indexed (its request reached the index dead-letter queue)."""
         expr = Expr()
-        return update(
-            self.ddb,
-            self.table,
-            self._key(name),
+        return self._update(
+            name,
             expr,
             set_={
                 FileAttr.STATE: FileState.FAILED.value,
