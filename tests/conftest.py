@@ -15,7 +15,9 @@ import atexit
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import botocore.client
 import pytest
 
 from datacarousel.local import environment
@@ -45,3 +47,20 @@ def local_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEnviron
         os.environ.update(saved)
         environment.down(state_dir)
         atexit.unregister(environment.down)
+
+
+@pytest.fixture()
+def no_scan(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every boto3 client in this process refuses DynamoDB Scan (and records the attempt): the
+    researcher queries and the carousel must query indexes."""
+    attempts: list[str] = []
+    original = botocore.client.BaseClient._make_api_call
+
+    def guarded(self: Any, operation_name: str, api_params: Any) -> Any:
+        if operation_name == "Scan":
+            attempts.append(operation_name)
+            raise AssertionError("DynamoDB Scan attempted: queries must use an index")
+        return original(self, operation_name, api_params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", guarded)
+    return attempts

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import botocore.client
 import h5py
 import pytest
 from typer.testing import CliRunner
@@ -39,22 +38,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 STANDARD, RESTORED, ARCHIVED = 63001, 63002, 63003
 READABLE = (STANDARD, RESTORED)
 PREFIX = "pipeline-test/"
-
-
-@pytest.fixture()
-def no_scan(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every boto3 client in this process refuses DynamoDB Scan (and records the attempt)."""
-    attempts: list[str] = []
-    original = botocore.client.BaseClient._make_api_call
-
-    def guarded(self: Any, operation_name: str, api_params: Any) -> Any:
-        if operation_name == "Scan":
-            attempts.append(operation_name)
-            raise AssertionError("DynamoDB Scan attempted: queries must use an index")
-        return original(self, operation_name, api_params)
-
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", guarded)
-    return attempts
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import botocore.client
 import pytest
 
 from carousel import inventory
@@ -27,22 +26,6 @@ from datacarousel.synthetic.generator import generate_orbit
 
 # Orbits of June 2014 (other tests use other months); each test takes its own.
 JUNE_2014 = 76971
-
-
-@pytest.fixture()
-def no_scan(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every boto3 client in this process refuses DynamoDB Scan."""
-    attempts: list[str] = []
-    original = botocore.client.BaseClient._make_api_call
-
-    def guarded(self: Any, operation_name: str, api_params: Any) -> Any:
-        if operation_name == "Scan":
-            attempts.append(operation_name)
-            raise AssertionError("DynamoDB Scan attempted: the carousel must query indexes")
-        return original(self, operation_name, api_params)
-
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", guarded)
-    return attempts
 
 
 @pytest.fixture(scope="session")
