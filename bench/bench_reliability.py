@@ -65,6 +65,7 @@ def main() -> int:
     parser.add_argument("--only", action="append", choices=SCENARIOS, help="run only these (repeatable)")
     parser.add_argument("--state-dir", type=Path, default=ROOT / "var" / "reliability" / "env")
     parser.add_argument("--max-workers", type=int, default=4, help="workers of each kind at once (load)")
+    parser.add_argument("--round-pause", type=float, default=10.0, help="seconds between step rounds (load)")
     args = parser.parse_args()
     chosen = args.only or list(SCENARIOS)
     work = ROOT / "var" / "reliability" / "work" / time.strftime("%Y%m%dT%H%M%S")
@@ -104,6 +105,7 @@ def main() -> int:
                 first_orbit=40000,
                 max_workers=args.max_workers,
                 timeout=max(1800.0, args.files * 10.0),
+                round_pause_s=args.round_pause,
                 scenario=f"load {args.files} files",
                 source="bench",
             )

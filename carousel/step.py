@@ -71,6 +71,7 @@ from datacarousel.contract import (
     JobState,
 )
 from datacarousel.errors import BadInput, MalformedMessage
+from datacarousel.files_table import metadata_is_current
 from datacarousel.launcher import Launcher
 from datacarousel.messages import IndexRequest, WorkItem
 from datacarousel.queue_worker import send_to_dead_letter_queue
@@ -593,8 +594,7 @@ class Step:
         indexed_without_metadata = sum(
             1
             for item in loaded.files.values()
-            if item.get(FileAttr.STATE) == FileState.INDEXED.value
-            and (item.get(FileAttr.METADATA_AT) or "") < (item.get(FileAttr.INDEXED_AT) or "~")
+            if item.get(FileAttr.STATE) == FileState.INDEXED.value and not metadata_is_current(item)
         )
         tuning = self.ctx.tuning
         pools = [

@@ -121,6 +121,17 @@ def _is_conditional_failure(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
+def metadata_is_current(item: Mapping[str, Any] | None, domain: str | None = None) -> bool:
+    """True when an item's metadata was recorded for its current index (and, if given, `domain`):
+    a file re-indexed since (its copy expired and came back) needs its metadata recorded again."""
+    if not item or item.get(FileAttr.STATE) != FileState.INDEXED.value:
+        return False
+    if domain is not None and item.get(FileAttr.DOMAIN) != domain:
+        return False
+    recorded = str(item.get(FileAttr.METADATA_AT) or "")
+    return bool(recorded) and recorded >= str(item.get(FileAttr.INDEXED_AT) or "~")
+
+
 class Expr:
     """Builds an update / condition expression with placeholders for every attribute name and
     value: nothing a caller passes is ever pasted into an expression."""

@@ -1,4 +1,5 @@
-"""`python -m record_metadata`: record the metadata of every indexed file found under DC_HSDS_FOLDER.
+"""`python -m record_metadata [--reread]`: record the metadata of the indexed files under DC_HSDS_FOLDER
+whose item does not hold it yet (every domain with --reread).
 
 Prints the run's report (JSON) on stdout; exits 1 when a domain could not be read.
 """
@@ -21,7 +22,11 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
 @app.command()
-def main() -> None:
+def main(
+    reread: bool = typer.Option(
+        False, "--reread", help="Open and record every domain, also those whose metadata is current."
+    ),
+) -> None:
     try:
         settings = Settings.from_env(need=["files_table", "hsds_folder", "hs_endpoint", "hs_username", "hs_password"])
     except ConfigError as exc:
@@ -34,7 +39,7 @@ def main() -> None:
         password=settings.require("hs_password"),
         folder=settings.require("hsds_folder"),
     )
-    report = run(FilesTable(aws.client("dynamodb"), settings.require("files_table")), target, utcnow())
+    report = run(FilesTable(aws.client("dynamodb"), settings.require("files_table")), target, utcnow(), reread=reread)
     print(json.dumps(report.as_dict(), indent=2))  # noqa: T201 - the report is this program's output
     if report.outcomes.get("error"):
         raise typer.Exit(1)

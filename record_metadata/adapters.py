@@ -15,7 +15,7 @@ import h5pyd
 
 from datacarousel.contract import HSDS_INDEXED_MARKER
 from datacarousel.errors import BadFileName
-from datacarousel.files_table import FilesTable
+from datacarousel.files_table import FilesTable, metadata_is_current
 from datacarousel.naming import BasicFusionName
 from index_file.adapters import HsdsTarget
 from index_file.core import Marker
@@ -81,11 +81,19 @@ def record_domain(files: FilesTable, target: HsdsTarget, domain: str, now: datet
     return outcome
 
 
-def run(files: FilesTable, target: HsdsTarget, now: datetime) -> RecordReport:
+def run(files: FilesTable, target: HsdsTarget, now: datetime, *, reread: bool = False) -> RecordReport:
+    """Record every domain under the target folder whose item does not already hold the metadata of
+    its current index ("current": not opened, so a run costs one table lookup per indexed file plus
+    one domain read per new one). `reread` opens and records every domain again."""
     report = RecordReport()
     started = time.monotonic()
-    for domain in walk_domains(target, target.folder):
+    domains = list(walk_domains(target, target.folder))
+    items = {} if reread else files.get_many(_file_names(domains))
+    for domain in domains:
         report.domains += 1
+        if metadata_is_current(items.get(posixpath.basename(domain)), domain):
+            report.outcomes["current"] += 1
+            continue
         try:
             report.outcomes[record_domain(files, target, domain, now)] += 1
         except Exception:  # one unreadable domain must not stop the walk
@@ -94,3 +102,13 @@ def run(files: FilesTable, target: HsdsTarget, now: datetime) -> RecordReport:
     report.seconds = round(time.monotonic() - started, 3)
     log.info("record_metadata: %d domains %s in %.1f s", report.domains, dict(report.outcomes), report.seconds)
     return report
+
+
+def _file_names(domains: list[str]) -> list[str]:
+    names = []
+    for domain in domains:
+        try:
+            names.append(BasicFusionName.parse(posixpath.basename(domain)).file_name)
+        except BadFileName:
+            continue  # recorded as not-basicfusion when its turn comes
+    return names

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from datacarousel import aws, naming
 from datacarousel.contract import FileAttr, FileState
-from datacarousel.files_table import FileMetadata, FilesTable, iso, utcnow, year_months_of_orbits
+from datacarousel.files_table import FileMetadata, FilesTable, iso, metadata_is_current, utcnow, year_months_of_orbits
 from datacarousel.naming import BasicFusionName
 
 FOLDER = "/home/test/basicfusion/"
@@ -207,3 +207,29 @@ def test_get_many_reads_in_batches(files: FilesTable) -> None:
         _index(files, name)
     found = files.get_many([n.file_name for n in names] + ["missing.h5"])
     assert set(found) == {n.file_name for n in names[::3]}
+
+
+def _indexed(indexed_at: str, recorded_at: str | None = None, **extra: str) -> dict[str, str]:
+    item = {"state": "INDEXED", "indexed_at": indexed_at, **extra}
+    if recorded_at is not None:
+        item["metadata_recorded_at"] = recorded_at
+    return item
+
+
+DAY1, DAY2, DAY3 = "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("item", "domain", "current"),
+    [
+        (None, None, False),
+        ({"state": "RESTORED"}, None, False),
+        (_indexed(DAY2), None, False),  # never recorded
+        (_indexed(DAY2, DAY1), None, False),  # re-indexed since it was recorded
+        (_indexed(DAY2, DAY2), None, True),
+        (_indexed(DAY2, DAY3, domain="/a"), "/b", False),  # recorded for another domain
+        (_indexed(DAY2, DAY3, domain="/a"), "/a", True),
+    ],
+)
+def test_metadata_is_current_only_for_the_current_index(item: Any, domain: str | None, current: bool) -> None:
+    assert metadata_is_current(item, domain) is current

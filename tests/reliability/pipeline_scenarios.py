@@ -83,6 +83,7 @@ def load_pipeline(
     racing_steps: int = 2,
     max_workers: int = 3,
     timeout: float = 600.0,
+    round_pause_s: float = 3.0,
     scenario: str = "load: inventory→restore→index→record→2 jobs",
     source: str = "pytest",
 ) -> ScenarioResult:
@@ -159,10 +160,7 @@ def load_pipeline(
                     ).returncode
 
             list(pool.map(one_step, range(racing_steps)))
-            for _ in range(6):  # let the workers run a little between steps
-                if done():
-                    break
-                time.sleep(0.5)
+            time.sleep(round_pause_s)  # let the workers run a little between steps
     # The workers drain and exit by themselves; the resources below are what counts, so a worker still
     # running (another backlog of the shared environment) is noted, not waited for forever.
     try:
