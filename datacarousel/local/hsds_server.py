@@ -137,6 +137,10 @@ def write_override(path: Path, *, log_level: str) -> None:
         "server_name: Data Carousel local HSDS\n"
         # Write changed objects at the next sync tick (default: wait 1 s more): flushes return sooner.
         "s3_age_time: 0\n"
+        # The service node answers 503 above this many asyncio tasks (default 100). Several workers
+        # linking at once (each link is a burst of metadata requests) pass 100 on a 2-core machine and
+        # turn the burst into a storm of retries; queueing the requests is what the clients need.
+        "max_task_count: 1000\n"
     )
 
 

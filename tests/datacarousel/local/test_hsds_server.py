@@ -63,16 +63,20 @@ def test_server_env_drops_stray_hsds_settings(tmp_path: Path) -> None:
 
 
 def test_override_turns_unauthenticated_access_off(tmp_path: Path) -> None:
-    """HSDS itself (its config loader, in a fresh interpreter) reads allow_noauth as False."""
+    """HSDS itself (its config loader, in a fresh interpreter) reads allow_noauth as False, and the
+    task limit above which its service node answers 503 as 1000 (not 100)."""
     override = tmp_path / "override.yml"
     hsds_server.write_override(override, log_level="ERROR")
     env = {**os.environ, "CONFIG_OVERRIDE_PATH": str(override)}
     env.pop("ALLOW_NOAUTH", None)
-    code = "import hsds.config as c; print(c.get('allow_noauth'), c.get('log_level'), c.get('s3_age_time'))"
+    code = (
+        "import hsds.config as c; "
+        "print(c.get('allow_noauth'), c.get('log_level'), c.get('s3_age_time'), c.get('max_task_count'))"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, check=True
     )
-    assert out.stdout.split() == ["False", "ERROR", "0"]
+    assert out.stdout.split() == ["False", "ERROR", "0", "1000"]
 
 
 def test_socket_url_matches_hsds(tmp_path: Path) -> None:
