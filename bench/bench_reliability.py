@@ -110,40 +110,28 @@ def main() -> int:
                 source="bench",
             )
             run("load", [r])
-        if "kill-index" in chosen:
-            kit = FaultKit(work / "kill-kit")
+        for name, worker, files, kills, first, seed in (
+            ("kill-index", "index_file", 10, 4, 42000, 100),
+            ("kill-radiance", "compute_radiance", 6, 3, 42500, 200),
+        ):
+            if name not in chosen:
+                continue
+            kit = FaultKit(work / f"{name}-kit")
             rows = [
                 scen.kill_workers(
                     env,
                     orbits_dir,
                     kit,
-                    worker="index_file",
-                    files=10,
-                    first_orbit=42000 + 20 * i,
-                    kills=4,
-                    seed=100 + i,
+                    worker=worker,
+                    files=files,
+                    first_orbit=first + 20 * i,
+                    kills=kills,
+                    seed=seed + i,
                     source="bench",
                 )
                 for i in range(args.repeat)
             ]
-            run("kill-index", rows)
-        if "kill-radiance" in chosen:
-            kit = FaultKit(work / "kill-kit2")
-            rows = [
-                scen.kill_workers(
-                    env,
-                    orbits_dir,
-                    kit,
-                    worker="compute_radiance",
-                    files=6,
-                    first_orbit=42500 + 20 * i,
-                    kills=3,
-                    seed=200 + i,
-                    source="bench",
-                )
-                for i in range(args.repeat)
-            ]
-            run("kill-radiance", rows)
+            run(name, rows)
         if "throttle" in chosen:
             rows = [
                 scen.throttled_pipeline(
