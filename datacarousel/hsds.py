@@ -587,7 +587,7 @@ def sweep_staging(
     cutoff = time.time() - older_than_s
     try:
         with h5pyd.Folder(
-            folder.rstrip("/") + "/",
+            folder,
             endpoint=access.endpoint,
             username=access.username,
             password=access.password,

@@ -88,7 +88,8 @@ def run(files: FilesTable, target: HsdsTarget, now: datetime, *, reread: bool = 
     report = RecordReport()
     started = time.monotonic()
     domains = list(walk_domains(target, target.folder))
-    items = {} if reread else files.get_many(_file_names(domains))
+    # Item keys are the domains' base names (a name that is no BasicFusion name matches no item).
+    items = {} if reread else files.get_many(posixpath.basename(d) for d in domains)
     for domain in domains:
         report.domains += 1
         if metadata_is_current(items.get(posixpath.basename(domain)), domain):
@@ -102,13 +103,3 @@ def run(files: FilesTable, target: HsdsTarget, now: datetime, *, reread: bool = 
     report.seconds = round(time.monotonic() - started, 3)
     log.info("record_metadata: %d domains %s in %.1f s", report.domains, dict(report.outcomes), report.seconds)
     return report
-
-
-def _file_names(domains: list[str]) -> list[str]:
-    names = []
-    for domain in domains:
-        try:
-            names.append(BasicFusionName.parse(posixpath.basename(domain)).file_name)
-        except BadFileName:
-            continue  # recorded as not-basicfusion when its turn comes
-    return names

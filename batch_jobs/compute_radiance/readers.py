@@ -51,14 +51,6 @@ RawRead = Callable[[int, int], bytes]  # (offset, size) -> bytes of the underlyi
 STREAM_PIECE = 8 * 1024 * 1024  # compressed bytes fed to zlib at a time
 BLOCK_GROUP = 8  # MISR blocks handed to the job at a time
 S3_BLOCK_SIZE = 4 * 1024 * 1024  # s3fs read-ahead block for HDF5 metadata and small datasets
-MODIS_GRANULE_PATHS = (
-    "_1KM/Geolocation/Latitude",
-    "_1KM/Geolocation/Longitude",
-    "SolarZenith",
-    "SensorZenith",
-    "_1KM/Data_Fields/EV_250_Aggr1km_RefSB",
-    "_1KM/Data_Fields/EV_500_Aggr1km_RefSB",
-)
 
 
 def default_workers() -> int:
@@ -155,7 +147,7 @@ class OrbitReader:
         order = sorted(granules, key=_granule_sort_key)
         indexes = []
         for g in order:
-            for m in MODIS_GRANULE_PATHS:
+            for m in chunkread.MODIS_GRANULE_DATASETS:
                 index = self._direct.index(f"MODIS/{g}/{m}")
                 if index is not None and index.direct:
                     indexes.append(index)
