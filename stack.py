@@ -693,6 +693,7 @@ TABLE_LOGICAL_IDS = {
     contract.FILES_TABLE_NAME: "FilesTable",
     contract.JOBS_TABLE_NAME: "JobsTable",
     contract.JOB_FILES_TABLE_NAME: "JobFilesTable",
+    contract.INDEX_REQUESTS_TABLE_NAME: "IndexRequestsTable",
 }
 
 
@@ -701,6 +702,12 @@ def _key_schema(hash_key: contract.KeyAttribute, range_key: contract.KeyAttribut
     if range_key is not None:
         keys.append(tddb.KeySchema(AttributeName=range_key.name, KeyType="RANGE"))
     return keys
+
+
+def _time_to_live(attribute: str | None) -> dict[str, Any]:
+    if attribute is None:
+        return {}
+    return {"TimeToLiveSpecification": tddb.TimeToLiveSpecification(AttributeName=attribute, Enabled=True)}
 
 
 def add_tables(t: Template, key: tkms.Key) -> dict[str, tddb.Table]:
@@ -730,6 +737,15 @@ def add_tables(t: Template, key: tkms.Key) -> dict[str, tddb.Table]:
                 KeySchema=_key_schema(schema.hash_key, schema.range_key),
                 # CloudFormation refuses an empty index list: a table without indexes has none.
                 **({"GlobalSecondaryIndexes": indexes} if indexes else {}),
+                **(
+                    {
+                        "TimeToLiveSpecification": tddb.TimeToLiveSpecification(
+                            AttributeName=schema.ttl_attribute, Enabled=True
+                        )
+                    }
+                    if schema.ttl_attribute
+                    else {}
+                ),
                 PointInTimeRecoverySpecification=tddb.PointInTimeRecoverySpecification(PointInTimeRecoveryEnabled=True),
                 SSESpecification=tddb.SSESpecification(SSEEnabled=True, SSEType="KMS", KMSMasterKeyId=Ref(key)),
             )
@@ -848,7 +864,14 @@ def worker_policies(access: Access) -> dict[JobDefinitionName, list[Statement]]:
         JobDefinitionName.LOADER: [
             *read_archive,
             Statement(Sid="SendIndexRequests", Effect=Allow, Action=_QUEUE_SEND, Resource=[GetAtt(q.index, "Arn")]),
-            table("FilesTable", files, write=True),
+            # Reads BasicFusionFiles (is the file indexed?); writes only its own ledger, in batches.
+            table("FilesTable", files, write=False),
+            Statement(
+                Sid="IndexRequestLedger",
+                Effect=Allow,
+                Action=[ddb.BatchGetItem, ddb.BatchWriteItem],
+                Resource=[access.tables[contract.INDEX_REQUESTS_TABLE_NAME]],
+            ),
             _kms_use(access),
         ],
         JobDefinitionName.INDEX_FILE: [
@@ -1531,6 +1554,7 @@ def build_template(*, hsds_data_nodes: int = 4, hsds_cpu: int = 4096, hsds_memor
         Env.FILES_TABLE: Ref(tables[contract.FILES_TABLE_NAME]),
         Env.JOBS_TABLE: Ref(tables[contract.JOBS_TABLE_NAME]),
         Env.JOB_FILES_TABLE: Ref(tables[contract.JOB_FILES_TABLE_NAME]),
+        Env.INDEX_REQUESTS_TABLE: Ref(tables[contract.INDEX_REQUESTS_TABLE_NAME]),
         Env.BATCH_JOB_QUEUE: contract.JOB_QUEUE_NAME,
     }
     environment = job_environment(p, resources, hsds.endpoint)

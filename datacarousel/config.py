@@ -61,6 +61,7 @@ _SPECS: dict[str, _Spec] = {
     "files_table": _Spec(Env.FILES_TABLE, str),
     "jobs_table": _Spec(Env.JOBS_TABLE, str),
     "job_files_table": _Spec(Env.JOB_FILES_TABLE, str),
+    "index_requests_table": _Spec(Env.INDEX_REQUESTS_TABLE, str),
     "batch_job_queue": _Spec(Env.BATCH_JOB_QUEUE, str),
     "hsds_folder": _Spec(Env.HSDS_FOLDER, _folder),
     "hs_endpoint": _Spec(Env.HS_ENDPOINT, _url),
@@ -92,6 +93,7 @@ class Settings:
     files_table: str | None = None
     jobs_table: str | None = None
     job_files_table: str | None = None
+    index_requests_table: str | None = None
     batch_job_queue: str | None = None
     hsds_folder: str | None = None
     hs_endpoint: str | None = None

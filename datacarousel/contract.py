@@ -32,6 +32,7 @@ class JobDefinitionName(str, enum.Enum):
 FILES_TABLE_NAME = "BasicFusionFiles"
 JOBS_TABLE_NAME = "DataCarouselJobs"
 JOB_FILES_TABLE_NAME = "DataCarouselJobFiles"
+INDEX_REQUESTS_TABLE_NAME = "DataCarouselIndexRequests"
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class TableSchema:
     hash_key: KeyAttribute
     range_key: KeyAttribute | None = None
     indexes: tuple[Index, ...] = ()
+    ttl_attribute: str | None = None  # DynamoDB deletes an item some time after this POSIX second
 
     def attribute_definitions(self) -> dict[str, str]:
         """Every key attribute of the table and its indexes, name -> type."""
@@ -104,8 +106,6 @@ class FileAttr:
     ERROR = "error"
     INDEX_REDRIVES = "index_redrives"
     ETAG = "etag"  # ETag of the archive object the HSDS domain was built from
-    INDEX_QUEUED_ETAG = "index_queued_etag"  # loader: ETag of the object version last queued for indexing
-    INDEX_QUEUED_AT = "index_queued_at"  # loader: when that index request was queued (ISO 8601 UTC)
 
 
 class FileIndex:
@@ -185,7 +185,32 @@ JOB_FILES_TABLE = TableSchema(
     ),
 )
 
-TABLES = (FILES_TABLE, JOBS_TABLE, JOB_FILES_TABLE)
+
+class IndexRequestAttr:
+    """The loader's ledger of index requests it sent: one item per file, the last request.
+
+    A table of its own, written with BatchWriteItem (25 items a call) rather than a conditional
+    UpdateItem per file on BasicFusionFiles: the ledger's items are the loader's alone, so a put
+    can never overwrite another writer's state, and queuing the archive costs one write call per
+    25 files instead of one per file.
+    """
+
+    FILE_NAME = "file_name"
+    BUCKET = "bucket"
+    KEY = "key"
+    ETAG = "etag"  # ETag of the object version queued
+    SIZE = "size_bytes"
+    QUEUED_AT = "queued_at"  # ISO 8601 UTC
+    EXPIRES_AT = "expires_at"  # POSIX seconds: past it the request may be queued again (and DynamoDB's TTL drops it)
+
+
+INDEX_REQUESTS_TABLE = TableSchema(
+    table_name=INDEX_REQUESTS_TABLE_NAME,
+    hash_key=KeyAttribute(IndexRequestAttr.FILE_NAME, "S"),
+    ttl_attribute=IndexRequestAttr.EXPIRES_AT,
+)
+
+TABLES = (FILES_TABLE, JOBS_TABLE, JOB_FILES_TABLE, INDEX_REQUESTS_TABLE)
 
 
 class FileState(str, enum.Enum):
@@ -246,6 +271,7 @@ class Env:
     FILES_TABLE = "DC_FILES_TABLE"
     JOBS_TABLE = "DC_JOBS_TABLE"
     JOB_FILES_TABLE = "DC_JOB_FILES_TABLE"
+    INDEX_REQUESTS_TABLE = "DC_INDEX_REQUESTS_TABLE"
     BATCH_JOB_QUEUE = "DC_BATCH_JOB_QUEUE"
     HSDS_FOLDER = "DC_HSDS_FOLDER"
     ARCHIVE_PREFIX = "DC_ARCHIVE_PREFIX"
@@ -292,6 +318,7 @@ SHARED_RESOURCES: tuple[SharedResource, ...] = (
     SharedResource("FilesTableName", Env.FILES_TABLE, "DynamoDB table BasicFusionFiles"),
     SharedResource("JobsTableName", Env.JOBS_TABLE, "DynamoDB table of researcher jobs"),
     SharedResource("JobFilesTableName", Env.JOB_FILES_TABLE, "DynamoDB table of per-job file states"),
+    SharedResource("IndexRequestsTableName", Env.INDEX_REQUESTS_TABLE, "DynamoDB table of the loader's index requests"),
     SharedResource("BatchJobQueueName", Env.BATCH_JOB_QUEUE, "AWS Batch job queue"),
 )
 

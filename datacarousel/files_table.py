@@ -1,7 +1,7 @@
 """The `BasicFusionFiles` table: conditional writes and index queries (never a Scan).
 
 Every writer updates only the attributes it owns (UpdateItem, never PutItem),
-so the loader, index_file, record_metadata and the carousel can write the same
+so index_file, record_metadata and the carousel can write the same
 item without erasing each other's attributes. Each write is conditional, so a
 redelivered message changes nothing and an older view never overwrites newer
 state. Every researcher query is a DynamoDB Query on a global secondary index
@@ -12,6 +12,7 @@ pasted into expressions.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -132,6 +133,40 @@ def metadata_is_current(item: Mapping[str, Any] | None, domain: str | None = Non
     return bool(recorded) and recorded >= str(item.get(FileAttr.INDEXED_AT) or "~")
 
 
+def batch_get(
+    ddb: Any, table: str, key_attr: str, keys: Iterable[str], attributes: Iterable[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """The items of `table` whose hash key `key_attr` is one of `keys`, by key (BatchGetItem,
+    100 keys a call, consistent reads; unprocessed keys retried with a short backoff).
+
+    `attributes`: read only these (and the key); None reads whole items.
+    """
+    names = list(dict.fromkeys(keys))
+    found: dict[str, dict[str, Any]] = {}
+    projection: dict[str, Any] = {}
+    if attributes is not None:
+        expr = Expr()
+        wanted = dict.fromkeys([key_attr, *attributes])
+        projection = {
+            "ProjectionExpression": ", ".join(expr.name(a) for a in wanted),
+            "ExpressionAttributeNames": expr.names,
+        }
+    for start in range(0, len(names), _BATCH_GET_MAX):
+        batch = [{key_attr: serialize(n)} for n in names[start : start + _BATCH_GET_MAX]]
+        request: dict[str, Any] = {table: {"Keys": batch, "ConsistentRead": True, **projection}}
+        attempt = 0
+        while request:
+            if attempt:
+                time.sleep(min(0.05 * 2**attempt, 2.0))
+            response = ddb.batch_get_item(RequestItems=request)
+            for raw in response.get("Responses", {}).get(table, []):
+                item = deserialize(raw)
+                found[item[key_attr]] = item
+            request = response.get("UnprocessedKeys") or {}
+            attempt += 1
+    return found
+
+
 class Expr:
     """Builds an update / condition expression with placeholders for every attribute name and
     value: nothing a caller passes is ever pasted into an expression."""
@@ -189,20 +224,10 @@ class FilesTable:
         item = response.get("Item")
         return deserialize(item) if item else None
 
-    def get_many(self, file_names: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """Items by file name (BatchGetItem, 100 keys a call, unprocessed keys retried)."""
-        names = list(dict.fromkeys(file_names))
-        found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(names), _BATCH_GET_MAX):
-            keys = [{FileAttr.FILE_NAME: serialize(n)} for n in names[start : start + _BATCH_GET_MAX]]
-            request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
-            while request:
-                response = self.ddb.batch_get_item(RequestItems=request)
-                for raw in response.get("Responses", {}).get(self.table, []):
-                    item = deserialize(raw)
-                    found[item[FileAttr.FILE_NAME]] = item
-                request = response.get("UnprocessedKeys") or {}
-        return found
+    def get_many(self, file_names: Iterable[str], attributes: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Items by file name (BatchGetItem, 100 keys a call, unprocessed keys retried); only
+        `attributes` of each (and its name) when given."""
+        return batch_get(self.ddb, self.table, FileAttr.FILE_NAME, file_names, attributes)
 
     def _query(self, index: str, key_condition: str, expr: Expr) -> Iterator[dict[str, Any]]:
         params: dict[str, Any] = {
@@ -281,48 +306,6 @@ class FilesTable:
                 return False
             raise
         return True
-
-    def mark_queued(
-        self,
-        name: BasicFusionName,
-        *,
-        bucket: str,
-        key: str,
-        etag: str,
-        size: int,
-        now: datetime,
-        requeue_after: timedelta,
-    ) -> bool:
-        """Record that an index request for this object version is queued.
-
-        False (nothing written) when the same version is already indexed, or was
-        queued less than `requeue_after` ago (a request older than that is assumed
-        lost to the dead-letter queue and may be queued again).
-        """
-        expr = Expr()
-        fn, state, etag_n = expr.name(FileAttr.FILE_NAME), expr.name(FileAttr.STATE), expr.name(FileAttr.ETAG)
-        q_etag, q_at = expr.name(FileAttr.INDEX_QUEUED_ETAG), expr.name(FileAttr.INDEX_QUEUED_AT)
-        v_etag, v_indexed, v_stale = (
-            expr.value(etag),
-            expr.value(FileState.INDEXED.value),
-            expr.value(iso(now - requeue_after)),
-        )
-        condition = (
-            f"attribute_not_exists({fn}) OR ("
-            f"NOT ({state} = {v_indexed} AND {etag_n} = {v_etag}) AND "
-            f"(attribute_not_exists({q_etag}) OR {q_etag} <> {v_etag} OR {q_at} < {v_stale}))"
-        )
-        attrs = {
-            **identity_attributes(name),
-            FileAttr.BUCKET: bucket,
-            FileAttr.KEY: key,
-            FileAttr.SIZE: size,
-            FileAttr.INDEX_QUEUED_ETAG: etag,
-            FileAttr.INDEX_QUEUED_AT: iso(now),
-        }
-        # A file nobody tracked yet is readable now: it is RESTORED until indexed.
-        extra = f"{state} = if_not_exists({state}, {expr.value(FileState.RESTORED.value)})"
-        return self._update(name.file_name, attrs, condition, expr, extra)
 
     def mark_indexed(
         self,

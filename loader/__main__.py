@@ -17,6 +17,7 @@ from datacarousel.errors import ConfigError
 from datacarousel.files_table import FilesTable, utcnow
 from loader.adapters import DEFAULT_WORKERS, run
 from loader.core import DEFAULT_REQUEUE_AFTER
+from loader.ledger import IndexRequestLedger
 
 log = logging.getLogger("loader")
 
@@ -35,15 +36,17 @@ def main(
     workers: int = typer.Option(DEFAULT_WORKERS, "--workers", min=1, max=64, help="Parallel AWS calls."),
 ) -> None:
     try:
-        settings = Settings.from_env(need=["archive_bucket", "index_queue_url", "files_table"])
+        settings = Settings.from_env(need=["archive_bucket", "index_queue_url", "files_table", "index_requests_table"])
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
     logging.basicConfig(level=settings.log_level or "INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    dynamodb = aws.client("dynamodb")
     report = run(
         aws.client("s3"),
         aws.client("sqs"),
-        FilesTable(aws.client("dynamodb"), settings.require("files_table")),
+        FilesTable(dynamodb, settings.require("files_table")),
+        IndexRequestLedger(dynamodb, settings.require("index_requests_table")),
         bucket=settings.require("archive_bucket"),
         queue_url=settings.require("index_queue_url"),
         prefix=settings.archive_prefix or "" if prefix is None else prefix,

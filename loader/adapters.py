@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from itertools import islice
 from typing import Any
 
@@ -19,6 +20,8 @@ from datacarousel.files_table import FilesTable
 from datacarousel.messages import IndexRequest
 from datacarousel.queue_worker import is_fifo
 from loader.core import (
+    DECIDE_FILE_ATTRS,
+    DECIDE_LEDGER_ATTRS,
     DEFAULT_REQUEUE_AFTER,
     Decision,
     ListedObject,
@@ -29,6 +32,7 @@ from loader.core import (
     index_request,
     parse_restore_header,
 )
+from loader.ledger import BATCH_WRITE_MAX, IndexRequestLedger, ledger_item
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +161,7 @@ class _Run:
     s3: Any
     sqs: Any
     files: FilesTable
+    ledger: IndexRequestLedger
     bucket: str
     queue_url: str
     pool: Executor
@@ -174,10 +179,15 @@ class _Run:
                 present.append(obj)
         first = [decide(o, None, self.now, self.requeue_after) for o in present]
         readable = [d.name.file_name for d in first if d.queue and d.name is not None]
+        batches = list(chunked(readable, LOOKUP_BATCH))
         items: dict[str, dict[str, Any]] = {}
-        for found in self.pool.map(self.files.get_many, list(chunked(readable, LOOKUP_BATCH))):
+        sent: dict[str, dict[str, Any]] = {}
+        # Only what `decide` reads: moto (and the network) pay per attribute returned.
+        for found in self.pool.map(partial(self.files.get_many, attributes=DECIDE_FILE_ATTRS), batches):
             items.update(found)
-        decisions = [self._final(d, items) for d in first]
+        for found in self.pool.map(partial(self.ledger.get_many, attributes=DECIDE_LEDGER_ATTRS), batches):
+            sent.update(found)
+        decisions = [self._final(d, items, sent) for d in first]
         for d in decisions:
             if d.skip is not None:
                 self.report.skipped[d.skip.value] += 1
@@ -185,17 +195,19 @@ class _Run:
                     log.warning("s3://%s/%s: not a BasicFusion file name, not queued", self.bucket, d.obj.key)
         return decisions
 
-    def _final(self, first: Decision, items: Mapping[str, Mapping[str, Any]]) -> Decision:
+    def _final(
+        self, first: Decision, items: Mapping[str, Mapping[str, Any]], sent: Mapping[str, Mapping[str, Any]]
+    ) -> Decision:
         name = first.name
         if not first.queue or name is None:
             return first
         if name.file_name in self.seen:
             return Decision(first.obj, name, Skip.DUPLICATE)
         self.seen.add(name.file_name)
-        return decide(first.obj, items.get(name.file_name), self.now, self.requeue_after)
+        return decide(first.obj, items.get(name.file_name), self.now, self.requeue_after, sent.get(name.file_name))
 
     def queue(self, decisions: list[Decision]) -> None:
-        """Send first, then record the request in the table: a crash in between only means a repeat
+        """Send first, then record the requests in the ledger: a crash in between only means a repeat
         request later, which index_file absorbs (it is idempotent); never a file that is never queued."""
         names = {d.obj.key: d.name for d in decisions if d.name is not None}
         batches = list(chunked([index_request(self.bucket, d.obj) for d in decisions], SQS_BATCH_SIZE))
@@ -204,21 +216,8 @@ class _Run:
         for batch, ok in zip(batches, results, strict=True):
             self.report.send_failed += len(batch) - len(ok)
             sent += ok
-
-        def mark(request: IndexRequest) -> None:
-            # One conditional UpdateItem per file, in parallel. (TransactWriteItems would batch 100, but
-            # moto deep-copies the whole table for every transaction and is not thread-safe there.)
-            self.files.mark_queued(
-                names[request.key],
-                bucket=self.bucket,
-                key=request.key,
-                etag=request.etag,
-                size=request.size,
-                now=self.now,
-                requeue_after=self.requeue_after,
-            )
-
-        list(self.pool.map(mark, sent))
+        entries = [ledger_item(r, names[r.key], self.now, self.requeue_after) for r in sent]
+        list(self.pool.map(self.ledger.record, chunked(entries, BATCH_WRITE_MAX)))
         for request in sent:
             self.report.add_queued(request.key)
 
@@ -227,6 +226,7 @@ def run(
     s3: Any,
     sqs: Any,
     files: FilesTable,
+    ledger: IndexRequestLedger,
     *,
     bucket: str,
     queue_url: str,
@@ -240,7 +240,7 @@ def run(
     report = LoaderReport(bucket=bucket, prefix=prefix, dry_run=dry_run)
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="loader") as pool:
-        state = _Run(s3, sqs, files, bucket, queue_url, pool, now, requeue_after, report)
+        state = _Run(s3, sqs, files, ledger, bucket, queue_url, pool, now, requeue_after, report)
         for page in list_pages_parallel(s3, bucket, prefix):
             report.listed += len(page)
             to_queue = [d for d in state.decide_page(page) if d.queue]

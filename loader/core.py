@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
-from datacarousel.contract import FileAttr, FileState
+from datacarousel.contract import FileAttr, FileState, IndexRequestAttr
 from datacarousel.errors import BadFileName
 from datacarousel.messages import IndexRequest
 from datacarousel.naming import BasicFusionName
@@ -152,16 +152,27 @@ def _parse_iso(text: Any) -> datetime | None:
         return None
 
 
+# The attributes `already_done` reads from each table.
+DECIDE_FILE_ATTRS = (FileAttr.STATE, FileAttr.ETAG)
+DECIDE_LEDGER_ATTRS = (IndexRequestAttr.ETAG, IndexRequestAttr.QUEUED_AT)
+
+
 def already_done(
-    obj: ListedObject, item: Mapping[str, Any] | None, now: datetime, requeue_after: timedelta
+    obj: ListedObject,
+    item: Mapping[str, Any] | None,
+    sent: Mapping[str, Any] | None,
+    now: datetime,
+    requeue_after: timedelta,
 ) -> Skip | None:
-    """Skip.INDEXED / Skip.QUEUED when the table shows this object version indexed, or queued recently."""
-    if item is None:
-        return None
-    if item.get(FileAttr.STATE) == FileState.INDEXED.value and item.get(FileAttr.ETAG) == obj.etag:
+    """Skip.INDEXED when BasicFusionFiles shows this object version indexed (`item`); Skip.QUEUED
+    when the loader's ledger shows a request for it sent less than `requeue_after` ago (`sent`).
+
+    A request older than that is assumed lost (dead-lettered, its file failed) and is sent again.
+    """
+    if item is not None and item.get(FileAttr.STATE) == FileState.INDEXED.value and item.get(FileAttr.ETAG) == obj.etag:
         return Skip.INDEXED
-    if item.get(FileAttr.INDEX_QUEUED_ETAG) == obj.etag:
-        queued_at = _parse_iso(item.get(FileAttr.INDEX_QUEUED_AT))
+    if sent is not None and sent.get(IndexRequestAttr.ETAG) == obj.etag:
+        queued_at = _parse_iso(sent.get(IndexRequestAttr.QUEUED_AT))
         if queued_at is not None and queued_at > now - requeue_after:
             return Skip.QUEUED
     return None
@@ -183,12 +194,14 @@ def decide(
     item: Mapping[str, Any] | None,
     now: datetime,
     requeue_after: timedelta = DEFAULT_REQUEUE_AFTER,
+    sent: Mapping[str, Any] | None = None,
 ) -> Decision:
-    """Queue the object, or say why not. `obj` must have a known restore status if archived."""
+    """Queue the object, or say why not. `obj` must have a known restore status if archived;
+    `item` is its BasicFusionFiles item, `sent` its ledger item (None: none)."""
     name = parse_name(obj.key)
     if name is None:
         return Decision(obj, None, Skip.NOT_BASICFUSION)
-    reason = unreadable_reason(obj, now) or already_done(obj, item, now, requeue_after)
+    reason = unreadable_reason(obj, now) or already_done(obj, item, sent, now, requeue_after)
     return Decision(obj, name, reason)
 
 

@@ -98,32 +98,6 @@ def _index(files: FilesTable, name: BasicFusionName, etag: str = "e1") -> None:
 
 
 @pytest.mark.integration
-def test_mark_queued_once_per_version_until_stale(files: FilesTable) -> None:
-    name = BasicFusionName.for_orbit(70001)
-    now = utcnow()
-    kw: dict[str, Any] = {"bucket": "b", "key": "k", "size": 5, "requeue_after": timedelta(hours=1)}
-    assert files.mark_queued(name, etag="e1", now=now, **kw)
-    assert not files.mark_queued(name, etag="e1", now=now + timedelta(minutes=5), **kw)
-    assert files.mark_queued(name, etag="e2", now=now, **kw), "a new object version is queued again"
-    assert files.mark_queued(name, etag="e2", now=now + timedelta(hours=2), **kw), "a stale request is re-queued"
-    item = files.get(name.file_name)
-    assert item is not None
-    assert item[FileAttr.STATE] == FileState.RESTORED.value
-    assert item[FileAttr.ORBIT] == 70001 and item[FileAttr.MISR_PATH] == name.misr_path
-
-
-@pytest.mark.integration
-def test_mark_queued_skips_an_indexed_version(files: FilesTable) -> None:
-    name = BasicFusionName.for_orbit(70002)
-    _index(files, name, etag="e1")
-    kw: dict[str, Any] = {"bucket": "b", "key": "k", "size": 5, "requeue_after": timedelta(hours=1)}
-    assert not files.mark_queued(name, etag="e1", now=utcnow(), **kw)
-    assert files.mark_queued(name, etag="e-new", now=utcnow(), **kw)
-    item = files.get(name.file_name)
-    assert item is not None and item[FileAttr.STATE] == FileState.INDEXED.value  # the state is not the loader's
-
-
-@pytest.mark.integration
 def test_mark_indexed_is_conditional_on_the_version_read(files: FilesTable) -> None:
     name = BasicFusionName.for_orbit(70003)
     _index(files, name)
@@ -207,6 +181,12 @@ def test_get_many_reads_in_batches(files: FilesTable) -> None:
         _index(files, name)
     found = files.get_many([n.file_name for n in names] + ["missing.h5"])
     assert set(found) == {n.file_name for n in names[::3]}
+    assert all(item[FileAttr.DOMAIN] and item[FileAttr.ORBIT] for item in found.values())
+    # With attributes: only those and the name (what the loader reads, and all it pays for).
+    few = files.get_many([n.file_name for n in names], attributes=[FileAttr.STATE, FileAttr.ETAG])
+    assert set(few) == set(found)
+    assert all(set(item) == {FileAttr.FILE_NAME, FileAttr.STATE, FileAttr.ETAG} for item in few.values())
+    assert {item[FileAttr.ETAG] for item in few.values()} == {"e1"}
 
 
 def _indexed(indexed_at: str, recorded_at: str | None = None, **extra: str) -> dict[str, str]:

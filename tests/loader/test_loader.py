@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 
 from datacarousel import aws
-from datacarousel.contract import FileAttr, FileState
+from datacarousel.contract import FileAttr, FileState, IndexRequestAttr
 from datacarousel.files_table import FilesTable, utcnow
 from datacarousel.messages import IndexRequest
 from datacarousel.naming import BasicFusionName, archive_key
 from loader.adapters import list_pages, list_pages_parallel, run
+from loader.ledger import IndexRequestLedger
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +46,7 @@ def clients(local_env: Any) -> dict[str, Any]:
         "s3": aws.client("s3"),
         "sqs": aws.client("sqs"),
         "files": FilesTable(aws.client("dynamodb"), local_env.env["DC_FILES_TABLE"]),
+        "ledger": IndexRequestLedger(aws.client("dynamodb"), local_env.env["DC_INDEX_REQUESTS_TABLE"]),
         "bucket": local_env.env["DC_ARCHIVE_BUCKET"],
         "queue": local_env.env["DC_INDEX_QUEUE_URL"],
     }
@@ -74,7 +76,8 @@ def archive(clients: dict[str, Any]) -> Iterator[dict[str, Any]]:
     _drain_all(clients["sqs"], clients["queue"])
     for orbit in STANDARD + ARCHIVED + RESTORED:
         name = BasicFusionName.for_orbit(orbit).file_name
-        clients["files"].ddb.delete_item(TableName=clients["files"].table, Key={FileAttr.FILE_NAME: {"S": name}})
+        for table in (clients["files"], clients["ledger"]):
+            table.ddb.delete_item(TableName=table.table, Key={FileAttr.FILE_NAME: {"S": name}})
 
 
 def _run(clients: dict[str, Any], prefix: str, **kwargs: Any) -> Any:
@@ -82,6 +85,7 @@ def _run(clients: dict[str, Any], prefix: str, **kwargs: Any) -> Any:
         clients["s3"],
         clients["sqs"],
         clients["files"],
+        clients["ledger"],
         bucket=clients["bucket"],
         queue_url=clients["queue"],
         prefix=prefix,
@@ -102,10 +106,12 @@ def test_queues_exactly_the_readable_files_once(clients: dict[str, Any], archive
     for r in requests:
         assert r.bucket == clients["bucket"]
         assert r.etag == heads[r.key]["ETag"].strip('"') and r.size == heads[r.key]["ContentLength"]
-    restored_item = clients["files"].get(BasicFusionName.parse(archive["restored"][0]).file_name)
-    assert restored_item is not None and restored_item[FileAttr.INDEX_QUEUED_ETAG] == heads[archive["restored"][0]][
-        "ETag"
-    ].strip('"')
+    # Every request sent is in the ledger, with its object version; BasicFusionFiles is left alone.
+    sent = clients["ledger"].get_many(BasicFusionName.parse(k).file_name for k in readable)
+    assert {item[IndexRequestAttr.KEY]: item[IndexRequestAttr.ETAG] for item in sent.values()} == {
+        k: heads[k]["ETag"].strip('"') for k in readable
+    }
+    assert clients["files"].get_many(BasicFusionName.parse(k).file_name for k in readable) == {}
 
     # A second run queues nothing: every readable file is already queued.
     again = _run(clients, archive["prefix"])
@@ -144,6 +150,7 @@ def test_dry_run_sends_and_writes_nothing(clients: dict[str, Any], archive: dict
     assert report.queued == 3 and report.dry_run
     assert _drain_all(clients["sqs"], clients["queue"]) == []
     assert clients["files"].get_many(BasicFusionName.for_orbit(o).file_name for o in STANDARD + RESTORED) == {}
+    assert clients["ledger"].get_many(BasicFusionName.for_orbit(o).file_name for o in STANDARD + RESTORED) == {}
 
 
 def test_parallel_listing_sees_every_key_once_in_order(clients: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from datacarousel.contract import FileAttr, FileState
+from datacarousel.contract import FileAttr, FileState, IndexRequestAttr
 from datacarousel.files_table import iso
 from datacarousel.naming import BasicFusionName, archive_key
 from loader.core import (
@@ -75,9 +75,11 @@ def test_decide_skips_bad_names_indexed_and_recently_queued() -> None:
     indexed = {FileAttr.STATE: FileState.INDEXED.value, FileAttr.ETAG: "abc"}
     assert decide(obj(), indexed, NOW).skip is Skip.INDEXED
     assert decide(obj(), {**indexed, FileAttr.ETAG: "old"}, NOW).queue, "a new object version is indexed again"
-    queued = {FileAttr.INDEX_QUEUED_ETAG: "abc", FileAttr.INDEX_QUEUED_AT: iso(NOW - timedelta(minutes=5))}
-    assert decide(obj(), queued, NOW, timedelta(hours=1)).skip is Skip.QUEUED
-    assert decide(obj(), queued, NOW, timedelta(minutes=1)).queue, "a stale request is queued again"
+    sent = {IndexRequestAttr.ETAG: "abc", IndexRequestAttr.QUEUED_AT: iso(NOW - timedelta(minutes=5))}
+    assert decide(obj(), None, NOW, timedelta(hours=1), sent).skip is Skip.QUEUED
+    assert decide(obj(), None, NOW, timedelta(minutes=1), sent).queue, "a stale request is queued again"
+    assert decide(obj(), None, NOW, timedelta(hours=1), {**sent, IndexRequestAttr.ETAG: "old"}).queue, "new version"
+    assert decide(obj(), indexed, NOW, timedelta(hours=1), sent).skip is Skip.INDEXED, "indexed wins over queued"
     assert decide(obj("DEEP_ARCHIVE", None), None, NOW).skip is Skip.ARCHIVED
 
 

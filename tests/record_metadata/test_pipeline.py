@@ -30,6 +30,7 @@ from datacarousel.queue_worker import drain
 from datacarousel.synthetic.generator import generate_orbit
 from index_file.adapters import HsdsTarget, IndexFileHandler, read_marker
 from loader.adapters import run as run_loader
+from loader.ledger import IndexRequestLedger
 from record_metadata.adapters import run as run_record_metadata
 from record_metadata.adapters import walk_domains
 
@@ -45,6 +46,7 @@ def world(local_env: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     env = local_env.env
     s3, sqs = aws.client("s3"), aws.client("sqs")
     files = FilesTable(aws.client("dynamodb"), env["DC_FILES_TABLE"])
+    ledger = IndexRequestLedger(aws.client("dynamodb"), env["DC_INDEX_REQUESTS_TABLE"])
     target = HsdsTarget(env["HS_ENDPOINT"], env["HS_USERNAME"], env["HS_PASSWORD"], env["DC_HSDS_FOLDER"])
     bucket = env["DC_ARCHIVE_BUCKET"]
     out = tmp_path_factory.mktemp("pipeline")
@@ -58,20 +60,21 @@ def world(local_env: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         Bucket=bucket, Key=keys[RESTORED], RestoreRequest={"Days": 2, "GlacierJobParameters": {"Tier": "Bulk"}}
     )
     world = {
-        "s3": s3, "sqs": sqs, "files": files, "target": target, "bucket": bucket, "paths": paths, "keys": keys,
-        "queue": env["DC_INDEX_QUEUE_URL"], "dlq": env["DC_INDEX_DLQ_URL"],
+        "s3": s3, "sqs": sqs, "files": files, "ledger": ledger, "target": target, "bucket": bucket,
+        "paths": paths, "keys": keys, "queue": env["DC_INDEX_QUEUE_URL"], "dlq": env["DC_INDEX_DLQ_URL"],
     }  # fmt: skip
     yield world
     for orbit in (STANDARD, RESTORED, ARCHIVED):
         name = BasicFusionName.for_orbit(orbit)
-        files.ddb.delete_item(TableName=files.table, Key={FileAttr.FILE_NAME: {"S": name.file_name}})
+        for table in (files, ledger):
+            table.ddb.delete_item(TableName=table.table, Key={FileAttr.FILE_NAME: {"S": name.file_name}})
         hsds.delete_domain(hsds_domain(target.folder, name), **target.kwargs())
 
 
 def _pipeline(world: dict[str, Any]) -> dict[str, Any]:
     """One pass of the three steps; returns their reports."""
     loader = run_loader(
-        world["s3"], world["sqs"], world["files"], bucket=world["bucket"], queue_url=world["queue"],
+        world["s3"], world["sqs"], world["files"], world["ledger"], bucket=world["bucket"], queue_url=world["queue"],
         prefix=PREFIX, now=utcnow(),
     )  # fmt: skip
     handler = IndexFileHandler(world["s3"], world["files"], world["target"])
