@@ -297,31 +297,25 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     skip = set(filter(None, args.skip.split(",")))
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))  # run the finally: stop the services
-    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
-        state = Path(tmp) / "env"
-        saved = dict(os.environ)
-        try:
-            local = environment.up(state)
-            env = local.env
-            os.environ.update(env)
-            print(f"embedded environment up ({state}); cpu count {os.cpu_count()}, load {os.getloadavg()[0]:.1f}")
-            if "loader" not in skip:
-                bench_loader(env, args.keys)
-            if "index" not in skip:
-                bench_index(
-                    local,
-                    [p for p in args.presets.split(",") if p],
-                    args.orbit_file,
-                    repeats=args.repeats,
-                    copy_repeats=args.copy_repeats,
-                    work=Path(tmp) / "orbits",
-                )
-            if "records" not in skip:
-                bench_records(env, args.records)
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-            environment.down(state)
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp,
+        environment.running(Path(tmp) / "env") as local,
+    ):
+        env = local.env
+        print(f"embedded environment up ({local.state_dir}); cpu count {os.cpu_count()}, load {os.getloadavg()[0]:.1f}")
+        if "loader" not in skip:
+            bench_loader(env, args.keys)
+        if "index" not in skip:
+            bench_index(
+                local,
+                [p for p in args.presets.split(",") if p],
+                args.orbit_file,
+                repeats=args.repeats,
+                copy_repeats=args.copy_repeats,
+                work=Path(tmp) / "orbits",
+            )
+        if "records" not in skip:
+            bench_records(env, args.records)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ sys.path.insert(0, str(ROOT / "tests" / "reliability"))
 
 import pipeline_scenarios as scen  # noqa: E402
 from reliability_harness import FaultKit, ScenarioResult, record_scenario, update_doc  # noqa: E402
-from test_reliability_outages import _up_with_retries, hsds_outage  # noqa: E402
+from test_reliability_outages import hsds_outage  # noqa: E402
 
 from datacarousel.local import environment  # noqa: E402
 
@@ -71,11 +70,8 @@ def main() -> int:
     work = ROOT / "var" / "reliability" / "work" / time.strftime("%Y%m%dT%H%M%S")
     work.mkdir(parents=True, exist_ok=True)
     orbits_dir = ROOT / "var" / "reliability"  # make_orbits reuses var/reliability/orbits
-    env_obj = _up_with_retries(args.state_dir)
-    saved = dict(os.environ)
-    os.environ.update(env_obj.env)
     summary: dict[str, dict[str, object]] = {}
-    try:
+    with environment.running(args.state_dir) as env_obj:
         env = dict(env_obj.env)
 
         def run(name: str, rows: list[ScenarioResult]) -> None:
@@ -162,10 +158,6 @@ def main() -> int:
                 r.source = "bench"
                 rows.append(r)
             run("hsds", rows)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        environment.down(args.state_dir)
     print(json.dumps(summary, indent=2))
     bad = {k: v for k, v in summary.items() if v["lost"] or v["duplicated"]}
     return 1 if bad else 0

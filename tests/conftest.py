@@ -23,9 +23,6 @@ import pytest
 from datacarousel.local import environment
 from datacarousel.local.environment import LocalEnvironment
 
-# Variables that could point boto3 at a real AWS account instead of moto.
-_FOREIGN_AWS_VARIABLES = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_DEFAULT_PROFILE")
-
 
 @pytest.fixture(scope="session")
 def local_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEnvironment]:
@@ -35,18 +32,9 @@ def local_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEnviron
     atexit.register(environment.down, state_dir)
     # DC_STACK_FILE: another template module than ./stack.py (as `datacarousel up --stack-file`).
     stack_file = os.environ.get("DC_STACK_FILE")
-    env = environment.up(state_dir, stack_file=Path(stack_file) if stack_file else None)
-    saved = dict(os.environ)
-    try:
-        for name in _FOREIGN_AWS_VARIABLES:
-            os.environ.pop(name, None)
-        os.environ.update(env.env)
+    with environment.running(state_dir, stack_file=Path(stack_file) if stack_file else None) as env:
         yield env
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        environment.down(state_dir)
-        atexit.unregister(environment.down)
+    atexit.unregister(environment.down)
 
 
 @pytest.fixture()

@@ -599,6 +599,28 @@ def _stop_record(name: str, record: process.ProcessRecord) -> bool:
     return process.stop(record, signal.SIGTERM, timeout=10.0)
 
 
+# Variables that could point boto3 at a real AWS account instead of the embedded moto.
+FOREIGN_AWS_VARIABLES = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_DEFAULT_PROFILE")
+
+
+@contextlib.contextmanager
+def running(state_dir: Path = DEFAULT_STATE_DIR, **up_options: Any) -> Iterator[LocalEnvironment]:
+    """The environment up in `state_dir` for the length of a `with` block, with its variables in
+    `os.environ` (and none that could reach a real AWS account); afterwards `os.environ` is as it
+    was and everything is stopped, also when the block raises or `up` fails half-way."""
+    saved = dict(os.environ)
+    try:
+        for name in FOREIGN_AWS_VARIABLES:
+            os.environ.pop(name, None)
+        env = up(state_dir, **up_options)
+        os.environ.update(env.env)
+        yield env
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        down(state_dir)
+
+
 def down(state_dir: Path = DEFAULT_STATE_DIR) -> list[str]:
     """Stop everything `up` started in `state_dir` (by PID); returns the names of what was running.
 

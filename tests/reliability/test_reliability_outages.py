@@ -52,30 +52,9 @@ OUTAGE_ORBIT = 30900
 
 @pytest.fixture(scope="module")
 def own_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEnvironment]:
-    state = tmp_path_factory.mktemp("own-env")
-    saved = dict(os.environ)
-    env = _up_with_retries(state)
-    try:
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-            os.environ.pop(name, None)
-        os.environ.update(env.env)
+    # (`up` itself tries again when HSDS misses its 10 s start-up limit on a swamped machine.)
+    with environment.running(tmp_path_factory.mktemp("own-env")) as env:
         yield env
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        environment.down(state)
-
-
-def _up_with_retries(state: Path, attempts: int = 3) -> LocalEnvironment:
-    """`up`, again if HSDS misses its own 10 s start-up limit on a swamped machine (StartupFailed)."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return environment.up(state)
-        except StartupFailed:
-            if attempt == attempts:
-                raise
-            time.sleep(5)
-    raise AssertionError("unreachable")
 
 
 def stop_hsds(state_dir: Path) -> None:

@@ -115,7 +115,6 @@ JUSTIFIED_UNUSED: dict[str, dict[str, str]] = {
     JobDefinitionName.LOADER.value: {
         "dynamodb:GetItem": "shared table read set",
         "dynamodb:Query": "shared table read set",
-        "dynamodb:PutItem": "shared table write set",
     },
     JobDefinitionName.INDEX_FILE.value: {
         "s3:ListBucket": "a missing key answers 404, not 403 (index_file tells 'no such key' from 'denied')",

@@ -377,3 +377,27 @@ def test_down_also_stops_the_jobs_the_local_launcher_started(tmp_path: Path) -> 
     assert launcher.active("sleeper") == 2
     environment.down(tmp_path)
     assert launcher.active("sleeper") == 0
+
+
+@pytest.mark.integration
+def test_running_sets_and_restores_the_environment_and_always_stops(
+    own_state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`environment.running`: inside, the stack's variables and none that could reach a real AWS
+    account; afterwards `os.environ` as before and no process left, also when the block raises."""
+    monkeypatch.setenv("AWS_PROFILE", "a-real-account")
+    monkeypatch.delenv("DC_FILES_TABLE", raising=False)
+    before = dict(os.environ)
+    pids: list[int] = []
+    with (
+        pytest.raises(RuntimeError, match="the block failed"),
+        environment.running(own_state, stack_file=_stack_file()) as env,
+    ):
+        pids = env.pids()
+        assert "AWS_PROFILE" not in os.environ
+        assert os.environ["AWS_ENDPOINT_URL"] == env.env["AWS_ENDPOINT_URL"]
+        assert os.environ["DC_FILES_TABLE"] == env.env["DC_FILES_TABLE"]
+        raise RuntimeError("the block failed")
+    assert dict(os.environ) == before
+    assert pids and _all_gone(pids) == []
+    assert environment.status(own_state) is None
