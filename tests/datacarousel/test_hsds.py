@@ -12,6 +12,8 @@ import concurrent.futures
 import logging
 import multiprocessing
 import os
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -387,3 +389,62 @@ def test_link_a_synthetic_orbit_from_s3(local_env: Any, folder: str, tmp_path: P
         for name in {*largest, *strings, *scalars}:
             assert _same_value(src[name][()], dst[name][()]), name
             assert sorted(_attrs(src[name])) == sorted(_attrs(dst[name])), name
+
+
+class StalledEndpoint:
+    """A TCP server on loopback that accepts connections and reads requests but never answers:
+    an S3 endpoint that hangs mid-read."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        self.accepted = 0
+        self._stop = threading.Event()
+        self._held: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        self.server.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            self.accepted += 1
+            self._held.append(conn)  # held open, never answered
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        for conn in self._held:
+            conn.close()
+        self.server.close()
+
+
+def test_a_stalled_s3_read_fails_instead_of_hanging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """link_file's S3 reads have a read timeout: an endpoint that never answers ends in a
+    TransientError (the message goes back to the queue), not in a worker stuck for hours."""
+    stalled = StalledEndpoint()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", stalled.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setattr(hsds, "S3_READ_TIMEOUT_S", 0.5)
+    outcome: list[BaseException | None] = []
+
+    def open_it() -> None:
+        try:
+            with hsds._open_source("s3://archive/P022/TERRA_BF_L1B_O85079_20151216160910_F000_V001.h5", None):
+                outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=open_it, daemon=True)
+    worker.start()
+    worker.join(timeout=300)  # a guard against a hang, not a timing goal
+    try:
+        assert not worker.is_alive(), "the read hung: no read timeout"
+        assert stalled.accepted >= 1, "the request never reached the endpoint"
+        assert len(outcome) == 1 and isinstance(outcome[0], hsds.TransientError), outcome
+    finally:
+        stalled.close()
