@@ -196,10 +196,8 @@ class IndexRequestAttr:
     """
 
     FILE_NAME = "file_name"
-    BUCKET = "bucket"
-    KEY = "key"
+    KEY = "key"  # the archive object's key (bucket and size are in the request itself)
     ETAG = "etag"  # ETag of the object version queued
-    SIZE = "size_bytes"
     QUEUED_AT = "queued_at"  # ISO 8601 UTC
     EXPIRES_AT = "expires_at"  # POSIX seconds: past it the request may be queued again (and DynamoDB's TTL drops it)
 

@@ -239,16 +239,26 @@ def run(
     """List `bucket/prefix`, queue an index request for every readable object not yet indexed or queued."""
     report = LoaderReport(bucket=bucket, prefix=prefix, dry_run=dry_run)
     started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="loader") as pool:
+    with (
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="loader") as pool,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="loader-send") as sender,
+    ):
         state = _Run(s3, sqs, files, ledger, bucket, queue_url, pool, now, requeue_after, report)
+        sending: Future[None] | None = None
         for page in list_pages_parallel(s3, bucket, prefix):
             report.listed += len(page)
             to_queue = [d for d in state.decide_page(page) if d.queue]
             if dry_run:
                 for d in to_queue:
                     report.add_queued(d.obj.key)
-            else:
-                state.queue(to_queue)
+                continue
+            # The next page is decided while this one is sent and recorded (one page in flight:
+            # deciding touches only `skipped` and `seen`, sending only `queued` and `send_failed`).
+            if sending is not None:
+                sending.result()
+            sending = sender.submit(state.queue, to_queue)
+        if sending is not None:
+            sending.result()
     report.seconds = time.monotonic() - started
     log.info(
         "loader s3://%s/%s: listed=%d queued=%d skipped=%s send_failed=%d dry_run=%s in %.1f s",

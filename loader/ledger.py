@@ -35,10 +35,8 @@ def ledger_item(
     """The ledger item recording that `request` was sent at `now`."""
     return {
         IndexRequestAttr.FILE_NAME: name.file_name,
-        IndexRequestAttr.BUCKET: request.bucket,
         IndexRequestAttr.KEY: request.key,
         IndexRequestAttr.ETAG: request.etag,
-        IndexRequestAttr.SIZE: request.size,
         IndexRequestAttr.QUEUED_AT: iso(now),
         IndexRequestAttr.EXPIRES_AT: int((now + requeue_after).timestamp()),
     }

@@ -1,8 +1,8 @@
-"""`python -m datacarousel.local.moto_main -H 127.0.0.1 -p PORT`: moto's server, with two of its
+"""`python -m datacarousel.local.moto_main -H 127.0.0.1 -p PORT`: moto's server, with three of its
 costs brought back to what the real services charge.
 
-moto emulates the APIs faithfully, but two of its costs grow with the data where AWS's do not, and
-the carousel's own paths hit both at archive scale:
+moto emulates the APIs faithfully, but three of its costs grow with the data where AWS's do not, and
+the carousel's own paths hit them at archive scale:
 
 1. **S3 ranged GET** reads the whole object and slices the range out of it: a 4-byte read of a
    1.35 GB object costs 0.6 s, so a job reading chunks straight from a restored orbit measured
@@ -11,6 +11,11 @@ the carousel's own paths hit both at archive scale:
 2. **SQS SendMessage** recomputes every queue attribute, including the message counts (a walk
    over every message in the queue), to read one flag: sending N messages costs O(N²). Here the
    send path reads only the flag it needs.
+3. **S3 ListObjects with a prefix** walks every key of the bucket for every page: listing a
+   bucket of N keys folder by folder costs O(folders × N) (84,303 catalogue keys in 233 MISR-path
+   folders: 19.6 million key visits). Here a prefixed listing visits only the keys under its
+   prefix, found by bisection in a sorted copy of the bucket's key names that is rebuilt after
+   any change to the bucket's keys. moto's own code then filters, sorts and pages them as before.
 
 Everything else is moto's code, unchanged; `tests/datacarousel/local/test_moto_main.py` checks
 that each patched answer equals moto's own.
@@ -18,13 +23,16 @@ that each patched answer equals moto's own.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from moto.s3 import models as s3_models
 from moto.s3 import responses as s3_responses
+from moto.s3 import utils as s3_utils
 from moto.server import main as moto_server_main
 from moto.sqs import models as sqs_models
 
@@ -111,10 +119,81 @@ def patch_sqs_send_message() -> None:
     sqs_models.SQSBackend.send_message = cheap_send_message  # type: ignore[method-assign]
 
 
+class PrefixedKeys:
+    """`bucket.keys` as moto's `list_objects` reads it (`.items()`), holding only the names under one prefix."""
+
+    def __init__(self, store: Any, prefix: str) -> None:
+        self._store = store
+        self._prefix = prefix
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        names = sorted_names(self._store)
+        at = bisect.bisect_left(names, self._prefix)
+        while at < len(names) and names[at].startswith(self._prefix):
+            name = names[at]
+            at += 1
+            try:
+                yield name, self._store[name]  # the newest version, as moto's own walk gives it
+            except (KeyError, IndexError):
+                continue  # deleted since the names were sorted
+
+
+class PrefixedBucket:
+    """The one attribute of a bucket that `list_objects` reads, narrowed to a prefix."""
+
+    def __init__(self, bucket: Any, prefix: str) -> None:
+        self.keys = PrefixedKeys(bucket.keys, prefix)
+
+
+_KEY_STORE_MUTATORS = ("__setitem__", "__delitem__", "setlist", "pop", "clear", "update", "setdefault", "popitem")
+
+
+def sorted_names(store: Any) -> list[str]:
+    """The store's key names, sorted; rebuilt only after the store changed (see patch_s3_prefixed_listing)."""
+    changes = store.__dict__.get("_dc_changes", 0)
+    cached = store.__dict__.get("_dc_sorted")
+    if cached is None or cached[0] != changes:
+        cached = (changes, sorted(dict.keys(store)))
+        store.__dict__["_dc_sorted"] = cached
+    names: list[str] = cached[1]
+    return names
+
+
+def patch_s3_prefixed_listing() -> None:
+    store_class = s3_utils._VersionedKeyStore
+
+    def counting(method: Any) -> Any:
+        def changed(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                self.__dict__["_dc_changes"] = self.__dict__.get("_dc_changes", 0) + 1
+
+        return changed
+
+    for name in _KEY_STORE_MUTATORS:
+        setattr(store_class, name, counting(getattr(store_class, name)))
+
+    list_objects = s3_models.S3Backend.list_objects
+
+    def prefixed_list_objects(self: Any, bucket: Any, prefix: str | None, *args: Any, **kwargs: Any) -> Any:
+        table_bucket = isinstance(bucket, s3_models.FakeTableStorageBucket)
+        if not prefix or table_bucket or not isinstance(bucket.keys, store_class):
+            return list_objects(self, bucket, prefix, *args, **kwargs)
+        narrowed: Any = PrefixedBucket(bucket, prefix)  # moto reads only `.keys` of it
+        return list_objects(self, narrowed, prefix, *args, **kwargs)
+
+    s3_models.S3Backend.list_objects = prefixed_list_objects  # type: ignore[method-assign]
+
+
 def apply() -> None:
     patch_s3_ranged_get()
     patch_sqs_send_message()
-    log.info("moto patched: S3 ranged GETs read only their range; SQS sends skip the message counts")
+    patch_s3_prefixed_listing()
+    log.info(
+        "moto patched: S3 ranged GETs read only their range; SQS sends skip the message counts; "
+        "prefixed S3 listings visit only their prefix"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

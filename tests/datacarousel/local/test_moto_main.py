@@ -143,3 +143,83 @@ def test_queue_counts_stay_exact_after_batched_sends(local_env: Any) -> None:
         assert attrs["ApproximateNumberOfMessagesNotVisible"] == str(len(got))
     finally:
         sqs.delete_queue(QueueUrl=url)
+
+
+_LISTING_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    os.environ.update(AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_REGION="us-east-1")
+    patched = sys.argv[1] == "patched"
+    if patched:
+        from datacarousel.local import moto_main
+        moto_main.apply()
+    from moto import mock_aws
+    from moto.s3 import utils
+    visits = [0]
+    getitem = utils._VersionedKeyStore.__getitem__
+    def counting(self, key):
+        visits[0] += 1
+        return getitem(self, key)
+    utils._VersionedKeyStore.__getitem__ = counting
+    import boto3
+
+    def listing(s3, bucket, **kw):
+        pages = []
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, **kw):
+            pages.append([[o["Key"] for o in page.get("Contents", [])],
+                          [p["Prefix"] for p in page.get("CommonPrefixes", [])], page.get("KeyCount")])
+        return pages
+
+    out = {}
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="list-bucket")
+        keys = [f"P{p:03d}/f{i:03d}.h5" for p in range(20) for i in range(100)]
+        keys += ["P001/sub/x.h5", "P001x", "P0011/y.h5", "root.txt", "a%20b/c d.h5"]
+        for k in keys:
+            s3.put_object(Bucket="list-bucket", Key=k, Body=b"")
+        cases = [dict(Prefix=p) for p in ("P001", "P001/", "P001/sub", "P00", "zz", "a%20b/")]
+        cases += [dict(Prefix="P001/", Delimiter="/"), dict(Prefix="P0", Delimiter="/"), dict(Delimiter="/")]
+        cases += [dict(Prefix="P002/", PaginationConfig={"PageSize": 7}),
+                  dict(Prefix="P003/", StartAfter="P003/f050.h5"), dict()]
+        before = visits[0]
+        out["first"] = [listing(s3, "list-bucket", **c) for c in cases]
+        visits_one = visits[0]
+        listing(s3, "list-bucket", Prefix="P007/")
+        out["visits_one_folder"] = visits[0] - visits_one
+        s3.put_object(Bucket="list-bucket", Key="P001/new.h5", Body=b"")
+        s3.delete_object(Bucket="list-bucket", Key="P001/f000.h5")
+        s3.delete_objects(Bucket="list-bucket", Delete={"Objects": [{"Key": "P001/f001.h5"}]})
+        source = {"Bucket": "list-bucket", "Key": "root.txt"}
+        s3.copy_object(Bucket="list-bucket", Key="P001/copy.h5", CopySource=source)
+        out["after_changes"] = [listing(s3, "list-bucket", Prefix="P001/")]
+        s3.put_bucket_versioning(Bucket="list-bucket", VersioningConfiguration={"Status": "Enabled"})
+        s3.put_object(Bucket="list-bucket", Key="P001/f002.h5", Body=b"v2")
+        s3.delete_object(Bucket="list-bucket", Key="P001/f003.h5")  # a delete marker
+        out["versioned"] = [listing(s3, "list-bucket", Prefix="P001/")]
+        out["v1"] = s3.list_objects(Bucket="list-bucket", Prefix="P004/", MaxKeys=5, Marker="P004/f010.h5")["Contents"]
+        out["v1"] = [o["Key"] for o in out["v1"]]
+    print(json.dumps(out))
+    """
+)
+
+
+def _listings(mode: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", _LISTING_SCRIPT, mode], capture_output=True, text=True, timeout=300, check=True
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_prefixed_listings_are_moto_s_own_and_visit_only_their_prefix() -> None:
+    """Every listing (prefixes, delimiters, pages, start-after, v1 markers, after puts, deletes,
+    copies and in a versioned bucket) answers as unpatched moto; listing one folder of 2,005 keys
+    visits that folder's 100 keys, where moto visits them all."""
+    own, patched = _listings("moto"), _listings("patched")
+    visits_own, visits_patched = own.pop("visits_one_folder"), patched.pop("visits_one_folder")
+    assert patched == own
+    assert own["first"][0][0][0][:2] == ["P001/f000.h5", "P001/f001.h5"]  # (the listings are not empty)
+    assert visits_own >= 2005
+    assert visits_patched == 100
