@@ -37,10 +37,11 @@ from typing import Any
 
 import h5py
 import numpy as np
+import psutil
 
 from datacarousel import aws, hsds, naming
 from datacarousel.files_table import FileMetadata, FilesTable, iso, utcnow
-from datacarousel.local import environment
+from datacarousel.local import environment, moto_server
 from datacarousel.naming import BasicFusionName
 from datacarousel.synthetic.catalogue import archive_catalogue
 from datacarousel.synthetic.generator import generate_orbit
@@ -66,12 +67,37 @@ def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     return statistics.median(times), result
 
 
+def moto_pid(local: environment.LocalEnvironment) -> int:
+    (moto,) = [s for s in local.services if s.name == moto_server.NAME]
+    return moto.pids[0]
+
+
 def queue_depth(sqs: Any, queue_url: str) -> int:
     attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])
     return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
 
 
-def bench_loader(env: dict[str, str], keys: int) -> None:
+class CpuMeter:
+    """CPU seconds spent by this process and by moto's server between `start()` and `stop()`:
+    which side of the loader's conversation with moto is the busy one."""
+
+    def __init__(self, moto_pid: int) -> None:
+        self.moto = psutil.Process(moto_pid)
+        self.me = psutil.Process()
+
+    @staticmethod
+    def _cpu(proc: psutil.Process) -> float:
+        times = proc.cpu_times()
+        return float(times.user + times.system)
+
+    def start(self) -> None:
+        self._start = (self._cpu(self.me), self._cpu(self.moto))
+
+    def stop(self) -> tuple[float, float]:
+        return self._cpu(self.me) - self._start[0], self._cpu(self.moto) - self._start[1]
+
+
+def bench_loader(env: dict[str, str], keys: int, moto_server_pid: int) -> None:
     s3, sqs, ddb = aws.client("s3"), aws.client("sqs"), aws.client("dynamodb")
     files = FilesTable(ddb, env["DC_FILES_TABLE"])
     ledger = IndexRequestLedger(ddb, env["DC_INDEX_REQUESTS_TABLE"])
@@ -107,7 +133,10 @@ def bench_loader(env: dict[str, str], keys: int) -> None:
 
     # b. the goal: list and queue the whole catalogue into one queue (sends of 10 + ledger writes of 25)
     assert queue_depth(sqs, queue) == 0
+    meter = CpuMeter(moto_server_pid)
+    meter.start()
     report = loader(now=utcnow())
+    loader_cpu, moto_cpu = meter.stop()
     assert report.queued == report.listed == len(catalogue) and report.send_failed == 0, report.as_dict()
     depth = queue_depth(sqs, queue)
     assert depth == len(catalogue), (depth, len(catalogue))
@@ -118,6 +147,11 @@ def bench_loader(env: dict[str, str], keys: int) -> None:
         f"loader list + queue + ledger, whole catalogue, {report.listed:,} keys: {report.seconds:.1f} s "
         f"= {rate:,.0f} keys/s ({rate / LOADER_GOAL_KEYS_S:.2f} x the goal of {LOADER_GOAL_KEYS_S:,}); "
         f"queue depth after: {depth:,}"
+    )
+    per_key = 1000 / report.listed
+    print(
+        f"  CPU: moto's server {moto_cpu:.1f} s ({moto_cpu * per_key:.2f} ms/key: one process, at most one core), "
+        f"the loader {loader_cpu:.1f} s ({loader_cpu * per_key:.2f} ms/key)"
     )
     again = loader(now=utcnow())
     assert again.queued == 0 and queue_depth(sqs, queue) == depth, again.as_dict()
@@ -304,7 +338,7 @@ def main() -> None:
         env = local.env
         print(f"embedded environment up ({local.state_dir}); cpu count {os.cpu_count()}, load {os.getloadavg()[0]:.1f}")
         if "loader" not in skip:
-            bench_loader(env, args.keys)
+            bench_loader(env, args.keys, moto_pid(local))
         if "index" not in skip:
             bench_index(
                 local,
