@@ -42,24 +42,30 @@ DEFAULT_WORKERS = 8
 LIST_WORKERS = 4  # folders listed at once
 
 
+def _listing(s3: Any, bucket: str, prefix: str, **extra: Any) -> Iterator[dict[str, Any]]:
+    """list_objects_v2 pages of 1,000 keys under `prefix`, with each object's restore status."""
+    paginator = s3.get_paginator("list_objects_v2")
+    yield from paginator.paginate(
+        Bucket=bucket,
+        Prefix=prefix,
+        OptionalObjectAttributes=["RestoreStatus"],
+        PaginationConfig={"PageSize": 1000},
+        **extra,
+    )
+
+
 def list_pages(s3: Any, bucket: str, prefix: str = "") -> Iterator[list[ListedObject]]:
     """Every object under `prefix`, page by page (1,000 keys a page), asking for the restore status."""
-    paginator = s3.get_paginator("list_objects_v2")
-    pages = paginator.paginate(
-        Bucket=bucket, Prefix=prefix, OptionalObjectAttributes=["RestoreStatus"], PaginationConfig={"PageSize": 1000}
-    )
-    for page in pages:
+    for page in _listing(s3, bucket, prefix):
         yield [ListedObject.from_listing(obj) for obj in page.get("Contents", [])]
 
 
 def list_folders(s3: Any, bucket: str, prefix: str = "") -> tuple[list[str], list[ListedObject]]:
     """The folders one level below `prefix` (the archive keeps one per MISR path) and the objects
     directly under `prefix` (not in a folder), from a delimited listing."""
-    paginator = s3.get_paginator("list_objects_v2")
     folders: list[str] = []
     loose: list[ListedObject] = []
-    pages = paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/", OptionalObjectAttributes=["RestoreStatus"])
-    for page in pages:
+    for page in _listing(s3, bucket, prefix, Delimiter="/"):
         folders += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
         loose += [ListedObject.from_listing(obj) for obj in page.get("Contents", [])]
     return folders, loose
