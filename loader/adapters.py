@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 SEND_ATTEMPTS = 3
 LOOKUP_BATCH = 100  # BatchGetItem keys per call
-DEFAULT_WORKERS = 8
+DEFAULT_WORKERS = 16  # parallel AWS calls: 16 keep moto's one server process busy where 8 left a fifth idle
 LIST_WORKERS = 4  # folders listed at once
 
 
