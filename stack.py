@@ -737,15 +737,7 @@ def add_tables(t: Template, key: tkms.Key) -> dict[str, tddb.Table]:
                 KeySchema=_key_schema(schema.hash_key, schema.range_key),
                 # CloudFormation refuses an empty index list: a table without indexes has none.
                 **({"GlobalSecondaryIndexes": indexes} if indexes else {}),
-                **(
-                    {
-                        "TimeToLiveSpecification": tddb.TimeToLiveSpecification(
-                            AttributeName=schema.ttl_attribute, Enabled=True
-                        )
-                    }
-                    if schema.ttl_attribute
-                    else {}
-                ),
+                **_time_to_live(schema.ttl_attribute),
                 PointInTimeRecoverySpecification=tddb.PointInTimeRecoverySpecification(PointInTimeRecoveryEnabled=True),
                 SSESpecification=tddb.SSESpecification(SSEEnabled=True, SSEType="KMS", KMSMasterKeyId=Ref(key)),
             )

@@ -133,6 +133,12 @@ def metadata_is_current(item: Mapping[str, Any] | None, domain: str | None = Non
     return bool(recorded) and recorded >= str(item.get(FileAttr.INDEXED_AT) or "~")
 
 
+def retry_pause(attempt: int) -> None:
+    """The pause before try `attempt` (1, 2, ...) of a batch call whose items DynamoDB left
+    unprocessed: exponential from 0.1 s, at most 2 s (AWS asks batch callers to back off)."""
+    time.sleep(min(0.05 * 2**attempt, 2.0))
+
+
 def batch_get(
     ddb: Any, table: str, key_attr: str, keys: Iterable[str], attributes: Iterable[str] | None = None
 ) -> dict[str, dict[str, Any]]:
@@ -157,7 +163,7 @@ def batch_get(
         attempt = 0
         while request:
             if attempt:
-                time.sleep(min(0.05 * 2**attempt, 2.0))
+                retry_pause(attempt)
             response = ddb.batch_get_item(RequestItems=request)
             for raw in response.get("Responses", {}).get(table, []):
                 item = deserialize(raw)

@@ -188,10 +188,13 @@ class _Run:
         batches = list(chunked(readable, LOOKUP_BATCH))
         items: dict[str, dict[str, Any]] = {}
         sent: dict[str, dict[str, Any]] = {}
-        # Only what `decide` reads: moto (and the network) pay per attribute returned.
-        for found in self.pool.map(partial(self.files.get_many, attributes=DECIDE_FILE_ATTRS), batches):
+        # Only what `decide` reads: moto (and the network) pay per attribute returned. Both tables'
+        # lookups are submitted before either is read (Executor.map submits at once), so they overlap.
+        in_files = self.pool.map(partial(self.files.get_many, attributes=DECIDE_FILE_ATTRS), batches)
+        in_ledger = self.pool.map(partial(self.ledger.get_many, attributes=DECIDE_LEDGER_ATTRS), batches)
+        for found in in_files:
             items.update(found)
-        for found in self.pool.map(partial(self.ledger.get_many, attributes=DECIDE_LEDGER_ATTRS), batches):
+        for found in in_ledger:
             sent.update(found)
         decisions = [self._final(d, items, sent) for d in first]
         for d in decisions:

@@ -9,13 +9,12 @@ and metadata workers update concurrently.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from datacarousel.contract import IndexRequestAttr
-from datacarousel.files_table import batch_get, iso, serialize
+from datacarousel.files_table import batch_get, iso, retry_pause, serialize
 from datacarousel.messages import IndexRequest
 from datacarousel.naming import BasicFusionName
 
@@ -68,7 +67,7 @@ class IndexRequestLedger:
         ]
         for attempt in range(UNPROCESSED_ATTEMPTS):
             if attempt:
-                time.sleep(min(0.05 * 2**attempt, 2.0))
+                retry_pause(attempt)
             response = self.ddb.batch_write_item(RequestItems={self.table: pending})
             pending = (response.get("UnprocessedItems") or {}).get(self.table, [])
             if not pending:
