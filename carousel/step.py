@@ -25,17 +25,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import tempfile
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
@@ -52,6 +49,7 @@ from carousel.actions import (
     RequestRestore,
     UpdateFileState,
 )
+from carousel.composites import COMPOSE_BUDGET_S, compose_radiance
 from carousel.cost import expiry_after
 from carousel.events import ParsedEvent, parse_event_message
 from carousel.model import JOB_FILE_CODE, JobFileTable, Snapshot
@@ -59,6 +57,7 @@ from carousel.restore import ObservedRestore, parse_restore_header, reconcile
 from carousel.runtime import Context
 from carousel.store import LaunchLease, Loaded, iso_seconds, load, to_seconds
 from datacarousel import hsds, naming
+from datacarousel.aws import list_keys
 from datacarousel.contract import (
     FAILURE_REASON_ATTRIBUTE,
     SQS_BATCH_SIZE,
@@ -114,6 +113,8 @@ class StepReport:
     failed_files: int = 0
     invalidated: int = 0
     completed_jobs: list[str] = field(default_factory=list)
+    composing: list[str] = field(default_factory=list)  # done jobs whose composites are not all written yet
+    composed_months: int = 0
     conflicts: int = 0
     launched: dict[str, int] = field(default_factory=dict)
     launch_deferred: bool = False  # another step held the launch lease
@@ -167,13 +168,6 @@ def head_restore(s3: Any, bucket: str, key: str, now: float) -> ObservedRestore 
             return None
         raise
     return parse_restore_header(head.get("Restore"), now)
-
-
-def list_keys(s3: Any, bucket: str, prefix: str) -> set[str]:
-    keys: set[str] = set()
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        keys.update(str(obj["Key"]) for obj in page.get("Contents", []))
-    return keys
 
 
 def queue_depth(sqs: Any, url: str) -> int:
@@ -242,9 +236,11 @@ class Step:
         launcher: Launcher | None = None,
         delete_domain: DomainDeleter | None = None,
         pending_release_grace_s: float = PENDING_RELEASE_GRACE_S,
+        compose_budget_s: float = COMPOSE_BUDGET_S,
     ) -> None:
         self.ctx = ctx
         self.pending_release_grace_s = pending_release_grace_s
+        self.compose_budget_s = compose_budget_s
         self.s3 = ctx.s3
         self.sqs = ctx.sqs
         self.tables = ctx.tables
@@ -554,11 +550,31 @@ class Step:
         else:
             report.conflicts += 1
 
-    def apply_complete(self, loaded: Loaded, action: CompleteJob, now: float, report: StepReport) -> None:
+    def apply_complete(
+        self, loaded: Loaded, action: CompleteJob, deadline: float, now: float, report: StepReport
+    ) -> None:
+        """OPEN -> COMPLETE; a ComputeRadiance job once every month of its results is composed."""
         job = loaded.jobs.get(action.job_id, {})
         keys: list[str] = []
         if job.get(JobAttr.DEFINITION) == JobDefinitionName.COMPUTE_RADIANCE.value and action.done:
-            keys = compose_radiance(self.s3, self.settings.require("results_bucket"), action.job_id)
+            composed = compose_radiance(
+                self.s3,
+                self.settings.require("results_bucket"),
+                action.job_id,
+                deadline,
+                at_least=0 if report.composed_months else 1,  # every step makes progress
+            )
+            report.composed_months += sum(1 for key in composed.written if key.endswith(".npz"))
+            if not composed.complete:
+                report.composing.append(action.job_id)
+                log.info(
+                    "job %s: stays OPEN: %d months still to compose (%s ...), next steps go on",
+                    action.job_id,
+                    len(composed.remaining),
+                    composed.remaining[0],
+                )
+                return
+            keys = composed.keys
         attrs: dict[str, Any] = {}
         if keys:
             attrs[JobAttr.COMPOSITE_KEY] = keys
@@ -573,6 +589,16 @@ class Step:
             )
         else:
             report.conflicts += 1
+
+    def complete_jobs(self, completions: Sequence[CompleteJob], now: float, loaded: Loaded, report: StepReport) -> None:
+        # One composing budget for the step, shared by its completing jobs in the planner's order.
+        deadline = time.monotonic() + self.compose_budget_s
+        for complete in completions:
+            try:
+                self.apply_complete(loaded, complete, deadline, now, report)
+            except (ImportError, BadInput, ClientError, BotoCoreError) as exc:
+                # The job stays OPEN and is completed by a later step; nothing else waits on it.
+                log.error("job %s: could not complete: %s: %s", complete.job_id, type(exc).__name__, exc)
 
     # ---- 5. launch ----
 
@@ -681,12 +707,6 @@ class Step:
             self.apply_release(loaded, release, now, report)
         self._parallel(plan.of(ProbeRestore), lambda a: self.apply_probe(loaded, a, now, report))
         self._parallel(plan.of(RequestRestore), lambda a: self.apply_restore(loaded, a, now, report))
-        for complete in plan.of(CompleteJob):
-            try:
-                self.apply_complete(loaded, complete, now, report)
-            except (ImportError, BadInput, ClientError, BotoCoreError) as exc:
-                # The job stays OPEN and is completed by a later step; nothing else waits on it.
-                log.error("job %s: could not complete: %s: %s", complete.job_id, type(exc).__name__, exc)
         for cancel in plan.of(CancelJob):  # the planner does not emit these; `carousel.jobs.cancel` does
             self.tables.jobs.transition(cancel.job_id, JobState.OPEN, JobState.CANCELLED, now)
 
@@ -694,10 +714,13 @@ class Step:
             self.launch_workers(loaded, report)
         except Exception as exc:  # the step's effects are recorded; workers are started again next step
             log.error("launching workers failed: %s: %s", type(exc).__name__, exc)
+        # Last: composing takes the longest, and the workers started above need not wait for it.
+        self.complete_jobs(plan.of(CompleteJob), now, loaded, report)
         report.seconds = time.monotonic() - started
         log.info(
             "carousel step: events=%d restores=%d renewals=%d index=%d releases=%d done=%d failed=%d "
-            "invalidated=%d completed=%s conflicts=%d launched=%s window=%d files/%d bytes in %.2f s",
+            "invalidated=%d completed=%s composed=%d months conflicts=%d launched=%s window=%d files/%d bytes "
+            "in %.2f s",
             report.events_received,
             report.restores,
             report.renewals,
@@ -707,6 +730,7 @@ class Step:
             report.failed_job_files,
             report.invalidated,
             report.completed_jobs,
+            report.composed_months,
             report.conflicts,
             report.launched,
             report.window_files,
@@ -725,51 +749,3 @@ class Step:
         with ThreadPoolExecutor(max_workers=min(IO_WORKERS, len(actions))) as pool:
             for _ in pool.map(fn, actions):
                 pass
-
-
-# --- the composite of a ComputeRadiance job ----------------------------------------------------
-
-
-def compose_radiance(s3: Any, bucket: str, job_id: str) -> list[str]:
-    """Monthly composites (and quick-look PNGs) of a job's orbit results; returns the keys written.
-
-    Uses the ComputeRadiance reducer (`batch_jobs.compute_radiance.composite`). Deterministic:
-    a step that dies after writing and runs again writes the same bytes.
-    """
-    # The reducer (numpy, matplotlib) is loaded only when a job completes.
-    from batch_jobs.compute_radiance import composite as comp  # noqa: PLC0415
-    from batch_jobs.compute_radiance import quicklook  # noqa: PLC0415
-    from batch_jobs.compute_radiance.result import load_npz, npz_bytes  # noqa: PLC0415
-
-    prefix = f"{naming.RESULTS_PREFIX}/{job_id}/"
-    composites_prefix = f"{prefix}{naming.COMPOSITES_DIR}/"
-    by_period: dict[str, list[str]] = {}
-    for key in sorted(list_keys(s3, bucket, prefix)):
-        if key.startswith(composites_prefix) or not key.endswith(".npz"):
-            continue
-        period = key[len(prefix) :].split("/", 1)[0]
-        by_period.setdefault(period, []).append(key)
-    written: list[str] = []
-    for period, keys in sorted(by_period.items()):
-
-        def results(keys: list[str] = keys) -> Iterable[tuple[str, Mapping[str, Any]]]:
-            for key in keys:
-                yield key, load_npz(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-
-        try:
-            arrays = comp.build(results(), period).to_arrays()
-        except (ValueError, KeyError, OSError) as exc:
-            raise BadInput(f"job {job_id}: composite {period} failed: {exc}") from exc
-        key = naming.composite_key(job_id, period)
-        s3.put_object(Bucket=bucket, Key=key, Body=npz_bytes(arrays), ContentType="application/octet-stream")
-        written.append(key)
-        with tempfile.TemporaryDirectory(prefix="dc-quicklook-") as tmp:
-            for path in quicklook.write_quicklooks(arrays, tmp, period):
-                suffix = Path(path).name[len(period) :]  # "_modis.png"
-                png_key = naming.composite_key(job_id, period, suffix)
-                s3.put_object(Bucket=bucket, Key=png_key, Body=Path(path).read_bytes(), ContentType="image/png")
-                written.append(png_key)
-        log.info(
-            "job %s: composite %s of %d orbit results -> %s", job_id, period, int(np.asarray(arrays["n_orbits"])), key
-        )
-    return written

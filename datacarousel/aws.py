@@ -39,3 +39,11 @@ def resource(service: str, session: boto3.session.Session | None = None, **kwarg
     session = session or boto3.session.Session()
     config = _config()
     return session.resource(service, config=config, **kwargs)  # type: ignore[call-overload]
+
+
+def list_keys(s3: Any, bucket: str, prefix: str) -> set[str]:
+    """Every key under `prefix` (all pages)."""
+    keys: set[str] = set()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys.update(str(obj["Key"]) for obj in page.get("Contents", []))
+    return keys

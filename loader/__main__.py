@@ -17,7 +17,7 @@ from datacarousel.errors import ConfigError
 from datacarousel.files_table import FilesTable, utcnow
 from loader.adapters import DEFAULT_WORKERS, run
 from loader.core import DEFAULT_REQUEUE_AFTER
-from loader.ledger import IndexRequestLedger
+from loader.ledger import IndexRequestLedger, LedgerWriteError
 
 log = logging.getLogger("loader")
 
@@ -42,19 +42,25 @@ def main(
         raise typer.Exit(2) from exc
     logging.basicConfig(level=settings.log_level or "INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     dynamodb = aws.client("dynamodb")
-    report = run(
-        aws.client("s3"),
-        aws.client("sqs"),
-        FilesTable(dynamodb, settings.require("files_table")),
-        IndexRequestLedger(dynamodb, settings.require("index_requests_table")),
-        bucket=settings.require("archive_bucket"),
-        queue_url=settings.require("index_queue_url"),
-        prefix=settings.archive_prefix or "" if prefix is None else prefix,
-        dry_run=dry_run,
-        now=utcnow(),
-        requeue_after=timedelta(hours=requeue_after_hours),
-        workers=workers,
-    )
+    try:
+        report = run(
+            aws.client("s3"),
+            aws.client("sqs"),
+            FilesTable(dynamodb, settings.require("files_table")),
+            IndexRequestLedger(dynamodb, settings.require("index_requests_table")),
+            bucket=settings.require("archive_bucket"),
+            queue_url=settings.require("index_queue_url"),
+            prefix=settings.archive_prefix or "" if prefix is None else prefix,
+            dry_run=dry_run,
+            now=utcnow(),
+            requeue_after=timedelta(hours=requeue_after_hours),
+            workers=workers,
+        )
+    except LedgerWriteError as exc:
+        # Nothing is lost: a request is recorded after it is sent, so a later run sends again both the
+        # requests this run sent but could not record and those it never reached.
+        typer.echo(f"loader: stopped: {exc}; run the loader again (it sends what was not recorded)", err=True)
+        raise typer.Exit(1) from exc
     print(json.dumps(report.as_dict(), indent=2))  # noqa: T201 - the report is this program's output
     if report.send_failed:
         raise typer.Exit(1)

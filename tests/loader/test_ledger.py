@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from throttled_writes import Withhold
 
 from datacarousel import aws
 from datacarousel.contract import IndexRequestAttr
@@ -35,38 +36,6 @@ def test_ledger_item_expires_when_the_request_may_be_sent_again() -> None:
     assert item[IndexRequestAttr.FILE_NAME] == name.file_name
     assert item[IndexRequestAttr.QUEUED_AT] == iso(now)
     assert item[IndexRequestAttr.EXPIRES_AT] == int(now.timestamp()) + 6 * 3600
-
-
-class Withhold:
-    """Makes DynamoDB's BatchWriteItem leave items unprocessed, as a throttled table does: on the
-    first `times` calls only `keep(n)` of its n items are sent, the rest come back in `UnprocessedItems`."""
-
-    def __init__(self, ddb: Any, table: str, *, times: int, keep: Callable[[int], int]) -> None:
-        self.ddb, self.table, self.times, self.keep = ddb, table, times, keep
-        self.withheld: list[dict[str, Any]] = []
-        self.calls = 0
-
-    def before(self, params: dict[str, Any], **kwargs: Any) -> None:
-        self.calls += 1
-        requests = params["RequestItems"][self.table]
-        if self.calls <= self.times and len(requests) > 1:
-            kept = max(1, self.keep(len(requests)))
-            params["RequestItems"][self.table], self.withheld = requests[:kept], requests[kept:]
-        else:
-            self.withheld = []
-
-    def after(self, parsed: dict[str, Any], **kwargs: Any) -> None:
-        if self.withheld:
-            parsed["UnprocessedItems"] = {self.table: self.withheld}
-
-    def __enter__(self) -> Withhold:
-        self.ddb.meta.events.register("provide-client-params.dynamodb.BatchWriteItem", self.before)
-        self.ddb.meta.events.register("after-call.dynamodb.BatchWriteItem", self.after)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.ddb.meta.events.unregister("provide-client-params.dynamodb.BatchWriteItem", self.before)
-        self.ddb.meta.events.unregister("after-call.dynamodb.BatchWriteItem", self.after)
 
 
 @pytest.mark.integration

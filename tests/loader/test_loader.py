@@ -12,12 +12,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from throttled_writes import Withhold
+from typer.testing import CliRunner
 
 from datacarousel import aws
 from datacarousel.contract import FileAttr, FileState, IndexRequestAttr
 from datacarousel.files_table import FilesTable, utcnow
 from datacarousel.messages import IndexRequest
 from datacarousel.naming import BasicFusionName, archive_key
+from loader.__main__ import app
 from loader.adapters import list_pages, list_pages_parallel, run
 from loader.ledger import IndexRequestLedger
 
@@ -215,3 +218,31 @@ def test_entry_point_dry_run(clients: dict[str, Any], archive: dict[str, Any]) -
     report = json.loads(out.stdout)
     assert report["listed"] == 6 and report["queued"] == 3 and report["dry_run"] is True
     assert report["skipped"] == {"archived": 2, "not-a-basicfusion-name": 1}
+
+
+def test_entry_point_ends_in_one_line_when_the_ledger_refuses_writes(
+    clients: dict[str, Any], archive: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = aws.client
+    ledger_table = clients["ledger"].table
+
+    def throttled(service: str, *args: Any, **kwargs: Any) -> Any:
+        client = made(service, *args, **kwargs)
+        if service == "dynamodb":
+            Withhold(client, ledger_table, times=10**6, keep=lambda n: 1, refuse_all=True).__enter__()
+        return client
+
+    monkeypatch.setattr(aws, "client", throttled)
+    result = CliRunner().invoke(app, ["--prefix", archive["prefix"]])
+    assert result.exit_code == 1
+    assert "ledger writes unprocessed after 8 tries" in result.stderr and "Traceback" not in result.stderr
+    readable = set(archive["standard"] + archive["restored"])
+    sent = {IndexRequest.from_json(body).key for body in _drain_all(clients["sqs"], clients["queue"])}
+    assert sent and sent <= readable  # it stopped at the first batch it could not record
+    # Nothing lost: a request is recorded after it is sent, so the next run sends every readable file
+    # whose request was not recorded.
+    monkeypatch.setattr(aws, "client", made)
+    again = CliRunner().invoke(app, ["--prefix", archive["prefix"]])
+    assert again.exit_code == 0, again.stderr
+    sent_again = {IndexRequest.from_json(body).key for body in _drain_all(clients["sqs"], clients["queue"])}
+    assert sent | sent_again == readable and sent_again
