@@ -124,9 +124,7 @@ def test_a_passed_deadline_composes_nothing_unless_one_month_is_owed(
 
 
 @pytest.mark.integration
-def test_a_step_keeps_the_job_open_until_every_month_is_composed(
-    world: World, orbit_results: dict[int, bytes]
-) -> None:
+def test_a_step_keeps_the_job_open_until_every_month_is_composed(world: World, orbit_results: dict[int, bytes]) -> None:
     ctx = world.context()
     prefix = "carousel-it/composites/"
     world.stage(ORBITS, prefix, storage_class="STANDARD")
