@@ -13,6 +13,8 @@
    a restore or a release. Restore-event messages are deleted only once their
    effect is recorded.
 5. Start workers for the backlogs (index_file, record_metadata, job drainers).
+6. Complete the jobs whose job-files are all DONE or FAILED; a ComputeRadiance job's
+   monthly composites first, a bounded amount per step (`carousel.composites`).
 
 A step killed at any point loses nothing: every effect is either recorded (and
 the next step sees it) or redone by the next step (a claimed release whose
