@@ -109,6 +109,7 @@ class StepReport:
     renewals: int = 0
     restore_failures: int = 0
     index_requests: int = 0
+    index_repeats_held: int = 0  # stale index requests not repeated because the index queue is not empty
     releases: int = 0
     done: int = 0
     failed_job_files: int = 0
@@ -175,6 +176,17 @@ def head_restore(s3: Any, bucket: str, key: str, now: float) -> ObservedRestore 
 def queue_depth(sqs: Any, url: str) -> int:
     attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
     return int(attrs.get("ApproximateNumberOfMessages", 0))
+
+
+def queue_backlog(sqs: Any, url: str) -> int:
+    """Messages in the queue: waiting, being worked on (in flight) or delayed."""
+    names = [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    ]
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    return sum(int(attrs.get(name, 0)) for name in names)
 
 
 def receive_all(sqs: Any, url: str, *, limit: int, visibility: int) -> list[dict[str, Any]]:
@@ -476,6 +488,26 @@ class Step:
         report.index_requests += 1
         log.info("file %s: index requested", action.file_name)
 
+    def queue_index_requests(
+        self, loaded: Loaded, actions: Sequence[QueueIndex], now: float, report: StepReport
+    ) -> None:
+        """First requests go at once; a repeat (the last request is older than index_retry_s) only once
+        the index queue is empty. A sent request is durable in SQS (failures reach its dead-letter
+        queue, which the step reads), so a repeat only covers a claim whose send never happened; while
+        the queue holds a backlog longer than index_retry_s, repeating would flood it with duplicates."""
+        first = [a for a in actions if not loaded.files.get(a.file_name, {}).get(FileAttr.INDEX_REQUESTED_AT)]
+        repeats = [a for a in actions if loaded.files.get(a.file_name, {}).get(FileAttr.INDEX_REQUESTED_AT)]
+        if repeats:
+            backlog = queue_backlog(self.sqs, self.settings.require("index_queue_url"))
+            if backlog:
+                report.index_repeats_held += len(repeats)
+                log.info(
+                    "%d index requests not repeated: the index queue still holds %d messages", len(repeats), backlog
+                )
+                repeats = []
+        for action in first + repeats:
+            self.apply_index(loaded, action, now, report)
+
     def work_item(self, loaded: Loaded, job_id: str, name: str, domain: str) -> WorkItem:
         job = loaded.jobs.get(job_id, {})
         parameters = {str(k): str(v) for k, v in (job.get(JobAttr.PARAMETERS) or {}).items()}
@@ -702,8 +734,7 @@ class Step:
         for expired in plan.of(InvalidateExpired):
             self.apply_invalidate(expired, now, report)
         self._parallel(plan.of(RenewLease), lambda a: self.apply_renewal(loaded, a, now, report))
-        for index in plan.of(QueueIndex):
-            self.apply_index(loaded, index, now, report)
+        self.queue_index_requests(loaded, plan.of(QueueIndex), now, report)
         self.resend_pending(loaded, now, report)
         for release in plan.of(Release):
             self.apply_release(loaded, release, now, report)

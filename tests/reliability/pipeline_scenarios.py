@@ -48,6 +48,8 @@ from datacarousel.contract import (
 from datacarousel.launcher import local_launcher_from_env
 from datacarousel.messages import IndexRequest, WorkItem
 
+STEP_TIMEOUT_S = 1200.0  # seconds a `carousel step` process may take before the run fails
+
 
 def hs_kwargs(env: Mapping[str, str]) -> dict[str, str]:
     return {"endpoint": env[Env.HS_ENDPOINT], "username": env[Env.HS_USERNAME], "password": env[Env.HS_PASSWORD]}
@@ -156,7 +158,9 @@ def load_pipeline(
                         cwd=ROOT,
                         stdout=out,
                         stderr=subprocess.STDOUT,
-                        timeout=300,
+                        # A step composes at least one month of a completed job: ~440 orbit results take
+                        # ~8 min here (two racing steps may compose the same month). Its Batch timeout is 1 h.
+                        timeout=STEP_TIMEOUT_S,
                     ).returncode
 
             list(pool.map(one_step, range(racing_steps)))

@@ -326,3 +326,34 @@ def test_an_index_request_dead_lettered_without_reason_is_tried_again_a_few_time
     assert "exceeded max receives" in item[FileAttr.ERROR]
     assert int(item[FileAttr.INDEX_REDRIVES]) == MAX_INDEX_REDRIVES
     assert not no_scan
+
+
+def test_a_stale_index_request_is_repeated_only_once_the_index_queue_is_empty(world: World) -> None:
+    prefix = "carousel-it/index-repeat/"
+    (name,) = world.stage([JUNE_2014 + 50], prefix)
+    key = naming.archive_key(naming.BasicFusionName.parse(name), prefix)
+    ctx = world.context(probe_after_s=0.5, index_retry_s=1.0)
+    assert world.inventory(ctx, prefix).created == 1
+    index_url = world.env[Env.INDEX_QUEUE_URL]
+
+    def drained_keys() -> Counter[str]:
+        keys: Counter[str] = Counter()
+        while got := world.sqs.receive_message(QueueUrl=index_url, MaxNumberOfMessages=10).get("Messages", []):
+            for m in got:
+                keys[IndexRequest.from_json(m["Body"]).key] += 1
+                world.sqs.delete_message(QueueUrl=index_url, ReceiptHandle=m["ReceiptHandle"])
+        return keys
+
+    drained_keys()
+    submit(ctx, "heidi", JUNE_2014 + 50, JUNE_2014 + 50)
+    step = Step(ctx)  # no launcher: nothing consumes the index queue
+    steps_until([step], lambda: FileAttr.INDEX_REQUESTED_AT in world.file_item(ctx, name), timeout=60, pause=0.5)
+    time.sleep(1.5)  # the request is now older than index_retry_s, but still in the queue
+    held = step.run()
+    assert held.index_repeats_held >= 1 and world.file_item(ctx, name)[FileAttr.STATE] == "RESTORED"
+    assert drained_keys()[key] == 1  # not repeated while it waited
+    # The queue is empty now, as after a claim whose send never happened: the next step repeats it.
+    time.sleep(1.5)
+    again = step.run()
+    assert again.index_requests >= 1 and again.index_repeats_held == 0
+    assert drained_keys()[key] == 1
