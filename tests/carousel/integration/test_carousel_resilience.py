@@ -330,7 +330,7 @@ def test_an_index_request_dead_lettered_without_reason_is_tried_again_a_few_time
 
 def test_a_stale_index_request_is_repeated_only_once_the_index_queue_is_empty(world: World) -> None:
     prefix = "carousel-it/index-repeat/"
-    (name,) = world.stage([JUNE_2014 + 50], prefix)
+    (name,) = world.stage([JUNE_2014 + 70], prefix)
     key = naming.archive_key(naming.BasicFusionName.parse(name), prefix)
     ctx = world.context(probe_after_s=0.5, index_retry_s=1.0)
     assert world.inventory(ctx, prefix).created == 1
@@ -345,7 +345,7 @@ def test_a_stale_index_request_is_repeated_only_once_the_index_queue_is_empty(wo
         return keys
 
     drained_keys()
-    submit(ctx, "heidi", JUNE_2014 + 50, JUNE_2014 + 50)
+    submit(ctx, "ivan", JUNE_2014 + 70, JUNE_2014 + 70)
     step = Step(ctx)  # no launcher: nothing consumes the index queue
     steps_until([step], lambda: FileAttr.INDEX_REQUESTED_AT in world.file_item(ctx, name), timeout=60, pause=0.5)
     time.sleep(1.5)  # the request is now older than index_retry_s, but still in the queue
