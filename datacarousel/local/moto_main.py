@@ -1,5 +1,5 @@
 """`python -m datacarousel.local.moto_main -H 127.0.0.1 -p PORT`: moto's server, with three of its
-costs brought back to what the real services charge.
+costs brought back to what the real services charge, and DynamoDB's atomic conditional writes.
 
 moto emulates the APIs faithfully, but three of its costs grow with the data where AWS's do not, and
 the carousel's own paths hit them at archive scale:
@@ -17,6 +17,16 @@ the carousel's own paths hit them at archive scale:
    prefix, found by bisection in a sorted copy of the bucket's key names that is rebuilt after
    any change to the bucket's keys. moto's own code then filters, sorts and pages them as before.
 
+And one guarantee moto's server does not keep:
+
+4. **DynamoDB conditional writes are atomic** in DynamoDB (the condition is checked and the item
+   written as one step). moto's server answers each request on its own thread and checks the
+   condition, then writes, with no lock between: two racing `UpdateItem`s on one key conditioned
+   on the same old value can both succeed. The carousel's claims rely on exactly one winning (the
+   launch lease, index and release claims); two racing steps under moto both took the launch lease
+   and started twice the worker cap. Here every item read and write of the DynamoDB backend runs
+   under one lock (moto serves DynamoDB from one process anyway).
+
 Everything else is moto's code, unchanged; `tests/datacarousel/local/test_moto_main.py` checks
 that each patched answer equals moto's own.
 """
@@ -30,6 +40,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from moto.dynamodb import models as dynamodb_models
 from moto.s3 import models as s3_models
 from moto.s3 import responses as s3_responses
 from moto.s3 import utils as s3_utils
@@ -186,13 +197,42 @@ def patch_s3_prefixed_listing() -> None:
     s3_models.S3Backend.list_objects = prefixed_list_objects  # type: ignore[method-assign]
 
 
+# The backend's item operations: a write's condition check and its write, and reads that walk a table
+# another request may be changing. A transaction calls the single-item ones inside (hence re-entrant).
+DYNAMODB_ITEM_OPERATIONS = (
+    "put_item",
+    "update_item",
+    "delete_item",
+    "transact_write_items",
+    "get_item",
+    "query",
+    "scan",
+)
+
+
+def patch_dynamodb_atomic_writes() -> None:
+    lock = threading.RLock()
+    backend = dynamodb_models.DynamoDBBackend
+
+    def serialized(method: Any) -> Any:
+        def one_at_a_time(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return method(self, *args, **kwargs)
+
+        return one_at_a_time
+
+    for name in DYNAMODB_ITEM_OPERATIONS:
+        setattr(backend, name, serialized(getattr(backend, name)))
+
+
 def apply() -> None:
     patch_s3_ranged_get()
     patch_sqs_send_message()
     patch_s3_prefixed_listing()
+    patch_dynamodb_atomic_writes()
     log.info(
         "moto patched: S3 ranged GETs read only their range; SQS sends skip the message counts; "
-        "prefixed S3 listings visit only their prefix"
+        "prefixed S3 listings visit only their prefix; DynamoDB conditional writes are atomic"
     )
 
 

@@ -204,11 +204,13 @@ def load_pipeline(
     restore_calls = Counter(
         c.get("key") for c in calls if c["op"] == "RestoreObject" and str(c.get("key", "")).startswith(prefix)
     )
-    work_sends = sum(
-        1
+    # Work items sent for this scenario's jobs, per (job, file): the shared environment may hold other
+    # tests' open jobs, whose releases these steps send too.
+    work_queue = env[Env.WORK_QUEUE_URL].rsplit("/", 1)[-1]
+    work_sends = Counter(
+        (c.get("job_id"), c.get("file_name"))
         for c in calls
-        if c["op"] in ("SendMessage", "SendMessageBatch")
-        and c.get("queue", "") == env[Env.WORK_QUEUE_URL].rsplit("/", 1)[-1]
+        if c["op"] == "SendMessage" and c.get("queue", "") == work_queue and c.get("job_id") in expected
     )
     work_items = sum(len(v) for v in expected.values())
 
@@ -233,7 +235,7 @@ def load_pipeline(
         + len(extra_results)
         + sum(max(0, c - 1) for c in restores.values())
         + sum(max(0, c - 1) for c in restore_calls.values())
-        + max(0, work_sends - work_items),
+        + sum(c - 1 for c in work_sends.values()),
         seconds=round(elapsed, 1),
         source=source,
         notes=(
@@ -253,7 +255,8 @@ def load_pipeline(
             "job_file_states": dict(job_file_states),
             "restore_counts": {str(k): v for k, v in Counter(restores.values()).items()},
             "restore_calls": len(restore_calls),
-            "work_sends": work_sends,
+            "work_sends": sum(work_sends.values()),
+            "work_items_sent_twice": sorted(f"{j}/{f}" for (j, f), c in work_sends.items() if c > 1),
             "lost_domains": lost_domains,
             "lost_results": lost_results,
             "extra_results": extra_results,

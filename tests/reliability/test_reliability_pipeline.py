@@ -57,6 +57,8 @@ def test_load_completes_with_nothing_lost_or_duplicated(load_result: ScenarioRes
     assert r.lost == 0, extra
     assert r.duplicated == 0, extra
     assert extra["job_file_states"] == {JobFileState.DONE.value: r.messages_in - FILES}
+    # Every work item of the two jobs sent exactly once (counted from the steps' recorded SendMessage calls).
+    assert extra["work_sends"] == r.messages_in - FILES, extra["work_items_sent_twice"]
     # Each file restored exactly once although two jobs wanted half of them.
     assert extra["restore_counts"] == {"1": FILES}
     assert extra["restore_calls"] == FILES

@@ -345,15 +345,19 @@ def test_a_stale_index_request_is_repeated_only_once_the_index_queue_is_empty(wo
         return keys
 
     drained_keys()
-    submit(ctx, "ivan", JUNE_2014 + 70, JUNE_2014 + 70)
-    step = Step(ctx)  # no launcher: nothing consumes the index queue
-    steps_until([step], lambda: FileAttr.INDEX_REQUESTED_AT in world.file_item(ctx, name), timeout=60, pause=0.5)
-    time.sleep(1.5)  # the request is now older than index_retry_s, but still in the queue
-    held = step.run()
-    assert held.index_repeats_held >= 1 and world.file_item(ctx, name)[FileAttr.STATE] == "RESTORED"
-    assert drained_keys()[key] == 1  # not repeated while it waited
-    # The queue is empty now, as after a claim whose send never happened: the next step repeats it.
-    time.sleep(1.5)
-    again = step.run()
-    assert again.index_requests >= 1 and again.index_repeats_held == 0
-    assert drained_keys()[key] == 1
+    job = submit(ctx, "ivan", JUNE_2014 + 70, JUNE_2014 + 70)
+    try:
+        step = Step(ctx)  # no launcher: nothing consumes the index queue
+        steps_until([step], lambda: FileAttr.INDEX_REQUESTED_AT in world.file_item(ctx, name), timeout=60, pause=0.5)
+        time.sleep(1.5)  # the request is now older than index_retry_s, but still in the queue
+        held = step.run()
+        assert held.index_repeats_held >= 1 and world.file_item(ctx, name)[FileAttr.STATE] == "RESTORED"
+        assert drained_keys()[key] == 1  # not repeated while it waited
+        # The queue is empty now, as after a claim whose send never happened: the next step repeats it.
+        time.sleep(1.5)
+        again = step.run()
+        assert again.index_requests >= 1 and again.index_repeats_held == 0
+        assert drained_keys()[key] == 1
+    finally:
+        # Its file is never indexed here: the open job would have later tests' steps index and release it.
+        jobs.cancel(ctx.tables, job.job_id)

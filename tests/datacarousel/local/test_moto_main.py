@@ -223,3 +223,60 @@ def test_prefixed_listings_are_moto_s_own_and_visit_only_their_prefix() -> None:
     assert own["first"][0][0][0][:2] == ["P001/f000.h5", "P001/f001.h5"]  # (the listings are not empty)
     assert visits_own >= 2005
     assert visits_patched == 100
+
+
+_RACE = """
+import json, os, sys, threading, time
+os.environ.pop("AWS_ENDPOINT_URL", None)
+os.environ.update(AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_REGION="us-west-2")
+from datacarousel.local import moto_main
+if sys.argv[1] == "patched":
+    moto_main.apply()
+from moto import mock_aws
+from moto.dynamodb.models import table as tables
+from botocore.exceptions import ClientError
+
+# Widen the gap between a write's condition check and its write, as a busy server does by chance.
+read_item = tables.Table.get_item
+def slow_read(self, *args, **kwargs):
+    item = read_item(self, *args, **kwargs)
+    time.sleep(0.3)
+    return item
+tables.Table.get_item = slow_read
+
+with mock_aws():
+    import boto3
+    ddb = boto3.client("dynamodb")
+    ddb.create_table(TableName="lease", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                     BillingMode="PAY_PER_REQUEST")
+    winners = []
+    def claim(holder):
+        try:
+            ddb.update_item(TableName="lease", Key={"id": {"S": "launch"}}, UpdateExpression="SET holder = :h",
+                            ConditionExpression="attribute_not_exists(holder)",
+                            ExpressionAttributeValues={":h": {"S": holder}})
+            winners.append(holder)
+        except ClientError as exc:
+            assert exc.response["Error"]["Code"] == "ConditionalCheckFailedException", exc
+    threads = [threading.Thread(target=claim, args=(f"step-{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    holder = ddb.get_item(TableName="lease", Key={"id": {"S": "launch"}})["Item"]["holder"]["S"]
+    print(json.dumps({"winners": len(winners), "holder_is_a_winner": holder in winners}))
+"""
+
+
+def _race(mode: str) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-c", _RACE, mode], capture_output=True, text=True, timeout=120, check=True)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_racing_conditional_updates_have_exactly_one_winner() -> None:
+    """Four racing claims of one DynamoDB item (condition: not yet claimed), as four carousel steps take
+    the launch lease: moto's own server lets several win; patched, exactly one does, and holds it."""
+    assert _race("moto")["winners"] > 1  # the race is real (so the next line tests the patch)
+    assert _race("patched") == {"winners": 1, "holder_is_a_winner": True}

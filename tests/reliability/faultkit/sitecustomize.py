@@ -5,7 +5,8 @@ this directory on the PYTHONPATH of the worker processes it starts (next to a `c
 so the workers run their real, unmodified code while:
 
 - every botocore call (boto3 and aiobotocore/s3fs alike) is recorded as one JSON line
-  `{"pid", "argv", "service", "op", "detail"}` in `<record_dir>/<pid>.jsonl`, where `service`
+  `{"pid", "argv", "service", "op", "detail"}` in `<record_dir>/<pid>.jsonl` (plus the object key,
+  the queue, and a sent work item's `job_id`/`file_name`), where `service`
   is the IAM prefix (the signing name) and `detail` the sub-operations of DynamoDB
   transactions and batch calls (`TransactWriteItems` needs `UpdateItem`/`PutItem`/... rights);
 - with `throttle.rate > 0`, that fraction of plain-botocore requests gets a throttling answer
@@ -55,6 +56,16 @@ def _detail(op: str, params: Any) -> list[str]:
     return []
 
 
+def _work_item(body: Any) -> dict[str, str]:
+    try:
+        message = json.loads(body) if isinstance(body, str) else None
+    except ValueError:
+        return {}
+    if not isinstance(message, dict) or not {"job_id", "file_name"} <= message.keys():
+        return {}
+    return {"job_id": str(message["job_id"]), "file_name": str(message["file_name"])}
+
+
 class _Raw:
     def __init__(self, body: bytes) -> None:
         self._body = body
@@ -80,6 +91,10 @@ def make_recorder(record_dir: str) -> Any:
             entry["key"] = params["Key"]
         if isinstance(params, dict) and isinstance(params.get("QueueUrl"), str):
             entry["queue"] = params["QueueUrl"].rsplit("/", 1)[-1]
+        if model.name == "SendMessage" and isinstance(params, dict):
+            # Which job's file a work item was for: the suite counts sends per (job, file) of its own jobs,
+            # since the environment is shared with other tests' jobs.
+            entry.update(_work_item(params.get("MessageBody")))
         _write(record_dir, entry)
 
     return record
