@@ -12,9 +12,11 @@
    for the writer that won the condition, so two steps at once never duplicate
    a restore or a release. Restore-event messages are deleted only once their
    effect is recorded.
-5. Start workers for the backlogs (index_file, record_metadata, job drainers).
+5. Start workers for the backlogs (index_file, record_metadata, job drainers), one
+   step at a time (the launch lease).
 6. Complete the jobs whose job-files are all DONE or FAILED; a ComputeRadiance job's
-   monthly composites first, a bounded amount per step (`carousel.composites`).
+   monthly composites first, a bounded amount per step (`carousel.composites`), one
+   step at a time per job (its composing lease).
 
 A step killed at any point loses nothing: every effect is either recorded (and
 the next step sees it) or redone by the next step (a claimed release whose
@@ -57,7 +59,7 @@ from carousel.events import ParsedEvent, parse_event_message
 from carousel.model import JOB_FILE_CODE, JobFileTable, Snapshot
 from carousel.restore import ObservedRestore, parse_restore_header, reconcile
 from carousel.runtime import Context
-from carousel.store import LaunchLease, Loaded, iso_seconds, load, to_seconds
+from carousel.store import ComposeLease, LaunchLease, Loaded, iso_seconds, load, to_seconds
 from datacarousel import hsds, naming
 from datacarousel.aws import list_keys
 from datacarousel.contract import (
@@ -93,6 +95,9 @@ THROTTLING_CODES = frozenset(
 RESTORE_DONE_CODES = frozenset({"RestoreAlreadyInProgress"})
 IO_WORKERS = 16
 LAUNCH_LEASE_S = 60.0  # a step killed while launching blocks launches for at most this long
+# Longer than a step's composing (its budget, or one whole month: ~8 min for ~440 orbit results here);
+# a step killed while composing delays that job's completion by at most this long.
+COMPOSE_LEASE_S = 900.0
 
 DomainDeleter = Callable[[str], Any]
 
@@ -118,6 +123,7 @@ class StepReport:
     completed_jobs: list[str] = field(default_factory=list)
     composing: list[str] = field(default_factory=list)  # done jobs whose composites are not all written yet
     composed_months: int = 0
+    compose_deferred: list[str] = field(default_factory=list)  # another step was composing these jobs
     conflicts: int = 0
     launched: dict[str, int] = field(default_factory=dict)
     launch_deferred: bool = False  # another step held the launch lease
@@ -264,6 +270,8 @@ class Step:
         self.launcher = launcher
         self._delete_domain = delete_domain
         self.events_dlq_url = ctx.settings.restore_events_dlq_url or ""
+        # Who holds a lease this step takes (launching workers, composing a job).
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     # ---- helpers ----
 
@@ -495,8 +503,11 @@ class Step:
         the index queue is empty. A sent request is durable in SQS (failures reach its dead-letter
         queue, which the step reads), so a repeat only covers a claim whose send never happened; while
         the queue holds a backlog longer than index_retry_s, repeating would flood it with duplicates."""
-        first = [a for a in actions if not loaded.files.get(a.file_name, {}).get(FileAttr.INDEX_REQUESTED_AT)]
-        repeats = [a for a in actions if loaded.files.get(a.file_name, {}).get(FileAttr.INDEX_REQUESTED_AT)]
+        first: list[QueueIndex] = []
+        repeats: list[QueueIndex] = []
+        for action in actions:
+            requested = loaded.files.get(action.file_name, {}).get(FileAttr.INDEX_REQUESTED_AT)
+            (repeats if requested else first).append(action)
         if repeats:
             backlog = queue_backlog(self.sqs, self.settings.require("index_queue_url"))
             if backlog:
@@ -591,13 +602,21 @@ class Step:
         job = loaded.jobs.get(action.job_id, {})
         keys: list[str] = []
         if job.get(JobAttr.DEFINITION) == JobDefinitionName.COMPUTE_RADIANCE.value and action.done:
-            composed = compose_radiance(
-                self.s3,
-                self.settings.require("results_bucket"),
-                action.job_id,
-                deadline,
-                at_least=0 if report.composed_months else 1,  # every step makes progress
-            )
+            lease = ComposeLease(self.tables.jobs, action.job_id)
+            if not lease.acquire(self.holder, time.time(), COMPOSE_LEASE_S):
+                report.compose_deferred.append(action.job_id)
+                log.info("job %s: another carousel step is composing it: this step leaves it", action.job_id)
+                return
+            try:
+                composed = compose_radiance(
+                    self.s3,
+                    self.settings.require("results_bucket"),
+                    action.job_id,
+                    deadline,
+                    at_least=0 if report.composed_months else 1,  # every step makes progress
+                )
+            finally:
+                lease.release(self.holder)
             report.composed_months += sum(1 for key in composed.written if key.endswith(".npz"))
             if not composed.complete:
                 report.composing.append(action.job_id)
@@ -640,7 +659,7 @@ class Step:
         if self.launcher is None:
             return
         lease = LaunchLease(self.tables.jobs)
-        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        holder = self.holder
         if not lease.acquire(holder, time.time(), LAUNCH_LEASE_S):
             log.info("another carousel step is starting workers: this step starts none")
             report.launch_deferred = True

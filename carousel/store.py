@@ -190,30 +190,32 @@ class JobsTable:
         )
 
 
-class LaunchLease:
-    """At most one carousel step at a time decides how many workers to start.
+class Lease:
+    """One holder at a time of an item of the jobs table; the holder's claim lapses after `ttl_s`, so
+    a step killed while holding it blocks the others for at most that long.
 
-    Racing steps each count the active workers and start the difference to the cap; without the
-    lease two steps could both start that difference. The holder's claim lapses after `ttl_s`, so
-    a step killed while holding it blocks launches for at most that long.
+    `existing_only`: the item must already exist (a job's own item); otherwise acquiring creates it.
     """
 
-    def __init__(self, jobs: JobsTable) -> None:
+    def __init__(self, jobs: JobsTable, item_id: str, *, existing_only: bool = False) -> None:
         self.jobs = jobs
+        self.item_id = item_id
+        self.existing_only = existing_only
 
     def acquire(self, holder: str, now: float, ttl_s: float) -> bool:
         expr = Expr()
         until, who = expr.name(JobAttr.LEASE_UNTIL_MS), expr.name(JobAttr.LEASE_HOLDER)
         now_ms = int(now * 1000)
+        free = f"(attribute_not_exists({until}) OR {until} < {expr.value(now_ms)} OR {who} = {expr.value(holder)})"
+        if self.existing_only:
+            free += f" AND attribute_exists({expr.name(JobAttr.JOB_ID)})"
         return update(
             self.jobs.ddb,
             self.jobs.table,
-            {JobAttr.JOB_ID: LAUNCH_LEASE_ID},
+            {JobAttr.JOB_ID: self.item_id},
             expr,
             set_={JobAttr.LEASE_HOLDER: holder, JobAttr.LEASE_UNTIL_MS: now_ms + int(ttl_s * 1000)},
-            condition=(
-                f"attribute_not_exists({until}) OR {until} < {expr.value(now_ms)} OR {who} = {expr.value(holder)}"
-            ),
+            condition=free,
         )
 
     def release(self, holder: str) -> bool:
@@ -221,11 +223,30 @@ class LaunchLease:
         return update(
             self.jobs.ddb,
             self.jobs.table,
-            {JobAttr.JOB_ID: LAUNCH_LEASE_ID},
+            {JobAttr.JOB_ID: self.item_id},
             expr,
-            set_={JobAttr.LEASE_UNTIL_MS: 0},
+            remove=[JobAttr.LEASE_HOLDER, JobAttr.LEASE_UNTIL_MS],
             condition=f"{expr.name(JobAttr.LEASE_HOLDER)} = {expr.value(holder)}",
         )
+
+
+class LaunchLease(Lease):
+    """At most one carousel step at a time decides how many workers to start.
+
+    Racing steps each count the active workers and start the difference to the cap; without the
+    lease two steps could both start that difference. Its item (LAUNCH_LEASE_ID) is in no index.
+    """
+
+    def __init__(self, jobs: JobsTable) -> None:
+        super().__init__(jobs, LAUNCH_LEASE_ID)
+
+
+class ComposeLease(Lease):
+    """At most one carousel step at a time composes a job's monthly composites (on the job's own
+    item): racing steps would otherwise compose the same month at once, minutes of CPU each."""
+
+    def __init__(self, jobs: JobsTable, job_id: str) -> None:
+        super().__init__(jobs, job_id, existing_only=True)
 
 
 # --- job-files -------------------------------------------------------------------------------

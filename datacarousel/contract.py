@@ -138,7 +138,8 @@ class JobAttr:
     TOTAL_BYTES = "total_bytes"
     COMPOSITE_KEY = "composite_key"
     ERROR = "error"
-    # The launch lease item (job_id LAUNCH_LEASE_ID, no state: in no index) holds only these.
+    # A lease: the launch lease's own item (job_id LAUNCH_LEASE_ID, no state: in no index) holds only
+    # these; on a job's item they are its composing lease (carousel.store.ComposeLease).
     LEASE_HOLDER = "lease_holder"
     LEASE_UNTIL_MS = "lease_until_ms"  # POSIX milliseconds
 

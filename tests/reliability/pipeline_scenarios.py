@@ -24,7 +24,6 @@ from reliability_harness import (
     hsds_domains,
     list_keys,
     make_orbits,
-    queue_count,
     sigkill,
     start_worker,
     stop_all,
@@ -34,6 +33,7 @@ from reliability_harness import (
 from carousel import inventory, jobs
 from carousel.query import JobQuery
 from carousel.runtime import TABLE_SETTINGS, Context
+from carousel.step import queue_backlog
 from carousel.store import to_seconds
 from datacarousel import aws, naming
 from datacarousel.contract import (
@@ -514,7 +514,7 @@ def kill_workers(
         def finished() -> bool:
             # Done when the queue holds nothing (visible or in flight): the work is in the resources,
             # or its message went to the dead-letter queue (counted below).
-            if queue_count(sqs, url) == 0:
+            if queue_backlog(sqs, url) == 0:
                 return True
             if not [p for p in procs if p.poll() is None]:
                 spawn()

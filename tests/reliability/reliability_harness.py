@@ -176,17 +176,6 @@ def stop_all(procs: Iterable[subprocess.Popen[bytes]]) -> None:
 # --- resources ---------------------------------------------------------------------------------------
 
 
-def queue_count(sqs: Any, url: str) -> int:
-    """Messages visible, in flight and delayed."""
-    names = [
-        "ApproximateNumberOfMessages",
-        "ApproximateNumberOfMessagesNotVisible",
-        "ApproximateNumberOfMessagesDelayed",
-    ]
-    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
-    return sum(int(attrs.get(n, 0)) for n in names)
-
-
 def drain_messages(sqs: Any, url: str, *, visibility: int = 30) -> list[dict[str, Any]]:
     """Receive (and hide) every message now on a queue, with attributes; for inspection."""
     out: list[dict[str, Any]] = []

@@ -29,7 +29,6 @@ from reliability_harness import (
     drain_messages,
     hsds_domains,
     make_orbits,
-    queue_count,
     record_scenario,
     start_worker,
     stop_all,
@@ -38,6 +37,7 @@ from reliability_harness import (
 )
 
 from carousel.runtime import TABLE_SETTINGS, Context
+from carousel.step import queue_backlog
 from datacarousel import aws
 from datacarousel.contract import Env, FileAttr, FileState
 from datacarousel.local import environment, hsds_server, process
@@ -151,7 +151,7 @@ def hsds_outage(
             last_back = time.monotonic()
 
         def finished() -> bool:
-            if indexed() == len(names) and queue_count(sqs, env[Env.INDEX_QUEUE_URL]) == 0:
+            if indexed() == len(names) and queue_backlog(sqs, env[Env.INDEX_QUEUE_URL]) == 0:
                 return True
             if not [p for p in procs if p.poll() is None]:
                 procs.append(start_worker(argv, wenv, work / f"index-{len(procs)}.log"))

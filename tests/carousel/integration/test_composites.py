@@ -18,8 +18,9 @@ from carousel import jobs
 from carousel.actions import CompleteJob
 from carousel.composites import compose_radiance, results_by_period
 from carousel.query import JobQuery
+from carousel.runtime import Context
 from carousel.step import Step, StepReport
-from carousel.store import load
+from carousel.store import ComposeLease, load
 from datacarousel import naming
 from datacarousel.contract import JobAttr, JobState
 
@@ -123,25 +124,24 @@ def test_a_passed_deadline_composes_nothing_unless_one_month_is_owed(
     assert naming.composite_key(job_id, MONTHS[0]) in owed.written
 
 
+def done_job(world: World, ctx: Context, owner: str, results: Mapping[int, bytes]) -> CompleteJob:
+    """A job over ORBITS whose results are in place, as its workers would have written them; the step
+    is asked to complete it as the planner asks once every job-file is DONE."""
+    prefix = "carousel-it/composites/"
+    world.stage(ORBITS, prefix, storage_class="STANDARD")  # (a second time: the same objects)
+    world.inventory(ctx, prefix)
+    query = JobQuery(orbit_min=ORBITS[0], orbit_max=ORBITS[-1])
+    job_id = jobs.submit(ctx.tables, ctx.config, owner=owner, definition="ComputeRadiance", query=query).job_id
+    upload_results(world, job_id, results)
+    return CompleteJob(job_id, done=len(ORBITS), failed=0)
+
+
 @pytest.mark.integration
 def test_a_step_keeps_the_job_open_until_every_month_is_composed(world: World, orbit_results: dict[int, bytes]) -> None:
     ctx = world.context()
-    prefix = "carousel-it/composites/"
-    world.stage(ORBITS, prefix, storage_class="STANDARD")
-    assert world.inventory(ctx, prefix).created == len(ORBITS)
-    # The job's results are put in place as its workers would have written them; the step is asked
-    # to complete it as the planner asks once every job-file is DONE.
-    submission = jobs.submit(
-        ctx.tables,
-        ctx.config,
-        owner="composer",
-        definition="ComputeRadiance",
-        query=JobQuery(orbit_min=ORBITS[0], orbit_max=ORBITS[-1]),
-    )
-    job_id = submission.job_id
-    upload_results(world, job_id, orbit_results)
+    done = done_job(world, ctx, "composer", orbit_results)
+    job_id = done.job_id
     step = Step(ctx, compose_budget_s=0.0)  # no budget: one month per step, the least a step composes
-    done = CompleteJob(job_id, done=len(ORBITS), failed=0)
 
     first = StepReport(started_at=time.time())
     step.complete_jobs([done], time.time(), load(ctx.tables), first)
@@ -157,3 +157,36 @@ def test_a_step_keeps_the_job_open_until_every_month_is_composed(world: World, o
     assert job_state(ctx, job_id) is JobState.COMPLETE
     item = ctx.tables.jobs.get(job_id)
     assert item is not None and sorted(item[JobAttr.COMPOSITE_KEY]) == composite_keys(job_id)
+
+
+@pytest.mark.integration
+def test_a_step_leaves_a_job_another_step_is_composing(world: World, orbit_results: dict[int, bytes]) -> None:
+    ctx = world.context()
+    done = done_job(world, ctx, "composer2", orbit_results)
+    job_id = done.job_id
+    other = ComposeLease(ctx.tables.jobs, job_id)
+    assert other.acquire("another-step", time.time(), ttl_s=60)
+
+    step = Step(ctx, compose_budget_s=0.0)
+    held = StepReport(started_at=time.time())
+    step.complete_jobs([done], time.time(), load(ctx.tables), held)
+    assert held.compose_deferred == [job_id] and held.composed_months == 0 and held.completed_jobs == []
+    listed = world.s3.list_objects_v2(Bucket=world.results, Prefix=naming.composite_key(job_id, "", ""))
+    assert listed.get("KeyCount", 0) == 0 and job_state(ctx, job_id) is JobState.OPEN
+
+    assert other.release("another-step")  # (or its claim lapses: a step killed while composing)
+    for _ in MONTHS:
+        report = StepReport(started_at=time.time())
+        step.complete_jobs([done], time.time(), load(ctx.tables), report)
+        assert report.compose_deferred == [] and report.composed_months == 1
+    assert job_state(ctx, job_id) is JobState.COMPLETE
+    item = ctx.tables.jobs.get(job_id)
+    assert item is not None and JobAttr.LEASE_HOLDER not in item  # released after each step's composing
+
+
+@pytest.mark.integration
+def test_a_compose_lease_never_creates_a_job_item(world: World) -> None:
+    jobs_table = world.context().tables.jobs
+    missing = f"job-missing-{uuid.uuid4().hex[:8]}"
+    assert not ComposeLease(jobs_table, missing).acquire("a-step", time.time(), ttl_s=60)
+    assert jobs_table.get(missing) is None
