@@ -271,7 +271,7 @@ def load_pipeline(
 def _rate(times: Sequence[float], since: float) -> dict[str, Any]:
     if not times:
         return {"files": 0, "span_s": 0.0, "per_s": 0.0}
-    span = max(times[-1] - min(times[0], since), 1e-3)
+    span = max(times[-1] - min(times[0], since), 1.0)  # the items' timestamps are whole seconds
     return {"files": len(times), "span_s": round(span, 1), "per_s": round(len(times) / span, 2)}
 
 
