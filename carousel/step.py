@@ -95,8 +95,8 @@ THROTTLING_CODES = frozenset(
 RESTORE_DONE_CODES = frozenset({"RestoreAlreadyInProgress"})
 IO_WORKERS = 16
 LAUNCH_LEASE_S = 60.0  # a step killed while launching blocks launches for at most this long
-# Longer than a step's composing (its budget, or one whole month: ~8 min for ~440 orbit results here);
-# a step killed while composing delays that job's completion by at most this long.
+# Longer than a step's composing (its budget, or one whole month: 1-8 min for ~440 orbit results here,
+# quiet or busy); a step killed while composing delays that job's completion by at most this long.
 COMPOSE_LEASE_S = 900.0
 
 DomainDeleter = Callable[[str], Any]
