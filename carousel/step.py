@@ -179,20 +179,23 @@ def head_restore(s3: Any, bucket: str, key: str, now: float) -> ObservedRestore 
     return parse_restore_header(head.get("Restore"), now)
 
 
+def _message_count(sqs: Any, url: str, names: Sequence[str]) -> int:
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(names))["Attributes"]
+    return sum(int(attrs.get(name, 0)) for name in names)
+
+
 def queue_depth(sqs: Any, url: str) -> int:
-    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
-    return int(attrs.get("ApproximateNumberOfMessages", 0))
+    """Messages waiting to be received (what a new worker would find)."""
+    return _message_count(sqs, url, ["ApproximateNumberOfMessages"])
 
 
 def queue_backlog(sqs: Any, url: str) -> int:
     """Messages in the queue: waiting, being worked on (in flight) or delayed."""
-    names = [
-        "ApproximateNumberOfMessages",
-        "ApproximateNumberOfMessagesNotVisible",
-        "ApproximateNumberOfMessagesDelayed",
-    ]
-    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
-    return sum(int(attrs.get(name, 0)) for name in names)
+    return _message_count(
+        sqs,
+        url,
+        ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"],
+    )
 
 
 def receive_all(sqs: Any, url: str, *, limit: int, visibility: int) -> list[dict[str, Any]]:
@@ -659,15 +662,14 @@ class Step:
         if self.launcher is None:
             return
         lease = LaunchLease(self.tables.jobs)
-        holder = self.holder
-        if not lease.acquire(holder, time.time(), LAUNCH_LEASE_S):
+        if not lease.acquire(self.holder, time.time(), LAUNCH_LEASE_S):
             log.info("another carousel step is starting workers: this step starts none")
             report.launch_deferred = True
             return
         try:
             self._launch_under_lease(self.launcher, loaded, report)
         finally:
-            lease.release(holder)
+            lease.release(self.holder)
 
     def _launch_under_lease(self, launcher: Launcher, loaded: Loaded, report: StepReport) -> None:
         indexed_without_metadata = sum(

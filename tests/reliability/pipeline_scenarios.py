@@ -159,7 +159,7 @@ def load_pipeline(
                         stdout=out,
                         stderr=subprocess.STDOUT,
                         # A step composes at least one month of a completed job: ~440 orbit results take
-                        # ~8 min here (two racing steps may compose the same month). Its Batch timeout is 1 h.
+                        # 1-8 min here, quiet or busy. Its Batch timeout is 1 h.
                         timeout=STEP_TIMEOUT_S,
                     ).returncode
 
