@@ -16,6 +16,7 @@ lint: bootstrap
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy .
+	.venv/bin/lint-imports --no-cache
 
 stack: bootstrap
 	.venv/bin/python stack.py > stack.json

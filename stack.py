@@ -62,7 +62,7 @@ from troposphere import secretsmanager as tsm
 from troposphere import servicediscovery as tsd
 from troposphere import sqs as tsqs
 
-from datacarousel import contract
+from datacarousel import contract, registry
 from datacarousel.contract import Env, JobDefinitionName
 
 POLICY_VERSION = "2012-10-17"
@@ -898,12 +898,12 @@ def worker_policies(access: Access) -> dict[JobDefinitionName, list[Statement]]:
                 Action=[awacs_s3.ListBucket],
                 Resource=[access.archive_bucket, access.results_bucket],
             ),
-            Statement(Sid="ReadResults", Effect=Allow, Action=[awacs_s3.GetObject], Resource=[access.results_objects]),
+            # A job with a reducer is complete once its reducer's marker exists; the carousel writes no result.
             Statement(
-                Sid="WriteComposites",
+                Sid="ReadReducedMarkers",
                 Effect=Allow,
-                Action=[awacs_s3.PutObject],
-                Resource=[_under(access.results_bucket, f"/{contract.RESULTS_PREFIX}/*/{contract.COMPOSITES_DIR}/*")],
+                Action=[awacs_s3.GetObject],
+                Resource=[_under(access.results_bucket, f"/{contract.RESULTS_PREFIX}/*/{contract.REDUCED_MARKER}")],
             ),
             Statement(
                 Sid="RestoreArchive",
@@ -1267,29 +1267,28 @@ class WorkerSpec:
     parameters: tuple[tuple[str, str], ...] = ()
 
 
-WORKERS: tuple[WorkerSpec, ...] = (
-    WorkerSpec(JobDefinitionName.LOADER, ("python", "-m", "loader"), 1, 2048, 2 * 3600),
-    WorkerSpec(JobDefinitionName.INDEX_FILE, ("python", "-m", "index_file"), 1, 4096, 4 * 3600),
-    WorkerSpec(JobDefinitionName.RECORD_METADATA, ("python", "-m", "record_metadata"), 1, 4096, 4 * 3600),
-    WorkerSpec(JobDefinitionName.CAROUSEL, ("python", "-m", "carousel", "step"), 1, 2048, 3600),
-    WorkerSpec(
-        JobDefinitionName.COMPUTE_RADIANCE,
-        (
-            "python",
-            "-m",
-            "batch_jobs.compute_radiance",
-            "Ref::mode",
-            "--resolution",
-            "Ref::resolution",
-            "--vza-max",
-            "Ref::vza_max",
-        ),
-        2,
-        8192,
-        6 * 3600,
-        (("mode", "queue"), ("resolution", "0.5"), ("vza_max", "18")),
-    ),
-)
+def analysis_spec(definition: JobDefinitionName) -> WorkerSpec:
+    """An analysis's job definition, derived from its description (`batch_jobs/<analysis>/definition.toml`)."""
+    described = registry.get(definition.value)
+    return WorkerSpec(
+        definition,
+        tuple(described.batch_command()),
+        described.vcpus,
+        described.memory_mib,
+        described.timeout_s,
+        tuple(described.batch_parameters().items()),
+    )
+
+
+def workers() -> tuple[WorkerSpec, ...]:
+    """Every job definition of the template (the analyses' read from their descriptions now)."""
+    return (
+        WorkerSpec(JobDefinitionName.LOADER, ("python", "-m", "loader"), 1, 2048, 2 * 3600),
+        WorkerSpec(JobDefinitionName.INDEX_FILE, ("python", "-m", "index_file"), 1, 4096, 4 * 3600),
+        WorkerSpec(JobDefinitionName.RECORD_METADATA, ("python", "-m", "record_metadata"), 1, 4096, 4 * 3600),
+        WorkerSpec(JobDefinitionName.CAROUSEL, ("python", "-m", "carousel", "step"), 1, 2048, 3600),
+        analysis_spec(JobDefinitionName.COMPUTE_RADIANCE),
+    )
 
 
 @dataclass(frozen=True)
@@ -1384,7 +1383,7 @@ def add_batch(
     ]
     images = {w.job_definition: w.parameter for w in contract.WORKER_IMAGES}
     definitions: dict[JobDefinitionName, tbatch.JobDefinition] = {}
-    for spec in WORKERS:
+    for spec in workers():
         definitions[spec.definition] = t.add_resource(
             tbatch.JobDefinition(
                 f"{ROLE_PREFIX[spec.definition]}JobDefinition",

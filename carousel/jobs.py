@@ -30,69 +30,16 @@ from carousel.store import Tables, file_record, iso_seconds, load
 from datacarousel.contract import (
     FileIndex,
     JobAttr,
-    JobDefinitionName,
     JobFileAttr,
     JobFileState,
     JobState,
 )
+from datacarousel.definitions import JobDefinition
 from datacarousel.errors import BadInput
 
 log = logging.getLogger(__name__)
 
 _OWNER_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
-
-
-@dataclass(frozen=True)
-class ParameterSpec:
-    kind: type
-    low: float | None = None
-    high: float | None = None
-    choices: tuple[str, ...] = ()
-
-
-# Parameters each job definition takes per work item (WorkItem.parameters), checked at submission.
-JOB_PARAMETERS: dict[str, dict[str, ParameterSpec]] = {
-    JobDefinitionName.COMPUTE_RADIANCE.value: {
-        "resolution": ParameterSpec(float, 0.01, 10.0),
-        "vza_max": ParameterSpec(float, 0.0, 90.0),
-        "modis_category": ParameterSpec(str, choices=("VIS",)),
-        "misr_camera": ParameterSpec(str, choices=("AN",)),
-        "ceres_mode": ParameterSpec(str, choices=("ct", "all")),
-    },
-}
-
-
-def validate_parameters(definition: str, parameters: Mapping[str, Any]) -> dict[str, str]:
-    """Parameters as WorkItem strings; every problem named in one BadInput."""
-    specs = JOB_PARAMETERS.get(definition)
-    if specs is None:
-        raise BadInput(f"unknown job definition {definition!r}; known: {', '.join(sorted(JOB_PARAMETERS))}")
-    problems: list[str] = []
-    out: dict[str, str] = {}
-    for key, raw in parameters.items():
-        spec = specs.get(key)
-        if spec is None:
-            problems.append(f"unknown parameter {key!r} (known: {', '.join(sorted(specs))})")
-            continue
-        if spec.kind is float:
-            try:
-                value = float(raw)
-            except (TypeError, ValueError):
-                problems.append(f"{key} must be a number, got {raw!r}"[:200])
-                continue
-            if (spec.low is not None and value < spec.low) or (spec.high is not None and value > spec.high):
-                problems.append(f"{key} must lie in {spec.low}..{spec.high}, got {value}")
-                continue
-            out[key] = repr(value)
-        else:
-            text = str(raw)
-            if spec.choices and text not in spec.choices:
-                problems.append(f"{key} must be one of {', '.join(spec.choices)}, got {text!r}"[:200])
-                continue
-            out[key] = text
-    if problems:
-        raise BadInput("invalid parameters: " + "; ".join(problems))
-    return out
 
 
 def validate_owner(owner: str) -> str:
@@ -166,16 +113,20 @@ def submit(
     config: PlannerConfig,
     *,
     owner: str,
-    definition: str,
+    definition: JobDefinition,
     query: JobQuery,
     parameters: Mapping[str, Any] | None = None,
     now: float | None = None,
     job_id: str | None = None,
 ) -> Submission:
-    """Record a job and its job-files; BadInput for a bad owner, definition, parameters or an empty query."""
+    """Record a job and its job-files; BadInput for a bad owner, parameters or an empty query.
+
+    The parameters are checked against the definition's description and stored complete (defaults
+    filled in), before any file is looked up: bad parameters never cost a restore.
+    """
     now = time.time() if now is None else now
     owner = validate_owner(owner)
-    params = validate_parameters(definition, parameters or {})
+    params = definition.validate(parameters or {})
     items = find_files(tables, query)
     if not items:
         raise BadInput(f"the query {query.to_dict()} matches no inventoried file (run `datacarousel inventory`?)")
@@ -202,9 +153,10 @@ def submit(
         {
             JobAttr.JOB_ID: job_id,
             JobAttr.OWNER: owner,
-            JobAttr.DEFINITION: definition,
+            JobAttr.DEFINITION: definition.name,
             JobAttr.QUERY: query.to_dict(),
             JobAttr.PARAMETERS: params,
+            JobAttr.REDUCER: definition.reducer,
             JobAttr.STATE: JobState.OPEN.value,
             JobAttr.SUBMITTED_AT: stamp,
             JobAttr.FILE_COUNT: len(matched),
@@ -217,12 +169,12 @@ def submit(
         "job %s submitted by %s: %s over %d files (%d bytes, %d readable)",
         job_id,
         owner,
-        definition,
+        definition.name,
         estimate.file_count,
         estimate.total_bytes,
         estimate.readable_files,
     )
-    return Submission(job_id, owner, definition, query, params, estimate)
+    return Submission(job_id, owner, definition.name, query, params, estimate)
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,10 @@
    effect is recorded.
 5. Start workers for the backlogs (index_file, record_metadata, job drainers), one
    step at a time (the launch lease).
-6. Complete the jobs whose job-files are all DONE or FAILED; a ComputeRadiance job's
-   monthly composites first, a bounded amount per step (`carousel.composites`), one
-   step at a time per job (its composing lease).
+6. Complete the jobs whose job-files are all DONE or FAILED. A job whose definition has a
+   reducer (ComputeRadiance's monthly composites) gets one ReduceRequest on its work queue; a
+   worker of the definition's own image runs the reducer, and the job is COMPLETE once the
+   reducer's marker (`naming.reduced_marker_key`) exists. The carousel never runs analysis code.
 
 A step killed at any point loses nothing: every effect is either recorded (and
 the next step sees it) or redone by the next step (a claimed release whose
@@ -26,6 +27,7 @@ restore whose request was never made is found ARCHIVED by the next probe).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -53,13 +55,12 @@ from carousel.actions import (
     RequestRestore,
     UpdateFileState,
 )
-from carousel.composites import COMPOSE_BUDGET_S, compose_radiance
 from carousel.cost import expiry_after
 from carousel.events import ParsedEvent, parse_event_message
 from carousel.model import JOB_FILE_CODE, JobFileTable, Snapshot
 from carousel.restore import ObservedRestore, parse_restore_header, reconcile
 from carousel.runtime import Context
-from carousel.store import ComposeLease, LaunchLease, Loaded, iso_seconds, load, to_seconds
+from carousel.store import LaunchLease, Loaded, iso_seconds, load, to_seconds
 from datacarousel import hsds, naming
 from datacarousel.aws import list_keys
 from datacarousel.contract import (
@@ -76,7 +77,7 @@ from datacarousel.contract import (
 from datacarousel.errors import BadInput, MalformedMessage
 from datacarousel.files_table import metadata_is_current
 from datacarousel.launcher import Launcher
-from datacarousel.messages import IndexRequest, WorkItem
+from datacarousel.messages import IndexRequest, ReduceRequest, WorkItem, parse_job_message
 from datacarousel.queue_worker import send_to_dead_letter_queue
 
 log = logging.getLogger(__name__)
@@ -95,9 +96,9 @@ THROTTLING_CODES = frozenset(
 RESTORE_DONE_CODES = frozenset({"RestoreAlreadyInProgress"})
 IO_WORKERS = 16
 LAUNCH_LEASE_S = 60.0  # a step killed while launching blocks launches for at most this long
-# Longer than a step's composing (its budget, or one whole month: 1-8 min for ~440 orbit results here,
-# quiet or busy); a step killed while composing delays that job's completion by at most this long.
-COMPOSE_LEASE_S = 900.0
+# A ReduceRequest is sent once (SQS keeps it until a worker is done or it is dead-lettered); it is sent
+# again only if no marker appeared this long after: past the work queue's retention a message is gone.
+REDUCE_RESEND_S = 3 * 24 * 3600.0
 
 DomainDeleter = Callable[[str], Any]
 
@@ -121,9 +122,8 @@ class StepReport:
     failed_files: int = 0
     invalidated: int = 0
     completed_jobs: list[str] = field(default_factory=list)
-    composing: list[str] = field(default_factory=list)  # done jobs whose composites are not all written yet
-    composed_months: int = 0
-    compose_deferred: list[str] = field(default_factory=list)  # another step was composing these jobs
+    reducing: list[str] = field(default_factory=list)  # done jobs whose reducer has not finished yet
+    reduce_requests: int = 0
     conflicts: int = 0
     launched: dict[str, int] = field(default_factory=dict)
     launch_deferred: bool = False  # another step held the launch lease
@@ -259,11 +259,9 @@ class Step:
         launcher: Launcher | None = None,
         delete_domain: DomainDeleter | None = None,
         pending_release_grace_s: float = PENDING_RELEASE_GRACE_S,
-        compose_budget_s: float = COMPOSE_BUDGET_S,
     ) -> None:
         self.ctx = ctx
         self.pending_release_grace_s = pending_release_grace_s
-        self.compose_budget_s = compose_budget_s
         self.s3 = ctx.s3
         self.sqs = ctx.sqs
         self.tables = ctx.tables
@@ -273,7 +271,7 @@ class Step:
         self.launcher = launcher
         self._delete_domain = delete_domain
         self.events_dlq_url = ctx.settings.restore_events_dlq_url or ""
-        # Who holds a lease this step takes (launching workers, composing a job).
+        # Who holds a lease this step takes (launching workers).
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     # ---- helpers ----
@@ -367,11 +365,17 @@ class Step:
         changes: dict[tuple[str, str], JobFileState] = {}
         for message in receive_all(self.sqs, url, limit=MAX_DLQ_MESSAGES, visibility=DLQ_VISIBILITY_S):
             try:
-                item = WorkItem.from_json(message.get("Body", ""))
+                item = parse_job_message(message.get("Body", ""))
             except MalformedMessage as exc:
-                log.error("work dead-letter message %s is no WorkItem (left there): %s", message.get("MessageId"), exc)
+                log.error(
+                    "work dead-letter message %s is no job message (left there): %s", message.get("MessageId"), exc
+                )
                 continue
             reason = failure_reason(message)
+            if isinstance(item, ReduceRequest):
+                self.fail_reduce(item, reason, now, report)
+                _delete(self.sqs, url, message)
+                continue
             # Only a QUEUED/RUNNING job-file fails: one put back to WAITING (its copy expired) waits for a new release.
             if self.tables.job_files.transition(
                 item.job_id,
@@ -598,46 +602,58 @@ class Step:
         else:
             report.conflicts += 1
 
-    def apply_complete(
-        self, loaded: Loaded, action: CompleteJob, deadline: float, now: float, report: StepReport
-    ) -> None:
-        """OPEN -> COMPLETE; a ComputeRadiance job once every month of its results is composed."""
+    def reduced(self, job_id: str) -> dict[str, Any] | None:
+        """The job's reduced marker ({"keys": [...], ...}) once its reducer wrote it, else None."""
+        bucket = self.settings.require("results_bucket")
+        try:
+            body = self.s3.get_object(Bucket=bucket, Key=naming.reduced_marker_key(job_id))["Body"].read()
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+        try:
+            marker = json.loads(body)
+        except ValueError:
+            marker = None
+        if not isinstance(marker, dict) or not isinstance(marker.get("keys"), list):
+            raise BadInput(f"job {job_id}: reduced marker is not a JSON object with a list of keys")
+        return marker
+
+    def request_reduce(self, job: Mapping[str, Any], now: float, report: StepReport) -> None:
+        """Send the job's ReduceRequest unless it was sent less than REDUCE_RESEND_S ago."""
+        job_id = str(job[JobAttr.JOB_ID])
+        sent_at = to_seconds(job.get(JobAttr.REDUCE_REQUESTED_AT))
+        if sent_at is not None and now - sent_at < REDUCE_RESEND_S:
+            return
+        request = ReduceRequest(
+            job_id=job_id,
+            job_definition=str(job[JobAttr.DEFINITION]),
+            parameters={str(k): str(v) for k, v in (job.get(JobAttr.PARAMETERS) or {}).items()},
+        )
+        # Sent first, recorded after: a step killed in between sends it again, and a reducer is idempotent.
+        self.sqs.send_message(QueueUrl=self.settings.require("work_queue_url"), MessageBody=request.to_json())
+        self.tables.jobs.set_open(job_id, **{JobAttr.REDUCE_REQUESTED_AT: iso_seconds(now)})
+        report.reduce_requests += 1
+        log.info("job %s: every file is final; its reducer is requested", job_id)
+
+    def apply_complete(self, loaded: Loaded, action: CompleteJob, now: float, report: StepReport) -> None:
+        """OPEN -> COMPLETE; a job with a reducer once the reducer's marker exists."""
         job = loaded.jobs.get(action.job_id, {})
         keys: list[str] = []
-        if job.get(JobAttr.DEFINITION) == JobDefinitionName.COMPUTE_RADIANCE.value and action.done:
-            lease = ComposeLease(self.tables.jobs, action.job_id)
-            if not lease.acquire(self.holder, time.time(), COMPOSE_LEASE_S):
-                report.compose_deferred.append(action.job_id)
-                log.info("job %s: another carousel step is composing it: this step leaves it", action.job_id)
+        if job.get(JobAttr.REDUCER) and action.done:
+            marker = self.reduced(action.job_id)
+            if marker is None:
+                self.request_reduce(job, now, report)
+                report.reducing.append(action.job_id)
                 return
-            try:
-                composed = compose_radiance(
-                    self.s3,
-                    self.settings.require("results_bucket"),
-                    action.job_id,
-                    deadline,
-                    at_least=0 if report.composed_months else 1,  # every step makes progress
-                )
-            finally:
-                lease.release(self.holder)
-            report.composed_months += sum(1 for key in composed.written if key.endswith(".npz"))
-            if not composed.complete:
-                report.composing.append(action.job_id)
-                log.info(
-                    "job %s: stays OPEN: %d months still to compose (%s ...), next steps go on",
-                    action.job_id,
-                    len(composed.remaining),
-                    composed.remaining[0],
-                )
-                return
-            keys = composed.keys
+            keys = [str(key) for key in marker["keys"]]
         attrs: dict[str, Any] = {}
         if keys:
             attrs[JobAttr.COMPOSITE_KEY] = keys
         if self.tables.jobs.transition(action.job_id, JobState.OPEN, JobState.COMPLETE, now, **attrs):
             report.completed_jobs.append(action.job_id)
             log.info(
-                "job %s: COMPLETE (%d done, %d failed; composites: %s)",
+                "job %s: COMPLETE (%d done, %d failed; reduced to: %s)",
                 action.job_id,
                 action.done,
                 action.failed,
@@ -646,13 +662,18 @@ class Step:
         else:
             report.conflicts += 1
 
+    def fail_reduce(self, request: ReduceRequest, reason: str, now: float, report: StepReport) -> None:
+        """A dead-lettered ReduceRequest: the job ends COMPLETE with the reducer's failure as its error."""
+        error = f"reducer failed: {reason}"
+        if self.tables.jobs.transition(request.job_id, JobState.OPEN, JobState.COMPLETE, now, error=error):
+            report.completed_jobs.append(request.job_id)
+            log.warning("job %s: COMPLETE without its reduction: %s", request.job_id, error)
+
     def complete_jobs(self, completions: Sequence[CompleteJob], now: float, loaded: Loaded, report: StepReport) -> None:
-        # One composing budget for the step, shared by its completing jobs in the planner's order.
-        deadline = time.monotonic() + self.compose_budget_s
         for complete in completions:
             try:
-                self.apply_complete(loaded, complete, deadline, now, report)
-            except (ImportError, BadInput, ClientError, BotoCoreError) as exc:
+                self.apply_complete(loaded, complete, now, report)
+            except (BadInput, ClientError, BotoCoreError) as exc:
                 # The job stays OPEN and is completed by a later step; nothing else waits on it.
                 log.error("job %s: could not complete: %s: %s", complete.job_id, type(exc).__name__, exc)
 
@@ -764,16 +785,16 @@ class Step:
         for cancel in plan.of(CancelJob):  # the planner does not emit these; `carousel.jobs.cancel` does
             self.tables.jobs.transition(cancel.job_id, JobState.OPEN, JobState.CANCELLED, now)
 
+        # Before launching: a job's ReduceRequest is work for its definition's workers.
+        self.complete_jobs(plan.of(CompleteJob), now, loaded, report)
         try:
             self.launch_workers(loaded, report)
         except Exception as exc:  # the step's effects are recorded; workers are started again next step
             log.error("launching workers failed: %s: %s", type(exc).__name__, exc)
-        # Last: composing takes the longest, and the workers started above need not wait for it.
-        self.complete_jobs(plan.of(CompleteJob), now, loaded, report)
         report.seconds = time.monotonic() - started
         log.info(
             "carousel step: events=%d restores=%d renewals=%d index=%d releases=%d done=%d failed=%d "
-            "invalidated=%d completed=%s composed=%d months conflicts=%d launched=%s window=%d files/%d bytes "
+            "invalidated=%d completed=%s reducing=%s conflicts=%d launched=%s window=%d files/%d bytes "
             "in %.2f s",
             report.events_received,
             report.restores,
@@ -784,7 +805,7 @@ class Step:
             report.failed_job_files,
             report.invalidated,
             report.completed_jobs,
-            report.composed_months,
+            report.reducing,
             report.conflicts,
             report.launched,
             report.window_files,

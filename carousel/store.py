@@ -189,26 +189,32 @@ class JobsTable:
             condition=f"{expr.name(JobAttr.STATE)} = {expr.value(from_state.value)}",
         )
 
+    def set_open(self, job_id: str, **attrs: Any) -> bool:
+        """Set attributes of a job that is still OPEN; False if it is not (or does not exist)."""
+        expr = Expr()
+        return update(
+            self.ddb,
+            self.table,
+            {JobAttr.JOB_ID: job_id},
+            expr,
+            set_=dict(attrs),
+            condition=f"{expr.name(JobAttr.STATE)} = {expr.value(JobState.OPEN.value)}",
+        )
+
 
 class Lease:
     """One holder at a time of an item of the jobs table; the holder's claim lapses after `ttl_s`, so
-    a step killed while holding it blocks the others for at most that long.
+    a step killed while holding it blocks the others for at most that long."""
 
-    `existing_only`: the item must already exist (a job's own item); otherwise acquiring creates it.
-    """
-
-    def __init__(self, jobs: JobsTable, item_id: str, *, existing_only: bool = False) -> None:
+    def __init__(self, jobs: JobsTable, item_id: str) -> None:
         self.jobs = jobs
         self.item_id = item_id
-        self.existing_only = existing_only
 
     def acquire(self, holder: str, now: float, ttl_s: float) -> bool:
         expr = Expr()
         until, who = expr.name(JobAttr.LEASE_UNTIL_MS), expr.name(JobAttr.LEASE_HOLDER)
         now_ms = int(now * 1000)
         free = f"(attribute_not_exists({until}) OR {until} < {expr.value(now_ms)} OR {who} = {expr.value(holder)})"
-        if self.existing_only:
-            free += f" AND attribute_exists({expr.name(JobAttr.JOB_ID)})"
         return update(
             self.jobs.ddb,
             self.jobs.table,
@@ -239,14 +245,6 @@ class LaunchLease(Lease):
 
     def __init__(self, jobs: JobsTable) -> None:
         super().__init__(jobs, LAUNCH_LEASE_ID)
-
-
-class ComposeLease(Lease):
-    """At most one carousel step at a time composes a job's monthly composites (on the job's own
-    item): racing steps would otherwise compose the same month at once, minutes of CPU each."""
-
-    def __init__(self, jobs: JobsTable, job_id: str) -> None:
-        super().__init__(jobs, job_id, existing_only=True)
 
 
 # --- job-files -------------------------------------------------------------------------------

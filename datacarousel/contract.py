@@ -136,10 +136,12 @@ class JobAttr:
     COMPLETED_AT = "completed_at"
     FILE_COUNT = "file_count"
     TOTAL_BYTES = "total_bytes"
-    COMPOSITE_KEY = "composite_key"
+    COMPOSITE_KEY = "composite_key"  # the keys the job's reducer wrote (its reduced marker lists them)
     ERROR = "error"
-    # A lease: the launch lease's own item (job_id LAUNCH_LEASE_ID, no state: in no index) holds only
-    # these; on a job's item they are its composing lease (carousel.store.ComposeLease).
+    # From the definition at submission: whether a reduce step follows the job's last file.
+    REDUCER = "reducer"
+    REDUCE_REQUESTED_AT = "reduce_requested_at"  # carousel: the ReduceRequest was sent (ISO 8601 UTC)
+    # The launch lease's own item (job_id LAUNCH_LEASE_ID, no state: in no index) holds only these.
     LEASE_HOLDER = "lease_holder"
     LEASE_UNTIL_MS = "lease_until_ms"  # POSIX milliseconds
 
@@ -330,6 +332,7 @@ DEFAULT_HSDS_FOLDER = "/home/{user}/basicfusion/"
 HSDS_INDEXED_MARKER = "datacarousel_indexed"
 RESULTS_PREFIX = "results"
 COMPOSITES_DIR = "composites"
+REDUCED_MARKER = "reduced.json"  # under a job's results: written last by its reducer
 
 # --- SQS ------------------------------------------------------------------------
 MAX_RECEIVE_COUNT = 5  # receives before a message moves to its dead-letter queue

@@ -38,7 +38,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from datacarousel import aws, naming
+from datacarousel import aws, naming, registry
 from datacarousel.contract import Env, FileAttr, FileState, JobAttr, JobFileAttr, JobFileState, JobState
 from datacarousel.errors import DataCarouselError
 
@@ -491,7 +491,7 @@ class Demo:
                 self.ctx.tables,
                 self.ctx.config,
                 owner=who.owner,
-                definition="ComputeRadiance",
+                definition=registry.get("ComputeRadiance"),
                 query=query,
                 parameters={"resolution": self.options.resolution},
             )

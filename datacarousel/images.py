@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from datacarousel import registry
 from datacarousel.contract import HSDS_IMAGE_PARAMETER, JobDefinitionName
 from datacarousel.contract import WORKER_IMAGES as CONTRACT_IMAGES
 from datacarousel.errors import DataCarouselError
@@ -146,23 +147,23 @@ def _worker(
     )
 
 
-# The commands are the job definitions' (stack.py WORKERS), with the Batch parameter defaults filled in.
+def _analysis_command(name: str) -> tuple[str, ...]:
+    """An analysis's job-definition command with the Batch parameter defaults filled in (its description's)."""
+    described = registry.get(name)
+    defaults = {f"Ref::{key}": value for key, value in described.batch_parameters().items()}
+    return tuple(defaults.get(part, part) for part in described.batch_command())
+
+
+# The commands are the job definitions' (stack.py workers()), with the Batch parameter defaults filled in.
 WORKER_IMAGES: tuple[ImageSpec, ...] = (
     _worker(JobDefinitionName.LOADER, "loader", ("python", "-m", "loader")),
     _worker(JobDefinitionName.INDEX_FILE, "index_file", ("python", "-m", "index_file")),
     _worker(JobDefinitionName.RECORD_METADATA, "record_metadata", ("python", "-m", "record_metadata")),
-    # The carousel step writes a completed job's composite and quick-look maps: the radiance job's extras.
-    _worker(
-        JobDefinitionName.CAROUSEL,
-        "carousel",
-        ("python", "-m", "carousel", "step"),
-        requirements=("docker/requirements-compute-radiance.txt",),
-        modules=("batch_jobs.compute_radiance.composite", "batch_jobs.compute_radiance.quicklook", "matplotlib.pyplot"),
-    ),
+    _worker(JobDefinitionName.CAROUSEL, "carousel", ("python", "-m", "carousel", "step")),
     _worker(
         JobDefinitionName.COMPUTE_RADIANCE,
         "batch_jobs",
-        ("python", "-m", "batch_jobs.compute_radiance", "queue", "--resolution", "0.5", "--vza-max", "18"),
+        _analysis_command(JobDefinitionName.COMPUTE_RADIANCE.value),
         module="batch_jobs.compute_radiance",
         requirements=("docker/requirements-compute-radiance.txt",),
         modules=("batch_jobs.compute_radiance.quicklook", "matplotlib.pyplot", "xarray", "h5netcdf"),

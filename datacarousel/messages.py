@@ -176,4 +176,38 @@ class WorkItem(Message):
         return hash((self.job_id, self.job_definition, self.file_name))
 
 
-MESSAGE_TYPES: dict[str, type[Message]] = {m.kind: m for m in (IndexRequest, WorkItem)}
+@dataclass(frozen=True)
+class ReduceRequest(Message):
+    """carousel -> job worker: every file of the job is final; run the definition's reducer once.
+
+    It travels on the same work queue as the job's WorkItems, so the same workers (the same image)
+    take it, with the same heartbeat, retries and dead-letter queue.
+    """
+
+    kind: ClassVar[str] = "reduce-request"
+    job_id: str
+    job_definition: str
+    parameters: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require_nonempty(self, "job_id", "job_definition")
+
+    def __hash__(self) -> int:
+        return hash((self.job_id, self.job_definition))
+
+
+JobMessage = WorkItem | ReduceRequest
+
+
+def parse_job_message(body: str | bytes) -> JobMessage:
+    """A work queue's message: a WorkItem or a ReduceRequest, told apart by its `kind`."""
+    try:
+        kind = json.loads(body).get("kind") if body else None
+    except (json.JSONDecodeError, AttributeError, UnicodeDecodeError):
+        kind = None
+    if kind == ReduceRequest.kind:
+        return ReduceRequest.from_json(body)
+    return WorkItem.from_json(body)  # names every problem, the kind included
+
+
+MESSAGE_TYPES: dict[str, type[Message]] = {m.kind: m for m in (IndexRequest, WorkItem, ReduceRequest)}

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from datacarousel.contract import COMPOSITES_DIR, RESULTS_PREFIX
+from datacarousel.contract import COMPOSITES_DIR, REDUCED_MARKER, RESULTS_PREFIX
 from datacarousel.errors import BadFileName
 
 FIRST_ORBIT = 1000
@@ -170,3 +170,8 @@ def result_key(job_id: str, name: BasicFusionName) -> str:
 def composite_key(job_id: str, period: str, suffix: str = ".npz") -> str:
     """Key of a job's composite for one period (`YYYY.MM` or `YYYY.MM.DD`)."""
     return f"{RESULTS_PREFIX}/{job_id}/{COMPOSITES_DIR}/{period}{suffix}"
+
+
+def reduced_marker_key(job_id: str) -> str:
+    """Key of the JSON a job's reducer writes last ({"keys": [...]}): its existence means reduced."""
+    return f"{RESULTS_PREFIX}/{job_id}/{REDUCED_MARKER}"

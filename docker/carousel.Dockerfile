@@ -6,24 +6,11 @@
 ARG BASE_IMAGE=datacarousel-base:local
 FROM ${BASE_IMAGE}
 
-# matplotlib (composite quick looks) keeps its cache in /tmp: the root filesystem is read-only at run time.
-ENV PYTHONPATH=/opt/datacarousel \
-    MPLBACKEND=Agg \
-    MPLCONFIGDIR=/tmp/matplotlib
-
-USER 0:0
-# Completed jobs get their composite and quick-look maps here: the radiance job's extra dependencies.
-COPY docker/requirements-compute-radiance.txt /opt/requirements-compute-radiance.txt
-RUN --mount=type=secret,id=pip-ca \
-    if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
-    && pip install --no-cache-dir --no-deps --only-binary=:all: -r /opt/requirements-compute-radiance.txt \
-    && pip check \
-    && find /opt/venv -depth -type d -name tests -path '*/site-packages/*/tests' -exec rm -rf {} + \
-    && python -c 'import matplotlib.pyplot, pandas, xarray, h5netcdf' \
-    && rm -rf /tmp/matplotlib
+ENV PYTHONPATH=/opt/datacarousel
 
 # Code last: changing it rebuilds only these small layers. Owned by root, read-only to the worker.
 # All of the project's packages (they import each other's pure cores; well under 1 MB in all).
+USER 0:0
 COPY datacarousel /opt/datacarousel/datacarousel
 COPY loader /opt/datacarousel/loader
 COPY index_file /opt/datacarousel/index_file

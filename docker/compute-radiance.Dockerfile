@@ -1,7 +1,8 @@
 # The ComputeRadiance image: the shared dependency image (docker/base.Dockerfile) plus the code.
 # Its default command is the command of the Batch job definition ComputeRadiance;
 # a job definition's Command replaces it whole (the images have no ENTRYPOINT), so both run exactly
-#   `python -m batch_jobs.compute_radiance queue --resolution 0.5 --vza-max 18`.
+#   `python -m batch_jobs.compute_radiance queue` with every parameter's default from
+#   batch_jobs/compute_radiance/definition.toml (a test keeps this line equal to it).
 # No credentials, endpoints or resource names inside: they come from the job's environment.
 ARG BASE_IMAGE=datacarousel-base:local
 FROM ${BASE_IMAGE}
@@ -12,7 +13,7 @@ ENV PYTHONPATH=/opt/datacarousel \
     MPLCONFIGDIR=/tmp/matplotlib
 
 USER 0:0
-# The radiance job's own dependencies (NetCDF export, quick-look maps), before the code as well.
+# The radiance job's own dependencies (NetCDF export, quick-look maps, its reducer's composites), before the code.
 COPY docker/requirements-compute-radiance.txt /opt/requirements-compute-radiance.txt
 RUN --mount=type=secret,id=pip-ca \
     if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
@@ -34,4 +35,4 @@ RUN python -m compileall -q /opt/datacarousel
 
 USER 10001:10001
 WORKDIR /home/datacarousel
-CMD ["python", "-m", "batch_jobs.compute_radiance", "queue", "--resolution", "0.5", "--vza-max", "18"]
+CMD ["python", "-m", "batch_jobs.compute_radiance", "queue", "--resolution", "0.5", "--vza-max", "18.0", "--modis-category", "VIS", "--misr-camera", "AN", "--ceres-mode", "ct"]

@@ -7,6 +7,7 @@ scripts/bootstrap.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy .
+.venv/bin/lint-imports --no-cache
 for conftest in $(find tests -mindepth 2 -name conftest.py | sort); do
   .venv/bin/mypy "$conftest"
 done

@@ -347,14 +347,16 @@ def test_each_worker_gets_only_what_it_uses(template: dict[str, Any]) -> None:
     assert "s3:RestoreObject" in carousel and "batch:SubmitJob" in carousel
     for role in (loader, compute, index_file):
         assert "s3:RestoreObject" not in role and "batch:SubmitJob" not in role
-    # ComputeRadiance writes results, the carousel only composites, under results/; nobody writes the archive.
+    # ComputeRadiance writes results (its reducer too) under results/; the carousel only reads the reducers'
+    # markers and writes no object; nobody writes the archive.
     assert [json.dumps(r) for r in compute["s3:PutObject"]] == [
         json.dumps({"Fn::Sub": ["${Arn}/results/*", {"Arn": {"Fn::GetAtt": ["ResultsBucket", "Arn"]}}]})
     ]
-    assert [json.dumps(r) for r in carousel["s3:PutObject"]] == [
-        json.dumps({"Fn::Sub": ["${Arn}/results/*/composites/*", {"Arn": {"Fn::GetAtt": ["ResultsBucket", "Arn"]}}]})
+    assert [json.dumps(r) for r in carousel["s3:GetObject"] if "ResultsBucket" in json.dumps(r)] == [
+        json.dumps({"Fn::Sub": ["${Arn}/results/*/reduced.json", {"Arn": {"Fn::GetAtt": ["ResultsBucket", "Arn"]}}]})
     ]
-    assert "s3:PutObject" not in loader and "s3:PutObject" not in index_file
+    for role in (loader, index_file, carousel):
+        assert "s3:PutObject" not in role
     # Consumers delete from exactly their own queue.
     assert [_getatt_target(r) for r in index_file["sqs:DeleteMessage"]] == ["IndexQueue"]
     assert [_getatt_target(r) for r in compute["sqs:DeleteMessage"]] == ["WorkQueue"]
@@ -446,6 +448,7 @@ def test_job_definitions_run_the_agreed_entry_points(template: dict[str, Any]) -
         JobDefinitionName.INDEX_FILE.value: ["python", "-m", "index_file"],
         JobDefinitionName.RECORD_METADATA.value: ["python", "-m", "record_metadata"],
         JobDefinitionName.CAROUSEL.value: ["python", "-m", "carousel", "step"],
+        # An analysis's command is its description's: the mode, then every parameter as an option.
         JobDefinitionName.COMPUTE_RADIANCE.value: [
             "python",
             "-m",
@@ -455,9 +458,22 @@ def test_job_definitions_run_the_agreed_entry_points(template: dict[str, Any]) -
             "Ref::resolution",
             "--vza-max",
             "Ref::vza_max",
+            "--modis-category",
+            "Ref::modis_category",
+            "--misr-camera",
+            "Ref::misr_camera",
+            "--ceres-mode",
+            "Ref::ceres_mode",
         ],
     }
-    assert by_name["ComputeRadiance"]["Parameters"] == {"mode": "queue", "resolution": "0.5", "vza_max": "18"}
+    assert by_name["ComputeRadiance"]["Parameters"] == {
+        "mode": "queue",
+        "resolution": "0.5",
+        "vza_max": "18.0",
+        "modis_category": "VIS",
+        "misr_camera": "AN",
+        "ceres_mode": "ct",
+    }
     images = {w.job_definition.value: w.parameter for w in contract.WORKER_IMAGES}
     for name, props in by_name.items():
         container = props["ContainerProperties"]
@@ -487,7 +503,13 @@ def test_the_local_launcher_reads_the_job_definitions(template: dict[str, Any]) 
         "--resolution",
         "0.5",
         "--vza-max",
-        "18",
+        "18.0",
+        "--modis-category",
+        "VIS",
+        "--misr-camera",
+        "AN",
+        "--ceres-mode",
+        "ct",
     ]
     assert radiance.image_parameter == "ComputeRadianceImage"
     assert Env.HS_PASSWORD in radiance.environment

@@ -18,10 +18,12 @@ import typer
 
 from batch_jobs.compute_radiance import composite as comp
 from batch_jobs.compute_radiance import export, quicklook, readers, worker
+from batch_jobs.compute_radiance.description import DEFINITION
 from batch_jobs.compute_radiance.result import Parameters, load_npz, npz_bytes
 from datacarousel import queue_worker
 from datacarousel.aws import client
 from datacarousel.config import Settings
+from datacarousel.definitions import option_name
 from datacarousel.errors import BadFileName, BadInput, ConfigError, DataCarouselError, MalformedMessage
 from datacarousel.messages import WorkItem
 from datacarousel.naming import BasicFusionName, composite_key
@@ -36,11 +38,18 @@ app = typer.Typer(
     add_completion=False,
 )
 
-ResolutionOpt = typer.Option(0.5, "--resolution", help="Grid cell size in degrees.")
-VzaOpt = typer.Option(18.0, "--vza-max", help="Largest viewing zenith angle taken (degrees).")
-CategoryOpt = typer.Option("VIS", "--modis-category", help="MODIS category (VIS: bands 1-7).")
-CameraOpt = typer.Option("AN", "--misr-camera", help="MISR camera.")
-CeresModeOpt = typer.Option("ct", "--ceres-mode", help="CERES mode: ct (cross-track only) or all.")
+
+def _option(name: str) -> Any:
+    """A parameter's option, its default and help taken from the job's description (definition.toml)."""
+    spec = DEFINITION.parameter(name)
+    return typer.Option(spec.value(spec.default), option_name(name), help=spec.help)
+
+
+ResolutionOpt = _option("resolution")
+VzaOpt = _option("vza_max")
+CategoryOpt = _option("modis_category")
+CameraOpt = _option("misr_camera")
+CeresModeOpt = _option("ceres_mode")
 ReaderOpt = typer.Option(
     "s3",
     "--reader",

@@ -19,11 +19,13 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from batch_jobs.compute_radiance import readers
+from batch_jobs.compute_radiance.description import DEFINITION
 from batch_jobs.compute_radiance.job import compute_orbit
+from batch_jobs.compute_radiance.reduce import reduce_job
 from batch_jobs.compute_radiance.result import OrbitResult, Parameters, npz_bytes
 from datacarousel import aws
 from datacarousel.errors import BadInput, MalformedMessage, NotReadable, TransientError
-from datacarousel.messages import WorkItem
+from datacarousel.messages import ReduceRequest, WorkItem, parse_job_message
 from datacarousel.naming import BasicFusionName, result_key
 
 log = logging.getLogger(__name__)
@@ -108,7 +110,16 @@ class WorkItemHandler:
         self.s3_fs = s3_fs
 
     def __call__(self, body: str) -> None:
-        self.handle_item(WorkItem.from_json(body))
+        message = parse_job_message(body)
+        if isinstance(message, ReduceRequest):
+            if message.job_definition != DEFINITION.name:
+                raise BadInput(f"a {message.job_definition} reduce request reached {DEFINITION.name}'s worker")
+            reduced = reduce_job(self.s3, self.results_bucket, message.job_id)
+            log.info(
+                "job %s: reduced: %d keys written, %d in all", message.job_id, len(reduced.written), len(reduced.keys)
+            )
+            return
+        self.handle_item(message)
 
     def handle_item(self, item: WorkItem) -> Outcome:
         name = BasicFusionName.parse(item.file_name)

@@ -19,6 +19,7 @@ from carousel.jobs import submit as do_submit
 from carousel.query import JobQuery
 from carousel.runtime import Context
 from carousel.status import overview
+from datacarousel import registry
 from datacarousel.errors import BadInput, ConfigError
 
 log = logging.getLogger(__name__)
@@ -67,17 +68,40 @@ def int_list(option: str, values: list[str] | None) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _definitions_help() -> str:
+    """Every known definition and its parameters, for `submit --help` (rich keeps the line breaks)."""
+    return "\n\n".join(definition.help_text() for definition in registry.known().values())
+
+
+def parse_params(texts: list[str] | None) -> dict[str, str]:
+    """`--param a=1 --param b=x` -> {"a": "1", "b": "x"}; BadInput for anything but NAME=VALUE."""
+    parameters: dict[str, str] = {}
+    for text in texts or []:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise BadInput(f"--param takes NAME=VALUE, got {text!r}")
+        if key in parameters:
+            raise BadInput(f"--param {key} is given twice")
+        parameters[key] = value
+    return parameters
+
+
 def submit(  # noqa: PLR0917 - typer maps options to parameters
     owner: str = typer.Option(..., "--owner", help="Who submits (lower-case letters, digits, '_', '.', '-')."),
-    definition: str = typer.Option("ComputeRadiance", "--definition", help="Job definition to run on each file."),
+    definition: str = typer.Option(
+        "ComputeRadiance",
+        "--definition",
+        help=f"Job definition to run on each file: {', '.join(registry.known()) or 'none known'}.",
+    ),
     years: Annotated[list[str] | None, typer.Option("--years", help="Years 2000..2015: 2014,2015 or repeat.")] = None,
     months: Annotated[list[str] | None, typer.Option("--months", help="Months 1..12: 6,7 or repeat.")] = None,
     paths: Annotated[list[str] | None, typer.Option("--paths", help="MISR paths 1..233: 22,23 or repeat.")] = None,
     orbit_min: int = typer.Option(None, "--orbit-min", help="First orbit (inclusive)."),
     orbit_max: int = typer.Option(None, "--orbit-max", help="Last orbit (inclusive)."),
-    param: Annotated[list[str] | None, typer.Option("--param", help="Job parameter NAME=VALUE; repeat.")] = None,
-    resolution: float = typer.Option(None, "--resolution", help="ComputeRadiance grid cell (degrees)."),
-    vza_max: float = typer.Option(None, "--vza-max", help="ComputeRadiance largest viewing zenith angle."),
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="Job parameter NAME=VALUE; repeat. Unset ones take their defaults."),
+    ] = None,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Submit a job: a job definition over the files a query selects. Answers with counts, cost and start."""
@@ -89,20 +113,10 @@ def submit(  # noqa: PLR0917 - typer maps options to parameters
             orbit_min=orbit_min,
             orbit_max=orbit_max,
         )
-        parameters: dict[str, Any] = {}
-        for text in param or []:
-            key, sep, value = text.partition("=")
-            if not sep or not key:
-                raise BadInput(f"--param takes NAME=VALUE, got {text!r}")
-            parameters[key] = value
-        if resolution is not None:
-            parameters["resolution"] = resolution
-        if vza_max is not None:
-            parameters["vza_max"] = vza_max
+        chosen = registry.get(definition)
+        parameters = chosen.validate(parse_params(param))  # before any table is read
         ctx = _context(("files_table", "jobs_table", "job_files_table"))
-        result = do_submit(
-            ctx.tables, ctx.config, owner=owner, definition=definition, query=query, parameters=parameters
-        )
+        result = do_submit(ctx.tables, ctx.config, owner=owner, definition=chosen, query=query, parameters=parameters)
     except BadInput as exc:
         raise _fail(exc) from exc
     data = result.as_dict()
@@ -210,7 +224,7 @@ def status(
 
 def register(app: typer.Typer) -> None:
     app.command("inventory")(inventory)
-    app.command("submit")(submit)
+    app.command("submit", epilog=_definitions_help())(submit)
     app.command("cancel")(cancel)
     app.command("step")(step)
     app.command("status")(status)

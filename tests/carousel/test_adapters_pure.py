@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from carousel_builders import file, job, wants
 
-from carousel.jobs import validate_owner, validate_parameters
+from carousel.jobs import validate_owner
 from carousel.model import Snapshot
 from carousel.planner import Policy
 from carousel.runtime import Tuning, planner_config
@@ -22,21 +22,6 @@ def test_times_round_trip_to_whole_seconds() -> None:
     assert to_seconds(1_767_225_600) == 1_767_225_600.0
     assert to_seconds(None) is None and to_seconds("") is None
     assert to_seconds("garbage") is None
-
-
-def test_parameters_are_checked_and_normalised() -> None:
-    assert validate_parameters("ComputeRadiance", {"resolution": 5, "vza_max": "18"}) == {
-        "resolution": "5.0",
-        "vza_max": "18.0",
-    }
-    with pytest.raises(BadInput) as err:
-        validate_parameters("ComputeRadiance", {"resolution": "fine", "vza_max": 95, "colour": "red"})
-    text = str(err.value)
-    assert (
-        "resolution must be a number" in text and "vza_max must lie in" in text and "unknown parameter 'colour'" in text
-    )
-    with pytest.raises(BadInput, match="unknown job definition"):
-        validate_parameters("RmRf", {})
 
 
 @pytest.mark.parametrize("owner", ["", "Alice", "a b", "x" * 70, "-lead", "a;drop"])

@@ -160,7 +160,7 @@ def test_images_match_the_contract_and_the_job_definitions_of_the_template() -> 
     }
     stack = load_stack_module()
     by_definition = {s.job_definition: s for s in images.WORKER_IMAGES}
-    for worker in stack.WORKERS:
+    for worker in stack.workers():
         defaults = {f"Ref::{name}": value for name, value in worker.parameters}
         expected = tuple(defaults.get(arg, arg) for arg in worker.command)
         assert by_definition[worker.definition.value].command == expected

@@ -9,7 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from datacarousel.errors import MalformedMessage
-from datacarousel.messages import MAX_MESSAGE_BYTES, MESSAGE_TYPES, IndexRequest, WorkItem
+from datacarousel.messages import (
+    MAX_MESSAGE_BYTES,
+    MESSAGE_TYPES,
+    IndexRequest,
+    ReduceRequest,
+    WorkItem,
+    parse_job_message,
+)
 
 REQUEST = IndexRequest(bucket="archive", key="P22/TERRA_BF_L1B_O85079_20151216160910_F000_V001.h5", size=10, etag="e1")
 ITEM = WorkItem(
@@ -28,7 +35,19 @@ def test_round_trips() -> None:
     assert WorkItem.from_json(ITEM.to_json()) == ITEM
     assert WorkItem.from_json(ITEM.to_json().encode()) == ITEM
     assert json.loads(REQUEST.to_json())["kind"] == "index-request"
-    assert {"index-request": IndexRequest, "work-item": WorkItem} == MESSAGE_TYPES
+    assert {"index-request": IndexRequest, "work-item": WorkItem, "reduce-request": ReduceRequest} == MESSAGE_TYPES
+
+
+def test_a_work_queue_message_is_told_apart_by_its_kind() -> None:
+    reduce = ReduceRequest(job_id="job-1", job_definition="ComputeRadiance", parameters={"resolution": "0.5"})
+    assert parse_job_message(reduce.to_json()) == reduce
+    assert parse_job_message(ITEM.to_json()) == ITEM
+    # Anything else is refused as a WorkItem would refuse it, every problem named.
+    for body in ("[]", "not json", '{"kind": "reduce-request"}', REQUEST.to_json()):
+        with pytest.raises(MalformedMessage):
+            parse_job_message(body)
+    with pytest.raises(MalformedMessage, match="job_id"):
+        parse_job_message('{"kind": "reduce-request", "job_definition": "X", "job_id": ""}')
 
 
 def test_defaults_apply_to_optional_fields() -> None:

@@ -35,7 +35,7 @@ from carousel.query import JobQuery
 from carousel.runtime import TABLE_SETTINGS, Context
 from carousel.step import queue_backlog
 from carousel.store import to_seconds
-from datacarousel import aws, naming
+from datacarousel import aws, naming, registry
 from datacarousel.contract import (
     FAILURE_REASON_ATTRIBUTE,
     Env,
@@ -104,7 +104,7 @@ def load_pipeline(
         ctx.tables,
         ctx.config,
         owner="alice",
-        definition="ComputeRadiance",
+        definition=registry.get("ComputeRadiance"),
         query=JobQuery(orbit_min=orbits[0], orbit_max=orbits[-1]),
     ).job_id
     half = orbits[len(orbits) // 2]
@@ -112,7 +112,7 @@ def load_pipeline(
         ctx.tables,
         ctx.config,
         owner="bob",
-        definition="ComputeRadiance",
+        definition=registry.get("ComputeRadiance"),
         query=JobQuery(orbit_min=half, orbit_max=orbits[-1]),
     ).job_id
     expected = {job_a: names, job_b: [n for n in names if naming.BasicFusionName.parse(n).orbit >= half]}
@@ -190,8 +190,11 @@ def load_pipeline(
     result_times: list[float] = []
     for job_id, job_names in expected.items():
         want = {naming.result_key(job_id, naming.BasicFusionName.parse(n)) for n in job_names}
+        reduced = {naming.reduced_marker_key(job_id)}  # the reducer's marker: not an orbit result
         have = {
-            k for k in list_keys(s3, results_bucket, f"{naming.RESULTS_PREFIX}/{job_id}/") if "/composites/" not in k
+            k
+            for k in list_keys(s3, results_bucket, f"{naming.RESULTS_PREFIX}/{job_id}/")
+            if "/composites/" not in k and k not in reduced
         }
         lost_results += sorted(want - have)
         extra_results += sorted(have - want)
@@ -210,7 +213,10 @@ def load_pipeline(
     work_sends = Counter(
         (c.get("job_id"), c.get("file_name"))
         for c in calls
-        if c["op"] == "SendMessage" and c.get("queue", "") == work_queue and c.get("job_id") in expected
+        if c["op"] == "SendMessage"
+        and c.get("queue", "") == work_queue
+        and c.get("job_id") in expected
+        and c.get("file_name")  # a ReduceRequest names no file
     )
     work_items = sum(len(v) for v in expected.values())
 

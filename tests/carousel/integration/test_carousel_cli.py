@@ -10,7 +10,7 @@ from carousel_world import JUNE_2014, World
 from typer.testing import CliRunner
 
 from carousel import inventory
-from datacarousel import naming
+from datacarousel import naming, registry
 from datacarousel.cli import app
 from datacarousel.contract import FileAttr, JobAttr, JobFileAttr
 
@@ -46,14 +46,17 @@ def test_inventory_submit_status_cancel(world: World, no_scan: list[str]) -> Non
     paths = [str(naming.misr_path(o)) for o in ORBITS[:2]]
     out = cli(
         "submit", "--owner", "carol", "--years", "2014", "--months", "6",
-        "--paths", f"{paths[0]},{paths[1]}", "--resolution", "5", "--json",
+        "--paths", f"{paths[0]},{paths[1]}", "--param", "resolution=5", "--json",
     )  # fmt: skip
     assert out.exit_code == 0, out.output
     answer = json.loads(out.output)
     job_id = answer["job_id"]
     mine = {r[JobFileAttr.FILE_NAME] for r in ctx.tables.job_files.of_job(job_id)}
     assert names[0] in mine and names[1] in mine and names[2] not in mine
-    assert answer["file_count"] == len(mine) and answer["parameters"] == {"resolution": "5.0"}
+    assert answer["file_count"] == len(mine) and answer["parameters"] == {
+        **registry.get("ComputeRadiance").defaults(),
+        "resolution": "5.0",
+    }
     assert answer["estimated_cost"]["total"] > 0 and answer["estimated_start"]
 
     shown = cli("status", job_id, "--json")

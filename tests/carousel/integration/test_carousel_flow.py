@@ -18,9 +18,9 @@ from batch_jobs.compute_radiance.result import load_npz
 from carousel import jobs, status
 from carousel.query import JobQuery
 from carousel.step import Step
-from datacarousel import aws, hsds, naming
+from datacarousel import aws, hsds, naming, registry
 from datacarousel.contract import Env, FileAttr, JobFileAttr, JobFileState, JobState
-from datacarousel.messages import IndexRequest, WorkItem
+from datacarousel.messages import IndexRequest, ReduceRequest, WorkItem, parse_job_message
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -44,7 +44,7 @@ def test_two_overlapping_jobs_share_each_restore_and_complete(world: World, laun
             ctx.tables,
             ctx.config,
             owner="alice",
-            definition="ComputeRadiance",
+            definition=registry.get("ComputeRadiance"),
             query=JobQuery(orbit_min=ORBITS[0], orbit_max=ORBITS[1]),
             parameters={"resolution": 5},
         )
@@ -52,7 +52,7 @@ def test_two_overlapping_jobs_share_each_restore_and_complete(world: World, laun
             ctx.tables,
             ctx.config,
             owner="bob",
-            definition="ComputeRadiance",
+            definition=registry.get("ComputeRadiance"),
             query=JobQuery(orbit_min=ORBITS[1], orbit_max=ORBITS[2]),
             parameters={"resolution": 5},
         )
@@ -83,8 +83,9 @@ def test_two_overlapping_jobs_share_each_restore_and_complete(world: World, laun
 
         def at_send(op: str, params: dict[str, Any]) -> bool:
             if op == "SendMessage" and params["QueueUrl"] == world.env[Env.WORK_QUEUE_URL]:
-                item = WorkItem.from_json(params["MessageBody"])
-                released_when.append(checker.head_object(Bucket=item.bucket, Key=item.key).get("Restore", ""))
+                item = parse_job_message(params["MessageBody"])
+                if isinstance(item, WorkItem):
+                    released_when.append(checker.head_object(Bucket=item.bucket, Key=item.key).get("Restore", ""))
             return False
 
         calls.fail = at_send
@@ -110,10 +111,14 @@ def test_two_overlapping_jobs_share_each_restore_and_complete(world: World, laun
     index_requests = [IndexRequest.from_json(body) for body in calls.sent(world.env[Env.INDEX_QUEUE_URL])]
     assert Counter(r.key for r in index_requests) == Counter(dict.fromkeys(keys, 1))
     # Computed once per job: one WorkItem per (job, file), with the job's parameters.
-    items = [WorkItem.from_json(body) for body in calls.sent(world.env[Env.WORK_QUEUE_URL])]
+    sent = [parse_job_message(body) for body in calls.sent(world.env[Env.WORK_QUEUE_URL])]
+    items = [m for m in sent if isinstance(m, WorkItem)]
+    # Reduced once per job: the steps sent one ReduceRequest per job (a worker composed its months).
+    assert Counter(m.job_id for m in sent if isinstance(m, ReduceRequest)) == Counter({a.job_id: 1, b.job_id: 1})
     wanted = {(a.job_id, names[0]), (a.job_id, names[1]), (b.job_id, names[1]), (b.job_id, names[2])}
     assert Counter((i.job_id, i.file_name) for i in items) == Counter(dict.fromkeys(wanted, 1))
-    assert {tuple(sorted(i.parameters.items())) for i in items} == {(("resolution", "5.0"),)}
+    wanted_parameters = registry.get("ComputeRadiance").validate({"resolution": 5})  # defaults filled in
+    assert all(i.parameters == wanted_parameters for i in items)
     assert all(i.domain for i in items)  # released only once indexed
 
     for job, mine in ((a.job_id, names[:2]), (b.job_id, names[1:])):

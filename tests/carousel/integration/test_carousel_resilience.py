@@ -17,7 +17,7 @@ from carousel import jobs
 from carousel.query import JobQuery
 from carousel.step import MAX_INDEX_REDRIVES, Step
 from carousel.store import iso_seconds, to_seconds
-from datacarousel import hsds, naming
+from datacarousel import hsds, naming, registry
 from datacarousel.contract import (
     FAILURE_REASON_ATTRIBUTE,
     Env,
@@ -28,7 +28,7 @@ from datacarousel.contract import (
     JobFileState,
     JobState,
 )
-from datacarousel.messages import IndexRequest, WorkItem
+from datacarousel.messages import IndexRequest, WorkItem, parse_job_message
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -59,7 +59,7 @@ def s3_event(bucket: str, key: str, event: str = "ObjectRestore:Completed") -> s
 
 def submit(ctx: Any, owner: str, first: int, last: int) -> jobs.Submission:
     query = JobQuery(orbit_min=first, orbit_max=last)
-    return jobs.submit(ctx.tables, ctx.config, owner=owner, definition="ComputeRadiance", query=query)
+    return jobs.submit(ctx.tables, ctx.config, owner=owner, definition=registry.get("ComputeRadiance"), query=query)
 
 
 def set_expiry(ctx: Any, name: str, when: float) -> None:
@@ -245,7 +245,7 @@ def test_step_killed_halfway_then_run_again_loses_and_repeats_nothing(
     # Nothing lost, nothing twice: one RestoreObject and one WorkItem per file.
     assert calls.restores() == Counter(dict.fromkeys(keys, 1))
     assert restore_counts(ctx, names) == dict.fromkeys(names, 1)  # the request that never took is not counted
-    items = [WorkItem.from_json(b) for b in calls.sent(work_url)]
+    items = [m for m in map(parse_job_message, calls.sent(work_url)) if isinstance(m, WorkItem)]
     assert Counter(i.file_name for i in items) == Counter(dict.fromkeys(names, 1))
 
     steps_until([Step(ctx, launcher=launcher)], lambda: job_state(ctx, job.job_id) is JobState.COMPLETE, timeout=240)
