@@ -62,7 +62,7 @@ from troposphere import secretsmanager as tsm
 from troposphere import servicediscovery as tsd
 from troposphere import sqs as tsqs
 
-from datacarousel import contract, registry
+from datacarousel import contract, registry, work_queues
 from datacarousel.contract import Env, JobDefinitionName
 
 POLICY_VERSION = "2012-10-17"
@@ -615,29 +615,44 @@ def add_buckets(
 class Queues:
     index: tsqs.Queue
     index_dlq: tsqs.Queue
-    work: tsqs.Queue
-    work_dlq: tsqs.Queue
     restore_events: tsqs.Queue
     restore_events_dlq: tsqs.Queue
     restore_events_policy: tsqs.QueuePolicy
+    # Each analysis's own work queue and dead-letter queue, by job definition name (datacarousel.work_queues).
+    work: dict[str, tuple[tsqs.Queue, tsqs.Queue]]
 
     def work_queues(self) -> dict[tsqs.Queue, tsqs.Queue]:
         """Each consumed queue and its dead-letter queue."""
         return {
             self.index: self.index_dlq,
-            self.work: self.work_dlq,
+            **dict(self.work.values()),
             self.restore_events: self.restore_events_dlq,
         }
 
 
-def _queue_pair(t: Template, name: str, key: tkms.Key, visibility_s: int) -> tuple[tsqs.Queue, tsqs.Queue]:
+def _stack_named(name: str) -> dict[str, Any]:
+    """A QueueName under the stack's name: how the carousel and the workers find a work queue."""
+    return {"QueueName": Sub(f"${{AWS::StackName}}-{name}")}
+
+
+def _queue_pair(
+    t: Template, name: str, key: tkms.Key, visibility_s: int, *, names: tuple[str, str] | None = None
+) -> tuple[tsqs.Queue, tsqs.Queue]:
     encryption = {"KmsMasterKeyId": Ref(key), "KmsDataKeyReusePeriodSeconds": 300}
+    queue_name, dlq_name = ({**_stack_named(n)} for n in names) if names else ({}, {})
     dlq = t.add_resource(
-        tsqs.Queue(f"{name}DeadLetterQueue", MessageRetentionPeriod=DEAD_LETTER_RETENTION_S, **DELETE, **encryption)
+        tsqs.Queue(
+            f"{name}DeadLetterQueue",
+            MessageRetentionPeriod=DEAD_LETTER_RETENTION_S,
+            **DELETE,
+            **encryption,
+            **dlq_name,
+        )
     )
     queue = t.add_resource(
         tsqs.Queue(
             f"{name}Queue",
+            **queue_name,
             **DELETE,
             VisibilityTimeout=visibility_s,
             MessageRetentionPeriod=QUEUE_RETENTION_S,
@@ -662,9 +677,14 @@ def _queue_policy(t: Template, queue: tsqs.Queue, *extra: Statement) -> tsqs.Que
 
 def add_queues(t: Template, key: tkms.Key) -> Queues:
     index, index_dlq = _queue_pair(t, "Index", key, visibility_s=300)
-    work, work_dlq = _queue_pair(t, "Work", key, visibility_s=900)
+    work: dict[str, tuple[tsqs.Queue, tsqs.Queue]] = {}
+    for analysis in registry.builtin().values():
+        names = (work_queues.queue_suffix(analysis.name), work_queues.dead_letter_queue_suffix(analysis.name))
+        work[analysis.name] = _queue_pair(
+            t, f"{analysis.name}Work", key, visibility_s=analysis.visibility_timeout_s, names=names
+        )
     restore, restore_dlq = _queue_pair(t, "RestoreEvents", key, visibility_s=120)
-    for queue in (index, index_dlq, work, work_dlq, restore_dlq):
+    for queue in (index, index_dlq, *(q for pair in work.values() for q in pair), restore_dlq):
         _queue_policy(t, queue)
     restore_policy = _queue_policy(
         t,
@@ -683,7 +703,7 @@ def add_queues(t: Template, key: tkms.Key) -> Queues:
             ),
         ),
     )
-    return Queues(index, index_dlq, work, work_dlq, restore, restore_dlq, restore_policy)
+    return Queues(index, index_dlq, restore, restore_dlq, restore_policy, work)
 
 
 # --- DynamoDB ---------------------------------------------------------------------------------
@@ -815,12 +835,21 @@ def _kms_use(access: Access) -> Statement:
     )
 
 
-def _consume(queue: tsqs.Queue, dlq: tsqs.Queue, sid: str, *, heartbeat: bool = True) -> list[Statement]:
-    actions = _QUEUE_CONSUME if heartbeat else _QUEUE_DRAIN
+def _consume(
+    queue: tsqs.Queue, dlq: tsqs.Queue, sid: str, *, heartbeat: bool = True, by_name: bool = False
+) -> list[Statement]:
+    """Receive from `queue`, dead-letter to `dlq`; `by_name`: the worker finds both with GetQueueUrl."""
+    lookup = [awacs_sqs.GetQueueUrl] if by_name else []
+    actions = [*(_QUEUE_CONSUME if heartbeat else _QUEUE_DRAIN), *lookup]
     return [
         Statement(Sid=f"Consume{sid}", Effect=Allow, Action=actions, Resource=[GetAtt(queue, "Arn")]),
-        Statement(Sid=f"DeadLetter{sid}", Effect=Allow, Action=_QUEUE_SEND, Resource=[GetAtt(dlq, "Arn")]),
+        Statement(Sid=f"DeadLetter{sid}", Effect=Allow, Action=[*_QUEUE_SEND, *lookup], Resource=[GetAtt(dlq, "Arn")]),
     ]
+
+
+def _work_queues_of_stack(suffix: str) -> Sub:
+    """Every work queue (or its dead-letter queue) of this stack, built in or registered later, by name."""
+    return _arn("sqs", f"${{AWS::StackName}}-*{suffix}")
 
 
 def worker_policies(access: Access) -> dict[JobDefinitionName, list[Statement]]:
@@ -879,18 +908,21 @@ def worker_policies(access: Access) -> dict[JobDefinitionName, list[Statement]]:
         ],
         JobDefinitionName.CAROUSEL: [
             *_consume(q.restore_events, q.restore_events_dlq, "RestoreEvents", heartbeat=False),
+            Statement(Sid="QueueIndexRequests", Effect=Allow, Action=_QUEUE_SEND, Resource=[GetAtt(q.index, "Arn")]),
+            # Work goes to each job definition's own queue, found by name (datacarousel.work_queues).
             Statement(
                 Sid="ReleaseWork",
                 Effect=Allow,
-                Action=_QUEUE_SEND,
-                Resource=[GetAtt(q.work, "Arn"), GetAtt(q.index, "Arn")],
+                Action=[*_QUEUE_SEND, awacs_sqs.GetQueueUrl],
+                Resource=[_work_queues_of_stack(work_queues.WORK_SUFFIX)],
             ),
             # The step records failed work items and index requests from the dead-letter queues.
+            Statement(Sid="DrainDeadLetters", Effect=Allow, Action=_QUEUE_DRAIN, Resource=[GetAtt(q.index_dlq, "Arn")]),
             Statement(
-                Sid="DrainDeadLetters",
+                Sid="DrainWorkDeadLetters",
                 Effect=Allow,
-                Action=_QUEUE_DRAIN,
-                Resource=[GetAtt(q.work_dlq, "Arn"), GetAtt(q.index_dlq, "Arn")],
+                Action=[*_QUEUE_DRAIN, awacs_sqs.GetQueueUrl],
+                Resource=[_work_queues_of_stack(work_queues.DEAD_LETTER_SUFFIX)],
             ),
             Statement(
                 Sid="ListBuckets",
@@ -918,7 +950,7 @@ def worker_policies(access: Access) -> dict[JobDefinitionName, list[Statement]]:
             _kms_use(access),
         ],
         JobDefinitionName.COMPUTE_RADIANCE: [
-            *_consume(q.work, q.work_dlq, "WorkItems"),
+            *_consume(*q.work[JobDefinitionName.COMPUTE_RADIANCE.value], "WorkItems", by_name=True),
             *read_archive,
             Statement(Sid="ListResults", Effect=Allow, Action=[awacs_s3.ListBucket], Resource=[access.results_bucket]),
             Statement(Sid="ReadResults", Effect=Allow, Action=[awacs_s3.GetObject], Resource=[access.results_objects]),
@@ -1538,8 +1570,6 @@ def build_template(*, hsds_data_nodes: int = 4, hsds_cpu: int = 4096, hsds_memor
         Env.HSDS_BUCKET: Ref(buckets.hsds),
         Env.INDEX_QUEUE_URL: Ref(queues.index),
         Env.INDEX_DLQ_URL: Ref(queues.index_dlq),
-        Env.WORK_QUEUE_URL: Ref(queues.work),
-        Env.WORK_DLQ_URL: Ref(queues.work_dlq),
         Env.RESTORE_EVENTS_QUEUE_URL: Ref(queues.restore_events),
         Env.RESTORE_EVENTS_DLQ_URL: Ref(queues.restore_events_dlq),
         Env.FILES_TABLE: Ref(tables[contract.FILES_TABLE_NAME]),

@@ -29,8 +29,6 @@ STEP_SETTINGS = (
     "results_bucket",
     "index_queue_url",
     "index_dlq_url",
-    "work_queue_url",
-    "work_dlq_url",
     "restore_events_queue_url",
     "restore_events_dlq_url",
     "files_table",

@@ -64,6 +64,7 @@ from carousel.store import LaunchLease, Loaded, iso_seconds, load, to_seconds
 from datacarousel import hsds, naming
 from datacarousel.aws import list_keys
 from datacarousel.contract import (
+    DEFAULT_STACK_NAME,
     FAILURE_REASON_ATTRIBUTE,
     SQS_BATCH_SIZE,
     FileAttr,
@@ -74,11 +75,13 @@ from datacarousel.contract import (
     JobFileState,
     JobState,
 )
-from datacarousel.errors import BadInput, MalformedMessage
+from datacarousel.definitions import DEFAULT_MODE, MODE_PARAMETER
+from datacarousel.errors import BadInput, ConfigError, MalformedMessage
 from datacarousel.files_table import metadata_is_current
 from datacarousel.launcher import Launcher
 from datacarousel.messages import IndexRequest, ReduceRequest, WorkItem, parse_job_message
 from datacarousel.queue_worker import send_to_dead_letter_queue
+from datacarousel.work_queues import WorkQueues
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +272,7 @@ class Step:
         self.settings = ctx.settings
         self.config = ctx.config
         self.launcher = launcher
+        self.work_queues = WorkQueues(self.sqs, str(ctx.settings.stack_name or DEFAULT_STACK_NAME))
         self._delete_domain = delete_domain
         self.events_dlq_url = ctx.settings.restore_events_dlq_url or ""
         # Who holds a lease this step takes (launching workers).
@@ -360,8 +364,25 @@ class Step:
                     report.conflicts += 1
         return changes
 
-    def record_work_failures(self, now: float, report: StepReport) -> dict[tuple[str, str], JobFileState]:
-        url = self.settings.require("work_dlq_url")
+    def definitions_in_use(self, loaded: Loaded) -> list[str]:
+        """The job definitions of the loaded (open) jobs: the work queues this step serves."""
+        return sorted({str(job[JobAttr.DEFINITION]) for job in loaded.jobs.values() if job.get(JobAttr.DEFINITION)})
+
+    def record_work_failures(
+        self, loaded: Loaded, now: float, report: StepReport
+    ) -> dict[tuple[str, str], JobFileState]:
+        """Dead-lettered work of the open jobs' definitions: job-files FAILED, reductions ended with their reason."""
+        changes: dict[tuple[str, str], JobFileState] = {}
+        for definition in self.definitions_in_use(loaded):
+            try:
+                url = self.work_queues.of(definition).dead_letter_url
+            except ConfigError as exc:
+                log.error("%s", exc)
+                continue
+            changes.update(self._record_dead_work(url, now, report))
+        return changes
+
+    def _record_dead_work(self, url: str, now: float, report: StepReport) -> dict[tuple[str, str], JobFileState]:
         changes: dict[tuple[str, str], JobFileState] = {}
         for message in receive_all(self.sqs, url, limit=MAX_DLQ_MESSAGES, visibility=DLQ_VISIBILITY_S):
             try:
@@ -531,7 +552,7 @@ class Step:
         parameters = {str(k): str(v) for k, v in (job.get(JobAttr.PARAMETERS) or {}).items()}
         return WorkItem(
             job_id=job_id,
-            job_definition=str(job.get(JobAttr.DEFINITION, JobDefinitionName.COMPUTE_RADIANCE.value)),
+            job_definition=str(job[JobAttr.DEFINITION]),
             file_name=name,
             bucket=self.bucket_of(loaded, name),
             key=self.key_of(loaded, name),
@@ -541,14 +562,18 @@ class Step:
 
     def send_release(self, loaded: Loaded, job_id: str, name: str, domain: str) -> None:
         item = self.work_item(loaded, job_id, name, domain)
-        self.sqs.send_message(QueueUrl=self.settings.require("work_queue_url"), MessageBody=item.to_json())
+        self.sqs.send_message(QueueUrl=self.work_queues.of(item.job_definition).url, MessageBody=item.to_json())
         self.tables.job_files.release_sent(job_id, name)
 
     def apply_release(self, loaded: Loaded, action: Release, now: float, report: StepReport) -> None:
         if not self.tables.job_files.claim_release(action.job_id, action.file_name, now):
             report.conflicts += 1
             return
-        self.send_release(loaded, action.job_id, action.file_name, action.domain)
+        try:
+            self.send_release(loaded, action.job_id, action.file_name, action.domain)
+        except ConfigError as exc:  # its definition has no work queue: claimed, sent once the queue exists
+            log.error("job %s file %s: not released: %s", action.job_id, action.file_name, exc)
+            return
         report.releases += 1
         log.info("job %s file %s: released (WAITING -> QUEUED)", action.job_id, action.file_name)
 
@@ -561,7 +586,11 @@ class Step:
             if now - pending < self.pending_release_grace_s:
                 continue
             domain = str(loaded.files.get(name, {}).get(FileAttr.DOMAIN, ""))
-            self.send_release(loaded, job_id, name, domain)
+            try:
+                self.send_release(loaded, job_id, name, domain)
+            except ConfigError as exc:
+                log.error("job %s file %s: not released: %s", job_id, name, exc)
+                continue
             report.releases += 1
             log.warning(
                 "job %s file %s: release claimed at %s but not confirmed: WorkItem sent again",
@@ -631,7 +660,7 @@ class Step:
             parameters={str(k): str(v) for k, v in (job.get(JobAttr.PARAMETERS) or {}).items()},
         )
         # Sent first, recorded after: a step killed in between sends it again, and a reducer is idempotent.
-        self.sqs.send_message(QueueUrl=self.settings.require("work_queue_url"), MessageBody=request.to_json())
+        self.sqs.send_message(QueueUrl=self.work_queues.of(request.job_definition).url, MessageBody=request.to_json())
         self.tables.jobs.set_open(job_id, **{JobAttr.REDUCE_REQUESTED_AT: iso_seconds(now)})
         report.reduce_requests += 1
         log.info("job %s: every file is final; its reducer is requested", job_id)
@@ -673,7 +702,7 @@ class Step:
         for complete in completions:
             try:
                 self.apply_complete(loaded, complete, now, report)
-            except (BadInput, ClientError, BotoCoreError) as exc:
+            except (BadInput, ConfigError, ClientError, BotoCoreError) as exc:
                 # The job stays OPEN and is completed by a later step; nothing else waits on it.
                 log.error("job %s: could not complete: %s: %s", complete.job_id, type(exc).__name__, exc)
 
@@ -714,15 +743,24 @@ class Step:
                 cap=1,
                 per_worker=10_000,
             ),
-            launch.Pool(
-                JobDefinitionName.COMPUTE_RADIANCE.value,
-                depth=queue_depth(self.sqs, self.settings.require("work_queue_url")),
-                active=launcher.active(JobDefinitionName.COMPUTE_RADIANCE.value),
-                cap=tuning.max_job_workers,
-                per_worker=2,
-                parameters={"mode": "queue"},
-            ),
         ]
+        # One pool per job definition with open jobs, each draining its own work queue.
+        for definition in self.definitions_in_use(loaded):
+            try:
+                url = self.work_queues.of(definition).url
+            except ConfigError as exc:
+                log.error("%s", exc)
+                continue
+            pools.append(
+                launch.Pool(
+                    definition,
+                    depth=queue_depth(self.sqs, url),
+                    active=launcher.active(definition),
+                    cap=tuning.max_job_workers,
+                    per_worker=2,
+                    parameters={MODE_PARAMETER: DEFAULT_MODE},
+                )
+            )
         for request in launch.decide(pools):
             try:
                 ids = launcher.launch(request)
@@ -745,7 +783,7 @@ class Step:
 
         self.record_index_failures(now, report)  # before loading: the snapshot sees those files FAILED
         loaded = load(self.tables, extra_files=event_names)
-        changes = self.record_work_failures(now, report)
+        changes = self.record_work_failures(loaded, now, report)
         changes.update(self.record_results(loaded, now, report))
         snapshot = with_job_file_states(loaded.snapshot, changes)
         for key, state in changes.items():

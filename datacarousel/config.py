@@ -54,8 +54,6 @@ _SPECS: dict[str, _Spec] = {
     "hsds_bucket": _Spec(Env.HSDS_BUCKET, str),
     "index_queue_url": _Spec(Env.INDEX_QUEUE_URL, _url),
     "index_dlq_url": _Spec(Env.INDEX_DLQ_URL, _url),
-    "work_queue_url": _Spec(Env.WORK_QUEUE_URL, _url),
-    "work_dlq_url": _Spec(Env.WORK_DLQ_URL, _url),
     "restore_events_queue_url": _Spec(Env.RESTORE_EVENTS_QUEUE_URL, _url),
     "restore_events_dlq_url": _Spec(Env.RESTORE_EVENTS_DLQ_URL, _url),
     "files_table": _Spec(Env.FILES_TABLE, str),
@@ -86,8 +84,6 @@ class Settings:
     hsds_bucket: str | None = None
     index_queue_url: str | None = None
     index_dlq_url: str | None = None
-    work_queue_url: str | None = None
-    work_dlq_url: str | None = None
     restore_events_queue_url: str | None = None
     restore_events_dlq_url: str | None = None
     files_table: str | None = None

@@ -265,8 +265,6 @@ class Env:
     HSDS_BUCKET = "DC_HSDS_BUCKET"
     INDEX_QUEUE_URL = "DC_INDEX_QUEUE_URL"
     INDEX_DLQ_URL = "DC_INDEX_DLQ_URL"
-    WORK_QUEUE_URL = "DC_WORK_QUEUE_URL"
-    WORK_DLQ_URL = "DC_WORK_DLQ_URL"
     RESTORE_EVENTS_QUEUE_URL = "DC_RESTORE_EVENTS_QUEUE_URL"
     RESTORE_EVENTS_DLQ_URL = "DC_RESTORE_EVENTS_DLQ_URL"
     FILES_TABLE = "DC_FILES_TABLE"
@@ -310,8 +308,6 @@ SHARED_RESOURCES: tuple[SharedResource, ...] = (
     SharedResource("HsdsBucketName", Env.HSDS_BUCKET, "S3 bucket holding HSDS storage"),
     SharedResource("IndexQueueUrl", Env.INDEX_QUEUE_URL, "SQS queue of index requests"),
     SharedResource("IndexDeadLetterQueueUrl", Env.INDEX_DLQ_URL, "dead-letter queue of the index queue"),
-    SharedResource("WorkQueueUrl", Env.WORK_QUEUE_URL, "SQS queue of per-file job work items"),
-    SharedResource("WorkDeadLetterQueueUrl", Env.WORK_DLQ_URL, "dead-letter queue of the work queue"),
     SharedResource("RestoreEventsQueueUrl", Env.RESTORE_EVENTS_QUEUE_URL, "SQS queue of S3 restore events"),
     SharedResource(
         "RestoreEventsDeadLetterQueueUrl", Env.RESTORE_EVENTS_DLQ_URL, "dead-letter queue of the restore-events queue"

@@ -46,7 +46,8 @@ from typing import Any
 
 from datacarousel.errors import BadInput, ConfigError
 
-_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,127}$")
+# Short enough that `<stack>-<name>-work-dlq` fits an SQS queue name (80 characters).
+_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,39}$")
 _PARAMETER_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 # Parameters the job's command takes besides the analysis's own: how the worker runs.
 MODE_PARAMETER = "mode"

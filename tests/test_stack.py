@@ -25,9 +25,10 @@ import boto3
 import cfnlint.api
 import pytest
 
-from datacarousel import contract
+from datacarousel import contract, registry
 from datacarousel.contract import Env, JobDefinitionName
 from datacarousel.launcher import job_definitions
+from datacarousel.work_queues import WorkQueues
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden" / "stack.json"
@@ -168,7 +169,15 @@ def test_every_work_queue_has_a_dead_letter_queue(template: dict[str, Any]) -> N
         if "RedrivePolicy" in q["Properties"]
     }
     consumed = {name for name in queues if name not in targets}
-    assert consumed == {"IndexQueue", "WorkQueue", "RestoreEventsQueue"}
+    # One work queue per analysis, named under the stack so the carousel finds it (datacarousel.work_queues).
+    work = {f"{name}WorkQueue" for name in registry.builtin()}
+    assert consumed == {"IndexQueue", "RestoreEventsQueue", *work}
+    for name in registry.builtin():
+        props = queues[f"{name}WorkQueue"]["Properties"]
+        assert props["QueueName"] == {"Fn::Sub": f"${{AWS::StackName}}-{name}-work"}
+        assert props["VisibilityTimeout"] == registry.get(name).visibility_timeout_s
+        dead = queues[f"{name}WorkDeadLetterQueue"]["Properties"]
+        assert dead["QueueName"] == {"Fn::Sub": f"${{AWS::StackName}}-{name}-work-dlq"}
     for name in consumed:
         redrive = queues[name]["Properties"]["RedrivePolicy"]
         assert redrive["maxReceiveCount"] == contract.MAX_RECEIVE_COUNT
@@ -359,12 +368,18 @@ def test_each_worker_gets_only_what_it_uses(template: dict[str, Any]) -> None:
         assert "s3:PutObject" not in role
     # Consumers delete from exactly their own queue.
     assert [_getatt_target(r) for r in index_file["sqs:DeleteMessage"]] == ["IndexQueue"]
-    assert [_getatt_target(r) for r in compute["sqs:DeleteMessage"]] == ["WorkQueue"]
-    # The carousel consumes restore events and records failures from the other dead-letter queues.
-    assert sorted(str(_getatt_target(r)) for r in carousel["sqs:DeleteMessage"]) == [
+    assert [_getatt_target(r) for r in compute["sqs:DeleteMessage"]] == ["ComputeRadianceWorkQueue"]
+    # The carousel consumes restore events and records failures from the other dead-letter queues: the
+    # index queue's, and every work queue's of the stack (by name: also those of definitions registered later).
+    assert sorted(str(_getatt_target(r) or json.dumps(r)) for r in carousel["sqs:DeleteMessage"]) == [
         "IndexDeadLetterQueue",
         "RestoreEventsQueue",
-        "WorkDeadLetterQueue",
+        json.dumps(
+            {"Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${AWS::StackName}-*-work-dlq"}
+        ),
+    ]
+    assert [json.dumps(r) for r in carousel["sqs:SendMessage"] if "Fn::Sub" in json.dumps(r)] == [
+        json.dumps({"Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${AWS::StackName}-*-work"})
     ]
     assert "sqs:DeleteMessage" not in loader
     # ComputeRadiance reports through its result objects only: no table access at all.
@@ -719,14 +734,16 @@ def test_stack_reaches_create_complete_in_moto_with_usable_resources(
 
     # Queues: a message goes round; the redrive policy sends it to the dead-letter queue after MAX_RECEIVE_COUNT.
     sqs = client("sqs")
-    for queue, dlq in (
-        (Env.INDEX_QUEUE_URL, Env.INDEX_DLQ_URL),
-        (Env.WORK_QUEUE_URL, Env.WORK_DLQ_URL),
-        (Env.RESTORE_EVENTS_QUEUE_URL, Env.RESTORE_EVENTS_DLQ_URL),
-    ):
-        attributes = sqs.get_queue_attributes(QueueUrl=env[queue], AttributeNames=["All"])["Attributes"]
+    pairs = [
+        (env[Env.INDEX_QUEUE_URL], env[Env.INDEX_DLQ_URL]),
+        (env[Env.RESTORE_EVENTS_QUEUE_URL], env[Env.RESTORE_EVENTS_DLQ_URL]),
+    ]
+    finder = WorkQueues(sqs, contract.DEFAULT_STACK_NAME)
+    pairs += [(finder.of(name).url, finder.of(name).dead_letter_url) for name in registry.builtin()]
+    for queue_url, dlq_url in pairs:
+        attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
         redrive = json.loads(attributes["RedrivePolicy"])
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=env[dlq], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         assert redrive["deadLetterTargetArn"] == dlq_arn
         assert int(redrive["maxReceiveCount"]) == contract.MAX_RECEIVE_COUNT
     sqs.send_message(QueueUrl=env[Env.INDEX_QUEUE_URL], MessageBody='{"probe": 1}')

@@ -27,6 +27,7 @@ from datacarousel.definitions import option_name
 from datacarousel.errors import BadFileName, BadInput, ConfigError, DataCarouselError, MalformedMessage
 from datacarousel.messages import WorkItem
 from datacarousel.naming import BasicFusionName, composite_key
+from datacarousel.work_queues import WorkQueues
 
 log = logging.getLogger("batch_jobs.compute_radiance")
 
@@ -119,17 +120,22 @@ def queue(
     misr_camera: str = CameraOpt,
     ceres_mode: str = CeresModeOpt,
 ) -> None:
-    """Drain DC_WORK_QUEUE_URL of WorkItem messages (poison to DC_WORK_DLQ_URL with the reason)."""
+    """Drain ComputeRadiance's work queue (`<stack>-ComputeRadiance-work`): WorkItems and its ReduceRequests.
+
+    Poison goes to its dead-letter queue with the reason.
+    """
     try:
         params = _params(resolution, vza_max, modis_category, misr_camera, ceres_mode)
-        settings = Settings.from_env(need=["results_bucket", "work_queue_url", "work_dlq_url"])
+        settings = Settings.from_env(need=["results_bucket", "stack_name"])
         handler = worker.WorkItemHandler(client("s3"), settings.require("results_bucket"), params, reader=reader)
+        sqs = client("sqs")
+        queues = WorkQueues(sqs, settings.require("stack_name")).of(DEFINITION.name)
     except (DataCarouselError, ValueError) as exc:
         raise _fail(BadInput(str(exc)) if isinstance(exc, ValueError) else exc) from exc
     report = queue_worker.drain(
-        client("sqs"),
-        settings.require("work_queue_url"),
-        settings.require("work_dlq_url"),
+        sqs,
+        queues.url,
+        queues.dead_letter_url,
         handler,
         max_messages=max_messages,
         visibility_timeout=visibility_timeout,

@@ -31,6 +31,7 @@ from datacarousel.errors import NotReadable
 from datacarousel.messages import WorkItem
 from datacarousel.naming import BasicFusionName, composite_key, hsds_domain, result_key
 from datacarousel.synthetic.generator import generate_orbit
+from datacarousel.work_queues import WorkQueues
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +104,8 @@ def _dead_letters(sqs: Any, dlq_url: str, job_id: str) -> dict[str, str]:
 
 def test_queue_mode_results_and_dead_letters(staged_orbit: dict[str, Any], tmp_path: Path) -> None:
     sqs, s3 = client("sqs"), client("s3")
-    queue_url, dlq_url = os.environ[Env.WORK_QUEUE_URL], os.environ[Env.WORK_DLQ_URL]
+    radiance = WorkQueues(sqs, os.environ[Env.STACK_NAME]).of("ComputeRadiance")
+    queue_url, dlq_url = radiance.url, radiance.dead_letter_url
     results_bucket = os.environ[Env.RESULTS_BUCKET]
     job_id = f"cr-{staged_orbit['tag']}-queue"
     good = WorkItem(job_id, "ComputeRadiance", staged_orbit["path"].name, staged_orbit["bucket"], staged_orbit["key"],

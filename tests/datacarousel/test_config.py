@@ -37,11 +37,11 @@ def test_defaults() -> None:
 
 
 def test_all_missing_variables_are_named_at_once() -> None:
-    need = ["archive_bucket", "results_bucket", "work_queue_url", "files_table", "hs_password"]
+    need = ["archive_bucket", "results_bucket", "index_queue_url", "files_table", "hs_password"]
     with pytest.raises(ConfigError) as info:
         Settings.from_env(need, {})
     text = str(info.value)
-    for env in (Env.ARCHIVE_BUCKET, Env.RESULTS_BUCKET, Env.WORK_QUEUE_URL, Env.FILES_TABLE, Env.HS_PASSWORD):
+    for env in (Env.ARCHIVE_BUCKET, Env.RESULTS_BUCKET, Env.INDEX_QUEUE_URL, Env.FILES_TABLE, Env.HS_PASSWORD):
         assert f"{env} is not set" in text
 
 
@@ -71,9 +71,9 @@ def test_malformed_values_are_named_with_the_reason() -> None:
 
 def test_missing_and_malformed_together() -> None:
     with pytest.raises(ConfigError) as info:
-        Settings.from_env(["archive_bucket", "work_queue_url"], {Env.WORK_QUEUE_URL: "queue"})
+        Settings.from_env(["archive_bucket", "index_queue_url"], {Env.INDEX_QUEUE_URL: "queue"})
     assert f"{Env.ARCHIVE_BUCKET} is not set" in str(info.value)
-    assert f"{Env.WORK_QUEUE_URL}='queue' is malformed" in str(info.value)
+    assert f"{Env.INDEX_QUEUE_URL}='queue' is malformed" in str(info.value)
 
 
 def test_unknown_setting_is_a_programming_error() -> None:

@@ -14,6 +14,7 @@ from datacarousel import aws
 from datacarousel.contract import FAILURE_REASON_ATTRIBUTE
 from datacarousel.errors import BadFileName, BadInput, MalformedMessage, TransientError
 from datacarousel.queue_worker import DrainReport, drain
+from datacarousel.work_queues import WorkQueues
 
 pytestmark = pytest.mark.integration
 
@@ -25,8 +26,9 @@ def sqs(local_env: Any) -> Any:
 
 @pytest.fixture()
 def queues(sqs: Any, local_env: Any) -> Iterator[tuple[str, str]]:
-    """The stack's work queue and its dead-letter queue, emptied before and after the test."""
-    queue_url, dlq_url = local_env.env["DC_WORK_QUEUE_URL"], local_env.env["DC_WORK_DLQ_URL"]
+    """ComputeRadiance's work queue and its dead-letter queue, emptied before and after the test."""
+    radiance = WorkQueues(sqs, local_env.env["DC_STACK_NAME"]).of("ComputeRadiance")
+    queue_url, dlq_url = radiance.url, radiance.dead_letter_url
     for url in (queue_url, dlq_url):
         _empty(sqs, url)
     yield queue_url, dlq_url

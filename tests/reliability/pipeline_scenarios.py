@@ -35,7 +35,7 @@ from carousel.query import JobQuery
 from carousel.runtime import TABLE_SETTINGS, Context
 from carousel.step import queue_backlog
 from carousel.store import to_seconds
-from datacarousel import aws, naming, registry
+from datacarousel import aws, naming, registry, work_queues
 from datacarousel.contract import (
     FAILURE_REASON_ATTRIBUTE,
     Env,
@@ -47,6 +47,7 @@ from datacarousel.contract import (
 )
 from datacarousel.launcher import local_launcher_from_env
 from datacarousel.messages import IndexRequest, WorkItem
+from datacarousel.work_queues import WorkQueues
 
 STEP_TIMEOUT_S = 1200.0  # seconds a `carousel step` process may take before the run fails
 
@@ -209,7 +210,7 @@ def load_pipeline(
     )
     # Work items sent for this scenario's jobs, per (job, file): the shared environment may hold other
     # tests' open jobs, whose releases these steps send too.
-    work_queue = env[Env.WORK_QUEUE_URL].rsplit("/", 1)[-1]
+    work_queue = work_queues.queue_name(env[Env.STACK_NAME], "ComputeRadiance")
     work_sends = Counter(
         (c.get("job_id"), c.get("file_name"))
         for c in calls
@@ -375,7 +376,8 @@ def bad_input(
 
     # Work items: a good one, and bad ones, through ComputeRadiance's queue worker.
     job_id = f"rel-bad-{uuid.uuid4().hex[:8]}"
-    work_url, work_dlq = env[Env.WORK_QUEUE_URL], env[Env.WORK_DLQ_URL]
+    radiance = WorkQueues(sqs, env[Env.STACK_NAME]).of("ComputeRadiance")
+    work_url, work_dlq = radiance.url, radiance.dead_letter_url
     good_name = good_names[0]
     items = [
         WorkItem(job_id, "ComputeRadiance", good_name, archive, good_keys[good_name]).to_json(),
@@ -478,7 +480,8 @@ def kill_workers(
         bodies = [IndexRequest(bucket=archive, key=keys[n]).to_json() for n in names]
         argv = ["index_file", "--visibility-timeout", str(visibility), "--wait-seconds", "1"]
     else:
-        url, dlq = env[Env.WORK_QUEUE_URL], env[Env.WORK_DLQ_URL]
+        radiance = WorkQueues(sqs, env[Env.STACK_NAME]).of("ComputeRadiance")
+        url, dlq = radiance.url, radiance.dead_letter_url
         bodies = [WorkItem(job_id, "ComputeRadiance", n, archive, keys[n]).to_json() for n in names]
         argv = ["batch_jobs.compute_radiance", "queue", "--visibility-timeout", str(visibility)]
     for body in bodies:

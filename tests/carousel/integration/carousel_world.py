@@ -23,6 +23,7 @@ from datacarousel import aws, naming
 from datacarousel.contract import Env, FileAttr, JobState
 from datacarousel.launcher import LaunchRequest, LocalLauncher, launcher_from_env
 from datacarousel.synthetic.generator import generate_orbit
+from datacarousel.work_queues import WorkQueue, WorkQueues
 
 # Orbits of June 2014 (other tests use other months); each test takes its own.
 JUNE_2014 = 76971
@@ -57,6 +58,11 @@ class World:
     @property
     def results(self) -> str:
         return self.env[Env.RESULTS_BUCKET]
+
+    @property
+    def work_queue(self) -> WorkQueue:
+        """ComputeRadiance's work queue and dead-letter queue (found by name, as the carousel finds them)."""
+        return WorkQueues(self.sqs, self.env[Env.STACK_NAME]).of("ComputeRadiance")
 
     def stage(self, orbits: Sequence[int], prefix: str, storage_class: str = "DEEP_ARCHIVE") -> list[str]:
         """Upload orbits (DEEP_ARCHIVE by default) under `prefix`; returns their file names."""

@@ -82,7 +82,7 @@ def test_two_overlapping_jobs_share_each_restore_and_complete(world: World, laun
         released_when: list[str] = []  # the object's Restore header at the moment its WorkItem is sent
 
         def at_send(op: str, params: dict[str, Any]) -> bool:
-            if op == "SendMessage" and params["QueueUrl"] == world.env[Env.WORK_QUEUE_URL]:
+            if op == "SendMessage" and params["QueueUrl"] == world.work_queue.url:
                 item = parse_job_message(params["MessageBody"])
                 if isinstance(item, WorkItem):
                     released_when.append(checker.head_object(Bucket=item.bucket, Key=item.key).get("Restore", ""))
@@ -111,7 +111,7 @@ def test_two_overlapping_jobs_share_each_restore_and_complete(world: World, laun
     index_requests = [IndexRequest.from_json(body) for body in calls.sent(world.env[Env.INDEX_QUEUE_URL])]
     assert Counter(r.key for r in index_requests) == Counter(dict.fromkeys(keys, 1))
     # Computed once per job: one WorkItem per (job, file), with the job's parameters.
-    sent = [parse_job_message(body) for body in calls.sent(world.env[Env.WORK_QUEUE_URL])]
+    sent = [parse_job_message(body) for body in calls.sent(world.work_queue.url)]
     items = [m for m in sent if isinstance(m, WorkItem)]
     # Reduced once per job: the steps sent one ReduceRequest per job (a worker composed its months).
     assert Counter(m.job_id for m in sent if isinstance(m, ReduceRequest)) == Counter({a.job_id: 1, b.job_id: 1})

@@ -201,7 +201,7 @@ def test_step_killed_halfway_then_run_again_loses_and_repeats_nothing(
     calls = Calls()
     calls.watch(ctx.s3, "RestoreObject")
     calls.watch(ctx.sqs, "SendMessage")
-    work_url = world.env[Env.WORK_QUEUE_URL]
+    work_url = world.work_queue.url
     step = Step(ctx, launcher=OnlyLauncher(launcher, {JobDefinitionName.INDEX_FILE.value}), pending_release_grace_s=2.0)
 
     # Killed 1: both restores claimed, the process dies before the second RestoreObject.
@@ -279,7 +279,7 @@ def test_dead_lettered_work_and_index_requests_fail_their_job_files_with_the_rea
         bucket=world.archive,
         key=naming.archive_key(naming.BasicFusionName.parse(slow), prefix),
     )
-    world.sqs.send_message(QueueUrl=world.env[Env.WORK_DLQ_URL], MessageBody=item.to_json())
+    world.sqs.send_message(QueueUrl=world.work_queue.dead_letter_url, MessageBody=item.to_json())
 
     report = step.run()
     assert report.failed_files == 1
@@ -289,7 +289,7 @@ def test_dead_lettered_work_and_index_requests_fail_their_job_files_with_the_rea
     assert rows[bad][JobFileAttr.STATE] == "FAILED" and "truncated HDF5 file" in rows[bad][JobFileAttr.ERROR]
     assert rows[slow][JobFileAttr.STATE] == "FAILED" and rows[slow][JobFileAttr.ERROR] == "exceeded max receives"
     # Recorded, then deleted from the dead-letter queues.
-    assert not [m for m in queue_bodies(world.sqs, world.env[Env.WORK_DLQ_URL]) if m["Body"] == item.to_json()]
+    assert not [m for m in queue_bodies(world.sqs, world.work_queue.dead_letter_url) if m["Body"] == item.to_json()]
     assert not [m for m in queue_bodies(world.sqs, world.env[Env.INDEX_DLQ_URL]) if m["Body"] == request.to_json()]
     step.run()
     assert job_state(ctx, job.job_id) is JobState.COMPLETE  # every file finished (failed): the job is done

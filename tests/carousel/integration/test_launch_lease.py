@@ -16,7 +16,8 @@ from carousel_world import World
 
 from carousel.step import Step, StepReport
 from carousel.store import LaunchLease
-from datacarousel.contract import JobDefinitionName
+from datacarousel import work_queues
+from datacarousel.contract import JobAttr, JobDefinitionName
 from datacarousel.launcher import LaunchRequest
 
 
@@ -55,25 +56,31 @@ class SlowLauncher:
 
 @pytest.fixture()
 def deep_work_queue(world: World) -> Iterator[str]:
-    """A private queue with 20 messages waiting, standing for the work queue's backlog."""
-    url = world.sqs.create_queue(QueueName=f"launch-lease-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    """ComputeRadiance's work queues of a private stack name, 20 messages waiting: the work queue's backlog.
+
+    Returns the stack name."""
+    stack = f"launch-lease-{uuid.uuid4().hex[:8]}"
+    url = world.sqs.create_queue(QueueName=work_queues.queue_name(stack, "ComputeRadiance"))["QueueUrl"]
+    dead = world.sqs.create_queue(QueueName=work_queues.dead_letter_queue_name(stack, "ComputeRadiance"))["QueueUrl"]
     for batch in range(2):
         entries = [{"Id": str(i), "MessageBody": f"{batch}-{i}"} for i in range(10)]
         world.sqs.send_message_batch(QueueUrl=url, Entries=entries)
-    yield url
+    yield stack
     world.sqs.delete_queue(QueueUrl=url)
+    world.sqs.delete_queue(QueueUrl=dead)
 
 
 def test_racing_steps_start_no_more_than_the_cap(world: World, deep_work_queue: str) -> None:
     ctx = world.context(max_job_workers=3, max_index_workers=1)
     empty = world.sqs.create_queue(QueueName=f"launch-lease-empty-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     try:
-        settings = dataclasses.replace(ctx.settings, work_queue_url=deep_work_queue, index_queue_url=empty)
+        settings = dataclasses.replace(ctx.settings, stack_name=deep_work_queue, index_queue_url=empty)
         ctx = dataclasses.replace(ctx, settings=settings)
         launcher = SlowLauncher()
         steps = [Step(ctx, launcher=launcher) for _ in range(3)]
         reports = [StepReport(started_at=time.time()) for _ in steps]
-        nothing_loaded: Any = SimpleNamespace(files={})
+        # One open ComputeRadiance job: its definition's pool drains the deep queue.
+        nothing_loaded: Any = SimpleNamespace(files={}, jobs={"a-job": {JobAttr.DEFINITION: "ComputeRadiance"}})
         threads = [
             threading.Thread(target=step.launch_workers, args=(nothing_loaded, report))
             for step, report in zip(steps, reports, strict=True)

@@ -28,7 +28,7 @@ from carousel.runtime import Context
 from carousel.step import Step, StepReport
 from carousel.store import load
 from datacarousel import aws, naming, registry
-from datacarousel.contract import FAILURE_REASON_ATTRIBUTE, Env, JobAttr, JobState
+from datacarousel.contract import FAILURE_REASON_ATTRIBUTE, JobAttr, JobState
 from datacarousel.messages import ReduceRequest
 
 # The last two orbits of June 2014 and the first of July: a job of two months.
@@ -122,7 +122,7 @@ def done_job(world: World, ctx: Context, owner: str, results: Mapping[int, bytes
 
 def reduce_requests(world: World, job_id: str) -> list[dict[str, Any]]:
     """Receive the work queue's ReduceRequests of the job (others are left for their own tests)."""
-    url = world.env[Env.WORK_QUEUE_URL]
+    url = world.work_queue.url
     found: list[dict[str, Any]] = []
     for _ in range(5):
         got = aws.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30)
@@ -175,12 +175,12 @@ def test_a_dead_lettered_reduce_request_ends_the_job_with_its_reason(
     done = done_job(world, ctx, "reducer2", orbit_results)
     request = ReduceRequest(job_id=done.job_id, job_definition="ComputeRadiance")
     aws.client("sqs").send_message(
-        QueueUrl=world.env[Env.WORK_DLQ_URL],
+        QueueUrl=world.work_queue.dead_letter_url,
         MessageBody=request.to_json(),
         MessageAttributes={FAILURE_REASON_ATTRIBUTE: {"DataType": "String", "StringValue": "BadInput: no results"}},
     )
     report = StepReport(started_at=time.time())
-    Step(ctx).record_work_failures(time.time(), report)
+    Step(ctx).record_work_failures(load(ctx.tables), time.time(), report)
     assert report.completed_jobs == [done.job_id] and job_state(ctx, done.job_id) is JobState.COMPLETE
     item = ctx.tables.jobs.get(done.job_id)
     assert item is not None and "reducer failed" in item[JobAttr.ERROR] and "no results" in item[JobAttr.ERROR]

@@ -29,6 +29,7 @@ from datacarousel.cli import app
 from datacarousel.launcher import LaunchRequest, LocalLauncher, job_definitions
 from datacarousel.local import environment, hsds_server, process
 from datacarousel.local.errors import PortInUse, StackFailed
+from datacarousel.work_queues import WorkQueues
 
 # --- unit: env file, outputs, template parameters ----------------------------------------
 
@@ -151,8 +152,10 @@ def test_stack_resources_are_usable(local_env: Any) -> None:
     s3, sqs, ddb = aws.client("s3"), aws.client("sqs"), aws.client("dynamodb")
     for name in (contract.Env.ARCHIVE_BUCKET, contract.Env.RESULTS_BUCKET):
         s3.head_bucket(Bucket=env[name])
-    for name in (contract.Env.INDEX_QUEUE_URL, contract.Env.WORK_QUEUE_URL, contract.Env.RESTORE_EVENTS_QUEUE_URL):
-        assert sqs.get_queue_attributes(QueueUrl=env[name], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    urls = [env[name] for name in (contract.Env.INDEX_QUEUE_URL, contract.Env.RESTORE_EVENTS_QUEUE_URL)]
+    radiance = WorkQueues(sqs, env[contract.Env.STACK_NAME]).of("ComputeRadiance")  # found by name
+    for url in (*urls, radiance.url, radiance.dead_letter_url):
+        assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     for name in (contract.Env.FILES_TABLE, contract.Env.JOBS_TABLE, contract.Env.JOB_FILES_TABLE):
         assert ddb.describe_table(TableName=env[name])["Table"]["TableStatus"] == "ACTIVE"
 
