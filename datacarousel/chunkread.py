@@ -17,8 +17,16 @@ Three layers:
   `s3_range_reader` (boto3 GetObject with Range), `fsspec_range_reader`;
 - decoding: `read_dataset` (one array), `read_datasets` (many, ranges coalesced,
   decoded in a thread pool: zlib releases the GIL), and `stream_chunk` (inflate a
-  whole-array chunk piece by piece and stop after the bytes wanted, with the next
-  compressed pieces fetched in parallel while the current one inflates).
+  whole-array chunk piece by piece, hand out the bytes wanted as soon as they are
+  inflated, then inflate the rest into a small dropped buffer to check the zlib
+  checksum, with the next compressed pieces fetched in parallel while the current
+  one inflates).
+
+Integrity: every deflate chunk read is inflated to its end, so its zlib checksum
+(adler32 of the uncompressed bytes) and its size are checked, as h5py does; a
+chunk that fails raises `CorruptChunk`, a `datacarousel.errors.CorruptData` naming
+the dataset, the chunk's byte offset and the reason. Data stored without a filter
+(contiguous datasets) carries no checksum in HDF5: only its size is checked.
 
 Only what decodes exactly like HDF5 is taken: contiguous data, or chunks whose
 filter pipeline is empty or deflate alone, fixed-size numeric/bytes types, every
@@ -48,6 +56,8 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
+from datacarousel.errors import CorruptData
+
 _inflate_lib: types.ModuleType
 try:  # ISA-L inflates the same deflate streams about twice as fast as zlib
     from isal import isal_zlib as _inflate_lib
@@ -67,6 +77,7 @@ DEFAULT_COALESCE_GAP = 1024 * 1024  # fetch two ranges at most this far apart wi
 DEFAULT_PART_SIZE = 16 * 1024 * 1024  # large ranges are fetched as parallel parts of this size
 DEFAULT_PIECE_SIZE = 8 * 1024 * 1024  # compressed bytes inflated at a time when streaming
 DEFAULT_OUT_PIECE = 64 * 1024 * 1024  # uncompressed bytes produced per inflate call at most
+VERIFY_PIECE = 4 * 1024 * 1024  # past the bytes wanted: inflated at a time (then dropped) to check the checksum
 
 
 @dataclass
@@ -134,8 +145,13 @@ class ShortRead(OSError):
     """A range reader returned fewer bytes than asked for (truncated file or object)."""
 
 
-class CorruptChunk(ValueError):
-    """A chunk does not inflate to the size its shape says."""
+class CorruptChunk(CorruptData):
+    """A stored chunk fails its integrity check: the deflate stream is broken, its zlib checksum (adler32)
+    does not match, or it does not inflate to exactly the size its shape says.
+
+    A `datacarousel.errors.CorruptData` (so a `BadInput`): `path`, `offset` (the chunk's byte offset
+    in the file) and `reason` name what failed.
+    """
 
 
 @dataclass(frozen=True)
@@ -425,24 +441,36 @@ def read_range(
 
 
 # --------------------------------------------------------------------------- decoding
-def decode_chunk(index: DatasetIndex, raw: bytes | memoryview, stats: Stats | None = None) -> npt.NDArray[Any]:
-    """One stored chunk (or the contiguous data) as an array of the chunk's (or dataset's) shape."""
+def decode_chunk(
+    index: DatasetIndex, raw: bytes | memoryview, stats: Stats | None = None, chunk: Chunk | None = None
+) -> npt.NDArray[Any]:
+    """One stored chunk (or the contiguous data) as an array of the chunk's (or dataset's) shape.
+
+    A deflate chunk is inflated to its end: its zlib checksum and size are checked before the array is
+    returned; any failure raises `CorruptChunk` naming the dataset and `chunk`'s byte offset. Data stored
+    without a filter has no checksum: only its size can be checked.
+    """
     shape = index.chunk_shape if index.layout == CHUNKED and index.chunk_shape is not None else index.shape
     dtype = np.dtype(index.dtype)
     want = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     out = np.empty(shape, dtype=dtype)
     flat = out.reshape(-1).view(np.uint8)
+    offset = None if chunk is None else chunk.byte_offset
     if not index.deflate:
         if len(raw) != want:
-            raise CorruptChunk(f"{index.path}: {len(raw)} bytes stored, expected {want}")
+            raise CorruptChunk(f"{len(raw)} bytes stored, expected {want}", index.path, offset)
         flat[:] = np.frombuffer(raw, dtype=np.uint8)
         return out
     started = time.perf_counter()
-    got = inflate_into(raw, flat)
-    if stats is not None:
-        stats.add(inflate_s=time.perf_counter() - started)
+    try:
+        got = inflate_into(raw, flat)
+    except CorruptChunk as exc:
+        raise CorruptChunk(exc.reason, index.path, offset) from exc
+    finally:
+        if stats is not None:
+            stats.add(inflate_s=time.perf_counter() - started)
     if got != want:
-        raise CorruptChunk(f"{index.path}: chunk gives {got} bytes, expected {want}")
+        raise CorruptChunk(f"the chunk inflates to {got} bytes, expected {want}", index.path, offset)
     return out
 
 
@@ -453,7 +481,8 @@ OUT_PIECE = 8 * 1024 * 1024
 def inflate_into(raw: bytes | memoryview, out: npt.NDArray[np.uint8]) -> int:
     """Inflate a zlib stream straight into `out` (writable, no second full-size copy); returns the bytes written.
 
-    Raises CorruptChunk if the stream is broken, longer than `out`, or does not end.
+    Raises CorruptChunk if the stream is broken (including a zlib checksum that does not match), longer
+    than `out`, or does not end.
     """
     inflater = _inflate_lib.decompressobj()
     view = memoryview(raw)
@@ -476,7 +505,7 @@ def inflate_into(raw: bytes | memoryview, out: npt.NDArray[np.uint8]) -> int:
     except _INFLATE_ERRORS as exc:
         raise CorruptChunk(f"the stream does not inflate: {exc}") from exc
     if not inflater.eof:
-        raise CorruptChunk("the deflate stream does not end where it should")
+        raise CorruptChunk("the deflate stream does not end where it should (truncated or corrupt)")
     return pos
 
 
@@ -533,12 +562,12 @@ def read_dataset(
 
     def one(chunk: Chunk) -> tuple[Chunk, npt.NDArray[Any]]:
         raw = read_range(reader, chunk.byte_offset, chunk.size, executor=None, part_size=part_size)
-        return chunk, decode_chunk(index, raw, stats)
+        return chunk, decode_chunk(index, raw, stats, chunk)
 
     if executor is None or len(chunks) <= 1:
         if len(chunks) == 1 and executor is not None:
             raw = read_range(reader, chunks[0].byte_offset, chunks[0].size, executor=executor, part_size=part_size)
-            pieces = [(chunks[0], decode_chunk(index, raw, stats))]
+            pieces = [(chunks[0], decode_chunk(index, raw, stats, chunks[0]))]
         else:
             pieces = [one(c) for c in chunks]
     else:
@@ -619,7 +648,7 @@ def read_datasets(
         return reader(req.start, req.end - req.start)
 
     def decode(path: str, chunk: Chunk, raw: memoryview) -> tuple[str, Chunk, npt.NDArray[Any]]:
-        return path, chunk, decode_chunk(by_path[path], raw, stats)
+        return path, chunk, decode_chunk(by_path[path], raw, stats, chunk)
 
     def members(req: _Request, raw: bytes) -> Iterator[tuple[str, Chunk, memoryview]]:
         view = memoryview(raw)
@@ -737,20 +766,35 @@ def stream_chunk(
     *,
     start: int = 0,
     end: int | None = None,
+    total: int | None = None,
     piece_size: int = DEFAULT_PIECE_SIZE,
     ahead: int = 0,
     streamer: bool = False,
     stats: Stats | None = None,
-    verify: bool = False,
+    verify: bool = True,
+    path: str = "",
 ) -> Iterator[bytes]:
     """Inflate one deflate chunk piece by piece; yield the uncompressed bytes [start, end) in order.
 
-    Stops reading compressed bytes once `end` is reached (a zlib stream cannot be entered in the
-    middle, but it can be left early; its checksum, at the end, is then not checked: `verify=True`
-    reads on to the end and checks it, as h5py does). `source` is a range reader (one call per piece), or, with
-    `streamer=True`, a `RangeStreamer` (one request for the whole chunk, read in pieces). With
-    `ahead` > 0 a background thread reads up to `ahead` pieces ahead while this one inflates.
+    A zlib stream cannot be entered in the middle, but the bytes wanted are yielded as soon as they
+    are inflated. With `verify` (the default) the generator then inflates the rest of the stream into
+    pieces of at most VERIFY_PIECE bytes that are dropped, so that the zlib checksum (adler32, at the
+    very end) is checked as h5py checks it, and the stream must end after exactly `total` bytes (the
+    chunk's uncompressed size, when given). Any failure raises `CorruptChunk` (naming `path` and the
+    chunk's byte offset), possibly after the last bytes wanted were yielded: a consumer must read the
+    generator to its end before it trusts (or uses) anything it got. `verify=False` stops reading
+    compressed bytes once `end` is reached, leaving what was yielded unchecked.
+
+    `source` is a range reader (one call per piece), or, with `streamer=True`, a `RangeStreamer` (one
+    request for the whole chunk, read in pieces). With `ahead` > 0 a background thread reads up to
+    `ahead` pieces ahead while this one inflates.
     """
+    if end is not None and total is not None and end > total:
+        raise ValueError(f"bytes up to {end} wanted of a chunk of {total}")
+
+    def corrupt(reason: str) -> CorruptChunk:
+        return CorruptChunk(reason, path, chunk.byte_offset)
+
     size = chunk.size
     pieces: Iterator[bytes]
     if streamer:
@@ -758,37 +802,62 @@ def stream_chunk(
     else:
         pieces = piecewise(source)(chunk.byte_offset, size, piece_size)  # type: ignore[arg-type]
     inflater = _inflate_lib.decompressobj()
-    position = 0
+    position = 0  # uncompressed bytes inflated so far
+
+    def inflate(data: bytes) -> bytes:
+        """The next output of `data` (b"": what zlib still holds): the bytes wanted, or VERIFY_PIECE past `end`."""
+        nonlocal position
+        if end is None:
+            limit = DEFAULT_OUT_PIECE
+        elif position < end:
+            limit = max(1, min(DEFAULT_OUT_PIECE, end - position))
+        else:
+            limit = VERIFY_PIECE
+        started = time.perf_counter()
+        produced = inflater.decompress(data, limit)
+        if stats is not None:
+            stats.add(inflate_s=time.perf_counter() - started)
+        position += len(produced)
+        if total is not None and position > total:
+            raise corrupt(f"the stream inflates to more than {total} bytes")
+        return produced
+
+    def wanted(produced: bytes) -> bytes:
+        lo = max(start - (position - len(produced)), 0)
+        hi = len(produced) if end is None else min(end - (position - len(produced)), len(produced))
+        if hi <= lo:
+            return b""
+        return produced if (lo == 0 and hi == len(produced)) else produced[lo:hi]
+
     feed = _read_ahead(iter(pieces), ahead)
     try:
         for compressed in feed:
-            piece = compressed
-            if verify and end is not None and position >= end:  # past the bytes wanted: check the rest
-                if inflater.decompress(piece, 1 << 20) or inflater.unconsumed_tail:
-                    raise CorruptChunk(f"chunk at {chunk.byte_offset} inflates to more than {end} bytes")
-                continue
-            while piece and (end is None or position < end):
-                limit = DEFAULT_OUT_PIECE if end is None else max(1, min(DEFAULT_OUT_PIECE, end - position))
-                started = time.perf_counter()
-                produced = inflater.decompress(piece, limit)
-                if stats is not None:
-                    stats.add(inflate_s=time.perf_counter() - started)
-                piece = inflater.unconsumed_tail
-                lo = max(start - position, 0)
-                hi = len(produced) if end is None else min(end - position, len(produced))
-                position += len(produced)
-                if hi > lo:
-                    yield produced if (lo == 0 and hi == len(produced)) else produced[lo:hi]
-                if not produced and not piece:
-                    break
-            if end is not None and position >= end and not verify:
+            data = compressed
+            while data and not inflater.eof:
+                if not verify and end is not None and position >= end:
+                    return  # the bytes wanted are out; the rest (and the checksum) is not read
+                produced = inflate(data)
+                data = inflater.unconsumed_tail
+                part = wanted(produced)
+                if part:
+                    yield part
+            if inflater.eof:
+                break  # bytes after the end of the stream are ignored, as HDF5 does
+        while not inflater.eof and (verify or end is None or position < end):  # zlib may still hold output
+            produced = inflate(b"")
+            if not produced:
                 break
+            part = wanted(produced)
+            if part:
+                yield part
         if end is not None and position < end:
-            raise CorruptChunk(f"chunk at {chunk.byte_offset} ends after {position} bytes, {end} wanted")
+            raise corrupt(f"the stream ends after {position} bytes, {end} wanted (truncated or corrupt)")
         if verify and not inflater.eof:
-            raise CorruptChunk(f"chunk at {chunk.byte_offset}: the deflate stream does not end where it should")
+            raise corrupt("the deflate stream does not end where it should (truncated or corrupt)")
+        if verify and total is not None and position != total:
+            raise corrupt(f"the stream inflates to {position} bytes, expected {total}")
     except _INFLATE_ERRORS as exc:
-        raise CorruptChunk(f"chunk at {chunk.byte_offset}: {exc}") from exc
+        raise corrupt(f"the stream does not inflate: {exc}") from exc
     finally:
         close = getattr(feed, "close", None)
         if close is not None:
@@ -809,9 +878,12 @@ def iter_leading_range(
 ) -> Iterator[npt.NDArray[Any]]:
     """Rows first..last (inclusive) of the first axis, `group` rows at a time (MISR blocks).
 
-    A whole-array deflate chunk is inflated in one pass that stops after row `last`; memory stays
-    at `group` rows plus a few compressed pieces. Other layouts are read whole (through
-    `read_dataset`) and cut into groups. `source`: see `stream_chunk`.
+    A whole-array deflate chunk is inflated in one pass: the groups are yielded as soon as they are
+    inflated, then the rest of the chunk is inflated (and dropped) so that its zlib checksum and size
+    are checked; memory stays at `group` rows plus a few compressed pieces. The last group is
+    yielded before that check: a consumer must exhaust the iterator (which raises `CorruptChunk`
+    if the chunk is damaged) before it uses what it got. Other layouts are read whole (through
+    `read_dataset`, each chunk checked) and cut into groups. `source`: see `stream_chunk`.
     """
     _check(index)
     dtype = np.dtype(index.dtype)
@@ -829,8 +901,11 @@ def iter_leading_range(
     done_rows = 0  # rows handed out so far
     buf = np.empty(0, dtype=np.uint8)
     fill = 0
-    for piece in stream_chunk(source, index.chunks[0], start=first * row_bytes, end=end, piece_size=piece_size,
-                              ahead=ahead, streamer=streamer, stats=stats, verify=end >= index.nbytes):  # fmt: skip
+    pieces = stream_chunk(
+        source, index.chunks[0], start=first * row_bytes, end=end, total=index.nbytes, piece_size=piece_size,
+        ahead=ahead, streamer=streamer, stats=stats, path=index.path,
+    )  # fmt: skip
+    for piece in pieces:
         src = np.frombuffer(piece, dtype=np.uint8)
         while src.size:
             if fill == buf.size:  # a fresh, writable group buffer: each byte is copied once
@@ -871,6 +946,33 @@ def read_or_fallback(ds: h5py.Dataset, reader: RangeReader | None, **kwargs: Any
             return read_dataset(index, reader, **kwargs)
         log.debug("%s: read with h5py (%s)", ds.name, index.reason)
     return np.asarray(ds[()])
+
+
+def find_corrupt_chunk(ds: h5py.Dataset, path: str | None = None) -> CorruptChunk | None:
+    """The first stored chunk of an h5py dataset that fails its integrity check, as a `CorruptChunk`; None if none does.
+
+    Tells a damaged chunk from any other error after h5py failed to read a dataset (HDF5 says only
+    "filter returned failure"): each chunk's stored bytes are read through HDF5 itself
+    (`read_direct_chunk`, so any h5py file object works) and inflated to their end, as `stream_chunk`
+    does, into a small dropped buffer. Storage this module does not decode (other filters) and data
+    stored without a filter (nothing to check) give None.
+    """
+    index = index_dataset(ds, path)
+    if not index.direct or not index.deflate or index.chunk_shape is None:
+        return None
+    chunk_bytes = int(np.prod(index.chunk_shape, dtype=np.int64)) * np.dtype(index.dtype).itemsize
+    for chunk in index.chunks:
+        raw = memoryview(ds.id.read_direct_chunk(chunk.offset)[1])
+
+        def read(offset: int, size: int, raw: memoryview = raw, base: int = chunk.byte_offset) -> bytes:
+            return bytes(raw[offset - base : offset - base + size])
+
+        try:
+            for _ in stream_chunk(read, chunk, end=0, total=chunk_bytes, path=index.path, piece_size=IN_PIECE):
+                pass
+        except CorruptChunk as exc:
+            return exc
+    return None
 
 
 def chunk_grid(index: DatasetIndex) -> list[tuple[int, ...]]:
@@ -1111,8 +1213,8 @@ class Prefetcher:
         def decode(chunk: Chunk) -> tuple[Chunk, npt.NDArray[Any]]:
             if chunk in chunks:
                 lo = chunk.byte_offset - req.start
-                return chunk, decode_chunk(index, raw[lo : lo + chunk.size], self._stats)
-            return chunk, decode_chunk(index, self._reader(chunk.byte_offset, chunk.size), self._stats)
+                return chunk, decode_chunk(index, raw[lo : lo + chunk.size], self._stats, chunk)
+            return chunk, decode_chunk(index, self._reader(chunk.byte_offset, chunk.size), self._stats, chunk)
 
         todo = chunks + rest
         pieces = list(self._decode_pool.map(decode, todo)) if len(todo) > 1 else [decode(todo[0])]

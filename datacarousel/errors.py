@@ -29,3 +29,24 @@ class NotReadable(DataCarouselError):
 
 class TransientError(DataCarouselError):
     """A service is briefly unavailable: retry later, the message returns to the queue."""
+
+
+class CorruptData(BadInput):
+    """Stored bytes fail their integrity check (deflate stream, zlib checksum, size): poison, never retried.
+
+    Every read path raises it for a damaged chunk, so callers classify by type, never by message text.
+    `reason`: what failed; `path`: the dataset; `offset`: the chunk's byte offset in the file (None if
+    not known); `source`: the file, object or domain read (may be empty).
+    """
+
+    def __init__(self, reason: str, path: str = "", offset: int | None = None, source: str = "") -> None:
+        self.reason = reason
+        self.path = path
+        self.offset = offset
+        self.source = source
+        where = ": ".join(p for p in (source, path) if p)
+        at = f" (chunk at byte {offset})" if offset is not None else ""
+        super().__init__(f"{where + ': ' if where else ''}corrupt data{at}: {reason}")
+
+    def __reduce__(self) -> tuple[type[CorruptData], tuple[str, str, int | None, str]]:  # survives pickling
+        return (type(self), (self.reason, self.path, self.offset, self.source))

@@ -219,7 +219,7 @@ def _ceres(source: OrbitSource, out: r.OrbitResult, present: bool) -> None:
             continue
         sizes = {k: v.shape for k, v in d.items()}
         if len({v.shape for v in d.values()}) != 1 or d["time"].ndim != 1:
-            out.skip("CERES", name, r.CERES_WITHOUT_FM1, f"arrays of different shapes: {sizes}")
+            out.skip("CERES", name, r.CERES_LENGTHS_DIFFER, f"arrays of different shapes: {sizes}")
             continue
         minus_90 += s.ceres_granule(out.ceres, d, t0=out.t0, t1=out.t1, vza_max=params.vza_max, mode=params.ceres_mode)
     if minus_90:

@@ -9,8 +9,15 @@ MISR radiances and geolocation are stored as one whole-array gzip chunk
 (BASICFUSION_LAYOUT.md §1). Slicing such a dataset through HDF5 decompresses
 the whole chunk into memory (755 MB per AN band). Where the raw bytes are
 reachable (local file, S3 object) the reader instead streams the chunk through
-zlib and keeps only the daylit block range, stopping after its last block; it
-checks the filter pipeline first and falls back to one HDF5 slice otherwise.
+zlib and hands out the daylit block range as soon as it is inflated; it then
+inflates the rest of the chunk into a small dropped buffer, so that the chunk's
+zlib checksum is checked before the job can finish (as HDF5 checks it). It checks
+the filter pipeline first and falls back to one HDF5 slice otherwise.
+
+Integrity: whatever the path, a chunk whose bytes fail their check (deflate stream,
+zlib checksum, size) raises `datacarousel.errors.CorruptData` naming the file, the
+dataset, the chunk's byte offset and the reason; h5py's own read errors are checked
+the same way (`chunkread.find_corrupt_chunk`) before they are raised as they came.
 
 Direct reads (issue #11, docs/read-path.md): by default every opener also gives the reader a
 `datacarousel.chunkread.DirectReads`, which reads datasets stored as contiguous data or deflate-only
@@ -29,7 +36,6 @@ import logging
 import os
 import queue
 import threading
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -41,7 +47,7 @@ import numpy.typing as npt
 import s3fs
 
 from datacarousel import aws, chunkread
-from datacarousel.errors import BadInput, TransientError
+from datacarousel.errors import BadInput, CorruptData, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +142,15 @@ class OrbitReader:
                 one = self._direct.read(paths[0])
                 return None if one is None else [one]
             many = self._direct.read_many(paths)
-        except (chunkread.ShortRead, chunkread.CorruptChunk) as exc:
-            raise BadInput(f"{self.name}: truncated or corrupt data: {exc}") from exc
+        except chunkread.CorruptChunk as exc:
+            raise self._corrupt(exc) from exc
+        except chunkread.ShortRead as exc:
+            raise BadInput(f"{self.name}: truncated data: {exc}") from exc
         return None if many is None else [many[p] for p in paths]
+
+    def _corrupt(self, exc: CorruptData) -> CorruptData:
+        """`exc` as a `CorruptData` that also names this file."""
+        return CorruptData(exc.reason, exc.path, exc.offset, self.name)
 
     def _start_modis_prefetch(self, granules: list[str]) -> None:
         """Remote sources: fetch every granule's candidates ahead, in time order, in few requests."""
@@ -172,7 +184,22 @@ class OrbitReader:
         got = self._direct_read([path])
         if got is not None:
             return got[0] if selection == () else np.asarray(got[0][selection])
-        return np.asarray(self._dataset(path)[selection])
+        return self._h5_read(self._dataset(path), selection)
+
+    def _h5_read(self, ds: Any, selection: Any = ()) -> npt.NDArray[Any]:
+        """`ds[selection]` through h5py/h5pyd; a read error caused by a damaged chunk raises `CorruptData`."""
+        try:
+            return np.asarray(ds[selection])
+        except OSError as exc:  # HDF5 says only "filter returned failure": look at the chunks themselves
+            corrupt = None
+            if isinstance(ds, h5py.Dataset):
+                try:
+                    corrupt = chunkread.find_corrupt_chunk(ds, str(ds.name).lstrip("/"))
+                except Exception as check_exc:  # the check itself failed: the original error stands
+                    log.debug("%s: chunk check after a read error failed: %s", ds.name, check_exc)
+            if corrupt is None:
+                raise
+            raise self._corrupt(corrupt) from exc
 
     def _children(self, path: str) -> list[str]:
         try:
@@ -216,7 +243,7 @@ class OrbitReader:
             n = ds.shape[0]
             if len(rs) < n or len(fs) < n:
                 raise MissingData(f"{ds.name}: scale attributes shorter than the band count {n}")
-            bands.append(np.asarray(direct[k] if direct is not None else ds[()], dtype=np.float32))
+            bands.append(np.asarray(direct[k] if direct is not None else self._h5_read(ds), dtype=np.float32))
             rad_scales.append(rs[:n])
             ref_scales.append(fs[:n])
         return np.concatenate(bands, axis=0), np.concatenate(rad_scales), np.concatenate(ref_scales)
@@ -234,7 +261,7 @@ class OrbitReader:
             return
         plan = self._stream_plan(ds)
         if plan is None:
-            data = np.asarray(ds[first : last + 1])
+            data = self._h5_read(ds, np.s_[first : last + 1])
             for start in range(0, data.shape[0], BLOCK_GROUP):
                 yield data[start : start + BLOCK_GROUP]
             return
@@ -242,15 +269,18 @@ class OrbitReader:
         assert self._raw_read is not None
         stream = _stream_blocks(
             self._raw_read, byte_offset=byte_offset, size=size, shape=tuple(ds.shape), dtype=np.dtype(ds.dtype),
-            first=first, last=last,
+            first=first, last=last, path=path,
         )  # fmt: skip
-        yield from prefetched(stream, depth=2)  # inflate the next blocks while the job aggregates these
+        # inflate the next blocks (and, after the last, the rest of the chunk) while the job aggregates these
+        yield from prefetched(self._translated(stream), depth=2)
 
     def _translated(self, rows: Iterator[npt.NDArray[Any]]) -> Iterator[npt.NDArray[Any]]:
         try:
             yield from rows
-        except (chunkread.ShortRead, chunkread.CorruptChunk) as exc:
-            raise BadInput(f"{self.name}: MISR chunk truncated or corrupt: {exc}") from exc
+        except chunkread.CorruptChunk as exc:
+            raise self._corrupt(exc) from exc
+        except chunkread.ShortRead as exc:
+            raise BadInput(f"{self.name}: MISR chunk truncated: {exc}") from exc
 
     def _stream_plan(self, ds: Any) -> tuple[int, int] | None:
         """(file offset, compressed size) of a whole-array deflate-only chunk, or None if streaming does not apply."""
@@ -325,47 +355,26 @@ def _stream_blocks(
     dtype: np.dtype[Any],
     first: int,
     last: int,
+    path: str = "",
 ) -> Iterator[npt.NDArray[Any]]:
-    """Inflate a whole-array chunk piece by piece; yield blocks first..last, stop after the last one."""
-    block_bytes = int(np.prod(shape[1:])) * dtype.itemsize
-    start, end = first * block_bytes, (last + 1) * block_bytes
-    group_bytes = BLOCK_GROUP * block_bytes
-    inflater = zlib.decompressobj()
-    position = 0  # bytes of the uncompressed stream produced so far
-    pending = bytearray()
-    read_at = byte_offset
-    remaining = size
-    out_pos = start
-    while out_pos < end:
-        if inflater.unconsumed_tail:
-            piece = inflater.unconsumed_tail
-        else:
-            if remaining <= 0:
-                raise BadInput(f"MISR chunk ends after {position} of {end} bytes: the file is truncated or corrupt")
-            n = min(STREAM_PIECE, remaining)
-            piece = raw_read(read_at, n)
-            if len(piece) != n:
-                raise BadInput(f"short read at offset {read_at}: the file is truncated")
-            read_at += n
-            remaining -= n
-        try:
-            produced = inflater.decompress(piece, STREAM_PIECE * 4)
-        except zlib.error as exc:
-            raise BadInput(f"MISR chunk does not inflate: {exc}") from exc
-        lo = max(start - position, 0)
-        hi = min(end - position, len(produced))
-        if hi > lo:
-            pending += produced[lo:hi]
-        position += len(produced)
-        out_pos = max(out_pos, min(position, end))
-        while len(pending) >= group_bytes or (out_pos >= end and pending):
-            take = min(group_bytes, len(pending))
-            take -= take % block_bytes
-            blocks = np.frombuffer(bytes(pending[:take]), dtype=dtype).reshape(-1, *shape[1:])
-            del pending[:take]
-            yield blocks
-        if not produced and not inflater.unconsumed_tail and remaining <= 0 and out_pos < end:
-            raise BadInput("MISR chunk ended early: the file is truncated or corrupt")
+    """Inflate a whole-array chunk piece by piece; yield blocks first..last, BLOCK_GROUP at a time, as they come.
+
+    After the last block the rest of the chunk is inflated into a small dropped buffer, so the zlib
+    checksum at its end is checked: the iterator raises `chunkread.CorruptChunk` (or `ShortRead`)
+    after its last blocks if the chunk is damaged; exhaust it before using them.
+    """
+    index = chunkread.DatasetIndex(
+        path=path, shape=shape, dtype=dtype.str, layout=chunkread.CHUNKED, chunk_shape=shape, deflate=True,
+        chunks=(chunkread.Chunk((0,) * len(shape), byte_offset, size),),
+    )  # fmt: skip
+
+    def read(offset: int, n: int) -> bytes:
+        data = raw_read(offset, n)
+        if len(data) != n:
+            raise chunkread.ShortRead(f"{path}: {len(data)} of {n} bytes at offset {offset}: the file is truncated")
+        return data
+
+    return chunkread.iter_leading_range(index, read, first, last, group=BLOCK_GROUP, ahead=0, piece_size=STREAM_PIECE)
 
 
 def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:

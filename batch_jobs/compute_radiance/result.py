@@ -47,6 +47,7 @@ MISR_NO_BLOCK_IN_WINDOW = "misr_no_block_in_window"
 MISR_BAND_MISSING = "misr_band_missing"
 CERES_MISSING = "ceres_missing"
 CERES_WITHOUT_FM1 = "ceres_without_fm1"
+CERES_LENGTHS_DIFFER = "ceres_lengths_differ"  # the FM1 arrays of a group are not all 1-D of one length
 LATITUDE_MINUS_90 = "latitude_minus_90"
 
 

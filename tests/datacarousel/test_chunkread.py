@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from datacarousel import aws, chunkread, hsds
+from datacarousel.errors import BadInput, CorruptData
 from datacarousel.synthetic.generator import generate_orbit
 
 SEED = 7
@@ -99,19 +101,28 @@ def test_leading_ranges_of_whole_and_per_band_chunks(orbit_file: Path, file_read
                 assert same(chunkread.read_dataset(index, file_reader, leading=slice(first, last + 1)), want)
 
 
-def test_streaming_stops_after_the_last_block_wanted(orbit_file: Path, file_reader: chunkread.RangeReader) -> None:
+def test_streaming_hands_out_blocks_early_then_checks_the_whole_chunk(
+    orbit_file: Path, file_reader: chunkread.RangeReader
+) -> None:
     index = job_indexes(orbit_file)["MISR/AN/Data_Fields/Red_Radiance"]
+    chunk = index.chunks[0]
     stats = chunkread.Stats()
     piece = 1024
-    groups = list(
-        chunkread.iter_leading_range(
-            index, chunkread.counted(file_reader, stats), 0, 9, group=4, piece_size=piece, ahead=0
-        )
+    rows = chunkread.iter_leading_range(
+        index, chunkread.counted(file_reader, stats), 0, 9, group=4, piece_size=piece, ahead=0
     )
+    groups = [next(rows)]
+    assert stats.fetched_bytes < chunk.size / 4  # 4 of 180 blocks: handed out long before the chunk is read
+    groups += list(rows)
     assert [g.shape[0] for g in groups] == [4, 4, 2]
-    assert stats.fetched_bytes < index.chunks[0].size / 4  # 10 of 180 blocks: far from the whole chunk
+    assert stats.fetched_bytes == chunk.size  # then the rest was inflated: the zlib checksum was checked
     with h5py.File(orbit_file, "r") as f:
         assert same(np.concatenate(groups), f["MISR/AN/Data_Fields/Red_Radiance"][0:10])
+    # verify=False (not used by the job) leaves the rest unread, and so unchecked
+    stats = chunkread.Stats()
+    reader = chunkread.counted(file_reader, stats)
+    head = b"".join(chunkread.stream_chunk(reader, chunk, end=1000, piece_size=piece, verify=False))
+    assert len(head) == 1000 and stats.fetched_bytes < chunk.size / 4
 
 
 def test_streaming_with_read_ahead_and_a_streamer(orbit_file: Path, file_reader: chunkread.RangeReader) -> None:
@@ -236,6 +247,95 @@ def test_corrupt_chunk_is_reported(orbit_file: Path, file_reader: chunkread.Rang
         chunkread.read_dataset(index, flipped)
     with pytest.raises(chunkread.CorruptChunk):
         chunkread.read_leading_range(index, flipped, 0, index.shape[0] - 1, piece_size=512)
+
+
+def stream_index(rows: int = 200, row_bytes: int = 1000, at: int = 100) -> tuple[chunkread.DatasetIndex, bytes]:
+    """A whole-array deflate chunk of `rows` rows, stored at byte `at` of a fake file (returned as bytes)."""
+    rng = np.random.default_rng(SEED)
+    data = rng.integers(0, 8, (rows, row_bytes), dtype=np.uint8)  # compressible, but not trivially
+    raw = zlib.compress(data.tobytes(), 1)
+    index = chunkread.DatasetIndex(
+        path="G/rows", shape=data.shape, dtype="|u1", layout="chunked", chunk_shape=data.shape, deflate=True,
+        chunks=(chunkread.Chunk((0, 0), at, len(raw)),),
+    )  # fmt: skip
+    return index, b"\0" * at + raw
+
+
+def flip_at(data: bytes, position: int) -> chunkread.RangeReader:
+    damaged = bytearray(data)
+    damaged[position] ^= 0xFF
+    return lambda offset, size: bytes(damaged[offset : offset + size])
+
+
+@pytest.mark.parametrize("where", ["in_rows_wanted", "past_rows_wanted", "zlib_trailer", "zlib_header"])
+@pytest.mark.parametrize(("piece", "streamer", "ahead"), [(64, False, 0), (4096, True, 2), (1 << 20, False, 0)])
+def test_streaming_checks_the_whole_chunk(where: str, piece: int, streamer: bool, ahead: int) -> None:
+    index, data = stream_index()
+    chunk = index.chunks[0]
+    wanted_end = 10 * 1000  # rows 0..9 of 200
+    position = {
+        "in_rows_wanted": chunk.byte_offset + 40,
+        "past_rows_wanted": chunk.byte_offset + chunk.size // 2,  # far past the compressed bytes of rows 0..9
+        "zlib_trailer": chunk.byte_offset + chunk.size - 1,
+        "zlib_header": chunk.byte_offset,
+    }[where]
+    reader = flip_at(data, position)
+    if where == "past_rows_wanted":  # a reader that stops after the rows wanted cannot see it
+        stored = reader(chunk.byte_offset, chunk.size)
+        assert zlib.decompressobj().decompress(stored, wanted_end) == zlib.decompress(data[100:])[:wanted_end]
+    source = chunkread.piecewise(reader) if streamer else reader
+    rows = chunkread.iter_leading_range(index, source, 0, 9, group=4, streamer=streamer, ahead=ahead, piece_size=piece)
+    with pytest.raises(chunkread.CorruptChunk) as info:
+        list(rows)
+    assert (info.value.path, info.value.offset) == ("G/rows", chunk.byte_offset) and info.value.reason
+    with pytest.raises(chunkread.CorruptChunk):
+        chunkread.read_dataset(index, reader)
+
+
+def test_streaming_rejects_a_chunk_of_the_wrong_size() -> None:
+    index, data = stream_index()
+    longer = chunkread._replace(index, shape=(199, 1000), chunk_shape=(199, 1000))
+    with pytest.raises(chunkread.CorruptChunk, match="more than"):
+        list(chunkread.iter_leading_range(longer, lambda o, n: data[o : o + n], 0, 5))
+    shorter = chunkread._replace(index, shape=(201, 1000), chunk_shape=(201, 1000))
+    with pytest.raises(chunkread.CorruptChunk, match="200000 bytes, expected 201000"):
+        list(chunkread.iter_leading_range(shorter, lambda o, n: data[o : o + n], 0, 5))
+
+
+def test_corrupt_chunk_is_corrupt_data_not_a_value_error() -> None:
+    exc = chunkread.CorruptChunk("bad checksum", "MISR/x", 1234)
+    assert isinstance(exc, CorruptData) and isinstance(exc, BadInput) and not isinstance(exc, ValueError)
+    back = pickle.loads(pickle.dumps(exc))
+    assert (
+        type(back) is chunkread.CorruptChunk
+        and str(back) == str(exc) == "MISR/x: corrupt data (chunk at byte 1234): bad checksum"
+    )
+    assert (back.reason, back.path, back.offset, back.source) == ("bad checksum", "MISR/x", 1234, "")
+
+
+def test_find_corrupt_chunk_names_the_damaged_chunk(tmp_path: Path) -> None:
+    data = np.random.default_rng(SEED).normal(size=(4, 50, 40)).astype(np.float32)
+    path = tmp_path / "damaged.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("bands", data=data, chunks=(1, 50, 40), compression="gzip", compression_opts=1)
+        f.create_dataset("plain", data=data)
+        info = f["bands"].id.get_chunk_info(2)
+    with path.open("r+b") as fh:
+        fh.seek(info.byte_offset + info.size - 3)
+        byte = fh.read(1)
+        fh.seek(info.byte_offset + info.size - 3)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    with h5py.File(path, "r") as f:
+        with pytest.raises(OSError):
+            f["bands"][()]
+        found = chunkread.find_corrupt_chunk(f["bands"], "bands")
+        assert found is not None and (found.path, found.offset) == ("bands", info.byte_offset)
+        assert chunkread.find_corrupt_chunk(f["plain"]) is None  # no filter: nothing to check
+        assert np.array_equal(f["bands"][1], data[1])
+    with h5py.File(path, "r+") as f:
+        f["bands"][2] = data[2]  # rewritten: sound again
+    with h5py.File(path, "r") as f:
+        assert chunkread.find_corrupt_chunk(f["bands"]) is None
 
 
 # --- pure planning ------------------------------------------------------------------------------------
