@@ -15,6 +15,7 @@ keep them stable.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +65,7 @@ from troposphere import sqs as tsqs
 
 from datacarousel import contract, registry, work_queues
 from datacarousel.contract import Env, JobDefinitionName
+from datacarousel.definitions import JobDefinition
 
 POLICY_VERSION = "2012-10-17"
 # Stateful resources say what happens to their data on stack deletion or replacement.
@@ -131,7 +133,7 @@ class Parameters:
     vpc: Parameter
     subnets: Parameter
     security_group: Parameter
-    images: dict[JobDefinitionName, Parameter]
+    images: dict[str, Parameter]  # by job definition name
     hsds_image: Parameter
     hsds_username: Parameter
     window_bytes: Parameter
@@ -173,8 +175,8 @@ def add_parameters(t: Template) -> Parameters:
             ),
         )
     )
-    images: dict[JobDefinitionName, Parameter] = {}
-    for worker in contract.WORKER_IMAGES:
+    images: dict[str, Parameter] = {}
+    for worker in registry.worker_images():
         images[worker.job_definition] = t.add_parameter(
             Parameter(
                 worker.parameter,
@@ -182,7 +184,7 @@ def add_parameters(t: Template) -> Parameters:
                 AllowedPattern=IMAGE_URI_PATTERN,
                 ConstraintDescription="an image URI with registry and tag or digest, e.g. "
                 f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{worker.image}:1.0",
-                Description=f"URI of the {worker.image} image (job definition {worker.job_definition.value})",
+                Description=f"URI of the {worker.image} image (job definition {worker.job_definition})",
             )
         )
     hsds_image = t.add_parameter(
@@ -852,7 +854,25 @@ def _work_queues_of_stack(suffix: str) -> Sub:
     return _arn("sqs", f"${{AWS::StackName}}-*{suffix}")
 
 
-def worker_policies(access: Access) -> dict[JobDefinitionName, list[Statement]]:
+def analysis_policy(access: Access, analysis: str) -> list[Statement]:
+    """What any analysis's job role may do: take its own work, read the archive, write results."""
+    return [
+        *_consume(*access.queues.work[analysis], "WorkItems", by_name=True),
+        Statement(Sid="ListArchive", Effect=Allow, Action=[awacs_s3.ListBucket], Resource=[access.archive_bucket]),
+        Statement(Sid="ReadArchive", Effect=Allow, Action=[awacs_s3.GetObject], Resource=[access.archive_objects]),
+        Statement(Sid="ListResults", Effect=Allow, Action=[awacs_s3.ListBucket], Resource=[access.results_bucket]),
+        Statement(Sid="ReadResults", Effect=Allow, Action=[awacs_s3.GetObject], Resource=[access.results_objects]),
+        Statement(
+            Sid="WriteResults",
+            Effect=Allow,
+            Action=[awacs_s3.PutObject],
+            Resource=[_under(access.results_bucket, f"/{contract.RESULTS_PREFIX}/*")],
+        ),
+        _kms_use(access),
+    ]
+
+
+def worker_policies(access: Access) -> dict[str, list[Statement]]:
     """Each worker's statements: only the actions and resources its code uses."""
     q = access.queues
     read_archive = [
@@ -946,22 +966,15 @@ def worker_policies(access: Access) -> dict[JobDefinitionName, list[Statement]]:
             table("FilesTable", files, write=True),
             table("JobsTable", contract.JOBS_TABLE_NAME, write=True),
             table("JobFilesTable", contract.JOB_FILES_TABLE_NAME, write=True),
-            *batch_submit([d.value for d in JobDefinitionName if d is not JobDefinitionName.CAROUSEL]),
-            _kms_use(access),
-        ],
-        JobDefinitionName.COMPUTE_RADIANCE: [
-            *_consume(*q.work[JobDefinitionName.COMPUTE_RADIANCE.value], "WorkItems", by_name=True),
-            *read_archive,
-            Statement(Sid="ListResults", Effect=Allow, Action=[awacs_s3.ListBucket], Resource=[access.results_bucket]),
-            Statement(Sid="ReadResults", Effect=Allow, Action=[awacs_s3.GetObject], Resource=[access.results_objects]),
-            Statement(
-                Sid="WriteResults",
-                Effect=Allow,
-                Action=[awacs_s3.PutObject],
-                Resource=[_under(access.results_bucket, f"/{contract.RESULTS_PREFIX}/*")],
+            *batch_submit(
+                [
+                    *(d.value for d in JobDefinitionName if d is not JobDefinitionName.CAROUSEL),
+                    *registry.builtin(),
+                ]
             ),
             _kms_use(access),
         ],
+        **{name: analysis_policy(access, name) for name in registry.builtin()},
     }
 
 
@@ -970,18 +983,22 @@ class Roles:
     batch_service: tiam.Role
     instance_profile: tiam.InstanceProfile
     execution: tiam.Role
-    workers: dict[JobDefinitionName, tiam.Role]
+    workers: dict[str, tiam.Role]  # by job definition name
     hsds_task: tiam.Role
     schedule: tiam.Role
 
 
-ROLE_PREFIX = {
-    JobDefinitionName.LOADER: "Loader",
-    JobDefinitionName.INDEX_FILE: "IndexFile",
-    JobDefinitionName.RECORD_METADATA: "RecordMetadata",
-    JobDefinitionName.CAROUSEL: "Carousel",
-    JobDefinitionName.COMPUTE_RADIANCE: "ComputeRadiance",
+PIPELINE_ROLE_PREFIX = {
+    JobDefinitionName.LOADER.value: "Loader",
+    JobDefinitionName.INDEX_FILE.value: "IndexFile",
+    JobDefinitionName.RECORD_METADATA.value: "RecordMetadata",
+    JobDefinitionName.CAROUSEL.value: "Carousel",
 }
+
+
+def role_prefix(definition: str) -> str:
+    """Logical-id prefix of a job definition's role and job definition (an analysis: its name, alphanumeric)."""
+    return PIPELINE_ROLE_PREFIX.get(definition) or re.sub(r"[^A-Za-z0-9]", "", definition)
 
 
 def _role(t: Template, title: str, service: str, statements: list[Statement], **kwargs: Any) -> tiam.Role:
@@ -1040,7 +1057,7 @@ def add_roles(t: Template, access: Access) -> Roles:
         ],
     )
     workers = {
-        definition: _role(t, f"{ROLE_PREFIX[definition]}JobRole", "ecs-tasks.amazonaws.com", statements)
+        definition: _role(t, f"{role_prefix(definition)}JobRole", "ecs-tasks.amazonaws.com", statements)
         for definition, statements in worker_policies(access).items()
     }
     hsds_task = _role(
@@ -1291,7 +1308,7 @@ def add_hsds(
 class WorkerSpec:
     """How one job definition runs: its command (INTERFACES.md "Entry points") and its size."""
 
-    definition: JobDefinitionName
+    definition: str  # the JobDefinitionName
     command: tuple[str, ...]
     vcpus: int
     memory_mib: int
@@ -1299,11 +1316,10 @@ class WorkerSpec:
     parameters: tuple[tuple[str, str], ...] = ()
 
 
-def analysis_spec(definition: JobDefinitionName) -> WorkerSpec:
+def analysis_spec(described: JobDefinition) -> WorkerSpec:
     """An analysis's job definition, derived from its description (`batch_jobs/<analysis>/definition.toml`)."""
-    described = registry.get(definition.value)
     return WorkerSpec(
-        definition,
+        described.name,
         tuple(described.batch_command()),
         described.vcpus,
         described.memory_mib,
@@ -1315,11 +1331,11 @@ def analysis_spec(definition: JobDefinitionName) -> WorkerSpec:
 def workers() -> tuple[WorkerSpec, ...]:
     """Every job definition of the template (the analyses' read from their descriptions now)."""
     return (
-        WorkerSpec(JobDefinitionName.LOADER, ("python", "-m", "loader"), 1, 2048, 2 * 3600),
-        WorkerSpec(JobDefinitionName.INDEX_FILE, ("python", "-m", "index_file"), 1, 4096, 4 * 3600),
-        WorkerSpec(JobDefinitionName.RECORD_METADATA, ("python", "-m", "record_metadata"), 1, 4096, 4 * 3600),
-        WorkerSpec(JobDefinitionName.CAROUSEL, ("python", "-m", "carousel", "step"), 1, 2048, 3600),
-        analysis_spec(JobDefinitionName.COMPUTE_RADIANCE),
+        WorkerSpec(JobDefinitionName.LOADER.value, ("python", "-m", "loader"), 1, 2048, 2 * 3600),
+        WorkerSpec(JobDefinitionName.INDEX_FILE.value, ("python", "-m", "index_file"), 1, 4096, 4 * 3600),
+        WorkerSpec(JobDefinitionName.RECORD_METADATA.value, ("python", "-m", "record_metadata"), 1, 4096, 4 * 3600),
+        WorkerSpec(JobDefinitionName.CAROUSEL.value, ("python", "-m", "carousel", "step"), 1, 2048, 3600),
+        *(analysis_spec(described) for described in registry.builtin().values()),
     )
 
 
@@ -1327,7 +1343,7 @@ def workers() -> tuple[WorkerSpec, ...]:
 class Batch:
     compute_environment: tbatch.ComputeEnvironment
     job_queue: tbatch.JobQueue
-    job_definitions: dict[JobDefinitionName, tbatch.JobDefinition]
+    job_definitions: dict[str, tbatch.JobDefinition]  # by JobDefinitionName
 
 
 def job_environment(p: Parameters, resources: dict[str, Any], hsds_endpoint: Any) -> list[tuple[str, Any]]:
@@ -1413,13 +1429,13 @@ def add_batch(
         tbatch.Secret(Name=Env.HS_USERNAME, ValueFrom=Sub(f"${{{secret.title}}}:{SECRET_USERNAME_KEY}::")),
         tbatch.Secret(Name=Env.HS_PASSWORD, ValueFrom=Sub(f"${{{secret.title}}}:{SECRET_PASSWORD_KEY}::")),
     ]
-    images = {w.job_definition: w.parameter for w in contract.WORKER_IMAGES}
-    definitions: dict[JobDefinitionName, tbatch.JobDefinition] = {}
+    images = {w.job_definition: w.parameter for w in registry.worker_images()}
+    definitions: dict[str, tbatch.JobDefinition] = {}
     for spec in workers():
         definitions[spec.definition] = t.add_resource(
             tbatch.JobDefinition(
-                f"{ROLE_PREFIX[spec.definition]}JobDefinition",
-                JobDefinitionName=spec.definition.value,
+                f"{role_prefix(spec.definition)}JobDefinition",
+                JobDefinitionName=spec.definition,
                 Type="container",
                 PlatformCapabilities=["EC2"],
                 PropagateTags=True,
@@ -1451,7 +1467,7 @@ def add_batch(
                         Options={
                             "awslogs-group": Ref(log_group),
                             "awslogs-region": Ref("AWS::Region"),
-                            "awslogs-stream-prefix": spec.definition.value,
+                            "awslogs-stream-prefix": spec.definition,
                         },
                     ),
                 ),
@@ -1478,7 +1494,7 @@ def add_schedule(t: Template, p: Parameters, batch: Batch, roles: Roles) -> teve
                     Arn=Ref(batch.job_queue),
                     RoleArn=GetAtt(roles.schedule, "Arn"),
                     BatchParameters=tevents.BatchParameters(
-                        JobDefinition=Ref(batch.job_definitions[JobDefinitionName.CAROUSEL]),
+                        JobDefinition=Ref(batch.job_definitions[JobDefinitionName.CAROUSEL.value]),
                         JobName=JobDefinitionName.CAROUSEL.value,
                     ),
                     RetryPolicy=tevents.RetryPolicy(MaximumRetryAttempts=3, MaximumEventAgeInSeconds=900),
@@ -1500,7 +1516,7 @@ def add_outputs(
         t.add_output(
             Output(
                 f"{job_definition.title}Arn",
-                Description=f"Batch job definition {definition.value}",
+                Description=f"Batch job definition {definition}",
                 Value=Ref(job_definition),
             )
         )
@@ -1622,7 +1638,7 @@ def local_parameters(ec2: Any | None = None) -> dict[str, str]:
             "SubnetIds": ",".join(sorted(s["SubnetId"] for s in subnets)),
             "SecurityGroupId": groups[0]["GroupId"],
         }
-    for worker in contract.WORKER_IMAGES:
+    for worker in registry.worker_images():
         values[worker.parameter] = f"localhost/{worker.image}:{LOCAL_IMAGE_TAG}"
     values[contract.HSDS_IMAGE_PARAMETER] = f"localhost/hsds:{LOCAL_IMAGE_TAG}"
     return values

@@ -50,11 +50,11 @@ import numpy as np
 import s3fs
 from boto3.s3.transfer import TransferConfig
 
-from batch_jobs.compute_radiance import readers
 from batch_jobs.compute_radiance import science as s
 from batch_jobs.compute_radiance.job import compute_orbit
 from datacarousel import aws, hsds
 from datacarousel import chunkread as cr
+from datacarousel import orbit as readers
 from datacarousel.local import environment
 from datacarousel.synthetic.generator import generate_orbit
 

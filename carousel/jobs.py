@@ -157,6 +157,8 @@ def submit(
             JobAttr.QUERY: query.to_dict(),
             JobAttr.PARAMETERS: params,
             JobAttr.REDUCER: definition.reducer,
+            JobAttr.RESULT_PREFIX: definition.result_prefix,
+            JobAttr.RESULT_SUFFIX: definition.result_suffix,
             JobAttr.STATE: JobState.OPEN.value,
             JobAttr.SUBMITTED_AT: stamp,
             JobAttr.FILE_COUNT: len(matched),

@@ -350,8 +350,13 @@ class Step:
         changes: dict[tuple[str, str], JobFileState] = {}
         for job_id, names in pending.items():
             keys = list_keys(self.s3, bucket, f"{naming.RESULTS_PREFIX}/{job_id}/")
+            job = loaded.jobs.get(job_id, {})
+            named = {
+                "prefix": str(job.get(JobAttr.RESULT_PREFIX) or naming.RESULT_PREFIX),
+                "suffix": str(job.get(JobAttr.RESULT_SUFFIX) or ".npz"),
+            }
             for name in names:
-                key = naming.result_key(job_id, naming.BasicFusionName.parse(name))
+                key = naming.result_key(job_id, naming.BasicFusionName.parse(name), **named)
                 if key not in keys:
                     continue
                 if self.tables.job_files.transition(

@@ -19,13 +19,15 @@ JOB_QUEUE_NAME = "datacarousel-job-queue"
 
 
 class JobDefinitionName(str, enum.Enum):
-    """Batch job definitions; the value is the JobDefinitionName in the template."""
+    """The pipeline's own Batch job definitions; the value is the JobDefinitionName in the template.
+
+    Researchers' analyses are job definitions too, each named by its description (datacarousel.definitions).
+    """
 
     LOADER = "datacarousel-loader"
     INDEX_FILE = "datacarousel-index-file"
     RECORD_METADATA = "datacarousel-record-metadata"
     CAROUSEL = "datacarousel-carousel-step"
-    COMPUTE_RADIANCE = "ComputeRadiance"
 
 
 # --- DynamoDB ----------------------------------------------------------------
@@ -140,6 +142,8 @@ class JobAttr:
     ERROR = "error"
     # From the definition at submission: whether a reduce step follows the job's last file.
     REDUCER = "reducer"
+    RESULT_PREFIX = "result_prefix"  # an orbit's result: results/<job>/<YYYY.MM>/<prefix>_O..._V001<suffix>
+    RESULT_SUFFIX = "result_suffix"
     REDUCE_REQUESTED_AT = "reduce_requested_at"  # carousel: the ReduceRequest was sent (ISO 8601 UTC)
     # The launch lease's own item (job_id LAUNCH_LEASE_ID, no state: in no index) holds only these.
     LEASE_HOLDER = "lease_holder"
@@ -343,17 +347,17 @@ FAILURE_REASON_ATTRIBUTE = "FailureReason"
 class WorkerImage:
     """One worker image (docker/<image>.Dockerfile) and the template parameter taking its URI."""
 
-    job_definition: JobDefinitionName
+    job_definition: str  # its JobDefinitionName
     image: str
     parameter: str
 
 
+# The pipeline's own workers. Each analysis's image is named in its description (datacarousel.definitions).
 WORKER_IMAGES: tuple[WorkerImage, ...] = (
-    WorkerImage(JobDefinitionName.LOADER, "datacarousel-loader", "LoaderImage"),
-    WorkerImage(JobDefinitionName.INDEX_FILE, "datacarousel-index-file", "IndexFileImage"),
-    WorkerImage(JobDefinitionName.RECORD_METADATA, "datacarousel-record-metadata", "RecordMetadataImage"),
-    WorkerImage(JobDefinitionName.CAROUSEL, "datacarousel-carousel", "CarouselImage"),
-    WorkerImage(JobDefinitionName.COMPUTE_RADIANCE, "datacarousel-compute-radiance", "ComputeRadianceImage"),
+    WorkerImage(JobDefinitionName.LOADER.value, "datacarousel-loader", "LoaderImage"),
+    WorkerImage(JobDefinitionName.INDEX_FILE.value, "datacarousel-index-file", "IndexFileImage"),
+    WorkerImage(JobDefinitionName.RECORD_METADATA.value, "datacarousel-record-metadata", "RecordMetadataImage"),
+    WorkerImage(JobDefinitionName.CAROUSEL.value, "datacarousel-carousel", "CarouselImage"),
 )
 HSDS_IMAGE_PARAMETER = "HsdsImage"
 # Stack outputs besides SHARED_RESOURCES.

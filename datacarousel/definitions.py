@@ -18,6 +18,7 @@ The format (TOML; every key below is required unless a default is named):
     timeout_s = 21600
     visibility_timeout_s = 900             # of its work queue: longer than one file's work
     result_suffix = ".nc"                  # default ".npz"
+    result_prefix = "CLIMARBLE"            # default "TERRA_BF_L1B": `<prefix>_O<orbit>_..._V001<suffix>`
     reducer = true                         # default false: whether a reduce step follows the last file
     constraints = [["lat_min", "<", "lat_max"]]  # default none; operators < <= !=
 
@@ -45,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from datacarousel.errors import BadInput, ConfigError
+from datacarousel.naming import FILE_PREFIX, BasicFusionName, result_key
 
 # Short enough that `<stack>-<name>-work-dlq` fits an SQS queue name (80 characters).
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,39}$")
@@ -167,6 +169,7 @@ class JobDefinition:
     visibility_timeout_s: int
     parameters: tuple[Parameter, ...]
     result_suffix: str = ".npz"
+    result_prefix: str = FILE_PREFIX
     reducer: bool = False
     constraints: tuple[Constraint, ...] = ()
     source: str = field(default="", compare=False)  # where it was described (for messages)
@@ -207,6 +210,9 @@ class JobDefinition:
         """Canonical strings (as `validate` returns them) as the Python values the analysis uses."""
         return {name: self.parameter(name).value(text) for name, text in canonical.items()}
 
+    def result_key(self, job_id: str, name: BasicFusionName) -> str:
+        return result_key(job_id, name, prefix=self.result_prefix, suffix=self.result_suffix)
+
     def batch_command(self) -> list[str]:
         """The Batch command: the analysis's command, the mode, then `--<param> Ref::<param>` each."""
         out = [*self.command, f"Ref::{MODE_PARAMETER}"]
@@ -236,6 +242,7 @@ class JobDefinition:
             "timeout_s": self.timeout_s,
             "visibility_timeout_s": self.visibility_timeout_s,
             "result_suffix": self.result_suffix,
+            "result_prefix": self.result_prefix,
             "reducer": self.reducer,
             "constraints": [[c.left, c.operator, c.right] for c in self.constraints],
             "parameters": {},
@@ -309,6 +316,7 @@ class _Reader:
             "timeout_s",
             "visibility_timeout_s",
             "result_suffix",
+            "result_prefix",
             "reducer",
             "constraints",
             "parameters",
@@ -364,6 +372,7 @@ class _Reader:
             visibility_timeout_s=self.positive("visibility_timeout_s"),
             parameters=parameters,
             result_suffix=self.field("result_suffix", str, ".npz"),
+            result_prefix=self.field("result_prefix", str, FILE_PREFIX),
             reducer=self.field("reducer", bool, False),
             constraints=constraints,
             source=self.source,

@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from datacarousel import registry
-from datacarousel.contract import HSDS_IMAGE_PARAMETER, JobDefinitionName
+from datacarousel.contract import HSDS_IMAGE_PARAMETER, JobDefinitionName, WorkerImage
 from datacarousel.contract import WORKER_IMAGES as CONTRACT_IMAGES
+from datacarousel.definitions import JobDefinition
 from datacarousel.errors import DataCarouselError
 
 log = logging.getLogger(__name__)
@@ -131,9 +132,20 @@ def _worker(
     requirements: tuple[str, ...] = (),
     modules: tuple[str, ...] = (),
 ) -> ImageSpec:
-    """A worker image; its name and template parameter come from `contract.WORKER_IMAGES`."""
-    (entry,) = [e for e in CONTRACT_IMAGES if e.job_definition is definition]
-    module = module or package
+    """A pipeline worker's image; its name and template parameter come from `contract.WORKER_IMAGES`."""
+    (entry,) = [e for e in CONTRACT_IMAGES if e.job_definition == definition.value]
+    return _image(entry, package, command, module=module or package, requirements=requirements, modules=modules)
+
+
+def _image(
+    entry: WorkerImage,
+    package: str,
+    command: Sequence[str],
+    *,
+    module: str,
+    requirements: tuple[str, ...] = (),
+    modules: tuple[str, ...] = (),
+) -> ImageSpec:
     return ImageSpec(
         name=entry.image,
         dockerfile=f"docker/{entry.image.removeprefix('datacarousel-')}.Dockerfile",
@@ -141,33 +153,42 @@ def _worker(
         command=tuple(command),
         help_command=("python", "-m", module, "--help"),
         modules=("datacarousel", "datacarousel.contract", package, f"{module}.__main__", *modules),
-        job_definition=definition.value,
+        job_definition=entry.job_definition,
         template_parameter=entry.parameter,
         requirements=requirements,
     )
 
 
-def _analysis_command(name: str) -> tuple[str, ...]:
-    """An analysis's job-definition command with the Batch parameter defaults filled in (its description's)."""
-    described = registry.get(name)
+# What every built-in analysis's image adds to the base: NetCDF output and quick-look maps.
+ANALYSIS_REQUIREMENTS = ("docker/requirements-analyses.txt",)
+ANALYSIS_MODULES = ("matplotlib.pyplot", "xarray", "h5netcdf")
+
+
+def _analysis(described: JobDefinition) -> ImageSpec:
+    """A built-in analysis's image, all from its description: name, template parameter, command, module.
+
+    Its command is the job definition's with the Batch parameter defaults filled in.
+    """
     defaults = {f"Ref::{key}": value for key, value in described.batch_parameters().items()}
-    return tuple(defaults.get(part, part) for part in described.batch_command())
+    command = tuple(defaults.get(part, part) for part in described.batch_command())
+    module = command[command.index("-m") + 1] if "-m" in command else described.name
+    return _image(
+        WorkerImage(described.name, described.image, described.image_parameter),
+        module.split(".", 1)[0],
+        command,
+        module=module,
+        requirements=ANALYSIS_REQUIREMENTS,
+        modules=ANALYSIS_MODULES,
+    )
 
 
-# The commands are the job definitions' (stack.py workers()), with the Batch parameter defaults filled in.
+# The commands are the job definitions' (stack.py workers()).
 WORKER_IMAGES: tuple[ImageSpec, ...] = (
     _worker(JobDefinitionName.LOADER, "loader", ("python", "-m", "loader")),
     _worker(JobDefinitionName.INDEX_FILE, "index_file", ("python", "-m", "index_file")),
     _worker(JobDefinitionName.RECORD_METADATA, "record_metadata", ("python", "-m", "record_metadata")),
     _worker(JobDefinitionName.CAROUSEL, "carousel", ("python", "-m", "carousel", "step")),
-    _worker(
-        JobDefinitionName.COMPUTE_RADIANCE,
-        "batch_jobs",
-        _analysis_command(JobDefinitionName.COMPUTE_RADIANCE.value),
-        module="batch_jobs.compute_radiance",
-        requirements=("docker/requirements-compute-radiance.txt",),
-        modules=("batch_jobs.compute_radiance.quicklook", "matplotlib.pyplot", "xarray", "h5netcdf"),
-    ),
+    *(_analysis(described) for described in registry.builtin().values()),
 )
 IMAGES: dict[str, ImageSpec] = {spec.name: spec for spec in (BASE, *WORKER_IMAGES)}
 # The HSDS service on ECS runs the HDF Group's public image (or a mirror of it): not built here.

@@ -126,7 +126,11 @@ class BasicFusionName:
     @property
     def result_name(self) -> str:
         """Result file: `TERRA_BF_L1B` -> `CLIMARBLE`, `.h5` -> `.npz`."""
-        return self.file_name.replace(FILE_PREFIX, RESULT_PREFIX, 1)[: -len(".h5")] + ".npz"
+        return self.result_file(RESULT_PREFIX, ".npz")
+
+    def result_file(self, prefix: str, suffix: str) -> str:
+        """An analysis's result file: `TERRA_BF_L1B` -> `prefix`, `.h5` -> `suffix`."""
+        return self.file_name.replace(FILE_PREFIX, prefix, 1)[: -len(".h5")] + suffix
 
     @classmethod
     def for_orbit(cls, orbit: int) -> BasicFusionName:
@@ -162,9 +166,9 @@ def hsds_domain(folder: str, name: BasicFusionName) -> str:
     return f"{folder}{name.year_month}/{name.file_name}"
 
 
-def result_key(job_id: str, name: BasicFusionName) -> str:
-    """Key of one orbit's result: job, year-month and orbit identify it."""
-    return f"{RESULTS_PREFIX}/{job_id}/{name.year_month}/{name.result_name}"
+def result_key(job_id: str, name: BasicFusionName, *, prefix: str = RESULT_PREFIX, suffix: str = ".npz") -> str:
+    """Key of one orbit's result: job, year-month and orbit identify it; prefix and suffix are its definition's."""
+    return f"{RESULTS_PREFIX}/{job_id}/{name.year_month}/{name.result_file(prefix, suffix)}"
 
 
 def composite_key(job_id: str, period: str, suffix: str = ".npz") -> str:

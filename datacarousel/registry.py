@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 
 from datacarousel import definitions
+from datacarousel.contract import WORKER_IMAGES, WorkerImage
 from datacarousel.definitions import JobDefinition
 
 DESCRIPTION_FILE = "definition.toml"
@@ -34,6 +35,12 @@ def builtin() -> dict[str, JobDefinition]:
 def known() -> dict[str, JobDefinition]:
     """Every definition a researcher can submit to, by name."""
     return dict(builtin())
+
+
+def worker_images() -> tuple[WorkerImage, ...]:
+    """Every image a job definition runs: the pipeline workers' (contract) and each built-in analysis's."""
+    analyses = (WorkerImage(d.name, d.image, d.image_parameter) for d in builtin().values())
+    return (*WORKER_IMAGES, *analyses)
 
 
 def get(name: str) -> JobDefinition:

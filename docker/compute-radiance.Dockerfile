@@ -14,10 +14,10 @@ ENV PYTHONPATH=/opt/datacarousel \
 
 USER 0:0
 # The radiance job's own dependencies (NetCDF export, quick-look maps, its reducer's composites), before the code.
-COPY docker/requirements-compute-radiance.txt /opt/requirements-compute-radiance.txt
+COPY docker/requirements-analyses.txt /opt/requirements-analyses.txt
 RUN --mount=type=secret,id=pip-ca \
     if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
-    && pip install --no-cache-dir --no-deps --only-binary=:all: -r /opt/requirements-compute-radiance.txt \
+    && pip install --no-cache-dir --no-deps --only-binary=:all: -r /opt/requirements-analyses.txt \
     && pip check \
     && find /opt/venv -depth -type d -name tests -path '*/site-packages/*/tests' -exec rm -rf {} + \
     && python -c 'import matplotlib.pyplot, pandas, xarray, h5netcdf' \

@@ -44,6 +44,8 @@ def _load_stack_module() -> ModuleType:
 
 
 stack = _load_stack_module()
+# Every job definition of the template: the pipeline's workers and each built-in analysis.
+ALL_DEFINITIONS = [*(d.value for d in JobDefinitionName), *registry.builtin()]
 
 
 @pytest.fixture(scope="module")
@@ -318,7 +320,7 @@ def test_every_role_is_trusted_by_one_service_of_this_account(template: dict[str
         "TaskExecutionRole": "ecs-tasks.amazonaws.com",
         "HsdsTaskRole": "ecs-tasks.amazonaws.com",
         "CarouselScheduleRole": "events.amazonaws.com",
-        **{f"{stack.ROLE_PREFIX[d]}JobRole": "ecs-tasks.amazonaws.com" for d in JobDefinitionName},
+        **{f"{stack.role_prefix(d)}JobRole": "ecs-tasks.amazonaws.com" for d in ALL_DEFINITIONS},
     }
     assert set(roles) == set(expected)
     for name, role in roles.items():
@@ -435,7 +437,7 @@ CONTRACT_ENV_NAMES = {value for name, value in vars(Env).items() if name.isupper
 
 def test_job_definitions_set_only_contract_variables_and_keep_credentials_secret(template: dict[str, Any]) -> None:
     definitions = _of_type(template, "AWS::Batch::JobDefinition")
-    assert {d["Properties"]["JobDefinitionName"] for d in definitions.values()} == {d.value for d in JobDefinitionName}
+    assert {d["Properties"]["JobDefinitionName"] for d in definitions.values()} == set(ALL_DEFINITIONS)
     for name, definition in definitions.items():
         environment, secrets = _container_env_names(definition)
         assert set(environment) <= CONTRACT_ENV_NAMES, (name, set(environment) - CONTRACT_ENV_NAMES)
@@ -464,7 +466,7 @@ def test_job_definitions_run_the_agreed_entry_points(template: dict[str, Any]) -
         JobDefinitionName.RECORD_METADATA.value: ["python", "-m", "record_metadata"],
         JobDefinitionName.CAROUSEL.value: ["python", "-m", "carousel", "step"],
         # An analysis's command is its description's: the mode, then every parameter as an option.
-        JobDefinitionName.COMPUTE_RADIANCE.value: [
+        "ComputeRadiance": [
             "python",
             "-m",
             "batch_jobs.compute_radiance",
@@ -480,6 +482,8 @@ def test_job_definitions_run_the_agreed_entry_points(template: dict[str, Any]) -
             "--ceres-mode",
             "Ref::ceres_mode",
         ],
+        # Every other analysis likewise, from its own description.
+        **{name: d.batch_command() for name, d in registry.builtin().items() if name != "ComputeRadiance"},
     }
     assert by_name["ComputeRadiance"]["Parameters"] == {
         "mode": "queue",
@@ -489,7 +493,7 @@ def test_job_definitions_run_the_agreed_entry_points(template: dict[str, Any]) -
         "misr_camera": "AN",
         "ceres_mode": "ct",
     }
-    images = {w.job_definition.value: w.parameter for w in contract.WORKER_IMAGES}
+    images = {w.job_definition: w.parameter for w in registry.worker_images()}
     for name, props in by_name.items():
         container = props["ContainerProperties"]
         assert container["Image"] == {"Ref": images[name]}, name
@@ -501,15 +505,15 @@ def test_job_definitions_run_the_agreed_entry_points(template: dict[str, Any]) -
         # Infrastructure failures retry; anything else exits (the queues' redrive handles the job's own failures).
         assert retry["EvaluateOnExit"][0] == {"OnStatusReason": "Host EC2*", "Action": "RETRY"}
         assert retry["EvaluateOnExit"][-1] == {"OnReason": "*", "Action": "EXIT"}
-        assert _getatt_target(container["JobRoleArn"]) == f"{stack.ROLE_PREFIX[JobDefinitionName(name)]}JobRole"
+        assert _getatt_target(container["JobRoleArn"]) == f"{stack.role_prefix(name)}JobRole"
         assert _getatt_target(container["ExecutionRoleArn"]) == "TaskExecutionRole"
 
 
 def test_the_local_launcher_reads_the_job_definitions(template: dict[str, Any]) -> None:
     """The embedded environment runs these job definitions itself: their shape is its interface."""
     definitions = job_definitions(template)
-    assert set(definitions) == {d.value for d in JobDefinitionName}
-    radiance = definitions[JobDefinitionName.COMPUTE_RADIANCE.value]
+    assert set(definitions) == set(ALL_DEFINITIONS)
+    radiance = definitions["ComputeRadiance"]
     assert radiance.resolve_command({}) == [
         "python",
         "-m",
@@ -610,7 +614,7 @@ def test_parameters_use_aws_types_and_constraints(template: dict[str, Any]) -> N
     assert contract.RestoreTier.EXPEDITED.value not in params["RestoreTier"]["AllowedValues"]
     for name in ("WindowBytes", "WindowFiles", "RestoreDays", "MaxVcpus"):
         assert params[name]["Type"] == "Number" and params[name]["MinValue"] >= 1, name
-    image_parameters = [w.parameter for w in contract.WORKER_IMAGES] + [contract.HSDS_IMAGE_PARAMETER]
+    image_parameters = [w.parameter for w in registry.worker_images()] + [contract.HSDS_IMAGE_PARAMETER]
     pattern = re.compile(stack.IMAGE_URI_PATTERN)
     for name in image_parameters:
         assert params[name]["AllowedPattern"] == stack.IMAGE_URI_PATTERN
@@ -635,8 +639,8 @@ def test_outputs_name_every_shared_resource(template: dict[str, Any]) -> None:
     for shared in contract.SHARED_RESOURCES:
         assert shared.output in outputs, shared.output
     assert contract.HSDS_ENDPOINT_OUTPUT in outputs and contract.HSDS_SECRET_OUTPUT in outputs
-    for definition in JobDefinitionName:
-        assert f"{stack.ROLE_PREFIX[definition]}JobDefinitionArn" in outputs
+    for definition in ALL_DEFINITIONS:
+        assert f"{stack.role_prefix(definition)}JobDefinitionArn" in outputs
 
 
 def test_local_parameters_cover_every_required_parameter(template: dict[str, Any]) -> None:
@@ -645,7 +649,7 @@ def test_local_parameters_cover_every_required_parameter(template: dict[str, Any
     assert required <= set(values)
     assert set(values) <= set(template["Parameters"])
     pattern = re.compile(stack.IMAGE_URI_PATTERN)
-    for worker in contract.WORKER_IMAGES:
+    for worker in registry.worker_images():
         assert pattern.match(values[worker.parameter])
 
 
@@ -787,11 +791,8 @@ def test_stack_reaches_create_complete_in_moto_with_usable_resources(
     assert [q["jobQueueName"] for q in queues] == [contract.JOB_QUEUE_NAME]
     definitions = batch.describe_job_definitions(status="ACTIVE")["jobDefinitions"]
     by_name = {d["jobDefinitionName"]: d for d in definitions}
-    assert set(by_name) == {d.value for d in JobDefinitionName}
-    radiance_env = {
-        e["name"]: e["value"]
-        for e in by_name[JobDefinitionName.COMPUTE_RADIANCE.value]["containerProperties"]["environment"]
-    }
+    assert set(by_name) == set(ALL_DEFINITIONS)
+    radiance_env = {e["name"]: e["value"] for e in by_name["ComputeRadiance"]["containerProperties"]["environment"]}
     for shared in contract.SHARED_RESOURCES:
         assert radiance_env[shared.env] == env[shared.env], shared.env
     assert radiance_env[Env.HSDS_FOLDER] == contract.DEFAULT_HSDS_FOLDER.format(user=contract.PROJECT)
@@ -846,6 +847,6 @@ def test_operator_guide_names_every_parameter_and_output(template: dict[str, Any
     guide = (ROOT / "docs" / "operator.md").read_text()
     missing = [name for name in [*template["Parameters"], *template["Outputs"]] if f"`{name}`" not in guide]
     assert missing == [], f"docs/operator.md does not name: {missing}"
-    for worker in contract.WORKER_IMAGES:
+    for worker in registry.worker_images():
         assert f"`{worker.image}`" in guide and f"`{worker.parameter}`" in guide
     assert "aws cloudformation deploy" in guide

@@ -17,17 +17,17 @@ from typing import Annotated, Any
 import typer
 
 from batch_jobs.compute_radiance import composite as comp
-from batch_jobs.compute_radiance import export, quicklook, readers, worker
+from batch_jobs.compute_radiance import export, quicklook, worker
 from batch_jobs.compute_radiance.description import DEFINITION
 from batch_jobs.compute_radiance.result import Parameters, load_npz, npz_bytes
-from datacarousel import queue_worker
+from datacarousel import job
+from datacarousel import orbit as readers
 from datacarousel.aws import client
 from datacarousel.config import Settings
 from datacarousel.definitions import option_name
 from datacarousel.errors import BadFileName, BadInput, ConfigError, DataCarouselError, MalformedMessage
 from datacarousel.messages import WorkItem
 from datacarousel.naming import BasicFusionName, composite_key
-from datacarousel.work_queues import WorkQueues
 
 log = logging.getLogger("batch_jobs.compute_radiance")
 
@@ -126,20 +126,11 @@ def queue(
     """
     try:
         params = _params(resolution, vza_max, modis_category, misr_camera, ceres_mode)
-        settings = Settings.from_env(need=["results_bucket", "stack_name"])
+        settings = Settings.from_env(need=["results_bucket"])
         handler = worker.WorkItemHandler(client("s3"), settings.require("results_bucket"), params, reader=reader)
-        sqs = client("sqs")
-        queues = WorkQueues(sqs, settings.require("stack_name")).of(DEFINITION.name)
+        report = job.serve(handler, max_messages=max_messages, visibility_timeout=visibility_timeout)
     except (DataCarouselError, ValueError) as exc:
         raise _fail(BadInput(str(exc)) if isinstance(exc, ValueError) else exc) from exc
-    report = queue_worker.drain(
-        sqs,
-        queues.url,
-        queues.dead_letter_url,
-        handler,
-        max_messages=max_messages,
-        visibility_timeout=visibility_timeout,
-    )
     print(json.dumps(report.as_dict()))  # noqa: T201
 
 
@@ -172,7 +163,7 @@ def array(
         outcome = handler.handle_item(item)
     except (DataCarouselError, OSError) as exc:
         raise _fail(exc) from exc
-    print(json.dumps({"result": outcome.key, "computed": outcome.computed, "skipped": list(outcome.skipped_reasons)}))  # noqa: T201
+    print(json.dumps({"result": outcome.key, "computed": outcome.computed, "skipped": list(outcome.skipped)}))  # noqa: T201
 
 
 def _iter_inputs(inputs: list[str], s3: Any) -> Iterator[tuple[str, dict[str, Any]]]:

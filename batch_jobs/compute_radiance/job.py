@@ -19,8 +19,8 @@ import numpy as np
 
 from batch_jobs.compute_radiance import result as r
 from batch_jobs.compute_radiance import science as s
-from batch_jobs.compute_radiance.readers import MissingData, OrbitSource, prefetched
 from datacarousel.errors import BadInput
+from datacarousel.orbit import MissingData, OrbitSource, prefetched
 
 log = logging.getLogger(__name__)
 

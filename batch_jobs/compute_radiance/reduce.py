@@ -6,37 +6,28 @@ composes every month that has no composite yet, oldest first. A month counts as 
 its `.npz` exists: its quick-looks are written first and the `.npz` last, so a worker that dies half
 way leaves the month to be composed again — with the same bytes, since a composite is a
 deterministic function of the orbit results, which no longer change once every file is final.
-The reduced marker (`naming.reduced_marker_key`) is written last of all: the carousel completes
-the job when it appears.
+The job SDK writes the reduced marker (`naming.reduced_marker_key`) last of all, listing every
+composite: the carousel completes the job when it appears.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from botocore.exceptions import BotoCoreError, ClientError
 
 from batch_jobs.compute_radiance import composite as comp
 from batch_jobs.compute_radiance import quicklook
 from batch_jobs.compute_radiance.result import load_npz, npz_bytes
-from datacarousel import naming
+from datacarousel import job, naming
 from datacarousel.aws import list_keys
-from datacarousel.errors import BadInput, TransientError
+from datacarousel.errors import BadInput
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Reduced:
-    written: list[str]  # keys written by this call
-    keys: list[str]  # every composite key of the job (`.npz` and quick-looks), sorted
 
 
 def results_by_period(keys: Iterable[str], job_id: str) -> dict[str, list[str]]:
@@ -78,24 +69,15 @@ def compose_month(s3: Any, bucket: str, job_id: str, period: str, keys: list[str
     return written
 
 
-def reduce_job(s3: Any, bucket: str, job_id: str) -> Reduced:
-    """Compose every month of the job that has no composite yet, then write the reduced marker."""
-    try:
-        listed = list_keys(s3, bucket, f"{naming.RESULTS_PREFIX}/{job_id}/")
-        composites_prefix = naming.composite_key(job_id, "", "")
-        existing = {k for k in listed if k.startswith(composites_prefix)}
-        written: list[str] = []
-        for period, keys in sorted(results_by_period(listed, job_id).items()):
-            if naming.composite_key(job_id, period) not in existing:
-                written += compose_month(s3, bucket, job_id, period, keys)
-        every = sorted(existing | set(written))
-        marker = {"job_id": job_id, "keys": every}
-        s3.put_object(
-            Bucket=bucket,
-            Key=naming.reduced_marker_key(job_id),
-            Body=json.dumps(marker, sort_keys=True).encode(),
-            ContentType="application/json",
-        )
-    except (ClientError, BotoCoreError) as exc:
-        raise TransientError(f"job {job_id}: reducing failed: {exc}") from exc
-    return Reduced(written=written, keys=every)
+def reduce_composites(reduction: job.Reduction) -> None:
+    """Compose every month of the job that has no composite yet; the SDK writes the reduced marker after."""
+    s3, bucket, job_id = reduction.s3, reduction.bucket, reduction.job_id
+    listed = list_keys(s3, bucket, reduction.prefix)
+    composites_prefix = naming.composite_key(job_id, "", "")
+    existing = {k for k in listed if k.startswith(composites_prefix)}
+    for key in sorted(existing):  # an earlier, interrupted run's months count as done
+        reduction.record(key)
+    for period, keys in sorted(results_by_period(listed, job_id).items()):
+        if naming.composite_key(job_id, period) not in existing:
+            for key in compose_month(s3, bucket, job_id, period, keys):
+                reduction.record(key)

@@ -1,46 +1,28 @@
-"""Adapters around the job: open a source, run, write the result durably (S3 or a local path), idempotently.
+"""ComputeRadiance on the job SDK (`datacarousel.job`): one orbit's grids, and the job's reducer.
 
-A work item's result key is `naming.result_key(job_id, name)`. Before computing, the
-worker looks for the key: a result written with the same parameters from the same
-source object (same ETag) is kept and the work is skipped. Otherwise it computes
-and puts the file (deterministic bytes: a rerun overwrites with identical content).
-The queue drain deletes the message only after `handle` returns, i.e. after the put.
+The SDK finds or writes each result once (`results/<job>/<YYYY.MM>/CLIMARBLE_..._V001.npz`, skipped
+when one computed with the same parameters from the same source ETag is there), dead-letters poison
+with its reason and writes the reduced marker after the monthly composites. The other adapters
+here serve the command line's single-orbit and manifest modes.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from batch_jobs.compute_radiance import readers
 from batch_jobs.compute_radiance.description import DEFINITION
 from batch_jobs.compute_radiance.job import compute_orbit
-from batch_jobs.compute_radiance.reduce import reduce_job
+from batch_jobs.compute_radiance.reduce import reduce_composites
 from batch_jobs.compute_radiance.result import OrbitResult, Parameters, npz_bytes
-from datacarousel import aws
-from datacarousel.errors import BadInput, MalformedMessage, NotReadable, TransientError
-from datacarousel.messages import ReduceRequest, WorkItem, parse_job_message
-from datacarousel.naming import BasicFusionName, result_key
+from datacarousel import aws, job
+from datacarousel import orbit as readers
+from datacarousel.errors import BadInput, TransientError
+from datacarousel.naming import BasicFusionName
 
 log = logging.getLogger(__name__)
-
-META_PARAMETERS = "cr-parameters-digest"
-META_SOURCE_ETAG = "cr-source-etag"
-READER_CHOICES = ("s3", "hsds", "auto")
-ARCHIVE_CLASSES = ("GLACIER", "DEEP_ARCHIVE")
-
-
-@dataclass(frozen=True)
-class Outcome:
-    key: str
-    computed: bool  # False when an identical result was already there
-    skipped_reasons: tuple[str, ...] = ()
 
 
 def open_source(
@@ -90,106 +72,31 @@ def write_output(data: bytes, out: str, name: BasicFusionName, s3: Any | None = 
     return str(path)
 
 
-class WorkItemHandler:
-    """`handle(body)` for `queue_worker.drain`: one WorkItem -> one result object in the results bucket."""
+def process(work: job.Work) -> job.Result:
+    """One orbit's grids (the job SDK opens the orbit, finds or writes the result, reports failures)."""
+    try:
+        params = Parameters(**dict(work.parameters))
+    except (TypeError, ValueError) as exc:
+        raise BadInput(f"bad parameters: {exc}") from exc
+    result = run_source(work.open_orbit(), params)
+    return job.Result(npz_bytes(result.arrays()), skipped=tuple(sorted(result.reasons())))
 
-    def __init__(
-        self,
-        s3: Any,
-        results_bucket: str,
-        defaults: Parameters,
-        reader: str = "s3",
-        s3_fs: Any | None = None,
-    ) -> None:
-        if reader not in READER_CHOICES:
-            raise ValueError(f"reader must be one of {READER_CHOICES}")
-        self.s3 = s3
-        self.results_bucket = results_bucket
-        self.defaults = defaults
-        self.reader = reader
-        self.s3_fs = s3_fs
 
-    def __call__(self, body: str) -> None:
-        message = parse_job_message(body)
-        if isinstance(message, ReduceRequest):
-            if message.job_definition != DEFINITION.name:
-                raise BadInput(f"a {message.job_definition} reduce request reached {DEFINITION.name}'s worker")
-            reduced = reduce_job(self.s3, self.results_bucket, message.job_id)
-            log.info(
-                "job %s: reduced: %d keys written, %d in all", message.job_id, len(reduced.written), len(reduced.keys)
-            )
-            return
-        self.handle_item(message)
-
-    def handle_item(self, item: WorkItem) -> Outcome:
-        name = BasicFusionName.parse(item.file_name)
-        try:
-            params = self.defaults.with_overrides(item.parameters)
-        except ValueError as exc:
-            raise MalformedMessage(f"work item {item.job_id}/{item.file_name}: bad parameters: {exc}") from exc
-        key = result_key(item.job_id, name)
-        etag = self._source_etag(item)
-        if self._already_done(key, params, etag):
-            log.info("job %s file %s: result already at %s, skipped", item.job_id, item.file_name, key)
-            return Outcome(key, computed=False)
-        started = time.monotonic()
-        use_hsds = self.reader == "hsds" or (self.reader == "auto" and bool(item.domain))
-        if use_hsds:
-            if not item.domain:
-                raise BadInput(f"work item {item.file_name}: no HSDS domain to read")
-            source = readers.open_hsds(item.domain)
-        else:
-            source = readers.open_s3(f"s3://{item.bucket}/{item.key}", fs=self.s3_fs)
-        result = run_source(source, params)
-        data = npz_bytes(result.arrays())
-        try:
-            self.s3.put_object(
-                Bucket=self.results_bucket,
-                Key=key,
-                Body=data,
-                ContentType="application/octet-stream",
-                Metadata={META_PARAMETERS: params.digest(), META_SOURCE_ETAG: etag},
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise TransientError(f"result put to s3://{self.results_bucket}/{key} failed: {exc}") from exc
-        reasons = tuple(sorted(result.reasons()))
-        log.info(
-            "job %s file %s: wrote s3://%s/%s (%d bytes) in %.1f s; skipped reasons: %s",
-            item.job_id, item.file_name, self.results_bucket, key, len(data), time.monotonic() - started,
-            ", ".join(reasons) or "none",
-        )  # fmt: skip
-        return Outcome(key, computed=True, skipped_reasons=reasons)
-
-    def _source_etag(self, item: WorkItem) -> str:
-        try:
-            head = self.s3.head_object(Bucket=item.bucket, Key=item.key)
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in ("404", "NoSuchKey", "NotFound"):
-                if item.domain and self.reader != "s3":
-                    return ""  # reading from HSDS; the S3 object is not needed
-                raise BadInput(f"s3://{item.bucket}/{item.key}: no such object") from exc
-            if code in ("403", "AccessDenied", "InvalidObjectState"):
-                raise BadInput(f"s3://{item.bucket}/{item.key}: not readable: {code}") from exc
-            raise TransientError(f"head s3://{item.bucket}/{item.key}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise TransientError(f"head s3://{item.bucket}/{item.key}: {exc}") from exc
-        storage_class = str(head.get("StorageClass", "STANDARD"))
-        restore = str(head.get("Restore", ""))
-        if storage_class in ARCHIVE_CLASSES and 'ongoing-request="false"' not in restore:
-            # not readable yet (or the restored copy expired): retry later, SQS redrive limits the retries
-            raise NotReadable(f"s3://{item.bucket}/{item.key} is archived ({storage_class}) and not restored")
-        return str(head.get("ETag", "")).strip('"')
-
-    def _already_done(self, key: str, params: Parameters, etag: str) -> bool:
-        try:
-            head = self.s3.head_object(Bucket=self.results_bucket, Key=key)
-        except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise TransientError(f"head s3://{self.results_bucket}/{key}: {exc}") from exc
-        meta = head.get("Metadata", {})
-        return bool(etag) and meta.get(META_PARAMETERS) == params.digest() and meta.get(META_SOURCE_ETAG) == etag
+def WorkItemHandler(  # noqa: N802 - stands where the handler class stood
+    s3: Any, results_bucket: str, defaults: Parameters, reader: str = "s3", s3_fs: Any | None = None
+) -> job.Handler:
+    """`handler(body)` for the work queue: WorkItems and the job's ReduceRequest (its monthly composites)."""
+    described = {p.name: getattr(defaults, p.name) for p in DEFINITION.parameters}
+    return job.Handler(
+        DEFINITION,
+        process,
+        reduce_composites,
+        s3=s3,
+        results_bucket=results_bucket,
+        reader=reader,
+        defaults=described,
+        s3_fs=s3_fs,
+    )
 
 
 def load_manifest(location: str, s3: Any | None = None) -> list[Any]:

@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 from compute_radiance_orbits import build_orbit
 
-from batch_jobs.compute_radiance import readers
 from batch_jobs.compute_radiance import result as r
 from batch_jobs.compute_radiance.job import compute_orbit
 from batch_jobs.compute_radiance.result import Parameters
 from datacarousel import chunkread
+from datacarousel import orbit as readers
 from datacarousel.errors import BadInput, CorruptData
 from datacarousel.synthetic.generator import generate_orbit
 

@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from batch_jobs.compute_radiance import readers
 from batch_jobs.compute_radiance.__main__ import app
 from batch_jobs.compute_radiance.job import compute_orbit
 from batch_jobs.compute_radiance.result import Parameters, load_npz
 from batch_jobs.compute_radiance.worker import WorkItemHandler
 from datacarousel import hsds
+from datacarousel import orbit as readers
 from datacarousel.aws import client
 from datacarousel.contract import FAILURE_REASON_ATTRIBUTE, Env
 from datacarousel.errors import NotReadable

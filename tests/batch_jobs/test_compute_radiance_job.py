@@ -12,11 +12,11 @@ from compute_radiance_orbits import build_orbit
 from compute_radiance_reference import reference
 from typer.testing import CliRunner
 
-from batch_jobs.compute_radiance import readers
 from batch_jobs.compute_radiance import result as r
 from batch_jobs.compute_radiance.__main__ import app
 from batch_jobs.compute_radiance.job import compute_orbit
 from batch_jobs.compute_radiance.result import Parameters, load_npz, npz_bytes, skipped_of
+from datacarousel import orbit as readers
 from datacarousel.errors import BadFileName, BadInput
 from datacarousel.naming import BasicFusionName
 from datacarousel.synthetic.generator import generate_orbit

@@ -12,10 +12,11 @@ from compute_radiance_orbits import build_orbit
 from typer.testing import CliRunner
 
 from batch_jobs.compute_radiance import composite as comp
-from batch_jobs.compute_radiance import export, quicklook, readers
+from batch_jobs.compute_radiance import export, quicklook
 from batch_jobs.compute_radiance.__main__ import app
 from batch_jobs.compute_radiance.job import compute_orbit
 from batch_jobs.compute_radiance.result import load_npz, npz_bytes
+from datacarousel import orbit as readers
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from compute_radiance_reference import reference
 
-from batch_jobs.compute_radiance import readers
 from batch_jobs.compute_radiance.job import compute_orbit
 from batch_jobs.compute_radiance.result import Parameters
 from datacarousel import hsds
+from datacarousel import orbit as readers
 from datacarousel.aws import client
 from datacarousel.contract import Env
 from datacarousel.errors import BadInput

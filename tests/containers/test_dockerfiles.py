@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from datacarousel import contract, images
+from datacarousel import images, registry
 from datacarousel.local.environment import load_stack_module
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -154,8 +154,8 @@ def test_select_accepts_short_names_and_keeps_the_base_first() -> None:
 
 
 def test_images_match_the_contract_and_the_job_definitions_of_the_template() -> None:
-    """Same image names and parameters as `contract.WORKER_IMAGES`; CMD = the job definition's command."""
-    assert {(e.image, e.parameter, e.job_definition.value) for e in contract.WORKER_IMAGES} == {
+    """Same image names and parameters as the contract's and the descriptions'; CMD = the job definition's command."""
+    assert {(e.image, e.parameter, e.job_definition) for e in registry.worker_images()} == {
         (s.name, s.template_parameter, s.job_definition) for s in images.WORKER_IMAGES
     }
     stack = load_stack_module()
@@ -163,4 +163,4 @@ def test_images_match_the_contract_and_the_job_definitions_of_the_template() -> 
     for worker in stack.workers():
         defaults = {f"Ref::{name}": value for name, value in worker.parameters}
         expected = tuple(defaults.get(arg, arg) for arg in worker.command)
-        assert by_definition[worker.definition.value].command == expected
+        assert by_definition[worker.definition].command == expected

@@ -132,8 +132,8 @@ def load_pipeline(
     peak: Counter[str] = Counter()
 
     def done() -> bool:
-        for d in (JobDefinitionName.INDEX_FILE, JobDefinitionName.RECORD_METADATA, JobDefinitionName.COMPUTE_RADIANCE):
-            peak[d.value] = max(peak[d.value], launcher.active(d.value))
+        for d in (JobDefinitionName.INDEX_FILE.value, JobDefinitionName.RECORD_METADATA.value, "ComputeRadiance"):
+            peak[d] = max(peak[d], launcher.active(d))
         states = [(ctx.tables.jobs.get(j) or {}).get("state") for j in expected]
         if states != [JobState.COMPLETE.value] * len(expected):
             return False
@@ -257,7 +257,7 @@ def load_pipeline(
             "worker_caps": {
                 JobDefinitionName.INDEX_FILE.value: max_workers,
                 JobDefinitionName.RECORD_METADATA.value: 1,
-                JobDefinitionName.COMPUTE_RADIANCE.value: max_workers,
+                "ComputeRadiance": max_workers,
             },
             "job_file_states": dict(job_file_states),
             "restore_counts": {str(k): v for k, v in Counter(restores.values()).items()},

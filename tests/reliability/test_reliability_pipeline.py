@@ -130,7 +130,7 @@ JUSTIFIED_UNUSED: dict[str, dict[str, str]] = {
         "dynamodb:BatchGetItem": "shared table read set",
         "dynamodb:PutItem": "shared table write set",
     },
-    JobDefinitionName.COMPUTE_RADIANCE.value: {
+    "ComputeRadiance": {
         "s3:ListBucket": "a missing key answers 404, not 403 (the idempotency check heads its result)",
         "sqs:ChangeMessageVisibility": "heartbeat while a long orbit is processed (tiny orbits finish first)",
     },

@@ -113,7 +113,7 @@ def _pip_audit() -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "requirements", ["requirements.txt", "docker/requirements-runtime.txt", "docker/requirements-compute-radiance.txt"]
+    "requirements", ["requirements.txt", "docker/requirements-runtime.txt", "docker/requirements-analyses.txt"]
 )
 def test_pinned_requirements_have_no_known_vulnerability(requirements: str) -> None:
     """pip-audit against PyPI's vulnerability data, in its own venv (.venv-audit).

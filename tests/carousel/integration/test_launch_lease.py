@@ -89,7 +89,7 @@ def test_racing_steps_start_no_more_than_the_cap(world: World, deep_work_queue: 
             t.start()
         for t in threads:
             t.join(timeout=60)
-        assert launcher.started[JobDefinitionName.COMPUTE_RADIANCE.value] == 3  # the cap, not 3 per step
+        assert launcher.started["ComputeRadiance"] == 3  # the cap, not 3 per step
         assert sum(r.launch_deferred for r in reports) >= 1  # someone waited its turn
         assert launcher.started[JobDefinitionName.INDEX_FILE.value] == 0
     finally:

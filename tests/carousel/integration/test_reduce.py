@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from carousel_world import World, job_state
 
-from batch_jobs.compute_radiance import readers, worker
+from batch_jobs.compute_radiance import worker
 from batch_jobs.compute_radiance.job import compute_orbit
-from batch_jobs.compute_radiance.reduce import reduce_job, results_by_period
+from batch_jobs.compute_radiance.reduce import results_by_period
 from batch_jobs.compute_radiance.result import Parameters, load_npz, npz_bytes
 from carousel import jobs
 from carousel.actions import CompleteJob
@@ -27,7 +27,8 @@ from carousel.query import JobQuery
 from carousel.runtime import Context
 from carousel.step import Step, StepReport
 from carousel.store import load
-from datacarousel import aws, naming, registry
+from datacarousel import aws, job, naming, registry
+from datacarousel import orbit as readers
 from datacarousel.contract import FAILURE_REASON_ATTRIBUTE, JobAttr, JobState
 from datacarousel.messages import ReduceRequest
 
@@ -82,28 +83,37 @@ def body_of(world: World, key: str) -> bytes:
     return bytes(world.s3.get_object(Bucket=world.results, Key=key)["Body"].read())
 
 
+def reducer(world: World) -> job.Handler:
+    return worker.WorkItemHandler(world.s3, world.results, Parameters())
+
+
 @pytest.mark.integration
 def test_the_reducer_composes_every_month_once_and_writes_its_marker_last(
     world: World, orbit_results: dict[int, bytes]
 ) -> None:
     job_id = f"reduce-{uuid.uuid4().hex[:8]}"
     upload_results(world, job_id, orbit_results)
+    puts: list[str] = []
+    world.s3.meta.events.register("before-parameter-build.s3.PutObject", lambda params, **_: puts.append(params["Key"]))
+    request = ReduceRequest(job_id, "ComputeRadiance")
 
-    first = reduce_job(world.s3, world.results, job_id)
-    assert first.keys == composite_keys(job_id) and sorted(first.written) == composite_keys(job_id)
-    marker = json.loads(body_of(world, naming.reduced_marker_key(job_id)))
-    assert marker == {"job_id": job_id, "keys": composite_keys(job_id)}
+    first = reducer(world).handle_reduce(request)
+    assert first == composite_keys(job_id)
+    marker = naming.reduced_marker_key(job_id)
+    assert sorted(puts[:-1]) == composite_keys(job_id) and puts[-1] == marker  # the marker last
+    assert json.loads(body_of(world, marker)) == {"job_id": job_id, "keys": composite_keys(job_id)}
     assert [int(load_npz(body_of(world, naming.composite_key(job_id, m)))["n_orbits"]) for m in MONTHS] == [2, 1]
 
-    # Run again (a redelivered request): nothing is composed twice.
-    again = reduce_job(world.s3, world.results, job_id)
-    assert again.written == [] and again.keys == composite_keys(job_id)
+    # Run again (a redelivered request): nothing is composed twice, the marker lists every composite.
+    puts.clear()
+    assert reducer(world).handle_reduce(request) == composite_keys(job_id) and puts == [marker]
     # A month whose `.npz` is missing (a worker died after its quick-looks) is composed again, to the same bytes.
     july = naming.composite_key(job_id, MONTHS[1])
     july_bytes = body_of(world, july)
     world.s3.delete_object(Bucket=world.results, Key=july)
-    mended = reduce_job(world.s3, world.results, job_id)
-    assert [k for k in mended.written if k.endswith(".npz")] == [july]
+    puts.clear()
+    reducer(world).handle_reduce(request)
+    assert [k for k in puts if k.endswith(".npz")] == [july]
     assert body_of(world, july) == july_bytes
 
 

@@ -1,9 +1,9 @@
-"""Readers: the datasets the job needs, from a local file, an S3 object or an HSDS domain.
+"""An orbit's datasets for any analysis, from a local file, an S3 object or an HSDS domain.
 
 One class, `OrbitReader`, works over anything with h5py's File API (h5py over a
-path, h5py over an s3fs file object, h5pyd over an HSDS domain). The job only
+path, h5py over an s3fs file object, h5pyd over an HSDS domain). An analysis only
 calls the methods of the `OrbitSource` protocol, so it never knows where the
-bytes come from.
+bytes come from; the job SDK (`datacarousel.job`) opens it for each work item.
 
 MISR radiances and geolocation are stored as one whole-array gzip chunk
 (BASICFUSION_LAYOUT.md §1). Slicing such a dataset through HDF5 decompresses

@@ -1,0 +1,448 @@
+"""The job SDK: an analysis is its description (`definition.toml`) and one function per orbit.
+
+An analysis author writes the science and wires it with `main`; everything else — receiving its
+work items from its own queue, heartbeats, opening the orbit through the fast read path, writing
+the result once and idempotently under the job's prefix, skips and failures with their reasons,
+dead-lettering poison, the reduce step at the end of a job — is done here, the same way for every
+analysis:
+
+    from datacarousel import job
+
+    DEFINITION = job.describe(__file__)           # definition.toml beside this module
+
+    def process(work: job.Work) -> job.Result:
+        with work.open_orbit() as orbit:          # local file, restored S3 object or HSDS domain
+            data = my_science(orbit, **work.parameters)
+        return job.Result(to_bytes(data), skipped=("no CERES",))
+
+    def reduce(reduction: job.Reduction) -> None:  # optional: once, after the job's last file
+        for key, body in reduction.results():
+            ...
+        reduction.put("summary.nc", summary_bytes)
+
+    if __name__ == "__main__":
+        job.main(DEFINITION, process, reduce)
+
+Errors: raise `BadInput` for what retrying cannot fix (the work item is dead-lettered with the
+message as its reason); `TransientError`, or any AWS/HSDS hiccup, is retried by the queue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from datacarousel import aws, naming, orbit, queue_worker
+from datacarousel.config import Settings
+from datacarousel.definitions import JobDefinition, load, option_name
+from datacarousel.errors import (
+    BadFileName,
+    BadInput,
+    ConfigError,
+    DataCarouselError,
+    MalformedMessage,
+    NotReadable,
+    TransientError,
+)
+from datacarousel.messages import ReduceRequest, WorkItem, parse_job_message
+from datacarousel.naming import BasicFusionName
+from datacarousel.work_queues import WorkQueues
+
+log = logging.getLogger(__name__)
+
+# Object metadata of a result: what it was computed from, so a repeated work item is skipped.
+META_PARAMETERS = "dc-parameters-digest"
+META_SOURCE_ETAG = "dc-source-etag"
+META_SKIPPED = "dc-skipped"
+READERS = ("s3", "hsds", "auto")
+ARCHIVE_CLASSES = ("GLACIER", "DEEP_ARCHIVE")
+_NOT_FOUND = ("404", "NoSuchKey", "NotFound")
+
+
+def describe(module_file: str) -> JobDefinition:
+    """The description beside an analysis's module (`definition.toml` in its package)."""
+    return load(Path(module_file).resolve().with_name("definition.toml"))
+
+
+@dataclass(frozen=True)
+class Result:
+    """One orbit's result: the bytes to store, and what was left out of it and why."""
+
+    data: bytes
+    skipped: tuple[str, ...] = ()
+    content_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class Work:
+    """One work item as the analysis sees it: the orbit, its typed parameters, how to open it."""
+
+    item: WorkItem
+    name: BasicFusionName
+    parameters: Mapping[str, Any]  # typed values (floats, ints, strings, tuples), defaults filled in
+    opener: Callable[[], orbit.OrbitReader] = field(repr=False)
+    canonical: Mapping[str, str] = field(default_factory=dict)  # the same values as their canonical strings
+
+    def open_orbit(self) -> orbit.OrbitReader:
+        """The orbit through the fast read path (a context manager; close it, or use `with`)."""
+        return self.opener()
+
+
+@dataclass
+class Reduction:
+    """A job whose every file is final: its orbit results, and where to put what reduces them."""
+
+    job_id: str
+    parameters: Mapping[str, Any]
+    s3: Any
+    bucket: str
+    result_suffix: str
+    written: list[str] = field(default_factory=list)
+
+    @property
+    def prefix(self) -> str:
+        return f"{naming.RESULTS_PREFIX}/{self.job_id}/"
+
+    def result_keys(self) -> list[str]:
+        """The job's orbit results (`results/<job>/<YYYY.MM>/<name><suffix>`), sorted."""
+        keys = aws.list_keys(self.s3, self.bucket, self.prefix)
+        return sorted(k for k in keys if k.endswith(self.result_suffix) and k.count("/") == 3)
+
+    def results(self) -> Iterator[tuple[str, bytes]]:
+        for key in self.result_keys():
+            yield key, bytes(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def exists(self, relative: str) -> bool:
+        try:
+            self.s3.head_object(Bucket=self.bucket, Key=self.prefix + relative)
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code", "")) in _NOT_FOUND:
+                return False
+            raise
+        return True
+
+    def record(self, key: str) -> None:
+        """Count a key written by an earlier, interrupted run of this reduction in its marker."""
+        if key not in self.written:
+            self.written.append(key)
+
+    def put(self, relative: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        """Write `results/<job>/<relative>`; returns the key."""
+        key = self.prefix + relative
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+        self.record(key)
+        return key
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What handling one work item did."""
+
+    key: str
+    computed: bool  # False when an identical result was already stored
+    skipped: tuple[str, ...] = ()
+
+
+Process = Callable[[Work], Result]
+Reduce = Callable[[Reduction], None]
+
+
+def parameters_digest(definition: JobDefinition, canonical: Mapping[str, str]) -> str:
+    """What a result was computed with: the definition's name and every parameter, canonical."""
+    text = json.dumps({"definition": definition.name, "parameters": dict(canonical)}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Handler:
+    """`handler(body)` for `queue_worker.drain`: a WorkItem becomes one result object; a ReduceRequest,
+    the definition's reduction and then the job's reduced marker (written last)."""
+
+    def __init__(
+        self,
+        definition: JobDefinition,
+        process: Process,
+        reduce: Reduce | None = None,
+        *,
+        s3: Any,
+        results_bucket: str,
+        reader: str = "auto",
+        defaults: Mapping[str, Any] | None = None,
+        s3_fs: Any | None = None,
+    ) -> None:
+        if reader not in READERS:
+            raise ValueError(f"reader must be one of {READERS}")
+        self.definition = definition
+        self.process = process
+        self.reduce = reduce
+        self.s3 = s3
+        self.results_bucket = results_bucket
+        self.reader = reader
+        self.defaults = definition.validate(defaults or {})
+        self.s3_fs = s3_fs
+
+    def __call__(self, body: str) -> None:
+        message = parse_job_message(body)
+        if message.job_definition != self.definition.name:
+            raise BadInput(f"a {message.job_definition} message reached {self.definition.name}'s queue")
+        if isinstance(message, ReduceRequest):
+            self.handle_reduce(message)
+        else:
+            self.handle_item(message)
+
+    def canonical(self, given: Mapping[str, str], where: str) -> dict[str, str]:
+        try:
+            return self.definition.validate({**self.defaults, **given})
+        except BadInput as exc:
+            raise MalformedMessage(f"{where}: {exc}") from exc
+
+    def handle_item(self, item: WorkItem) -> Outcome:
+        """Compute and store one orbit's result, or find it stored already."""
+        where = f"work item {item.job_id}/{item.file_name}"
+        try:
+            name = BasicFusionName.parse(item.file_name)
+        except BadFileName as exc:
+            raise BadInput(f"{where}: {exc}") from exc
+        canonical = self.canonical(item.parameters, where)
+        digest = parameters_digest(self.definition, canonical)
+        key = self.definition.result_key(item.job_id, name)
+        etag = self.source_etag(item)
+        if self.already_done(key, digest, etag):
+            log.info("%s: result already at %s, skipped", where, key)
+            return Outcome(key, computed=False)
+        work = Work(item, name, self.definition.values(canonical), partial(self.open, item), canonical)
+        result = self.process(work)
+        metadata = {META_PARAMETERS: digest, META_SOURCE_ETAG: etag, META_SKIPPED: ",".join(result.skipped)[:1024]}
+        try:
+            self.s3.put_object(
+                Bucket=self.results_bucket,
+                Key=key,
+                Body=result.data,
+                ContentType=result.content_type,
+                Metadata=metadata,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise TransientError(f"result put to s3://{self.results_bucket}/{key} failed: {exc}") from exc
+        log.info("%s: wrote s3://%s/%s (%d bytes); skipped: %s", where, self.results_bucket, key,
+                 len(result.data), ", ".join(result.skipped) or "nothing")  # fmt: skip
+        return Outcome(key, computed=True, skipped=result.skipped)
+
+    def handle_reduce(self, request: ReduceRequest) -> list[str]:
+        """Run the reduction (if the definition has one), then write the job's reduced marker."""
+        canonical = self.canonical(request.parameters, f"reduce request {request.job_id}")
+        reduction = Reduction(
+            request.job_id,
+            self.definition.values(canonical),
+            self.s3,
+            self.results_bucket,
+            self.definition.result_suffix,
+        )
+        try:
+            if self.reduce is not None:
+                self.reduce(reduction)
+            marker = {"job_id": request.job_id, "keys": sorted(reduction.written)}
+            self.s3.put_object(
+                Bucket=self.results_bucket,
+                Key=naming.reduced_marker_key(request.job_id),
+                Body=json.dumps(marker, sort_keys=True).encode(),
+                ContentType="application/json",
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise TransientError(f"job {request.job_id}: reducing failed: {exc}") from exc
+        log.info("job %s: reduced (%d objects written)", request.job_id, len(reduction.written))
+        return sorted(reduction.written)
+
+    def open(self, item: WorkItem) -> orbit.OrbitReader:
+        use_hsds = self.reader == "hsds" or (self.reader == "auto" and bool(item.domain))
+        if use_hsds:
+            if not item.domain:
+                raise BadInput(f"work item {item.file_name}: no HSDS domain to read")
+            return orbit.open_hsds(item.domain)
+        return orbit.open_s3(f"s3://{item.bucket}/{item.key}", fs=self.s3_fs)
+
+    def source_etag(self, item: WorkItem) -> str:
+        """The source object's ETag; NotReadable while it is archived, BadInput if it is gone for good."""
+        where = f"s3://{item.bucket}/{item.key}"
+        try:
+            head = self.s3.head_object(Bucket=item.bucket, Key=item.key)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in _NOT_FOUND:
+                if item.domain and self.reader != "s3":
+                    return ""  # reading from HSDS; the S3 object is not needed
+                raise BadInput(f"{where}: no such object") from exc
+            if code in ("403", "AccessDenied", "InvalidObjectState"):
+                raise BadInput(f"{where}: not readable: {code}") from exc
+            raise TransientError(f"head {where}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise TransientError(f"head {where}: {exc}") from exc
+        storage_class = str(head.get("StorageClass", "STANDARD"))
+        if storage_class in ARCHIVE_CLASSES and 'ongoing-request="false"' not in str(head.get("Restore", "")):
+            # Not readable yet (or its copy expired): retry later; the queue's redrive bounds the retries.
+            raise NotReadable(f"{where} is archived ({storage_class}) and not restored")
+        return str(head.get("ETag", "")).strip('"')
+
+    def already_done(self, key: str, digest: str, etag: str) -> bool:
+        try:
+            head = self.s3.head_object(Bucket=self.results_bucket, Key=key)
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code", "")) in _NOT_FOUND:
+                return False
+            raise TransientError(f"head s3://{self.results_bucket}/{key}: {exc}") from exc
+        meta = head.get("Metadata", {})
+        return bool(etag) and meta.get(META_PARAMETERS) == digest and meta.get(META_SOURCE_ETAG) == etag
+
+
+# --- serving the definition's own queue, and the command line ------------------------------------
+
+
+def serve(
+    handler: Handler,
+    *,
+    max_messages: int | None = None,
+    visibility_timeout: int | None = None,
+    stack: str | None = None,
+) -> queue_worker.DrainReport:
+    """Drain the definition's own work queue (`<stack>-<definition>-work`) until it is empty.
+
+    SIGTERM (what AWS Batch sends before it stops a job) finishes the current message, then stops:
+    a message left unfinished returns to the queue when its visibility lapses.
+    """
+    settings = Settings.from_env(need=["stack_name"])
+    sqs = aws.client("sqs")
+    queues = WorkQueues(sqs, stack or settings.require("stack_name")).of(handler.definition.name)
+    stop = threading.Event()
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        log.warning("SIGTERM: finishing the current message, then stopping")
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_sigterm)
+    return queue_worker.drain(
+        sqs,
+        queues.url,
+        queues.dead_letter_url,
+        handler,
+        max_messages=max_messages,
+        visibility_timeout=visibility_timeout or handler.definition.visibility_timeout_s,
+        stop=stop,
+    )
+
+
+def write_output(data: bytes, out: str, default_name: str, s3: Any | None = None) -> str:
+    """Write a result to a local file or folder, or to `s3://bucket/key` (a key ending in '/' is a prefix)."""
+    if out.startswith("s3://"):
+        bucket, _, key = out[len("s3://") :].partition("/")
+        if not bucket:
+            raise BadInput(f"{out}: no bucket")
+        key = key + default_name if not key or key.endswith("/") else key
+        (s3 or aws.client("s3")).put_object(Bucket=bucket, Key=key, Body=data)
+        return f"s3://{bucket}/{key}"
+    path = Path(out)
+    if path.is_dir() or out.endswith("/"):
+        path = path / default_name
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_bytes(data)
+        tmp.replace(path)  # a reader never sees half a file
+    except OSError as exc:
+        raise BadInput(f"cannot write {path}: {exc.strerror or exc}") from exc
+    return str(path)
+
+
+def _parser(definition: JobDefinition) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {definition.command[-1]}",
+        description=f"{definition.name}: {definition.summary}",
+        epilog="Exit codes: 0 done, 1 retry later, 2 bad input or configuration.",
+    )
+    modes = parser.add_subparsers(dest="mode", required=True, metavar="MODE")
+    queue = modes.add_parser("queue", help="Drain this definition's work queue (the Batch job's default).")
+    queue.add_argument("--max-messages", type=int, default=None, help="Stop after this many messages.")
+    run = modes.add_parser("run", help="Run one orbit: a local file, an S3 object or an HSDS domain.")
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--file", help="Local BasicFusion file.")
+    source.add_argument("--s3", help="s3://bucket/key of a readable BasicFusion object.")
+    source.add_argument("--domain", help="HSDS domain (HS_ENDPOINT, HS_USERNAME, HS_PASSWORD).")
+    run.add_argument("--out", required=True, help="Result file, folder, or s3://bucket/key ('/' at the end: a prefix).")
+    reduce = modes.add_parser("reduce", help="Reduce a job's results now (what its ReduceRequest does).")
+    reduce.add_argument("--job-id", required=True, help="The job whose results to reduce.")
+    for mode in (queue, run, reduce):
+        mode.add_argument("--reader", choices=READERS, default="auto", help="How work items are read.")
+        for p in definition.parameters:
+            mode.add_argument(
+                option_name(p.name),
+                dest=f"param_{p.name}",
+                metavar=p.name.upper(),
+                default=p.default,
+                help=p.describe(),
+            )
+    return parser
+
+
+def _run_one(definition: JobDefinition, process: Process, args: argparse.Namespace, defaults: dict[str, str]) -> str:
+    if args.file:
+        name_text, opener = Path(args.file).name, partial(orbit.open_local, args.file)
+    elif args.s3:
+        name_text, opener = args.s3.rsplit("/", 1)[-1], partial(orbit.open_s3, args.s3)
+    else:
+        name_text, opener = args.domain.rsplit("/", 1)[-1], partial(orbit.open_hsds, args.domain)
+    try:
+        name = BasicFusionName.parse(name_text)
+    except BadFileName as exc:
+        raise BadInput(str(exc)) from exc
+    item = WorkItem("local", definition.name, name.file_name, "local", name_text, parameters=defaults)
+    result = process(Work(item, name, definition.values(defaults), opener, defaults))
+    default_name = name.result_file(definition.result_prefix, definition.result_suffix)
+    return write_output(result.data, args.out, default_name)
+
+
+def main(
+    definition: JobDefinition, process: Process, reduce: Reduce | None = None, argv: list[str] | None = None
+) -> int:
+    """The analysis's command line (`queue`, `run`, `reduce`); ends every error in one line and its exit code."""
+    args = _parser(definition).parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("DC_LOG_LEVEL", "INFO").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        defaults = definition.validate({p.name: getattr(args, f"param_{p.name}") for p in definition.parameters})
+        if args.mode == "run":
+            print(json.dumps({"result": _run_one(definition, process, args, defaults)}))  # noqa: T201
+            return 0
+        settings = Settings.from_env(need=["results_bucket"])
+        handler = Handler(
+            definition,
+            process,
+            reduce,
+            s3=aws.client("s3"),
+            results_bucket=settings.require("results_bucket"),
+            reader=args.reader,
+            defaults=defaults,
+        )
+        if args.mode == "reduce":
+            keys = handler.handle_reduce(ReduceRequest(args.job_id, definition.name, defaults))
+            print(json.dumps({"job_id": args.job_id, "written": keys}))  # noqa: T201
+            return 0
+        print(json.dumps(serve(handler, max_messages=args.max_messages).as_dict()))  # noqa: T201
+        return 0
+    except (BadInput, BadFileName, MalformedMessage, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    except (DataCarouselError, OSError, ClientError, BotoCoreError) as exc:
+        print(f"error: {type(exc).__name__}: {exc} (retry later)", file=sys.stderr)  # noqa: T201
+        return 1
