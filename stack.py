@@ -838,14 +838,16 @@ def _kms_use(access: Access) -> Statement:
 
 
 def _consume(
-    queue: tsqs.Queue, dlq: tsqs.Queue, sid: str, *, heartbeat: bool = True, by_name: bool = False
+    queue: tsqs.Queue | Sub, dlq: tsqs.Queue | Sub, sid: str, *, heartbeat: bool = True, by_name: bool = False
 ) -> list[Statement]:
-    """Receive from `queue`, dead-letter to `dlq`; `by_name`: the worker finds both with GetQueueUrl."""
+    """Receive from `queue`, dead-letter to `dlq` (queues, or ARN patterns); `by_name`: the worker finds
+    both with GetQueueUrl."""
     lookup = [awacs_sqs.GetQueueUrl] if by_name else []
     actions = [*(_QUEUE_CONSUME if heartbeat else _QUEUE_DRAIN), *lookup]
+    queue_arn, dlq_arn = (GetAtt(q, "Arn") if isinstance(q, tsqs.Queue) else q for q in (queue, dlq))
     return [
-        Statement(Sid=f"Consume{sid}", Effect=Allow, Action=actions, Resource=[GetAtt(queue, "Arn")]),
-        Statement(Sid=f"DeadLetter{sid}", Effect=Allow, Action=[*_QUEUE_SEND, *lookup], Resource=[GetAtt(dlq, "Arn")]),
+        Statement(Sid=f"Consume{sid}", Effect=Allow, Action=actions, Resource=[queue_arn]),
+        Statement(Sid=f"DeadLetter{sid}", Effect=Allow, Action=[*_QUEUE_SEND, *lookup], Resource=[dlq_arn]),
     ]
 
 
@@ -854,10 +856,21 @@ def _work_queues_of_stack(suffix: str) -> Sub:
     return _arn("sqs", f"${{AWS::StackName}}-*{suffix}")
 
 
-def analysis_policy(access: Access, analysis: str) -> list[Statement]:
-    """What any analysis's job role may do: take its own work, read the archive, write results."""
+def analysis_policy(access: Access, analysis: str | None) -> list[Statement]:
+    """What an analysis's job role may do: take its own work, read the archive, write results.
+
+    `analysis` None: the researchers' role, shared by the definitions registered after the stack was
+    created (`datacarousel definitions register`), whose queues the template cannot name: the
+    stack's work queues by name.
+    """
+    queues = (
+        access.queues.work[analysis]
+        if analysis is not None
+        else (_work_queues_of_stack(work_queues.WORK_SUFFIX), _work_queues_of_stack(work_queues.DEAD_LETTER_SUFFIX))
+    )
+    work = _consume(*queues, "WorkItems", by_name=True)
     return [
-        *_consume(*access.queues.work[analysis], "WorkItems", by_name=True),
+        *work,
         Statement(Sid="ListArchive", Effect=Allow, Action=[awacs_s3.ListBucket], Resource=[access.archive_bucket]),
         Statement(Sid="ReadArchive", Effect=Allow, Action=[awacs_s3.GetObject], Resource=[access.archive_objects]),
         Statement(Sid="ListResults", Effect=Allow, Action=[awacs_s3.ListBucket], Resource=[access.results_bucket]),
@@ -895,6 +908,14 @@ def worker_policies(access: Access) -> dict[str, list[Statement]]:
                     # By name (latest revision) or by name:revision.
                     *(_arn("batch", f"job-definition/{name}{rev}") for name in names for rev in ("", ":*")),
                 ],
+            ),
+            # Registered job definitions, unknown to the template: those tagged with this stack's name.
+            Statement(
+                Sid="SubmitRegisteredJobs",
+                Effect=Allow,
+                Action=[awacs_batch.SubmitJob],
+                Resource=[_arn("batch", "job-definition/*")],
+                Condition=Condition(StringEquals({f"aws:ResourceTag/{contract.STACK_TAG}": Ref("AWS::StackName")})),
             ),
             # ListJobs has no resource-level permissions in IAM: "*" is the only resource it takes.
             Statement(Sid="ListJobs", Effect=Allow, Action=[awacs_batch.ListJobs], Resource=["*"]),
@@ -984,6 +1005,7 @@ class Roles:
     instance_profile: tiam.InstanceProfile
     execution: tiam.Role
     workers: dict[str, tiam.Role]  # by job definition name
+    researcher: tiam.Role  # the job role of registered definitions
     hsds_task: tiam.Role
     schedule: tiam.Role
 
@@ -1060,6 +1082,7 @@ def add_roles(t: Template, access: Access) -> Roles:
         definition: _role(t, f"{role_prefix(definition)}JobRole", "ecs-tasks.amazonaws.com", statements)
         for definition, statements in worker_policies(access).items()
     }
+    researcher = _role(t, "ResearcherJobRole", "ecs-tasks.amazonaws.com", analysis_policy(access, None))
     hsds_task = _role(
         t,
         "HsdsTaskRole",
@@ -1095,7 +1118,7 @@ def add_roles(t: Template, access: Access) -> Roles:
             )
         ],
     )
-    return Roles(batch_service, instance_profile, execution, workers, hsds_task, schedule)
+    return Roles(batch_service, instance_profile, execution, workers, researcher, hsds_task, schedule)
 
 
 # --- HSDS on ECS --------------------------------------------------------------------------------
@@ -1508,7 +1531,14 @@ def add_schedule(t: Template, p: Parameters, batch: Batch, roles: Roles) -> teve
 
 
 def add_outputs(
-    t: Template, resources: dict[str, Any], *, batch: Batch, hsds: Hsds, secret: tsm.Secret, log_group: tlogs.LogGroup
+    t: Template,
+    resources: dict[str, Any],
+    *,
+    batch: Batch,
+    roles: Roles,
+    hsds: Hsds,
+    secret: tsm.Secret,
+    log_group: tlogs.LogGroup,
 ) -> None:
     for shared in contract.SHARED_RESOURCES:
         t.add_output(Output(shared.output, Description=shared.description, Value=resources[shared.env]))
@@ -1531,6 +1561,21 @@ def add_outputs(
         )
     )
     t.add_output(Output("LogGroupName", Description="CloudWatch Logs group of every job", Value=Ref(log_group)))
+    # What `datacarousel definitions register` gives a researcher's job definition.
+    t.add_output(
+        Output(
+            contract.RESEARCHER_ROLE_OUTPUT,
+            Description="Job role of registered job definitions",
+            Value=GetAtt(roles.researcher, "Arn"),
+        )
+    )
+    t.add_output(
+        Output(
+            contract.EXECUTION_ROLE_OUTPUT,
+            Description="Execution role of every job (image pull, logs, HSDS secret)",
+            Value=GetAtt(roles.execution, "Arn"),
+        )
+    )
     t.add_output(Output("HsdsClusterName", Description="ECS cluster running HSDS", Value=Ref(hsds.cluster)))
     t.add_output(Output("HsdsServiceArn", Description="ECS service running HSDS", Value=Ref(hsds.service)))
 
@@ -1599,7 +1644,7 @@ def build_template(*, hsds_data_nodes: int = 4, hsds_cpu: int = 4096, hsds_memor
     # The queue's name, read back from the queue itself so the output follows the resource.
     resources[Env.BATCH_JOB_QUEUE] = Select(1, Split("/", Ref(batch.job_queue)))
     add_schedule(t, p, batch, roles)
-    add_outputs(t, resources, batch=batch, hsds=hsds, secret=secret, log_group=log_group)
+    add_outputs(t, resources, batch=batch, roles=roles, hsds=hsds, secret=secret, log_group=log_group)
     return t
 
 

@@ -5,13 +5,13 @@ one S3 / SQS call plus one DynamoDB conditional write:
 
 | action | S3 / SQS / HSDS call | DynamoDB conditional write |
 |---|---|---|
-| `UpdateFileState` | - | file at `expected_version`: new state and expiry |
+| `UpdateFileState` | - | file at `expected_version`: new state and expiry (FAILED: and its reason) |
 | `RequestRestore` | `RestoreObject(Days, Tier)` | file ARCHIVED at `expected_version` -> RESTORING |
 | `RenewLease` | `RestoreObject(Days)` again (request fee only) | file: new restore_expiry |
-| `ProbeRestore` | `HeadObject`; its `Restore` header goes to `reconcile` | file: restore_checked_at |
+| `ProbeRestore` | `HeadObject`: storage class, `Restore` header or 404, to `reconcile` | file: restore_checked_at |
 | `QueueIndex` | `IndexRequest` on the index queue | file: index_requested_at |
 | `Release` | `WorkItem` on the work queue | job-file WAITING -> QUEUED |
-| `FailJobFile` | - | job-file WAITING/QUEUED -> FAILED, reason |
+| `FailJobFile` | - | job-file WAITING/QUEUED -> FAILED, reason (the file's) |
 | `InvalidateExpired` | delete the HSDS domain | file -> ARCHIVED; job-files of `requeue` QUEUED -> WAITING |
 | `CompleteJob` | - | job OPEN -> COMPLETE |
 | `CancelJob` | - | job OPEN -> CANCELLED |
@@ -34,13 +34,18 @@ from datacarousel.contract import FileState, RestoreTier
 
 @dataclass(frozen=True)
 class UpdateFileState:
-    """Reconciliation result: the file's state (and restore expiry) as S3 says it is."""
+    """Reconciliation result: the file's state (and restore expiry) as S3 says it is.
+
+    `restore_expiry` None: no expiry (no copy, or an object readable as is); `reason`: why a file
+    becomes FAILED (its archive object is gone: the key and S3's answer), recorded as its error.
+    """
 
     file_name: str
     expected_version: int
     from_state: FileState
     to_state: FileState
     restore_expiry: float | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)

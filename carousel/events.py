@@ -7,6 +7,11 @@ and its time; a Completed record may carry the copy's expiry
 (`glacierEventData.restoreEventData.lifecycleRestorationExpiryTime`).
 Events are hints only: the step looks at the object itself (HeadObject) before
 changing anything, so a lost, duplicated or reordered event changes nothing.
+HeadObject's answer wins (`carousel.restore.observe_head`): a 404 means the
+object is gone — its file FAILS with the key and that answer, it is never made
+RESTORED by a Completed event —, and an object whose storage class is not an
+archive class (STANDARD, ...) has no restore to complete or expire: an event
+about it changes nothing.
 """
 
 from __future__ import annotations

@@ -35,7 +35,8 @@ from datacarousel.contract import (
     JobState,
 )
 from datacarousel.definitions import JobDefinition
-from datacarousel.errors import BadInput
+from datacarousel.errors import BadInput, MalformedMessage
+from datacarousel.messages import check_job_id
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,13 @@ def submit(
     matched: list[FileRecord] = [file_record(item) for item in items]
     snapshot = load(tables).snapshot
     estimate = estimate_submission(matched, snapshot, now, config)
-    job_id = job_id or new_job_id(now)
+    if not job_id:
+        job_id = new_job_id(now)
+    else:  # it names the job's results folder and travels in every WorkItem
+        try:
+            check_job_id(job_id)
+        except MalformedMessage as exc:
+            raise BadInput(str(exc)) from exc
     stamp = iso_seconds(now)
     tables.job_files.put_new(
         [

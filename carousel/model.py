@@ -103,6 +103,7 @@ class FileRecord:
     restore_checked_at: float | None = None
     year_month: str = ""
     misr_path: int = 0
+    error: str = ""  # why a FAILED file failed (its job-files fail with it)
 
 
 @dataclass(frozen=True)
@@ -141,10 +142,13 @@ class FileTable:
     updated_at: FloatArray
     restore_count: IntArray
     checked_at: FloatArray
+    errors: tuple[str, ...] = ()  # why each FAILED file failed ("" unknown); () = none recorded
 
     def __post_init__(self) -> None:
         n = len(self.names)
-        for name in ("keys", "domains", "orbit", "size", "state", "version", "requested_at", "expiry"):
+        if not self.errors and n:
+            object.__setattr__(self, "errors", ("",) * n)
+        for name in ("keys", "domains", "orbit", "size", "state", "version", "requested_at", "expiry", "errors"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"FileTable column {name!r} has {len(getattr(self, name))} rows, expected {n}")
 
@@ -172,6 +176,7 @@ class FileTable:
         updated_at: Any = None,
         restore_count: Any = None,
         checked_at: Any = None,
+        errors: Sequence[str] | None = None,
         position: dict[str, int] | None = None,
     ) -> FileTable:
         n = len(names)
@@ -191,6 +196,7 @@ class FileTable:
             updated_at=_frozen(nan if updated_at is None else updated_at, np.float64),
             restore_count=_frozen(zeros if restore_count is None else restore_count, np.int64),
             checked_at=_frozen(nan if checked_at is None else checked_at, np.float64),
+            errors=tuple(errors) if errors is not None else ("",) * n,
         )
         if position is not None:  # a caller that builds many snapshots over the same names shares one dict
             table.__dict__["position"] = position
@@ -211,6 +217,7 @@ class FileTable:
             updated_at=_opt(self.updated_at[i]),
             restore_count=int(self.restore_count[i]),
             restore_checked_at=_opt(self.checked_at[i]),
+            error=self.errors[i],
         )
 
     def replace_rows(self, rows: Sequence[int], **columns: Sequence[Any]) -> FileTable:
@@ -220,11 +227,11 @@ class FileTable:
         idx = np.asarray(rows, dtype=np.int64)
         changes: dict[str, Any] = {}
         for name, values in columns.items():
-            if name == "domains":
-                domains = list(self.domains)
+            if name in ("domains", "errors"):  # text columns
+                texts = list(getattr(self, name))
                 for r, v in zip(rows, values, strict=True):
-                    domains[r] = v
-                changes[name] = tuple(domains)
+                    texts[r] = v
+                changes[name] = tuple(texts)
                 continue
             current = getattr(self, name)
             updated = current.copy()
@@ -251,6 +258,7 @@ _FILE_FIELDS = (
     "updated_at",
     "restore_count",
     "checked_at",
+    "errors",
 )
 
 
@@ -352,6 +360,7 @@ class Snapshot:
             updated_at=[_time(f.updated_at) for f in file_list],
             restore_count=[f.restore_count for f in file_list],
             checked_at=[_time(f.restore_checked_at) for f in file_list],
+            errors=[f.error for f in file_list],
         )
         job_list = list(jobs)
         job_table = JobTable.build(

@@ -4,7 +4,8 @@ One step, in order:
 
 1. jobs whose every job-file is DONE or FAILED complete;
 2. readable files whose restored copy has expired are invalidated (their
-   queued work waits again); a FAILED file fails the job-files waiting for it;
+   queued work waits again); a FAILED file fails the job-files waiting for it,
+   with the file's reason (e.g. its archive object is gone), so their jobs end;
 3. readable files still needed by an open job (job-file WAITING, QUEUED or
    RUNNING, released or not) get their lease renewed before it runs out; with
    `keep_s` > 0 a copy nobody needs any more is kept (renewed) for a while when
@@ -17,6 +18,10 @@ One step, in order:
    restoring or staged) and the per-step restore request budget, in the order
    of the policy. A file is only ever restored from ARCHIVED: never while a
    restore is in progress, never while it is readable.
+
+A readable file with no expiry is an object in a non-archive storage class
+(STANDARD, ...; see `carousel.restore`): readable as is, it is never expired,
+renewed or restored, and it is no staged copy, so it takes no room in the window.
 
 Policies: `demand` serves owners fairly (the owner using the least of the
 window goes next) and, for each owner, the file the most jobs wait for first;
@@ -154,6 +159,9 @@ class Demand:
     readable: npt.NDArray[np.bool_]
     expired: npt.NDArray[np.bool_]
     in_window: npt.NDArray[np.bool_]  # restoring or staged (after expiries)
+    # Readable with no expiry: the object is in a non-archive class (STANDARD, ...), readable as is. Not a
+    # restored copy: never expired, renewed or restored, and it takes no room in the window.
+    standing: npt.NDArray[np.bool_]
 
 
 def demand(snapshot: Snapshot, now: float) -> Demand:
@@ -163,16 +171,18 @@ def demand(snapshot: Snapshot, now: float) -> Demand:
     pending = open_row & (jf.state <= JF_RUNNING)
     waiting = open_row & (jf.state == JF_WAITING)
     readable = (files.state == F_RESTORED) | (files.state == F_INDEXED)
+    standing = readable & np.isnan(files.expiry)
     with np.errstate(invalid="ignore"):
         expired = readable & (files.expiry <= now)
         staged_failed = (files.state == F_FAILED) & (files.expiry > now)  # a bad file's copy still takes room
-    in_window = ((files.state == F_RESTORING) | readable | staged_failed) & ~expired
+    in_window = ((files.state == F_RESTORING) | (readable & ~standing) | staged_failed) & ~expired
     return Demand(
         needed=np.bincount(jf.file[pending], minlength=n),
         waiting=np.bincount(jf.file[waiting], minlength=n),
         readable=readable,
         expired=expired,
         in_window=in_window,
+        standing=standing,
     )
 
 
@@ -213,7 +223,9 @@ def plan(snapshot: Snapshot, now: float, config: PlannerConfig) -> Plan:
                 )
             )
     for r in np.nonzero(failed_rows)[0]:
-        actions.append(FailJobFile(jobs.ids[jf.job[r]], files.names[jf.file[r]], "file could not be indexed"))
+        i = jf.file[r]
+        reason = files.errors[i] or "file could not be indexed"
+        actions.append(FailJobFile(jobs.ids[jf.job[r]], files.names[i], reason))
 
     # 3. leases
     budget = config.max_restore_requests_per_step
@@ -322,7 +334,8 @@ def keep(snapshot: Snapshot, d: Demand, now: float, config: PlannerConfig, *, bu
     if not len(cand):
         return np.zeros(0, dtype=np.int64)
     # room: idle copies not due now are committed until they expire; kept ones stay within the share
-    committed = idle & ~due
+    # (objects readable as is, with no expiry, are no copies: they take no room)
+    committed = idle & ~due & ~d.standing
     room_bytes = int(config.keep_fraction * config.window_bytes) - int(files.size[committed].sum())
     room_files = min(int(config.keep_fraction * config.window_files) - int(committed.sum()), budget)
     order = cand[np.lexsort((files.orbit[cand], -heat[cand]))][: max(room_files, 0)]

@@ -3,25 +3,65 @@
 S3 restore events (`s3:ObjectRestore:Post`, `:Completed`, `:Delete`) reach the
 carousel through SQS: at least once, in any order, and sometimes not at all.
 So events are hints. The answer is a function of the *set* of events (not
-their order or multiplicity) and of the observed `Restore` header of the
-objects the carousel probed; when a probe is present it wins. A lost
-completion is recovered by the planner's `ProbeRestore` once the tier's
-latency has passed; a duplicated or reordered event changes nothing.
+their order or multiplicity) and of what the carousel saw when it looked at
+the objects (HeadObject: `observe_head`); when an observation is present it
+wins. A lost completion is recovered by the planner's `ProbeRestore` once the
+tier's latency has passed; a duplicated or reordered event changes nothing.
+
+What an observation says, by the object's storage class (HeadObject's
+`StorageClass`, absent for STANDARD):
+
+* an archive class (GLACIER, DEEP_ARCHIVE): its `Restore` header decides —
+  no header: ARCHIVED (a readable file's copy is gone: it is expired now and
+  the planner's `InvalidateExpired` puts it back to ARCHIVED, to be restored
+  when needed; never FAILED); `ongoing-request="true"`: RESTORING;
+  `ongoing-request="false"` with an expiry in the future: readable until then;
+* any other class (STANDARD, STANDARD_IA, ONEZONE_IA, INTELLIGENT_TIERING,
+  GLACIER_IR, ...): readable as is, with no expiry, whatever the file's state
+  was — never expired, invalidated, renewed or restored (`READABLE`);
+* no such object (HeadObject 404, RestoreObject NoSuchKey): the file is
+  FAILED with a reason naming the key and S3's answer (`MISSING`). That cause
+  does not change until someone uploads the object again, and a FAILED file
+  fails the job-files waiting for it, so its jobs end. Recovering a
+  re-uploaded object is not automatic: FAILED is terminal for the carousel
+  (reconciliation leaves FAILED files alone, and `carousel.inventory` creates
+  items only where none exists, so a second inventory leaves the FAILED item
+  as it is); the item has to be reset (state ARCHIVED, or RESTORED for a
+  readable class, error removed) for the carousel to serve it again.
+
+Events alone never change a readable file with no expiry: the carousel only
+gives a readable file no expiry when its object is in a non-archive class
+(inventory, or an observation), and a restore event is about an archive-class
+object; only a look at the object says it moved into an archive class.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import numpy as np
 
 from carousel.actions import UpdateFileState
 from carousel.model import F_ARCHIVED, F_FAILED, F_INDEXED, F_RESTORED, F_RESTORING, FILE_CODE, FILE_FROM_CODE, Snapshot
 from datacarousel.errors import BadInput
+
+# Storage classes whose objects must be restored before they can be read (S3 Glacier Flexible Retrieval
+# and Deep Archive). Every other class (STANDARD, STANDARD_IA, ONEZONE_IA, INTELLIGENT_TIERING, GLACIER_IR,
+# REDUCED_REDUNDANCY, ...) is readable as is.
+ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
+# The start of a FAILED file's reason when its archive object is gone.
+MISSING_OBJECT = "archive object missing"
+
+
+def is_archive_class(storage_class: str | None) -> bool:
+    """Whether an object of this storage class (None or "" = STANDARD) must be restored to be read."""
+    return (storage_class or "STANDARD").strip().upper() in ARCHIVE_CLASSES
 
 
 class RestoreEventKind(enum.StrEnum):
@@ -43,9 +83,11 @@ class RestoreEvent:
 
 
 class ObservedStatus(enum.StrEnum):
-    ARCHIVED = "archived"  # no Restore header: no readable copy, no restore in progress
-    ONGOING = "ongoing"  # ongoing-request="true"
-    RESTORED = "restored"  # ongoing-request="false", expiry-date=...
+    ARCHIVED = "archived"  # archive class, no Restore header: no readable copy, no restore in progress
+    ONGOING = "ongoing"  # archive class, ongoing-request="true"
+    RESTORED = "restored"  # archive class, ongoing-request="false", expiry-date=...
+    READABLE = "readable"  # not an archive class: readable as is, no expiry, nothing to restore
+    MISSING = "missing"  # no such object (HeadObject 404, RestoreObject NoSuchKey)
 
 
 @dataclass(frozen=True)
@@ -53,6 +95,38 @@ class ObservedRestore:
     status: ObservedStatus
     observed_at: float
     restore_expiry: float | None = None
+    storage_class: str | None = None  # HeadObject's StorageClass (STANDARD when it has none); None: not known
+    evidence: str = ""  # MISSING: the object and what S3 answered
+
+
+def observe_head(head: Mapping[str, Any], observed_at: float) -> ObservedRestore:
+    """What a HeadObject answer says: the storage class first (absent = STANDARD), then the `Restore` header.
+
+    An object in a non-archive class is READABLE whatever its `Restore` header says (an object restored and
+    then copied over itself into STANDARD keeps the header until its copy expires)."""
+    storage_class = str(head.get("StorageClass") or "STANDARD")
+    if not is_archive_class(storage_class):
+        return ObservedRestore(ObservedStatus.READABLE, observed_at, storage_class=storage_class)
+    seen = parse_restore_header(head.get("Restore"), observed_at)
+    return dataclasses.replace(seen, storage_class=storage_class)
+
+
+def object_missing(bucket: str, key: str, answer: str, observed_at: float) -> ObservedRestore:
+    """The object is gone: `answer` is what S3 said (e.g. "HeadObject answered HTTP 404 (404)")."""
+    return ObservedRestore(ObservedStatus.MISSING, observed_at, evidence=f"s3://{bucket}/{key}: {answer}")
+
+
+def readable_now(seen: ObservedRestore, now: float) -> bool:
+    """Whether the observed object can be read now: a non-archive class, or a restored copy not yet expired."""
+    if seen.status is ObservedStatus.READABLE:
+        return True
+    return seen.status is ObservedStatus.RESTORED and seen.restore_expiry is not None and seen.restore_expiry > now
+
+
+def missing_reason(seen: ObservedRestore) -> str:
+    """A FAILED file's reason when its archive object is gone (with the evidence)."""
+    evidence = seen.evidence or "no such object"
+    return f"{MISSING_OBJECT}: {evidence}; nothing to restore until the object is uploaded again"
 
 
 _HEADER_RE = re.compile(r'ongoing-request="(?P<ongoing>true|false)"(?:\s*,\s*expiry-date="(?P<expiry>[^"]+)")?')
@@ -92,6 +166,10 @@ def _target(
 ) -> tuple[int, float]:
     """The (state, expiry) a file should have given what S3 says; FAILED files are left alone."""
     readable = state in (F_RESTORED, F_INDEXED)
+    if status is ObservedStatus.MISSING:
+        return F_FAILED, np.nan  # terminal: nothing to restore, index or read until it is uploaded again
+    if status is ObservedStatus.READABLE:
+        return (state if readable else F_RESTORED), np.nan  # readable as is, for ever: no expiry
     if status is ObservedStatus.RESTORED and new_expiry is not None:
         if readable and not observed and not np.isnan(expiry):
             new_expiry = max(expiry, new_expiry)  # an old completion event never undoes a renewal
@@ -104,7 +182,9 @@ def _target(
     if state == F_RESTORING:
         return F_ARCHIVED, np.nan  # the request never took, or its copy expired unseen: it may be issued again
     if readable:
-        # Expire it now; the planner's InvalidateExpired removes the domain and requeues work.
+        # Expire it now; the planner's InvalidateExpired removes the domain and requeues work. A file with
+        # no expiry (its object was in a non-archive class) whose object moved into an archive class goes
+        # the same way: back to ARCHIVED, restored when a job needs it.
         return state, now if np.isnan(expiry) else min(expiry, now)
     return state, expiry
 
@@ -125,10 +205,15 @@ def reconcile(
         state, expiry = int(files.state[i]), float(files.expiry[i])
         if state == F_FAILED:
             continue
+        reason = None
         if name in observed:
             seen = observed[name]
             status, new_expiry = seen.status, seen.restore_expiry
+            if status is ObservedStatus.MISSING:
+                reason = missing_reason(seen)
         else:
+            if state in (F_RESTORED, F_INDEXED) and np.isnan(expiry):
+                continue  # not archived (no expiry): only a look at the object can say it moved into an archive class
             event = latest[name]
             requested = files.requested_at[i]
             if not np.isnan(requested) and event.event_time < requested:
@@ -150,15 +235,28 @@ def reconcile(
                 from_state=FILE_FROM_CODE[state],
                 to_state=FILE_FROM_CODE[to_state],
                 restore_expiry=None if np.isnan(to_expiry) else float(to_expiry),
+                reason=reason,
             )
         )
     return tuple(updates)
 
 
+def claimed(snapshot: Snapshot, file_name: str, claimed_version: int, now: float) -> Snapshot:
+    """The snapshot as a won restore claim left file `file_name`: RESTORING at `claimed_version`, requested now.
+
+    The step reconciles what it observes after a refused RestoreObject against this (the claim moved the
+    item on from the version the plan saw)."""
+    i = snapshot.files.position[file_name]
+    files = snapshot.files.replace_rows(
+        [i], state=[F_RESTORING], version=[claimed_version], requested_at=[now], expiry=[np.nan]
+    )
+    return snapshot.replace(files=files)
+
+
 def apply_updates(snapshot: Snapshot, updates: Iterable[UpdateFileState], now: float) -> Snapshot:
     """The snapshot after the updates (what the adapter's conditional writes produce)."""
     files = snapshot.files
-    rows, states, expiries, versions, updated = [], [], [], [], []
+    rows, states, expiries, versions, updated, errors = [], [], [], [], [], []
     for update in updates:
         i = files.position[update.file_name]
         if int(files.version[i]) != update.expected_version:
@@ -168,8 +266,11 @@ def apply_updates(snapshot: Snapshot, updates: Iterable[UpdateFileState], now: f
         expiries.append(np.nan if update.restore_expiry is None else update.restore_expiry)
         versions.append(update.expected_version + 1)
         updated.append(now)
+        errors.append(update.reason or files.errors[i])
     if not rows:
         return snapshot
     return snapshot.replace(
-        files=files.replace_rows(rows, state=states, expiry=expiries, version=versions, updated_at=updated)
+        files=files.replace_rows(
+            rows, state=states, expiry=expiries, version=versions, updated_at=updated, errors=errors
+        )
     )

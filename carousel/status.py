@@ -43,7 +43,10 @@ def _job_dict(loaded: Loaded, job_id: str, now: float, config: PlannerConfig) ->
         "cost_so_far": status.cost_so_far.as_dict(),
         "estimated_cost": status.estimated_cost.as_dict(),
         "eta": iso_seconds(status.eta) if status.eta is not None else None,
-        "composites": list(item.get(JobAttr.COMPOSITE_KEY) or []),
+        "composites": list(item.get(JobAttr.COMPOSITE_KEY) or []),  # what the definition's reducer wrote
+        # Every file final, the reducer asked for and not done yet: the job is OPEN while it runs.
+        "reduce_requested_at": item.get(JobAttr.REDUCE_REQUESTED_AT),
+        "error": item.get(JobAttr.ERROR),
     }
 
 

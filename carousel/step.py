@@ -1,12 +1,17 @@
 """One carousel step: observe, plan, apply, launch.
 
 1. Receive the restore events waiting on the restore-events queue (hints) and
-   look at each named object (HeadObject: the `Restore` header is the truth).
+   look at each named object (HeadObject is the truth: its storage class, then for an
+   archived object its `Restore` header; a 404 means the object is gone).
 2. Load the snapshot (open jobs, their job-files, the window, the files they need).
 3. Record what the workers reported: a QUEUED job-file is DONE when its result
    object exists (one listing of the job's result prefix per step), FAILED when
    its WorkItem reached the work dead-letter queue; a file whose index request
-   reached the index dead-letter queue is FAILED (and so are its job-files).
+   reached the index dead-letter queue is FAILED (and so are its job-files) — only
+   when that request named the file's own object (its item's bucket and key, and
+   the object's current ETag if it carried one). Any other dead letter is logged
+   and deleted, the file left as it is; one that names no file or job is logged at
+   ERROR with its body (it could not be attributed) and deleted too.
 4. Plan (`carousel.planner.step`: reconciliation first, then the plan) and apply
    every action with a conditional write; RestoreObject / SendMessage happen only
    for the writer that won the condition, so two steps at once never duplicate
@@ -58,9 +63,10 @@ from carousel.actions import (
 from carousel.cost import expiry_after
 from carousel.events import ParsedEvent, parse_event_message
 from carousel.model import JOB_FILE_CODE, JobFileTable, Snapshot
-from carousel.restore import ObservedRestore, parse_restore_header, reconcile
+from carousel.restore import ObservedRestore, claimed, object_missing, observe_head, readable_now, reconcile
 from carousel.runtime import Context
 from carousel.store import LaunchLease, Loaded, iso_seconds, load, to_seconds
+from carousel.store import update as conditional_update
 from datacarousel import hsds, naming
 from datacarousel.aws import list_keys
 from datacarousel.contract import (
@@ -76,8 +82,8 @@ from datacarousel.contract import (
     JobState,
 )
 from datacarousel.definitions import DEFAULT_MODE, MODE_PARAMETER
-from datacarousel.errors import BadInput, ConfigError, MalformedMessage
-from datacarousel.files_table import metadata_is_current
+from datacarousel.errors import BadFileName, BadInput, ConfigError, MalformedMessage
+from datacarousel.files_table import Expr, metadata_is_current
 from datacarousel.launcher import Launcher
 from datacarousel.messages import IndexRequest, ReduceRequest, WorkItem, parse_job_message
 from datacarousel.queue_worker import send_to_dead_letter_queue
@@ -93,10 +99,15 @@ PENDING_RELEASE_GRACE_S = 300.0  # a claimed release not sent after this long is
 EXCEEDED_RECEIVES = "exceeded max receives"
 # How often a reason-less index dead letter (transient failures only) is sent back before the file FAILS.
 MAX_INDEX_REDRIVES = 3
+# How much of a dead letter that names no file or job the log keeps (it is deleted after).
+UNATTRIBUTED_BODY_CHARS = 2000
 THROTTLING_CODES = frozenset(
     {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests"}
 )
 RESTORE_DONE_CODES = frozenset({"RestoreAlreadyInProgress"})
+# RestoreObject refused because of the object itself: not in an archive class, or gone. Asking again changes
+# nothing: the step records what S3 says about the object instead (`Step.refused`).
+RESTORE_REFUSED_CODES = frozenset({"InvalidObjectState", "NoSuchKey"})
 IO_WORKERS = 16
 LAUNCH_LEASE_S = 60.0  # a step killed while launching blocks launches for at most this long
 # A ReduceRequest is sent once (SQS keeps it until a worker is done or it is dead-lettered); it is sent
@@ -123,6 +134,8 @@ class StepReport:
     done: int = 0
     failed_job_files: int = 0
     failed_files: int = 0
+    stray_index_requests: int = 0  # dead-lettered index requests that said nothing about their file
+    unattributed_dead_letters: int = 0  # dead letters naming no file or job: logged, then deleted
     invalidated: int = 0
     completed_jobs: list[str] = field(default_factory=list)
     reducing: list[str] = field(default_factory=list)  # done jobs whose reducer has not finished yet
@@ -170,16 +183,23 @@ def restore_object(s3: Any, bucket: str, key: str, days: int, tier: str) -> str:
     return "extended" if status == 200 else "accepted"
 
 
-def head_restore(s3: Any, bucket: str, key: str, now: float) -> ObservedRestore | None:
-    """What the object's `Restore` header says; None when the object is gone."""
+def s3_answer(call: str, exc: ClientError) -> str:
+    """What S3 answered, as evidence: e.g. "HeadObject answered HTTP 404 (404)"."""
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?")
+    return f"{call} answered HTTP {status} ({_code(exc) or '-'})"
+
+
+def head_restore(s3: Any, bucket: str, key: str, now: float) -> ObservedRestore:
+    """What S3 says about the object (`restore.observe_head`: its storage class, then its `Restore` header);
+    MISSING when HeadObject answers 404: the object is gone, whatever a restore event said."""
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
         if _code(exc) in ("404", "NoSuchKey", "NotFound"):
             log.warning("head s3://%s/%s: no such object", bucket, key)
-            return None
+            return object_missing(bucket, key, s3_answer("HeadObject", exc), now)
         raise
-    return parse_restore_header(head.get("Restore"), now)
+    return observe_head(head, now)
 
 
 def _message_count(sqs: Any, url: str, names: Sequence[str]) -> int:
@@ -230,6 +250,23 @@ def _delete(sqs: Any, url: str, message: Mapping[str, Any]) -> None:
         sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     except (ClientError, BotoCoreError) as exc:  # recorded already; a redelivery changes nothing
         log.warning("could not delete message %s from %s: %s", message.get("MessageId"), url, exc)
+
+
+def drop_unattributed(sqs: Any, url: str, message: Mapping[str, Any], what: str, error: BaseException) -> None:
+    """A dead letter that names no file or job: logged at ERROR with its id and (truncated) body, so a
+    person can still find it, then deleted, so that later steps do not read it again until retention."""
+    body = str(message.get("Body", ""))
+    shown = body if len(body) <= UNATTRIBUTED_BODY_CHARS else f"{body[:UNATTRIBUTED_BODY_CHARS]}... ({len(body)} chars)"
+    log.error(
+        "%s dead letter %s could not be attributed to any file or job (%s: %s); deleted from %s. Its body: %r",
+        what,
+        message.get("MessageId"),
+        type(error).__name__,
+        error,
+        url,
+        shown,
+    )
+    _delete(sqs, url, message)
 
 
 # --- snapshot edits --------------------------------------------------------------------------
@@ -393,9 +430,8 @@ class Step:
             try:
                 item = parse_job_message(message.get("Body", ""))
             except MalformedMessage as exc:
-                log.error(
-                    "work dead-letter message %s is no job message (left there): %s", message.get("MessageId"), exc
-                )
+                report.unattributed_dead_letters += 1
+                drop_unattributed(self.sqs, url, message, "work", exc)
                 continue
             reason = failure_reason(message)
             if isinstance(item, ReduceRequest):
@@ -417,6 +453,44 @@ class Step:
             _delete(self.sqs, url, message)
         return changes
 
+    def stray_index_request(self, request: IndexRequest, name: str, reason: str, report: StepReport) -> str | None:
+        """Why a dead-lettered index request says nothing about file `name` (None: it does).
+
+        Only a request for the file's own object counts: the bucket and key its item records (the
+        archive bucket and the file name where it records none) and, if the request carried an ETag,
+        the object's current one (the item's, else HeadObject's). A request that failed only
+        transiently (no reason) counts only while the file is readable (RESTORED): one for a file
+        not restored (yet, or any more) failed because of that, and the carousel requests indexing
+        again itself once the file is restored.
+        """
+        item = self.tables.files.get(name)
+        if item is None:
+            return "the file is not in the files table"
+        bucket = str(item.get(FileAttr.BUCKET) or self.settings.require("archive_bucket"))
+        key = str(item.get(FileAttr.KEY) or name)
+        if (request.bucket, request.key) != (bucket, key):
+            return f"it names s3://{request.bucket}/{request.key!r}, not the file's s3://{bucket}/{key}"
+        if request.etag:
+            current = str(item.get(FileAttr.ETAG) or "").strip('"') or self.current_etag(bucket, key, report)
+            if current and request.etag.strip('"') != current:
+                return f"it was for ETag {request.etag}, the object's is {current}"
+        state = str(item.get(FileAttr.STATE, ""))
+        if reason == EXCEEDED_RECEIVES and state != FileState.RESTORED.value:
+            return f"it failed only transiently and the file is {state or 'in no state'}, not RESTORED"
+        return None
+
+    def current_etag(self, bucket: str, key: str, report: StepReport) -> str:
+        """The object's ETag now; "" when it is gone (other S3 errors are raised)."""
+        try:
+            head = self.s3.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return ""
+            raise
+        finally:
+            report.heads += 1
+        return str(head.get("ETag", "")).strip('"')
+
     def record_index_failures(self, now: float, report: StepReport) -> int:
         url = self.settings.require("index_dlq_url")
         failed = 0
@@ -425,10 +499,27 @@ class Step:
             try:
                 request = IndexRequest.from_json(body)
                 name = naming.BasicFusionName.parse(request.key).file_name
-            except Exception as exc:  # anything unparseable stays in the DLQ for a person
-                log.error("index dead-letter message %s names no file (left there): %s", message.get("MessageId"), exc)
+            except (MalformedMessage, BadFileName) as exc:
+                report.unattributed_dead_letters += 1
+                drop_unattributed(self.sqs, url, message, "index", exc)
                 continue
             reason = failure_reason(message)
+            try:
+                stray = self.stray_index_request(request, name, reason, report)
+            except (ClientError, BotoCoreError) as exc:  # left: the next step looks again
+                log.warning("index dead letter %s (file %s) not checked now: %s", message.get("MessageId"), name, exc)
+                continue
+            if stray is not None:
+                report.stray_index_requests += 1
+                log.warning(
+                    "index dead letter %s does not fail file %s: %s (its reason: %s); deleted, the file left as it is",
+                    message.get("MessageId"),
+                    name,
+                    stray,
+                    reason,
+                )
+                _delete(self.sqs, url, message)
+                continue
             if reason == EXCEEDED_RECEIVES and self.files.claim_index_redrive(name, now, MAX_INDEX_REDRIVES):
                 # No reason recorded: every receive failed transiently. The file is not bad: try again.
                 self.sqs.send_message(QueueUrl=self.settings.require("index_queue_url"), MessageBody=body)
@@ -445,8 +536,12 @@ class Step:
     # ---- 4. apply ----
 
     def apply_update(self, action: UpdateFileState, now: float, report: StepReport) -> bool:
-        # RESTORING -> ARCHIVED: S3 has neither a copy nor a restore in progress, so the request never took.
-        never_took = action.from_state is FileState.RESTORING and action.to_state is FileState.ARCHIVED
+        # RESTORING -> ARCHIVED: S3 has neither a copy nor a restore in progress, so the request never took;
+        # RESTORING -> RESTORED with no expiry: the object is readable as is (not archived): nothing to restore.
+        never_took = action.from_state is FileState.RESTORING and (
+            action.to_state is FileState.ARCHIVED
+            or (action.to_state is FileState.RESTORED and action.restore_expiry is None)
+        )
         ok = self.files.set_state(
             action.file_name,
             action.expected_version,
@@ -456,16 +551,66 @@ class Step:
             uncount_restore=never_took,
         )
         if ok:
+            if action.reason:
+                self.record_file_error(action.file_name, action.reason, now)
             log.info(
-                "file %s: %s -> %s (expiry %s)",
+                "file %s: %s -> %s (expiry %s)%s",
                 action.file_name,
                 action.from_state.value,
                 action.to_state.value,
                 iso_seconds(action.restore_expiry) if action.restore_expiry else "-",
+                f": {action.reason}" if action.reason else "",
             )
         else:
             report.conflicts += 1
         return ok
+
+    def record_file_error(self, name: str, reason: str, now: float) -> None:
+        """A FAILED file's reason (after `set_state`, which records none; its job-files fail with it)."""
+        expr = Expr()
+        conditional_update(
+            self.files.ddb,
+            self.files.table,
+            {FileAttr.FILE_NAME: name},
+            expr,
+            set_={FileAttr.ERROR: reason[:2000], FileAttr.UPDATED_AT: iso_seconds(now)},
+            condition=f"{expr.name(FileAttr.STATE)} = {expr.value(FileState.FAILED.value)}",
+        )
+
+    def settle(
+        self,
+        loaded: Loaded,
+        name: str,
+        seen: ObservedRestore,
+        now: float,
+        report: StepReport,
+        *,
+        claimed_version: int | None = None,
+    ) -> None:
+        """Record what S3 said about a file's object while an action was applied (reconciled like a probe;
+        `claimed_version`: this step's restore claim moved the file to RESTORING at that version)."""
+        snapshot = loaded.snapshot
+        if claimed_version is not None:
+            snapshot = claimed(snapshot, name, claimed_version, now)
+        for change in reconcile(snapshot, (), {name: seen}, now):
+            self.apply_update(change, now, report)
+
+    def refused(
+        self, bucket: str, key: str, exc: BaseException, now: float, report: StepReport
+    ) -> ObservedRestore | None:
+        """What S3 says about an object RestoreObject refused because of the object itself (None: another
+        error, or no look possible now): NoSuchKey -> gone (S3's answer is the evidence); InvalidObjectState
+        -> not in an archive class: HeadObject says what it is (e.g. readable as is)."""
+        if not isinstance(exc, ClientError) or _code(exc) not in RESTORE_REFUSED_CODES:
+            return None
+        if _code(exc) == "NoSuchKey":
+            return object_missing(bucket, key, s3_answer("RestoreObject", exc), now)
+        report.heads += 1
+        try:
+            return head_restore(self.s3, bucket, key, now)
+        except (ClientError, BotoCoreError) as head_exc:
+            log.error("head s3://%s/%s after RestoreObject refused it failed: %s", bucket, key, head_exc)
+            return None
 
     def apply_restore(self, loaded: Loaded, action: RequestRestore, now: float, report: StepReport) -> None:
         if not self.files.claim_restore(action.file_name, action.expected_version, now):
@@ -477,7 +622,11 @@ class Step:
         except (ClientError, BotoCoreError) as exc:
             report.restore_failures += 1
             log.error("restore of s3://%s/%s failed: %s", bucket, key, exc)
-            self.files.unclaim_restore(action.file_name, action.expected_version + 1, now)
+            seen = self.refused(bucket, key, exc, now, report)
+            if seen is None:
+                self.files.unclaim_restore(action.file_name, action.expected_version + 1, now)
+            else:  # not archived (readable as is) or gone (FAILED): recorded, not requested again every step
+                self.settle(loaded, action.file_name, seen, now, report, claimed_version=action.expected_version + 1)
             return
         report.restores += 1
         log.info(
@@ -496,6 +645,9 @@ class Step:
         except (ClientError, BotoCoreError) as exc:
             report.restore_failures += 1
             log.error("lease renewal of s3://%s/%s failed: %s", bucket, key, exc)
+            seen = self.refused(bucket, key, exc, now, report)
+            if seen is not None:  # not archived any more (readable as is, no expiry) or gone (FAILED)
+                self.settle(loaded, action.file_name, seen, now, report)
             return
         report.renewals += 1
         if not self.files.set_lease(action.file_name, expiry_after(now, action.days), now):
@@ -515,11 +667,22 @@ class Step:
         etag = str(loaded.files.get(action.file_name, {}).get(FileAttr.ETAG, ""))
         if not etag:
             try:
-                etag = str(self.s3.head_object(Bucket=bucket, Key=key).get("ETag", "")).strip('"')
+                head = self.s3.head_object(Bucket=bucket, Key=key)
                 report.heads += 1
             except ClientError as exc:
+                if _code(exc) in ("404", "NoSuchKey", "NotFound"):  # gone: FAILED, not looked for every step
+                    gone = object_missing(bucket, key, s3_answer("HeadObject", exc), now)
+                    self.settle(loaded, action.file_name, gone, now, report)
+                    return
                 log.error("head s3://%s/%s before indexing failed: %s", bucket, key, exc)
                 return
+            seen = observe_head(head, now)
+            if not readable_now(seen, now):
+                # Not readable (e.g. moved into an archive class after inventory): not indexed, which could
+                # only fail; recorded instead (the planner puts it back to ARCHIVED, restored when needed).
+                self.settle(loaded, action.file_name, seen, now, report)
+                return
+            etag = str(head.get("ETag", "")).strip('"')
         # Claim first: of two steps at once only one sends (a claim whose send dies is retried after index_retry_s).
         if not self.files.claim_index_request(action.file_name, now, self.config.index_retry_s):
             report.conflicts += 1
@@ -576,7 +739,9 @@ class Step:
             return
         try:
             self.send_release(loaded, action.job_id, action.file_name, action.domain)
-        except ConfigError as exc:  # its definition has no work queue: claimed, sent once the queue exists
+        # Its definition has no work queue (claimed, sent once the queue exists), or the job's id or
+        # definition name could never make a WorkItem (refused, not sent).
+        except (ConfigError, MalformedMessage) as exc:
             log.error("job %s file %s: not released: %s", action.job_id, action.file_name, exc)
             return
         report.releases += 1
@@ -593,7 +758,7 @@ class Step:
             domain = str(loaded.files.get(name, {}).get(FileAttr.DOMAIN, ""))
             try:
                 self.send_release(loaded, job_id, name, domain)
-            except ConfigError as exc:
+            except (ConfigError, MalformedMessage) as exc:
                 log.error("job %s file %s: not released: %s", job_id, name, exc)
                 continue
             report.releases += 1
@@ -707,7 +872,7 @@ class Step:
         for complete in completions:
             try:
                 self.apply_complete(loaded, complete, now, report)
-            except (BadInput, ConfigError, ClientError, BotoCoreError) as exc:
+            except (BadInput, ConfigError, MalformedMessage, ClientError, BotoCoreError) as exc:
                 # The job stays OPEN and is completed by a later step; nothing else waits on it.
                 log.error("job %s: could not complete: %s: %s", complete.job_id, type(exc).__name__, exc)
 

@@ -35,11 +35,15 @@ from datacarousel.contract import (
     JobIndex,
     JobState,
 )
-from datacarousel.files_table import Expr, FilesTable, deserialize, serialize
+from datacarousel.errors import TransientError
+from datacarousel.files_table import Expr, FilesTable, deserialize, retry_pause, serialize
 
 log = logging.getLogger(__name__)
 
 BATCH_WRITE_MAX = 25
+# Calls of one batch of puts before giving up on its unprocessed items (with retry_pause between:
+# 0.1, 0.2, 0.4, 0.8, 1.6, then 2 s each, about 11 s in all).
+BATCH_WRITE_ATTEMPTS = 10
 WINDOW_STATES = (FileState.RESTORING, FileState.RESTORED, FileState.INDEXED, FileState.FAILED)
 READABLE_STATES = (FileState.RESTORED, FileState.INDEXED)
 
@@ -121,17 +125,32 @@ def query_all(ddb: Any, **params: Any) -> Iterator[dict[str, Any]]:
         params["ExclusiveStartKey"] = last
 
 
-def batch_put(ddb: Any, table: str, items: Sequence[Mapping[str, Any]]) -> None:
-    """BatchWriteItem puts, 25 a call, unprocessed items retried until none is left."""
+def batch_put(
+    ddb: Any, table: str, items: Sequence[Mapping[str, Any]], *, attempts: int = BATCH_WRITE_ATTEMPTS
+) -> None:
+    """BatchWriteItem puts, 25 a call. Unprocessed items (DynamoDB throttled part of a batch) are sent
+    again after a growing pause (`files_table.retry_pause`), at most `attempts` calls per batch; items
+    still unprocessed then raise `TransientError` (the puts are idempotent: the caller may start over)."""
+    if attempts < 1:
+        raise ValueError("attempts must be >= 1")
     for start in range(0, len(items), BATCH_WRITE_MAX):
         requests: list[dict[str, Any]] = [
             {"PutRequest": {"Item": {k: serialize(v) for k, v in item.items()}}}
             for item in items[start : start + BATCH_WRITE_MAX]
         ]
         pending: dict[str, Any] = {table: requests}
-        while pending:
+        for attempt in range(attempts):
+            if attempt:
+                retry_pause(attempt)
             response = ddb.batch_write_item(RequestItems=pending)
             pending = response.get("UnprocessedItems") or {}
+            if not pending:
+                break
+        else:
+            left = sum(len(v) for v in pending.values())
+            raise TransientError(
+                f"{table}: {left} of {len(requests)} puts still unprocessed after {attempts} BatchWriteItem calls"
+            )
 
 
 # --- jobs ------------------------------------------------------------------------------------

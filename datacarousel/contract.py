@@ -363,3 +363,7 @@ HSDS_IMAGE_PARAMETER = "HsdsImage"
 # Stack outputs besides SHARED_RESOURCES.
 HSDS_ENDPOINT_OUTPUT = "HsdsEndpoint"  # HS_ENDPOINT of the HSDS service on ECS
 HSDS_SECRET_OUTPUT = "HsdsCredentialsSecretArn"  # Secrets Manager secret: {"username", "password"}
+# A job definition registered after the stack was created carries this tag, valued the stack's name.
+STACK_TAG = "datacarousel:stack"
+RESEARCHER_ROLE_OUTPUT = "ResearcherJobRoleArn"  # job role of registered job definitions
+EXECUTION_ROLE_OUTPUT = "TaskExecutionRoleArn"  # execution role of every job

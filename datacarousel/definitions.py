@@ -54,6 +54,10 @@ _PARAMETER_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 # Parameters the job's command takes besides the analysis's own: how the worker runs.
 MODE_PARAMETER = "mode"
 DEFAULT_MODE = "queue"
+# The console's single-orbit run: an archive object (s3://bucket/key) in place of the work queue.
+OBJECT_PARAMETER = "object"
+NO_OBJECT = "none"
+RESERVED_PARAMETERS = (MODE_PARAMETER, OBJECT_PARAMETER)
 _OPERATORS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, "!=": lambda a, b: a != b}
 
 
@@ -214,15 +218,16 @@ class JobDefinition:
         return result_key(job_id, name, prefix=self.result_prefix, suffix=self.result_suffix)
 
     def batch_command(self) -> list[str]:
-        """The Batch command: the analysis's command, the mode, then `--<param> Ref::<param>` each."""
-        out = [*self.command, f"Ref::{MODE_PARAMETER}"]
+        """The Batch command: the analysis's command, the mode, the object of a single-orbit run (`none`:
+        drain the work queue), then `--<param> Ref::<param>` each."""
+        out = [*self.command, f"Ref::{MODE_PARAMETER}", option_name(OBJECT_PARAMETER), f"Ref::{OBJECT_PARAMETER}"]
         for p in self.parameters:
             out += [option_name(p.name), f"Ref::{p.name}"]
         return out
 
     def batch_parameters(self) -> dict[str, str]:
-        """Defaults of the Batch parameters that `batch_command` refers to."""
-        return {MODE_PARAMETER: DEFAULT_MODE, **self.defaults()}
+        """Defaults of the Batch parameters that `batch_command` refers to (what the console shows)."""
+        return {MODE_PARAMETER: DEFAULT_MODE, OBJECT_PARAMETER: NO_OBJECT, **self.defaults()}
 
     def help_text(self) -> str:
         lines = [f"{self.name}: {self.summary}"]
@@ -385,8 +390,9 @@ class _Reader:
         out: list[Parameter] = []
         for name, spec in table.items():
             where = f"parameter {name!r}"
-            if not _PARAMETER_RE.match(name) or name == MODE_PARAMETER:
-                self.problems.append(f"{where}: names are lower_snake_case and not {MODE_PARAMETER!r}")
+            if not _PARAMETER_RE.match(name) or name in RESERVED_PARAMETERS:
+                reserved = " or ".join(map(repr, RESERVED_PARAMETERS))
+                self.problems.append(f"{where}: names are lower_snake_case and not {reserved}")
                 continue
             if not isinstance(spec, Mapping):
                 self.problems.append(f"{where} must be a table")

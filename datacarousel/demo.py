@@ -4,26 +4,33 @@
    moto's CloudFormation) in its own state directory, or reuses one already running there.
 2. Generates a month of synthetic orbits for a few MISR paths and uploads them to the archive
    bucket as DEEP_ARCHIVE, with a restore delay set through moto's state manager.
-3. Inventories the archive, submits two overlapping ComputeRadiance jobs (alice and bob), and runs
-   the carousel step in a loop with a small window, showing live progress: restores in windows,
-   indexing, metadata, work released file by file, completion. The step starts the workers
-   (index_file, record_metadata, ComputeRadiance) as local processes through the LocalLauncher
-   (or in their container images with `--containers`).
+3. Inventories the archive, submits two overlapping jobs of one job definition (alice and bob;
+   ComputeRadiance unless `--definition` names another, with its parameters checked against the
+   definition's description), and runs the carousel step in a loop with a small window, showing
+   live progress: restores in windows, indexing, metadata, work released file by file, the
+   definition's reducer, completion. The step starts the workers (index_file, record_metadata, the
+   definition's own) as local processes through the LocalLauncher (or in their images with
+   `--containers`).
 4. Ends with a summary read back from the resources (tables, results bucket): per job files done /
    failed and where the results are, restore calls against files, time per stage, the cost of the
-   same run on AWS at the archive's real file sizes, and quick-look PNGs of the monthly composite.
+   same run on AWS at the archive's real file sizes, and what the jobs produced for their
+   definition (`SUMMARISERS`): for ComputeRadiance quick-look PNGs of the monthly composite; for any
+   other the result objects and the reducer's outputs (for RegionExtract with samples per instrument).
 5. Takes everything down (the services and every job the launcher started), also when interrupted.
 
-Layers: `plan_*` and `summarise_*` functions are pure; `Demo` holds the clients and does the I/O;
-`datacarousel/commands/demo.py` is the command line.
+Layers: the planning functions are pure; `Demo` holds the clients and does the I/O; the
+summarisers say what one definition's jobs produced; `datacarousel/commands/demo.py` is the
+command line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
+import re
 import signal
 import time
 import urllib.request
@@ -40,7 +47,8 @@ from rich.table import Table
 
 from datacarousel import aws, naming, registry
 from datacarousel.contract import Env, FileAttr, FileState, JobAttr, JobFileAttr, JobFileState, JobState
-from datacarousel.errors import DataCarouselError
+from datacarousel.definitions import JobDefinition
+from datacarousel.errors import BadInput, ConfigError, DataCarouselError
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +61,12 @@ DEFAULT_RESTORE_DELAY_S = 8.0
 DEFAULT_LEASE_DAYS = 1
 DEFAULT_INTERVAL_S = 1.0
 DEFAULT_TIMEOUT_S = 900.0
-DEFAULT_RESOLUTION = 0.5
+DEFAULT_DEFINITION = "ComputeRadiance"
+# The demo's own ComputeRadiance output (composites, maps) runs for that definition only.
+RADIANCE = "ComputeRadiance"
 INSTRUMENTS = ("modis", "misr", "ceres")
+# An orbit's result: results/<job>/<YYYY.MM>/<name><suffix> (naming.result_key).
+_RESULT_KEY_RE = re.compile(r"^[^/]+/[^/]+/\d{4}\.\d{2}/[^/]+$")
 # Foreign credentials that could point boto3 at a real account instead of moto.
 _FOREIGN_AWS_VARIABLES = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_DEFAULT_PROFILE")
 # Jobs a finished job's drainers get to exit by themselves before they are stopped.
@@ -96,7 +108,9 @@ class DemoOptions:
     window_bytes: int | None = None
     restore_delay_s: float = DEFAULT_RESTORE_DELAY_S
     lease_days: int = DEFAULT_LEASE_DAYS
-    resolution: float = DEFAULT_RESOLUTION
+    definition: str = DEFAULT_DEFINITION  # the job definition both researchers submit
+    params: Mapping[str, str] = field(default_factory=dict)  # --param NAME=VALUE, as given
+    resolution: float | None = None  # ComputeRadiance only: --resolution, its grid cell (= --param resolution=X)
     interval_s: float = DEFAULT_INTERVAL_S
     timeout_s: float = DEFAULT_TIMEOUT_S
     max_index_workers: int = 2
@@ -126,8 +140,32 @@ class DemoOptions:
             problems.append("--restore-delay must be >= 0")
         if self.tier not in ("Bulk", "Standard"):
             problems.append("--tier must be Bulk or Standard (Deep Archive has no Expedited tier)")
+        try:
+            self.job_parameters()
+        except (BadInput, ConfigError) as exc:
+            problems.append(str(exc))
         if problems:
             raise DemoError("; ".join(problems))
+
+    def job_definition(self) -> JobDefinition:
+        """The chosen job definition; BadInput naming the known ones."""
+        return registry.get(self.definition)
+
+    def job_parameters(self) -> dict[str, str]:
+        """The jobs' parameters, checked against the definition's description (canonical, defaults filled
+        in); BadInput naming every problem. `--resolution` is a ComputeRadiance shortcut only."""
+        definition = self.job_definition()
+        given: dict[str, Any] = dict(self.params)
+        if self.resolution is not None:
+            if definition.name != RADIANCE:
+                raise BadInput(
+                    f"--resolution is a {RADIANCE} option; {definition.name} takes --param NAME=VALUE "
+                    f"({', '.join(p.name for p in definition.parameters)})"
+                )
+            if "resolution" in given:
+                raise BadInput("--resolution and --param resolution=... are the same parameter: give one")
+            given["resolution"] = self.resolution
+        return definition.validate(given)
 
     @property
     def year(self) -> int:
@@ -298,12 +336,31 @@ class JobInfo:
     submission: dict[str, Any]
 
 
+@dataclass
+class JobOutput:
+    """One job's objects in the results bucket, as a summariser sees them."""
+
+    info: JobInfo
+    objects: dict[str, int]  # key -> size: everything under results/<job>/
+    result_keys: list[str]  # one per file done: results/<job>/<YYYY.MM>/<name><suffix>
+    reduced: list[str]  # what the definition's reducer wrote (the job item's composite_key)
+    local_dir: Path  # <out>/jobs/<owner>-<job>/
+    facts: dict[str, Any]  # the job's entry in the summary; a summariser adds to it
+
+
+def is_result_key(key: str, definition: JobDefinition) -> bool:
+    """An orbit's result of `definition` (`results/<job>/<YYYY.MM>/<name><suffix>`), not a reduced output."""
+    return key.endswith(definition.result_suffix) and bool(_RESULT_KEY_RE.match(key))
+
+
 class Demo:
     """One demo run: environment, data, jobs, the carousel loop, the summary, teardown."""
 
     def __init__(self, options: DemoOptions, console: Console | None = None) -> None:
         options.validate()
         self.options = replace(options, state_dir=options.state_dir.resolve(), out_dir=options.out_dir.resolve())
+        self.definition = options.job_definition()
+        self.parameters = options.job_parameters()
         self.console = console or Console()
         self.stages = Stages()
         self.env: dict[str, str] = {}
@@ -476,6 +533,10 @@ class Demo:
             f"[bold]3. Inventory[/bold]: {report.listed} archive objects listed, {report.created} new "
             f"BasicFusionFiles items (ARCHIVED), {report.existing} already known"
         )
+        if self.definition.name != RADIANCE or self.options.params or self.options.resolution is not None:
+            given = ", ".join(f"{k}={v}" for k, v in self.parameters.items())
+            name = self.definition.name
+            self.say(f"   job definition {name}: {given} (`datacarousel definitions show {name}`)")
         self.pending = list(researchers(self.options.paths))
         self.submit_next()
 
@@ -491,14 +552,14 @@ class Demo:
                 self.ctx.tables,
                 self.ctx.config,
                 owner=who.owner,
-                definition=registry.get("ComputeRadiance"),
+                definition=self.definition,
                 query=query,
-                parameters={"resolution": self.options.resolution},
+                parameters=self.parameters,
             )
         data = sub.as_dict()
         self.jobs.append(JobInfo(sub.job_id, who.owner, who.misr_paths, data))
         (say or self.say)(
-            f"   [bold]{who.owner}[/bold] submits ComputeRadiance over {self.options.month} paths "
+            f"   [bold]{who.owner}[/bold] submits {self.definition.name} over {self.options.month} paths "
             f"{'+'.join(map(str, who.misr_paths))}: job {sub.job_id}, {data['file_count']} files; readable now "
             f"{data['readable_files']}, restoring {data['restoring_files']}, to restore {data['to_restore_files']} "
             f"({data['shared_files']} shared with jobs already waiting); estimated cost "
@@ -672,78 +733,52 @@ class Demo:
     # ---- 5. results and summary ----
 
     def collect(self, s3: Any) -> dict[str, Any]:
-        """The facts, read back from the resources: tables, results bucket, archive bucket."""
-        from batch_jobs.compute_radiance import composite as comp  # noqa: PLC0415
-        from batch_jobs.compute_radiance import quicklook  # noqa: PLC0415
-        from batch_jobs.compute_radiance.result import load_npz, npz_bytes  # noqa: PLC0415
+        """The facts, read back from the resources: tables, results bucket, archive bucket; then what the
+        jobs produced for their definition (its summariser)."""
         from datacarousel.synthetic.catalogue import archive_catalogue  # noqa: PLC0415
 
         out = self.options.out_dir
         out.mkdir(parents=True, exist_ok=True)
         month = self.options.month
         files = [self.ctx.tables.files.get(name) or {FileAttr.FILE_NAME: name} for name in self.file_names]
-        jobs_out: list[dict[str, Any]] = []
+        outputs: list[JobOutput] = []
         job_files: dict[str, list[str]] = {}
-        all_results: list[tuple[str, dict[str, Any]]] = []
         for info in self.jobs:
             item = self.ctx.tables.jobs.get(info.job_id) or {}
             rows = list(self.ctx.tables.job_files.of_job(info.job_id))
             job_files[info.job_id] = [str(r[JobFileAttr.FILE_NAME]) for r in rows]
             states = Counter(str(r[JobFileAttr.STATE]) for r in rows)
             prefix = f"{naming.RESULTS_PREFIX}/{info.job_id}/"
-            keys = sorted(
-                str(o["Key"])
+            objects = {
+                str(o["Key"]): int(o.get("Size", 0))
                 for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.results_bucket, Prefix=prefix)
                 for o in page.get("Contents", [])
-            )
-            result_keys = [k for k in keys if f"/{naming.COMPOSITES_DIR}/" not in k and k.endswith(".npz")]
+            }
+            result_keys = sorted(k for k in objects if is_result_key(k, self.definition))
+            reduced = [str(k) for k in item.get(JobAttr.COMPOSITE_KEY) or []]
             local_dir = out / "jobs" / f"{info.owner}-{info.job_id}"
             local_dir.mkdir(parents=True, exist_ok=True)
-            downloaded = []
-            for instrument in INSTRUMENTS:
-                key = naming.composite_key(info.job_id, month, f"_{instrument}.png")
-                if key in keys:
-                    target = local_dir / f"{month}_{instrument}.png"
-                    s3.download_file(self.results_bucket, key, str(target))
-                    downloaded.append(str(target))
-            if naming.composite_key(info.job_id, month) in keys:
-                target = local_dir / f"{month}.npz"
-                s3.download_file(self.results_bucket, naming.composite_key(info.job_id, month), str(target))
-                downloaded.append(str(target))
-            for key in result_keys:
-                all_results.append((key, load_npz(s3.get_object(Bucket=self.results_bucket, Key=key)["Body"].read())))
-            jobs_out.append(
-                {
-                    "job_id": info.job_id,
-                    "owner": info.owner,
-                    "query": {"year_month": month, "misr_paths": list(info.paths)},
-                    "state": item.get(JobAttr.STATE, "?"),
-                    "files": len(rows),
-                    "done": states[JobFileState.DONE.value],
-                    "failed": states[JobFileState.FAILED.value],
-                    "errors": sorted({str(r.get(JobFileAttr.ERROR)) for r in rows if r.get(JobFileAttr.ERROR)}),
-                    "results": f"s3://{self.results_bucket}/{prefix}",
-                    "result_objects": len(result_keys),
-                    "composites": [
-                        f"s3://{self.results_bucket}/{k}" for k in keys if f"/{naming.COMPOSITES_DIR}/" in k
-                    ],
-                    "local_copies": downloaded,
-                    "submitted": {
-                        k: info.submission[k]
-                        for k in ("file_count", "to_restore_files", "shared_files", "estimated_cost")
-                    },
-                }
-            )
-        # Everyone's month: one composite over both jobs' results (a shared orbit counts once).
-        quicklooks: list[str] = []
-        composite_path = None
-        n_orbits = 0
-        if all_results:
-            arrays = comp.build(all_results, month).to_arrays()
-            n_orbits = int(arrays["n_orbits"])
-            composite_path = out / f"{month}.npz"
-            composite_path.write_bytes(npz_bytes(arrays))
-            quicklooks = [str(p) for p in quicklook.write_quicklooks(arrays, out, month)]
+            facts: dict[str, Any] = {
+                "job_id": info.job_id,
+                "owner": info.owner,
+                "definition": self.definition.name,
+                "query": {"year_month": month, "misr_paths": list(info.paths)},
+                "state": item.get(JobAttr.STATE, "?"),
+                "files": len(rows),
+                "done": states[JobFileState.DONE.value],
+                "failed": states[JobFileState.FAILED.value],
+                "errors": sorted({str(r.get(JobFileAttr.ERROR)) for r in rows if r.get(JobFileAttr.ERROR)}),
+                "results": f"s3://{self.results_bucket}/{prefix}",
+                "result_objects": len(result_keys),
+                "result_bytes": sum(objects[k] for k in result_keys),
+                "reduced": [f"s3://{self.results_bucket}/{k}" for k in reduced],
+                "local_copies": [],
+                "submitted": {
+                    k: info.submission[k] for k in ("file_count", "to_restore_files", "shared_files", "estimated_cost")
+                },
+            }
+            outputs.append(JobOutput(info, objects, result_keys, reduced, local_dir, facts))
+        produced = summariser(self.definition.name).collect(self, s3, outputs)
         catalogue = {e.file_name: e.size_bytes for e in archive_catalogue(seed=0)}
         restore_counts = {str(f[FileAttr.FILE_NAME]): int(f.get(FileAttr.RESTORE_COUNT, 0)) for f in files}
         demands = Counter(name for names in job_files.values() for name in names)
@@ -751,6 +786,8 @@ class Demo:
             "month": month,
             "paths": list(self.options.paths),
             "preset": self.options.preset,
+            "definition": self.definition.name,
+            "parameters": dict(self.parameters),
             "state_dir": str(self.options.state_dir),
             "environment": {
                 "aws_endpoint_url": self.env[Env.AWS_ENDPOINT_URL],
@@ -758,7 +795,7 @@ class Demo:
                 "archive_bucket": self.archive_bucket,
                 "results_bucket": self.results_bucket,
             },
-            "jobs": jobs_out,
+            "jobs": [o.facts for o in outputs],
             "files": {
                 "count": len(files),
                 "names": self.file_names,
@@ -773,8 +810,7 @@ class Demo:
             "aws_cost_at_real_sizes": real_cost(
                 files, job_files, catalogue, tier=self.options.tier, lease_days=self.options.lease_days
             ),
-            "month_composite": {"npz": str(composite_path) if composite_path else None, "orbits": n_orbits},
-            "quicklooks": quicklooks,
+            **produced,
             "stages_s": dict(self.stages.seconds),
             "carousel_milestones_s": dict(self.stages.milestones),
             "out_dir": str(out),
@@ -815,11 +851,7 @@ class Demo:
             if name != "steps":
                 stages.add_row(f"  carousel: {name}", f"@{seconds:.1f}")
         self.console.print(stages)
-        mc = summary["month_composite"]
-        self.say(
-            f"[bold]Monthly composite[/bold] of {mc['orbits']} orbits: {mc['npz']}; quick-looks: "
-            + ", ".join(summary["quicklooks"])
-        )
+        summariser(str(summary.get("definition", RADIANCE))).show(self, summary)
 
     # ---- 6. teardown ----
 
@@ -856,7 +888,7 @@ class Demo:
             self.run_carousel(uploaded)
             with self.stages.stage("workers exit"):
                 self.stop_workers(grace_s=WORKER_GRACE_S)
-            with self.stages.stage("results and quick-looks"):
+            with self.stages.stage("results and quick-looks" if self.definition.name == RADIANCE else "results"):
                 summary = self.collect(s3)
             summary["stages_s"] = dict(self.stages.seconds)
             self.say("[bold]5. Summary[/bold]")
@@ -884,6 +916,158 @@ class Demo:
         return summary
 
 
+# --- what a definition's jobs produced: one summariser per definition, the generic one otherwise ----------
+
+
+@dataclass(frozen=True)
+class Summariser:
+    """`collect(demo, s3, outputs)` fetches what the jobs produced (adds to each job's facts, returns
+    summary-wide facts); `show(demo, summary)` prints it after the generic summary."""
+
+    collect: Callable[[Demo, Any, list[JobOutput]], dict[str, Any]]
+    show: Callable[[Demo, Mapping[str, Any]], None]
+
+
+def _download(demo: Demo, s3: Any, output: JobOutput, key: str) -> str | None:
+    """A copy of `key` under the job's local folder, at its path below `results/<job>/` (None: not below it)."""
+    relative = key.removeprefix(f"{naming.RESULTS_PREFIX}/{output.info.job_id}/")
+    if relative == key or not relative or ".." in relative.split("/"):
+        return None
+    target = output.local_dir / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    s3.download_file(demo.results_bucket, key, str(target))
+    return str(target)
+
+
+def collect_generic(demo: Demo, s3: Any, outputs: list[JobOutput]) -> dict[str, Any]:
+    """Any definition: local copies of what its reducer wrote; the result objects are counted already."""
+    for output in outputs:
+        copies = (_download(demo, s3, output, key) for key in output.reduced)
+        output.facts["local_copies"] = [path for path in copies if path]
+    return {}
+
+
+def _relative(job: Mapping[str, Any], url: str) -> str:
+    """An S3 location below the job's results prefix, as its path there (`timeseries/MODIS.nc`)."""
+    return url.removeprefix(str(job["results"]))
+
+
+def show_generic(demo: Demo, summary: Mapping[str, Any]) -> None:
+    title = f"{summary['definition']} results (under each job's results; reduced: the job item's composite_key)"
+    table = Table(title=title)
+    table.add_column("researcher")
+    table.add_column("result objects", justify="right")
+    table.add_column("MiB", justify="right")
+    table.add_column("reduced outputs", overflow="fold")
+    for job in summary["jobs"]:
+        reduced = ", ".join(_relative(job, url) for url in job["reduced"]) or "-"
+        table.add_row(job["owner"], str(job["result_objects"]), f"{job['result_bytes'] / 2**20:.2f}", reduced)
+    demo.console.print(table)
+    for job in summary["jobs"]:
+        if job["local_copies"]:
+            local = Path(summary["out_dir"]) / "jobs" / f"{job['owner']}-{job['job_id']}"
+            demo.say(f"   {job['owner']}'s reduced outputs, copied under {local}")
+
+
+def collect_radiance(demo: Demo, s3: Any, outputs: list[JobOutput]) -> dict[str, Any]:
+    """ComputeRadiance: each job's composite and maps copied; everyone's month composite and quick-looks."""
+    from batch_jobs.compute_radiance import composite as comp  # noqa: PLC0415
+    from batch_jobs.compute_radiance import quicklook  # noqa: PLC0415
+    from batch_jobs.compute_radiance.result import load_npz, npz_bytes  # noqa: PLC0415
+
+    out, month, bucket = demo.options.out_dir, demo.options.month, demo.results_bucket
+    all_results: list[tuple[str, dict[str, Any]]] = []
+    for output in outputs:
+        job_id, keys, downloaded = output.info.job_id, output.objects, []
+        for instrument in INSTRUMENTS:
+            key = naming.composite_key(job_id, month, f"_{instrument}.png")
+            if key in keys:
+                target = output.local_dir / f"{month}_{instrument}.png"
+                s3.download_file(bucket, key, str(target))
+                downloaded.append(str(target))
+        if naming.composite_key(job_id, month) in keys:
+            target = output.local_dir / f"{month}.npz"
+            s3.download_file(bucket, naming.composite_key(job_id, month), str(target))
+            downloaded.append(str(target))
+        for key in output.result_keys:
+            all_results.append((key, load_npz(s3.get_object(Bucket=bucket, Key=key)["Body"].read())))
+        output.facts["composites"] = [f"s3://{bucket}/{k}" for k in sorted(keys) if f"/{naming.COMPOSITES_DIR}/" in k]
+        output.facts["local_copies"] = downloaded
+    # Everyone's month: one composite over both jobs' results (a shared orbit counts once).
+    quicklooks: list[str] = []
+    composite_path = None
+    n_orbits = 0
+    if all_results:
+        arrays = comp.build(all_results, month).to_arrays()
+        n_orbits = int(arrays["n_orbits"])
+        composite_path = out / f"{month}.npz"
+        composite_path.write_bytes(npz_bytes(arrays))
+        quicklooks = [str(p) for p in quicklook.write_quicklooks(arrays, out, month)]
+    return {
+        "month_composite": {"npz": str(composite_path) if composite_path else None, "orbits": n_orbits},
+        "quicklooks": quicklooks,
+    }
+
+
+def show_radiance(demo: Demo, summary: Mapping[str, Any]) -> None:
+    mc = summary["month_composite"]
+    demo.say(
+        f"[bold]Monthly composite[/bold] of {mc['orbits']} orbits: {mc['npz']}; quick-looks: "
+        + ", ".join(summary["quicklooks"])
+    )
+
+
+# RegionExtract's reducer writes results/<job>/timeseries/<INSTRUMENT>.nc (batch_jobs/region_extract/__main__.py).
+REGION_TIMESERIES_DIR = "timeseries"
+
+
+def collect_region(demo: Demo, s3: Any, outputs: list[JobOutput]) -> dict[str, Any]:
+    """RegionExtract: the generic facts, plus the samples per instrument of each time series file."""
+    import xarray as xr  # noqa: PLC0415 - only this summary reads NetCDF
+
+    collect_generic(demo, s3, outputs)
+    for output in outputs:
+        series: dict[str, dict[str, Any]] = {}
+        for key in output.reduced:
+            parts = key.split("/")
+            if len(parts) != 4 or parts[2] != REGION_TIMESERIES_DIR or not key.endswith(".nc"):
+                continue
+            data = s3.get_object(Bucket=demo.results_bucket, Key=key)["Body"].read()
+            with xr.open_dataset(io.BytesIO(data), engine="h5netcdf") as ds:
+                series[parts[3].removesuffix(".nc")] = {
+                    "key": f"s3://{demo.results_bucket}/{key}",
+                    "samples": int(ds.sizes.get("obs", 0)),
+                    "orbits": int(ds.sizes.get("orbit_files", 0)),
+                }
+        output.facts["timeseries"] = series
+    return {}
+
+
+def show_region(demo: Demo, summary: Mapping[str, Any]) -> None:
+    show_generic(demo, summary)
+    table = Table(title="RegionExtract time series: samples per instrument")
+    table.add_column("researcher")
+    table.add_column("file")
+    table.add_column("samples", justify="right")
+    table.add_column("orbits", justify="right")
+    for job in summary["jobs"]:
+        for found in job.get("timeseries", {}).values():
+            table.add_row(job["owner"], _relative(job, found["key"]), str(found["samples"]), str(found["orbits"]))
+    demo.console.print(table)
+
+
+SUMMARISERS: dict[str, Summariser] = {
+    RADIANCE: Summariser(collect_radiance, show_radiance),
+    "RegionExtract": Summariser(collect_region, show_region),
+}
+GENERIC = Summariser(collect_generic, show_generic)
+
+
+def summariser(definition: str) -> Summariser:
+    """What to say about a definition's jobs: its own summariser, or the generic one."""
+    return SUMMARISERS.get(definition, GENERIC)
+
+
 def configure_logging(out_dir: Path) -> Path:
     """Everything the carousel and its helpers log goes to `<out>/demo.log` (the screen shows progress)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -907,15 +1091,21 @@ def run(options: DemoOptions, console: Console | None = None) -> dict[str, Any]:
 
 
 __all__ = [
+    "GENERIC",
+    "SUMMARISERS",
     "Demo",
     "DemoError",
     "DemoOptions",
     "Interrupted",
+    "JobOutput",
+    "Summariser",
     "carousel_environment",
     "choose_orbits",
     "configure_logging",
+    "is_result_key",
     "real_cost",
     "researchers",
     "run",
     "set_restore_delay",
+    "summariser",
 ]

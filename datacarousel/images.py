@@ -190,7 +190,22 @@ WORKER_IMAGES: tuple[ImageSpec, ...] = (
     _worker(JobDefinitionName.CAROUSEL, "carousel", ("python", "-m", "carousel", "step")),
     *(_analysis(described) for described in registry.builtin().values()),
 )
-IMAGES: dict[str, ImageSpec] = {spec.name: spec for spec in (BASE, *WORKER_IMAGES)}
+# What a research group's own analysis builds FROM (examples/): the base, the analyses' dependencies
+# and the kernel with the job SDK. Not a worker: no job definition runs it as it is.
+SDK = ImageSpec(
+    name="datacarousel-sdk",
+    dockerfile="docker/sdk.Dockerfile",
+    packages=("datacarousel",),
+    command=(
+        "python",
+        "-c",
+        "import datacarousel.job; print('the Data Carousel job SDK: build your analysis FROM this image')",
+    ),
+    help_command=("python", "-c", "import datacarousel.job"),
+    modules=("datacarousel.job", "datacarousel.orbit", *ANALYSIS_MODULES),
+    requirements=ANALYSIS_REQUIREMENTS,
+)
+IMAGES: dict[str, ImageSpec] = {spec.name: spec for spec in (BASE, SDK, *WORKER_IMAGES)}
 # The HSDS service on ECS runs the HDF Group's public image (or a mirror of it): not built here.
 HSDS_TEMPLATE_PARAMETER = HSDS_IMAGE_PARAMETER
 

@@ -47,7 +47,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from datacarousel import aws, naming, orbit, queue_worker
 from datacarousel.config import Settings
-from datacarousel.definitions import JobDefinition, load, option_name
+from datacarousel.definitions import NO_OBJECT, OBJECT_PARAMETER, JobDefinition, load, option_name
 from datacarousel.errors import (
     BadFileName,
     BadInput,
@@ -73,8 +73,13 @@ _NOT_FOUND = ("404", "NoSuchKey", "NotFound")
 
 
 def describe(module_file: str) -> JobDefinition:
-    """The description beside an analysis's module (`definition.toml` in its package)."""
-    return load(Path(module_file).resolve().with_name("definition.toml"))
+    """The description of the analysis whose module this is: `definition.toml` in its package, or
+    beside the package (the root of a research group's own project, as in `examples/`)."""
+    package = Path(module_file).resolve().parent
+    for folder in (package, package.parent):
+        if (folder / "definition.toml").is_file():
+            return load(folder / "definition.toml")
+    raise ConfigError(f"no definition.toml in {package} or {package.parent}")
 
 
 @dataclass(frozen=True)
@@ -364,6 +369,21 @@ def write_output(data: bytes, out: str, default_name: str, s3: Any | None = None
     return str(path)
 
 
+CONSOLE_JOB_ID = "console"  # results of single-orbit runs started by hand: results/console/<YYYY.MM>/
+
+
+def console_item(definition: JobDefinition, url: str, parameters: Mapping[str, str]) -> WorkItem:
+    """The work item of a single-orbit run on one archive object (`--object s3://bucket/key`)."""
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    if not url.startswith("s3://") or not bucket or not key:
+        raise BadInput(f"--object takes s3://bucket/key of an archive object, got {url!r}")
+    try:
+        name = BasicFusionName.parse(key.rsplit("/", 1)[-1])
+    except BadFileName as exc:
+        raise BadInput(f"--object {url}: {exc}") from exc
+    return WorkItem(CONSOLE_JOB_ID, definition.name, name.file_name, bucket, key, parameters=dict(parameters))
+
+
 def _parser(definition: JobDefinition) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=f"python -m {definition.command[-1]}",
@@ -373,6 +393,13 @@ def _parser(definition: JobDefinition) -> argparse.ArgumentParser:
     modes = parser.add_subparsers(dest="mode", required=True, metavar="MODE")
     queue = modes.add_parser("queue", help="Drain this definition's work queue (the Batch job's default).")
     queue.add_argument("--max-messages", type=int, default=None, help="Stop after this many messages.")
+    queue.add_argument(
+        option_name(OBJECT_PARAMETER),
+        dest="object",
+        default=NO_OBJECT,
+        help="s3://bucket/key of one readable archive object: compute it (result under results/console/) "
+        f"instead of draining the queue; {NO_OBJECT!r} (the default): drain the queue.",
+    )
     run = modes.add_parser("run", help="Run one orbit: a local file, an S3 object or an HSDS domain.")
     source = run.add_mutually_exclusive_group(required=True)
     source.add_argument("--file", help="Local BasicFusion file.")
@@ -416,9 +443,10 @@ def main(
 ) -> int:
     """The analysis's command line (`queue`, `run`, `reduce`); ends every error in one line and its exit code."""
     args = _parser(definition).parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("DC_LOG_LEVEL", "INFO").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    level = os.environ.get("DC_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # botocore's INFO lines ("Found credentials ...") say nothing a researcher needs; DEBUG shows them.
+    logging.getLogger("botocore").setLevel(level if level == "DEBUG" else logging.WARNING)
     try:
         defaults = definition.validate({p.name: getattr(args, f"param_{p.name}") for p in definition.parameters})
         if args.mode == "run":
@@ -438,7 +466,13 @@ def main(
             keys = handler.handle_reduce(ReduceRequest(args.job_id, definition.name, defaults))
             print(json.dumps({"job_id": args.job_id, "written": keys}))  # noqa: T201
             return 0
-        print(json.dumps(serve(handler, max_messages=args.max_messages).as_dict()))  # noqa: T201
+        if args.object != NO_OBJECT:
+            outcome = handler.handle_item(console_item(definition, args.object, defaults))
+            done = "computed" if outcome.computed else "already there"
+            print(json.dumps({"result": f"s3://{handler.results_bucket}/{outcome.key}", "outcome": done}))  # noqa: T201
+            return 0
+        report = serve(handler, max_messages=args.max_messages)
+        print(json.dumps({"drained": f"{definition.name}'s work queue", **report.as_dict()}))  # noqa: T201
         return 0
     except (BadInput, BadFileName, MalformedMessage, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)  # noqa: T201
@@ -446,3 +480,8 @@ def main(
     except (DataCarouselError, OSError, ClientError, BotoCoreError) as exc:
         print(f"error: {type(exc).__name__}: {exc} (retry later)", file=sys.stderr)  # noqa: T201
         return 1
+    except Exception as exc:  # the analysis's own code failed: no retry fixes that, its authors can
+        log.debug("analysis failure", exc_info=True)
+        hint = "hint: DC_LOG_LEVEL=DEBUG shows the trace; report it to the analysis's authors"
+        print(f"error: {definition.name} failed: {type(exc).__name__}: {exc} ({hint})", file=sys.stderr)  # noqa: T201
+        return 2

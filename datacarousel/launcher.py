@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import psutil
 
 from datacarousel import images
-from datacarousel.contract import Env, JobDefinitionName
+from datacarousel.contract import DEFAULT_STACK_NAME, STACK_TAG, Env, JobDefinitionName
 from datacarousel.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,8 @@ class JobDefinition:
     parameters: Mapping[str, str]
     environment: tuple[str, ...]  # names of variables and secrets it declares
     image_parameter: str = ""  # the template parameter holding its image URI
+    image: str = ""  # a registered definition's image URI (the template's: through image_parameter)
+    values: Mapping[str, str] = field(default_factory=dict)  # literal variables (a registered definition's)
 
     def resolve_command(self, overrides: Mapping[str, str]) -> list[str]:
         """Substitute `Ref::name` placeholders as Batch does (defaults, then overrides)."""
@@ -128,6 +130,21 @@ def job_definitions(template: Mapping[str, Any]) -> dict[str, JobDefinition]:
     return found
 
 
+def registered_job_definition(entry: Mapping[str, Any]) -> JobDefinition:
+    """A job definition as AWS Batch describes it (DescribeJobDefinitions), e.g. a registered analysis."""
+    container = entry.get("containerProperties", {})
+    values = {str(e["name"]): str(e["value"]) for e in container.get("environment", [])}
+    names = [*values, *(str(s["name"]) for s in container.get("secrets", []))]
+    return JobDefinition(
+        name=str(entry["jobDefinitionName"]),
+        command=tuple(container.get("command", [])),
+        parameters=dict(entry.get("parameters", {})),
+        environment=tuple(names),
+        image=str(container.get("image", "")),
+        values=values,
+    )
+
+
 class BatchLauncher:
     """Submits job definitions to an AWS Batch job queue."""
 
@@ -148,15 +165,62 @@ class BatchLauncher:
         log.info("submitted %s x%d as Batch job %s", request.job_definition, request.array_size, job_id)
         return [job_id]
 
+    # Statuses of a job (or an array child) that holds or will hold a worker.
+    ACTIVE_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
+    DESCRIBE_MAX = 100  # job ids per DescribeJobs call
+
+    @staticmethod
+    def definition_name(definition: str) -> str:
+        """A job definition's name from its ARN (`arn:...:job-definition/<name>:<revision>`),
+        `<name>:<revision>` or `<name>`."""
+        if definition.startswith("arn:"):
+            definition = definition.rsplit("/", 1)[-1]
+        name, _, revision = definition.rpartition(":")
+        return name if name and revision.isdigit() else definition
+
     def active(self, job_definition: str) -> int:
-        count = 0
-        for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING"):
+        """Workers of `job_definition` in the queue that are pending or running, array children counted one by one.
+
+        ListJobs on a queue lists an array job once (its parent, SUBMITTED or PENDING while children
+        run), never its children, so each parent counts its children in the active statuses (the
+        array's `statusSummary`, from ListJobs or else DescribeJobs; all `size` of them while none was
+        spawned). A summary without `jobDefinition` (older API versions) is described too.
+        """
+        summaries: dict[str, dict[str, Any]] = {}  # by job id: a job seen in two listings counts once
+        for status in self.ACTIVE_STATUSES:
             pages = self._batch.get_paginator("list_jobs").paginate(jobQueue=self._queue, jobStatus=status)
             for page in pages:
                 for job in page.get("jobSummaryList", []):
-                    definition = job.get("jobDefinition", "")
-                    if f"/{job_definition}:" in definition or definition == job_definition:
-                        count += 1
+                    summaries[str(job["jobId"])] = job
+        unknown = [
+            job_id
+            for job_id, job in summaries.items()
+            if not job.get("jobDefinition")
+            or ((job.get("arrayProperties") or {}).get("size") and "statusSummary" not in job["arrayProperties"])
+        ]
+        for start in range(0, len(unknown), self.DESCRIBE_MAX):
+            response = self._batch.describe_jobs(jobs=unknown[start : start + self.DESCRIBE_MAX])
+            described = {str(job["jobId"]): job for job in response.get("jobs", [])}
+            for job_id in unknown[start : start + self.DESCRIBE_MAX]:
+                if job_id in described:
+                    summaries[job_id] = {**summaries[job_id], **described[job_id]}
+                else:  # finished (and forgotten) between the two calls
+                    del summaries[job_id]
+        count = 0
+        for job_id, job in summaries.items():
+            if self.definition_name(str(job.get("jobDefinition") or "")) != job_definition:
+                continue
+            if job_id.rpartition(":")[0] in summaries:  # an array child listed too: its parent counts it
+                continue
+            if job.get("status", self.ACTIVE_STATUSES[0]) not in self.ACTIVE_STATUSES:  # ended since it was listed
+                continue
+            array = job.get("arrayProperties") or {}
+            size = int(array.get("size") or 0)
+            if not size:
+                count += 1
+                continue
+            children = array.get("statusSummary") or {}
+            count += sum(int(children.get(s, 0)) for s in self.ACTIVE_STATUSES) if children else size
         return count
 
 
@@ -181,8 +245,10 @@ class LocalLauncher:
         *,
         images: Mapping[str, str] | None = None,
         container_runner: ContainerRunner | None = None,
+        registered: Callable[[str], JobDefinition | None] | None = None,
     ) -> None:
-        self._definitions = definitions
+        self._definitions = dict(definitions)
+        self._registered = registered
         self._env = dict(env)
         self._jobs_dir = state_dir / "jobs"
         self._logs_dir = state_dir / "logs"
@@ -197,14 +263,23 @@ class LocalLauncher:
         """What the job sees: the platform's variables and the ones its definition declares."""
         names = set(_PLATFORM_VARIABLES) | set(definition.environment)
         env = {k: v for k, v in self._env.items() if k in names}
+        # Values the definition states itself win, as in Batch (a registered analysis's PYTHONPATH).
+        for name, value in definition.values.items():
+            if name == "PYTHONPATH":  # a registered analysis's own code, ahead of the platform's path
+                env[name] = os.pathsep.join(p for p in (value, env.get(name, "")) if p)
+            else:
+                env.setdefault(name, value)
         if array_index is not None:
             env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(array_index)
         return env
 
     def launch(self, request: LaunchRequest) -> list[str]:
         definition = self._definitions.get(request.job_definition)
+        if definition is None and self._registered is not None:
+            definition = self._registered(request.job_definition)  # registered after this launcher started
         if definition is None:
-            raise ValueError(f"the template has no job definition {request.job_definition!r}")
+            raise ValueError(f"the stack has no job definition {request.job_definition!r}")
+        self._definitions[definition.name] = definition
         command = definition.resolve_command(request.parameters)
         self._jobs_dir.mkdir(parents=True, exist_ok=True)
         self._logs_dir.mkdir(parents=True, exist_ok=True)
@@ -244,7 +319,8 @@ class LocalLauncher:
 
     def _argv(self, definition: JobDefinition, command: list[str], env: Mapping[str, str]) -> list[str]:
         if self._containers is not None:
-            return self._containers.command(self._images[definition.image_parameter], command, env)
+            image = definition.image or self._images[definition.image_parameter]
+            return self._containers.command(image, command, env)
         if command and command[0] in ("python", "python3"):
             # The project's own interpreter: the one with the project installed.
             return [sys.executable, *command[1:]]
@@ -297,14 +373,29 @@ def _alive(record: Mapping[str, Any]) -> bool:
         return False
 
 
-def local_launcher_from_env(template: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> LocalLauncher:
+def registered_lookup(batch: Any, stack: str) -> Callable[[str], JobDefinition | None]:
+    """Finds a job definition registered with the stack after it was created (its latest ACTIVE revision)."""
+
+    def find(name: str) -> JobDefinition | None:
+        entries = batch.describe_job_definitions(jobDefinitionName=name, status="ACTIVE").get("jobDefinitions", [])
+        mine = [e for e in entries if (e.get("tags") or {}).get(STACK_TAG) == stack]
+        return registered_job_definition(max(mine, key=lambda e: int(e.get("revision", 0)))) if mine else None
+
+    return find
+
+
+def local_launcher_from_env(
+    template: Mapping[str, Any], environ: Mapping[str, str] | None = None, *, batch: Any | None = None
+) -> LocalLauncher:
     env = dict(os.environ if environ is None else environ)
     state = env.get(Env.LOCAL_STATE_DIR)
     if not state:
         raise ConfigError(f"{Env.LOCAL_STATE_DIR} is not set")
     mode = env.get(Env.LOCAL_RUN_MODE, "process")
+    stack = env.get(Env.STACK_NAME) or DEFAULT_STACK_NAME
+    registered = registered_lookup(batch, stack) if batch is not None else None
     if mode == "process":
-        return LocalLauncher(job_definitions(template), env, Path(state))
+        return LocalLauncher(job_definitions(template), env, Path(state), registered=registered)
     if mode == "container":
         # Each job definition's command in its image (built by `datacarousel images build`).
         return LocalLauncher(
@@ -313,6 +404,7 @@ def local_launcher_from_env(template: Mapping[str, Any], environ: Mapping[str, s
             Path(state),
             images=images.local_images(),
             container_runner=images.ImageRunner(),
+            registered=registered,
         )
     raise ConfigError(f"{Env.LOCAL_RUN_MODE}={mode!r} is malformed: must be 'process' or 'container'")
 
@@ -327,7 +419,7 @@ def launcher_from_env(batch: Any, template_loader: Any, environ: Mapping[str, st
             raise ConfigError(f"{Env.BATCH_JOB_QUEUE} is not set")
         return BatchLauncher(batch, queue)
     if kind == "local":
-        return local_launcher_from_env(template_loader(), env)
+        return local_launcher_from_env(template_loader(), env, batch=batch)
     raise ConfigError(f"{Env.LAUNCHER}={kind!r} is malformed: must be 'batch' or 'local'")
 
 

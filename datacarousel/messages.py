@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -136,6 +137,36 @@ def _require_nonempty(obj: Any, *names: str) -> None:
             raise ValueError(f"field {n!r} must not be empty")
 
 
+# A job id names a folder of the results bucket (`results/<job_id>/`): letters, digits, '.', '_', '-',
+# starting with a letter or digit, no '..'. The carousel's own are `job-<UTC stamp>-<8 hex>`.
+JOB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# A job definition's name, as its description requires (datacarousel.definitions).
+JOB_DEFINITION_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,39}")
+
+
+class BadMessageField(MalformedMessage, ValueError):
+    """A field whose value can never be right: the message is malformed (raised while constructing one)."""
+
+
+def check_job_id(job_id: str) -> str:
+    """`job_id` if it is a job id the carousel could have made; `BadMessageField` otherwise."""
+    if not isinstance(job_id, str) or not JOB_ID_RE.fullmatch(job_id) or ".." in job_id:
+        raise BadMessageField(
+            f"field 'job_id' {str(job_id)[:80]!r} is not a job id "
+            f"(letters, digits, '.', '_', '-', at most 128, starting with a letter or digit, no '..')"
+        )
+    return job_id
+
+
+def _check_job_fields(obj: Any) -> None:
+    check_job_id(obj.job_id)
+    if not JOB_DEFINITION_RE.fullmatch(obj.job_definition):
+        raise BadMessageField(
+            f"field 'job_definition' {obj.job_definition[:80]!r} is not a job definition name "
+            f"({JOB_DEFINITION_RE.pattern})"
+        )
+
+
 @dataclass(frozen=True)
 class IndexRequest(Message):
     """loader -> index_file: link one readable archive object into HSDS."""
@@ -171,6 +202,7 @@ class WorkItem(Message):
 
     def __post_init__(self) -> None:
         _require_nonempty(self, "job_id", "job_definition", "file_name", "bucket", "key")
+        _check_job_fields(self)
 
     def __hash__(self) -> int:  # parameters is a dict; hash by identity fields
         return hash((self.job_id, self.job_definition, self.file_name))
@@ -191,6 +223,7 @@ class ReduceRequest(Message):
 
     def __post_init__(self) -> None:
         _require_nonempty(self, "job_id", "job_definition")
+        _check_job_fields(self)
 
     def __hash__(self) -> int:
         return hash((self.job_id, self.job_definition))

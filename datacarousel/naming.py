@@ -23,7 +23,12 @@ ORBIT_PERIOD_S = 5933.04
 
 FILE_PREFIX = "TERRA_BF_L1B"
 RESULT_PREFIX = "CLIMARBLE"
-_FILE_RE = re.compile(r"^TERRA_BF_L1B_O(?P<orbit>[0-9]+)_(?P<time>[0-9]{14})_F(?P<f>[0-9]+)_V(?P<v>[0-9]+)\.h5$")
+# Matched with `fullmatch`: `$` alone would also accept a name followed by a newline.
+_FILE_RE = re.compile(r"TERRA_BF_L1B_O(?P<orbit>[0-9]+)_(?P<time>[0-9]{14})_F(?P<f>[0-9]+)_V(?P<v>[0-9]+)\.h5")
+# How far a name's start time may be from `orbit_start(orbit)`. The time in a real name is OPT's; ours
+# is interpolated between anchors, which errs by at most 682 s (spec section 7). Far below half an orbit
+# (2,966 s): a name's time points at its own orbit only, never at a neighbour's.
+ORBIT_START_TOLERANCE_S = 1200
 
 
 def _utc(text: str) -> datetime:
@@ -140,7 +145,7 @@ class BasicFusionName:
     def parse(cls, name: str) -> BasicFusionName:
         """Parse a file name or an S3 key / path ending in one."""
         base = name.rsplit("/", 1)[-1]
-        match = _FILE_RE.match(base)
+        match = _FILE_RE.fullmatch(base)
         if match is None:
             raise BadFileName(
                 f"{base!r} is not a BasicFusion file name (TERRA_BF_L1B_O<orbit>_<YYYYMMDDhhmmss>_F<n>_V<n>.h5)"
@@ -151,6 +156,12 @@ class BasicFusionName:
             raise BadFileName(f"{base!r}: bad start time {match['time']!r}: {exc}") from exc
         orbit = int(match["orbit"])
         check_orbit(orbit)
+        expected = orbit_start(orbit)
+        if abs((start - expected).total_seconds()) > ORBIT_START_TOLERANCE_S:
+            raise BadFileName(
+                f"{base!r}: start time {start:%Y-%m-%dT%H:%M:%SZ} is not orbit {orbit}'s "
+                f"({expected:%Y-%m-%dT%H:%M:%SZ}, within {ORBIT_START_TOLERANCE_S} s)"
+            )
         return cls(orbit=orbit, start=start, software=f"F{match['f']}", collection=f"V{match['v']}")
 
 

@@ -35,4 +35,4 @@ RUN python -m compileall -q /opt/datacarousel
 
 USER 10001:10001
 WORKDIR /home/datacarousel
-CMD ["python", "-m", "batch_jobs.compute_radiance", "queue", "--resolution", "0.5", "--vza-max", "18.0", "--modis-category", "VIS", "--misr-camera", "AN", "--ceres-mode", "ct"]
+CMD ["python", "-m", "batch_jobs.compute_radiance", "queue", "--object", "none", "--resolution", "0.5", "--vza-max", "18.0", "--modis-category", "VIS", "--misr-camera", "AN", "--ceres-mode", "ct"]

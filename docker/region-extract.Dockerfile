@@ -35,4 +35,4 @@ RUN python -m compileall -q /opt/datacarousel
 
 USER 10001:10001
 WORKDIR /home/datacarousel
-CMD ["python", "-m", "batch_jobs.region_extract", "queue", "--lat-min", "30.0", "--lat-max", "40.0", "--lon-min", "-95.0", "--lon-max", "-85.0", "--instruments", "MODIS,MISR,CERES", "--modis-bands", "1,2,3,4,5,6,7", "--misr-camera", "AN", "--misr-bands", "Blue,Green,Red,NIR", "--ceres-instrument", "FM1"]
+CMD ["python", "-m", "batch_jobs.region_extract", "queue", "--object", "none", "--lat-min", "30.0", "--lat-max", "40.0", "--lon-min", "-95.0", "--lon-max", "-85.0", "--instruments", "MODIS,MISR,CERES", "--modis-bands", "1,2,3,4,5,6,7", "--misr-camera", "AN", "--misr-bands", "Blue,Green,Red,NIR", "--ceres-instrument", "FM1"]

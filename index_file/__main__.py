@@ -23,7 +23,16 @@ from index_file.adapters import HsdsTarget, IndexFileHandler
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
-NEEDED = ["index_queue_url", "index_dlq_url", "files_table", "hsds_folder", "hs_endpoint", "hs_username", "hs_password"]
+NEEDED = [
+    "archive_bucket",
+    "index_queue_url",
+    "index_dlq_url",
+    "files_table",
+    "hsds_folder",
+    "hs_endpoint",
+    "hs_username",
+    "hs_password",
+]
 
 
 @app.command()
@@ -53,7 +62,13 @@ def main(
         folder=settings.require("hsds_folder"),
     )
     sqs = aws.client("sqs")
-    handler = IndexFileHandler(aws.client("s3"), FilesTable(aws.client("dynamodb"), settings.files_table or ""), target)
+    handler = IndexFileHandler(
+        aws.client("s3"),
+        FilesTable(aws.client("dynamodb"), settings.files_table or ""),
+        target,
+        archive_bucket=settings.require("archive_bucket"),
+        archive_prefix=settings.archive_prefix or "",
+    )
     report = drain(
         sqs,
         settings.require("index_queue_url"),

@@ -4,8 +4,13 @@ The handler is idempotent: a redelivered request finds the domain complete (its
 marker names the same object version) and the item already INDEXED, and does
 nothing. Transient failures (S3 or HSDS briefly unreachable) are retried with
 backoff a few times, then raised as `TransientError` so the message returns to
-the queue; bad requests raise `BadInput` / `BadFileName` / `MalformedMessage`
-so `queue_worker` dead-letters them with the reason.
+the queue; an object not restored (yet, or any more) raises `NotReadable`, which
+returns the message to the queue too: it is a state of the object, not of the
+request. Bad requests raise `BadInput` / `BadFileName` / `MalformedMessage` so
+`queue_worker` dead-letters them with the reason: among them every request that
+does not name the file's archive object (another bucket, a key outside the
+archive prefix or not the one the files table records, a second name for an
+orbit the table already has).
 """
 
 from __future__ import annotations
@@ -26,7 +31,15 @@ from datacarousel import hsds, naming
 from datacarousel.contract import HSDS_INDEXED_MARKER, FileAttr
 from datacarousel.errors import BadInput, NotReadable, TransientError
 from datacarousel.files_table import FilesTable, is_indexed, iso, utcnow
-from index_file.core import HEADER_BYTES, Marker, check_hdf5, domain_is_complete, parse_request, s3_uri
+from index_file.core import (
+    HEADER_BYTES,
+    Marker,
+    check_hdf5,
+    check_source,
+    domain_is_complete,
+    parse_request,
+    s3_uri,
+)
 from loader.core import ListedObject, normalize_etag, parse_restore_header, unreadable_reason
 
 log = logging.getLogger(__name__)
@@ -49,7 +62,7 @@ def with_retries(attempts: int = 4, max_wait: float = 8.0) -> Callable[[Callable
 
 @contextlib.contextmanager
 def s3_errors(what: str) -> Iterator[None]:
-    """Translate S3 errors: missing -> BadInput, archived -> BadInput, 5xx/unreachable -> TransientError."""
+    """Translate S3 errors: missing -> BadInput, archived -> NotReadable, 5xx/unreachable -> TransientError."""
     try:
         yield
     except ClientError as exc:
@@ -59,7 +72,7 @@ def s3_errors(what: str) -> Iterator[None]:
         if code in _MISSING_CODES:
             raise BadInput(f"{what}: no such bucket or key ({code})") from exc
         if code in _ARCHIVED_CODES:
-            raise BadInput(f"{what}: object still archived (not restored)") from exc
+            raise NotReadable(f"{what}: object still archived (not restored); retried later") from exc
         if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"):
             raise TransientError(f"{what}: S3 answered {code or status}") from exc
         raise
@@ -81,7 +94,7 @@ class SourceObject:
 
 @with_retries()
 def inspect_source(s3: Any, bucket: str, key: str, now: datetime) -> SourceObject:
-    """HEAD the object: it must exist and be readable now (decided from its restore status)."""
+    """HEAD the object: it must exist (BadInput) and be readable now (NotReadable), decided from its restore status."""
     what = s3_uri(bucket, key)
     with s3_errors(what):
         head = s3.head_object(Bucket=bucket, Key=key)
@@ -95,7 +108,7 @@ def inspect_source(s3: Any, bucket: str, key: str, now: datetime) -> SourceObjec
     )
     reason = unreadable_reason(listed, now)
     if reason is not None:
-        raise BadInput(f"{what}: object still archived ({reason.value}); it cannot be indexed until restored")
+        raise NotReadable(f"{what}: object still archived ({reason.value}); it cannot be indexed until restored")
     return SourceObject(bucket, key, listed.size, listed.etag)
 
 
@@ -167,9 +180,7 @@ def write_marker(target: HsdsTarget, domain: str, marker: Marker) -> None:
 def link(target: HsdsTarget, source: SourceObject, domain: str) -> hsds.LinkResult:
     try:
         return hsds.link_file(source.uri, domain, **target.kwargs())
-    except NotReadable as exc:
-        raise BadInput(f"{source.uri}: object still archived (not restored): {exc}") from exc
-    except (TransientError, BadInput):
+    except (NotReadable, TransientError, BadInput):
         raise
     except Exception as exc:
         raise _hsds_io(exc, f"link {source.uri}") from exc
@@ -189,11 +200,24 @@ class IndexOutcome:
 class IndexFileHandler:
     """`handle(body)` for `queue_worker.drain`: one index request, done durably or not at all."""
 
-    def __init__(self, s3: Any, files: FilesTable, target: HsdsTarget, clock: Callable[[], datetime] = utcnow):
+    def __init__(
+        self,
+        s3: Any,
+        files: FilesTable,
+        target: HsdsTarget,
+        clock: Callable[[], datetime] = utcnow,
+        *,
+        archive_bucket: str,
+        archive_prefix: str = "",
+    ):
+        if not archive_bucket:
+            raise ValueError("archive_bucket must not be empty")
         self.s3 = s3
         self.files = files
         self.target = target
         self.clock = clock
+        self.archive_bucket = archive_bucket
+        self.archive_prefix = archive_prefix
         self.outcomes: list[IndexOutcome] = []
 
     def __call__(self, body: str) -> None:
@@ -203,7 +227,9 @@ class IndexFileHandler:
         started = time.monotonic()
         request, name = parse_request(body)
         domain = naming.hsds_domain(self.target.folder, name)
-        item = self.files.get(name.file_name)
+        item = self._table(lambda: self.files.get(name.file_name), name)
+        check_source(request, name, archive_bucket=self.archive_bucket, archive_prefix=self.archive_prefix, item=item)
+        self._check_one_name_per_orbit(name)
         source = inspect_source(self.s3, request.bucket, request.key, self.clock())
         if request.etag and request.etag != source.etag:
             log.info("%s: object changed since it was queued (etag %s -> %s)", source.uri, request.etag, source.etag)
@@ -225,6 +251,20 @@ class IndexFileHandler:
             "indexed %s -> %s (linked=%s recorded=%s) in %.2f s", source.uri, domain, linked, recorded, outcome.seconds
         )
         return outcome
+
+    def _table(self, read: Callable[[], T], name: naming.BasicFusionName) -> T:
+        try:
+            return read()
+        except (ClientError, BotoCoreError) as exc:
+            raise TransientError(f"{name.file_name}: cannot read {self.files.table}: {exc}") from exc
+
+    def _check_one_name_per_orbit(self, name: naming.BasicFusionName) -> None:
+        """A second name for an orbit the table already has (another start time) would become a phantom
+        item of its own: refused."""
+        items = self._table(lambda: list(self.files.by_orbits(name.orbit, name.orbit)), name)
+        others = sorted(str(i[FileAttr.FILE_NAME]) for i in items if i.get(FileAttr.FILE_NAME) != name.file_name)
+        if others:
+            raise BadInput(f"{name.file_name}: the files table holds orbit {name.orbit} as {others[0]}")
 
     def _record(self, name: naming.BasicFusionName, source: SourceObject, domain: str, item: Any) -> bool:
         """State INDEXED, conditional on the state version read before linking."""

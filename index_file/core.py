@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from datacarousel.contract import FileAttr
 from datacarousel.errors import BadInput
 from datacarousel.messages import IndexRequest
 from datacarousel.naming import BasicFusionName
@@ -33,6 +34,52 @@ def parse_request(body: str) -> tuple[IndexRequest, BasicFusionName]:
 
 def s3_uri(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
+
+
+def key_problem(key: str) -> str | None:
+    """What makes `key` no plain archive key (None if nothing): a leading '/', an empty, '.' or '..'
+    segment, or a control character."""
+    if key.startswith("/"):
+        return "key starts with '/'"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
+        return "key holds a control character"
+    if any(part in ("", ".", "..") for part in key.split("/")):
+        return "key has an empty, '.' or '..' segment"
+    return None
+
+
+def check_source(
+    request: IndexRequest,
+    name: BasicFusionName,
+    *,
+    archive_bucket: str,
+    archive_prefix: str,
+    item: Mapping[str, Any] | None,
+) -> None:
+    """Refuse (BadInput) a request that does not name the file's archive object.
+
+    An index request makes the object it names the file's canonical source, so it must be in the
+    archive bucket, under the archive prefix, a plain key, and, when the files table already has the
+    file, exactly the bucket and key its item records.
+    """
+    uri = s3_uri(request.bucket, request.key)
+    if not uri.isprintable():  # the reason travels as a message attribute: control characters escaped
+        uri = repr(uri)
+    if request.bucket != archive_bucket:
+        raise BadInput(f"{uri}: not in the archive bucket {archive_bucket!r}; only archive objects are indexed")
+    if not request.key.startswith(archive_prefix):
+        raise BadInput(f"{uri}: key is not under the archive prefix {archive_prefix!r}")
+    problem = key_problem(request.key)
+    if problem is not None:
+        raise BadInput(f"{uri}: {problem}")
+    if item is None:
+        return
+    bucket, key = str(item.get(FileAttr.BUCKET) or ""), str(item.get(FileAttr.KEY) or "")
+    if (bucket and bucket != request.bucket) or (key and key != request.key):
+        raise BadInput(
+            f"{uri}: {name.file_name} is recorded at {s3_uri(bucket or archive_bucket, key or '?')}; "
+            "an index request must name that object"
+        )
 
 
 def _unpack_address(data: bytes, offset: int, size: int) -> int:

@@ -14,12 +14,15 @@ from __future__ import annotations
 import atexit
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import botocore.client
 import pytest
 
+from datacarousel.contract import TableSchema
 from datacarousel.local import environment
 from datacarousel.local.environment import LocalEnvironment
 
@@ -52,3 +55,60 @@ def no_scan(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", guarded)
     return attempts
+
+
+@dataclass
+class FakeAws:
+    """moto's in-process fakes (`mock_aws`) for one test: clients of us-east-1, and tables made from the contract."""
+
+    s3: Any
+    sqs: Any
+    ddb: Any
+
+    def table(self, schema: TableSchema) -> str:
+        """Create `schema`'s table (its indexes projecting everything); returns its name."""
+        key = [{"AttributeName": schema.hash_key.name, "KeyType": "HASH"}]
+        if schema.range_key is not None:
+            key.append({"AttributeName": schema.range_key.name, "KeyType": "RANGE"})
+        params: dict[str, Any] = {
+            "TableName": schema.table_name,
+            "KeySchema": key,
+            "AttributeDefinitions": [
+                {"AttributeName": n, "AttributeType": t} for n, t in schema.attribute_definitions().items()
+            ],
+            "BillingMode": "PAY_PER_REQUEST",
+        }
+        if schema.indexes:
+            params["GlobalSecondaryIndexes"] = [
+                {
+                    "IndexName": index.name,
+                    "KeySchema": [
+                        {"AttributeName": index.hash_key.name, "KeyType": "HASH"},
+                        *([{"AttributeName": index.range_key.name, "KeyType": "RANGE"}] if index.range_key else []),
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+                for index in schema.indexes
+            ]
+        self.ddb.create_table(**params)
+        return schema.table_name
+
+
+@pytest.fixture()
+def fake_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAws]:
+    """In-process AWS fakes (moto's `mock_aws`), whatever `local_env` put in the environment before:
+    no endpoint override, dummy credentials, us-east-1."""
+    from moto import mock_aws  # noqa: PLC0415 - heavy: only the tests that ask for the fakes pay for it
+
+    for name in list(os.environ):
+        if name.startswith("AWS_ENDPOINT_URL") or name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        yield FakeAws(
+            s3=boto3.client("s3", region_name="us-east-1"),
+            sqs=boto3.client("sqs", region_name="us-east-1"),
+            ddb=boto3.client("dynamodb", region_name="us-east-1"),
+        )

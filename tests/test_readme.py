@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer.main
 
-from datacarousel import contract
+from datacarousel import contract, definitions_table, registry
 from datacarousel.cli import app
 from datacarousel.config import setting_env_names
 
@@ -70,3 +70,8 @@ def test_every_dc_variable_the_code_reads_is_documented() -> None:
         used |= set(re.findall(r"[\"'](DC_[A-Z][A-Z0-9_]+)[\"']", path.read_text()))
     missing = sorted(n for n in used if f"`{n}`" not in README)
     assert not missing, f"README does not document: {missing}"
+
+
+def test_the_definitions_table_is_the_descriptions() -> None:
+    """Change a description and this fails until `python -m datacarousel.definitions_table` is pasted back."""
+    assert definitions_table.markdown(registry.builtin().values()) in README

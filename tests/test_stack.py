@@ -320,6 +320,7 @@ def test_every_role_is_trusted_by_one_service_of_this_account(template: dict[str
         "TaskExecutionRole": "ecs-tasks.amazonaws.com",
         "HsdsTaskRole": "ecs-tasks.amazonaws.com",
         "CarouselScheduleRole": "events.amazonaws.com",
+        "ResearcherJobRole": "ecs-tasks.amazonaws.com",
         **{f"{stack.role_prefix(d)}JobRole": "ecs-tasks.amazonaws.com" for d in ALL_DEFINITIONS},
     }
     assert set(roles) == set(expected)
@@ -471,6 +472,8 @@ def test_job_definitions_run_the_agreed_entry_points(template: dict[str, Any]) -
             "-m",
             "batch_jobs.compute_radiance",
             "Ref::mode",
+            "--object",
+            "Ref::object",
             "--resolution",
             "Ref::resolution",
             "--vza-max",
@@ -487,6 +490,7 @@ def test_job_definitions_run_the_agreed_entry_points(template: dict[str, Any]) -
     }
     assert by_name["ComputeRadiance"]["Parameters"] == {
         "mode": "queue",
+        "object": "none",
         "resolution": "0.5",
         "vza_max": "18.0",
         "modis_category": "VIS",
@@ -519,6 +523,8 @@ def test_the_local_launcher_reads_the_job_definitions(template: dict[str, Any]) 
         "-m",
         "batch_jobs.compute_radiance",
         "queue",
+        "--object",
+        "none",
         "--resolution",
         "0.5",
         "--vza-max",
@@ -850,3 +856,25 @@ def test_operator_guide_names_every_parameter_and_output(template: dict[str, Any
     for worker in registry.worker_images():
         assert f"`{worker.image}`" in guide and f"`{worker.parameter}`" in guide
     assert "aws cloudformation deploy" in guide
+
+
+def test_registered_analyses_get_the_researcher_role_and_only_tagged_ones_are_submitted(
+    template: dict[str, Any],
+) -> None:
+    """A definition registered after the stack was created (no template change) runs with ResearcherJobRole:
+    the stack's work queues by name, the archive read-only, results/ for writing; nothing else."""
+    researcher = _identity_actions(template, "ResearcherJobRole")
+    work = "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${AWS::StackName}-*-work"
+    assert researcher["sqs:ReceiveMessage"] == [{"Fn::Sub": work}]
+    assert researcher["sqs:SendMessage"] == [{"Fn::Sub": work + "-dlq"}]
+    assert [json.dumps(r) for r in researcher["s3:PutObject"]] == [
+        json.dumps({"Fn::Sub": ["${Arn}/results/*", {"Arn": {"Fn::GetAtt": ["ResultsBucket", "Arn"]}}]})
+    ]
+    assert not [a for a in researcher if a.startswith(("dynamodb:", "batch:", "iam:", "secretsmanager:"))]
+    assert "s3:RestoreObject" not in researcher and "s3:DeleteObject" not in researcher
+    # The carousel submits registered job definitions only if they carry the stack's tag.
+    carousel_policy = template["Resources"]["CarouselJobRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    (tagged,) = [s for s in carousel_policy["Statement"] if s["Sid"] == "SubmitRegisteredJobs"]
+    assert tagged["Condition"] == {"StringEquals": {f"aws:ResourceTag/{contract.STACK_TAG}": {"Ref": "AWS::StackName"}}}
+    outputs = template["Outputs"]
+    assert contract.RESEARCHER_ROLE_OUTPUT in outputs and contract.EXECUTION_ROLE_OUTPUT in outputs

@@ -24,7 +24,7 @@ from datacarousel import job
 from datacarousel import orbit as readers
 from datacarousel.aws import client
 from datacarousel.config import Settings
-from datacarousel.definitions import option_name
+from datacarousel.definitions import NO_OBJECT, OBJECT_PARAMETER, option_name
 from datacarousel.errors import BadFileName, BadInput, ConfigError, DataCarouselError, MalformedMessage
 from datacarousel.messages import WorkItem
 from datacarousel.naming import BasicFusionName, composite_key
@@ -114,6 +114,12 @@ def queue(
         900, "--visibility-timeout", help="Seconds a message stays hidden (renewed while working)."
     ),
     reader: str = ReaderOpt,
+    archive_object: str = typer.Option(
+        NO_OBJECT,
+        option_name(OBJECT_PARAMETER),
+        help="s3://bucket/key of one readable archive object: grid it (result under results/console/) instead "
+        f"of draining the queue; {NO_OBJECT!r} (the default): drain the queue.",
+    ),
     resolution: float = ResolutionOpt,
     vza_max: float = VzaOpt,
     modis_category: str = CategoryOpt,
@@ -122,16 +128,22 @@ def queue(
 ) -> None:
     """Drain ComputeRadiance's work queue (`<stack>-ComputeRadiance-work`): WorkItems and its ReduceRequests.
 
-    Poison goes to its dead-letter queue with the reason.
+    Poison goes to its dead-letter queue with the reason. With `--object`, one orbit instead (the
+    console's single-orbit run).
     """
     try:
         params = _params(resolution, vza_max, modis_category, misr_camera, ceres_mode)
         settings = Settings.from_env(need=["results_bucket"])
         handler = worker.WorkItemHandler(client("s3"), settings.require("results_bucket"), params, reader=reader)
+        if archive_object != NO_OBJECT:
+            outcome = handler.handle_item(job.console_item(DEFINITION, archive_object, handler.defaults))
+            done = "computed" if outcome.computed else "already there"
+            print(json.dumps({"result": f"s3://{handler.results_bucket}/{outcome.key}", "outcome": done}))  # noqa: T201
+            return
         report = job.serve(handler, max_messages=max_messages, visibility_timeout=visibility_timeout)
     except (DataCarouselError, ValueError) as exc:
         raise _fail(BadInput(str(exc)) if isinstance(exc, ValueError) else exc) from exc
-    print(json.dumps(report.as_dict()))  # noqa: T201
+    print(json.dumps({"drained": "ComputeRadiance's work queue", **report.as_dict()}))  # noqa: T201
 
 
 @app.command()

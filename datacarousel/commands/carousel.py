@@ -113,11 +113,11 @@ def submit(  # noqa: PLR0917 - typer maps options to parameters
             orbit_min=orbit_min,
             orbit_max=orbit_max,
         )
-        chosen = registry.get(definition)
+        chosen = registry.get(definition, registry.registered_from_env())
         parameters = chosen.validate(parse_params(param))  # before any table is read
         ctx = _context(("files_table", "jobs_table", "job_files_table"))
         result = do_submit(ctx.tables, ctx.config, owner=owner, definition=chosen, query=query, parameters=parameters)
-    except BadInput as exc:
+    except (BadInput, ConfigError) as exc:
         raise _fail(exc) from exc
     data = result.as_dict()
     if as_json:

@@ -1,4 +1,8 @@
-"""`datacarousel demo`: a researcher's month on the embedded default, end to end (see datacarousel/demo.py)."""
+"""`datacarousel demo`: a researcher's month on the embedded default, end to end (see datacarousel/demo.py).
+
+Every option, the job definition and its parameters are checked before anything starts: a bad one
+ends in one line on stderr and exit code 2.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from datacarousel import demo
-from datacarousel.errors import DataCarouselError
+from datacarousel import demo, registry
+from datacarousel.commands.carousel import parse_params
+from datacarousel.errors import BadInput, ConfigError, DataCarouselError
 
 log = logging.getLogger(__name__)
 
 EXIT_SIGNAL_BASE = 128
+EXIT_USAGE = 2
 WIDE_OUTPUT = 200
 OUT_OPTION = typer.Option(demo.DEFAULT_OUT_DIR, "--out", help="Where the summary and quick-looks go.")
 STATE_DIR_OPTION = typer.Option(
@@ -34,6 +40,19 @@ def _paths(values: list[str] | None) -> tuple[int, ...]:
     return tuple(dict.fromkeys(out)) or demo.DEFAULT_PATHS
 
 
+def _known() -> str:
+    try:
+        return ", ".join(registry.known()) or "none known"
+    except ConfigError:
+        return "see `datacarousel definitions list`"
+
+
+def _refuse(exc: Exception) -> typer.Exit:
+    """A usage error: one line on stderr, exit 2, nothing started."""
+    typer.secho(f"error: {' '.join(str(exc).split())}", err=True, fg=typer.colors.RED)
+    return typer.Exit(EXIT_USAGE)
+
+
 def demo_command(  # noqa: PLR0917 - typer maps options to parameters
     month: str = typer.Option(demo.DEFAULT_MONTH, "--month", help="Year and month of the orbits (YYYY.MM)."),
     paths: Annotated[
@@ -51,6 +70,20 @@ def demo_command(  # noqa: PLR0917 - typer maps options to parameters
         demo.DEFAULT_RESTORE_DELAY_S, "--restore-delay", min=0.0, help="Seconds a restore takes (moto)."
     ),
     lease_days: int = typer.Option(demo.DEFAULT_LEASE_DAYS, "--lease-days", min=1, help="Days a restored copy lives."),
+    definition: str = typer.Option(
+        demo.DEFAULT_DEFINITION, "--definition", help=f"Job definition both researchers submit: {_known()}."
+    ),
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            help="Job parameter NAME=VALUE; repeat. Unset ones take their defaults "
+            "(`datacarousel definitions show NAME`).",
+        ),
+    ] = None,
+    resolution: float = typer.Option(
+        None, "--resolution", help="ComputeRadiance only: grid cell size in degrees (= --param resolution=X)."
+    ),
     interval: float = typer.Option(demo.DEFAULT_INTERVAL_S, "--interval", min=0.1, help="Seconds between steps."),
     timeout: float = typer.Option(demo.DEFAULT_TIMEOUT_S, "--timeout", min=1.0, help="Give up after this long."),
     keep: bool = typer.Option(False, "--keep", help="Keep the services up afterwards (explore with the CLI)."),
@@ -59,9 +92,14 @@ def demo_command(  # noqa: PLR0917 - typer maps options to parameters
     state_dir: Path = STATE_DIR_OPTION,
 ) -> None:
     """Run a researcher's month end to end on the embedded default: restore, index, compute, summarise."""
+    try:
+        params = parse_params(param)
+        chosen_paths = _paths(paths)
+    except (BadInput, typer.BadParameter) as exc:
+        raise _refuse(exc) from None
     options = demo.DemoOptions(
         month=month,
-        paths=_paths(paths),
+        paths=chosen_paths,
         orbits=orbits,
         preset=preset,
         seed=seed,
@@ -70,6 +108,9 @@ def demo_command(  # noqa: PLR0917 - typer maps options to parameters
         window_bytes=window_bytes,
         restore_delay_s=restore_delay,
         lease_days=lease_days,
+        definition=definition,
+        params=params,
+        resolution=resolution,
         interval_s=interval,
         timeout_s=timeout,
         keep=keep,
@@ -77,6 +118,10 @@ def demo_command(  # noqa: PLR0917 - typer maps options to parameters
         out_dir=out,
         state_dir=state_dir,
     )
+    try:
+        options.validate()  # the definition and its parameters too: before the environment comes up
+    except demo.DemoError as exc:
+        raise _refuse(exc) from None
     console = Console()
     if not console.is_terminal:  # a log or a pipe: wide enough for the summary's tables and S3 locations
         console = Console(width=max(console.width, WIDE_OUTPUT))

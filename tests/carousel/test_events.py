@@ -9,9 +9,12 @@ from urllib.parse import quote_plus
 
 import pytest
 
+from carousel import restore
 from carousel.events import parse_event_message
-from carousel.restore import RestoreEventKind
+from carousel.model import FileRecord, Snapshot
+from carousel.restore import RestoreEventKind, reconcile
 from datacarousel import naming
+from datacarousel.contract import FileState
 from datacarousel.errors import MalformedMessage
 
 NAME = naming.BasicFusionName.for_orbit(76971)
@@ -81,3 +84,44 @@ def test_test_events_other_events_and_foreign_keys_carry_nothing() -> None:
 def test_malformed_bodies_are_refused_with_the_reason(body: str, message: str) -> None:
     with pytest.raises(MalformedMessage, match=message):
         parse_event_message(body)
+
+
+def _events(*names: str) -> list[Any]:
+    body = json.dumps(
+        {
+            "Records": [
+                record(
+                    name,
+                    glacierEventData={"restoreEventData": {"lifecycleRestorationExpiryTime": "2026-12-02T00:00:00Z"}},
+                )
+                for name in names
+            ]
+        }
+    )
+    return [p.event for p in parse_event_message(body)]
+
+
+NOW = datetime(2026, 11, 25, 11, tzinfo=UTC).timestamp()
+
+
+def test_a_restore_event_is_a_hint_and_head_object_the_truth() -> None:
+    """The module's contract: the step looks at the object before changing anything. A 404 means the object is
+    gone (FAILED, with the evidence), never RESTORED by a Completed event; an object in a readable class has no
+    restore to complete or expire, so an event about it changes nothing."""
+    events = _events("ObjectRestore:Post", "ObjectRestore:Completed")
+    restoring = Snapshot.from_records(
+        [FileRecord(NAME.file_name, NAME.orbit, 10, FileState.RESTORING, key=KEY, restore_requested_at=NOW - 86_400)],
+        [],
+        [],
+    )
+    (trusted,) = reconcile(restoring, events, {}, NOW)  # alone, a Completed event is believed
+    assert trusted.to_state is FileState.RESTORED
+    gone = {NAME.file_name: restore.object_missing("archive", KEY, "HeadObject answered HTTP 404 (404)", NOW)}
+    (update,) = reconcile(restoring, events, gone, NOW)
+    assert update.to_state is FileState.FAILED and KEY in str(update.reason)
+    standard = Snapshot.from_records(
+        [FileRecord(NAME.file_name, NAME.orbit, 10, FileState.INDEXED, key=KEY, domain="/home/d")], [], []
+    )
+    deleted = _events("ObjectRestore:Delete")
+    assert reconcile(standard, deleted, {}, NOW) == ()
+    assert reconcile(standard, deleted, {NAME.file_name: restore.observe_head({}, NOW)}, NOW) == ()

@@ -10,6 +10,7 @@ from carousel_builders import DAY, GIB, HOUR, T0, file, job, name, snapshot, wan
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from carousel import restore
 from carousel.actions import (
     CompleteJob,
     FailJobFile,
@@ -19,6 +20,7 @@ from carousel.actions import (
     Release,
     RenewLease,
     RequestRestore,
+    UpdateFileState,
 )
 from carousel.catalogue import CatalogueArrays, fallback_entries
 from carousel.model import FileTable, JobRecord, Snapshot
@@ -508,3 +510,59 @@ def test_keep_renews_only_readable_unexpired_copies_within_budget_and_share(data
     assert all(by_name[c].state is FileState.ARCHIVED for c in restored_names(p))
     if restored_names(p):
         assert p.window_bytes <= config.window_bytes and p.window_files <= config.window_files
+
+
+# --- objects readable as is (no expiry) and objects that are gone ------------------------------------
+
+
+def test_a_file_whose_object_is_gone_fails_its_job_files_with_the_reason_and_the_job_completes() -> None:
+    """HeadObject 404 (here with a Completed event that says otherwise): FAILED at once, with the evidence;
+    the job-files waiting for it fail with that reason and the job ends instead of staying OPEN for ever."""
+    files = [file(ORB[0], FileState.RESTORING, requested_at=T0), file(ORB[1], FileState.INDEXED, expiry=T0 + DAY)]
+    snap = snapshot(files, [job("j")], wants("j", [ORB[0]]), wants("j", [ORB[1]], JobFileState.DONE))
+    event = RestoreEvent(name(ORB[0]), RestoreEventKind.COMPLETED, T0 + 30 * HOUR, T0 + 3 * DAY)
+    gone = restore.object_missing("archive", f"bf/{name(ORB[0])}", "HeadObject answered HTTP 404 (404)", T0 + DAY)
+    p, reconciled = step(snap, [event], {name(ORB[0]): gone}, T0 + 31 * HOUR, cfg())
+    (update,) = p.of(UpdateFileState)
+    assert update.to_state is FileState.FAILED and update.reason and "bf/" + name(ORB[0]) in update.reason
+    assert reconciled.file(name(ORB[0])).state is FileState.FAILED
+    assert [(f.job_id, f.file_name, f.reason) for f in p.of(FailJobFile)] == [("j", name(ORB[0]), update.reason)]
+    assert [(c.job_id, c.done, c.failed) for c in p.of(CompleteJob)] == [("j", 1, 1)]
+    assert restored_names(p) == [] and p.of(QueueIndex) == []
+
+
+def test_objects_readable_as_is_take_no_room_in_the_window() -> None:
+    """Files inventoried in a readable class (no expiry) are no restored copies: they never leave, so
+    counting them against the window caps would keep the window full for ever and the jobs never end."""
+    standing = [file(o, FileState.INDEXED) for o in ORB[:5]]
+    snap = snapshot([*standing, file(ORB[5]), file(ORB[6])], [job("j")], wants("j", ORB[:7]))
+    p = plan(snap, T0, cfg(window_files=2, window_bytes=60 * GIB))
+    assert sorted(restored_names(p)) == sorted(name(o) for o in ORB[5:7])
+    assert (p.window_files, p.window_bytes) == (2, 60 * GIB)
+    kept = plan(snap, T0, cfg(window_files=2, window_bytes=60 * GIB, keep_s=DAY))
+    assert sorted(restored_names(kept)) == sorted(name(o) for o in ORB[5:7])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_files_readable_as_is_are_never_expired_renewed_probed_or_restored(data) -> None:
+    n = data.draw(st.integers(1, 12))
+    states = data.draw(st.lists(st.sampled_from(list(FileState)), min_size=n, max_size=n))
+    standing = {
+        name(ORB[i])
+        for i, s in enumerate(states)
+        if s in (FileState.RESTORED, FileState.INDEXED) and data.draw(st.booleans())
+    }
+    files = [
+        file(ORB[i], s, expiry=None if name(ORB[i]) in standing or s is FileState.ARCHIVED else T0 + HOUR,
+             requested_at=None if s is FileState.ARCHIVED else T0 - DAY)
+        for i, s in enumerate(states)
+    ]  # fmt: skip
+    rows = wants("j", data.draw(st.lists(st.sampled_from(ORB[:n]), unique=True, max_size=n)))
+    snap = snapshot(files, [job("j")], rows)
+    config = cfg(window_files=data.draw(st.integers(1, 12)), keep_s=data.draw(st.sampled_from([0.0, DAY])))
+    for now in (T0, T0 + 2 * HOUR, T0 + 40 * DAY):
+        p = plan(snap, now, config)
+        touched = {a.file_name for a in p.of(InvalidateExpired)} | {a.file_name for a in p.of(RenewLease)}
+        touched |= {a.file_name for a in p.of(ProbeRestore)} | set(restored_names(p))
+        assert not standing & touched

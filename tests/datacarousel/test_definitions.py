@@ -129,8 +129,9 @@ def test_bad_descriptions_name_every_problem(tmp_path: Path) -> None:
         box(parameters={"lat_min": {"type": "float", "default": 100, "low": -90, "high": 90, "help": "x"}})
     with pytest.raises(ConfigError, match="type must be one of"):
         box(parameters={"x": {"type": "complex", "default": 1, "help": "x"}})
-    with pytest.raises(ConfigError, match="'mode'"):
-        box(parameters={"mode": {"type": "str", "default": "x", "help": "x"}})
+    for reserved in ("mode", "object"):
+        with pytest.raises(ConfigError, match=f"'{reserved}'"):
+            box(parameters={reserved: {"type": "str", "default": "x", "help": "x"}})
     broken = tmp_path / "definition.toml"
     broken.write_text("name = ")
     with pytest.raises(ConfigError, match="not valid TOML"):
@@ -143,9 +144,11 @@ def test_the_batch_command_passes_the_mode_and_every_parameter() -> None:
     assert RADIANCE.batch_command() == [
         *RADIANCE.command,
         "Ref::mode",
+        "--object",
+        "Ref::object",
         *(part for p in RADIANCE.parameters for part in (definitions.option_name(p.name), f"Ref::{p.name}")),
     ]
-    assert RADIANCE.batch_parameters() == {"mode": "queue", **RADIANCE.defaults()}
+    assert RADIANCE.batch_parameters() == {"mode": "queue", "object": "none", **RADIANCE.defaults()}
     described = Parameter("vza_max", ParameterType.FLOAT, "18.0", "Largest angle.", 0.01, 90.0).describe()
     assert described == "vza_max (float, default 18.0; 0.01..90): Largest angle."
 

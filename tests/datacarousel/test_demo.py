@@ -7,6 +7,7 @@ the program printed; and no process may be left behind, whether the run ends nor
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -21,13 +22,14 @@ from typing import Any
 import numpy as np
 import psutil
 import pytest
+import xarray as xr
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
 from batch_jobs.compute_radiance.result import load_npz
-from datacarousel import demo, naming
-from datacarousel.contract import Env, FileAttr, JobFileAttr, JobFileState
+from datacarousel import demo, naming, registry
+from datacarousel.contract import Env, FileAttr, JobAttr, JobFileAttr, JobFileState
 from datacarousel.local import environment
 from datacarousel.synthetic.catalogue import archive_catalogue
 
@@ -245,6 +247,52 @@ def test_the_demo_runs_a_month_and_its_summary_is_what_the_resources_hold(demo_d
     # Kept running for exploring; `down` then leaves nothing.
     seen = _recorded_pids(state)
     assert len(seen) > len(jobs_left)  # the services' PIDs too
+    environment.down(state)
+    assert not _wait_until_gone(state, seen)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_demo_runs_another_definition_and_summarises_what_its_jobs_produced(
+    demo_dirs: tuple[Path, Path],
+) -> None:
+    state, out = demo_dirs
+    argv = _demo_argv(state, out, "--keep", "--definition", "RegionExtract")
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    env = environment.require_env(state)
+    s3, ddb = _clients(env)
+    region = registry.get("RegionExtract")
+    assert summary["definition"] == "RegionExtract" and summary["parameters"] == region.defaults()
+    expected = [naming.BasicFusionName.for_orbit(o) for o in demo.choose_orbits(MONTH, (22, 23, 24), ORBITS)]
+    for job in summary["jobs"]:
+        item = _item(ddb, env[Env.JOBS_TABLE], {"job_id": job["job_id"]})
+        assert item["state"] == "COMPLETE" == job["state"] and item[JobAttr.DEFINITION] == "RegionExtract"
+        rows = _job_files(ddb, env[Env.JOB_FILES_TABLE], job["job_id"])
+        assert rows and all(r[JobFileAttr.STATE] == JobFileState.DONE.value for r in rows)
+        wanted = [n for n in expected if n.misr_path in job["query"]["misr_paths"]]
+        # One CF NetCDF per orbit, then the reducer's time series per instrument: what composite_key lists.
+        results = _keys(s3, env[Env.RESULTS_BUCKET], f"results/{job['job_id']}/{MONTH}/")
+        assert results == sorted(region.result_key(job["job_id"], n) for n in wanted)
+        assert job["result_objects"] == len(wanted) and job["result_bytes"] > 0
+        series = [f"results/{job['job_id']}/timeseries/{i}.nc" for i in ("CERES", "MISR", "MODIS")]
+        assert sorted(item[JobAttr.COMPOSITE_KEY]) == series
+        assert set(series) <= set(_keys(s3, env[Env.RESULTS_BUCKET], f"results/{job['job_id']}/timeseries/"))
+        assert job["reduced"] == [f"s3://{env[Env.RESULTS_BUCKET]}/{k}" for k in series]
+        # The default box lies on the orbits' daylit track: every instrument has samples, as the file says.
+        for instrument, found in job["timeseries"].items():
+            data = s3.get_object(
+                Bucket=env[Env.RESULTS_BUCKET], Key=f"results/{job['job_id']}/timeseries/{instrument}.nc"
+            )
+            with xr.open_dataset(io.BytesIO(data["Body"].read()), engine="h5netcdf") as ds:
+                assert found["samples"] == ds.sizes["obs"] > 0 and found["orbits"] == len(wanted)
+        assert sorted(job["timeseries"]) == ["CERES", "MISR", "MODIS"]
+    for name in ("timeseries/CERES.nc", "timeseries/MISR.nc", "timeseries/MODIS.nc", "RegionExtract time series"):
+        assert name in done.stdout
+    # Nothing of ComputeRadiance's: no month composite, no quick-look.
+    assert "month_composite" not in summary and not list(out.rglob("*.png")) and not list(out.rglob("*.npz"))
+    seen = _recorded_pids(state)
     environment.down(state)
     assert not _wait_until_gone(state, seen)
 

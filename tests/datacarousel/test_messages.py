@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -143,7 +144,62 @@ def test_index_request_round_trip(bucket: str, key: str, size: int, etag: str) -
     assert IndexRequest.from_json(message.to_json()) == message
 
 
-@given(parameters=st.dictionaries(st.text(max_size=20), st.text(max_size=20), max_size=5), job=text)
+job_ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", fullmatch=True).filter(lambda j: ".." not in j)
+
+
+@given(parameters=st.dictionaries(st.text(max_size=20), st.text(max_size=20), max_size=5), job=job_ids)
 def test_work_item_round_trip(parameters: dict[str, str], job: str) -> None:
     message = WorkItem(job_id=job, job_definition="d", file_name="f", bucket="b", key="k", parameters=parameters)
     assert WorkItem.from_json(message.to_json()) == message
+
+
+# As the carousel makes them (carousel.jobs.new_job_id), and as tests and the job SDK pass them.
+GOOD_JOB_IDS = ["job-20151216T160910Z-0123abcd", "job-1", "cr-0123abcd-queue", "rel-bad-0123abcd", "local", "A.b_c-9"]
+BAD_JOB_IDS = [
+    "../../escape/x",  # wrote outside results/<job>/
+    "..",
+    "a..b",
+    "a/b",
+    "/abs",
+    "a b",
+    "job-1\n",
+    "job\t1",
+    "job\x00",
+    ".hidden",
+    "-dash",
+    "_under",
+    "x" * 129,
+    "jöb",
+]
+
+
+@pytest.mark.parametrize("job_id", GOOD_JOB_IDS)
+def test_job_ids_the_carousel_makes_are_accepted(job_id: str) -> None:
+    item = dataclasses.replace(ITEM, job_id=job_id)
+    assert WorkItem.from_json(item.to_json()) == item
+    reduce = ReduceRequest(job_id=job_id, job_definition="ComputeRadiance")
+    assert parse_job_message(reduce.to_json()) == reduce
+
+
+@pytest.mark.parametrize("job_id", BAD_JOB_IDS)
+def test_a_job_id_that_could_leave_its_results_folder_is_refused(job_id: str) -> None:
+    for raw in (
+        {**json.loads(ITEM.to_json()), "job_id": job_id},
+        {"kind": "reduce-request", "job_id": job_id, "job_definition": "ComputeRadiance"},
+    ):
+        with pytest.raises(MalformedMessage, match="field 'job_id'"):
+            parse_job_message(json.dumps(raw))
+    with pytest.raises(MalformedMessage, match="is not a job id"):
+        WorkItem(job_id, "ComputeRadiance", ITEM.file_name, ITEM.bucket, ITEM.key)
+    with pytest.raises(ValueError, match="is not a job id"):  # a ValueError too, as __post_init__ raises
+        ReduceRequest(job_id, "ComputeRadiance")
+
+
+@pytest.mark.parametrize("definition", ["../x", "Compute Radiance", "9lives", "a/b", "x" * 41, "Compute\n", ""])
+def test_a_job_definition_that_is_no_definition_name_is_refused(definition: str) -> None:
+    for raw in (
+        {**json.loads(ITEM.to_json()), "job_definition": definition},
+        {"kind": "reduce-request", "job_id": "job-1", "job_definition": definition},
+    ):
+        with pytest.raises(MalformedMessage, match="job_definition"):
+            parse_job_message(json.dumps(raw))

@@ -91,7 +91,7 @@ def world(local_env: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     _empty(sqs, queue), _empty(sqs, dlq)
     world = {
         "s3": s3, "sqs": sqs, "files": files, "target": target, "bucket": bucket,
-        "queue": queue, "dlq": dlq, "paths": paths, "keys": keys,
+        "queue": queue, "dlq": dlq, "paths": paths, "keys": keys, "env": env,
     }  # fmt: skip
     yield world
     _empty(sqs, queue), _empty(sqs, dlq)
@@ -139,9 +139,11 @@ def test_bad_requests_are_dead_lettered_with_their_reason(world: dict[str, Any])
     bad = {
         "{not json": "not valid JSON",
         '{"kind": "index-request", "bucket": "b"}': "missing field 'key'",
-        _request(world, GOOD, bucket="no-such-bucket-dc"): "no such bucket",
+        _request(world, GOOD, bucket="no-such-bucket-dc"): "not in the archive bucket",
+        _request(world, GOOD, bucket=world["env"]["DC_RESULTS_BUCKET"]): "not in the archive bucket",
         _request(world, GOOD, key=archive_key(BasicFusionName.for_orbit(62999), PREFIX)): "no such bucket or key",
-        _request(world, ARCHIVED): "still archived",
+        _request(world, GOOD, key=world["keys"][GOOD] + "\n"): "is not a BasicFusion file name",
+        _request(world, GOOD, key=f"{PREFIX}../{world['keys'][GOOD]}"): "'..' segment",
         _request(world, NOT_HDF5): "not an HDF5 file",
         _request(world, TRUNCATED): "truncated HDF5 file",
         _request(world, BAD_NAME): "is not a BasicFusion file name",
@@ -150,7 +152,7 @@ def test_bad_requests_are_dead_lettered_with_their_reason(world: dict[str, Any])
     bodies = [good, *bad, good]  # good work on both sides of the poison
     for body in bodies:
         _send(world, body)
-    handler = IndexFileHandler(world["s3"], world["files"], world["target"])
+    handler = IndexFileHandler(world["s3"], world["files"], world["target"], archive_bucket=world["bucket"])
     report = drain(world["sqs"], world["queue"], world["dlq"], handler, wait_seconds=0, visibility_timeout=60)
     assert (report.processed, report.dead_lettered, report.left) == (2, len(bad), 0)
     dead = {
@@ -162,6 +164,20 @@ def test_bad_requests_are_dead_lettered_with_their_reason(world: dict[str, Any])
         assert expected in dead[body], (body, dead[body])
     assert [o.linked for o in handler.outcomes] == [True, False], "the repeated request re-used the complete domain"
     _assert_indexed_once(world, GOOD)
+
+
+def test_an_archived_object_is_left_on_the_queue_not_dead_lettered(world: dict[str, Any]) -> None:
+    """Not restored (yet, or any more) is the object's state, not a bad request: retried after the timeout."""
+    body = _request(world, ARCHIVED)
+    _send(world, body)
+    handler = IndexFileHandler(world["s3"], world["files"], world["target"], archive_bucket=world["bucket"])
+    report = drain(world["sqs"], world["queue"], world["dlq"], handler, wait_seconds=0, visibility_timeout=1)
+    assert (report.processed, report.dead_lettered, report.left) == (0, 0, 1)
+    assert report.failures[0].error_type == "NotReadable" and "still archived" in report.failures[0].reason
+    time.sleep(1.5)
+    assert [m["Body"] for m in _empty(world["sqs"], world["queue"])] == [body], "the request came back"
+    assert _empty(world["sqs"], world["dlq"]) == []
+    assert world["files"].get(BasicFusionName.for_orbit(ARCHIVED).file_name) is None
 
 
 def test_a_killed_worker_leaves_the_message_and_the_file_is_indexed_once(world: dict[str, Any]) -> None:
@@ -189,7 +205,7 @@ def test_a_killed_worker_leaves_the_message_and_the_file_is_indexed_once(world: 
     assert read_marker(world["target"], _domain(world, KILLED)) is None, "no complete domain after the kill"
     assert world["files"].get(BasicFusionName.for_orbit(KILLED).file_name) is None
     # The message comes back after its visibility timeout; a new worker indexes the file.
-    handler = IndexFileHandler(world["s3"], world["files"], world["target"])
+    handler = IndexFileHandler(world["s3"], world["files"], world["target"], archive_bucket=world["bucket"])
     processed = 0
     deadline = time.monotonic() + 30
     while processed == 0 and time.monotonic() < deadline:
@@ -213,14 +229,12 @@ def test_hsds_unreachable_then_back_and_a_half_built_domain_rebuilt(world: dict[
     _send(world, _request(world, HALF_BUILT))
     unreachable = "http+unix://%2Ftmp%2Fdc-no-such-hsds%2Fsn_1.sock"
     down = HsdsTarget(unreachable, target.username, target.password, target.folder)
-    report = drain(
-        world["sqs"], world["queue"], world["dlq"], IndexFileHandler(world["s3"], world["files"], down),
-        wait_seconds=0, visibility_timeout=2,
-    )  # fmt: skip
+    handler = IndexFileHandler(world["s3"], world["files"], down, archive_bucket=world["bucket"])
+    report = drain(world["sqs"], world["queue"], world["dlq"], handler, wait_seconds=0, visibility_timeout=2)
     assert report.processed == 0 and report.dead_lettered == 0 and report.left >= 1
     assert {f.error_type for f in report.failures} == {"TransientError"}
     time.sleep(2.5)
-    handler = IndexFileHandler(world["s3"], world["files"], target)
+    handler = IndexFileHandler(world["s3"], world["files"], target, archive_bucket=world["bucket"])
     report = drain(world["sqs"], world["queue"], world["dlq"], handler, wait_seconds=1, visibility_timeout=60)
     assert report.processed == 1 and handler.outcomes[0].linked
     _assert_indexed_once(world, HALF_BUILT)

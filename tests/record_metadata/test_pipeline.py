@@ -77,7 +77,7 @@ def _pipeline(world: dict[str, Any]) -> dict[str, Any]:
         world["s3"], world["sqs"], world["files"], world["ledger"], bucket=world["bucket"], queue_url=world["queue"],
         prefix=PREFIX, now=utcnow(),
     )  # fmt: skip
-    handler = IndexFileHandler(world["s3"], world["files"], world["target"])
+    handler = IndexFileHandler(world["s3"], world["files"], world["target"], archive_bucket=world["bucket"])
     drained = drain(world["sqs"], world["queue"], world["dlq"], handler, wait_seconds=1, visibility_timeout=60)
     recorded = run_record_metadata(world["files"], world["target"], utcnow())
     return {"loader": loader, "drain": drained, "handler": handler, "record": recorded}

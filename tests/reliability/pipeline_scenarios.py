@@ -313,9 +313,8 @@ def bad_input(
     # Deleted between listing and indexing: the loader lists it, then it disappears.
     vanishing = make_orbits([first_orbit + 20], work / "vanish")[first_orbit + 20]
     vanish_key = upload(s3, archive, [vanishing], prefix, "STANDARD")
-    # Still archived: queued by hand (the loader would not), must be refused with a reason.
-    archived = make_orbits([first_orbit + 21], work / "archived")[first_orbit + 21]
-    archived_key = upload(s3, archive, [archived], prefix + "cold/", "DEEP_ARCHIVE")
+    # (An object still archived is no bad input: index_file leaves its request on the queue for later,
+    # tests/index_file. Requests naming anything but an archive object are: "results bucket" below.)
 
     index_url, index_dlq = env[Env.INDEX_QUEUE_URL], env[Env.INDEX_DLQ_URL]
     wenv = kit.env(env)
@@ -339,7 +338,7 @@ def bad_input(
         "oversized": json.dumps({"kind": "index-request", "bucket": archive, "key": "k" * 300_000}),
         "empty body": " ",
         "injection in key": IndexRequest(bucket=archive, key="../../etc/passwd' OR '1'='1").to_json(),
-        "still archived": IndexRequest(bucket=archive, key=next(iter(archived_key.values()))).to_json(),
+        "results bucket": IndexRequest(bucket=env[Env.RESULTS_BUCKET], key=next(iter(good_keys.values()))).to_json(),
         "no such bucket": IndexRequest(
             bucket="no-such-bucket-" + uuid.uuid4().hex[:6], key=next(iter(good_keys.values()))
         ).to_json(),

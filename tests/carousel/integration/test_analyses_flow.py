@@ -9,6 +9,9 @@ reducer has run as work of its own definition: composites for one, time series f
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections import Counter
 from typing import Any
@@ -117,3 +120,34 @@ def test_two_definitions_share_each_restore_and_each_reduces_its_own_job(
 def definitions_result(world: World, job_id: str, name: str) -> bytes:
     key = registry.get("RegionExtract").result_key(job_id, naming.BasicFusionName.parse(name))
     return bytes(world.s3.get_object(Bucket=world.results, Key=key)["Body"].read())
+
+
+def console_run(*args: str) -> subprocess.CompletedProcess[str]:
+    """What the Batch console runs with the job definition's defaults but `object` (environment: the stack's)."""
+    return subprocess.run(
+        [sys.executable, "-m", "batch_jobs.region_extract", "queue", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_the_consoles_single_orbit_run_writes_that_orbits_result(world: World) -> None:
+    (name,) = world.stage([JUNE_2014 + 63], PREFIX + "console/", storage_class="STANDARD")
+    key = naming.archive_key(naming.BasicFusionName.parse(name), PREFIX + "console/")
+    url = f"s3://{world.archive}/{key}"
+    first = console_run("--object", url)
+    assert first.returncode == 0, first.stderr
+    answer = json.loads(first.stdout.strip().splitlines()[-1])
+    expected = registry.get("RegionExtract").result_key("console", naming.BasicFusionName.parse(name))
+    assert answer == {"result": f"s3://{world.results}/{expected}", "outcome": "computed"}
+    assert read_netcdf(definitions_result(world, "console", name)).attrs["Conventions"] == "CF-1.8"
+    again = json.loads(console_run("--object", url).stdout.strip().splitlines()[-1])
+    assert again["outcome"] == "already there"
+    # An object still in Deep Archive: retry later (exit 1), in one line.
+    (archived,) = world.stage([JUNE_2014 + 64], PREFIX + "console-archived/")
+    archived_key = naming.archive_key(naming.BasicFusionName.parse(archived), PREFIX + "console-archived/")
+    refused = console_run("--object", f"s3://{world.archive}/{archived_key}")
+    assert refused.returncode == 1 and "not restored" in refused.stderr and "Traceback" not in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1

@@ -299,9 +299,10 @@ def test_dead_lettered_work_and_index_requests_fail_their_job_files_with_the_rea
 def test_an_index_request_dead_lettered_without_reason_is_tried_again_a_few_times(
     world: World, no_scan: list[str]
 ) -> None:
-    """No reason means every receive failed transiently (an HSDS outage): the file is good, so it is redriven."""
+    """No reason means every receive failed transiently (an HSDS outage): a readable file is good, so it is
+    redriven. (Its own orbit: test_analyses_flow indexes JUNE_2014 + 60 under another key.)"""
     prefix = "carousel-it/redrive/"
-    (name,) = world.stage([JUNE_2014 + 60], prefix)
+    (name,) = world.stage([JUNE_2014 + 65], prefix, storage_class="STANDARD")  # readable: RESTORED at inventory
     ctx = world.context()
     world.inventory(ctx, prefix)
     step = Step(ctx)

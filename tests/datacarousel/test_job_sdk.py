@@ -1,0 +1,105 @@
+"""The job SDK's pure parts and its command line's one-line errors (no server: local files only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from datacarousel import job, registration
+from datacarousel.definitions import JobDefinition, load
+from datacarousel.errors import BadInput, ConfigError
+from datacarousel.synthetic.generator import generate_orbit
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "misr_block_brightness"
+
+
+@pytest.fixture(scope="module")
+def orbit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_orbit(77306, tmp_path_factory.mktemp("sdk-orbit"), preset="tiny")
+
+
+def example() -> JobDefinition:
+    return load(EXAMPLE / "definition.toml")
+
+
+def run_example(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(EXAMPLE)}
+    return subprocess.run(
+        [sys.executable, "-m", "misr_block_brightness", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_describe_finds_the_description_in_or_beside_the_package(tmp_path: Path) -> None:
+    assert job.describe(str(EXAMPLE / "misr_block_brightness" / "__main__.py")).name == "MisrBlockBrightness"
+    assert job.describe(str(ROOT / "batch_jobs" / "region_extract" / "__main__.py")).name == "RegionExtract"
+    with pytest.raises(ConfigError, match=r"no definition\.toml"):
+        job.describe(str(tmp_path / "pkg" / "__main__.py"))
+
+
+def test_a_console_item_names_one_archive_object() -> None:
+    item = job.console_item(example(), "s3://archive/P022/TERRA_BF_L1B_O77306_20140630214253_F000_V001.h5", {})
+    assert (item.job_id, item.bucket, item.file_name) == ("console", "archive", item.key.rsplit("/", 1)[-1])
+    for bad in ("archive/x.h5", "s3://archive/", "s3://archive/P022/not-an-orbit.h5"):
+        with pytest.raises(BadInput):
+            job.console_item(example(), bad, {})
+
+
+def test_the_digest_changes_with_any_parameter_and_the_definition() -> None:
+    d = example()
+    base = job.parameters_digest(d, d.defaults())
+    assert job.parameters_digest(d, {**d.defaults(), "band": "NIR"}) != base
+    assert job.parameters_digest(load(ROOT / "batch_jobs/region_extract/definition.toml"), d.defaults()) != base
+
+
+def test_run_writes_one_orbit_and_every_error_is_one_line(orbit: Path, tmp_path: Path) -> None:
+    done = run_example("run", "--file", str(orbit), "--out", str(tmp_path) + "/", "--band", "NIR")
+    assert done.returncode == 0, done.stderr
+    written = Path(json.loads(done.stdout)["result"])
+    assert written.name.startswith("MISR_BRIGHTNESS_O77306") and written.read_text().startswith("orbit,block")
+    for args, message in (
+        (["run", "--file", str(orbit), "--out", str(tmp_path), "--band", "UV"], "band must be one of"),
+        (["run", "--file", str(tmp_path / "TERRA_BF_L1B_O77306_20140630214253_F000_V001.h5"), "--out", "x"], "error"),
+        (["run", "--file", str(orbit), "--out", "/proc/no/such/dir/"], "cannot write"),
+        (["queue", "--object", "not-a-url"], "error"),
+    ):
+        failed = run_example(*args)
+        lines = failed.stderr.strip().splitlines()
+        assert failed.returncode == 2, (args, failed.stderr)
+        assert len(lines) == 1 and message in lines[0] and "Traceback" not in failed.stderr, (args, failed.stderr)
+
+
+def test_a_registered_job_definition_is_shaped_as_the_templates() -> None:
+    outputs = {
+        "ResearcherJobRoleArn": "arn:aws:iam::1:role/researcher",
+        "TaskExecutionRoleArn": "arn:aws:iam::1:role/exec",
+        "HsdsCredentialsSecretArn": "arn:aws:secretsmanager:us-east-1:1:secret:hsds",
+        "ResultsBucketName": "results",
+        "HsdsEndpoint": "http://hsds:5101",
+    }
+    request = registration.job_definition_request(
+        example(), outputs, stack="dc", region="us-east-1", image="registry/misr:1"
+    )
+    container = request["containerProperties"]
+    assert request["tags"] == {"datacarousel:stack": "dc"} and request["jobDefinitionName"] == "MisrBlockBrightness"
+    assert container["readonlyRootFilesystem"] is True and container["privileged"] is False
+    assert container["jobRoleArn"].endswith("researcher") and container["command"] == example().batch_command()
+    assert {s["name"] for s in container["secrets"]} == {"HS_USERNAME", "HS_PASSWORD"}
+    env = {e["name"]: e["value"] for e in container["environment"]}
+    assert env["DC_STACK_NAME"] == "dc" and env["DC_RESULTS_BUCKET"] == "results" and "PYTHONPATH" not in env
+    assert JobDefinition.from_dict(json.loads(request["parameters"]["dc_description"])) == example()
+    assert request["parameters"]["object"] == "none" and request["parameters"]["band"] == "Red"
+    with pytest.raises(ConfigError, match="HsdsCredentialsSecretArn"):
+        registration.job_definition_request(
+            example(), {k: v for k, v in outputs.items() if "Hsds" not in k}, stack="dc", region="r", image="i"
+        )
