@@ -44,7 +44,7 @@ _OWNER_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
 
 def validate_owner(owner: str) -> str:
-    if not isinstance(owner, str) or not _OWNER_RE.match(owner):
+    if not isinstance(owner, str) or not _OWNER_RE.fullmatch(owner):
         raise BadInput(f"owner must match {_OWNER_RE.pattern} (lower-case letters, digits, '_', '.', '-')")
     return owner
 

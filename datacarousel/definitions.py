@@ -358,7 +358,7 @@ class _Reader:
         if unknown:
             self.problems.append(f"unknown key(s) {', '.join(unknown)}")
         name = self.field("name", str, "")
-        if name and not _NAME_RE.match(name):
+        if name and not _NAME_RE.fullmatch(name):
             self.problems.append(f"name {name!r} must match {_NAME_RE.pattern}")
         command = self.field("command", list, [])
         if not command or not all(isinstance(part, str) and part for part in command):
@@ -390,7 +390,7 @@ class _Reader:
         out: list[Parameter] = []
         for name, spec in table.items():
             where = f"parameter {name!r}"
-            if not _PARAMETER_RE.match(name) or name in RESERVED_PARAMETERS:
+            if not _PARAMETER_RE.fullmatch(name) or name in RESERVED_PARAMETERS:
                 reserved = " or ".join(map(repr, RESERVED_PARAMETERS))
                 self.problems.append(f"{where}: names are lower_snake_case and not {reserved}")
                 continue

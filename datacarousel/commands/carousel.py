@@ -20,7 +20,7 @@ from carousel.query import JobQuery
 from carousel.runtime import Context
 from carousel.status import overview
 from datacarousel import registry
-from datacarousel.errors import BadInput, ConfigError
+from datacarousel.errors import BadInput, ConfigError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,9 @@ def submit(  # noqa: PLR0917 - typer maps options to parameters
         result = do_submit(ctx.tables, ctx.config, owner=owner, definition=chosen, query=query, parameters=parameters)
     except (BadInput, ConfigError) as exc:
         raise _fail(exc) from exc
+    except TransientError as exc:  # DynamoDB kept refusing the job-files' writes: nothing was opened
+        typer.secho(f"error: {exc} (retry later)", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=1) from exc
     data = result.as_dict()
     if as_json:
         print(json.dumps(data, indent=2))  # noqa: T201

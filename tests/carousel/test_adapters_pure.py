@@ -24,7 +24,7 @@ def test_times_round_trip_to_whole_seconds() -> None:
     assert to_seconds("garbage") is None
 
 
-@pytest.mark.parametrize("owner", ["", "Alice", "a b", "x" * 70, "-lead", "a;drop"])
+@pytest.mark.parametrize("owner", ["", "Alice", "a b", "x" * 70, "-lead", "a;drop", "alice\n"])
 def test_bad_owners_are_refused(owner: str) -> None:
     with pytest.raises(BadInput, match="owner must match"):
         validate_owner(owner)

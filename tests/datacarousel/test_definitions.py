@@ -119,6 +119,8 @@ def test_a_description_round_trips_through_its_dict() -> None:
 
 
 def test_bad_descriptions_name_every_problem(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="must match"):
+        box(name="Trailing\n")  # a name is all of the string, not a prefix
     with pytest.raises(ConfigError) as err:
         box(name="no spaces", vcpus=0, colour="red", constraints=[["lat_min", "<", "nope"]], command=[])
     text = str(err.value)
