@@ -34,18 +34,19 @@ pytestmark = [pytest.mark.containers, pytest.mark.integration, pytest.mark.slow]
 
 ORBIT = 64117
 PREFIX = "container-test/"
-WORKERS = {spec.packages[0]: spec for spec in images.WORKER_IMAGES}
+# By the module each image runs (two analyses share the package batch_jobs).
+WORKERS = {spec.command[2]: spec for spec in images.WORKER_IMAGES}
 
 
 def _run_worker(
     image_ref: Callable[[images.ImageSpec], str],
     engine: images.Engine,
     env: dict[str, str],
-    package: str,
+    module: str,
     *args: str,
 ) -> dict[str, Any]:
     """Run a worker's command in its image; return its JSON report (the last JSON document on stdout)."""
-    spec = WORKERS[package]
+    spec = WORKERS[module]
     command = [*spec.command[:3], *args] if args else list(spec.command)
     result = images.run_in_image(image_ref(spec), command, env, engine=engine, timeout=600)
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr[-4000:]}"
@@ -74,8 +75,8 @@ def pipeline(
     hs = {"endpoint": env["HS_ENDPOINT"], "username": env["HS_USERNAME"], "password": env["HS_PASSWORD"]}
     state: dict[str, Any] = {"env": env, "key": key, "domain": domain, "name": name, "files": files, "hs": hs}
 
-    def run(package: str, *args: str) -> dict[str, Any]:
-        return _run_worker(image_ref, container_engine, env, package, *args)
+    def run(module: str, *args: str) -> dict[str, Any]:
+        return _run_worker(image_ref, container_engine, env, module, *args)
 
     state["loader"] = run("loader", "--prefix", PREFIX)
     state["index_file"] = run("index_file", "--max-messages", "10", "--wait-seconds", "2")
@@ -109,12 +110,24 @@ def test_record_metadata_image_writes_its_item(pipeline: dict[str, Any]) -> None
 def test_compute_radiance_image_grids_the_orbit_through_hsds(pipeline: dict[str, Any]) -> None:
     bucket = pipeline["env"]["DC_RESULTS_BUCKET"]
     summary = pipeline["run"](
-        "batch_jobs", "run", "--domain", pipeline["domain"], "--out", f"s3://{bucket}/container-test/"
+        "batch_jobs.compute_radiance", "run", "--domain", pipeline["domain"], "--out", f"s3://{bucket}/container-test/"
     )
     assert summary["result"].startswith(f"s3://{bucket}/container-test/")
     key = summary["result"].removeprefix(f"s3://{bucket}/")
     body = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
     assert body[:2] == b"PK"  # a .npz (zip) result
+    aws.client("s3").delete_object(Bucket=bucket, Key=key)
+
+
+def test_region_extract_image_extracts_the_orbit_through_hsds(pipeline: dict[str, Any]) -> None:
+    bucket = pipeline["env"]["DC_RESULTS_BUCKET"]
+    summary = pipeline["run"](
+        "batch_jobs.region_extract", "run", "--domain", pipeline["domain"], "--out", f"s3://{bucket}/container-test/"
+    )
+    key = summary["result"].removeprefix(f"s3://{bucket}/")
+    assert key.startswith("container-test/") and key.endswith(".nc")
+    body = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert body[:8] == b"\x89HDF\r\n\x1a\n"  # NetCDF-4 (HDF5)
     aws.client("s3").delete_object(Bucket=bucket, Key=key)
 
 

@@ -313,8 +313,11 @@ def bad_input(
     # Deleted between listing and indexing: the loader lists it, then it disappears.
     vanishing = make_orbits([first_orbit + 20], work / "vanish")[first_orbit + 20]
     vanish_key = upload(s3, archive, [vanishing], prefix, "STANDARD")
-    # (An object still archived is no bad input: index_file leaves its request on the queue for later,
-    # tests/index_file. Requests naming anything but an archive object are: "results bucket" below.)
+    # Still archived: the loader lists it, looks at it (HeadObject) and leaves it out. (Queued by hand it
+    # is no bad input either: index_file leaves its request on the queue for later, tests/index_file.
+    # Requests naming anything but an archive object are: "results bucket" below.)
+    archived = make_orbits([first_orbit + 21], work / "archived")[first_orbit + 21]
+    upload(s3, archive, [archived], prefix + "cold/", "DEEP_ARCHIVE")
 
     index_url, index_dlq = env[Env.INDEX_QUEUE_URL], env[Env.INDEX_DLQ_URL]
     wenv = kit.env(env)
