@@ -26,8 +26,8 @@ What an observation says, by the object's storage class (HeadObject's
   re-uploaded object is not automatic: FAILED is terminal for the carousel
   (reconciliation leaves FAILED files alone, and `carousel.inventory` creates
   items only where none exists, so a second inventory leaves the FAILED item
-  as it is); the item has to be reset (state ARCHIVED, or RESTORED for a
-  readable class, error removed) for the carousel to serve it again.
+  as it is); `datacarousel retry FILE` (`carousel.recovery`) puts it back to
+  ARCHIVED, its error removed, and the carousel serves it again.
 
 Events alone never change a readable file with no expiry: the carousel only
 gives a readable file no expiry when its object is in a non-archive class

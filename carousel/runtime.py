@@ -23,6 +23,8 @@ DEFAULT_INDEX_RETRY_S = HOUR_S
 DEFAULT_MAX_INDEX_WORKERS = 4
 DEFAULT_MAX_JOB_WORKERS = 8
 DEFAULT_KEEP_S = 2 * 86_400.0
+# Delays before the 1st, 2nd, 3rd... redrive of a dead letter of transient failures (SQS allows up to 900 s).
+DEFAULT_REDRIVE_DELAYS_S = (60, 300, 900)
 
 STEP_SETTINGS = (
     "archive_bucket",
@@ -50,6 +52,7 @@ class Tuning:
     # Keep an unneeded restored copy this long while a campaign of overlapping jobs runs (0: off).
     # Two days measured best in bench/bench_simulator.py (restore amplification 1.103 -> 1.000).
     keep_s: float = DEFAULT_KEEP_S
+    redrive_delays_s: tuple[int, ...] = DEFAULT_REDRIVE_DELAYS_S
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Tuning:

@@ -2,7 +2,8 @@
 
 `job_status(tables, config, job_id)` -> a dict (JSON-ready): state, files per
 stage (waiting / restoring / readable / indexed / queued / running / done /
-failed), bytes, cost so far and estimated (`carousel.cost.job_status`), ETA.
+failed), bytes, cost so far and estimated (`carousel.cost.job_status`), ETA;
+its failed files with their reasons (`failures`) and, once COMPLETE, its done and failed counts (`outcome`).
 `window_status(snapshot, now)` -> what is restoring or staged now.
 `overview(tables, config)` -> every open job (plus the ones asked for) and the window.
 """
@@ -19,8 +20,26 @@ from carousel import cost
 from carousel.model import F_FAILED, F_INDEXED, F_RESTORED, F_RESTORING, Snapshot
 from carousel.planner import PlannerConfig, demand
 from carousel.store import Loaded, Tables, iso_seconds, load
-from datacarousel.contract import JobAttr
+from datacarousel.contract import JobAttr, JobFileAttr, JobFileState, JobState
 from datacarousel.errors import BadInput
+
+
+def failures(loaded: Loaded, job_id: str) -> list[dict[str, str]]:
+    """The job's FAILED job-files with their reasons (`error`), in file-name (= orbit) order."""
+    return [
+        {"file_name": name, "error": str(item.get(JobFileAttr.ERROR, ""))}
+        for (job, name), item in sorted(loaded.job_files.items())
+        if job == job_id and item.get(JobFileAttr.STATE) == JobFileState.FAILED.value
+    ]
+
+
+def outcome(item: dict[str, Any], files: dict[str, int]) -> dict[str, int]:
+    """A finished job's done and failed counts: as the step recorded them on the job, else counted."""
+    done, failed = item.get(JobAttr.DONE_FILES), item.get(JobAttr.FAILED_FILES)
+    return {
+        "done": int(done) if done is not None else files.get("done", 0),
+        "failed": int(failed) if failed is not None else files.get("failed", 0),
+    }
 
 
 def _job_dict(loaded: Loaded, job_id: str, now: float, config: PlannerConfig) -> dict[str, Any]:
@@ -47,6 +66,10 @@ def _job_dict(loaded: Loaded, job_id: str, now: float, config: PlannerConfig) ->
         # Every file final, the reducer asked for and not done yet: the job is OPEN while it runs.
         "reduce_requested_at": item.get(JobAttr.REDUCE_REQUESTED_AT),
         "error": item.get(JobAttr.ERROR),
+        "reopened_at": item.get(JobAttr.REOPENED_AT),  # `datacarousel retry --job` reopened it
+        # COMPLETE: how many files gave a result and how many failed (`failures`: which, and why).
+        "outcome": outcome(item, status.files) if status.state is JobState.COMPLETE else None,
+        "failures": failures(loaded, job_id),
     }
 
 

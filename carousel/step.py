@@ -63,10 +63,19 @@ from carousel.actions import (
 from carousel.cost import expiry_after
 from carousel.events import ParsedEvent, parse_event_message
 from carousel.model import JOB_FILE_CODE, JobFileTable, Snapshot
-from carousel.restore import ObservedRestore, claimed, object_missing, observe_head, readable_now, reconcile
-from carousel.runtime import Context
-from carousel.store import LaunchLease, Loaded, iso_seconds, load, to_seconds
-from carousel.store import update as conditional_update
+from carousel.recovery import marker_is_stale, reopened_at
+from carousel.restore import (
+    ObservedRestore,
+    ObservedStatus,
+    claimed,
+    missing_reason,
+    object_missing,
+    observe_head,
+    readable_now,
+    reconcile,
+)
+from carousel.runtime import DEFAULT_REDRIVE_DELAYS_S, Context
+from carousel.store import READABLE_STATES, LaunchLease, Loaded, iso_seconds, load, to_seconds
 from datacarousel import hsds, naming
 from datacarousel.aws import list_keys
 from datacarousel.contract import (
@@ -83,7 +92,7 @@ from datacarousel.contract import (
 )
 from datacarousel.definitions import DEFAULT_MODE, MODE_PARAMETER
 from datacarousel.errors import BadFileName, BadInput, ConfigError, MalformedMessage
-from datacarousel.files_table import Expr, metadata_is_current
+from datacarousel.files_table import metadata_is_current
 from datacarousel.launcher import Launcher
 from datacarousel.messages import IndexRequest, ReduceRequest, WorkItem, parse_job_message
 from datacarousel.queue_worker import send_to_dead_letter_queue
@@ -97,8 +106,17 @@ MAX_EVENT_MESSAGES = 5000  # per step; the rest waits for the next step
 MAX_DLQ_MESSAGES = 1000
 PENDING_RELEASE_GRACE_S = 300.0  # a claimed release not sent after this long is sent again
 EXCEEDED_RECEIVES = "exceeded max receives"
-# How often a reason-less index dead letter (transient failures only) is sent back before the file FAILS.
+# How often a reason-less dead letter (every receive failed transiently: an S3 or HSDS outage, a worker
+# killed) is sent back before its file or job-file FAILS with that reason; each time after a longer delay.
 MAX_INDEX_REDRIVES = 3
+MAX_WORK_REDRIVES = 3
+
+
+def redrive_delay(redrive: int, delays: Sequence[int] = DEFAULT_REDRIVE_DELAYS_S) -> int:
+    """The delay of the `redrive`-th redrive (1-based): growing, then the last one."""
+    return delays[min(max(redrive, 1), len(delays)) - 1]
+
+
 # How much of a dead letter that names no file or job the log keeps (it is deleted after).
 UNATTRIBUTED_BODY_CHARS = 2000
 THROTTLING_CODES = frozenset(
@@ -136,6 +154,7 @@ class StepReport:
     failed_files: int = 0
     stray_index_requests: int = 0  # dead-lettered index requests that said nothing about their file
     unattributed_dead_letters: int = 0  # dead letters naming no file or job: logged, then deleted
+    redriven: int = 0  # dead letters of transient failures sent back to their queue (with a delay)
     invalidated: int = 0
     completed_jobs: list[str] = field(default_factory=list)
     reducing: list[str] = field(default_factory=list)  # done jobs whose reducer has not finished yet
@@ -413,31 +432,58 @@ class Step:
     def record_work_failures(
         self, loaded: Loaded, now: float, report: StepReport
     ) -> dict[tuple[str, str], JobFileState]:
-        """Dead-lettered work of the open jobs' definitions: job-files FAILED, reductions ended with their reason."""
+        """Dead-lettered work of the open jobs' definitions: transient failures sent again (a few times,
+        later each time), the rest job-files FAILED and reductions ended, with their reason."""
         changes: dict[tuple[str, str], JobFileState] = {}
         for definition in self.definitions_in_use(loaded):
             try:
-                url = self.work_queues.of(definition).dead_letter_url
+                queue = self.work_queues.of(definition)
             except ConfigError as exc:
                 log.error("%s", exc)
                 continue
-            changes.update(self._record_dead_work(url, now, report))
+            changes.update(self._record_dead_work(queue.url, queue.dead_letter_url, now, report))
         return changes
 
-    def _record_dead_work(self, url: str, now: float, report: StepReport) -> dict[tuple[str, str], JobFileState]:
+    def _record_dead_work(
+        self, url: str, dead_letter_url: str, now: float, report: StepReport
+    ) -> dict[tuple[str, str], JobFileState]:
         changes: dict[tuple[str, str], JobFileState] = {}
-        for message in receive_all(self.sqs, url, limit=MAX_DLQ_MESSAGES, visibility=DLQ_VISIBILITY_S):
+        for message in receive_all(self.sqs, dead_letter_url, limit=MAX_DLQ_MESSAGES, visibility=DLQ_VISIBILITY_S):
             try:
                 item = parse_job_message(message.get("Body", ""))
             except MalformedMessage as exc:
                 report.unattributed_dead_letters += 1
-                drop_unattributed(self.sqs, url, message, "work", exc)
+                drop_unattributed(self.sqs, dead_letter_url, message, "work", exc)
                 continue
             reason = failure_reason(message)
             if isinstance(item, ReduceRequest):
-                self.fail_reduce(item, reason, now, report)
-                _delete(self.sqs, url, message)
+                if reason == EXCEEDED_RECEIVES and self.tables.jobs.claim_reduce_redrive(
+                    item.job_id, now, MAX_WORK_REDRIVES
+                ):
+                    delay = self.ctx.tuning.redrive_delays_s[-1]
+                    self._redrive(url, dead_letter_url, message, delay, f"job {item.job_id}'s reduction")
+                    report.redriven += 1
+                    continue
+                self.fail_reduce(item, self._final_reason(reason, MAX_WORK_REDRIVES), now, report)
+                _delete(self.sqs, dead_letter_url, message)
                 continue
+            if reason == EXCEEDED_RECEIVES and self.copy_lost(item.file_name, now, report):
+                # Released again once the file is readable again (or failed with it when its object is gone).
+                if self.tables.job_files.transition(
+                    item.job_id, item.file_name, (JobFileState.QUEUED, JobFileState.RUNNING), JobFileState.WAITING, now
+                ):
+                    changes[(item.job_id, item.file_name)] = JobFileState.WAITING
+                _delete(self.sqs, dead_letter_url, message)
+                continue
+            if reason == EXCEEDED_RECEIVES:
+                redrive = self.tables.job_files.claim_redrive(item.job_id, item.file_name, now, MAX_WORK_REDRIVES)
+                if redrive is not None:
+                    what = f"job {item.job_id} file {item.file_name}"
+                    self._redrive(
+                        url, dead_letter_url, message, redrive_delay(redrive, self.ctx.tuning.redrive_delays_s), what
+                    )
+                    report.redriven += 1
+                    continue
             # Only a QUEUED/RUNNING job-file fails: one put back to WAITING (its copy expired) waits for a new release.
             if self.tables.job_files.transition(
                 item.job_id,
@@ -445,13 +491,58 @@ class Step:
                 (JobFileState.QUEUED, JobFileState.RUNNING),
                 JobFileState.FAILED,
                 now,
-                error=reason,
+                error=self._final_reason(reason, MAX_WORK_REDRIVES),
             ):
                 report.failed_job_files += 1
                 changes[(item.job_id, item.file_name)] = JobFileState.FAILED
                 log.warning("job %s file %s: FAILED: %s", item.job_id, item.file_name, reason)
-            _delete(self.sqs, url, message)
+            _delete(self.sqs, dead_letter_url, message)
         return changes
+
+    @staticmethod
+    def _final_reason(reason: str, redrives: int) -> str:
+        """A failure's recorded reason; a transient one says that it outlived every redrive."""
+        if reason != EXCEEDED_RECEIVES:
+            return reason
+        return f"{reason} after {redrives} redrives (transient failures only: retry once the cause is fixed)"
+
+    def _redrive(self, url: str, dead_letter_url: str, message: Mapping[str, Any], delay: int, what: str) -> None:
+        """Send a dead letter back to its queue after `delay` seconds, then delete it (sent first: a step
+        killed in between sends it twice, and every handler is idempotent)."""
+        self.sqs.send_message(QueueUrl=url, MessageBody=message.get("Body", ""), DelaySeconds=delay)
+        _delete(self.sqs, dead_letter_url, message)
+        log.warning("%s: failed transiently at every receive; sent again in %d s", what, delay)
+
+    def copy_lost(self, name: str, now: float, report: StepReport) -> bool:
+        """Whether file `name`, held readable (RESTORED or INDEXED), has no readable copy any more.
+
+        Asked when its work or index request failed transiently at every receive: the cause may be
+        the object itself (moved into an archive class by a lifecycle rule, its copy gone early,
+        deleted). Then sending the request again cannot help: the file goes back to ARCHIVED (its
+        domain deleted first), so that the planner restores it again for the jobs that need it, or,
+        when the object is gone, FAILED with S3's answer as evidence.
+        """
+        item = self.tables.files.get(name)
+        if item is None or item.get(FileAttr.STATE) not in {s.value for s in READABLE_STATES}:
+            return False
+        bucket = str(item.get(FileAttr.BUCKET) or self.settings.require("archive_bucket"))
+        seen = head_restore(self.s3, bucket, str(item.get(FileAttr.KEY) or name), now)
+        report.heads += 1
+        if readable_now(seen, now):
+            return False
+        version = int(item.get(FileAttr.STATE_VERSION, 0) or 0)
+        if seen.status is ObservedStatus.MISSING:
+            if self.files.set_state(name, version, FileState.FAILED, None, now, error=missing_reason(seen)):
+                report.failed_files += 1
+                log.warning("file %s: FAILED: %s", name, missing_reason(seen))
+            return True
+        domain = str(item.get(FileAttr.DOMAIN) or "")
+        if domain:
+            self.delete_domain(domain)  # first, as for an expired copy
+        if self.files.invalidate(name, version, now):
+            report.invalidated += 1
+            log.warning("file %s: its object is %s, not readable: back to ARCHIVED, to be restored", name, seen.status)
+        return True
 
     def stray_index_request(self, request: IndexRequest, name: str, reason: str, report: StepReport) -> str | None:
         """Why a dead-lettered index request says nothing about file `name` (None: it does).
@@ -520,13 +611,18 @@ class Step:
                 )
                 _delete(self.sqs, url, message)
                 continue
-            if reason == EXCEEDED_RECEIVES and self.files.claim_index_redrive(name, now, MAX_INDEX_REDRIVES):
-                # No reason recorded: every receive failed transiently. The file is not bad: try again.
-                self.sqs.send_message(QueueUrl=self.settings.require("index_queue_url"), MessageBody=body)
-                log.warning("file %s: index request redriven after %s", name, reason)
-                _delete(self.sqs, url, message)
+            if reason == EXCEEDED_RECEIVES and self.copy_lost(name, now, report):
+                _delete(self.sqs, url, message)  # the carousel restores it and asks for indexing again
                 continue
-            if self.files.fail(name, f"indexing failed: {reason}", now):
+            if reason == EXCEEDED_RECEIVES and self.files.claim_index_redrive(name, now, MAX_INDEX_REDRIVES):
+                # No reason recorded: every receive failed transiently. The file is not bad: try again, later.
+                redrives = int((self.tables.files.get(name) or {}).get(FileAttr.INDEX_REDRIVES, 1) or 1)
+                index_url = self.settings.require("index_queue_url")
+                delay = redrive_delay(redrives, self.ctx.tuning.redrive_delays_s)
+                self._redrive(index_url, url, message, delay, f"file {name}'s index request")
+                report.redriven += 1
+                continue
+            if self.files.fail(name, f"indexing failed: {self._final_reason(reason, MAX_INDEX_REDRIVES)}", now):
                 failed += 1
                 report.failed_files += 1
                 log.warning("file %s: FAILED: %s", name, reason)
@@ -549,10 +645,9 @@ class Step:
             action.restore_expiry,
             now,
             uncount_restore=never_took,
+            error=action.reason or None,
         )
         if ok:
-            if action.reason:
-                self.record_file_error(action.file_name, action.reason, now)
             log.info(
                 "file %s: %s -> %s (expiry %s)%s",
                 action.file_name,
@@ -564,18 +659,6 @@ class Step:
         else:
             report.conflicts += 1
         return ok
-
-    def record_file_error(self, name: str, reason: str, now: float) -> None:
-        """A FAILED file's reason (after `set_state`, which records none; its job-files fail with it)."""
-        expr = Expr()
-        conditional_update(
-            self.files.ddb,
-            self.files.table,
-            {FileAttr.FILE_NAME: name},
-            expr,
-            set_={FileAttr.ERROR: reason[:2000], FileAttr.UPDATED_AT: iso_seconds(now)},
-            condition=f"{expr.name(FileAttr.STATE)} = {expr.value(FileState.FAILED.value)}",
-        )
 
     def settle(
         self,
@@ -801,15 +884,30 @@ class Step:
         else:
             report.conflicts += 1
 
-    def reduced(self, job_id: str) -> dict[str, Any] | None:
-        """The job's reduced marker ({"keys": [...], ...}) once its reducer wrote it, else None."""
+    def reduced(self, job_id: str, job: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+        """The job's reduced marker ({"keys": [...], ...}) once its reducer wrote it, else None.
+
+        A job reopened by `datacarousel retry` (`JobAttr.REOPENED_AT`) must be reduced again: a marker
+        not newer than its reopening is the old reduction's and counts as absent. The marker's age is its
+        S3 LastModified, not a time written in it by the reducer (the SDK writes none, and a worker's
+        clock may be off): LastModified and `reopened_at` are both S3's clock (`recovery.reopen_moment`
+        takes the latter from S3's Date header, never earlier than the old marker), so clock skew can
+        never make the old marker count; see `recovery.marker_is_stale`. `job`: the job's item if the
+        caller has it; else it is read (one GetItem, only while a marker exists).
+        """
         bucket = self.settings.require("results_bucket")
         try:
-            body = self.s3.get_object(Bucket=bucket, Key=naming.reduced_marker_key(job_id))["Body"].read()
+            response = self.s3.get_object(Bucket=bucket, Key=naming.reduced_marker_key(job_id))
+            body = response["Body"].read()
         except ClientError as exc:
             if _code(exc) in ("NoSuchKey", "404", "NotFound"):
                 return None
             raise
+        modified = response.get("LastModified")
+        reopened = reopened_at(job if job is not None else self.tables.jobs.get(job_id))
+        if marker_is_stale(modified.timestamp() if modified is not None else None, reopened):
+            log.info("job %s: its reduced marker predates its reopening: reduced again", job_id)
+            return None
         try:
             marker = json.loads(body)
         except ValueError:
@@ -840,13 +938,15 @@ class Step:
         job = loaded.jobs.get(action.job_id, {})
         keys: list[str] = []
         if job.get(JobAttr.REDUCER) and action.done:
-            marker = self.reduced(action.job_id)
+            marker = self.reduced(action.job_id, job)
             if marker is None:
                 self.request_reduce(job, now, report)
                 report.reducing.append(action.job_id)
                 return
             keys = [str(key) for key in marker["keys"]]
-        attrs: dict[str, Any] = {}
+        # A job ends once no file can change any more: the failed ones (reasons on the job-files) are counted
+        # on the job, which `datacarousel status` shows and `datacarousel retry --job` can put back.
+        attrs: dict[str, Any] = {JobAttr.DONE_FILES: action.done, JobAttr.FAILED_FILES: action.failed}
         if keys:
             attrs[JobAttr.COMPOSITE_KEY] = keys
         if self.tables.jobs.transition(action.job_id, JobState.OPEN, JobState.COMPLETE, now, **attrs):

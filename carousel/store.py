@@ -31,6 +31,7 @@ from datacarousel.contract import (
     FileState,
     JobAttr,
     JobFileAttr,
+    JobFileIndex,
     JobFileState,
     JobIndex,
     JobState,
@@ -208,6 +209,21 @@ class JobsTable:
             condition=f"{expr.name(JobAttr.STATE)} = {expr.value(from_state.value)}",
         )
 
+    def claim_reduce_redrive(self, job_id: str, now: float, limit: int) -> bool:
+        """Count one more redrive of an OPEN job's ReduceRequest; False once `limit` were used."""
+        expr = Expr()
+        redrives = expr.name(JobAttr.REDUCE_REDRIVES)
+        return update(
+            self.ddb,
+            self.table,
+            {JobAttr.JOB_ID: job_id},
+            expr,
+            set_={JobAttr.REDUCE_REQUESTED_AT: iso_seconds(now)},
+            extra_set=[f"{redrives} = if_not_exists({redrives}, {expr.value(0)}) + {expr.value(1)}"],
+            condition=f"{expr.name(JobAttr.STATE)} = {expr.value(JobState.OPEN.value)} AND "
+            + f"(attribute_not_exists({redrives}) OR {redrives} < {expr.value(limit)})",
+        )
+
     def set_open(self, job_id: str, **attrs: Any) -> bool:
         """Set attributes of a job that is still OPEN; False if it is not (or does not exist)."""
         expr = Expr()
@@ -217,6 +233,46 @@ class JobsTable:
             {JobAttr.JOB_ID: job_id},
             expr,
             set_=dict(attrs),
+            condition=f"{expr.name(JobAttr.STATE)} = {expr.value(JobState.OPEN.value)}",
+        )
+
+    def reopen(self, job_id: str, reopened_at: float) -> bool:
+        """COMPLETE -> OPEN (`datacarousel retry`): its end and its reduction forgotten; False if not COMPLETE.
+
+        `reopened_at` (`JobAttr.REOPENED_AT`): a reduced marker not newer than it is the old job's
+        (`carousel.recovery.marker_is_stale`), so the job completes only after a new reduction.
+        """
+        expr = Expr()
+        return update(
+            self.ddb,
+            self.table,
+            {JobAttr.JOB_ID: job_id},
+            expr,
+            set_={JobAttr.STATE: JobState.OPEN.value, JobAttr.REOPENED_AT: iso_seconds(reopened_at)},
+            remove=[
+                JobAttr.COMPLETED_AT,
+                JobAttr.ERROR,
+                JobAttr.DONE_FILES,
+                JobAttr.FAILED_FILES,
+                JobAttr.COMPOSITE_KEY,
+                JobAttr.REDUCE_REQUESTED_AT,
+                JobAttr.REDUCE_REDRIVES,
+            ],
+            condition=f"{expr.name(JobAttr.STATE)} = {expr.value(JobState.COMPLETE.value)}",
+        )
+
+    def restart_reduction(self, job_id: str, reopened_at: float) -> bool:
+        """An OPEN job whose reducer was already asked for got files back (`datacarousel retry`): the
+        reduction in hand is the old one, so a marker not newer than `reopened_at` no longer completes
+        the job, and the step asks for a new reduction once every file is final again."""
+        expr = Expr()
+        return update(
+            self.ddb,
+            self.table,
+            {JobAttr.JOB_ID: job_id},
+            expr,
+            set_={JobAttr.REOPENED_AT: iso_seconds(reopened_at)},
+            remove=[JobAttr.REDUCE_REQUESTED_AT, JobAttr.REDUCE_REDRIVES],
             condition=f"{expr.name(JobAttr.STATE)} = {expr.value(JobState.OPEN.value)}",
         )
 
@@ -320,6 +376,31 @@ class JobFilesTable:
             condition=f"attribute_exists({expr.name(JobFileAttr.JOB_ID)})",
         )
 
+    def claim_redrive(self, job_id: str, file_name: str, now: float, limit: int) -> int | None:
+        """Count one more redrive of a QUEUED/RUNNING job-file's work item; its new count, or None once
+        `limit` were used (or the job-file is in another state: nothing to send again)."""
+        expr = Expr()
+        redrives = expr.name(JobFileAttr.REDRIVES)
+        condition = (
+            expr.one_of(JobFileAttr.STATE, (JobFileState.QUEUED.value, JobFileState.RUNNING.value))
+            + f" AND (attribute_not_exists({redrives}) OR {redrives} < {expr.value(limit)})"
+        )
+        try:
+            response = self.ddb.update_item(
+                TableName=self.table,
+                Key={k: serialize(v) for k, v in self._key(job_id, file_name).items()},
+                UpdateExpression=f"SET {redrives} = if_not_exists({redrives}, {expr.value(0)}) + {expr.value(1)}, "
+                + f"{expr.name(JobFileAttr.UPDATED_AT)} = {expr.value(iso_seconds(now))}",
+                ConditionExpression=condition,
+                ReturnValues="UPDATED_NEW",
+                **expr.params(),
+            )
+        except ClientError as exc:
+            if _conditional_failure(exc):
+                return None
+            raise
+        return int(deserialize(response["Attributes"])[JobFileAttr.REDRIVES])
+
     def transition(
         self,
         job_id: str,
@@ -346,6 +427,30 @@ class JobFilesTable:
             set_=values,
             remove=remove,
             condition=expr.one_of(JobFileAttr.STATE, (s.value for s in from_states)),
+        )
+
+    def of_file(self, file_name: str) -> Iterator[dict[str, Any]]:
+        """Every job-file naming `file_name`, whatever its job (`JobFileIndex.BY_FILE`; eventually consistent)."""
+        expr = Expr()
+        return query_all(
+            self.ddb,
+            TableName=self.table,
+            IndexName=JobFileIndex.BY_FILE,
+            KeyConditionExpression=f"{expr.name(JobFileAttr.FILE_NAME)} = {expr.value(file_name)}",
+            **expr.params(),
+        )
+
+    def retry_failed(self, job_id: str, file_name: str, now: float) -> bool:
+        """FAILED -> WAITING (`datacarousel retry`), its reason and redrive count removed; False if not FAILED."""
+        expr = Expr()
+        return update(
+            self.ddb,
+            self.table,
+            self._key(job_id, file_name),
+            expr,
+            set_={JobFileAttr.STATE: JobFileState.WAITING.value, JobFileAttr.UPDATED_AT: iso_seconds(now)},
+            remove=[JobFileAttr.ERROR, JobFileAttr.REDRIVES, JobFileAttr.RELEASE_PENDING_AT],
+            condition=f"{expr.name(JobFileAttr.STATE)} = {expr.value(JobFileState.FAILED.value)}",
         )
 
 
@@ -385,10 +490,12 @@ class CarouselFiles:
         now: float,
         *,
         uncount_restore: bool = False,
+        error: str | None = None,
     ) -> bool:
         """Reconciliation: the state (and expiry) S3 reports, at the version the planner saw.
 
         `uncount_restore`: the last restore request never took (nothing to pay): restore_count - 1.
+        `error`: why (a FAILED file's reason, written in the same write as its state).
         """
         expr = Expr()
         extra = [self._bump(expr)]
@@ -396,6 +503,8 @@ class CarouselFiles:
             count = expr.name(FileAttr.RESTORE_COUNT)
             extra.append(f"{count} = if_not_exists({count}, {expr.value(1)}) - {expr.value(1)}")
         values: dict[str, Any] = {FileAttr.STATE: to_state.value, FileAttr.UPDATED_AT: iso_seconds(now)}
+        if error is not None:
+            values[FileAttr.ERROR] = error[:2000]
         remove: list[str] = []
         if restore_expiry is None:
             remove.append(FileAttr.RESTORE_EXPIRY)
@@ -519,6 +628,27 @@ class CarouselFiles:
             condition=f"attribute_exists({expr.name(FileAttr.FILE_NAME)}) AND "
             + f"NOT {expr.name(FileAttr.STATE)} IN "
             + f"({expr.value(FileState.INDEXED.value)}, {expr.value(FileState.FAILED.value)})",
+        )
+
+    def retry_failed(self, name: str, now: float) -> bool:
+        """FAILED -> ARCHIVED (`datacarousel retry`): a state change (version bumped), its reason, redrive
+        count and every trace of the last restore and index forgotten, like `invalidate`. The next steps
+        restore and index it again for the jobs that wait for it. False if it is no longer FAILED."""
+        expr = Expr()
+        return self._update(
+            name,
+            expr,
+            set_={FileAttr.STATE: FileState.ARCHIVED.value, FileAttr.UPDATED_AT: iso_seconds(now)},
+            extra_set=[self._bump(expr)],
+            remove=[
+                FileAttr.ERROR,
+                FileAttr.INDEX_REDRIVES,
+                FileAttr.DOMAIN,
+                FileAttr.RESTORE_EXPIRY,
+                FileAttr.INDEX_REQUESTED_AT,
+                FileAttr.RESTORE_CHECKED_AT,
+            ],
+            condition=f"{expr.name(FileAttr.STATE)} = {expr.value(FileState.FAILED.value)}",
         )
 
 

@@ -145,6 +145,12 @@ class JobAttr:
     RESULT_PREFIX = "result_prefix"  # an orbit's result: results/<job>/<YYYY.MM>/<prefix>_O..._V001<suffix>
     RESULT_SUFFIX = "result_suffix"
     REDUCE_REQUESTED_AT = "reduce_requested_at"  # carousel: the ReduceRequest was sent (ISO 8601 UTC)
+    REDUCE_REDRIVES = "reduce_redrives"  # carousel: times a transiently failed ReduceRequest was sent again
+    # Set when the job ends: how many of its files gave a result and how many failed (their reasons
+    # are on the job-files); a job with failed files is COMPLETE with FAILED_FILES > 0.
+    DONE_FILES = "done_files"
+    FAILED_FILES = "failed_files"
+    REOPENED_AT = "reopened_at"  # `datacarousel retry` put a COMPLETE job's failed files back (ISO 8601 UTC)
     # The launch lease's own item (job_id LAUNCH_LEASE_ID, no state: in no index) holds only these.
     LEASE_HOLDER = "lease_holder"
     LEASE_UNTIL_MS = "lease_until_ms"  # POSIX milliseconds
@@ -177,6 +183,8 @@ class JobFileAttr:
     UPDATED_AT = "updated_at"
     # carousel: set with WAITING -> QUEUED, removed once the WorkItem is on the work queue
     RELEASE_PENDING_AT = "release_pending_at"
+    # carousel: how often a work item that failed only transiently was sent again (bounded)
+    REDRIVES = "redrives"
 
 
 class JobFileIndex:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -293,17 +293,27 @@ class FilesTable:
     # --- writes -------------------------------------------------------------------
 
     def _update(
-        self, file_name: str, set_attrs: Mapping[str, Any], condition: str, expr: Expr, extra: str = ""
+        self,
+        file_name: str,
+        set_attrs: Mapping[str, Any],
+        condition: str,
+        expr: Expr,
+        extra: str = "",
+        *,
+        remove: Sequence[str] = (),
     ) -> bool:
         """One conditional UpdateItem; False when the condition does not hold."""
         clauses = expr.set_clause(set_attrs)
         if extra:
             clauses.append(extra)
+        update = "SET " + ", ".join(clauses)
+        if remove:
+            update += " REMOVE " + ", ".join(expr.name(attr) for attr in remove)
         try:
             self.ddb.update_item(
                 TableName=self.table,
                 Key={FileAttr.FILE_NAME: serialize(file_name)},
-                UpdateExpression="SET " + ", ".join(clauses),
+                UpdateExpression=update,
                 ConditionExpression=condition,
                 **expr.params(),
             )
@@ -324,8 +334,13 @@ class FilesTable:
         domain: str,
         now: datetime,
         expected_version: int | None,
+        readable_until: datetime | None = None,
     ) -> bool:
         """Set state INDEXED for this object version and domain.
+
+        `readable_until` is the read copy's restore expiry (None: the object is in a readable
+        class): written as the item's `restore_expiry`, so an INDEXED file of an archive class
+        always has one and the carousel expires it in time.
 
         `expected_version` is the `state_version` read before the domain was built
         (None: the item did not exist); if another writer changed the state since,
@@ -352,8 +367,15 @@ class FilesTable:
             FileAttr.INDEXED_AT: iso(now),
             FileAttr.UPDATED_AT: iso(now),
         }
+        remove: list[str] = []
+        if readable_until is None:
+            remove.append(FileAttr.RESTORE_EXPIRY)
+        else:
+            attrs[FileAttr.RESTORE_EXPIRY] = iso(readable_until)
+        # Never over a FAILED file: only the carousel fails a file and only an operator's retry undoes it.
+        condition = f"({condition}) AND NOT {expr.name(FileAttr.STATE)} = {expr.value(FileState.FAILED.value)}"
         extra = f"{version} = if_not_exists({version}, {expr.value(0)}) + {expr.value(1)}"
-        return self._update(name.file_name, attrs, condition, expr, extra)
+        return self._update(name.file_name, attrs, condition, expr, extra, remove=remove)
 
     def record_metadata(self, meta: FileMetadata, now: datetime) -> str:
         """Write what record_metadata measured. Returns "written", "unchanged" or "conflict".

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -28,7 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from datacarousel import hsds, naming
-from datacarousel.contract import HSDS_INDEXED_MARKER, FileAttr
+from datacarousel.contract import HSDS_INDEXED_MARKER, FileAttr, FileState
 from datacarousel.errors import BadInput, NotReadable, TransientError
 from datacarousel.files_table import FilesTable, is_indexed, iso, utcnow
 from index_file.core import (
@@ -86,6 +86,8 @@ class SourceObject:
     key: str
     size: int
     etag: str
+    # Until when the bytes can be read: a restored copy's expiry; None for an object in a readable class.
+    readable_until: datetime | None = None
 
     @property
     def uri(self) -> str:
@@ -109,7 +111,8 @@ def inspect_source(s3: Any, bucket: str, key: str, now: datetime) -> SourceObjec
     reason = unreadable_reason(listed, now)
     if reason is not None:
         raise NotReadable(f"{what}: object still archived ({reason.value}); it cannot be indexed until restored")
-    return SourceObject(bucket, key, listed.size, listed.etag)
+    expiry = listed.restore.expiry if listed.archived_class and listed.restore is not None else None
+    return SourceObject(bucket, key, listed.size, listed.etag, expiry)
 
 
 @with_retries()
@@ -197,6 +200,21 @@ class IndexOutcome:
     seconds: float
 
 
+def not_indexable(item: Mapping[str, Any] | None) -> str | None:
+    """Why the files table forbids marking this file INDEXED now (None: it allows it).
+
+    The carousel owns ARCHIVED (no copy it knows of: it requests indexing again after its next
+    restore) and FAILED (only an operator's `datacarousel retry` undoes it); index_file moves a
+    file only from no item, RESTORING, RESTORED or INDEXED (another object version or domain).
+    """
+    state = None if item is None else str(item.get(FileAttr.STATE, ""))
+    if state == FileState.ARCHIVED.value:
+        return "the carousel holds it ARCHIVED (its copy expired or was never restored); it asks again after a restore"
+    if state == FileState.FAILED.value:
+        return f"it is FAILED ({item.get(FileAttr.ERROR, '') if item else ''}); `datacarousel retry` undoes that"
+    return None
+
+
 class IndexFileHandler:
     """`handle(body)` for `queue_worker.drain`: one index request, done durably or not at all."""
 
@@ -230,6 +248,12 @@ class IndexFileHandler:
         item = self._table(lambda: self.files.get(name.file_name), name)
         check_source(request, name, archive_bucket=self.archive_bucket, archive_prefix=self.archive_prefix, item=item)
         self._check_one_name_per_orbit(name)
+        refusal = not_indexable(item)
+        if refusal is not None:  # a stale request: nothing to build, and the message is done
+            log.warning("%s: request dropped: %s", name.file_name, refusal)
+            outcome = IndexOutcome(name.file_name, domain, False, False, time.monotonic() - started)
+            self.outcomes.append(outcome)
+            return outcome
         source = inspect_source(self.s3, request.bucket, request.key, self.clock())
         if request.etag and request.etag != source.etag:
             log.info("%s: object changed since it was queued (etag %s -> %s)", source.uri, request.etag, source.etag)
@@ -267,9 +291,18 @@ class IndexFileHandler:
             raise BadInput(f"{name.file_name}: the files table holds orbit {name.orbit} as {others[0]}")
 
     def _record(self, name: naming.BasicFusionName, source: SourceObject, domain: str, item: Any) -> bool:
-        """State INDEXED, conditional on the state version read before linking."""
+        """State INDEXED with the copy's expiry, conditional on the state version read before linking.
+
+        A write that lost to another writer looks again, and writes only if the file is still in a
+        state index_file may move from (see `not_indexable`): an index built before the carousel
+        invalidated or failed the file never lands.
+        """
         for _attempt in range(3):
             if is_indexed(item, etag=source.etag, domain=domain):
+                return False
+            refusal = not_indexable(item)
+            if refusal is not None:
+                log.warning("%s: not marked INDEXED: %s", name.file_name, refusal)
                 return False
             expected = None if item is None else int(item.get(FileAttr.STATE_VERSION, 0) or 0)
             try:
@@ -280,6 +313,7 @@ class IndexFileHandler:
                     etag=source.etag,
                     size=source.size,
                     domain=domain,
+                    readable_until=source.readable_until,
                     now=self.clock(),
                     expected_version=expected,
                 )

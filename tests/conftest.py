@@ -21,6 +21,7 @@ from typing import Any
 import boto3
 import botocore.client
 import pytest
+from aws_tables import create_table
 
 from datacarousel.contract import TableSchema
 from datacarousel.local import environment
@@ -67,31 +68,7 @@ class FakeAws:
 
     def table(self, schema: TableSchema) -> str:
         """Create `schema`'s table (its indexes projecting everything); returns its name."""
-        key = [{"AttributeName": schema.hash_key.name, "KeyType": "HASH"}]
-        if schema.range_key is not None:
-            key.append({"AttributeName": schema.range_key.name, "KeyType": "RANGE"})
-        params: dict[str, Any] = {
-            "TableName": schema.table_name,
-            "KeySchema": key,
-            "AttributeDefinitions": [
-                {"AttributeName": n, "AttributeType": t} for n, t in schema.attribute_definitions().items()
-            ],
-            "BillingMode": "PAY_PER_REQUEST",
-        }
-        if schema.indexes:
-            params["GlobalSecondaryIndexes"] = [
-                {
-                    "IndexName": index.name,
-                    "KeySchema": [
-                        {"AttributeName": index.hash_key.name, "KeyType": "HASH"},
-                        *([{"AttributeName": index.range_key.name, "KeyType": "RANGE"}] if index.range_key else []),
-                    ],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-                for index in schema.indexes
-            ]
-        self.ddb.create_table(**params)
-        return schema.table_name
+        return create_table(self.ddb, schema)
 
 
 @pytest.fixture()

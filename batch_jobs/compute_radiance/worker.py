@@ -39,18 +39,15 @@ def open_source(
     return readers.open_hsds(domain)
 
 
-_CORRUPT_MARKERS = ("inflate", "truncated", "corrupt", "checksum", "filter", "signature", "eof")
-
-
 def run_source(source: readers.OrbitReader, parameters: Parameters) -> OrbitResult:
+    """One orbit's result. Damaged bytes are found by checking them (the readers verify every chunk they
+    inflate and raise `CorruptData`, a BadInput naming the chunk); any other read error is not evidence
+    that the file is bad, so it is transient: retried, and surfaced as such if it never clears."""
     with source:
         try:
             return compute_orbit(source, parameters)
-        except OSError as exc:  # HDF5 opened the file but could not read a dataset
-            text = str(exc)
-            if any(marker in text.lower() for marker in _CORRUPT_MARKERS):
-                raise BadInput(f"{source.name}: corrupt or truncated data: {text}") from exc
-            raise TransientError(f"{source.name}: read failed: {text}") from exc
+        except OSError as exc:  # HDF5/HSDS opened the file but a read failed without a damaged chunk
+            raise TransientError(f"{source.name}: read failed: {exc}") from exc
 
 
 def write_output(data: bytes, out: str, name: BasicFusionName, s3: Any | None = None) -> str:

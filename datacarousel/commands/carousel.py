@@ -12,6 +12,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from carousel import inventory as inv
 from carousel.jobs import cancel as do_cancel
@@ -191,7 +192,30 @@ def _render(data: dict[str, Any]) -> Any:
         cell(w["restoring"]), cell(w["restored"]), cell(w["indexed"]), cell(w["failed"]), cell(w["in_window"]),
         cell(w["window_cap"]), cell(w["needed_archived"]),
     )  # fmt: skip
-    return Group(table, progress, window)
+    return Group(table, progress, window, *(_outcome(job) for job in data["jobs"] if job.get("outcome")))
+
+
+SHOWN_FAILURES = 50  # failed files listed per COMPLETE job (--json lists all)
+
+
+def _outcome(job: dict[str, Any]) -> Any:
+    """A COMPLETE job's done and failed counts, and its failed files with their reasons."""
+    counts = job["outcome"]
+    title = f"job {job['job_id']}: COMPLETE, {counts['done']} done, {counts['failed']} failed"
+    if job.get("error"):
+        title += f" ({job['error']})"
+    failures = job.get("failures") or []
+    if not failures:
+        return Text(title)
+    out = Table(title=Text(title), title_justify="left")  # Text: a reason's "[...]" is not rich markup
+    out.add_column("failed file", no_wrap=True)
+    out.add_column("reason", overflow="fold")
+    for failure in failures[:SHOWN_FAILURES]:
+        out.add_row(Text(failure["file_name"]), Text(failure["error"] or "-"))
+    if len(failures) > SHOWN_FAILURES:
+        out.add_row(f"... and {len(failures) - SHOWN_FAILURES} more (--json lists them all)", "")
+    out.caption = Text(f"`datacarousel retry --job {job['job_id']}` retries them")
+    return out
 
 
 def status(

@@ -4,6 +4,7 @@ datacarousel files --year-month 2015.12
 datacarousel files --path 22 [--orbits 85000-85100]
 datacarousel files --orbits 85000-85100
 datacarousel files --state INDEXED [--format table]
+datacarousel files --state FAILED      (each with its reason, `error`: what `datacarousel retry` undoes)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from datacarousel import aws
 from datacarousel.config import Settings
@@ -76,12 +78,22 @@ def select(
     raise typer.BadParameter("give one of --year-month, --path, --orbits, --state")
 
 
-def _print_table(items: list[dict[str, Any]]) -> None:
-    out = Table(title=f"BasicFusionFiles: {len(items)} file(s)")
-    for column in COLUMNS:
-        out.add_column(column)
+def with_reasons(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every FAILED file carries its reason (`error`), empty if none was recorded."""
     for item in items:
-        out.add_row(*(str(item.get(c, "")) for c in COLUMNS))
+        if item.get(FileAttr.STATE) == FileState.FAILED.value:
+            item.setdefault(FileAttr.ERROR, "")
+    return items
+
+
+def _print_table(items: list[dict[str, Any]]) -> None:
+    # A FAILED file's reason is a column of its own (`datacarousel retry --reason TEXT` matches it).
+    columns = COLUMNS + ((FileAttr.ERROR,) if any(FileAttr.ERROR in item for item in items) else ())
+    out = Table(title=f"BasicFusionFiles: {len(items)} file(s)")
+    for column in columns:
+        out.add_column(column, overflow="fold")
+    for item in items:
+        out.add_row(*(Text(str(item.get(c, ""))) for c in columns))  # Text: a reason's "[...]" is not markup
     Console().print(out)
 
 
@@ -119,6 +131,7 @@ def register(app: typer.Typer) -> None:
             )
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from exc
+        with_reasons(items)
         if output == "json":
             print(json.dumps(items, indent=2, sort_keys=True))  # noqa: T201 - the command's output
         else:

@@ -25,9 +25,10 @@ from compute_radiance_orbits import build_orbit
 from batch_jobs.compute_radiance import result as r
 from batch_jobs.compute_radiance.job import compute_orbit
 from batch_jobs.compute_radiance.result import Parameters
+from batch_jobs.compute_radiance.worker import run_source
 from datacarousel import chunkread
 from datacarousel import orbit as readers
-from datacarousel.errors import BadInput, CorruptData
+from datacarousel.errors import BadInput, CorruptData, TransientError
 from datacarousel.synthetic.generator import generate_orbit
 
 RED = "MISR/AN/Data_Fields/Red_Radiance"
@@ -253,3 +254,35 @@ def test_ceres_arrays_of_different_lengths_have_their_own_reason(tmp_path: Path,
     assert [s.reason for s in skips] == [r.CERES_LENGTHS_DIFFER], res.skipped
     assert "sw" in skips[0].detail and r.CERES_WITHOUT_FM1 not in res.reasons()
     assert res.ceres.count.sum() > 0  # the other group still counts
+
+
+class _FailingReader:
+    """A reader whose every read fails the way HDF5 and HSDS fail: an OSError and some words."""
+
+    name = "TERRA_BF_L1B_O85079_20151216160910_F000_V001.h5"
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __enter__(self) -> _FailingReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def __getattr__(self, attribute: str) -> Callable[..., None]:
+        def fail(*args: object, **kwargs: object) -> None:
+            raise OSError(self.text)
+
+        return fail
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Can't read data (filter returned failure during read)", "inflate() failed: checksum", "unexpected EOF", "503"],
+)
+def test_a_read_error_without_a_damaged_chunk_is_transient_whatever_its_words(text: str) -> None:
+    """Only a chunk found damaged (CorruptData) is evidence against the file; words in an error message are
+    not (an HSDS 503 and a zlib message look alike): the failure is retried, and surfaces as transient."""
+    with pytest.raises(TransientError, match="read failed"):
+        run_source(_FailingReader(text), Parameters())  # type: ignore[arg-type]

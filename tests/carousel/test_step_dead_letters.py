@@ -20,7 +20,7 @@ import pytest
 
 from carousel import inventory
 from carousel.runtime import Context, Tuning, planner_config
-from carousel.step import Step, StepReport
+from carousel.step import MAX_INDEX_REDRIVES, MAX_WORK_REDRIVES, Step, StepReport, redrive_delay
 from carousel.store import Tables, iso_seconds
 from datacarousel.config import Settings
 from datacarousel.contract import (
@@ -54,7 +54,9 @@ class World:
     s3: Any
     index_url: str
     dlq_url: str
+    work_url: str
     work_dlq_url: str
+    sent: list[dict[str, Any]]  # every SendMessage's parameters, with its DelaySeconds
 
     def key(self, name: BasicFusionName) -> str:
         return archive_key(name, PREFIX)
@@ -94,7 +96,10 @@ def world(fake_aws: Any) -> World:
     for name, storage in ((GOOD, "STANDARD"), (OTHER, "STANDARD"), (ARCHIVED, "DEEP_ARCHIVE")):
         s3.put_object(Bucket=ARCHIVE, Key=archive_key(name, PREFIX), Body=b"\x89HDF orbit", StorageClass=storage)
     urls = {n: sqs.create_queue(QueueName=n)["QueueUrl"] for n in ("index", "index-dlq", "events", "events-dlq")}
+    work = sqs.create_queue(QueueName="dc-test-ComputeRadiance-work")["QueueUrl"]
     work_dlq = sqs.create_queue(QueueName="dc-test-ComputeRadiance-work-dlq")["QueueUrl"]
+    sent: list[dict[str, Any]] = []
+    sqs.meta.events.register("provide-client-params.sqs.SendMessage", lambda params, **_: sent.append(dict(params)))
     settings = Settings(
         stack_name="dc-test",
         archive_bucket=ARCHIVE,
@@ -110,7 +115,7 @@ def world(fake_aws: Any) -> World:
     tables = Tables.from_names(fake_aws.ddb, FILES_TABLE.table_name, JOBS_TABLE.table_name, JOB_FILES_TABLE.table_name)
     ctx = Context(settings, Tuning(), planner_config(settings, Tuning()), tables, s3=s3, sqs=sqs)
     assert inventory.run(s3, tables.files, bucket=ARCHIVE, prefix=PREFIX, now=time.time()).created == 3
-    return World(Step(ctx), ctx, sqs, s3, urls["index"], urls["index-dlq"], work_dlq)
+    return World(Step(ctx), ctx, sqs, s3, urls["index"], urls["index-dlq"], work, work_dlq, sent)
 
 
 def test_a_poison_request_for_the_files_own_object_fails_it(world: World) -> None:
@@ -171,11 +176,17 @@ def test_a_request_that_only_failed_transiently_fails_no_file_that_is_not_restor
     item = world.item(ARCHIVED)
     assert item[FileAttr.STATE] == FileState.ARCHIVED.value and FileAttr.INDEX_REDRIVES not in item
     assert world.messages(world.index_url) == [] and world.messages(world.dlq_url) == []
-    # A readable file's request is redriven, as before.
+    # A readable file's request is redriven, later each time, then the file fails with the transient reason.
     readable = IndexRequest(bucket=ARCHIVE, key=world.key(GOOD)).to_json()
+    for _ in range(MAX_INDEX_REDRIVES):
+        world.dead_letter(readable, reason=None)
+        assert world.record().redriven == 1
+    redriven = [p for p in world.sent if p["QueueUrl"] == world.index_url]
+    assert [p["MessageBody"] for p in redriven] == [readable] * MAX_INDEX_REDRIVES
+    assert [p["DelaySeconds"] for p in redriven] == [redrive_delay(n) for n in (1, 2, 3)] == [60, 300, 900]
     world.dead_letter(readable, reason=None)
-    assert world.record().failed_files == 0
-    assert world.messages(world.index_url) == [readable]
+    assert world.record().failed_files == 1
+    assert "after 3 redrives" in world.item(GOOD)[FileAttr.ERROR]
 
 
 def test_the_planner_fails_only_the_job_files_of_a_file_that_failed(world: World) -> None:
@@ -238,9 +249,108 @@ def test_unattributable_work_dead_letters_are_logged_with_their_body_and_deleted
         world.dead_letter(body, url=world.work_dlq_url)
     report = StepReport(started_at=time.time())
     with caplog.at_level(logging.ERROR, logger="carousel.step"):
-        changes = world.step._record_dead_work(world.work_dlq_url, time.time(), report)
+        changes = world.step._record_dead_work(world.work_url, world.work_dlq_url, time.time(), report)
     assert changes == {} and report.unattributed_dead_letters == 2
     assert world.messages(world.work_dlq_url) == []
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 2 and all("could not be attributed" in e for e in errors)
     assert any("../../escape/x" in e for e in errors)
+
+
+def _queued_job_file(world: World, job_id: str, name: BasicFusionName) -> WorkItem:
+    now = time.time()
+    jobs, job_files = world.ctx.tables.jobs, world.ctx.tables.job_files
+    assert jobs.create(
+        {
+            JobAttr.JOB_ID: job_id,
+            JobAttr.OWNER: "alice",
+            JobAttr.DEFINITION: "ComputeRadiance",
+            JobAttr.STATE: JobState.OPEN.value,
+            JobAttr.SUBMITTED_AT: iso_seconds(now),
+        }
+    )
+    job_files.put_new(
+        [{JobFileAttr.JOB_ID: job_id, JobFileAttr.FILE_NAME: name.file_name, JobFileAttr.STATE: "QUEUED"}]
+    )
+    return WorkItem(job_id, "ComputeRadiance", name.file_name, ARCHIVE, world.key(name))
+
+
+def _job_file(world: World, job_id: str, name: BasicFusionName) -> dict[str, Any]:
+    return next(r for r in world.ctx.tables.job_files.of_job(job_id) if r[JobFileAttr.FILE_NAME] == name.file_name)
+
+
+def test_work_that_failed_only_transiently_is_sent_again_later_then_fails_with_that_reason(world: World) -> None:
+    """An outage longer than the work queue's receives (5 x its visibility) does not fail a job-file for good:
+    the item is sent again after 60, 300, 900 s; only then does the job-file fail, saying it was transient."""
+    body = _queued_job_file(world, "job-t", GOOD).to_json()
+    for n in range(1, MAX_WORK_REDRIVES + 1):
+        world.dead_letter(body, reason=None, url=world.work_dlq_url)
+        report = StepReport(started_at=time.time())
+        assert world.step._record_dead_work(world.work_url, world.work_dlq_url, time.time(), report) == {}
+        assert report.redriven == 1 and report.failed_job_files == 0
+        assert int(_job_file(world, "job-t", GOOD)[JobFileAttr.REDRIVES]) == n
+    redriven = [p for p in world.sent if p["QueueUrl"] == world.work_url]
+    assert [(p["MessageBody"], p["DelaySeconds"]) for p in redriven] == [(body, d) for d in (60, 300, 900)]
+    assert world.messages(world.work_dlq_url) == []
+    world.dead_letter(body, reason=None, url=world.work_dlq_url)
+    report = StepReport(started_at=time.time())
+    changes = world.step._record_dead_work(world.work_url, world.work_dlq_url, time.time(), report)
+    assert changes == {("job-t", GOOD.file_name): JobFileState.FAILED}
+    job_file = _job_file(world, "job-t", GOOD)
+    assert job_file[JobFileAttr.STATE] == JobFileState.FAILED.value
+    assert "transient failures only" in job_file[JobFileAttr.ERROR]
+
+
+def test_work_with_a_reason_fails_at_once_and_a_job_file_no_longer_queued_is_not_redriven(world: World) -> None:
+    body = _queued_job_file(world, "job-p", GOOD).to_json()
+    world.dead_letter(body, reason="BadInput: MISR radiance chunk at 4096 is corrupt", url=world.work_dlq_url)
+    report = StepReport(started_at=time.time())
+    world.step._record_dead_work(world.work_url, world.work_dlq_url, time.time(), report)
+    assert (report.redriven, report.failed_job_files) == (0, 1)
+    assert "corrupt" in _job_file(world, "job-p", GOOD)[JobFileAttr.ERROR]
+    world.dead_letter(body, reason=None, url=world.work_dlq_url)  # a late duplicate of the same item
+    report = StepReport(started_at=time.time())
+    world.step._record_dead_work(world.work_url, world.work_dlq_url, time.time(), report)
+    assert (report.redriven, report.failed_job_files) == (0, 0)
+    assert [p for p in world.sent if p["QueueUrl"] == world.work_url] == []
+
+
+def _archive_in_place(world: World, name: BasicFusionName) -> None:
+    """The bucket's lifecycle rule moves the object into Deep Archive (same bytes, same ETag)."""
+    key = world.key(name)
+    world.s3.copy_object(
+        Bucket=ARCHIVE, Key=key, CopySource={"Bucket": ARCHIVE, "Key": key}, StorageClass="DEEP_ARCHIVE"
+    )
+
+
+def test_a_readable_file_whose_object_was_archived_is_restored_again_not_failed_transiently(world: World) -> None:
+    """Found by the model-based test: a STANDARD file the lifecycle rule moved to Deep Archive made every
+    index receive fail (not restored), three redrives later the file FAILED. Its requests failing only
+    transiently, the step looks at the object: not readable, so the file is ARCHIVED again (to restore)."""
+    _archive_in_place(world, GOOD)
+    request = IndexRequest(bucket=ARCHIVE, key=world.key(GOOD)).to_json()
+    world.dead_letter(request, reason=None)
+    report = world.record()
+    assert (report.failed_files, report.redriven, report.invalidated) == (0, 0, 1)
+    assert world.item(GOOD)[FileAttr.STATE] == FileState.ARCHIVED.value
+    assert world.messages(world.dlq_url) == [] and world.messages(world.index_url) == []
+
+
+def test_work_of_a_file_whose_object_was_archived_waits_for_its_restore(world: World) -> None:
+    body = _queued_job_file(world, "job-a", GOOD).to_json()
+    _archive_in_place(world, GOOD)
+    world.dead_letter(body, reason=None, url=world.work_dlq_url)
+    report = StepReport(started_at=time.time())
+    changes = world.step._record_dead_work(world.work_url, world.work_dlq_url, time.time(), report)
+    assert changes == {("job-a", GOOD.file_name): JobFileState.WAITING} and report.redriven == 0
+    assert world.item(GOOD)[FileAttr.STATE] == FileState.ARCHIVED.value
+    assert world.messages(world.work_url) == [] and world.messages(world.work_dlq_url) == []
+
+
+def test_a_readable_file_whose_object_is_gone_fails_with_the_evidence(world: World) -> None:
+    world.s3.delete_object(Bucket=ARCHIVE, Key=world.key(GOOD))
+    world.dead_letter(IndexRequest(bucket=ARCHIVE, key=world.key(GOOD)).to_json(), reason=None)
+    assert world.record().failed_files == 1
+    item = world.item(GOOD)
+    assert item[FileAttr.STATE] == FileState.FAILED.value
+    assert "archive object missing" in item[FileAttr.ERROR] and "404" in item[FileAttr.ERROR]
