@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` and `make test`. Both set themselves up.
-.PHONY: demo test lint unit bootstrap stack clean
+.PHONY: demo test test-unit lint bootstrap stack clean
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -11,6 +11,11 @@ demo: bootstrap
 ## Run the whole test suite (lint, type checks, unit and integration tests).
 test: bootstrap
 	scripts/test.sh $(ARGS)
+
+## The fast loop: every test that starts no server (tests asking for the embedded environment are
+## marked integration automatically, see tests/conftest.py) and builds no image.
+test-unit: bootstrap
+	.venv/bin/python -m pytest -m "not integration and not containers" -q $(ARGS)
 
 lint: bootstrap
 	.venv/bin/ruff check .

@@ -28,6 +28,17 @@ from datacarousel.local import environment
 from datacarousel.local.environment import LocalEnvironment
 
 
+# Fixtures that start servers: a test asking for one (directly or through another fixture) is an
+# integration test, marked so here, so `-m "not integration"` (make test-unit) never starts a server.
+SERVER_FIXTURES = frozenset({"local_env"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(scope="session")
 def local_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEnvironment]:
     """The running embedded environment (`LocalEnvironment`: `.env`, `.state_dir`, `.pids()`)."""

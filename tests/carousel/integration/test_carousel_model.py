@@ -13,6 +13,7 @@ import socket
 import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from carousel_model import RESTORE_READS, CarouselMachine
@@ -47,6 +48,16 @@ def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "model")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "model")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    real_restore = s3_models.FakeKey.restore
+
+    def restore_like_aws(key: Any, days: int) -> None:
+        """S3 rounds a restored copy's expiry up to the next midnight UTC (the carousel counts on it); moto does not."""
+        real_restore(key, days)
+        expiry = key._expiry
+        midnight = expiry.replace(hour=0, minute=0, second=0, microsecond=0)
+        key._expiry = midnight if midnight == expiry else midnight + timedelta(days=1)
+
+    monkeypatch.setattr(s3_models.FakeKey, "restore", restore_like_aws)
     real_utcnow = s3_models.utcnow
     monkeypatch.setattr(s3_models, "utcnow", lambda: real_utcnow() + timedelta(seconds=CarouselMachine.clock_offset[0]))
 
