@@ -141,6 +141,10 @@ def submit(
             check_job_id(job_id)
         except MalformedMessage as exc:
             raise BadInput(str(exc)) from exc
+        # Before any job-file is written: batch puts cannot be conditional, and they would reset the
+        # existing job's job-files. (Two submissions racing for one new id are left to `create` below.)
+        if tables.jobs.get(job_id) is not None:
+            raise BadInput(f"job id {job_id!r} is already taken")
     stamp = iso_seconds(now)
     tables.job_files.put_new(
         [

@@ -22,7 +22,9 @@ A domain appears only when it is complete and durable: the file is loaded into a
 private staging domain, the server is told to flush it, then the final domain is
 created on the staging domain's root and the staging name is removed. A failure
 leaves no half-indexed domain under the final name, so `domain_exists(domain)`
-means "indexed", and re-running `link_file` after a crash is safe.
+means "indexed", and re-running `link_file` after a crash is safe. A relink (the
+domain exists) that fails at any step leaves the published domain as it was, or,
+past the swap, the new one complete: never a broken one (see `_publish`).
 
 Errors: `HsdsAuthError` (401/403: wrong credentials or no permission),
 `datacarousel.errors.BadInput` (the source is not a readable HDF5 file, the object
@@ -61,6 +63,8 @@ log = logging.getLogger(__name__)
 # Layouts whose chunks live in the source file; h5json refuses max dimensions on them.
 REF_LAYOUTS = frozenset({"H5D_CHUNKED_REF", "H5D_CHUNKED_REF_INDIRECT", "H5D_CONTIGUOUS_REF"})
 STAGING_FOLDER_NAME = ".dc-staging"
+# Name prefix, in the staging folder, of a published domain's old root kept while `_publish` swaps it.
+BACKUP_PREFIX = "old-"
 # A staging domain older than this belongs to a link that died (SIGKILL, lost node): a live link of
 # a full orbit takes seconds, and index_file gives up on one long before an hour.
 STAGING_SWEEP_AGE_S = 3600.0
@@ -515,7 +519,7 @@ def link_file(
     started = time.monotonic()
     source_text = str(source)
     parent = posixpath.dirname(domain) + "/"
-    staging = f"{staging_folder(domain)}{uuid.uuid4().hex}-{posixpath.basename(domain)}"
+    staging = _scratch_name(domain)
     ensure_folder(parent, bucket=bucket, **kwargs)
     ensure_folder(staging_folder(domain), bucket=bucket, **kwargs)
     with _open_source(source_text, posix_root) as (fin, file_uri):
@@ -537,11 +541,11 @@ def link_file(
             raise
     try:
         flush_domain(staging, bucket=bucket, **kwargs)
-        _publish(staging, domain, access)
     except BaseException:
         with contextlib.suppress(Exception):
             delete_domain(staging, bucket=bucket, **kwargs)
         raise
+    _publish(staging, domain, access)  # drops the staging name itself: past the swap its root is `domain`'s
     try:  # housekeeping: never fails a link that is already published
         sweep_staging(domain, older_than_s=sweep_after_s, bucket=bucket, **kwargs)
     except (DataCarouselError, OSError) as exc:
@@ -579,7 +583,9 @@ def sweep_staging(
     """Delete the staging domains, next to `domain`'s, that were created more than `older_than_s`
     ago: what links killed between "create staging" and "publish" left behind. Returns them.
 
-    Age, not name, decides: a younger one may be a link still running in another worker.
+    Age, not name, decides: a younger one may be a link still running in another worker. A backup
+    (`BACKUP_PREFIX`: an old root kept by `_publish`) loses its name only: its root may be a published
+    domain's again (a swap put back, or a link killed mid-swap).
     """
     _check_domain_name(domain)
     access = HsdsAccess.resolve(endpoint, username, password, bucket)
@@ -604,23 +610,92 @@ def sweep_staging(
         if entry.get("class") != "folder" and float(entry.get("created") or cutoff) < cutoff
     ]
     kwargs = {"endpoint": access.endpoint, "username": access.username, "password": access.password}
-    swept = [d for d in stale if delete_domain(d, bucket=bucket, **kwargs)]
+    swept = [d for d in stale if not _is_backup(d) and delete_domain(d, bucket=bucket, **kwargs)]
+    backups = [d for d in stale if _is_backup(d)]
+    if backups:
+        with _rest(access.endpoint, access.username, access.password, bucket) as client:
+            for name in backups:
+                rsp = client.check(client.request("DELETE", name, params={"keep_root": 1}), name, (200, 404, 410))
+                if rsp.status_code == 200:
+                    swept.append(name)
     if swept:
         log.info("swept %d stale staging domains from %s", len(swept), folder)
     return swept
 
 
 def _publish(staging: str, domain: str, access: HsdsAccess) -> None:
-    """Give the staging domain's root to `domain` (replacing any old one) and drop the staging name."""
+    """Give the staging domain's root to `domain` (replacing any old one) and drop the staging name.
+
+    HSDS can neither rename a domain nor move one to another root: the old `domain` must be deleted
+    before it is made again on the staging root. So its root is first kept under a backup name, and
+    a failure before the new `domain` exists puts the old one back: a relink that fails leaves the
+    published domain as it was (same root, objects, chunk references and marker), not missing. From
+    the swap on, the staging root *is* `domain`'s: only its name is dropped (`keep_root`), never the
+    root (deleting it, as the caller's cleanup once did, left `domain` answering 410 Gone); a failure
+    after the swap leaves the new domain complete and is raised, so the caller links again.
+    """
     client = _Rest(access)
+    backup: str | None = None
     try:
-        client.check(client.request("DELETE", domain), f"replace {domain}", (200, 404, 410))
-        rsp = client.request("PUT", domain, body={"linked_domain": staging})
-        client.check(rsp, f"publish {domain}", (200, 201))
+        old = _get(client, domain)
+        if old is not None and old.get("root"):
+            backup = _scratch_name(domain, BACKUP_PREFIX)
+            rsp = client.request("PUT", backup, body={"linked_domain": domain})
+            client.check(rsp, f"keep the root of {domain} as {backup}", (200, 201))
+            rsp = client.request("DELETE", domain, params={"keep_root": 1})
+            client.check(rsp, f"replace {domain}", (200, 404, 410))
+        elif old is not None:  # an (empty) folder of that name: deleted, as always
+            client.check(client.request("DELETE", domain), f"replace {domain}", (200, 404, 410))
+        client.check(client.request("PUT", domain, body={"linked_domain": staging}), f"publish {domain}", (200, 201))
+    except BaseException:
+        _undo_swap(client, staging, domain, backup)
+        client.close()
+        raise
+    try:  # `domain` is on the staging root
         client.check(client.request("DELETE", staging, params={"keep_root": 1}), f"drop staging name {staging}", (200,))
+        if backup is not None:  # the old root, used by no domain now
+            client.check(client.request("DELETE", backup), f"drop the old root of {domain}", (200, 404, 410))
         client.check(client.request("PUT", domain, body={"flush": True}), f"flush {domain}", (200, 204))
     finally:
         client.close()
+
+
+def _undo_swap(client: _Rest, staging: str, domain: str, backup: str | None) -> None:
+    """A swap failed: the staging domain goes (root and all) and `domain` is put back on its old root,
+    kept under `backup`. Best effort: the caller sees the swap's own error, and links again.
+
+    Unless the swap did happen (HSDS did it but its answer was lost): then only the names go. If HSDS
+    cannot even say, nothing is touched: the leftovers are names in the staging folder; the next link
+    of `domain` replaces whatever `domain` is, and `sweep_staging` drops them later.
+    """
+    try:
+        now, staged = _get(client, domain), _get(client, staging)
+        swapped = bool(now and staged and now.get("root") and now.get("root") == staged.get("root"))
+        if swapped:
+            client.check(client.request("DELETE", staging, params={"keep_root": 1}), staging, (200, 404, 410))
+        else:
+            client.check(client.request("DELETE", staging), f"delete {staging}", (200, 404, 410))
+        if backup is None:
+            return
+        if swapped:
+            client.check(client.request("DELETE", backup), f"drop the old root of {domain}", (200, 404, 410))
+            return
+        if now is None or not now.get("root"):
+            rsp = client.request("PUT", domain, body={"linked_domain": backup})
+            client.check(rsp, f"put {domain} back on its old root", (200, 201))
+        rsp = client.request("DELETE", backup, params={"keep_root": 1})
+        client.check(rsp, f"drop backup name {backup}", (200, 404, 410))
+    except Exception as exc:
+        log.error("after a failed swap of %s (old root kept as %s): %s", domain, backup, exc)
+
+
+def _is_backup(name: str) -> bool:
+    return posixpath.basename(name).startswith(BACKUP_PREFIX)
+
+
+def _scratch_name(domain: str, prefix: str = "") -> str:
+    """A fresh name in `domain`'s staging folder."""
+    return f"{staging_folder(domain)}{prefix}{uuid.uuid4().hex}-{posixpath.basename(domain)}"
 
 
 def _raise_for_io(exc: OSError, what: str) -> None:

@@ -27,7 +27,6 @@ from datacarousel.contract import TableSchema
 from datacarousel.local import environment
 from datacarousel.local.environment import LocalEnvironment
 
-
 # Fixtures that start servers: a test asking for one (directly or through another fixture) is an
 # integration test, marked so here, so `-m "not integration"` (make test-unit) never starts a server.
 SERVER_FIXTURES = frozenset({"local_env"})

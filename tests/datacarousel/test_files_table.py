@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from carousel.store import CarouselFiles
 from datacarousel import aws, naming
-from datacarousel.contract import FileAttr, FileState
-from datacarousel.files_table import FileMetadata, FilesTable, iso, metadata_is_current, utcnow, year_months_of_orbits
+from datacarousel.contract import FILES_TABLE, FileAttr, FileState
+from datacarousel.files_table import (
+    FileMetadata,
+    FilesTable,
+    iso,
+    metadata_is_current,
+    serialize,
+    utcnow,
+    year_months_of_orbits,
+)
 from datacarousel.naming import BasicFusionName
 
 FOLDER = "/home/test/basicfusion/"
@@ -213,3 +222,194 @@ DAY1, DAY2, DAY3 = "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", "2026-01-03T0
 )
 def test_metadata_is_current_only_for_the_current_index(item: Any, domain: str | None, current: bool) -> None:
     assert metadata_is_current(item, domain) is current
+
+
+# --- conditional writes, in process (moto's mock_aws): winner, loser, stale version ------------------
+# The integration tests above show the writes against the stack's table; these pin every path of
+# their conditions: a winning write leaves exactly the expected item, a refused one leaves the raw
+# item (DynamoDB's typed JSON) byte for byte as it was, or still absent.
+
+NAME = BasicFusionName.for_orbit(63502)
+DOMAIN = naming.hsds_domain(FOLDER, NAME)
+WHEN = datetime(2026, 1, 1, tzinfo=UTC)
+LATER = WHEN + timedelta(days=2)
+
+
+@pytest.fixture()
+def fake_files(fake_aws: Any) -> FilesTable:
+    return FilesTable(fake_aws.ddb, fake_aws.table(FILES_TABLE))
+
+
+def _raw(files: FilesTable) -> dict[str, Any] | None:
+    response = files.ddb.get_item(
+        TableName=files.table, Key={FileAttr.FILE_NAME: {"S": NAME.file_name}}, ConsistentRead=True
+    )
+    return response.get("Item")
+
+
+def _put(files: FilesTable, item: dict[str, Any]) -> None:
+    files.ddb.put_item(TableName=files.table, Item={k: serialize(v) for k, v in item.items()})
+
+
+def _seed(state: FileState, version: int | None, **extra: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        FileAttr.FILE_NAME: NAME.file_name,
+        FileAttr.ORBIT: NAME.orbit,
+        FileAttr.YEAR_MONTH: NAME.year_month,
+        FileAttr.MISR_PATH: NAME.misr_path,
+        FileAttr.STATE: state.value,
+        FileAttr.BUCKET: "archive",
+        FileAttr.KEY: naming.archive_key(NAME),
+        FileAttr.SIZE: 1234,
+        FileAttr.RESTORE_COUNT: 1,
+        FileAttr.RESTORE_EXPIRY: iso(LATER),
+        FileAttr.UPDATED_AT: "2025-12-01T00:00:00Z",
+        **extra,
+    }
+    if version is not None:
+        item[FileAttr.STATE_VERSION] = version
+    return item
+
+
+def _indexed_by(item: dict[str, Any] | None, version: int, *, readable_until: datetime | None) -> dict[str, Any]:
+    """What a winning mark_indexed (etag e2, domain DOMAIN, at WHEN) leaves of `item`."""
+    out = dict(item or {})
+    out.update({
+        FileAttr.FILE_NAME: NAME.file_name,
+        FileAttr.ORBIT: NAME.orbit,
+        FileAttr.YEAR_MONTH: NAME.year_month,
+        FileAttr.MISR_PATH: NAME.misr_path,
+        FileAttr.STATE: "INDEXED",
+        FileAttr.BUCKET: "archive",
+        FileAttr.KEY: naming.archive_key(NAME),
+        FileAttr.ETAG: "e2",
+        FileAttr.SIZE: 1234,
+        FileAttr.DOMAIN: DOMAIN,
+        FileAttr.INDEXED_AT: iso(WHEN),
+        FileAttr.UPDATED_AT: iso(WHEN),
+        FileAttr.STATE_VERSION: version,
+    })  # fmt: skip
+    out.pop(FileAttr.RESTORE_EXPIRY, None)
+    if readable_until is not None:
+        out[FileAttr.RESTORE_EXPIRY] = iso(readable_until)
+    return out
+
+
+MARK_INDEXED = [
+    # (case, item before, expected_version, readable_until, version after: None = refused)
+    ("None: a new item", None, None, LATER, 1),
+    ("None: a new item of a readable class (no expiry)", None, None, None, 1),
+    ("0: an inventoried item that never had a version", _seed(FileState.RESTORED, None), 0, LATER, 1),
+    ("0: an item at version 0, its old expiry dropped", _seed(FileState.RESTORED, 0), 0, None, 1),
+    ("N: the version read", _seed(FileState.RESTORED, 3, metadata_recorded_at="x"), 3, LATER, 4),
+    ("N: re-indexed (INDEXED before) at the version read", _seed(FileState.INDEXED, 3, etag="e1"), 3, LATER, 4),
+    ("loser, None: the item exists", _seed(FileState.ARCHIVED, None), None, LATER, None),
+    ("loser, 0: no item (not created)", None, 0, LATER, None),
+    ("loser, N: no item (not created)", None, 3, LATER, None),
+    ("loser, 0: stale (item at 1)", _seed(FileState.RESTORED, 1), 0, LATER, None),
+    ("loser, N: stale (item one ahead)", _seed(FileState.RESTORED, 4), 3, LATER, None),
+    ("loser, N: version ahead of the item", _seed(FileState.RESTORED, 2), 3, LATER, None),
+    ("loser, N: FAILED at the version read", _seed(FileState.FAILED, 3, error="bad"), 3, LATER, None),
+    ("loser, 0: FAILED, never versioned", _seed(FileState.FAILED, None, error="bad"), 0, LATER, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("before", "expected_version", "readable_until", "version_after"),
+    [case[1:] for case in MARK_INDEXED],
+    ids=[case[0] for case in MARK_INDEXED],
+)
+def test_mark_indexed_condition(
+    fake_files: FilesTable,
+    before: dict[str, Any] | None,
+    expected_version: int | None,
+    readable_until: datetime | None,
+    version_after: int | None,
+) -> None:
+    if before is not None:
+        _put(fake_files, before)
+    raw_before = _raw(fake_files)
+    written = fake_files.mark_indexed(
+        NAME,
+        bucket="archive",
+        key=naming.archive_key(NAME),
+        etag="e2",
+        size=1234,
+        domain=DOMAIN,
+        now=WHEN,
+        expected_version=expected_version,
+        readable_until=readable_until,
+    )
+    if version_after is None:
+        assert written is False
+        assert _raw(fake_files) == raw_before, "a refused mark_indexed changed (or created) the item"
+    else:
+        assert written is True
+        assert fake_files.get(NAME.file_name) == _indexed_by(before, version_after, readable_until=readable_until)
+
+
+def _recorded(item: dict[str, Any] | None, meta: FileMetadata, at: datetime) -> dict[str, Any]:
+    return {**(item or {}), **meta.attributes(), FileAttr.METADATA_AT: iso(at), FileAttr.UPDATED_AT: iso(at)}
+
+
+def test_record_metadata_written_on_a_missing_item_creates_it_indexed(fake_files: FilesTable) -> None:
+    meta = _meta(NAME)
+    assert fake_files.record_metadata(meta, WHEN) == "written"
+    expected = {FileAttr.FILE_NAME: NAME.file_name, FileAttr.STATE: "INDEXED", FileAttr.STATE_VERSION: 1}
+    assert fake_files.get(NAME.file_name) == _recorded(expected, meta, WHEN)
+
+
+def test_record_metadata_written_then_unchanged_byte_for_byte(fake_files: FilesTable) -> None:
+    indexed = _seed(FileState.INDEXED, 2, domain=DOMAIN, etag="e1", indexed_at=iso(WHEN - timedelta(hours=1)))
+    _put(fake_files, indexed)
+    meta = _meta(NAME)
+    assert fake_files.record_metadata(meta, WHEN) == "written"
+    assert fake_files.get(NAME.file_name) == _recorded(indexed, meta, WHEN), "state, version, etag untouched"
+    raw = _raw(fake_files)
+    assert fake_files.record_metadata(meta, LATER) == "unchanged"
+    assert _raw(fake_files) == raw
+
+
+def test_record_metadata_is_written_again_for_a_new_index(fake_files: FilesTable) -> None:
+    """Identical metadata recorded before the file was indexed again: recorded again (fresh timestamp)."""
+    meta = _meta(NAME)
+    old = _recorded(_seed(FileState.INDEXED, 4, domain=DOMAIN, indexed_at=iso(LATER)), meta, WHEN)
+    _put(fake_files, old)
+    assert fake_files.record_metadata(meta, LATER) == "written"
+    assert fake_files.get(NAME.file_name) == _recorded(old, meta, LATER)
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        _seed(FileState.ARCHIVED, 5),  # invalidated: its domain is gone
+        _seed(FileState.INDEXED, 5, domain="/home/test/basicfusion/another.h5"),
+        _seed(FileState.RESTORED, 5, domain=DOMAIN),
+        _seed(FileState.FAILED, 5, domain=DOMAIN, error="bad"),
+    ],
+    ids=["ARCHIVED, no domain", "INDEXED on another domain", "RESTORED", "FAILED"],
+)
+def test_record_metadata_conflict_leaves_the_item_byte_for_byte(fake_files: FilesTable, before: dict[str, Any]) -> None:
+    _put(fake_files, before)
+    raw = _raw(fake_files)
+    assert fake_files.record_metadata(_meta(NAME), WHEN) == "conflict"
+    assert _raw(fake_files) == raw
+
+
+def test_record_metadata_loses_to_an_invalidation_between_its_read_and_its_write(
+    fake_files: FilesTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The condition is checked at the write: metadata read for a domain the carousel drops meanwhile never lands."""
+    _put(fake_files, _seed(FileState.INDEXED, 5, domain=DOMAIN, indexed_at=iso(WHEN)))
+    read = fake_files.get
+
+    def read_then_invalidated(file_name: str) -> dict[str, Any] | None:
+        item = read(file_name)
+        monkeypatch.setattr(fake_files, "get", read)
+        assert CarouselFiles(fake_files).invalidate(NAME.file_name, 5, WHEN.timestamp())
+        return item
+
+    monkeypatch.setattr(fake_files, "get", read_then_invalidated)
+    assert fake_files.record_metadata(_meta(NAME), LATER) == "conflict"
+    item = fake_files.get(NAME.file_name)
+    assert item is not None and item[FileAttr.STATE] == "ARCHIVED" and FileAttr.MODIS_DAY_GRANULES not in item
