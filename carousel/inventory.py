@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 
 from carousel.store import iso_seconds
 from datacarousel import naming
+from datacarousel.archive import is_archive_class
 from datacarousel.contract import FileAttr, FileState
 from datacarousel.errors import BadFileName
 from datacarousel.files_table import FilesTable, identity_attributes, serialize
@@ -31,7 +32,6 @@ from datacarousel.naming import BasicFusionName
 
 log = logging.getLogger(__name__)
 
-ARCHIVE_CLASSES = frozenset({"DEEP_ARCHIVE", "GLACIER"})
 DEFAULT_WORKERS = 8
 
 
@@ -53,7 +53,7 @@ def inventory_item(
 ) -> dict[str, Any]:
     """The item a new archive object gets (pure)."""
     start, end = name.start, naming.orbit_end(name.orbit)
-    archived = (storage_class or "STANDARD") in ARCHIVE_CLASSES
+    archived = is_archive_class(storage_class)
     return {
         FileAttr.FILE_NAME: name.file_name,
         **identity_attributes(name),

@@ -46,6 +46,7 @@ from botocore.exceptions import ClientError
 
 from carousel.store import Tables, to_seconds
 from datacarousel import naming
+from datacarousel.archive import is_not_found
 from datacarousel.contract import FileAttr, FileState, JobAttr, JobFileAttr, JobFileState, JobState
 from datacarousel.errors import BadInput, MalformedMessage
 from datacarousel.messages import check_job_id
@@ -55,7 +56,6 @@ log = logging.getLogger(__name__)
 ERROR_CHARS = 2000  # what the step keeps of a reason (`CarouselFiles.fail`, `JobFilesTable.transition`)
 LINE_REASON_CHARS = 120  # what one output line shows of a reason
 FILES_HINT = "see `datacarousel files --state FAILED`"
-_NOT_FOUND = ("NoSuchKey", "404", "NotFound")
 _NOT_FINAL = (JobFileState.WAITING.value, JobFileState.QUEUED.value, JobFileState.RUNNING.value)
 
 
@@ -289,7 +289,7 @@ def look_for_marker(s3: Any, bucket: str, job_id: str) -> tuple[float | None, fl
     try:
         response = s3.head_object(Bucket=bucket, Key=naming.reduced_marker_key(job_id))
     except ClientError as exc:
-        if str(exc.response.get("Error", {}).get("Code", "")) not in _NOT_FOUND:
+        if not is_not_found(exc):
             raise
         return None, _date_header(exc.response)
     modified = response.get("LastModified")

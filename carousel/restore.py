@@ -39,29 +39,21 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from carousel.actions import UpdateFileState
 from carousel.model import F_ARCHIVED, F_FAILED, F_INDEXED, F_RESTORED, F_RESTORING, FILE_CODE, FILE_FROM_CODE, Snapshot
+from datacarousel import archive
+from datacarousel.archive import is_archive_class
 from datacarousel.errors import BadInput
 
-# Storage classes whose objects must be restored before they can be read (S3 Glacier Flexible Retrieval
-# and Deep Archive). Every other class (STANDARD, STANDARD_IA, ONEZONE_IA, INTELLIGENT_TIERING, GLACIER_IR,
-# REDUCED_REDUNDANCY, ...) is readable as is.
-ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 # The start of a FAILED file's reason when its archive object is gone.
 MISSING_OBJECT = "archive object missing"
-
-
-def is_archive_class(storage_class: str | None) -> bool:
-    """Whether an object of this storage class (None or "" = STANDARD) must be restored to be read."""
-    return (storage_class or "STANDARD").strip().upper() in ARCHIVE_CLASSES
 
 
 class RestoreEventKind(enum.StrEnum):
@@ -116,11 +108,20 @@ def object_missing(bucket: str, key: str, answer: str, observed_at: float) -> Ob
     return ObservedRestore(ObservedStatus.MISSING, observed_at, evidence=f"s3://{bucket}/{key}: {answer}")
 
 
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
 def readable_now(seen: ObservedRestore, now: float) -> bool:
-    """Whether the observed object can be read now: a non-archive class, or a restored copy not yet expired."""
+    """Whether the observed object can be read now (`archive.readable_now`): a non-archive class, or a restored
+    copy not yet expired. A missing object, or a restored one whose expiry is not known, is not readable."""
     if seen.status is ObservedStatus.READABLE:
-        return True
-    return seen.status is ObservedStatus.RESTORED and seen.restore_expiry is not None and seen.restore_expiry > now
+        return archive.readable_now(seen.storage_class, None, _utc(now))
+    if seen.status is not ObservedStatus.RESTORED or seen.restore_expiry is None:
+        return False
+    copy = archive.RestoreStatus(in_progress=False, expiry=_utc(seen.restore_expiry))
+    # A restored copy is of an archive-class object (a parsed header alone does not say which class).
+    return archive.readable_now(seen.storage_class or "DEEP_ARCHIVE", copy, _utc(now))
 
 
 def missing_reason(seen: ObservedRestore) -> str:
@@ -129,25 +130,19 @@ def missing_reason(seen: ObservedRestore) -> str:
     return f"{MISSING_OBJECT}: {evidence}; nothing to restore until the object is uploaded again"
 
 
-_HEADER_RE = re.compile(r'ongoing-request="(?P<ongoing>true|false)"(?:\s*,\s*expiry-date="(?P<expiry>[^"]+)")?')
-
-
 def parse_restore_header(header: str | None, observed_at: float) -> ObservedRestore:
-    """Parse HeadObject's `Restore` value (`None` when the object carries no such header)."""
-    if header is None or not header.strip():
+    """Parse HeadObject's `Restore` value (`None` when the object carries no such header) with
+    `archive.parse_restore_header`; BadInput when it is not understood or a finished restore has no expiry."""
+    parsed = archive.parse_restore_header(header)
+    if parsed.status is None:
+        if parsed.problem:
+            raise BadInput(parsed.problem)
         return ObservedRestore(ObservedStatus.ARCHIVED, observed_at)
-    match = _HEADER_RE.search(header)
-    if match is None:
-        raise BadInput(f"unrecognised Restore header {header[:200]!r}")
-    if match["ongoing"] == "true":
+    if parsed.status.in_progress:
         return ObservedRestore(ObservedStatus.ONGOING, observed_at)
-    if match["expiry"] is None:
-        raise BadInput(f"Restore header without expiry-date: {header[:200]!r}")
-    try:
-        expiry = parsedate_to_datetime(match["expiry"]).timestamp()
-    except (TypeError, ValueError) as exc:
-        raise BadInput(f"bad expiry-date in Restore header {header[:200]!r}: {exc}") from exc
-    return ObservedRestore(ObservedStatus.RESTORED, observed_at, expiry)
+    if parsed.problem or parsed.status.expiry is None:
+        raise BadInput(parsed.problem or f"Restore header without expiry-date: {str(header)[:200]!r}")
+    return ObservedRestore(ObservedStatus.RESTORED, observed_at, parsed.status.expiry.timestamp())
 
 
 def _latest(events: Iterable[RestoreEvent]) -> dict[str, RestoreEvent]:

@@ -77,6 +77,7 @@ from carousel.restore import (
 from carousel.runtime import DEFAULT_REDRIVE_DELAYS_S, Context
 from carousel.store import READABLE_STATES, LaunchLease, Loaded, iso_seconds, load, to_seconds
 from datacarousel import hsds, naming
+from datacarousel.archive import is_not_found, normalize_etag
 from datacarousel.aws import list_keys
 from datacarousel.contract import (
     DEFAULT_STACK_NAME,
@@ -214,7 +215,7 @@ def head_restore(s3: Any, bucket: str, key: str, now: float) -> ObservedRestore:
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+        if is_not_found(exc):
             log.warning("head s3://%s/%s: no such object", bucket, key)
             return object_missing(bucket, key, s3_answer("HeadObject", exc), now)
         raise
@@ -575,12 +576,12 @@ class Step:
         try:
             head = self.s3.head_object(Bucket=bucket, Key=key)
         except ClientError as exc:
-            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+            if is_not_found(exc):
                 return ""
             raise
         finally:
             report.heads += 1
-        return str(head.get("ETag", "")).strip('"')
+        return normalize_etag(head.get("ETag"))
 
     def record_index_failures(self, now: float, report: StepReport) -> int:
         url = self.settings.require("index_dlq_url")
@@ -753,7 +754,7 @@ class Step:
                 head = self.s3.head_object(Bucket=bucket, Key=key)
                 report.heads += 1
             except ClientError as exc:
-                if _code(exc) in ("404", "NoSuchKey", "NotFound"):  # gone: FAILED, not looked for every step
+                if is_not_found(exc):  # gone: FAILED, not looked for every step
                     gone = object_missing(bucket, key, s3_answer("HeadObject", exc), now)
                     self.settle(loaded, action.file_name, gone, now, report)
                     return
@@ -765,7 +766,7 @@ class Step:
                 # only fail; recorded instead (the planner puts it back to ARCHIVED, restored when needed).
                 self.settle(loaded, action.file_name, seen, now, report)
                 return
-            etag = str(head.get("ETag", "")).strip('"')
+            etag = normalize_etag(head.get("ETag"))
         # Claim first: of two steps at once only one sends (a claim whose send dies is retried after index_retry_s).
         if not self.files.claim_index_request(action.file_name, now, self.config.index_retry_s):
             report.conflicts += 1
@@ -900,7 +901,7 @@ class Step:
             response = self.s3.get_object(Bucket=bucket, Key=naming.reduced_marker_key(job_id))
             body = response["Body"].read()
         except ClientError as exc:
-            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
+            if is_not_found(exc):
                 return None
             raise
         modified = response.get("LastModified")

@@ -45,7 +45,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from datacarousel import aws, naming, registry
+from datacarousel import archive, aws, naming, registry
 from datacarousel.contract import Env, FileAttr, FileState, JobAttr, JobFileAttr, JobFileState, JobState
 from datacarousel.definitions import JobDefinition
 from datacarousel.errors import BadInput, ConfigError, DataCarouselError
@@ -497,7 +497,7 @@ class Demo:
                     if int(head["ContentLength"]) == path.stat().st_size:
                         continue
                 except ClientError as exc:
-                    if str(exc.response.get("Error", {}).get("Code")) not in ("404", "NoSuchKey", "NotFound"):
+                    if not archive.is_not_found(exc):
                         raise
                 with path.open("rb") as body:
                     s3.put_object(Bucket=self.archive_bucket, Key=key, Body=body, StorageClass="DEEP_ARCHIVE")

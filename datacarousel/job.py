@@ -39,13 +39,14 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from datacarousel import aws, naming, orbit, queue_worker
+from datacarousel import archive, aws, naming, orbit, queue_worker
 from datacarousel.config import Settings
 from datacarousel.definitions import NO_OBJECT, OBJECT_PARAMETER, JobDefinition, load, option_name
 from datacarousel.errors import (
@@ -68,8 +69,6 @@ META_PARAMETERS = "dc-parameters-digest"
 META_SOURCE_ETAG = "dc-source-etag"
 META_SKIPPED = "dc-skipped"
 READERS = ("s3", "hsds", "auto")
-ARCHIVE_CLASSES = ("GLACIER", "DEEP_ARCHIVE")
-_NOT_FOUND = ("404", "NoSuchKey", "NotFound")
 
 
 def describe(module_file: str) -> JobDefinition:
@@ -134,7 +133,7 @@ class Reduction:
         try:
             self.s3.head_object(Bucket=self.bucket, Key=self.prefix + relative)
         except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code", "")) in _NOT_FOUND:
+            if archive.is_not_found(exc):
                 return False
             raise
         return True
@@ -283,8 +282,8 @@ class Handler:
         try:
             head = self.s3.head_object(Bucket=item.bucket, Key=item.key)
         except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in _NOT_FOUND:
+            code = archive.error_code(exc)
+            if code in archive.NOT_FOUND_CODES:
                 if item.domain and self.reader != "s3":
                     return ""  # reading from HSDS; the S3 object is not needed
                 raise BadInput(f"{where}: no such object") from exc
@@ -294,16 +293,18 @@ class Handler:
         except BotoCoreError as exc:
             raise TransientError(f"head {where}: {exc}") from exc
         storage_class = str(head.get("StorageClass", "STANDARD"))
-        if storage_class in ARCHIVE_CLASSES and 'ongoing-request="false"' not in str(head.get("Restore", "")):
+        restore = archive.parse_restore_header(head.get("Restore")).status
+        why = archive.why_unreadable(storage_class, restore, datetime.now(UTC))
+        if why is not None:
             # Not readable yet (or its copy expired): retry later; the queue's redrive bounds the retries.
-            raise NotReadable(f"{where} is archived ({storage_class}) and not restored")
-        return str(head.get("ETag", "")).strip('"')
+            raise NotReadable(f"{where} is archived ({storage_class}) and not restored: {why.value}")
+        return archive.normalize_etag(head.get("ETag"))
 
     def already_done(self, key: str, digest: str, etag: str) -> bool:
         try:
             head = self.s3.head_object(Bucket=self.results_bucket, Key=key)
         except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code", "")) in _NOT_FOUND:
+            if archive.is_not_found(exc):
                 return False
             raise TransientError(f"head s3://{self.results_bucket}/{key}: {exc}") from exc
         meta = head.get("Metadata", {})

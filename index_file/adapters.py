@@ -27,26 +27,25 @@ import h5pyd
 from botocore.exceptions import BotoCoreError, ClientError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from datacarousel import hsds, naming
+from datacarousel import archive, hsds, naming
 from datacarousel.contract import HSDS_INDEXED_MARKER, FileAttr, FileState
 from datacarousel.errors import BadInput, NotReadable, TransientError
 from datacarousel.files_table import FilesTable, is_indexed, iso, utcnow
+from datacarousel.hsds_target import HsdsTarget, Marker
 from index_file.core import (
     HEADER_BYTES,
-    Marker,
     check_hdf5,
     check_source,
     domain_is_complete,
     parse_request,
     s3_uri,
 )
-from loader.core import ListedObject, normalize_etag, parse_restore_header, unreadable_reason
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_MISSING_CODES = frozenset({"404", "NoSuchKey", "NoSuchBucket", "NotFound"})
+_MISSING_CODES = archive.NOT_FOUND_CODES | {"NoSuchBucket"}
 _ARCHIVED_CODES = frozenset({"InvalidObjectState"})
 
 
@@ -100,19 +99,14 @@ def inspect_source(s3: Any, bucket: str, key: str, now: datetime) -> SourceObjec
     what = s3_uri(bucket, key)
     with s3_errors(what):
         head = s3.head_object(Bucket=bucket, Key=key)
-    listed = ListedObject(
-        key=key,
-        size=int(head.get("ContentLength", 0)),
-        etag=normalize_etag(head.get("ETag")),
-        storage_class=head.get("StorageClass") or "STANDARD",
-        restore=parse_restore_header(head.get("Restore")),
-        restore_known=True,
-    )
-    reason = unreadable_reason(listed, now)
+    storage_class = head.get("StorageClass") or "STANDARD"
+    restore = archive.parse_restore_header(head.get("Restore")).status
+    reason = archive.why_unreadable(storage_class, restore, now)
     if reason is not None:
         raise NotReadable(f"{what}: object still archived ({reason.value}); it cannot be indexed until restored")
-    expiry = listed.restore.expiry if listed.archived_class and listed.restore is not None else None
-    return SourceObject(bucket, key, listed.size, listed.etag, expiry)
+    expiry = restore.expiry if archive.is_archive_class(storage_class) and restore is not None else None
+    etag = archive.normalize_etag(head.get("ETag"))
+    return SourceObject(bucket, key, int(head.get("ContentLength", 0)), etag, expiry)
 
 
 @with_retries()
@@ -122,20 +116,6 @@ def read_header(s3: Any, source: SourceObject) -> bytes:
     with s3_errors(source.uri):
         response = s3.get_object(Bucket=source.bucket, Key=source.key, Range=f"bytes=0-{HEADER_BYTES - 1}")
         return bytes(response["Body"].read())
-
-
-@dataclass(frozen=True)
-class HsdsTarget:
-    """Where and as whom to index."""
-
-    endpoint: str
-    username: str
-    password: str
-    folder: str
-    bucket: str | None = None
-
-    def kwargs(self) -> dict[str, Any]:
-        return {"endpoint": self.endpoint, "username": self.username, "password": self.password, "bucket": self.bucket}
 
 
 def _hsds_io(exc: BaseException, what: str) -> BaseException:

@@ -8,14 +8,13 @@ another ETag (the object was replaced) is rebuilt.
 
 from __future__ import annotations
 
-import json
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from datacarousel.contract import FileAttr
 from datacarousel.errors import BadInput
+from datacarousel.hsds_target import Marker
 from datacarousel.messages import IndexRequest
 from datacarousel.naming import BasicFusionName
 
@@ -128,44 +127,6 @@ def check_hdf5(header: bytes, object_size: int) -> None:
     # comparing it alone with the size never refuses a whole file.
     if eof != _UNDEFINED and eof > object_size:
         raise BadInput(f"truncated HDF5 file: the superblock says {eof} bytes, the object has {object_size}")
-
-
-@dataclass(frozen=True)
-class Marker:
-    """What the completion marker records about the indexed object."""
-
-    source: str
-    etag: str
-    size: int
-    datasets: int
-    indexed_at: str
-
-    def to_json(self) -> str:
-        return json.dumps(self.__dict__, sort_keys=True)
-
-    @classmethod
-    def parse(cls, value: Any) -> Marker | None:
-        """None when the value is missing or unreadable (the domain is then treated as incomplete)."""
-        if isinstance(value, bytes):
-            value = value.decode("utf-8", "replace")
-        if not isinstance(value, str):
-            return None
-        try:
-            raw = json.loads(value)
-        except json.JSONDecodeError:
-            return None
-        if not isinstance(raw, Mapping):
-            return None
-        try:
-            return cls(
-                source=str(raw["source"]),
-                etag=str(raw["etag"]),
-                size=int(raw["size"]),
-                datasets=int(raw["datasets"]),
-                indexed_at=str(raw["indexed_at"]),
-            )
-        except (KeyError, TypeError, ValueError):
-            return None
 
 
 def domain_is_complete(marker: Marker | None, *, source: str, etag: str) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from datacarousel.archive import is_not_found, parse_restore_header
 from datacarousel.contract import SQS_BATCH_SIZE
 from datacarousel.files_table import FilesTable
 from datacarousel.messages import IndexRequest
@@ -30,7 +31,6 @@ from loader.core import (
     chunked,
     decide,
     index_request,
-    parse_restore_header,
 )
 from loader.ledger import BATCH_WRITE_MAX, IndexRequestLedger, ledger_item
 
@@ -108,12 +108,12 @@ def _head_restore(s3: Any, bucket: str, obj: ListedObject) -> ListedObject | Non
     try:
         head = s3.head_object(Bucket=bucket, Key=obj.key)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        if is_not_found(exc):
             return None
         raise
     return replace(
         obj,
-        restore=parse_restore_header(head.get("Restore")),
+        restore=parse_restore_header(head.get("Restore")).status,
         restore_known=True,
         storage_class=head.get("StorageClass") or obj.storage_class,
     )

@@ -3,63 +3,28 @@
 Readability comes from the restore status, never from the storage class alone:
 a restored Deep Archive object keeps its `DEEP_ARCHIVE` class. An object in an
 archive class is readable only while a finished restore has not expired; any
-other object is readable as is.
+other object is readable as is (`datacarousel.archive`, shared with index_file,
+the carousel and the job SDK).
 """
 
 from __future__ import annotations
 
 import enum
-import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
+from datacarousel.archive import RestoreStatus, Unreadable, is_archive_class, normalize_etag, why_unreadable
 from datacarousel.contract import FileAttr, FileState, IndexRequestAttr
 from datacarousel.errors import BadFileName
 from datacarousel.messages import IndexRequest
 from datacarousel.naming import BasicFusionName
 
-# Storage classes whose objects must be restored before a GET succeeds.
-# (GLACIER_IR is instantly readable; Intelligent-Tiering archive tiers are not used here.)
-ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 DEFAULT_REQUEUE_AFTER = timedelta(hours=6)
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class RestoreStatus:
-    """The restore state of an archived object (from the `Restore` header or `RestoreStatus`)."""
-
-    in_progress: bool
-    expiry: datetime | None = None
-
-
-_ONGOING_RE = re.compile(r'ongoing-request\s*=\s*"(?P<ongoing>true|false)"', re.IGNORECASE)
-_EXPIRY_RE = re.compile(r'expiry-date\s*=\s*"(?P<expiry>[^"]+)"', re.IGNORECASE)
-
-
-def parse_restore_header(value: str | None) -> RestoreStatus | None:
-    """`ongoing-request="false", expiry-date="Fri, 21 Dec 2012 00:00:00 GMT"` -> RestoreStatus.
-
-    None when there is no header (never restored) or it cannot be understood.
-    """
-    if not value:
-        return None
-    ongoing = _ONGOING_RE.search(value)
-    if ongoing is None:
-        return None
-    expiry = None
-    match = _EXPIRY_RE.search(value)
-    if match:
-        try:
-            expiry = parsedate_to_datetime(match["expiry"]).astimezone(UTC)
-        except (TypeError, ValueError):
-            expiry = None
-    return RestoreStatus(in_progress=ongoing["ongoing"].lower() == "true", expiry=expiry)
 
 
 def restore_status_from_listing(obj: Mapping[str, Any]) -> RestoreStatus | None:
@@ -71,10 +36,6 @@ def restore_status_from_listing(obj: Mapping[str, Any]) -> RestoreStatus | None:
     if isinstance(expiry, datetime):
         expiry = expiry.astimezone(UTC)
     return RestoreStatus(in_progress=bool(raw.get("IsRestoreInProgress")), expiry=expiry)
-
-
-def normalize_etag(etag: str | None) -> str:
-    return (etag or "").strip('"')
 
 
 @dataclass(frozen=True)
@@ -90,7 +51,7 @@ class ListedObject:
 
     @property
     def archived_class(self) -> bool:
-        return self.storage_class in ARCHIVE_CLASSES
+        return is_archive_class(self.storage_class)
 
     @property
     def needs_restore_lookup(self) -> bool:
@@ -113,9 +74,9 @@ class ListedObject:
 class Skip(enum.StrEnum):
     """Why the loader did not queue an object."""
 
-    ARCHIVED = "archived"  # in an archive class, never restored (or the restore copy is gone)
-    RESTORING = "restore-in-progress"
-    EXPIRED = "restore-expired"
+    ARCHIVED = Unreadable.ARCHIVED.value  # in an archive class, never restored (or the restore copy is gone)
+    RESTORING = Unreadable.RESTORING.value
+    EXPIRED = Unreadable.EXPIRED.value
     NOT_BASICFUSION = "not-a-basicfusion-name"
     INDEXED = "already-indexed"
     QUEUED = "already-queued"
@@ -124,16 +85,9 @@ class Skip(enum.StrEnum):
 
 
 def unreadable_reason(obj: ListedObject, now: datetime) -> Skip | None:
-    """None when the object can be read now; else why not."""
-    if not obj.archived_class:
-        return None
-    if obj.restore is None:
-        return Skip.ARCHIVED
-    if obj.restore.in_progress:
-        return Skip.RESTORING
-    if obj.restore.expiry is not None and obj.restore.expiry <= now:
-        return Skip.EXPIRED
-    return None
+    """None when the object can be read now (`archive.why_unreadable`); else why not."""
+    why = why_unreadable(obj.storage_class, obj.restore, now)
+    return None if why is None else Skip(why.value)
 
 
 def parse_name(key: str) -> BasicFusionName | None:

@@ -15,7 +15,7 @@ from datacarousel import aws
 from datacarousel.config import Settings
 from datacarousel.errors import ConfigError
 from datacarousel.files_table import FilesTable, utcnow
-from index_file.adapters import HsdsTarget
+from datacarousel.hsds_target import HsdsTarget
 from record_metadata.adapters import run
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)

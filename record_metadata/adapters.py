@@ -16,9 +16,8 @@ import h5pyd
 from datacarousel.contract import HSDS_INDEXED_MARKER
 from datacarousel.errors import BadFileName
 from datacarousel.files_table import FilesTable, metadata_is_current
+from datacarousel.hsds_target import HsdsTarget, Marker
 from datacarousel.naming import BasicFusionName
-from index_file.adapters import HsdsTarget
-from index_file.core import Marker
 from record_metadata.core import DomainSummary, build_metadata, is_day_granule
 
 log = logging.getLogger(__name__)

@@ -7,12 +7,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from datacarousel import job, registration
 from datacarousel.definitions import JobDefinition, load
-from datacarousel.errors import BadInput, ConfigError
+from datacarousel.errors import BadInput, ConfigError, NotReadable
 from datacarousel.synthetic.generator import generate_orbit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +61,41 @@ def test_the_digest_changes_with_any_parameter_and_the_definition() -> None:
     base = job.parameters_digest(d, d.defaults())
     assert job.parameters_digest(d, {**d.defaults(), "band": "NIR"}) != base
     assert job.parameters_digest(load(ROOT / "batch_jobs/region_extract/definition.toml"), d.defaults()) != base
+
+
+class _HeadOnly:
+    """An S3 client that answers HeadObject with one fixed answer."""
+
+    def __init__(self, head: dict[str, Any]) -> None:
+        self.head = head
+
+    def head_object(self, **_: Any) -> dict[str, Any]:
+        return self.head
+
+
+ORBIT_URL = "s3://archive/P022/TERRA_BF_L1B_O77306_20140630214253_F000_V001.h5"
+
+
+@pytest.mark.parametrize(
+    ("restore", "readable"),
+    [
+        ('ongoing-request="false", expiry-date="Fri, 21 Dec 2012 00:00:00 GMT"', False),  # its copy expired
+        ('ongoing-request="false", expiry-date="Fri, 21 Dec 2125 00:00:00 GMT"', True),
+        ('ongoing-request="true"', False),
+        (None, False),
+    ],
+)
+def test_the_source_of_a_work_item_is_readable_only_while_its_restored_copy_has_not_expired(
+    restore: str | None, readable: bool
+) -> None:
+    head = {"StorageClass": "DEEP_ARCHIVE", "ETag": '"e1"', **({"Restore": restore} if restore else {})}
+    handler = job.Handler(example(), lambda work: job.Result(b""), s3=_HeadOnly(head), results_bucket="results")
+    item = job.console_item(example(), ORBIT_URL, {})
+    if readable:
+        assert handler.source_etag(item) == "e1"
+    else:
+        with pytest.raises(NotReadable, match="not restored"):
+            handler.source_etag(item)
 
 
 def test_run_writes_one_orbit_and_every_error_is_one_line(orbit: Path, tmp_path: Path) -> None:

@@ -14,13 +14,13 @@ import pytest
 
 from carousel import inventory
 from carousel.store import CarouselFiles, to_seconds
+from datacarousel.archive import parse_restore_header
 from datacarousel.contract import FILES_TABLE, FileAttr, FileState
 from datacarousel.files_table import FilesTable
 from datacarousel.messages import IndexRequest
 from datacarousel.naming import BasicFusionName, archive_key
 from index_file import adapters
 from index_file.adapters import HsdsTarget, IndexFileHandler
-from loader.core import parse_restore_header
 
 ARCHIVE, PREFIX = "dc-archive", "bf/"
 NAME = BasicFusionName.for_orbit(85081)
@@ -48,7 +48,7 @@ def world(fake_aws: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(adapters, "domain_is_complete", lambda marker, **_: True)
     target = HsdsTarget("http+unix://%2Ftmp%2Fno-hsds.sock", "u", "p", "/home/u/bf/")
     handler = IndexFileHandler(s3, files, target, archive_bucket=ARCHIVE, archive_prefix=PREFIX)
-    expiry = parse_restore_header(s3.head_object(Bucket=ARCHIVE, Key=KEY)["Restore"])
+    expiry = parse_restore_header(s3.head_object(Bucket=ARCHIVE, Key=KEY)["Restore"]).status
     assert expiry is not None and expiry.expiry is not None
     return {"files": files, "carousel": carousel, "handler": handler, "expiry": expiry.expiry.timestamp()}
 

@@ -17,7 +17,6 @@ from loader.core import (
     Skip,
     chunked,
     decide,
-    parse_restore_header,
     restore_status_from_listing,
     unreadable_reason,
 )
@@ -28,14 +27,6 @@ KEY = archive_key(BasicFusionName.for_orbit(85079))
 
 def obj(storage_class: str = "STANDARD", restore: RestoreStatus | None = None, key: str = KEY) -> ListedObject:
     return ListedObject(key=key, size=10, etag="abc", storage_class=storage_class, restore=restore, restore_known=True)
-
-
-def test_parse_restore_header_finished_and_ongoing() -> None:
-    done = parse_restore_header('ongoing-request="false", expiry-date="Fri, 21 Dec 2012 00:00:00 GMT"')
-    assert done == RestoreStatus(False, datetime(2012, 12, 21, tzinfo=UTC))
-    assert parse_restore_header('ongoing-request="true"') == RestoreStatus(True, None)
-    assert parse_restore_header(None) is None
-    assert parse_restore_header("garbage") is None
 
 
 def test_restore_status_from_listing() -> None:
