@@ -1329,7 +1329,7 @@ def add_hsds(
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """How one job definition runs: its command (INTERFACES.md "Entry points") and its size."""
+    """How one job definition runs: its command (`python -m <package>`) and its size."""
 
     definition: str  # the JobDefinitionName
     command: tuple[str, ...]

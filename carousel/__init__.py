@@ -1,8 +1,10 @@
-"""The Data Carousel's planner: pure planning logic, cost model and archive-scale simulator.
+"""The Data Carousel: its planner, the step that applies it, and the researchers' job API.
 
-Layers: `model` (immutable columnar snapshots), `actions` (what a step asks for),
-`query` (typed researcher queries and index lookups), `restore` (restore event
-reconciliation), `planner` (the planning step and its policies), `cost` (price
-table, estimates, accounting, job status), `catalogue`, `simulator` and `plot`.
-No module here does I/O against AWS: adapters apply the actions.
+Pure (no AWS I/O): `model` (immutable columnar snapshots), `actions` (what a step asks for),
+`query` (typed researcher queries), `restore` (restore event reconciliation), `planner` (the
+planning step and its policies), `cost` (price table, estimates, accounting), `catalogue`,
+`simulator` and `plot`. Adapters, which do the AWS I/O: `store` (conditional DynamoDB writes),
+`step` (one carousel step: observe, plan, apply, launch), `inventory`, `jobs` (submit, cancel),
+`recovery` (`datacarousel retry`), `status`, `launch`, `runtime` (settings and clients).
+The states and transitions they implement: docs/failure-semantics.md.
 """

@@ -291,7 +291,7 @@ class Env:
     RESTORE_TIER = "DC_RESTORE_TIER"
     RESTORE_DAYS = "DC_RESTORE_DAYS"
     LOG_LEVEL = "DC_LOG_LEVEL"
-    # Carousel step tuning (optional; defaults in carousel.settings).
+    # Carousel step tuning (optional; defaults in carousel.runtime.Tuning).
     KEEP_S = "DC_KEEP_S"
     CAROUSEL_POLICY = "DC_CAROUSEL_POLICY"  # demand | rotation
     PROBE_AFTER_S = "DC_PROBE_AFTER_S"  # HeadObject a restore this old (its completion event may be lost)

@@ -460,7 +460,7 @@ def test_job_definitions_run_the_agreed_entry_points(template: dict[str, Any]) -
         for d in _of_type(template, "AWS::Batch::JobDefinition").values()
     }
     commands = {name: props["ContainerProperties"]["Command"] for name, props in by_name.items()}
-    # INTERFACES.md "Entry points", word for word.
+    # Every worker image runs its package as a module (`python -m <package>`): the entry points, word for word.
     assert commands == {
         JobDefinitionName.LOADER.value: ["python", "-m", "loader"],
         JobDefinitionName.INDEX_FILE.value: ["python", "-m", "index_file"],
