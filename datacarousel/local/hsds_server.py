@@ -174,10 +174,10 @@ def start(
     check_installed()
     (root_dir / bucket).mkdir(parents=True, exist_ok=True)
     write_override(override_file, log_level=log_level)
-    hsds_cmd = Path(sys.executable).parent / "hsds"
     argv = (
         sys.executable,
-        str(hsds_cmd) if hsds_cmd.exists() else shutil.which("hsds") or "hsds",
+        "-m",
+        "datacarousel.local.hsds_launch",  # `hsds` with a start-up allowance for a busy machine
         "--root_dir",
         str(root_dir),
         "--bucket_name",
