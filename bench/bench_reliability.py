@@ -43,13 +43,33 @@ def merge(rows: list[ScenarioResult]) -> ScenarioResult:
         merged.results_out += r.results_out
         merged.lost += r.lost
         merged.duplicated += r.duplicated
+        for what, n in r.duplicates.items():
+            merged.duplicates[what] = merged.duplicates.get(what, 0) + n
         merged.dead_lettered += r.dead_lettered
         merged.seconds += r.seconds
         for reason, n in r.reasons.items():
             merged.reasons[reason] = merged.reasons.get(reason, 0) + n
         if r.recover_s is not None:
             merged.recover_s = max(merged.recover_s or 0.0, r.recover_s)
-        merged.extra["runs"].append({"seconds": r.seconds, "recover_s": r.recover_s, "notes": r.notes})
+        merged.extra["runs"].append(
+            {"seconds": r.seconds, "recover_s": r.recover_s, "notes": r.notes, "duplicates": r.duplicates}
+        )
+        for key in ("killed_in_flight", "redelivered"):
+            if key in r.extra:
+                merged.extra[key] = merged.extra.get(key, 0) + r.extra[key]
+        for key, value in r.extra.get("writes", {}).items():  # the recorded writes, summed over the runs
+            writes = merged.extra.setdefault("writes", {})
+            if isinstance(value, int):
+                writes[key] = writes.get(key, 0) + value
+            elif isinstance(value, dict):
+                writes.setdefault(key, {}).update(value)
+    if len(rows) > 1 and "writes" in merged.extra:
+        merged.notes += f" | all runs: {scen.evidence_note(merged.extra['writes'])}"
+    if "killed_in_flight" in merged.extra:
+        merged.notes += (
+            f" | all runs: {merged.extra['killed_in_flight']} of {merged.faults} kills hit a worker holding a message, "
+            f"{merged.extra['redelivered']} of those messages received again by another worker"
+        )
     if len(rows) > 1:
         recovers = sorted(r.recover_s for r in rows if r.recover_s is not None)
         if recovers:
@@ -65,6 +85,9 @@ def main() -> int:
     parser.add_argument("--state-dir", type=Path, default=ROOT / "var" / "reliability" / "env")
     parser.add_argument("--max-workers", type=int, default=4, help="workers of each kind at once (load)")
     parser.add_argument("--round-pause", type=float, default=10.0, help="seconds between step rounds (load)")
+    parser.add_argument(
+        "--load-timeout", type=float, default=None, help="seconds the load may take (default: max(1800, 10 per file))"
+    )
     args = parser.parse_args()
     chosen = args.only or list(SCENARIOS)
     work = ROOT / "var" / "reliability" / "work" / time.strftime("%Y%m%dT%H%M%S")
@@ -85,6 +108,7 @@ def main() -> int:
                 "out": row.results_out,
                 "lost": row.lost,
                 "duplicated": row.duplicated,
+                "duplicates": row.duplicates,
                 "dead_lettered": row.dead_lettered,
                 "recover_s": row.recover_s,
                 "seconds": round(row.seconds, 1),
@@ -100,7 +124,7 @@ def main() -> int:
                 files=args.files,
                 first_orbit=40000,
                 max_workers=args.max_workers,
-                timeout=max(1800.0, args.files * 10.0),
+                timeout=args.load_timeout or max(1800.0, args.files * 10.0),
                 round_pause_s=args.round_pause,
                 scenario=f"load {args.files} files",
                 source="bench",

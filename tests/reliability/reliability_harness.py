@@ -5,6 +5,11 @@ worker processes started with their job definitions' commands, SIGKILL, services
 throttling answers — and then checks the *resources* (tables, buckets, queues, HSDS
 domains), never a program's own log or report.
 
+"Duplicated" is counted from recorded writes (`RecordedWrites`), never from key or domain names
+(a name cannot repeat in a bucket or a folder): every PUT of a result object (S3 object versions),
+every link of an HSDS domain (the HSDS service node's request log) and every advance of a file's
+`state_version` (the files table's DynamoDB stream).
+
 Results: every scenario adds one row to `var/reliability/results.json`
 (`record_scenario`); `render_markdown` turns the file into the table of docs/reliability.md.
 """
@@ -73,6 +78,51 @@ class FaultKit:
 
     def throttles(self) -> int:
         return sum(1 for e in self.entries() if e.get("kind") == "throttle")
+
+    def process_entries(self, pid: int) -> list[dict[str, Any]]:
+        """The record of the latest process with this PID, in the order it made its calls."""
+        path = self.record_dir / f"{pid}.jsonl"
+        out: list[dict[str, Any]] = []
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return out
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:  # a line cut by SIGKILL (or being written)
+                continue
+            if entry.get("kind") == "start":  # a new process under a reused PID
+                out = []
+            out.append(entry)
+        return out
+
+    def holding(self, pid: int) -> list[str]:
+        """The SQS message ids process `pid` holds, by its record: what its last ReceiveMessage on a queue
+        answered, less the receipts it has deleted since. A new receive on that queue ends the hold (the
+        queue worker receives one message at a time and settles it — deletes it, dead-letters and deletes
+        it, or leaves it for redelivery — before it receives the next). Calls are recorded before they are
+        sent, so a message whose DeleteMessage was on its way is no longer counted as held."""
+        held: dict[str, dict[str, str]] = {}
+        for e in self.process_entries(pid):
+            queue = str(e.get("queue", ""))
+            if e.get("kind") == "call" and e.get("op") == "ReceiveMessage":
+                held[queue] = {}
+            elif e.get("kind") == "received":
+                held[queue] = {str(m["receipt"]): str(m["id"]) for m in e.get("messages", [])}
+            elif e.get("kind") == "call" and e.get("op") in ("DeleteMessage", "DeleteMessageBatch"):
+                for receipt in e.get("receipts", []):
+                    held.get(queue, {}).pop(str(receipt), None)
+        return sorted(i for by_receipt in held.values() for i in by_receipt.values())
+
+    def receivers(self) -> dict[str, list[int]]:
+        """Message id -> the processes that received it (one entry per receive)."""
+        out: dict[str, list[int]] = defaultdict(list)
+        for e in self.entries():
+            if e.get("kind") == "received":
+                for m in e.get("messages", []):
+                    out[str(m["id"])].append(int(e["pid"]))
+        return dict(out)
 
 
 # Which worker a recorded process was, from its argv[0] (`python -m X` sets it to X/__main__.py).
@@ -193,6 +243,15 @@ def drain_messages(sqs: Any, url: str, *, visibility: int = 30) -> list[dict[str
         out.extend(batch)
 
 
+def peek_messages(sqs: Any, url: str) -> list[dict[str, Any]]:
+    """Every message now on a queue, left there: received, then made visible again at once (the
+    consumer — the carousel, for a dead-letter queue — still gets every one)."""
+    messages = drain_messages(sqs, url)
+    for m in messages:
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
+    return messages
+
+
 def delete_messages(sqs: Any, url: str, messages: Iterable[Mapping[str, Any]]) -> None:
     for m in messages:
         sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
@@ -231,6 +290,277 @@ def wait_until(check: Callable[[], bool], *, timeout: float, pause: float = 0.5,
     return time.monotonic() - started
 
 
+# --- recorded writes: what "duplicated" is measured from -------------------------------------------
+
+RESULTS_TWICE = "results written more than once"
+DOMAINS_TWICE = "domains linked more than once"
+STATES_TWICE = "state versions advanced more than once for one event"
+RESTORES_TWICE = "restores requested more than once"
+SENDS_TWICE = "work items sent more than once"
+
+# An HSDS service node request line: `sn <time> REQ> [<trace>] <METHOD>: <path> [<bucket>/<domain>]`.
+_HSDS_REQUEST = re.compile(
+    r"^sn \S+ REQ> (?:\[[0-9a-f]+\] )?(?P<method>[A-Z]+): (?P<path>\S+) \[(?P<domain>[^\]]+)\]\s*$"
+)
+# HSDS object ids (`g-`, `d-`, `t-`) carry their root's first 16 hex digits (hsds `createObjId`): the
+# "root family" of any object addressed through a domain's name tells which root (which link) it is on.
+_OBJECT_PATH = re.compile(r"^/(?:groups|datasets|datatypes)/[gdt]-(?P<root>[0-9a-f]{8}-[0-9a-f]{8})-")
+# index_file's completion marker goes on the root group of the published domain (`write_marker`).
+_ATTRIBUTE_PUT = re.compile(r"^/groups/g-(?P<root>[0-9a-f]{8}-[0-9a-f]{8})-[^/]+/attributes(?:/.*)?$")
+_STREAM_VIEW = "NEW_AND_OLD_IMAGES"
+
+
+def hsds_log_of(env: Mapping[str, str]) -> Path:
+    """The embedded environment's HSDS node log (`<state dir>/logs/hsds.log`): HSDS writes one `REQ>` line
+    per request it serves, whatever its log level. The state directory is the parent of the local
+    launcher's (`DC_LOCAL_STATE_DIR` = `<state dir>/jobs`); checked against that directory's env file."""
+    from datacarousel.contract import Env  # noqa: PLC0415
+    from datacarousel.local.environment import Paths, read_env_file  # noqa: PLC0415
+
+    jobs_dir = env.get(Env.LOCAL_STATE_DIR, "")
+    paths = Paths(Path(jobs_dir).parent) if jobs_dir else None
+    if (
+        paths is None
+        or not paths.env_file.exists()
+        or read_env_file(paths.env_file).get(Env.LOCAL_STATE_DIR) != jobs_dir
+    ):
+        raise AssertionError(f"no embedded environment state directory found from {Env.LOCAL_STATE_DIR}={jobs_dir!r}")
+    if not paths.logs.is_dir():
+        raise AssertionError(f"{paths.logs} missing: HSDS links cannot be counted")
+    return paths.logs / "hsds.log"  # (HSDS creates it with its first output)
+
+
+@dataclass
+class Links:
+    """One HSDS domain's links in the request log. Every link publishes a new root under the domain's
+    name: `roots` are the roots any request reached through that name (a link whose root nobody
+    touched is not seen), `marked_roots` those that got index_file's completion marker (two of them are
+    two complete links). Independent of how `hsds._publish` swaps the name over."""
+
+    roots: set[str] = field(default_factory=set)
+    marked_roots: set[str] = field(default_factory=set)
+
+
+class RecordedWrites:
+    """Every write a scenario makes, read from the services' own records (no hook in the product):
+
+    - result objects: the results bucket's object versions — one version per PutObject. stack.py's
+      template enables versioning on every bucket; moto's CloudFormation ignores
+      `VersioningConfiguration`, so the suite turns it on as the template would;
+    - file states: the files table's DynamoDB stream (NEW_AND_OLD_IMAGES, turned on by the suite) —
+      one record per item write, with `state_version` before and after;
+    - HSDS domains: the HSDS service node's request log, from where it stood when the scenario began.
+
+    `start` before the scenario's first write; the counts after its last.
+    """
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        from datacarousel import aws  # noqa: PLC0415
+        from datacarousel.contract import Env  # noqa: PLC0415
+
+        self.env = dict(env)
+        self.s3 = aws.client("s3")
+        self.ddb = aws.client("dynamodb")
+        self.streams = aws.client("dynamodbstreams")
+        self.results_bucket = env[Env.RESULTS_BUCKET]
+        self.files_table = env[Env.FILES_TABLE]
+        self.hsds_folder = env[Env.HSDS_FOLDER]
+        self.hsds_log = hsds_log_of(env)
+        self._log_offset = 0
+        self._iterators: dict[str, str] = {}
+        self._records: list[dict[str, Any]] = []
+
+    @classmethod
+    def start(cls, env: Mapping[str, str]) -> RecordedWrites:
+        writes = cls(env)
+        writes._version_results()
+        writes._stream_from_now()
+        writes._log_offset = writes.hsds_log.stat().st_size if writes.hsds_log.exists() else 0
+        return writes
+
+    # -- set-up --
+
+    def _version_results(self) -> None:
+        status = self.s3.get_bucket_versioning(Bucket=self.results_bucket).get("Status")
+        if status != "Enabled":
+            self.s3.put_bucket_versioning(Bucket=self.results_bucket, VersioningConfiguration={"Status": "Enabled"})
+
+    def _stream_arn(self) -> str:
+        table = self.ddb.describe_table(TableName=self.files_table)["Table"]
+        spec = table.get("StreamSpecification") or {}
+        if not spec.get("StreamEnabled"):
+            try:
+                self.ddb.update_table(
+                    TableName=self.files_table,
+                    StreamSpecification={"StreamEnabled": True, "StreamViewType": _STREAM_VIEW},
+                )
+            except Exception as exc:  # enabled meanwhile by another scenario: read it again
+                if "ResourceInUse" not in type(exc).__name__ + str(exc):
+                    raise
+            table = self.ddb.describe_table(TableName=self.files_table)["Table"]
+            spec = table.get("StreamSpecification") or {}
+        if spec.get("StreamViewType") != _STREAM_VIEW or not table.get("LatestStreamArn"):
+            raise AssertionError(f"{self.files_table}: stream {spec} cannot show state_version before and after")
+        return str(table["LatestStreamArn"])
+
+    def _stream_from_now(self) -> None:
+        arn = self._stream_arn()
+        shards = self.streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+        self._iterators = {
+            str(shard["ShardId"]): str(
+                self.streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="LATEST")[
+                    "ShardIterator"
+                ]
+            )
+            for shard in shards
+        }
+
+    # -- reading --
+
+    def stream_records(self) -> list[dict[str, Any]]:
+        """Every files-table write since `start` (read on; later calls add what came since)."""
+        for shard, iterator in list(self._iterators.items()):
+            current: str | None = iterator
+            while current:
+                page = self.streams.get_records(ShardIterator=current, Limit=1000)
+                records = page.get("Records", [])
+                self._records.extend(records)
+                nxt = page.get("NextShardIterator")
+                if nxt:
+                    self._iterators[shard] = str(nxt)
+                if not records:
+                    break
+                current = nxt
+        return self._records
+
+    def state_advances(self, names: Iterable[str]) -> dict[str, Counter[str]]:
+        """File -> how often its `state_version` advanced into each state (a write whose new version is
+        above the old one; an item created with a version above 0 advanced once)."""
+        wanted = set(names)
+        out: dict[str, Counter[str]] = {n: Counter() for n in wanted}
+        for record in self.stream_records():
+            images = record.get("dynamodb", {})
+            new, old = images.get("NewImage") or {}, images.get("OldImage") or {}
+            name = (new.get("file_name") or old.get("file_name") or {}).get("S")
+            if name not in wanted or "state_version" not in new:
+                continue
+            before = int(old["state_version"]["N"]) if "state_version" in old else 0
+            if int(new["state_version"]["N"]) > before:
+                out[name][str(new.get("state", {}).get("S", "?"))] += 1
+        return out
+
+    def result_puts(self, prefixes: Iterable[str]) -> Counter[str]:
+        """Result key -> how many times it was written (its object versions; delete markers are no write)."""
+        if self.s3.get_bucket_versioning(Bucket=self.results_bucket).get("Status") != "Enabled":
+            raise AssertionError(f"{self.results_bucket}: versioning was turned off; result writes cannot be counted")
+        puts: Counter[str] = Counter()
+        for prefix in prefixes:
+            for page in self.s3.get_paginator("list_object_versions").paginate(
+                Bucket=self.results_bucket, Prefix=prefix
+            ):
+                for version in page.get("Versions", []):
+                    puts[str(version["Key"])] += 1
+        return puts
+
+    def _sync_log(self) -> None:
+        """HSDS copies its nodes' output into the log about once a second: make one request with a unique
+        name and wait until the log shows it, so every request served before it is in the log too."""
+        from datacarousel import hsds  # noqa: PLC0415
+        from datacarousel.contract import Env  # noqa: PLC0415
+
+        sentinel = f"{self.hsds_folder}.reliability-sentinel-{os.getpid()}-{time.monotonic_ns()}.h5"
+        hsds.domain_exists(
+            sentinel,
+            endpoint=self.env[Env.HS_ENDPOINT],
+            username=self.env[Env.HS_USERNAME],
+            password=self.env[Env.HS_PASSWORD],
+        )
+
+        def seen() -> bool:
+            if not self.hsds_log.exists():
+                return False
+            with self.hsds_log.open("rb") as log:
+                log.seek(self._start_of(log))
+                return sentinel.encode() in log.read()
+
+        wait_until(seen, timeout=60, pause=0.5, what="HSDS request log caught up")
+
+    def _start_of(self, log: Any) -> int:
+        """Where this scenario's part of the log begins (0 if the log is shorter now: started anew)."""
+        return self._log_offset if log.seek(0, 2) >= self._log_offset else 0
+
+    def links(self, domains: Iterable[str]) -> dict[str, Links]:
+        """Domain -> its links since `start`, from the HSDS request log."""
+        wanted = set(domains)
+        out = {d: Links() for d in wanted}
+        self._sync_log()
+        with self.hsds_log.open("rb") as log:
+            log.seek(self._start_of(log))
+            for raw in log:
+                if not raw.startswith(b"sn ") or b" REQ> " not in raw:
+                    continue
+                match = _HSDS_REQUEST.match(raw.decode("utf-8", "replace"))
+                if match is None:
+                    continue
+                domain = "/" + match["domain"].split("/", 1)[-1]  # "<bucket>/home/..." -> "/home/..."
+                if domain not in wanted:
+                    continue
+                if obj := _OBJECT_PATH.match(match["path"]):
+                    out[domain].roots.add(obj["root"])
+                if match["method"] == "PUT" and (put := _ATTRIBUTE_PUT.match(match["path"])):
+                    out[domain].marked_roots.add(put["root"])
+        return out
+
+    def duplicates(
+        self,
+        *,
+        result_prefixes: Iterable[str] = (),
+        names: Iterable[str] = (),
+        domains_of: Iterable[str] = (),
+        linked: Iterable[str] = (),
+    ) -> tuple[dict[str, int], dict[str, Any]]:
+        """The duplicate counts, each a number of things done more than once (0 = none), and the evidence.
+
+        `result_prefixes`: where the scenario's results are; `names`: its files (state advances);
+        `domains_of`: the files whose domains it links; `linked`: those of them whose domain exists
+        at the end (each must show its completion marker in the log, or the log is not being read)."""
+        from datacarousel import naming  # noqa: PLC0415
+
+        puts = self.result_puts(result_prefixes)
+        domain_of = {n: naming.hsds_domain(self.hsds_folder, naming.BasicFusionName.parse(n)) for n in domains_of}
+        links = self.links(domain_of.values()) if domain_of else {}
+        blind = [domain_of[n] for n in linked if not links[domain_of[n]].marked_roots]
+        if blind:
+            raise AssertionError(f"the HSDS request log shows no completion marker for existing domains {blind}")
+        advances = self.state_advances(names)
+        twice_results = {k: n for k, n in sorted(puts.items()) if n > 1}
+        twice_domains = {d: len(v.marked_roots) for d, v in sorted(links.items()) if len(v.marked_roots) > 1}
+        twice_states = {
+            f"{n}:{state}": k for n, states in sorted(advances.items()) for state, k in sorted(states.items()) if k > 1
+        }
+        counts = {
+            RESULTS_TWICE: len(twice_results),
+            DOMAINS_TWICE: len(twice_domains),
+            STATES_TWICE: len(twice_states),
+        }
+        evidence = {
+            "result_puts": sum(puts.values()),
+            "results_written_twice": twice_results,
+            "domain_links_seen": sum(len(v.roots | v.marked_roots) for v in links.values()),
+            "domains_completed": sum(len(v.marked_roots) for v in links.values()),
+            # A published root that never got its marker (a link killed or failed after publishing) whose
+            # domain was linked again: that redo is reported, not counted as a duplicate (nothing complete
+            # was made twice; index_file rebuilds a domain without its marker).
+            "relinked_incomplete": {
+                d: len(v.roots - v.marked_roots) for d, v in sorted(links.items()) if v.roots - v.marked_roots
+            },
+            "domains_linked_twice": twice_domains,
+            "state_advances": sum(sum(c.values()) for c in advances.values()),
+            "states_advanced_twice": twice_states,
+        }
+        return counts, evidence
+
+
 # --- synthetic orbits ---------------------------------------------------------------------------------
 
 
@@ -260,6 +590,8 @@ class ScenarioResult:
     results_out: int = 0
     lost: int = 0
     duplicated: int = 0
+    # What `duplicated` sums: each a count of things written more than once (RESULTS_TWICE, ...).
+    duplicates: dict[str, int] = field(default_factory=dict)
     dead_lettered: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
     recover_s: float | None = None
@@ -267,6 +599,10 @@ class ScenarioResult:
     notes: str = ""
     source: str = "pytest"
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def set_duplicates(self, counts: Mapping[str, int]) -> None:
+        self.duplicates = {k: int(v) for k, v in counts.items()}
+        self.duplicated = sum(self.duplicates.values())
 
     def add_reasons(self, reasons: Iterable[str]) -> None:
         counts = Counter(self.reasons)
@@ -304,8 +640,8 @@ def render_markdown(path: Path = RESULTS_FILE) -> str:
     data = json.loads(path.read_text())
     rows = sorted(data.get("scenarios", {}).values(), key=lambda r: (r["source"], r["scenario"]))
     lines = [
-        "| scenario | source | runs | faults injected | messages in | results out | lost | duplicated "
-        "| dead-lettered (reason) | time to recover | measured |",
+        "| scenario | source | runs | faults injected | messages in | results out | lost "
+        "| duplicated (written more than once) | dead-lettered (reason) | time to recover | measured |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -314,10 +650,16 @@ def render_markdown(path: Path = RESULTS_FILE) -> str:
             grouped[short_reason(reason)] += n
         reasons = "; ".join(f"{n}× {reason}" for reason, n in sorted(grouped.items(), key=lambda kv: (-kv[1], kv[0])))
         dead = f"{r['dead_lettered']}" + (f" ({reasons})" if reasons else "")
+        dups = r.get("duplicates")
+        if dups is None:  # a row from before the counts came from recorded writes
+            duplicated = f"{r['duplicated']} (by names)"
+        else:
+            named = "; ".join(f"{n} {what}" for what, n in sorted(dups.items()) if n)
+            duplicated = f"{r['duplicated']}" + (f" ({named})" if named else "")
         recover = "-" if r.get("recover_s") is None else f"{r['recover_s']:.1f} s"
         lines.append(
             f"| {r['scenario']} | {r['source']} | {r['runs']} | {r['faults']} | {r['messages_in']} "
-            f"| {r['results_out']} | {r['lost']} | {r['duplicated']} | {dead.replace('|', '/')} | {recover} "
+            f"| {r['results_out']} | {r['lost']} | {duplicated} | {dead.replace('|', '/')} | {recover} "
             f"| {r['measured_at']} |"
         )
     notes = [f"- **{r['scenario']}** ({r['source']}): {r['notes']}" for r in rows if r.get("notes")]

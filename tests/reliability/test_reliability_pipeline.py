@@ -6,15 +6,32 @@ Every scenario writes its row to var/reliability/results.json (docs/reliability.
 
 from __future__ import annotations
 
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pipeline_scenarios as scen
 import pytest
-from reliability_harness import FaultKit, ScenarioResult, actions_by_worker, record_scenario, update_doc
+from reliability_harness import (
+    DOMAINS_TWICE,
+    RESULTS_TWICE,
+    STATES_TWICE,
+    FaultKit,
+    RecordedWrites,
+    ScenarioResult,
+    actions_by_worker,
+    record_scenario,
+    update_doc,
+)
 
-from datacarousel.contract import JobDefinitionName, JobFileState
+from carousel.runtime import TABLE_SETTINGS, Context
+from datacarousel import aws, hsds, naming
+from datacarousel.contract import Env, FileState, JobDefinitionName, JobFileState, JobState
+from datacarousel.files_table import iso, utcnow
 from datacarousel.local.environment import load_stack_module
+from index_file.adapters import HsdsTarget, write_marker
+from index_file.core import Marker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -24,6 +41,7 @@ BAD_ORBIT = 30600
 KILL_INDEX_ORBIT = 30700
 KILL_RADIANCE_ORBIT = 30720
 THROTTLE_ORBIT = 30800
+PLANTED_ORBIT = 30950
 FILES = 4  # the small load (bench/bench_reliability.py runs 1,000)
 
 
@@ -55,7 +73,11 @@ def test_load_completes_with_nothing_lost_or_duplicated(load_result: ScenarioRes
     r = load_result
     extra = r.extra
     assert r.lost == 0, extra
-    assert r.duplicated == 0, extra
+    # Nothing written twice: result PUTs, completed domain links, state versions, restores, work items.
+    assert r.duplicated == 0, (r.duplicates, extra["writes"], extra["restored_twice"], extra["work_items_sent_twice"])
+    assert extra["extra_results"] == [], "result objects no work item asked for"
+    assert extra["writes"]["result_puts"] >= r.messages_in - FILES  # every result was seen written
+    assert extra["writes"]["domains_completed"] == FILES
     assert extra["job_file_states"] == {JobFileState.DONE.value: r.messages_in - FILES}
     # Every work item of the two jobs sent exactly once (counted from the steps' recorded SendMessage calls).
     assert extra["work_sends"] == r.messages_in - FILES, extra["work_items_sent_twice"]
@@ -77,7 +99,7 @@ def test_bad_input_is_dead_lettered_with_its_reason_while_good_work_completes(
     r = bad_input_result
     extra = r.extra
     assert r.lost == 0, extra
-    assert r.duplicated == 0
+    assert r.duplicated == 0, (r.duplicates, extra["writes"])
     index_reasons = " | ".join(extra["index_reasons"])
     work_reasons = " | ".join(extra["work_reasons"])
     # One reason per kind of bad input, naming what was wrong.
@@ -94,9 +116,29 @@ def test_bad_input_is_dead_lettered_with_its_reason_while_good_work_completes(
     assert len(extra["index_reasons"]) == extra["bad_index_in"], extra["index_reasons"]
     assert "exceeded max receives" not in index_reasons, "a bad request went round until redrive instead"
     assert len(extra["work_reasons"]) == 4, extra["work_reasons"]
-    assert len(extra["results"]) == 1, extra["results"]
     assert "bad_name" not in work_reasons  # (the bad-name file was never released as work)
     assert extra["loader"]["skipped"].get("not-a-basicfusion-name") == 1, extra["loader"]
+    # The carousel read its dead letters (the scenario only looked at them): none is left unread.
+    assert extra["unread_dead_letters"] == [], extra["unread_dead_letters"]
+    # Each bad file FAILED with the reason its dead letter carried, and so did its job-file.
+    for name, bad in extra["bad_files"].items():
+        assert bad["dead_letter_reason"], (name, extra["index_reasons"])
+        assert "exceeded max receives" not in bad["dead_letter_reason"], bad
+        assert bad["state"] == FileState.FAILED.value, (name, bad)
+        assert bad["error"] == f"indexing failed: {bad['dead_letter_reason']}", (name, bad)
+        assert extra["job_files"][name] == {"state": JobFileState.FAILED.value, "error": bad["error"]}, name
+        assert extra["state_advances"][name] == {FileState.FAILED.value: 1}, (name, extra["state_advances"])
+    # The good files of the same job are not affected: INDEXED once (bad requests naming their objects
+    # were stray, not theirs), their job-files DONE with a result each, the job COMPLETE.
+    assert len(extra["bad_files"]) == 3
+    for name, state in extra["good_files"].items():
+        assert state == FileState.INDEXED.value, name
+        assert extra["state_advances"][name] == {FileState.INDEXED.value: 1}, (name, extra["state_advances"])
+        assert extra["job_files"][name]["state"] == JobFileState.DONE.value, (name, extra["job_files"])
+    assert len(extra["results"]) == len(extra["good_files"]) == 3, extra["results"]
+    assert extra["released"] == 3, "each good file released once"
+    assert extra["job_state"] == JobState.COMPLETE.value, extra["job_state"]
+    assert extra["stray_results"] == [], "a bad work item gave a result"
 
 
 # Actions a role may hold without a recorded call, each with its reason.
@@ -183,8 +225,16 @@ def test_kill_index_file_workers_mid_work(local_env: Any, kit: FaultKit, tmp_pat
     )
     record_scenario(r)
     update_doc()
+    assert_kills_hit_messages_in_flight(r)
+    assert r.lost == 0 and r.duplicated == 0 and r.dead_lettered == 0, (r, r.extra["writes"])
+
+
+def assert_kills_hit_messages_in_flight(r: ScenarioResult) -> None:
+    """Every kill hit a worker holding a message (its complete call record: received, not deleted), and
+    each such message came back to another worker."""
     assert r.faults >= 1, r
-    assert r.lost == 0 and r.duplicated == 0 and r.dead_lettered == 0, r
+    assert r.extra["killed_in_flight"] == r.faults, ("a kill hit an idle worker", r.extra["kills"])
+    assert r.extra["redelivered"] == r.faults, ("a killed worker's message never came back", r.extra["kills"])
 
 
 def test_kill_compute_radiance_workers_mid_work(local_env: Any, kit: FaultKit, tmp_path: Path) -> None:
@@ -200,8 +250,8 @@ def test_kill_compute_radiance_workers_mid_work(local_env: Any, kit: FaultKit, t
     )
     record_scenario(r)
     update_doc()
-    assert r.faults >= 1, r
-    assert r.lost == 0 and r.duplicated == 0 and r.dead_lettered == 0, r
+    assert_kills_hit_messages_in_flight(r)
+    assert r.lost == 0 and r.duplicated == 0 and r.dead_lettered == 0, (r, r.extra["writes"])
 
 
 def test_throttling_at_the_client_loses_and_duplicates_nothing(local_env: Any, tmp_path: Path) -> None:
@@ -209,4 +259,68 @@ def test_throttling_at_the_client_loses_and_duplicates_nothing(local_env: Any, t
     record_scenario(r)
     update_doc()
     assert r.faults > 10, "the throttling hook did not fire"
-    assert r.lost == 0 and r.duplicated == 0, r.extra
+    assert r.lost == 0 and r.duplicated == 0, (r.duplicates, r.extra)
+
+
+def test_the_duplicate_counts_see_a_planted_duplicate(local_env: Any, tmp_path: Path) -> None:
+    """Each duplicate count can come out non-zero: a result written twice, a domain linked (and completed)
+    twice and a file's state version advanced twice for one index are seen, their single counterparts not."""
+    env = local_env.env
+    writes = RecordedWrites.start(env)
+    s3 = aws.client("s3")
+    results, archive, folder = env[Env.RESULTS_BUCKET], env[Env.ARCHIVE_BUCKET], env[Env.HSDS_FOLDER]
+    job = f"rel-plant-{uuid.uuid4().hex[:8]}"
+    twice, once = f"results/{job}/2005.09/twice.npz", f"results/{job}/2005.09/once.npz"
+    for key, body in ((twice, b"first"), (twice, b"second"), (once, b"only")):
+        s3.put_object(Bucket=results, Key=key, Body=body)
+
+    # Two small HDF5 files under orbit files' names (a link's cost grows with datasets: these have one).
+    import h5py  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+
+    keys: dict[str, str] = {}
+    sizes: dict[str, int] = {}
+    for orbit in (PLANTED_ORBIT, PLANTED_ORBIT + 1):
+        name = naming.BasicFusionName.for_orbit(orbit).file_name
+        path = tmp_path / name
+        with h5py.File(path, "w") as f:
+            f.create_dataset("x", data=np.arange(16, dtype="f4"))
+        keys[name] = f"reliability/plant-{job}/{name}"
+        sizes[name] = path.stat().st_size
+        s3.put_object(Bucket=archive, Key=keys[name], Body=path.read_bytes())
+    twice_name, once_name = sorted(keys)
+    hs = scen.hs_kwargs(env)
+    target = HsdsTarget(hs["endpoint"], hs["username"], hs["password"], folder)
+    files = Context.from_env(need=TABLE_SETTINGS).tables.files
+    domains = {}
+    for name, links in ((twice_name, 2), (once_name, 1)):
+        parsed = naming.BasicFusionName.parse(name)
+        domain = domains[name] = naming.hsds_domain(folder, parsed)
+        source = f"s3://{archive}/{keys[name]}"
+        for i in range(links):  # what index_file does per link: link, marker, state INDEXED (a new version)
+            linked = hsds.link_file(
+                source, domain, endpoint=hs["endpoint"], username=hs["username"], password=hs["password"]
+            )
+            marker = Marker(source, f"etag-{i}", sizes[name], linked.datasets, iso(utcnow()))
+            write_marker(target, domain, marker)
+            assert files.mark_indexed(
+                parsed,
+                bucket=archive,
+                key=keys[name],
+                etag=f"etag-{i}",
+                size=marker.size,
+                domain=domain,
+                now=utcnow(),
+                expected_version=None if i == 0 else i,
+            )
+            time.sleep(0.01)
+
+    counts, evidence = writes.duplicates(
+        result_prefixes=[f"results/{job}/"], names=[twice_name, once_name], domains_of=keys, linked=keys
+    )
+    assert counts == {RESULTS_TWICE: 1, DOMAINS_TWICE: 1, STATES_TWICE: 1}, evidence
+    assert evidence["results_written_twice"] == {twice: 2}
+    assert evidence["domains_linked_twice"] == {domains[twice_name]: 2}
+    assert evidence["states_advanced_twice"] == {f"{twice_name}:{FileState.INDEXED.value}": 2}
+    assert evidence["domain_links_seen"] == 3 and evidence["domains_completed"] == 3
+    assert evidence["result_puts"] == 3 and evidence["state_advances"] == 3

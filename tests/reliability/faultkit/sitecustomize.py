@@ -6,9 +6,15 @@ so the workers run their real, unmodified code while:
 
 - every botocore call (boto3 and aiobotocore/s3fs alike) is recorded as one JSON line
   `{"pid", "argv", "service", "op", "detail"}` in `<record_dir>/<pid>.jsonl` (plus the object key,
-  the queue, and a sent work item's `job_id`/`file_name`), where `service`
-  is the IAM prefix (the signing name) and `detail` the sub-operations of DynamoDB
-  transactions and batch calls (`TransactWriteItems` needs `UpdateItem`/`PutItem`/... rights);
+  the queue, a sent work item's `job_id`/`file_name`, and a tag of each receipt handle a
+  DeleteMessage names), where `service` is the IAM prefix (the signing name) and `detail` the
+  sub-operations of DynamoDB transactions and batch calls (`TransactWriteItems` needs
+  `UpdateItem`/`PutItem`/... rights). A call is recorded before it is sent: a process killed
+  mid-call has its last call on record;
+- every SQS ReceiveMessage answer is recorded as `{"kind": "received", "queue", "messages":
+  [{"id", "receipt"}]}` (the message ids the process now holds and their receipt tags), so the
+  suite can tell from a worker's record whether it holds a message at a given moment (each
+  process's record begins with a `{"kind": "start"}` line: a PID may be reused);
 - with `throttle.rate > 0`, that fraction of plain-botocore requests gets a throttling answer
   instead of reaching moto (S3: 503 SlowDown; JSON services: 400 ThrottlingException), as AWS
   answers when a caller goes too fast. The answer goes through botocore's own retry logic
@@ -19,6 +25,7 @@ Nothing here is imported by the product; it is loaded only into processes the te
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -56,6 +63,21 @@ def _detail(op: str, params: Any) -> list[str]:
     return []
 
 
+def receipt_tag(receipt: Any) -> str:
+    """A short stable tag of an SQS receipt handle (the handles are long; the tag links a receive to its delete)."""
+    return hashlib.sha256(str(receipt).encode()).hexdigest()[:16]
+
+
+def _receipts(op: str, params: Any) -> list[str]:
+    if not isinstance(params, dict):
+        return []
+    if op == "DeleteMessage" and "ReceiptHandle" in params:
+        return [receipt_tag(params["ReceiptHandle"])]
+    if op == "DeleteMessageBatch":
+        return [receipt_tag(e.get("ReceiptHandle")) for e in params.get("Entries", []) if isinstance(e, dict)]
+    return []
+
+
 def _work_item(body: Any) -> dict[str, str]:
     try:
         message = json.loads(body) if isinstance(body, str) else None
@@ -75,7 +97,7 @@ class _Raw:
 
 
 def make_recorder(record_dir: str) -> Any:
-    def record(params: Any = None, model: Any = None, **_: Any) -> None:
+    def record(params: Any = None, model: Any = None, context: Any = None, **_: Any) -> None:
         if model is None:
             return
         service = model.service_model.signing_name or model.service_model.endpoint_prefix
@@ -91,6 +113,11 @@ def make_recorder(record_dir: str) -> Any:
             entry["key"] = params["Key"]
         if isinstance(params, dict) and isinstance(params.get("QueueUrl"), str):
             entry["queue"] = params["QueueUrl"].rsplit("/", 1)[-1]
+            if isinstance(context, dict):
+                context["faultkit_queue"] = entry["queue"]  # for the answer's record (make_receive_recorder)
+        receipts = _receipts(model.name, params)
+        if receipts:
+            entry["receipts"] = receipts
         if model.name == "SendMessage" and isinstance(params, dict):
             # Which job's file a work item was for: the suite counts sends per (job, file) of its own jobs,
             # since the environment is shared with other tests' jobs.
@@ -98,6 +125,24 @@ def make_recorder(record_dir: str) -> Any:
         _write(record_dir, entry)
 
     return record
+
+
+def make_receive_recorder(record_dir: str) -> Any:
+    """An `after-call.sqs.ReceiveMessage` handler: which messages the process now holds."""
+
+    def received(parsed: Any = None, context: Any = None, **_: Any) -> None:
+        if not isinstance(parsed, dict):
+            return
+        messages = [
+            {"id": str(m.get("MessageId", "")), "receipt": receipt_tag(m.get("ReceiptHandle"))}
+            for m in parsed.get("Messages", []) or []
+            if isinstance(m, dict)
+        ]
+        queue = context.get("faultkit_queue", "") if isinstance(context, dict) else ""
+        entry = {"kind": "received", "pid": os.getpid(), "argv": list(sys.argv), "queue": queue, "messages": messages}
+        _write(record_dir, entry)
+
+    return received
 
 
 def make_throttler(rate: float, seed: int, record_dir: str | None, services: list[str] | None = None) -> Any:
@@ -141,18 +186,24 @@ def install(config: dict[str, Any]) -> None:
         seed = int(throttle_cfg.get("seed", 0)) * 100_003 + os.getpid()
         throttler = make_throttler(rate, seed, record_dir, throttle_cfg.get("services"))
     recorder = make_recorder(record_dir) if record_dir else None
+    receive_recorder = make_receive_recorder(record_dir) if record_dir else None
     original = botocore.session.Session.__init__
 
     def init(self: Any, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
         if recorder is not None:
             self.register("before-parameter-build", recorder, unique_id="faultkit-record")
+        if receive_recorder is not None:
+            self.register("after-call.sqs.ReceiveMessage", receive_recorder, unique_id="faultkit-received")
         # aiobotocore (s3fs) expects awaitable responses: throttle plain botocore only.
         if throttler is not None and not type(self).__module__.startswith("aiobotocore"):
             self.register("before-send", throttler, unique_id="faultkit-throttle")
 
     botocore.session.Session.__init__ = init  # type: ignore[method-assign]
     _STATE["installed"] = True
+    if record_dir:
+        # Where this process's record begins in `<pid>.jsonl` (a PID may be reused by a later process).
+        _write(record_dir, {"kind": "start", "pid": os.getpid()})
 
 
 def _install_from_file() -> None:
