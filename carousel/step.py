@@ -77,7 +77,7 @@ from carousel.restore import (
 from carousel.runtime import DEFAULT_REDRIVE_DELAYS_S, Context
 from carousel.store import READABLE_STATES, LaunchLease, Loaded, iso_seconds, load, to_seconds
 from datacarousel import hsds, naming
-from datacarousel.archive import is_not_found, normalize_etag
+from datacarousel.archive import error_code, is_not_found, normalize_etag
 from datacarousel.aws import list_keys
 from datacarousel.contract import (
     DEFAULT_STACK_NAME,
@@ -174,12 +174,8 @@ class StepReport:
 # --- S3 helpers ----------------------------------------------------------------------------
 
 
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
 def _throttled(exc: BaseException) -> bool:
-    return isinstance(exc, ClientError) and _code(exc) in THROTTLING_CODES
+    return isinstance(exc, ClientError) and error_code(exc) in THROTTLING_CODES
 
 
 @retry(
@@ -196,7 +192,7 @@ def restore_object(s3: Any, bucket: str, key: str, days: int, tier: str) -> str:
             Bucket=bucket, Key=key, RestoreRequest={"Days": int(days), "GlacierJobParameters": {"Tier": tier}}
         )
     except ClientError as exc:
-        if _code(exc) in RESTORE_DONE_CODES:
+        if error_code(exc) in RESTORE_DONE_CODES:
             return "in-progress"
         raise
     status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 202))
@@ -206,7 +202,7 @@ def restore_object(s3: Any, bucket: str, key: str, days: int, tier: str) -> str:
 def s3_answer(call: str, exc: ClientError) -> str:
     """What S3 answered, as evidence: e.g. "HeadObject answered HTTP 404 (404)"."""
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?")
-    return f"{call} answered HTTP {status} ({_code(exc) or '-'})"
+    return f"{call} answered HTTP {status} ({error_code(exc) or '-'})"
 
 
 def head_restore(s3: Any, bucket: str, key: str, now: float) -> ObservedRestore:
@@ -685,9 +681,9 @@ class Step:
         """What S3 says about an object RestoreObject refused because of the object itself (None: another
         error, or no look possible now): NoSuchKey -> gone (S3's answer is the evidence); InvalidObjectState
         -> not in an archive class: HeadObject says what it is (e.g. readable as is)."""
-        if not isinstance(exc, ClientError) or _code(exc) not in RESTORE_REFUSED_CODES:
+        if not isinstance(exc, ClientError) or error_code(exc) not in RESTORE_REFUSED_CODES:
             return None
-        if _code(exc) == "NoSuchKey":
+        if error_code(exc) == "NoSuchKey":
             return object_missing(bucket, key, s3_answer("RestoreObject", exc), now)
         report.heads += 1
         try:
