@@ -28,7 +28,7 @@ from batch_jobs.compute_radiance import science as s
 from batch_jobs.compute_radiance.job import compute_orbit
 from batch_jobs.compute_radiance.result import npz_bytes
 from datacarousel.orbit import open_hsds, open_local
-from datacarousel.synthetic.generator import generate_orbit
+from workbench.synthetic.generator import generate_orbit
 
 GIB = 1024**3
 

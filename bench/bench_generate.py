@@ -23,7 +23,7 @@ from pathlib import Path
 
 import h5py
 
-from datacarousel.synthetic import PRESETS, generate_orbit
+from workbench.synthetic import PRESETS, generate_orbit
 
 
 def measure(path: Path) -> tuple[int, int, int, int]:

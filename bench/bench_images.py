@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from datacarousel import images
+from workbench import images
 
 TAG = "bench"
 
@@ -33,7 +33,8 @@ def _staged_root(destination: Path, marker: str) -> Path:
     """A copy of what the builds read (docker/ and the packages), with `marker` in the shared code."""
     root = images.REPO_ROOT
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("docker", *images.CODE_PACKAGES):
+    packages = {p for spec in images.WORKER_IMAGES for p in spec.context_files() if "/" not in p}
+    for name in ("docker", *sorted(packages)):
         if (root / name).is_dir():
             shutil.copytree(root / name, destination / name, ignore=ignore)
     init = destination / "datacarousel" / "__init__.py"

@@ -41,15 +41,15 @@ import psutil
 
 from datacarousel import aws, hsds, naming
 from datacarousel.files_table import FileMetadata, FilesTable, iso, utcnow
-from datacarousel.local import environment, moto_server
 from datacarousel.naming import BasicFusionName
-from datacarousel.synthetic.catalogue import archive_catalogue
-from datacarousel.synthetic.generator import generate_orbit
 from index_file.adapters import HsdsTarget
 from loader.adapters import list_pages, list_pages_parallel
 from loader.adapters import run as run_loader
 from loader.ledger import IndexRequestLedger
 from record_metadata.adapters import run as run_record_metadata
+from workbench.local import environment, moto_server
+from workbench.synthetic.catalogue import archive_catalogue
+from workbench.synthetic.generator import generate_orbit
 
 log = logging.getLogger("bench_ingest")
 

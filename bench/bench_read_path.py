@@ -55,8 +55,8 @@ from batch_jobs.compute_radiance.job import compute_orbit
 from datacarousel import aws, hsds
 from datacarousel import chunkread as cr
 from datacarousel import orbit as readers
-from datacarousel.local import environment
-from datacarousel.synthetic.generator import generate_orbit
+from workbench.local import environment
+from workbench.synthetic.generator import generate_orbit
 
 FAMILIES = ("MODIS", "MISR", "CERES")
 GB = 1e9

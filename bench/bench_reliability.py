@@ -27,7 +27,7 @@ import pipeline_scenarios as scen  # noqa: E402
 from reliability_harness import FaultKit, ScenarioResult, record_scenario, update_doc  # noqa: E402
 from test_reliability_outages import hsds_outage  # noqa: E402
 
-from datacarousel.local import environment  # noqa: E402
+from workbench.local import environment  # noqa: E402
 
 SCENARIOS = ("load", "kill-index", "kill-radiance", "throttle", "bad-input", "hsds")
 

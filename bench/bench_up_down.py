@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 
-from datacarousel.local import environment
+from workbench.local import environment
 
 
 def _one_run(stack_file: Path | None, dn_count: int) -> dict[str, float]:

@@ -8,16 +8,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
 
 import typer
 from botocore.exceptions import BotoCoreError, ClientError
 
+from carousel.launcher import Launcher, batch_launcher_from_env
 from carousel.runtime import Context
 from carousel.step import Step
 from datacarousel import aws
 from datacarousel.errors import ConfigError, DataCarouselError
-from datacarousel.launcher import launcher_from_env
 
 log = logging.getLogger("carousel")
 
@@ -26,23 +26,30 @@ app = typer.Typer(
 )
 
 
-def template_dict() -> dict[str, Any]:
-    """The stack template (its job definitions are what the launcher runs)."""
-    from datacarousel.local.environment import load_stack_module  # noqa: PLC0415 - only the local launcher needs it
-
-    template = load_stack_module().build_template()
-    return dict(template.to_dict())
+LauncherFactory = Callable[[], Launcher]
 
 
-def build_step(with_launcher: bool = True) -> Step:
+def batch_launcher() -> Launcher:
+    return batch_launcher_from_env(aws.client("batch"))
+
+
+def build_step(launcher: LauncherFactory | None = batch_launcher) -> Step:
+    """The step over the settings in the environment; `launcher` None: a step that starts no workers."""
     ctx = Context.from_env()
-    launcher = launcher_from_env(aws.client("batch"), template_dict) if with_launcher else None
-    return Step(ctx, launcher=launcher)
+    return Step(ctx, launcher=launcher() if launcher is not None else None)
 
 
-def run_steps(*, loop: bool, interval: float, launch: bool, max_steps: int | None = None) -> None:
+def run_steps(
+    *,
+    loop: bool,
+    interval: float,
+    launch: bool,
+    max_steps: int | None = None,
+    launcher: LauncherFactory = batch_launcher,
+) -> None:
+    """Step after step (or one); `launcher` builds where workers run (Batch here; the workbench passes its own)."""
     try:
-        step = build_step(with_launcher=launch)
+        step = build_step(launcher if launch else None)
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc

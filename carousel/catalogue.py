@@ -1,6 +1,6 @@
 """The archive catalogue as numpy columns, for the simulator and the benches.
 
-Source: `datacarousel.synthetic.catalogue.archive_catalogue(seed)` (84,303 entries:
+Source: `workbench.synthetic.catalogue.archive_catalogue(seed)` (84,303 entries:
 orbit, file_name, key, start, end, misr_path, year_month, size_bytes). If that
 module is not importable, the same entries are built from `datacarousel.naming`
 with seeded sizes (15-55 GB, mean about 30 GB) so the simulator still runs.
@@ -97,8 +97,8 @@ def fallback_entries(seed: int = 0, orbits: Sequence[int] | None = None) -> list
 def load(seed: int = 0) -> CatalogueArrays:
     """The full archive catalogue (SYNTH's when available)."""
     try:
-        module = importlib.import_module("datacarousel.synthetic.catalogue")
+        module = importlib.import_module("workbench.synthetic.catalogue")
     except ImportError:
-        log.warning("datacarousel.synthetic.catalogue not available; building the catalogue from naming rules")
+        log.warning("workbench.synthetic.catalogue not available; building the catalogue from naming rules")
         return CatalogueArrays.from_entries(fallback_entries(seed))
     return CatalogueArrays.from_entries(module.archive_catalogue(seed))

@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from datacarousel.launcher import LaunchRequest
+from carousel.launcher import LaunchRequest
 
 
 @dataclass(frozen=True)

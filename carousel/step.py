@@ -62,6 +62,7 @@ from carousel.actions import (
 )
 from carousel.cost import expiry_after
 from carousel.events import ParsedEvent, parse_event_message
+from carousel.launcher import Launcher
 from carousel.model import JOB_FILE_CODE, JobFileTable, Snapshot
 from carousel.recovery import marker_is_stale, reopened_at
 from carousel.restore import (
@@ -94,7 +95,6 @@ from datacarousel.contract import (
 from datacarousel.definitions import DEFAULT_MODE, MODE_PARAMETER
 from datacarousel.errors import BadFileName, BadInput, ConfigError, MalformedMessage
 from datacarousel.files_table import metadata_is_current
-from datacarousel.launcher import Launcher
 from datacarousel.messages import IndexRequest, ReduceRequest, WorkItem, parse_job_message
 from datacarousel.queue_worker import send_to_dead_letter_queue
 from datacarousel.work_queues import WorkQueues

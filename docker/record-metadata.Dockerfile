@@ -9,14 +9,10 @@ FROM ${BASE_IMAGE}
 ENV PYTHONPATH=/opt/datacarousel
 
 # Code last: changing it rebuilds only these small layers. Owned by root, read-only to the worker.
-# All of the project's packages (they import each other's pure cores; well under 1 MB in all).
+# The kernel and this worker's own package: the parts import none of each other.
 USER 0:0
 COPY datacarousel /opt/datacarousel/datacarousel
-COPY loader /opt/datacarousel/loader
-COPY index_file /opt/datacarousel/index_file
 COPY record_metadata /opt/datacarousel/record_metadata
-COPY carousel /opt/datacarousel/carousel
-COPY batch_jobs /opt/datacarousel/batch_jobs
 RUN python -m compileall -q /opt/datacarousel
 
 USER 10001:10001

@@ -24,12 +24,8 @@ RUN --mount=type=secret,id=pip-ca \
     && rm -rf /tmp/matplotlib
 
 # Code last: changing it rebuilds only these small layers. Owned by root, read-only to the worker.
-# All of the project's packages (they import each other's pure cores; well under 1 MB in all).
+# The kernel and this worker's own package: the parts import none of each other.
 COPY datacarousel /opt/datacarousel/datacarousel
-COPY loader /opt/datacarousel/loader
-COPY index_file /opt/datacarousel/index_file
-COPY record_metadata /opt/datacarousel/record_metadata
-COPY carousel /opt/datacarousel/carousel
 COPY batch_jobs /opt/datacarousel/batch_jobs
 RUN python -m compileall -q /opt/datacarousel
 

@@ -24,8 +24,8 @@ import pytest
 from aws_tables import create_table
 
 from datacarousel.contract import TableSchema
-from datacarousel.local import environment
-from datacarousel.local.environment import LocalEnvironment
+from workbench.local import environment
+from workbench.local.environment import LocalEnvironment
 
 # Fixtures that start servers: a test asking for one (directly or through another fixture) is an
 # integration test, marked so here, so `-m "not integration"` (make test-unit) never starts a server.

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import typer.main
 
-from datacarousel import contract, definitions_table, registry
-from datacarousel.cli import app
+from datacarousel import contract, registry
 from datacarousel.config import setting_env_names
+from workbench import definitions_table
+from workbench.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -73,5 +74,5 @@ def test_every_dc_variable_the_code_reads_is_documented() -> None:
 
 
 def test_the_definitions_table_is_the_descriptions() -> None:
-    """Change a description and this fails until `python -m datacarousel.definitions_table` is pasted back."""
+    """Change a description and this fails until `python -m workbench.definitions_table` is pasted back."""
     assert definitions_table.markdown(registry.builtin().values()) in README

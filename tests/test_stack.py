@@ -25,9 +25,9 @@ import boto3
 import cfnlint.api
 import pytest
 
+from carousel.launcher import job_definitions
 from datacarousel import contract, registry
 from datacarousel.contract import Env, JobDefinitionName
-from datacarousel.launcher import job_definitions
 from datacarousel.work_queues import WorkQueues
 
 ROOT = Path(__file__).resolve().parents[1]

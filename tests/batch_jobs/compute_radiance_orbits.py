@@ -1,6 +1,6 @@
 """Small BasicFusion-layout orbit files built in the tests (fixed seed), with exact edge values planted.
 
-The SYNTH helper's generator (`datacarousel.synthetic.generator`) makes realistic
+The SYNTH helper's generator (`workbench.synthetic.generator`) makes realistic
 orbits; these files are smaller and plant what the index rules must get right
 (latitudes exactly on cell edges, at +-90 and 0; longitudes at +-180), fill values,
 saturation (-992) and out-of-range angles. Layout and storage follow

@@ -29,7 +29,7 @@ from batch_jobs.compute_radiance.worker import run_source
 from datacarousel import chunkread
 from datacarousel import orbit as readers
 from datacarousel.errors import BadInput, CorruptData, TransientError
-from datacarousel.synthetic.generator import generate_orbit
+from workbench.synthetic.generator import generate_orbit
 
 RED = "MISR/AN/Data_Fields/Red_Radiance"
 GEO_LAT = "MISR/Geolocation/GeoLatitude"

@@ -30,8 +30,8 @@ from datacarousel.contract import FAILURE_REASON_ATTRIBUTE, Env
 from datacarousel.errors import NotReadable
 from datacarousel.messages import WorkItem
 from datacarousel.naming import BasicFusionName, composite_key, hsds_domain, result_key
-from datacarousel.synthetic.generator import generate_orbit
 from datacarousel.work_queues import WorkQueues
+from workbench.synthetic.generator import generate_orbit
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from batch_jobs.compute_radiance.result import Parameters, load_npz, npz_bytes, 
 from datacarousel import orbit as readers
 from datacarousel.errors import BadFileName, BadInput
 from datacarousel.naming import BasicFusionName
-from datacarousel.synthetic.generator import generate_orbit
+from workbench.synthetic.generator import generate_orbit
 
 SUMS = ("modis_rad_sum", "modis_sol_sum", "misr_rad_sum", "ceres_sw_sum", "ceres_lw_sum")
 COUNTS = ("modis_count", "misr_count", "ceres_count")

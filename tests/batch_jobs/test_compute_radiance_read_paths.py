@@ -23,7 +23,7 @@ from datacarousel import orbit as readers
 from datacarousel.aws import client
 from datacarousel.contract import Env
 from datacarousel.errors import BadInput
-from datacarousel.synthetic.generator import generate_orbit
+from workbench.synthetic.generator import generate_orbit
 
 GRIDS = ("modis_rad_sum", "modis_sol_sum", "modis_count", "misr_rad_sum", "misr_count", "ceres_sw_sum",
          "ceres_lw_sum", "ceres_count")  # fmt: skip

@@ -17,7 +17,7 @@ from batch_jobs.region_extract.netcdf import orbit_netcdf_bytes, read_orbit_netc
 from batch_jobs.region_extract.reduce import concatenate
 from batch_jobs.region_extract.science import Box, OrbitExtract, Selection, extract
 from datacarousel.orbit import open_local
-from datacarousel.synthetic.generator import generate_orbit
+from workbench.synthetic.generator import generate_orbit
 
 WORLD = Selection(Box(-90, 90, -180, 180))
 DEFAULT = Selection(Box(30, 40, -95, -85))

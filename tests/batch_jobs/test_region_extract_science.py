@@ -17,7 +17,7 @@ from batch_jobs.region_extract.science import Box, OrbitExtract, Selection, extr
 from datacarousel.errors import BadInput
 from datacarousel.naming import misr_path
 from datacarousel.orbit import open_local
-from datacarousel.synthetic.generator import generate_orbit
+from workbench.synthetic.generator import generate_orbit
 
 DEFAULT = (30.0, 40.0, -95.0, -85.0)
 WORLD = (-90.0, 90.0, -180.0, 180.0)

@@ -16,7 +16,7 @@ in store.py without winner and loser cases (and a stale-version case if it check
 
 Races: two (or three) claimants of the same claim, each reading the item and then writing, in every
 interleaving: exactly one wins. DynamoDB checks a condition and writes atomically (the embedded
-environment's moto server is patched to do so too: `datacarousel.local.moto_main`); what these tests
+environment's moto server is patched to do so too: `workbench.local.moto_main`); what these tests
 check is that the conditions make every interleaving of read-then-write safe.
 """
 

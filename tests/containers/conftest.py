@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from datacarousel import images
+from workbench import images
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEST_TAG = "test"

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from datacarousel import images
+from workbench import images
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow]
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from datacarousel import images, registry
-from datacarousel.local.environment import load_stack_module
+from datacarousel import registry
+from workbench import images
+from workbench.local.environment import load_stack_module
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKER_DIR = REPO_ROOT / "docker"

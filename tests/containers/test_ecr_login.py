@@ -10,8 +10,9 @@ import base64
 
 import pytest
 
-from datacarousel import aws, images
-from datacarousel.local.environment import LocalEnvironment
+from datacarousel import aws
+from workbench import images
+from workbench.local.environment import LocalEnvironment
 
 pytestmark = [pytest.mark.integration]
 

@@ -15,8 +15,8 @@ from urllib.parse import quote
 
 import pytest
 
-from datacarousel import images
-from datacarousel.local.environment import LocalEnvironment
+from workbench import images
+from workbench.local.environment import LocalEnvironment
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow]
 

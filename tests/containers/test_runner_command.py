@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 from urllib.parse import quote
 
-from datacarousel import images
+from workbench import images
 
 PODMAN = images.Engine("podman", "/usr/bin/podman", runtime="runc")
 

@@ -23,12 +23,13 @@ from typing import Any
 
 import pytest
 
-from datacarousel import aws, hsds, images
+from datacarousel import aws, hsds
 from datacarousel.contract import FileAttr, FileState
 from datacarousel.files_table import FilesTable
-from datacarousel.local.environment import LocalEnvironment
 from datacarousel.naming import BasicFusionName, archive_key, hsds_domain
-from datacarousel.synthetic.generator import generate_orbit
+from workbench import images
+from workbench.local.environment import LocalEnvironment
+from workbench.synthetic.generator import generate_orbit
 
 pytestmark = [pytest.mark.containers, pytest.mark.integration, pytest.mark.slow]
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from datacarousel import aws, chunkread, hsds
 from datacarousel.errors import BadInput, CorruptData
-from datacarousel.synthetic.generator import generate_orbit
+from workbench.synthetic.generator import generate_orbit
 
 SEED = 7
 ORBIT = 85079

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from datacarousel import definitions, registry
-from datacarousel.commands import carousel as carousel_commands
 from datacarousel.definitions import JobDefinition, Parameter, ParameterType
 from datacarousel.errors import BadInput, ConfigError
+from workbench.commands import carousel as carousel_commands
 
 ROOT = Path(__file__).resolve().parents[2]
 RADIANCE = registry.get("ComputeRadiance")

@@ -27,7 +27,7 @@ import pytest
 
 from datacarousel import aws, hsds
 from datacarousel.errors import BadInput, ConfigError, NotReadable
-from datacarousel.synthetic.generator import generate_orbit
+from workbench.synthetic.generator import generate_orbit
 
 pytestmark = pytest.mark.integration
 

@@ -36,9 +36,9 @@ from datacarousel.errors import TransientError
 from datacarousel.files_table import FilesTable, serialize
 from datacarousel.messages import IndexRequest
 from datacarousel.naming import BasicFusionName, archive_key, hsds_domain
-from datacarousel.synthetic.generator import generate_orbit
 from index_file.adapters import HsdsTarget, IndexFileHandler, read_marker, write_marker
 from index_file.core import Marker
+from workbench.synthetic.generator import generate_orbit
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

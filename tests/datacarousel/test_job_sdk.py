@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from datacarousel import job, registration
+from datacarousel import job
 from datacarousel.definitions import JobDefinition, load
 from datacarousel.errors import BadInput, ConfigError, NotReadable
-from datacarousel.synthetic.generator import generate_orbit
+from workbench import registration
+from workbench.synthetic.generator import generate_orbit
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "misr_block_brightness"

@@ -29,8 +29,8 @@ from datacarousel.files_table import FilesTable
 from datacarousel.messages import IndexRequest
 from datacarousel.naming import BasicFusionName, archive_key, hsds_domain
 from datacarousel.queue_worker import drain
-from datacarousel.synthetic.generator import generate_orbit
 from index_file.adapters import HsdsTarget, IndexFileHandler, read_marker
+from workbench.synthetic.generator import generate_orbit
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -22,17 +22,17 @@ import pytest
 from typer.testing import CliRunner
 
 from datacarousel import aws, hsds
-from datacarousel.cli import app
 from datacarousel.contract import FileAttr, FileState
 from datacarousel.files_table import FilesTable, utcnow
 from datacarousel.naming import BasicFusionName, archive_key, hsds_domain
 from datacarousel.queue_worker import drain
-from datacarousel.synthetic.generator import generate_orbit
 from index_file.adapters import HsdsTarget, IndexFileHandler, read_marker
 from loader.adapters import run as run_loader
 from loader.ledger import IndexRequestLedger
 from record_metadata.adapters import run as run_record_metadata
 from record_metadata.adapters import walk_domains
+from workbench.cli import app
+from workbench.synthetic.generator import generate_orbit
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

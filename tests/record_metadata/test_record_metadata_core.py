@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from datacarousel import naming
 from datacarousel.naming import BasicFusionName
-from datacarousel.synthetic.generator import generate_orbit
 from record_metadata.adapters import summarise
 from record_metadata.core import build_metadata, daylit_block_range, instruments_present, modis_granule_counts
+from workbench.synthetic.generator import generate_orbit
 
 FILL = b"0000-00-00T00:00:00.000000Z"
 

@@ -51,9 +51,9 @@ from datacarousel.contract import (
     JobFileState,
     JobState,
 )
-from datacarousel.launcher import local_launcher_from_env
 from datacarousel.messages import IndexRequest, WorkItem
 from datacarousel.work_queues import WorkQueues
+from workbench.local.launcher import local_launcher_from_env
 
 STEP_TIMEOUT_S = 1200.0  # seconds a `carousel step` process may take before the run fails
 
@@ -74,7 +74,7 @@ def upload(s3: Any, bucket: str, paths: Sequence[Path], prefix: str, storage_cla
 
 
 def _template() -> dict[str, Any]:
-    from carousel.__main__ import template_dict  # noqa: PLC0415
+    from workbench.local.environment import template_dict  # noqa: PLC0415
 
     return template_dict()
 
@@ -334,7 +334,7 @@ def bad_input(
     s3, sqs = aws.client("s3"), aws.client("sqs")
     ctx = Context.from_env()
     archive = env[Env.ARCHIVE_BUCKET]
-    from datacarousel.synthetic.generator import generate_orbit  # noqa: PLC0415
+    from workbench.synthetic.generator import generate_orbit  # noqa: PLC0415
 
     good_orbits = [first_orbit, first_orbit + 1, first_orbit + 2]
     good = make_orbits(good_orbits, work / "good")

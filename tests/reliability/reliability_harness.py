@@ -315,7 +315,7 @@ def hsds_log_of(env: Mapping[str, str]) -> Path:
     per request it serves, whatever its log level. The state directory is the parent of the local
     launcher's (`DC_LOCAL_STATE_DIR` = `<state dir>/jobs`); checked against that directory's env file."""
     from datacarousel.contract import Env  # noqa: PLC0415
-    from datacarousel.local.environment import Paths, read_env_file  # noqa: PLC0415
+    from workbench.local.environment import Paths, read_env_file  # noqa: PLC0415
 
     jobs_dir = env.get(Env.LOCAL_STATE_DIR, "")
     paths = Paths(Path(jobs_dir).parent) if jobs_dir else None
@@ -566,7 +566,7 @@ class RecordedWrites:
 
 def make_orbits(orbits: Sequence[int], out_dir: Path, *, preset: str = "tiny", seed: int = 11) -> dict[int, Path]:
     """Generated orbit files (fixed seed), reused when already made in `out_dir`."""
-    from datacarousel.synthetic.generator import generate_orbit  # noqa: PLC0415
+    from workbench.synthetic.generator import generate_orbit  # noqa: PLC0415
 
     out_dir.mkdir(parents=True, exist_ok=True)
     made: dict[int, Path] = {}

@@ -40,10 +40,10 @@ from carousel.runtime import TABLE_SETTINGS, Context
 from carousel.step import queue_backlog
 from datacarousel import aws
 from datacarousel.contract import Env, FileAttr, FileState
-from datacarousel.local import environment, hsds_server, process
-from datacarousel.local.environment import LocalEnvironment, Paths
-from datacarousel.local.errors import StartupFailed
 from datacarousel.messages import IndexRequest
+from workbench.local import environment, hsds_server, process
+from workbench.local.environment import LocalEnvironment, Paths
+from workbench.local.errors import StartupFailed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

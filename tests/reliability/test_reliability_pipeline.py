@@ -29,9 +29,9 @@ from carousel.runtime import TABLE_SETTINGS, Context
 from datacarousel import aws, hsds, naming
 from datacarousel.contract import Env, FileState, JobDefinitionName, JobFileState, JobState
 from datacarousel.files_table import iso, utcnow
-from datacarousel.local.environment import load_stack_module
 from index_file.adapters import HsdsTarget, write_marker
 from index_file.core import Marker
+from workbench.local.environment import load_stack_module
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

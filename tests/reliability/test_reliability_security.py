@@ -2,7 +2,7 @@
 
 (cfn-lint and checkov on the template live in tests/test_stack.py, hadolint in
 tests/containers/test_dockerfiles.py, HSDS refusing anonymous and wrong-password requests in
-tests/datacarousel/local/test_environment.py; least privilege measured against the workers'
+tests/workbench/local/test_environment.py; least privilege measured against the workers'
 recorded calls is tests/reliability/test_reliability_pipeline.py.)
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import secret_scan
 
-from datacarousel.local.environment import load_stack_module
+from workbench.local.environment import load_stack_module
 
 ROOT = Path(__file__).resolve().parents[2]
 AUDIT_VENV = ROOT / ".venv-audit"

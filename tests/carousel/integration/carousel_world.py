@@ -16,14 +16,15 @@ from typing import Any
 import pytest
 
 from carousel import inventory
-from carousel.__main__ import template_dict
+from carousel.launcher import LaunchRequest
 from carousel.runtime import Context, Tuning, planner_config
 from carousel.step import Step
 from datacarousel import aws, naming
 from datacarousel.contract import Env, FileAttr, JobState
-from datacarousel.launcher import LaunchRequest, LocalLauncher, launcher_from_env
-from datacarousel.synthetic.generator import generate_orbit
 from datacarousel.work_queues import WorkQueue, WorkQueues
+from workbench.local.environment import template_dict
+from workbench.local.launcher import LocalLauncher, launcher_from_env
+from workbench.synthetic.generator import generate_orbit
 
 # Orbits of June 2014 (other tests use other months); each test takes its own.
 JUNE_2014 = 76971

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from carousel import inventory
 from datacarousel import naming, registry
-from datacarousel.cli import app
 from datacarousel.contract import FileAttr, JobAttr, JobFileAttr
+from workbench.cli import app
 
 pytestmark = [pytest.mark.integration]
 

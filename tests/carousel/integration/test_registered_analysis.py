@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 from carousel.step import Step
 from datacarousel import aws, contract, naming, registry
-from datacarousel.cli import app
 from datacarousel.contract import JobState
 from datacarousel.work_queues import WorkQueues
+from workbench.cli import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

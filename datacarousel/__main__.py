@@ -1,3 +1,0 @@
-from datacarousel.cli import app
-
-app()

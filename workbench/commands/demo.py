@@ -1,0 +1,146 @@
+"""`datacarousel demo`: a researcher's month on the embedded default, end to end (see workbench/demo.py).
+
+Every option, the job definition and its parameters are checked before anything starts: a bad one
+ends in one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from datacarousel import registry
+from datacarousel.errors import BadInput, ConfigError, DataCarouselError
+from workbench import demo
+from workbench.commands.carousel import parse_params
+
+log = logging.getLogger(__name__)
+
+EXIT_SIGNAL_BASE = 128
+EXIT_USAGE = 2
+WIDE_OUTPUT = 200
+OUT_OPTION = typer.Option(demo.DEFAULT_OUT_DIR, "--out", help="Where the summary and quick-looks go.")
+STATE_DIR_OPTION = typer.Option(
+    demo.DEFAULT_STATE_DIR, "--state-dir", help="The environment's state directory (reused if running)."
+)
+
+
+def _paths(values: list[str] | None) -> tuple[int, ...]:
+    out: list[int] = []
+    for text in values or []:
+        for part in text.replace(" ", ",").split(","):
+            if part:
+                try:
+                    out.append(int(part))
+                except ValueError:
+                    raise typer.BadParameter(f"--paths takes integers, got {part!r}") from None
+    return tuple(dict.fromkeys(out)) or demo.DEFAULT_PATHS
+
+
+def _known() -> str:
+    try:
+        return ", ".join(registry.known()) or "none known"
+    except ConfigError:
+        return "see `datacarousel definitions list`"
+
+
+def _refuse(exc: Exception) -> typer.Exit:
+    """A usage error: one line on stderr, exit 2, nothing started."""
+    typer.secho(f"error: {' '.join(str(exc).split())}", err=True, fg=typer.colors.RED)
+    return typer.Exit(EXIT_USAGE)
+
+
+def demo_command(  # noqa: PLR0917 - typer maps options to parameters
+    month: str = typer.Option(demo.DEFAULT_MONTH, "--month", help="Year and month of the orbits (YYYY.MM)."),
+    paths: Annotated[
+        list[str] | None, typer.Option("--paths", help="MISR paths (22,23,24 or repeat); alice takes the first half.")
+    ] = None,
+    orbits: int = typer.Option(None, "--orbits", min=1, help="At most this many orbits of the month (default: all)."),
+    preset: str = typer.Option(demo.DEFAULT_PRESET, "--preset", help="Synthetic file size: tiny, small, medium."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic orbits."),
+    tier: str = typer.Option("Bulk", "--tier", help="Restore tier: Bulk or Standard."),
+    window_files: int = typer.Option(
+        None, "--window-files", min=1, help="Files in the window (default: every file of the run)."
+    ),
+    window_bytes: int = typer.Option(None, "--window-bytes", min=1, help="Bytes in the window (default: no limit)."),
+    restore_delay: float = typer.Option(
+        demo.DEFAULT_RESTORE_DELAY_S, "--restore-delay", min=0.0, help="Seconds a restore takes (moto)."
+    ),
+    lease_days: int = typer.Option(demo.DEFAULT_LEASE_DAYS, "--lease-days", min=1, help="Days a restored copy lives."),
+    definition: str = typer.Option(
+        demo.DEFAULT_DEFINITION, "--definition", help=f"Job definition both researchers submit: {_known()}."
+    ),
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            help="Job parameter NAME=VALUE; repeat. Unset ones take their defaults "
+            "(`datacarousel definitions show NAME`).",
+        ),
+    ] = None,
+    resolution: float = typer.Option(
+        None, "--resolution", help="ComputeRadiance only: grid cell size in degrees (= --param resolution=X)."
+    ),
+    interval: float = typer.Option(demo.DEFAULT_INTERVAL_S, "--interval", min=0.1, help="Seconds between steps."),
+    timeout: float = typer.Option(demo.DEFAULT_TIMEOUT_S, "--timeout", min=1.0, help="Give up after this long."),
+    keep: bool = typer.Option(False, "--keep", help="Keep the services up afterwards (explore with the CLI)."),
+    containers: bool = typer.Option(False, "--containers", help="Run the workers in their container images."),
+    out: Path = OUT_OPTION,
+    state_dir: Path = STATE_DIR_OPTION,
+) -> None:
+    """Run a researcher's month end to end on the embedded default: restore, index, compute, summarise."""
+    try:
+        params = parse_params(param)
+        chosen_paths = _paths(paths)
+    except (BadInput, typer.BadParameter) as exc:
+        raise _refuse(exc) from None
+    options = demo.DemoOptions(
+        month=month,
+        paths=chosen_paths,
+        orbits=orbits,
+        preset=preset,
+        seed=seed,
+        tier=tier,
+        window_files=window_files,
+        window_bytes=window_bytes,
+        restore_delay_s=restore_delay,
+        lease_days=lease_days,
+        definition=definition,
+        params=params,
+        resolution=resolution,
+        interval_s=interval,
+        timeout_s=timeout,
+        keep=keep,
+        containers=containers,
+        out_dir=out,
+        state_dir=state_dir,
+    )
+    try:
+        options.validate()  # the definition and its parameters too: before the environment comes up
+    except demo.DemoError as exc:
+        raise _refuse(exc) from None
+    console = Console()
+    if not console.is_terminal:  # a log or a pipe: wide enough for the summary's tables and S3 locations
+        console = Console(width=max(console.width, WIDE_OUTPUT))
+    log_file = demo.configure_logging(out.resolve())
+    try:
+        demo.run(options, console)
+    except demo.Interrupted as exc:
+        console.print(f"[red]interrupted ({exc}): everything the demo started was taken down[/red]")
+        raise typer.Exit(EXIT_SIGNAL_BASE + exc.signum) from None
+    except (DataCarouselError, OSError) as exc:
+        log.error("demo failed: %s", exc)
+        console.print(f"[red]error: {exc}[/red]\n(log: {log_file})", soft_wrap=True)
+        raise typer.Exit(1) from exc
+    except Exception as exc:  # a service failed: say what, the traceback goes to the log
+        log.exception("demo failed")
+        console.print(f"[red]error: {type(exc).__name__}: {exc}[/red]\n(log: {log_file})", soft_wrap=True)
+        raise typer.Exit(1) from exc
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo_command)

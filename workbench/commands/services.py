@@ -1,0 +1,107 @@
+"""`datacarousel up | down | services | env`: the embedded environment (moto + HSDS + the stack) on loopback."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from workbench.local import environment
+from workbench.local.errors import LocalEnvironmentError
+
+log = logging.getLogger(__name__)
+
+STATE_DIR_OPTION = typer.Option(
+    environment.DEFAULT_STATE_DIR,
+    "--state-dir",
+    envvar="DC_STATE_DIR",
+    help="Where the environment keeps PID files, logs, HSDS storage and the env file.",
+)
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code=1)
+
+
+def _print_status(env: environment.LocalEnvironment) -> None:
+    table = Table(title=f"Data Carousel embedded environment ({env.state_dir})")
+    for column in ("service", "state", "pid", "all processes"):
+        table.add_column(column)
+    for service in env.services:
+        state = "running" if service.running else "STOPPED"
+        table.add_row(service.name, state, str(service.pid or ""), " ".join(map(str, service.pids)))
+    console = Console()
+    console.print(table)
+    for service in env.services:
+        console.print(f"{service.name}: {service.endpoint}  (log {service.log_file})", soft_wrap=True)
+    stack = env.env.get("DC_STACK_NAME", "")
+    console.print(f"stack: {stack or '-'} {env.stack_status or ''}")
+    if env.missing_outputs and env.stack_status != "EMPTY_TEMPLATE":
+        console.print(f"[yellow]stack outputs missing: {', '.join(env.missing_outputs)}[/yellow]")
+    console.print(f'env file: {env.env_file} (load it with: eval "$(datacarousel env)")', soft_wrap=True)
+
+
+MOTO_PORT_OPTION = typer.Option(None, "--moto-port", help="Port for moto on 127.0.0.1 (default: a free one).")
+DN_COUNT_OPTION = typer.Option(2, "--dn-count", min=1, help="Number of HSDS data nodes.")
+TIMEOUT_OPTION = typer.Option(60.0, "--timeout", help="Seconds to wait for each service to be ready.")
+STACK_FILE_OPTION = typer.Option(
+    None, "--stack-file", envvar="DC_STACK_FILE", help="Template module to create instead of ./stack.py."
+)
+
+
+def up(
+    state_dir: Path = STATE_DIR_OPTION,
+    moto_port: int | None = MOTO_PORT_OPTION,
+    dn_count: int = DN_COUNT_OPTION,
+    timeout: float = TIMEOUT_OPTION,
+    stack_file: Path | None = STACK_FILE_OPTION,
+) -> None:
+    """Start moto, create the stack in it, start HSDS, and write the env file (or report the running set)."""
+    try:
+        env = environment.up(state_dir, moto_port=moto_port, dn_count=dn_count, timeout=timeout, stack_file=stack_file)
+    except LocalEnvironmentError as exc:
+        raise _fail(exc) from exc
+    if not env.started:
+        typer.echo("already running:")
+    _print_status(env)
+
+
+def down(state_dir: Path = STATE_DIR_OPTION) -> None:
+    """Stop every process `up` started (HSDS and its nodes, moto), by PID."""
+    try:
+        stopped = environment.down(state_dir)
+    except LocalEnvironmentError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+def services(state_dir: Path = STATE_DIR_OPTION) -> None:
+    """Show the environment's services, their PIDs, endpoints and logs (exit 1 when not fully running)."""
+    env = environment.status(state_dir)
+    if env is None:
+        typer.echo(f"not running (state directory {Path(state_dir).resolve()}); start it with `datacarousel up`")
+        raise typer.Exit(code=1)
+    _print_status(env)
+    if not all(s.running for s in env.services):
+        raise typer.Exit(code=1)
+
+
+def env(state_dir: Path = STATE_DIR_OPTION) -> None:
+    """Print `export K=V` lines for the running environment: eval "$(datacarousel env)"."""
+    try:
+        values = environment.require_env(state_dir)
+    except LocalEnvironmentError as exc:
+        raise _fail(exc) from exc
+    for line in environment.export_lines(values):
+        print(line)  # noqa: T201 - this command's output
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up")(up)
+    app.command("down")(down)
+    app.command("services")(services)
+    app.command("env")(env)
