@@ -13,9 +13,9 @@ test: bootstrap
 	scripts/test.sh $(ARGS)
 
 ## The fast loop: every test that starts no server (tests asking for the embedded environment are
-## marked integration automatically, see tests/conftest.py) and builds no image.
+## marked integration automatically, see tests/conftest.py) and builds no image, on every core.
 test-unit: bootstrap
-	.venv/bin/python -m pytest -m "not integration and not containers" -q $(ARGS)
+	.venv/bin/python -m pytest -m "not integration and not containers" -q -n auto $(ARGS)
 
 lint: bootstrap
 	.venv/bin/ruff check .

@@ -1,0 +1,1 @@
+"""The analyses: one package each, described by its `definition.toml`, side by side, importing only the kernel."""

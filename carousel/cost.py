@@ -226,18 +226,9 @@ def need_lower_bound(
         events += [(t[0], size), (t[0] + max(min_staging_s, span), -size)]
         key = (float(size), tuple(x - t[0] for x in t))
         if key not in memo:
-            fixed = size * restore_per_byte + request
-            k = len(t)
-            best = [0.0] + [np.inf] * k
-            stints = [0] * (k + 1)
-            stage = [0.0] * (k + 1)
-            for b in range(1, k + 1):
-                for a in range(1, b + 1):
-                    held = max(min_staging_s, t[b - 1] - t[a - 1])
-                    c = best[a - 1] + fixed + stage_per_byte_s * size * held
-                    if c < best[b]:
-                        best[b], stints[b], stage[b] = c, stints[a - 1] + 1, stage[a - 1] + held
-            memo[key] = (stints[k], stage[k])
+            memo[key] = _cheapest_cover(
+                t, fixed=size * restore_per_byte + request, staging=stage_per_byte_s * size, min_staging_s=min_staging_s
+            )
         n_stints, held_s = memo[key]
         prompt += (size * n_stints * restore_per_byte, n_stints * request, size * held_s, size * n_stints)
     events.sort()
@@ -268,6 +259,23 @@ def need_lower_bound(
             prices=prices,
         ),
     )
+
+
+def _cheapest_cover(t: tuple[float, ...], *, fixed: float, staging: float, min_staging_s: float) -> tuple[int, float]:
+    """The cheapest stints covering sorted need times `t` (a restore costs `fixed`, staging `staging` a
+    second, at least `min_staging_s`): a dynamic programme over the last stint's first need. Returns the
+    number of stints and the seconds staged."""
+    k = len(t)
+    best = [0.0] + [np.inf] * k
+    stints = [0] * (k + 1)
+    stage = [0.0] * (k + 1)
+    for b in range(1, k + 1):
+        for a in range(1, b + 1):
+            held = max(min_staging_s, t[b - 1] - t[a - 1])
+            c = best[a - 1] + fixed + staging * held
+            if c < best[b]:
+                best[b], stints[b], stage[b] = c, stints[a - 1] + 1, stage[a - 1] + held
+    return stints[k], stage[k]
 
 
 def keep_break_even_s(

@@ -188,81 +188,16 @@ def demand(snapshot: Snapshot, now: float) -> Demand:
 
 def plan(snapshot: Snapshot, now: float, config: PlannerConfig) -> Plan:
     """One planning step (see the module docstring). Pure: the snapshot is not changed."""
-    files, jobs, jf = snapshot.files, snapshot.jobs, snapshot.job_files
     d = demand(snapshot, now)
-    actions: list[Action] = []
-    open_row = jobs.state[jf.job] == J_OPEN
-    row_file_state = files.state[jf.file]
-
-    # 1. completion
-    nonterminal = np.bincount(jf.job[jf.state <= JF_RUNNING], minlength=len(jobs))
-    done = np.bincount(jf.job[jf.state == JF_DONE], minlength=len(jobs))
-    failed_rows = open_row & (jf.state <= JF_QUEUED) & (row_file_state == F_FAILED)
-    # rows about to fail because their file failed also count as finished
-    nonterminal -= np.bincount(jf.job[failed_rows], minlength=len(jobs))
-    failed = np.bincount(jf.job[jf.state == JF_FAILED], minlength=len(jobs)) + np.bincount(
-        jf.job[failed_rows], minlength=len(jobs)
-    )
-    # a job whose submission has not written all its job-files yet is not complete
-    seen_rows = np.bincount(jf.job, minlength=len(jobs))
-    all_seen = seen_rows >= jobs.file_count
-    for j in np.nonzero((jobs.state == J_OPEN) & (nonterminal == 0) & all_seen)[0]:
-        actions.append(CompleteJob(jobs.ids[j], done=int(done[j]), failed=int(failed[j])))
-
-    # 2. expiry and failed files
-    expired_idx = np.nonzero(d.expired)[0]
-    if len(expired_idx):
-        requeue_rows = np.nonzero(open_row & (jf.state == JF_QUEUED) & d.expired[jf.file])[0]
-        requeue: dict[int, list[str]] = {}
-        for r in requeue_rows:
-            requeue.setdefault(int(jf.file[r]), []).append(jobs.ids[jf.job[r]])
-        for i in expired_idx:
-            actions.append(
-                InvalidateExpired(
-                    files.names[i], files.domains[i], int(files.version[i]), tuple(sorted(requeue.get(int(i), ())))
-                )
-            )
-    for r in np.nonzero(failed_rows)[0]:
-        i = jf.file[r]
-        reason = files.errors[i] or "file could not be indexed"
-        actions.append(FailJobFile(jobs.ids[jf.job[r]], files.names[i], reason))
-
-    # 3. leases
-    budget = config.max_restore_requests_per_step
-    with np.errstate(invalid="ignore"):
-        renew = d.readable & ~d.expired & (d.needed > 0) & (files.expiry - now < config.renew_margin_s)
-    renew_idx = np.nonzero(renew)[0]
-    if len(renew_idx) > budget:
-        renew_idx = renew_idx[np.argsort(files.expiry[renew_idx], kind="stable")[:budget]]
-    budget -= len(renew_idx)
-    keep_idx = keep(snapshot, d, now, config, budget=max(0, budget))
-    renew_idx = np.concatenate([renew_idx, keep_idx]) if len(keep_idx) else renew_idx
-    for i in renew_idx:
-        actions.append(RenewLease(files.names[i], files.keys[i], config.lease_days, config.tier))
-    budget -= len(keep_idx)
-
-    # 4. index and release
-    with np.errstate(invalid="ignore"):
-        stale_index = ~(now - files.index_requested_at < config.index_retry_s)  # NaN (never) counts as stale
-    to_index = (files.state == F_RESTORED) & ~d.expired & (d.needed > 0) & stale_index
-    for i in np.nonzero(to_index)[0]:
-        actions.append(QueueIndex(files.names[i], files.keys[i], int(files.size[i])))
-    release_rows = open_row & (jf.state == JF_WAITING) & (row_file_state == F_INDEXED) & ~d.expired[jf.file]
-    for r in np.nonzero(release_rows)[0]:
-        i = jf.file[r]
-        actions.append(Release(jobs.ids[jf.job[r]], files.names[i], files.keys[i], files.domains[i]))
-
-    # 5. probes
-    with np.errstate(invalid="ignore"):
-        probe = (
-            (files.state == F_RESTORING)
-            & (now - files.requested_at >= config.probe_after_s)
-            & ~(now - files.checked_at < config.probe_every_s)  # NaN (never looked) counts as due
-        )
-    for i in np.nonzero(probe)[0]:
-        actions.append(ProbeRestore(files.names[i], files.keys[i]))
-
-    # 6. admission
+    failed_rows = _rows_of_failed_files(snapshot)
+    actions: list[Action] = [*_completions(snapshot, failed_rows), *_invalidations(snapshot, d, failed_rows)]
+    renewals, budget = _renewals(snapshot, d, now, config)
+    actions += [
+        RenewLease(snapshot.files.names[i], snapshot.files.keys[i], config.lease_days, config.tier) for i in renewals
+    ]
+    actions += _index_and_release(snapshot, d, now, config)
+    actions += _probes(snapshot, now, config)
+    files = snapshot.files
     used_bytes = int(files.size[d.in_window].sum())
     used_files = int(d.in_window.sum())
     chosen = admit(snapshot, d, config, used_bytes=used_bytes, used_files=used_files, budget=max(0, budget))
@@ -278,7 +213,7 @@ def plan(snapshot: Snapshot, now: float, config: PlannerConfig) -> Plan:
         now=now,
         window_bytes=window_bytes,
         window_files=used_files + len(chosen),
-        restore_requests=len(renew_idx) + len(chosen),
+        restore_requests=len(renewals) + len(chosen),
     )
     log.debug(
         "carousel step now=%s policy=%s actions=%d restores=%d renewals=%d window_bytes=%d",
@@ -286,10 +221,105 @@ def plan(snapshot: Snapshot, now: float, config: PlannerConfig) -> Plan:
         config.policy.value,
         len(actions),
         len(chosen),
-        len(renew_idx),
+        len(renewals),
         window_bytes,
     )
     return plan_
+
+
+def _rows_of_failed_files(snapshot: Snapshot) -> npt.NDArray[np.bool_]:
+    """Job-file rows of open jobs still waiting for a file that FAILED: they fail with it."""
+    jobs, jf = snapshot.jobs, snapshot.job_files
+    open_row = jobs.state[jf.job] == J_OPEN
+    return np.asarray(open_row & (jf.state <= JF_QUEUED) & (snapshot.files.state[jf.file] == F_FAILED))
+
+
+def _completions(snapshot: Snapshot, failed_rows: npt.NDArray[np.bool_]) -> list[Action]:
+    """1. Open jobs with every job-file written and final (rows about to fail with their file count as final)."""
+    jobs, jf = snapshot.jobs, snapshot.job_files
+    nonterminal = np.bincount(jf.job[jf.state <= JF_RUNNING], minlength=len(jobs))
+    done = np.bincount(jf.job[jf.state == JF_DONE], minlength=len(jobs))
+    nonterminal -= np.bincount(jf.job[failed_rows], minlength=len(jobs))
+    failed = np.bincount(jf.job[jf.state == JF_FAILED], minlength=len(jobs)) + np.bincount(
+        jf.job[failed_rows], minlength=len(jobs)
+    )
+    # a job whose submission has not written all its job-files yet is not complete
+    seen_rows = np.bincount(jf.job, minlength=len(jobs))
+    all_seen = seen_rows >= jobs.file_count
+    return [
+        CompleteJob(jobs.ids[j], done=int(done[j]), failed=int(failed[j]))
+        for j in np.nonzero((jobs.state == J_OPEN) & (nonterminal == 0) & all_seen)[0]
+    ]
+
+
+def _invalidations(snapshot: Snapshot, d: Demand, failed_rows: npt.NDArray[np.bool_]) -> list[Action]:
+    """2. Expired copies invalidated (their queued work requeued), and job-files of failed files failed."""
+    files, jobs, jf = snapshot.files, snapshot.jobs, snapshot.job_files
+    actions: list[Action] = []
+    expired_idx = np.nonzero(d.expired)[0]
+    if len(expired_idx):
+        open_row = jobs.state[jf.job] == J_OPEN
+        requeue_rows = np.nonzero(open_row & (jf.state == JF_QUEUED) & d.expired[jf.file])[0]
+        requeue: dict[int, list[str]] = {}
+        for r in requeue_rows:
+            requeue.setdefault(int(jf.file[r]), []).append(jobs.ids[jf.job[r]])
+        for i in expired_idx:
+            actions.append(
+                InvalidateExpired(
+                    files.names[i], files.domains[i], int(files.version[i]), tuple(sorted(requeue.get(int(i), ())))
+                )
+            )
+    for r in np.nonzero(failed_rows)[0]:
+        i = jf.file[r]
+        reason = files.errors[i] or "file could not be indexed"
+        actions.append(FailJobFile(jobs.ids[jf.job[r]], files.names[i], reason))
+    return actions
+
+
+def _renewals(snapshot: Snapshot, d: Demand, now: float, config: PlannerConfig) -> tuple[npt.NDArray[np.int64], int]:
+    """3. Leases: copies still needed and about to expire, then copies worth keeping; and the restore
+    requests left in this step's budget."""
+    files = snapshot.files
+    budget = config.max_restore_requests_per_step
+    with np.errstate(invalid="ignore"):
+        renew = d.readable & ~d.expired & (d.needed > 0) & (files.expiry - now < config.renew_margin_s)
+    renew_idx = np.nonzero(renew)[0]
+    if len(renew_idx) > budget:
+        renew_idx = renew_idx[np.argsort(files.expiry[renew_idx], kind="stable")[:budget]]
+    budget -= len(renew_idx)
+    keep_idx = keep(snapshot, d, now, config, budget=max(0, budget))
+    renew_idx = np.concatenate([renew_idx, keep_idx]) if len(keep_idx) else renew_idx
+    return renew_idx, budget - len(keep_idx)
+
+
+def _index_and_release(snapshot: Snapshot, d: Demand, now: float, config: PlannerConfig) -> list[Action]:
+    """4. Restored copies someone needs are indexed (again, once `index_retry_s` passed); work on indexed
+    files is released."""
+    files, jobs, jf = snapshot.files, snapshot.jobs, snapshot.job_files
+    with np.errstate(invalid="ignore"):
+        stale_index = ~(now - files.index_requested_at < config.index_retry_s)  # NaN (never) counts as stale
+    to_index = (files.state == F_RESTORED) & ~d.expired & (d.needed > 0) & stale_index
+    actions: list[Action] = [
+        QueueIndex(files.names[i], files.keys[i], int(files.size[i])) for i in np.nonzero(to_index)[0]
+    ]
+    open_row = jobs.state[jf.job] == J_OPEN
+    release_rows = open_row & (jf.state == JF_WAITING) & (files.state[jf.file] == F_INDEXED) & ~d.expired[jf.file]
+    for r in np.nonzero(release_rows)[0]:
+        i = jf.file[r]
+        actions.append(Release(jobs.ids[jf.job[r]], files.names[i], files.keys[i], files.domains[i]))
+    return actions
+
+
+def _probes(snapshot: Snapshot, now: float, config: PlannerConfig) -> list[Action]:
+    """5. Restores requested long enough ago, not looked at lately: ask S3 (events can be lost)."""
+    files = snapshot.files
+    with np.errstate(invalid="ignore"):
+        probe = (
+            (files.state == F_RESTORING)
+            & (now - files.requested_at >= config.probe_after_s)
+            & ~(now - files.checked_at < config.probe_every_s)  # NaN (never looked) counts as due
+        )
+    return [ProbeRestore(files.names[i], files.keys[i]) for i in np.nonzero(probe)[0]]
 
 
 def keep(snapshot: Snapshot, d: Demand, now: float, config: PlannerConfig, *, budget: int) -> npt.NDArray[np.int64]:

@@ -25,7 +25,7 @@ came back (telling it from the new one would need a generation in the request an
 
 A job with a reducer that is reopened (or an OPEN one whose reducer was already asked for) must be reduced
 again: its old marker `results/<job>/reduced.json` must not complete it. `marker_is_stale` is the rule
-the step applies (`Step.reduced`): a marker whose S3 LastModified is not after the job's `reopened_at` is
+the step applies (`JobCompleter.reduced`): a marker whose S3 LastModified is not after the job's `reopened_at` is
 the old one. See `reopen_moment` for why both times are S3's clock.
 
 The decisions (`plan_for_files`, `plan_for_job`, `matching_reason`, `reopen_moment`'s arithmetic,

@@ -1,4 +1,4 @@
-"""DynamoDB adapters of the carousel: jobs, job-files, carousel writes on files, and loading a `Snapshot`.
+"""DynamoDB adapters of the carousel: jobs, job-files, and loading a `Snapshot` (its writes on files: `file_writes`).
 
 Every write is one conditional UpdateItem (or a batch of puts of new job-files);
 a condition that fails means another writer moved the item first and the
@@ -19,11 +19,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from carousel.dynamo_items import (
+    _conditional_failure,
+    iso_seconds,
+    query_all,
+    to_seconds,
+    update,
+)
+from carousel.file_writes import READABLE_STATES, CarouselFiles
 from carousel.model import FileRecord, JobFileRecord, JobRecord, Snapshot
 from datacarousel.contract import (
     LAUNCH_LEASE_ID,
@@ -36,122 +43,29 @@ from datacarousel.contract import (
     JobIndex,
     JobState,
 )
-from datacarousel.errors import TransientError
-from datacarousel.files_table import Expr, FilesTable, deserialize, retry_pause, serialize
+from datacarousel.files_table import Expr, FilesTable, batch_put, deserialize, serialize
 
 log = logging.getLogger(__name__)
 
-BATCH_WRITE_MAX = 25
-# Calls of one batch of puts before giving up on its unprocessed items (with retry_pause between:
-# 0.1, 0.2, 0.4, 0.8, 1.6, then 2 s each, about 11 s in all).
-BATCH_WRITE_ATTEMPTS = 10
+# Names other modules use from here, where they were before the store was split (dynamo_items, file_writes).
+__all__ = [
+    "READABLE_STATES",
+    "CarouselFiles",
+    "JobFilesTable",
+    "JobsTable",
+    "LaunchLease",
+    "Lease",
+    "Loaded",
+    "Tables",
+    "batch_put",
+    "file_record",
+    "iso_seconds",
+    "job_record",
+    "load",
+    "to_seconds",
+]
+
 WINDOW_STATES = (FileState.RESTORING, FileState.RESTORED, FileState.INDEXED, FileState.FAILED)
-READABLE_STATES = (FileState.RESTORED, FileState.INDEXED)
-
-
-# --- time conversions ----------------------------------------------------------------------
-
-
-def iso_seconds(t: float) -> str:
-    """POSIX seconds -> `YYYY-MM-DDTHH:MM:SSZ` (whole seconds, rounded down)."""
-    return datetime.fromtimestamp(int(t), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def to_seconds(value: Any) -> float | None:
-    """An item's time attribute (ISO text, or a number of POSIX seconds) -> POSIX seconds; None if unset."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    text = str(value)
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        log.warning("unparseable time attribute %r: treated as unset", text[:64])
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
-# --- expressions ---------------------------------------------------------------------------
-
-
-def _conditional_failure(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
-
-
-def update(
-    ddb: Any,
-    table: str,
-    key: Mapping[str, Any],
-    expr: Expr,
-    *,
-    set_: Mapping[str, Any] | None = None,
-    extra_set: Sequence[str] = (),
-    remove: Sequence[str] = (),
-    condition: str,
-) -> bool:
-    """One conditional UpdateItem; False when the condition does not hold."""
-    clauses = [f"{expr.name(k)} = {expr.value(v)}" for k, v in (set_ or {}).items()] + list(extra_set)
-    text = ""
-    if clauses:
-        text = "SET " + ", ".join(clauses)
-    if remove:
-        text += " REMOVE " + ", ".join(expr.name(r) for r in remove)
-    try:
-        ddb.update_item(
-            TableName=table,
-            Key={k: serialize(v) for k, v in key.items()},
-            UpdateExpression=text.strip(),
-            ConditionExpression=condition,
-            **expr.params(),
-        )
-    except ClientError as exc:
-        if _conditional_failure(exc):
-            return False
-        raise
-    return True
-
-
-def query_all(ddb: Any, **params: Any) -> Iterator[dict[str, Any]]:
-    """Every item of a Query, page after page."""
-    while True:
-        response = ddb.query(**params)
-        for raw in response.get("Items", []):
-            yield deserialize(raw)
-        last = response.get("LastEvaluatedKey")
-        if not last:
-            return
-        params["ExclusiveStartKey"] = last
-
-
-def batch_put(
-    ddb: Any, table: str, items: Sequence[Mapping[str, Any]], *, attempts: int = BATCH_WRITE_ATTEMPTS
-) -> None:
-    """BatchWriteItem puts, 25 a call. Unprocessed items (DynamoDB throttled part of a batch) are sent
-    again after a growing pause (`files_table.retry_pause`), at most `attempts` calls per batch; items
-    still unprocessed then raise `TransientError` (the puts are idempotent: the caller may start over)."""
-    if attempts < 1:
-        raise ValueError("attempts must be >= 1")
-    for start in range(0, len(items), BATCH_WRITE_MAX):
-        requests: list[dict[str, Any]] = [
-            {"PutRequest": {"Item": {k: serialize(v) for k, v in item.items()}}}
-            for item in items[start : start + BATCH_WRITE_MAX]
-        ]
-        pending: dict[str, Any] = {table: requests}
-        for attempt in range(attempts):
-            if attempt:
-                retry_pause(attempt)
-            response = ddb.batch_write_item(RequestItems=pending)
-            pending = response.get("UnprocessedItems") or {}
-            if not pending:
-                break
-        else:
-            left = sum(len(v) for v in pending.values())
-            raise TransientError(
-                f"{table}: {left} of {len(requests)} puts still unprocessed after {attempts} BatchWriteItem calls"
-            )
 
 
 # --- jobs ------------------------------------------------------------------------------------
@@ -451,204 +365,6 @@ class JobFilesTable:
             set_={JobFileAttr.STATE: JobFileState.WAITING.value, JobFileAttr.UPDATED_AT: iso_seconds(now)},
             remove=[JobFileAttr.ERROR, JobFileAttr.REDRIVES, JobFileAttr.RELEASE_PENDING_AT],
             condition=f"{expr.name(JobFileAttr.STATE)} = {expr.value(JobFileState.FAILED.value)}",
-        )
-
-
-# --- carousel writes on BasicFusionFiles -------------------------------------------------------
-
-
-class CarouselFiles:
-    """The carousel's own writes on BasicFusionFiles items (state, restore and lease attributes).
-
-    A state change bumps `state_version` (index_file's `mark_indexed` checks it, so an
-    index built before an invalidation never lands); bookkeeping writes (lease expiry,
-    probe and index-request times) leave it alone.
-    """
-
-    def __init__(self, files: FilesTable) -> None:
-        self.files = files
-        self.ddb = files.ddb
-        self.table = files.table
-
-    def _update(self, name: str, expr: Expr, **changes: Any) -> bool:
-        """One conditional UpdateItem of file `name` (see `update`)."""
-        return update(self.ddb, self.table, self._key(name), expr, **changes)
-
-    def _key(self, name: str) -> dict[str, str]:
-        return {FileAttr.FILE_NAME: name}
-
-    def _bump(self, expr: Expr) -> str:
-        version = expr.name(FileAttr.STATE_VERSION)
-        return f"{version} = if_not_exists({version}, {expr.value(0)}) + {expr.value(1)}"
-
-    def set_state(
-        self,
-        name: str,
-        expected_version: int,
-        to_state: FileState,
-        restore_expiry: float | None,
-        now: float,
-        *,
-        uncount_restore: bool = False,
-        error: str | None = None,
-    ) -> bool:
-        """Reconciliation: the state (and expiry) S3 reports, at the version the planner saw.
-
-        `uncount_restore`: the last restore request never took (nothing to pay): restore_count - 1.
-        `error`: why (a FAILED file's reason, written in the same write as its state).
-        """
-        expr = Expr()
-        extra = [self._bump(expr)]
-        if uncount_restore:
-            count = expr.name(FileAttr.RESTORE_COUNT)
-            extra.append(f"{count} = if_not_exists({count}, {expr.value(1)}) - {expr.value(1)}")
-        values: dict[str, Any] = {FileAttr.STATE: to_state.value, FileAttr.UPDATED_AT: iso_seconds(now)}
-        if error is not None:
-            values[FileAttr.ERROR] = error[:2000]
-        remove: list[str] = []
-        if restore_expiry is None:
-            remove.append(FileAttr.RESTORE_EXPIRY)
-        else:
-            values[FileAttr.RESTORE_EXPIRY] = iso_seconds(restore_expiry)
-        return self._update(
-            name,
-            expr,
-            set_=values,
-            extra_set=extra,
-            remove=remove,
-            condition=f"attribute_exists({expr.name(FileAttr.FILE_NAME)}) AND "
-            + expr.version_is(FileAttr.STATE_VERSION, expected_version),
-        )
-
-    def claim_restore(self, name: str, expected_version: int, now: float) -> bool:
-        """ARCHIVED at `expected_version` -> RESTORING; only the winner then calls RestoreObject."""
-        expr = Expr()
-        count = expr.name(FileAttr.RESTORE_COUNT)
-        return self._update(
-            name,
-            expr,
-            set_={
-                FileAttr.STATE: FileState.RESTORING.value,
-                FileAttr.RESTORE_REQUESTED_AT: iso_seconds(now),
-                FileAttr.UPDATED_AT: iso_seconds(now),
-            },
-            extra_set=[self._bump(expr), f"{count} = if_not_exists({count}, {expr.value(0)}) + {expr.value(1)}"],
-            remove=[FileAttr.RESTORE_EXPIRY, FileAttr.RESTORE_CHECKED_AT],
-            condition=f"{expr.name(FileAttr.STATE)} = {expr.value(FileState.ARCHIVED.value)} AND "
-            + expr.version_is(FileAttr.STATE_VERSION, expected_version),
-        )
-
-    def unclaim_restore(self, name: str, claimed_version: int, now: float) -> bool:
-        """RestoreObject failed for good: back to ARCHIVED (the request did not count)."""
-        expr = Expr()
-        count = expr.name(FileAttr.RESTORE_COUNT)
-        return self._update(
-            name,
-            expr,
-            set_={FileAttr.STATE: FileState.ARCHIVED.value, FileAttr.UPDATED_AT: iso_seconds(now)},
-            extra_set=[self._bump(expr), f"{count} = {count} - {expr.value(1)}"],
-            condition=f"{expr.name(FileAttr.STATE)} = {expr.value(FileState.RESTORING.value)} AND "
-            + expr.version_is(FileAttr.STATE_VERSION, claimed_version),
-        )
-
-    def set_lease(self, name: str, restore_expiry: float, now: float) -> bool:
-        """A renewal: the readable copy now lives until `restore_expiry`."""
-        expr = Expr()
-        return self._update(
-            name,
-            expr,
-            set_={FileAttr.RESTORE_EXPIRY: iso_seconds(restore_expiry), FileAttr.UPDATED_AT: iso_seconds(now)},
-            condition=expr.one_of(FileAttr.STATE, (s.value for s in READABLE_STATES)),
-        )
-
-    def mark_probed(self, name: str, now: float) -> bool:
-        expr = Expr()
-        return self._update(
-            name,
-            expr,
-            set_={FileAttr.RESTORE_CHECKED_AT: iso_seconds(now)},
-            condition=f"attribute_exists({expr.name(FileAttr.FILE_NAME)})",
-        )
-
-    def claim_index_request(self, name: str, now: float, retry_s: float) -> bool:
-        """RESTORED and no index request within `retry_s`: record one now (the winner sends it)."""
-        expr = Expr()
-        at = expr.name(FileAttr.INDEX_REQUESTED_AT)
-        return self._update(
-            name,
-            expr,
-            set_={FileAttr.INDEX_REQUESTED_AT: iso_seconds(now)},
-            condition=f"{expr.name(FileAttr.STATE)} = {expr.value(FileState.RESTORED.value)} AND "
-            f"(attribute_not_exists({at}) OR {at} <= {expr.value(iso_seconds(now - retry_s))})",
-        )
-
-    def invalidate(self, name: str, expected_version: int, now: float) -> bool:
-        """A readable file whose copy expired -> ARCHIVED, its domain forgotten (deleted before this write)."""
-        expr = Expr()
-        return self._update(
-            name,
-            expr,
-            set_={FileAttr.STATE: FileState.ARCHIVED.value, FileAttr.UPDATED_AT: iso_seconds(now)},
-            extra_set=[self._bump(expr)],
-            remove=[FileAttr.DOMAIN, FileAttr.RESTORE_EXPIRY, FileAttr.INDEX_REQUESTED_AT, FileAttr.RESTORE_CHECKED_AT],
-            condition=expr.one_of(FileAttr.STATE, (s.value for s in READABLE_STATES))
-            + " AND "
-            + expr.version_is(FileAttr.STATE_VERSION, expected_version),
-        )
-
-    def claim_index_redrive(self, name: str, now: float, limit: int) -> bool:
-        """Count one more redrive of a file's index request; False once `limit` were used.
-
-        A request that reached the dead-letter queue without a reason failed transiently at
-        every receive (an HSDS or S3 outage): the file is good, so it is tried again, a few times.
-        """
-        expr = Expr()
-        redrives = expr.name(FileAttr.INDEX_REDRIVES)
-        return self._update(
-            name,
-            expr,
-            set_={FileAttr.UPDATED_AT: iso_seconds(now)},
-            extra_set=[f"{redrives} = if_not_exists({redrives}, {expr.value(0)}) + {expr.value(1)}"],
-            condition=f"attribute_exists({expr.name(FileAttr.FILE_NAME)}) AND "
-            + f"(attribute_not_exists({redrives}) OR {redrives} < {expr.value(limit)})",
-        )
-
-    def fail(self, name: str, reason: str, now: float) -> bool:
-        """A file that cannot be indexed (its request reached the index dead-letter queue)."""
-        expr = Expr()
-        return self._update(
-            name,
-            expr,
-            set_={
-                FileAttr.STATE: FileState.FAILED.value,
-                FileAttr.ERROR: reason[:2000],
-                FileAttr.UPDATED_AT: iso_seconds(now),
-            },
-            extra_set=[self._bump(expr)],
-            condition=f"attribute_exists({expr.name(FileAttr.FILE_NAME)}) AND "
-            + f"NOT {expr.name(FileAttr.STATE)} IN "
-            + f"({expr.value(FileState.INDEXED.value)}, {expr.value(FileState.FAILED.value)})",
-        )
-
-    def retry_failed(self, name: str, now: float) -> bool:
-        """FAILED -> ARCHIVED (`datacarousel retry`): a state change (version bumped), its reason, redrive
-        count and every trace of the last restore and index forgotten, like `invalidate`. The next steps
-        restore and index it again for the jobs that wait for it. False if it is no longer FAILED."""
-        expr = Expr()
-        return self._update(
-            name,
-            expr,
-            set_={FileAttr.STATE: FileState.ARCHIVED.value, FileAttr.UPDATED_AT: iso_seconds(now)},
-            extra_set=[self._bump(expr)],
-            remove=[
-                FileAttr.ERROR,
-                FileAttr.INDEX_REDRIVES,
-                FileAttr.DOMAIN,
-                FileAttr.RESTORE_EXPIRY,
-                FileAttr.INDEX_REQUESTED_AT,
-                FileAttr.RESTORE_CHECKED_AT,
-            ],
-            condition=f"{expr.name(FileAttr.STATE)} = {expr.value(FileState.FAILED.value)}",
         )
 
 

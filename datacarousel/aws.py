@@ -21,7 +21,7 @@ MAX_POOL_CONNECTIONS = 32
 
 def _config() -> Config:
     return Config(
-        retries=_RETRIES,  # type: ignore[arg-type]
+        retries=_RETRIES,
         connect_timeout=10,
         read_timeout=60,
         max_pool_connections=MAX_POOL_CONNECTIONS,
@@ -32,13 +32,13 @@ def client(service: str, session: boto3.session.Session | None = None, **kwargs:
     """A boto3 client with the project's retry policy."""
     session = session or boto3.session.Session()
     config = _config()
-    return session.client(service, config=config, **kwargs)  # type: ignore[call-overload]
+    return session.client(service, config=config, **kwargs)
 
 
 def resource(service: str, session: boto3.session.Session | None = None, **kwargs: Any) -> Any:
     session = session or boto3.session.Session()
     config = _config()
-    return session.resource(service, config=config, **kwargs)  # type: ignore[call-overload]
+    return session.resource(service, config=config, **kwargs)
 
 
 def list_keys(s3: Any, bucket: str, prefix: str) -> set[str]:

@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 
 from datacarousel import naming
 from datacarousel.contract import FileAttr, FileIndex, FileState
+from datacarousel.errors import TransientError
 from datacarousel.naming import BasicFusionName
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def deserialize(item: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def serialize(value: Any) -> dict[str, Any]:
-    return _SER.serialize(value)  # type: ignore[no-any-return]
+    return _SER.serialize(value)
 
 
 def identity_attributes(name: BasicFusionName) -> dict[str, Any]:
@@ -171,6 +172,45 @@ def batch_get(
             request = response.get("UnprocessedKeys") or {}
             attempt += 1
     return found
+
+
+BATCH_WRITE_MAX = 25  # puts per BatchWriteItem call (DynamoDB's limit)
+# Calls of one batch of puts before giving up on its unprocessed items (with retry_pause between:
+# 0.1, 0.2, 0.4, 0.8, 1.6, then 2 s each, about 11 s in all).
+BATCH_WRITE_ATTEMPTS = 10
+
+
+class UnprocessedWrites(TransientError):
+    """DynamoDB kept some puts of a batch unprocessed after every attempt (a throttled table)."""
+
+    def __init__(self, table: str, left: int, total: int, attempts: int) -> None:
+        super().__init__(f"{table}: {left} of {total} puts still unprocessed after {attempts} BatchWriteItem calls")
+        self.left, self.total, self.attempts = left, total, attempts
+
+
+def batch_put(
+    ddb: Any, table: str, items: Sequence[Mapping[str, Any]], *, attempts: int = BATCH_WRITE_ATTEMPTS
+) -> None:
+    """BatchWriteItem puts, 25 a call. Unprocessed items (DynamoDB throttled part of a batch) are sent
+    again after a growing pause (`retry_pause`), at most `attempts` calls per batch; items still
+    unprocessed then raise `UnprocessedWrites` (the puts are idempotent: the caller may start over)."""
+    if attempts < 1:
+        raise ValueError("attempts must be >= 1")
+    for start in range(0, len(items), BATCH_WRITE_MAX):
+        requests: list[dict[str, Any]] = [
+            {"PutRequest": {"Item": {k: serialize(v) for k, v in item.items()}}}
+            for item in items[start : start + BATCH_WRITE_MAX]
+        ]
+        pending: dict[str, Any] = {table: requests}
+        for attempt in range(attempts):
+            if attempt:
+                retry_pause(attempt)
+            response = ddb.batch_write_item(RequestItems=pending)
+            pending = response.get("UnprocessedItems") or {}
+            if not pending:
+                break
+        else:
+            raise UnprocessedWrites(table, sum(len(v) for v in pending.values()), len(requests), attempts)
 
 
 class Expr:

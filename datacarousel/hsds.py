@@ -6,7 +6,7 @@ environment variables, as h5pyd does), opens its own connections and closes them
 before returning. No connection or client is created at import time, so the
 functions are safe to call from worker processes (including after `fork`/`spawn`).
 Importing this module does fix two logging side effects of h5pyd for the whole
-process (see `fix_h5pyd_logging`): import it (or call that) in any program that uses h5pyd.
+process (see `datacarousel.h5pyd_logging`): import it (or call that) in any program that uses h5pyd.
 
 Linking (`link_file`) stores only metadata and chunk locations in HSDS: the data
 bytes stay in the source (an `s3://bucket/key` object, or a file under the HSDS
@@ -36,7 +36,6 @@ does not exist, or a POSIX source lies outside the server root),
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import posixpath
@@ -46,17 +45,17 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import h5py
 import h5pyd
 import numpy as np
 import requests_unixsocket
-import s3fs
 from h5pyd._apps import utillib
 
 from datacarousel.contract import Env
-from datacarousel.errors import BadInput, ConfigError, DataCarouselError, NotReadable, TransientError
+from datacarousel.errors import ConfigError, DataCarouselError, TransientError
+from datacarousel.h5pyd_logging import fix_h5pyd_logging
+from datacarousel.link_source import open_source
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +67,6 @@ BACKUP_PREFIX = "old-"
 # A staging domain older than this belongs to a link that died (SIGKILL, lost node): a live link of
 # a full orbit takes seconds, and index_file gives up on one long before an hour.
 STAGING_SWEEP_AGE_S = 3600.0
-# s3fs reads of the source: a stalled connection fails (and the message returns) instead of hanging.
-S3_CONNECT_TIMEOUT_S = 10
-S3_READ_TIMEOUT_S = 60
 _TIMEOUT_S = 60.0
 
 
@@ -321,94 +317,6 @@ def staging_folder(domain: str) -> str:
 # --- linking -----------------------------------------------------------------------
 
 
-def posix_file_uri(path: Path | str, root: Path | str) -> str:
-    """`<bucket>/<path>` of a file under the HSDS POSIX root, as HSDS resolves link targets."""
-    source = Path(path).resolve()
-    base = Path(root).resolve()
-    try:
-        rel = source.relative_to(base)
-    except ValueError:
-        raise BadInput(f"{source} is not under the HSDS root directory {base}: HSDS cannot read it") from None
-    if len(rel.parts) < 2:
-        raise BadInput(f"{source} must sit in a bucket directory under the HSDS root {base}")
-    return rel.as_posix()
-
-
-def _s3_filesystem() -> Any:
-    """s3fs with the standard AWS settings (AWS_ENDPOINT_URL points it at moto locally)."""
-    client_kwargs: dict[str, Any] = {}
-    endpoint = os.environ.get(Env.AWS_ENDPOINT_URL)
-    if endpoint:
-        client_kwargs["endpoint_url"] = endpoint
-    region = os.environ.get(Env.AWS_REGION) or os.environ.get("AWS_REGION")
-    if region:
-        client_kwargs["region_name"] = region
-    # A fresh instance per call: s3fs caches instances, which does not survive fork.
-    return s3fs.S3FileSystem(
-        client_kwargs=client_kwargs,
-        config_kwargs={"connect_timeout": S3_CONNECT_TIMEOUT_S, "read_timeout": S3_READ_TIMEOUT_S},
-        skip_instance_cache=True,
-        use_listings_cache=False,
-    )
-
-
-def _archived(exc: BaseException) -> bool:
-    """S3 refuses to read an archived, unrestored object (InvalidObjectState)."""
-    text = f"{exc} {exc.__cause__ or ''} {exc.__context__ or ''}"
-    return "InvalidObjectState" in text or "not valid for the object's storage class" in text
-
-
-@contextlib.contextmanager
-def _open_source(source: str, posix_root: Path | str | None) -> Iterator[tuple[Any, str]]:
-    """(h5py.File, file URI for the layouts) of an `s3://` object or a POSIX file under the HSDS root."""
-    if source.startswith("s3://"):
-        parsed = urlparse(source)
-        if not parsed.netloc or not parsed.path.strip("/"):
-            raise BadInput(f"{source!r} is not an s3://bucket/key URI")
-        fs = _s3_filesystem()
-        try:
-            raw = fs.open(source, "rb", block_size=1 << 20, cache_type="blockcache")
-        except FileNotFoundError as exc:
-            raise BadInput(f"{source} does not exist: {exc}") from exc
-        except PermissionError as exc:
-            if _archived(exc):
-                raise NotReadable(f"{source} is archived and not restored: {exc}") from exc
-            raise
-        except OSError as exc:
-            if _archived(exc):
-                raise NotReadable(f"{source} is archived and not restored: {exc}") from exc
-            raise TransientError(f"cannot open {source}: {exc}") from exc
-        try:
-            try:
-                fin = h5py.File(raw, "r")
-            except OSError as exc:
-                if _archived(exc):
-                    raise NotReadable(f"{source} is archived and not restored: {exc}") from exc
-                raise BadInput(f"{source} is not a readable HDF5 file: {exc}") from exc
-            try:
-                yield fin, source
-            finally:
-                with contextlib.suppress(Exception):
-                    fin.close()
-        finally:
-            raw.close()
-    else:
-        if posix_root is None:
-            raise BadInput(f"{source!r}: a POSIX source needs the HSDS server's root directory (posix_root)")
-        file_uri = posix_file_uri(source, posix_root)
-        try:
-            fin = h5py.File(source, "r")
-        except FileNotFoundError as exc:
-            raise BadInput(f"{source} does not exist") from exc
-        except OSError as exc:
-            raise BadInput(f"{source} is not a readable HDF5 file: {exc}") from exc
-        try:
-            yield fin, file_uri
-        finally:
-            with contextlib.suppress(Exception):
-                fin.close()
-
-
 def _fix_ref_maxshape(fout: Any) -> None:
     """Make `fout.create_dataset` drop max dimensions for the reference layouts (see module doc)."""
     create = fout.create_dataset
@@ -420,47 +328,6 @@ def _fix_ref_maxshape(fout: Any) -> None:
         return create(name, *args, **kwargs)
 
     fout.create_dataset = create_dataset
-
-
-class _LibraryChatter(logging.Filter):
-    """Drops INFO/DEBUG records that h5pyd and h5json send to the *root* logger (several per dataset)."""
-
-    _DIRS = (f"{os.sep}h5pyd{os.sep}", f"{os.sep}h5json{os.sep}")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING or not any(d in record.pathname for d in self._DIRS)
-
-
-def fix_h5pyd_logging() -> None:
-    """Undo two logging side effects of h5pyd 1.0.0 / h5json 2.0.1 (idempotent; done at import of this module).
-
-    1. `h5pyd.File.__init__` sets the *root* logger's level to ERROR, which silences every INFO and
-       WARNING line of the whole program (our loggers inherit the root level). The level is restored.
-    2. h5pyd and h5json log their own progress at INFO through the root logger and their `h5pyd`
-       logger (one line per HTTP request): those records are dropped (their warnings and errors
-       still pass; an explicit level set on the `h5pyd` logger is kept). Other loggers are untouched.
-    """
-    root = logging.getLogger()
-    for name in ("h5pyd", "h5json"):  # their named loggers: one INFO line per HTTP request
-        library = logging.getLogger(name)
-        if library.level == logging.NOTSET:
-            library.setLevel(logging.WARNING)
-    if not any(isinstance(f, _LibraryChatter) for f in root.filters):
-        root.addFilter(_LibraryChatter())
-    init = h5pyd.File.__init__
-    if getattr(init, "_dc_keeps_root_level", False):
-        return
-
-    @functools.wraps(init)
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807 - replaces h5pyd.File.__init__
-        level = root.level
-        try:
-            init(self, *args, **kwargs)
-        finally:
-            root.setLevel(level)
-
-    __init__._dc_keeps_root_level = True  # type: ignore[attr-defined]
-    h5pyd.File.__init__ = __init__  # type: ignore[method-assign]
 
 
 fix_h5pyd_logging()
@@ -522,29 +389,15 @@ def link_file(
     staging = _scratch_name(domain)
     ensure_folder(parent, bucket=bucket, **kwargs)
     ensure_folder(staging_folder(domain), bucket=bucket, **kwargs)
-    with _open_source(source_text, posix_root) as (fin, file_uri):
-        datasets, linked = _count(fin)
-        try:
-            fout = h5pyd.File(staging, "w", bucket=bucket, retries=retries, **kwargs)
-        except OSError as exc:
-            _raise_for_io(exc, f"create staging domain {staging}")
-        try:
-            _fix_ref_maxshape(fout)
-            utillib.load_file(fin, fout, dataload="link", s3path=file_uri)  # closes fin and fout
-        except BaseException as exc:
-            with contextlib.suppress(Exception):
-                fout.close()
-            with contextlib.suppress(Exception):
-                delete_domain(staging, bucket=bucket, **kwargs)
-            if isinstance(exc, OSError):
-                _raise_for_io(exc, f"link {source_text} into {domain}")
-            raise
-    try:
-        flush_domain(staging, bucket=bucket, **kwargs)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            delete_domain(staging, bucket=bucket, **kwargs)
-        raise
+    datasets, linked, file_uri = _load_staging(
+        source_text,
+        staging,
+        f"link {source_text} into {domain}",
+        posix_root=posix_root,
+        retries=retries,
+        bucket=bucket,
+        **kwargs,
+    )
     _publish(staging, domain, access)  # drops the staging name itself: past the swap its root is `domain`'s
     try:  # housekeeping: never fails a link that is already published
         sweep_staging(domain, older_than_s=sweep_after_s, bucket=bucket, **kwargs)
@@ -569,6 +422,44 @@ def link_file(
         result.seconds,
     )
     return result
+
+
+def _load_staging(
+    source: str,
+    staging: str,
+    what: str,
+    *,
+    posix_root: Path | str | None,
+    retries: int,
+    bucket: str | None,
+    **kwargs: Any,
+) -> tuple[int, int, str]:
+    """Link `source` into the private domain `staging` and flush it (deleted again if either fails).
+    Returns the source's datasets, how many of them are linked, and the URI HSDS reads the chunks from."""
+    with open_source(source, posix_root) as (fin, file_uri):
+        datasets, linked = _count(fin)
+        try:
+            fout = h5pyd.File(staging, "w", bucket=bucket, retries=retries, **kwargs)
+        except OSError as exc:
+            _raise_for_io(exc, f"create staging domain {staging}")
+        try:
+            _fix_ref_maxshape(fout)
+            utillib.load_file(fin, fout, dataload="link", s3path=file_uri)  # closes fin and fout
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                fout.close()
+            with contextlib.suppress(Exception):
+                delete_domain(staging, bucket=bucket, **kwargs)
+            if isinstance(exc, OSError):
+                _raise_for_io(exc, what)
+            raise
+    try:
+        flush_domain(staging, bucket=bucket, **kwargs)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            delete_domain(staging, bucket=bucket, **kwargs)
+        raise
+    return datasets, linked, file_uri
 
 
 def sweep_staging(

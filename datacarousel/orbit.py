@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -381,41 +379,9 @@ def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
     """Yield `items`, produced by a background thread up to `depth` ahead (zlib and HDF5 reads overlap numpy work).
 
     An exception in the producer is raised in the consumer; closing the consumer stops the producer.
+    The same read-ahead thread as chunkread's (`chunkread.read_ahead`), always with at least one slot.
     """
-    slots: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max(depth, 1))
-    stop = threading.Event()
-
-    def put(entry: tuple[str, Any]) -> bool:
-        while not stop.is_set():
-            try:
-                slots.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put(("item", item)):
-                    return
-            put(("done", None))
-        except BaseException as exc:  # handed to the consumer, raised there
-            put(("error", exc))
-
-    thread = threading.Thread(target=produce, name="prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, value = slots.get()
-            if kind == "done":
-                return
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
-        thread.join()
+    return chunkread.read_ahead(items, max(depth, 1), name="prefetch")
 
 
 # --- openers --------------------------------------------------------------------------

@@ -14,13 +14,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from datacarousel.contract import IndexRequestAttr
-from datacarousel.files_table import batch_get, iso, retry_pause, serialize
+from datacarousel.files_table import BATCH_WRITE_MAX, UnprocessedWrites, batch_get, batch_put, iso
 from datacarousel.messages import IndexRequest
 from datacarousel.naming import BasicFusionName
 
 log = logging.getLogger(__name__)
 
-BATCH_WRITE_MAX = 25  # items per BatchWriteItem
 UNPROCESSED_ATTEMPTS = 8
 
 
@@ -60,18 +59,9 @@ class IndexRequestLedger:
         """
         if len(items) > BATCH_WRITE_MAX:
             raise ValueError(f"at most {BATCH_WRITE_MAX} items a batch")
-        if not items:
-            return
-        pending: list[dict[str, Any]] = [
-            {"PutRequest": {"Item": {k: serialize(v) for k, v in i.items()}}} for i in items
-        ]
-        for attempt in range(UNPROCESSED_ATTEMPTS):
-            if attempt:
-                retry_pause(attempt)
-            response = self.ddb.batch_write_item(RequestItems={self.table: pending})
-            pending = (response.get("UnprocessedItems") or {}).get(self.table, [])
-            if not pending:
-                return
-        raise LedgerWriteError(
-            f"{len(pending)} of {len(items)} ledger writes unprocessed after {UNPROCESSED_ATTEMPTS} tries"
-        )
+        try:
+            batch_put(self.ddb, self.table, items, attempts=UNPROCESSED_ATTEMPTS)
+        except UnprocessedWrites as exc:
+            raise LedgerWriteError(
+                f"{exc.left} of {exc.total} ledger writes unprocessed after {exc.attempts} tries"
+            ) from exc

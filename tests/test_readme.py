@@ -60,6 +60,7 @@ def test_every_dc_variable_the_code_reads_is_documented() -> None:
             "record_metadata",
             "batch_jobs",
             "carousel",
+            "stack_template",
             "tests",
             "bench",
             "scripts",

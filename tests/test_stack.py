@@ -1,4 +1,4 @@
-"""The CloudFormation template of stack.py: linted, scanned, pinned by a golden file, and its invariants.
+"""The template of stack.py (`stack_template`): linted, scanned, pinned by a golden file, and its invariants.
 
 `UPDATE_GOLDEN=1 pytest tests/test_stack.py` rewrites tests/golden/stack.json on purpose
 (review the diff: logical IDs are API).
@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import re
@@ -18,13 +17,13 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
 import cfnlint.api
 import pytest
 
+import stack_template
 from carousel.launcher import job_definitions
 from datacarousel import contract, registry
 from datacarousel.contract import Env, JobDefinitionName
@@ -34,23 +33,13 @@ ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden" / "stack.json"
 
 
-def _load_stack_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("datacarousel_stack", ROOT / "stack.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-stack = _load_stack_module()
 # Every job definition of the template: the pipeline's workers and each built-in analysis.
 ALL_DEFINITIONS = [*(d.value for d in JobDefinitionName), *registry.builtin()]
 
 
 @pytest.fixture(scope="module")
 def template_text() -> str:
-    return str(stack.template_json())
+    return str(stack_template.template_json())
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +146,7 @@ def test_template_matches_the_golden_file(template_text: str) -> None:
 
 
 def test_template_is_deterministic() -> None:
-    assert stack.template_json() == stack.template_json(stack.build_template())
+    assert stack_template.template_json() == stack_template.template_json(stack_template.build_template())
 
 
 # --- invariants: queues -------------------------------------------------------------------------
@@ -213,15 +202,15 @@ def test_only_the_archive_bucket_may_send_restore_events(template: dict[str, Any
     assert allow["Action"] == ["sqs:SendMessage"]
     condition = allow["Condition"]
     assert condition["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
-    assert condition["ArnLike"]["aws:SourceArn"] == stack.archive_bucket_arn().to_dict()
+    assert condition["ArnLike"]["aws:SourceArn"] == stack_template.archive_bucket_arn().to_dict()
     # The key lets S3 (this bucket only) encrypt into the queue.
     key_policy = template["Resources"]["DataKey"]["Properties"]["KeyPolicy"]
     s3_statements = [s for s in key_policy["Statement"] if s["Principal"] == {"Service": ["s3.amazonaws.com"]}]
     assert len(s3_statements) == 1
-    assert s3_statements[0]["Condition"]["ArnLike"]["aws:SourceArn"] == stack.archive_bucket_arn().to_dict()
+    assert s3_statements[0]["Condition"]["ArnLike"]["aws:SourceArn"] == stack_template.archive_bucket_arn().to_dict()
     # The archive bucket names the restore events as its notifications, to that queue.
     archive = template["Resources"]["ArchiveBucket"]
-    assert archive["Properties"]["BucketName"] == stack.archive_bucket_name().to_dict()
+    assert archive["Properties"]["BucketName"] == stack_template.archive_bucket_name().to_dict()
     notifications = archive["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
     assert {n["Event"] for n in notifications} >= {"s3:ObjectRestore:Completed"}
     assert {_getatt_target(n["Queue"]) for n in notifications} == {"RestoreEventsQueue"}
@@ -321,7 +310,7 @@ def test_every_role_is_trusted_by_one_service_of_this_account(template: dict[str
         "HsdsTaskRole": "ecs-tasks.amazonaws.com",
         "CarouselScheduleRole": "events.amazonaws.com",
         "ResearcherJobRole": "ecs-tasks.amazonaws.com",
-        **{f"{stack.role_prefix(d)}JobRole": "ecs-tasks.amazonaws.com" for d in ALL_DEFINITIONS},
+        **{f"{stack_template.role_prefix(d)}JobRole": "ecs-tasks.amazonaws.com" for d in ALL_DEFINITIONS},
     }
     assert set(roles) == set(expected)
     for name, role in roles.items():
@@ -509,7 +498,7 @@ def test_job_definitions_run_the_agreed_entry_points(template: dict[str, Any]) -
         # Infrastructure failures retry; anything else exits (the queues' redrive handles the job's own failures).
         assert retry["EvaluateOnExit"][0] == {"OnStatusReason": "Host EC2*", "Action": "RETRY"}
         assert retry["EvaluateOnExit"][-1] == {"OnReason": "*", "Action": "EXIT"}
-        assert _getatt_target(container["JobRoleArn"]) == f"{stack.role_prefix(name)}JobRole"
+        assert _getatt_target(container["JobRoleArn"]) == f"{stack_template.role_prefix(name)}JobRole"
         assert _getatt_target(container["ExecutionRoleArn"]) == "TaskExecutionRole"
 
 
@@ -570,7 +559,7 @@ def test_hsds_admits_only_the_workers_and_gets_credentials_from_the_secret(templ
     assert set(groups) == {"HsdsServiceSecurityGroup"}
     ingress = groups["HsdsServiceSecurityGroup"]["Properties"]["SecurityGroupIngress"]
     assert [(r["SourceSecurityGroupId"], r["FromPort"], r["ToPort"]) for r in ingress] == [
-        ({"Ref": "SecurityGroupId"}, stack.HSDS_PORT, stack.HSDS_PORT)
+        ({"Ref": "SecurityGroupId"}, stack_template.HSDS_PORT, stack_template.HSDS_PORT)
     ]
     assert not _of_type(template, "AWS::EC2::SecurityGroupIngress")
     task = template["Resources"]["HsdsTaskDefinition"]["Properties"]
@@ -590,11 +579,11 @@ def test_hsds_admits_only_the_workers_and_gets_credentials_from_the_secret(templ
     assert service["DesiredCount"] == 1 and service["DeploymentConfiguration"]["MaximumPercent"] == 100
     assert service["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"] == "DISABLED"
     secret = template["Resources"]["HsdsCredentials"]["Properties"]
-    assert secret["GenerateSecretString"]["GenerateStringKey"] == stack.SECRET_PASSWORD_KEY
+    assert secret["GenerateSecretString"]["GenerateStringKey"] == stack_template.SECRET_PASSWORD_KEY
 
 
 def test_data_node_urls_match_their_ports() -> None:
-    template = json.loads(stack.template_json(stack.build_template(hsds_data_nodes=3)))
+    template = json.loads(stack_template.template_json(stack_template.build_template(hsds_data_nodes=3)))
     containers = template["Resources"]["HsdsTaskDefinition"]["Properties"]["ContainerDefinitions"]
     data_nodes = [c for c in containers if c["Name"].startswith("dn")]
     assert len(data_nodes) == 3
@@ -604,7 +593,7 @@ def test_data_node_urls_match_their_ports() -> None:
         assert f"--node_number={number}" in node["Command"]
         assert sorted(urls)[number].endswith(f":{port}")  # HSDS sorts the URLs, then takes its own by number
     with pytest.raises(ValueError, match="hsds_data_nodes"):
-        stack.build_template(hsds_data_nodes=0)
+        stack_template.build_template(hsds_data_nodes=0)
 
 
 # --- parameters and outputs ---------------------------------------------------------------------------------
@@ -621,9 +610,9 @@ def test_parameters_use_aws_types_and_constraints(template: dict[str, Any]) -> N
     for name in ("WindowBytes", "WindowFiles", "RestoreDays", "MaxVcpus"):
         assert params[name]["Type"] == "Number" and params[name]["MinValue"] >= 1, name
     image_parameters = [w.parameter for w in registry.worker_images()] + [contract.HSDS_IMAGE_PARAMETER]
-    pattern = re.compile(stack.IMAGE_URI_PATTERN)
+    pattern = re.compile(stack_template.IMAGE_URI_PATTERN)
     for name in image_parameters:
-        assert params[name]["AllowedPattern"] == stack.IMAGE_URI_PATTERN
+        assert params[name]["AllowedPattern"] == stack_template.IMAGE_URI_PATTERN
         assert "Default" not in params[name], name  # the operator names the image pushed
     assert pattern.match("123456789012.dkr.ecr.us-east-1.amazonaws.com/datacarousel-loader:1.0")
     assert pattern.match("localhost/datacarousel-loader:local")
@@ -646,15 +635,15 @@ def test_outputs_name_every_shared_resource(template: dict[str, Any]) -> None:
         assert shared.output in outputs, shared.output
     assert contract.HSDS_ENDPOINT_OUTPUT in outputs and contract.HSDS_SECRET_OUTPUT in outputs
     for definition in ALL_DEFINITIONS:
-        assert f"{stack.role_prefix(definition)}JobDefinitionArn" in outputs
+        assert f"{stack_template.role_prefix(definition)}JobDefinitionArn" in outputs
 
 
 def test_local_parameters_cover_every_required_parameter(template: dict[str, Any]) -> None:
     required = {name for name, p in template["Parameters"].items() if "Default" not in p}
-    values = stack.local_parameters()
+    values = stack_template.local_parameters()
     assert required <= set(values)
     assert set(values) <= set(template["Parameters"])
-    pattern = re.compile(stack.IMAGE_URI_PATTERN)
+    pattern = re.compile(stack_template.IMAGE_URI_PATTERN)
     for worker in registry.worker_images():
         assert pattern.match(values[worker.parameter])
 
@@ -707,10 +696,10 @@ def moto_session() -> boto3.session.Session:
 def created_stack(moto_endpoint: str, moto_session: boto3.session.Session) -> dict[str, str]:
     """Outputs of the stack created from `python stack.py` in moto's CloudFormation."""
     cfn = moto_session.client("cloudformation", endpoint_url=moto_endpoint)
-    params = stack.local_parameters(moto_session.client("ec2", endpoint_url=moto_endpoint))
+    params = stack_template.local_parameters(moto_session.client("ec2", endpoint_url=moto_endpoint))
     cfn.create_stack(
         StackName=contract.DEFAULT_STACK_NAME,
-        TemplateBody=stack.template_json(),
+        TemplateBody=stack_template.template_json(),
         Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
         Capabilities=["CAPABILITY_IAM"],
     )
@@ -825,7 +814,7 @@ def test_a_finished_restore_reaches_the_restore_events_queue(
     queue_url = created_stack["RestoreEventsQueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     s3.put_bucket_notification_configuration(
-        Bucket=bucket, NotificationConfiguration=stack.restore_notification_configuration(queue_arn)
+        Bucket=bucket, NotificationConfiguration=stack_template.restore_notification_configuration(queue_arn)
     )
     key = "2001/TERRA_BF_L1B_O06625_20010301000000_F000_V001.h5"
     s3.put_object(Bucket=bucket, Key=key, Body=b"orbit", StorageClass="DEEP_ARCHIVE")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import datetime
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,7 +22,10 @@ finite_lat = st.floats(-90, 90, allow_nan=False, width=32)
 finite_lon = st.floats(-180, 180, allow_nan=False, width=32)
 
 
-def cell(rule, lat: float, lon: float) -> tuple[int, int] | None:
+IndexRule = Callable[[npt.ArrayLike, npt.ArrayLike, s.Grid], tuple[s.IntArray, s.IntArray, s.BoolArray]]
+
+
+def cell(rule: IndexRule, lat: float, lon: float) -> tuple[int, int] | None:
     row, col, inside = rule(np.array([lat], np.float32), np.array([lon], np.float32), GRID)
     return (int(row[0]), int(col[0])) if inside[0] else None
 

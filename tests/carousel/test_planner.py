@@ -15,6 +15,7 @@ from carousel.actions import (
     CompleteJob,
     FailJobFile,
     InvalidateExpired,
+    Plan,
     ProbeRestore,
     QueueIndex,
     Release,
@@ -40,7 +41,7 @@ def cfg(**kw: object) -> PlannerConfig:
     return PlannerConfig(**base)  # type: ignore[arg-type]
 
 
-def restored_names(p) -> list[str]:
+def restored_names(p: Plan) -> list[str]:
     return [a.file_name for a in p.of(RequestRestore)]
 
 
@@ -311,7 +312,7 @@ def workloads(draw: st.DrawFn) -> tuple[list[JobSpec], SimConfig, Policy]:
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(workloads())
-def test_every_wanted_file_is_eventually_restored_within_caps(case) -> None:
+def test_every_wanted_file_is_eventually_restored_within_caps(case: tuple[list[JobSpec], SimConfig, Policy]) -> None:
     jobs, config, policy = case
     if policy is not Policy.NAIVE:
         assert max(SLICE.size) <= config.window_bytes  # every file fits the window
@@ -331,7 +332,7 @@ def test_every_wanted_file_is_eventually_restored_within_caps(case) -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(st.data())
-def test_admission_never_exceeds_caps_or_budget(data) -> None:
+def test_admission_never_exceeds_caps_or_budget(data: st.DataObject) -> None:
     n = data.draw(st.integers(1, 30))
     states = data.draw(st.lists(st.sampled_from(list(FileState)), min_size=n, max_size=n))
     sizes = data.draw(st.lists(st.integers(1, 50), min_size=n, max_size=n))
@@ -472,7 +473,7 @@ def test_keep_config_is_validated() -> None:
 
 @settings(max_examples=30, deadline=None)
 @given(st.data())
-def test_keep_renews_only_readable_unexpired_copies_within_budget_and_share(data) -> None:
+def test_keep_renews_only_readable_unexpired_copies_within_budget_and_share(data: st.DataObject) -> None:
     n = data.draw(st.integers(1, 25))
     states = data.draw(st.lists(st.sampled_from(list(FileState)), min_size=n, max_size=n))
     sizes = data.draw(st.lists(st.integers(1, 50), min_size=n, max_size=n))
@@ -545,7 +546,7 @@ def test_objects_readable_as_is_take_no_room_in_the_window() -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(st.data())
-def test_files_readable_as_is_are_never_expired_renewed_probed_or_restored(data) -> None:
+def test_files_readable_as_is_are_never_expired_renewed_probed_or_restored(data: st.DataObject) -> None:
     n = data.draw(st.integers(1, 12))
     states = data.draw(st.lists(st.sampled_from(list(FileState)), min_size=n, max_size=n))
     standing = {

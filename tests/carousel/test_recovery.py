@@ -396,12 +396,12 @@ def test_a_reopened_job_completes_only_after_a_new_reduction(world: World) -> No
 def test_step_reduced_ignores_a_marker_not_newer_than_the_reopening(world: World) -> None:
     at = world.marker("job-1", ["k"])
     never = {JobAttr.JOB_ID: "job-1"}
-    assert world.step.reduced("job-1", never) == {"job_id": "job-1", "keys": ["k"]}
-    assert world.step.reduced("job-1", {**never, JobAttr.REOPENED_AT: iso_seconds(at)}) is None
-    assert world.step.reduced("job-1", {**never, JobAttr.REOPENED_AT: iso_seconds(at - 1)}) is not None
+    assert world.step.completer.reduced("job-1", never) == {"job_id": "job-1", "keys": ["k"]}
+    assert world.step.completer.reduced("job-1", {**never, JobAttr.REOPENED_AT: iso_seconds(at)}) is None
+    assert world.step.completer.reduced("job-1", {**never, JobAttr.REOPENED_AT: iso_seconds(at - 1)}) is not None
     # Without the item at hand it reads the job's.
     world.job("job-1", {}, reducer=True, attrs={JobAttr.REOPENED_AT: iso_seconds(at)})
-    assert world.step.reduced("job-1") is None
+    assert world.step.completer.reduced("job-1") is None
 
 
 def test_an_open_job_already_reducing_reduces_again_when_a_file_comes_back(world: World) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from carousel_builders import DAY, HOUR, T0, file, job, name, snapshot, wants
 from hypothesis import given, settings
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 
 from carousel import restore
 from carousel.actions import InvalidateExpired, RenewLease, RequestRestore, UpdateFileState
+from carousel.model import Snapshot
 from carousel.planner import PlannerConfig, plan
 from carousel.planner import step as planner_step
 from carousel.restore import (
@@ -26,7 +29,7 @@ from datacarousel.errors import BadInput
 ORBITS = list(range(20_000, 20_006))
 
 
-def _world():
+def _world() -> Snapshot:
     """Six files: two restoring, one indexed (expiry T0+2d), one restored, one archived, one failed."""
     files = [
         file(ORBITS[0], FileState.RESTORING, requested_at=T0),
@@ -39,7 +42,7 @@ def _world():
     return snapshot(files, [job("j1")], wants("j1", ORBITS))
 
 
-def _events_strategy():
+def _events_strategy() -> st.SearchStrategy[list[RestoreEvent]]:
     kinds = st.sampled_from(list(RestoreEventKind))
     return st.lists(
         st.builds(
@@ -126,7 +129,9 @@ def test_vanished_copy_of_a_readable_file_is_marked_expired_for_invalidation() -
 
 @settings(max_examples=150, deadline=None)
 @given(_events_strategy(), st.randoms(use_true_random=False), st.integers(0, 3))
-def test_duplicated_and_reordered_events_change_nothing(events, rnd, copies) -> None:
+def test_duplicated_and_reordered_events_change_nothing(
+    events: list[RestoreEvent], rnd: random.Random, copies: int
+) -> None:
     snap = _world()
     reference = reconcile(snap, events, {}, NOW)
     noisy = list(events) + [e for e in events for _ in range(copies)]
@@ -136,7 +141,7 @@ def test_duplicated_and_reordered_events_change_nothing(events, rnd, copies) -> 
 
 @settings(max_examples=150, deadline=None)
 @given(_events_strategy(), st.data())
-def test_events_are_irrelevant_when_the_object_was_observed(events, data) -> None:
+def test_events_are_irrelevant_when_the_object_was_observed(events: list[RestoreEvent], data: st.DataObject) -> None:
     snap = _world()
     status = data.draw(st.sampled_from(list(ObservedStatus)))
     expiry = T0 + 3 * DAY if status is ObservedStatus.RESTORED else None
@@ -147,7 +152,7 @@ def test_events_are_irrelevant_when_the_object_was_observed(events, data) -> Non
 
 @settings(max_examples=150, deadline=None)
 @given(_events_strategy())
-def test_reconciliation_is_idempotent(events) -> None:
+def test_reconciliation_is_idempotent(events: list[RestoreEvent]) -> None:
     snap = _world()
     once = apply_updates(snap, reconcile(snap, events, {}, NOW), NOW)
     again = reconcile(once, events, {}, NOW)
@@ -161,7 +166,7 @@ def test_reconciliation_is_idempotent(events) -> None:
 STANDING = [ORBITS[0], ORBITS[1]]  # inventoried in a readable class: RESTORED / INDEXED with no expiry
 
 
-def _standard_world():
+def _standard_world() -> Snapshot:
     files = [
         file(ORBITS[0], FileState.RESTORED, version=1),
         file(ORBITS[1], FileState.INDEXED, version=2),
@@ -190,7 +195,9 @@ RESTORED_HEADER = 'ongoing-request="false", expiry-date="Fri, 23 Jan 2026 00:00:
         ({"StorageClass": "GLACIER", "Restore": RESTORED_HEADER}, "RESTORED", T0 + 22 * DAY),
     ],
 )
-def test_observe_head_reads_the_storage_class_before_the_restore_header(head, status, expiry) -> None:
+def test_observe_head_reads_the_storage_class_before_the_restore_header(
+    head: dict[str, str], status: str, expiry: float | None
+) -> None:
     seen = restore.observe_head(head, T0)
     assert (seen.status, seen.restore_expiry) == (restore.ObservedStatus[status], expiry)
     assert seen.storage_class == head.get("StorageClass", "STANDARD")
@@ -205,7 +212,9 @@ def test_observe_head_reads_the_storage_class_before_the_restore_header(head, st
         (ORBITS[4], FileState.ARCHIVED, FileState.RESTORED),  # never restored
     ],
 )
-def test_an_object_in_a_readable_class_is_readable_with_no_expiry(orbit, from_state, to_state) -> None:
+def test_an_object_in_a_readable_class_is_readable_with_no_expiry(
+    orbit: int, from_state: FileState, to_state: FileState
+) -> None:
     """RestoreObject refused it (InvalidObjectState), or it was copied into STANDARD: whatever the file's
     state, it becomes readable with no expiry; a FAILED file is left alone."""
     snap = _world()
@@ -234,7 +243,9 @@ def test_an_object_in_a_readable_class_is_readable_with_no_expiry(orbit, from_st
     ),
     st.booleans(),
 )
-def test_restore_events_about_an_object_in_a_readable_class_change_nothing(events, looked) -> None:
+def test_restore_events_about_an_object_in_a_readable_class_change_nothing(
+    events: list[RestoreEvent], looked: bool
+) -> None:
     """The issue's case: a restore event for an INDEXED STANDARD object expired it (its domain deleted, then
     RestoreObject and InvalidObjectState for ever). Whether the step looked at the object or not."""
     snap = _standard_world()
@@ -267,7 +278,7 @@ def test_an_object_moved_into_an_archive_class_goes_back_to_archived_never_faile
 
 
 @pytest.mark.parametrize("orbit", ORBITS[:5])
-def test_a_missing_object_fails_its_file_with_the_key_and_the_answer(orbit) -> None:
+def test_a_missing_object_fails_its_file_with_the_key_and_the_answer(orbit: int) -> None:
     snap = _world()
     seen = restore.object_missing("archive", f"bf/{name(orbit)}", "HeadObject answered HTTP 404 (404)", NOW)
     (update,) = reconcile(snap, [], {name(orbit): seen}, NOW)
@@ -282,7 +293,7 @@ def test_a_missing_object_fails_its_file_with_the_key_and_the_answer(orbit) -> N
 
 @settings(max_examples=150, deadline=None)
 @given(_events_strategy())
-def test_no_event_restores_an_object_head_object_says_is_gone(events) -> None:
+def test_no_event_restores_an_object_head_object_says_is_gone(events: list[RestoreEvent]) -> None:
     """A restore event for a deleted object was trusted when HeadObject answered 404 (ARCHIVED -> RESTORED)."""
     snap = _world()
     gone = {

@@ -12,7 +12,7 @@ from carousel.catalogue import CatalogueArrays, fallback_entries, load
 from carousel.planner import Policy
 from carousel.plot import plot
 from carousel.query import JobQuery
-from carousel.simulator import EPOCH, JobSpec, SimConfig, compare, make_workload, need_bound, simulate
+from carousel.simulator import EPOCH, JobSpec, SimConfig, SimResult, compare, make_workload, need_bound, simulate
 from datacarousel.contract import RestoreTier
 
 DAY = 86_400.0
@@ -41,12 +41,12 @@ def overlapping_jobs(catalogue_slice: CatalogueArrays) -> list[JobSpec]:
 
 
 @pytest.fixture(scope="module")
-def results(catalogue_slice: CatalogueArrays, overlapping_jobs: list[JobSpec]):
+def results(catalogue_slice: CatalogueArrays, overlapping_jobs: list[JobSpec]) -> dict[Policy, SimResult]:
     config = SimConfig(window_bytes=3 * TB, window_files=100, workers=32, step_s=3600.0)
     return {p: simulate(catalogue_slice, overlapping_jobs, p, config) for p in Policy}
 
 
-def test_carousel_policies_restore_each_needed_byte_once(results) -> None:
+def test_carousel_policies_restore_each_needed_byte_once(results: dict[Policy, SimResult]) -> None:
     for policy in (Policy.DEMAND, Policy.ROTATION):
         r = results[policy]
         assert r.jobs_completed == r.jobs == 12
@@ -57,7 +57,9 @@ def test_carousel_policies_restore_each_needed_byte_once(results) -> None:
         assert all(v == 0 for v in r.violations.values()), r.violations
 
 
-def test_naive_restores_overlapping_files_once_per_job(results, overlapping_jobs) -> None:
+def test_naive_restores_overlapping_files_once_per_job(
+    results: dict[Policy, SimResult], overlapping_jobs: list[JobSpec]
+) -> None:
     naive = results[Policy.NAIVE]
     assert naive.jobs_completed == 12
     assert naive.amplification > 1.5
@@ -67,14 +69,14 @@ def test_naive_restores_overlapping_files_once_per_job(results, overlapping_jobs
     assert naive.peak_staged_bytes > results[Policy.DEMAND].peak_staged_bytes
 
 
-def test_costs_are_at_least_the_lower_bound(results) -> None:
+def test_costs_are_at_least_the_lower_bound(results: dict[Policy, SimResult]) -> None:
     for r in results.values():
         assert r.cost.retrieval >= r.lower_bound.retrieval * 0.999
         assert r.cost.total >= r.lower_bound.total * 0.999
         assert r.completion_s and r.median_completion_s <= r.p95_completion_s
 
 
-def test_plot_writes_a_png(results, tmp_path: Path) -> None:
+def test_plot_writes_a_png(results: dict[Policy, SimResult], tmp_path: Path) -> None:
     out = tmp_path / "sim.png"
     plot(results, str(out))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -84,7 +84,7 @@ class World:
 
     def record(self) -> StepReport:
         report = StepReport(started_at=time.time())
-        self.step.record_index_failures(time.time(), report)
+        self.step.dead_letters.record_index_failures(time.time(), report)
         return report
 
 
@@ -229,7 +229,7 @@ def test_unattributable_index_dead_letters_are_logged_with_their_body_and_delete
     ]
     for body in bodies:
         world.dead_letter(body)
-    with caplog.at_level(logging.ERROR, logger="carousel.step"):
+    with caplog.at_level(logging.ERROR, logger="carousel.queues"):
         report = world.record()
     assert report.unattributed_dead_letters == 3 and report.failed_files == 0
     assert world.messages(world.dlq_url) == [], "left for every later step to read again"
@@ -248,8 +248,8 @@ def test_unattributable_work_dead_letters_are_logged_with_their_body_and_deleted
     for body in ("not a job message", escape):
         world.dead_letter(body, url=world.work_dlq_url)
     report = StepReport(started_at=time.time())
-    with caplog.at_level(logging.ERROR, logger="carousel.step"):
-        changes = world.step._record_dead_work(world.work_url, world.work_dlq_url, time.time(), report)
+    with caplog.at_level(logging.ERROR, logger="carousel.queues"):
+        changes = world.step.dead_letters.record_dead_work(world.work_url, world.work_dlq_url, time.time(), report)
     assert changes == {} and report.unattributed_dead_letters == 2
     assert world.messages(world.work_dlq_url) == []
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
@@ -286,7 +286,7 @@ def test_work_that_failed_only_transiently_is_sent_again_later_then_fails_with_t
     for n in range(1, MAX_WORK_REDRIVES + 1):
         world.dead_letter(body, reason=None, url=world.work_dlq_url)
         report = StepReport(started_at=time.time())
-        assert world.step._record_dead_work(world.work_url, world.work_dlq_url, time.time(), report) == {}
+        assert world.step.dead_letters.record_dead_work(world.work_url, world.work_dlq_url, time.time(), report) == {}
         assert report.redriven == 1 and report.failed_job_files == 0
         assert int(_job_file(world, "job-t", GOOD)[JobFileAttr.REDRIVES]) == n
     redriven = [p for p in world.sent if p["QueueUrl"] == world.work_url]
@@ -294,7 +294,7 @@ def test_work_that_failed_only_transiently_is_sent_again_later_then_fails_with_t
     assert world.messages(world.work_dlq_url) == []
     world.dead_letter(body, reason=None, url=world.work_dlq_url)
     report = StepReport(started_at=time.time())
-    changes = world.step._record_dead_work(world.work_url, world.work_dlq_url, time.time(), report)
+    changes = world.step.dead_letters.record_dead_work(world.work_url, world.work_dlq_url, time.time(), report)
     assert changes == {("job-t", GOOD.file_name): JobFileState.FAILED}
     job_file = _job_file(world, "job-t", GOOD)
     assert job_file[JobFileAttr.STATE] == JobFileState.FAILED.value
@@ -305,12 +305,12 @@ def test_work_with_a_reason_fails_at_once_and_a_job_file_no_longer_queued_is_not
     body = _queued_job_file(world, "job-p", GOOD).to_json()
     world.dead_letter(body, reason="BadInput: MISR radiance chunk at 4096 is corrupt", url=world.work_dlq_url)
     report = StepReport(started_at=time.time())
-    world.step._record_dead_work(world.work_url, world.work_dlq_url, time.time(), report)
+    world.step.dead_letters.record_dead_work(world.work_url, world.work_dlq_url, time.time(), report)
     assert (report.redriven, report.failed_job_files) == (0, 1)
     assert "corrupt" in _job_file(world, "job-p", GOOD)[JobFileAttr.ERROR]
     world.dead_letter(body, reason=None, url=world.work_dlq_url)  # a late duplicate of the same item
     report = StepReport(started_at=time.time())
-    world.step._record_dead_work(world.work_url, world.work_dlq_url, time.time(), report)
+    world.step.dead_letters.record_dead_work(world.work_url, world.work_dlq_url, time.time(), report)
     assert (report.redriven, report.failed_job_files) == (0, 0)
     assert [p for p in world.sent if p["QueueUrl"] == world.work_url] == []
 
@@ -341,7 +341,7 @@ def test_work_of_a_file_whose_object_was_archived_waits_for_its_restore(world: W
     _archive_in_place(world, GOOD)
     world.dead_letter(body, reason=None, url=world.work_dlq_url)
     report = StepReport(started_at=time.time())
-    changes = world.step._record_dead_work(world.work_url, world.work_dlq_url, time.time(), report)
+    changes = world.step.dead_letters.record_dead_work(world.work_url, world.work_dlq_url, time.time(), report)
     assert changes == {("job-a", GOOD.file_name): JobFileState.WAITING} and report.redriven == 0
     assert world.item(GOOD)[FileAttr.STATE] == FileState.ARCHIVED.value
     assert world.messages(world.work_url) == [] and world.messages(world.work_dlq_url) == []

@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 
 from carousel import store
 from carousel.store import CarouselFiles, JobFilesTable, JobsTable, Lease, Tables, iso_seconds
-from datacarousel import naming
+from datacarousel import files_table, naming
 from datacarousel.contract import (
     FILES_TABLE,
     JOB_FILES_TABLE,
@@ -934,7 +934,7 @@ def test_batch_put_writes_every_item_exactly_across_batches(tables: Tables) -> N
     """batch_put is the one unconditional write: new job-files of a fresh job id, 25 a call."""
     items = [
         job_file_item(JobFileState.WAITING, **{JobFileAttr.FILE_NAME: f"f{i:03d}.h5", JobFileAttr.ATTEMPTS: 0})
-        for i in range(2 * store.BATCH_WRITE_MAX + 3)
+        for i in range(2 * files_table.BATCH_WRITE_MAX + 3)
     ]
     tables.job_files.put_new(items)
     stored = sorted(tables.job_files.of_job(J), key=lambda i: i[JobFileAttr.FILE_NAME])
@@ -947,7 +947,7 @@ def test_batch_put_replaces_a_whole_existing_item(tables: Tables) -> None:
     old = job_file_item(JobFileState.DONE, **{JobFileAttr.RESULT_KEY: "results/r.npz", JobFileAttr.ATTEMPTS: 1})
     put(tables.job_files.ddb, JOB_FILES_TABLE, old)
     new = job_file_item(JobFileState.WAITING, **{JobFileAttr.ATTEMPTS: 0})
-    store.batch_put(tables.job_files.ddb, JOB_FILES_TABLE.table_name, [new])
+    files_table.batch_put(tables.job_files.ddb, JOB_FILES_TABLE.table_name, [new])
     assert deserialize(raw(tables.job_files.ddb, JOB_FILES_TABLE, JOB_FILE_KEY) or {}) == new
 
 

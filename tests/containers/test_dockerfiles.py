@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+import stack_template
 from datacarousel import registry
 from workbench import images
-from workbench.local.environment import load_stack_module
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKER_DIR = REPO_ROOT / "docker"
@@ -159,9 +159,8 @@ def test_images_match_the_contract_and_the_job_definitions_of_the_template() -> 
     assert {(e.image, e.parameter, e.job_definition) for e in registry.worker_images()} == {
         (s.name, s.template_parameter, s.job_definition) for s in images.WORKER_IMAGES
     }
-    stack = load_stack_module()
     by_definition = {s.job_definition: s for s in images.WORKER_IMAGES}
-    for worker in stack.workers():
+    for worker in stack_template.workers():
         defaults = {f"Ref::{name}": value for name, value in worker.parameters}
         expected = tuple(defaults.get(arg, arg) for arg in worker.command)
         assert by_definition[worker.definition].command == expected

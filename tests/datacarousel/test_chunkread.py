@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from datacarousel import aws, chunkread, hsds
+from datacarousel.chunkread.index import _replace
 from datacarousel.errors import BadInput, CorruptData
 from workbench.synthetic.generator import generate_orbit
 
@@ -294,10 +295,10 @@ def test_streaming_checks_the_whole_chunk(where: str, piece: int, streamer: bool
 
 def test_streaming_rejects_a_chunk_of_the_wrong_size() -> None:
     index, data = stream_index()
-    longer = chunkread._replace(index, shape=(199, 1000), chunk_shape=(199, 1000))
+    longer = _replace(index, shape=(199, 1000), chunk_shape=(199, 1000))
     with pytest.raises(chunkread.CorruptChunk, match="more than"):
         list(chunkread.iter_leading_range(longer, lambda o, n: data[o : o + n], 0, 5))
-    shorter = chunkread._replace(index, shape=(201, 1000), chunk_shape=(201, 1000))
+    shorter = _replace(index, shape=(201, 1000), chunk_shape=(201, 1000))
     with pytest.raises(chunkread.CorruptChunk, match="200000 bytes, expected 201000"):
         list(chunkread.iter_leading_range(shorter, lambda o, n: data[o : o + n], 0, 5))
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+import stack_template
 from datacarousel import definitions, registry
 from datacarousel.definitions import JobDefinition, Parameter, ParameterType
 from datacarousel.errors import BadInput, ConfigError
@@ -155,15 +154,6 @@ def test_the_batch_command_passes_the_mode_and_every_parameter() -> None:
     assert described == "vza_max (float, default 18.0; 0.01..90): Largest angle."
 
 
-def _load_stack(monkeypatch: pytest.MonkeyPatch) -> Any:
-    spec = importlib.util.spec_from_file_location("stack_for_definitions_test", ROOT / "stack.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_a_default_changed_in_the_description_reaches_template_cli_help_and_validation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -179,7 +169,7 @@ def test_a_default_changed_in_the_description_reaches_template_cli_help_and_vali
         # Validation: a job that sets nothing gets the new default.
         assert registry.get("ComputeRadiance").validate({})["resolution"] == "0.25"
         # The template: the Batch job definition's parameter default.
-        template = json.loads(_load_stack(monkeypatch).template_json())
+        template = json.loads(stack_template.template_json())
         (radiance,) = [
             r["Properties"]
             for r in template["Resources"].values()

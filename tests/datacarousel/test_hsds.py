@@ -25,7 +25,7 @@ import h5pyd
 import numpy as np
 import pytest
 
-from datacarousel import aws, hsds
+from datacarousel import aws, hsds, link_source
 from datacarousel.errors import BadInput, ConfigError, NotReadable
 from workbench.synthetic.generator import generate_orbit
 
@@ -429,12 +429,12 @@ def test_a_stalled_s3_read_fails_instead_of_hanging(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("AWS_ENDPOINT_URL", stalled.url)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setattr(hsds, "S3_READ_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(link_source, "S3_READ_TIMEOUT_S", 0.5)
     outcome: list[BaseException | None] = []
 
     def open_it() -> None:
         try:
-            with hsds._open_source("s3://archive/P022/TERRA_BF_L1B_O85079_20151216160910_F000_V001.h5", None):
+            with link_source.open_source("s3://archive/P022/TERRA_BF_L1B_O85079_20151216160910_F000_V001.h5", None):
                 outcome.append(None)
         except BaseException as exc:
             outcome.append(exc)

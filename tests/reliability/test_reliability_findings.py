@@ -52,6 +52,6 @@ def test_a_reindexed_file_stops_needing_metadata_once_record_metadata_ran(local_
     files.record_metadata(meta, t0 + timedelta(hours=3))
     item = files.get(name.file_name)
     assert item is not None
-    # The step's test for "indexed files lacking metadata" (carousel/step.py, launch_workers):
+    # The step's test for "indexed files lacking metadata" (carousel/launching.py, launch_workers):
     needs_metadata = (item.get(FileAttr.METADATA_AT) or "") < (item.get(FileAttr.INDEXED_AT) or "~")
     assert not needs_metadata, (item.get(FileAttr.METADATA_AT), item.get(FileAttr.INDEXED_AT))

@@ -25,13 +25,13 @@ from reliability_harness import (
     update_doc,
 )
 
+import stack_template
 from carousel.runtime import TABLE_SETTINGS, Context
 from datacarousel import aws, hsds, naming
 from datacarousel.contract import Env, FileState, JobDefinitionName, JobFileState, JobState
 from datacarousel.files_table import iso, utcnow
 from index_file.adapters import HsdsTarget, write_marker
 from index_file.core import Marker
-from workbench.local.environment import load_stack_module
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -146,8 +146,8 @@ JUSTIFIED_UNUSED: dict[str, dict[str, str]] = {
     "*": {
         "kms:Decrypt": "SSE-KMS queues and tables: AWS calls KMS on the worker's behalf (moto does not)",
         "kms:GenerateDataKey": "SSE-KMS queues and tables: AWS calls KMS on the worker's behalf (moto does not)",
-        "dynamodb:DescribeTable": "shared table read set (stack._TABLE_READ)",
-        "dynamodb:ConditionCheckItem": "shared table write set (stack._TABLE_WRITE), for transactions",
+        "dynamodb:DescribeTable": "shared table read set (stack_template.iam._TABLE_READ)",
+        "dynamodb:ConditionCheckItem": "shared table write set (stack_template.iam._TABLE_WRITE), for transactions",
         "sqs:GetQueueAttributes": "shared send/consume sets (queue depth)",
     },
     JobDefinitionName.CAROUSEL.value: {
@@ -184,11 +184,10 @@ EXERCISED = (*(d.value for d in JobDefinitionName), "ComputeRadiance")
 
 
 def _role_actions() -> dict[str, set[str]]:
-    stack = load_stack_module()
-    template = stack.build_template().to_dict()
+    template = stack_template.build_template().to_dict()
     out: dict[str, set[str]] = {}
     for definition in EXERCISED:
-        role = template["Resources"][f"{stack.role_prefix(definition)}JobRole"]
+        role = template["Resources"][f"{stack_template.role_prefix(definition)}JobRole"]
         actions: set[str] = set()
         for policy in role["Properties"].get("Policies", []):
             for statement in policy["PolicyDocument"]["Statement"]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import secret_scan
 
-from workbench.local.environment import load_stack_module
+import stack_template
 
 ROOT = Path(__file__).resolve().parents[2]
 AUDIT_VENV = ROOT / ".venv-audit"
@@ -52,7 +52,7 @@ def test_no_secret_in_the_repository() -> None:
 
 
 def test_no_secret_in_the_template_or_the_dockerfiles() -> None:
-    template = load_stack_module().template_json()
+    template = stack_template.template_json()
     findings = list(secret_scan.scan_text(template, "stack.json"))
     dockerfiles = sorted((ROOT / "docker").glob("*Dockerfile")) + sorted((ROOT / "docker").glob("*.txt"))
     assert dockerfiles

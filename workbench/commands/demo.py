@@ -1,4 +1,4 @@
-"""`datacarousel demo`: a researcher's month on the embedded default, end to end (see workbench/demo.py).
+"""`datacarousel demo`: a researcher's month on the embedded default, end to end (see workbench/demo/).
 
 Every option, the job definition and its parameters are checked before anything starts: a bad one
 ends in one line on stderr and exit code 2.
@@ -123,9 +123,19 @@ def demo_command(  # noqa: PLR0917 - typer maps options to parameters
         options.validate()  # the definition and its parameters too: before the environment comes up
     except demo.DemoError as exc:
         raise _refuse(exc) from None
+    _run(options, out)
+
+
+def _console() -> Console:
     console = Console()
     if not console.is_terminal:  # a log or a pipe: wide enough for the summary's tables and S3 locations
         console = Console(width=max(console.width, WIDE_OUTPUT))
+    return console
+
+
+def _run(options: demo.DemoOptions, out: Path) -> None:
+    """Run the checked demo; an interruption or a failure ends in its exit code, the details in the log."""
+    console = _console()
     log_file = demo.configure_logging(out.resolve())
     try:
         demo.run(options, console)

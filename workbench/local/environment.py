@@ -14,22 +14,21 @@ by PID. State directory layout::
     <state>/logs/               moto.log, hsds.log, hsds.out
     <state>/hsds/root/<bucket>/ HSDS storage (emptied at every `up`: moto's state is in memory too)
     <state>/hsds/passwd         HSDS password file, 0600
+
+The layout and its files (env file, state, PID records, lock) are `workbench/local/state_dir.py`;
+`Paths`, `read_env_file`, `write_env_file` and `export_lines` stay importable from here.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import fcntl
 import importlib.util
 import inspect
 import json
 import logging
 import os
-import secrets
-import shlex
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -39,13 +38,22 @@ from types import ModuleType
 from typing import Any
 
 import boto3
-import tenacity
 
-from datacarousel import aws, contract, hsds
-from datacarousel.errors import TransientError
-from workbench.local import hsds_server, moto_server, process
+import stack_template
+from datacarousel import aws, contract
+from workbench.local import hsds_server, moto_server, process, startup_steps
 from workbench.local.errors import LocalEnvironmentError, NotRunning, StackFailed, StartupFailed
 from workbench.local.launcher import LocalLauncher
+from workbench.local.state_dir import (
+    Paths,
+    export_lines,  # noqa: F401 - re-exported: `datacarousel env` uses it
+    locked,
+    read_env_file,
+    read_records,
+    read_state,
+    write_env_file,
+    write_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,52 +74,6 @@ BASE_VARIABLES = (
     contract.Env.STACK_NAME,
     contract.Env.HSDS_FOLDER,
 )
-
-
-@dataclass(frozen=True)
-class Paths:
-    """Where the environment keeps its state."""
-
-    root: Path
-
-    @property
-    def env_file(self) -> Path:
-        return self.root / "env"
-
-    @property
-    def run(self) -> Path:
-        return self.root / "run"
-
-    @property
-    def lock_file(self) -> Path:
-        return self.root / ".lock"
-
-    @property
-    def state_file(self) -> Path:
-        return self.run / "state.json"
-
-    def pid_file(self, name: str) -> Path:
-        return self.run / f"{name}.pid"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def hsds_dir(self) -> Path:
-        return self.root / "hsds"
-
-    @property
-    def hsds_root(self) -> Path:
-        return self.hsds_dir / "root"
-
-    @property
-    def password_file(self) -> Path:
-        return self.hsds_dir / "passwd"
-
-    @property
-    def override_file(self) -> Path:
-        return self.hsds_dir / "override.yml"
 
 
 @dataclass(frozen=True)
@@ -152,48 +114,13 @@ class LocalEnvironment:
         return sorted({pid for s in self.services for pid in s.pids})
 
 
-# --- env file ------------------------------------------------------------------------
-
-
-def write_env_file(path: Path, env: Mapping[str, str]) -> None:
-    """`KEY=value` lines, values shell-quoted (so `set -a; . env` works), created 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write("# Written by `datacarousel up`; removed by `datacarousel down`.\n")
-        for key in sorted(env):
-            out.write(f"{key}={shlex.quote(env[key])}\n")
-    os.replace(tmp, path)
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """Parse an env file written by `write_env_file`."""
-    env: dict[str, str] = {}
-    for number, text in enumerate(path.read_text().splitlines(), start=1):
-        line = text.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, raw = line.partition("=")
-        if not sep or not key.isidentifier():
-            raise LocalEnvironmentError(f"{path}:{number}: not a KEY=VALUE line")
-        values = shlex.split(raw)
-        env[key] = values[0] if values else ""
-    return env
-
-
-def export_lines(env: Mapping[str, str]) -> list[str]:
-    return [f"export {key}={shlex.quote(env[key])}" for key in sorted(env)]
-
-
 # --- the stack ---------------------------------------------------------------------
 
 
 def load_stack_module(path: Path | None = None) -> ModuleType:
-    """The project's `stack.py` (next to the package unless `path` says otherwise)."""
-    path = path or Path(__file__).resolve().parents[2] / "stack.py"
+    """The project's template, the `stack_template` package; or the template module file `path` (`--stack-file`)."""
+    if path is None:
+        return stack_template
     spec = importlib.util.spec_from_file_location("datacarousel_stack_template", path)
     if spec is None or spec.loader is None or not path.exists():
         raise LocalEnvironmentError(f"cannot load the stack template module {path}")
@@ -209,7 +136,7 @@ def load_stack_module(path: Path | None = None) -> ModuleType:
 
 def template_dict() -> dict[str, Any]:
     """The stack template as a dictionary (its job definitions are what the local launcher runs)."""
-    return dict(load_stack_module().build_template().to_dict())
+    return dict(stack_template.build_template().to_dict())
 
 
 def _template_body(stack_module: ModuleType, ec2: Any) -> tuple[str, dict[str, str]]:
@@ -295,42 +222,13 @@ def resource_env(outputs: Mapping[str, str]) -> tuple[dict[str, str], tuple[str,
 # --- up / down / status ------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _locked(paths: Paths) -> Iterator[None]:
-    """One `up`/`down` at a time per state directory (across processes)."""
-    paths.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(paths.lock_file, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _read_state(paths: Paths) -> dict[str, Any]:
-    try:
-        raw = json.loads(paths.state_file.read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
-    return raw if isinstance(raw, dict) else {}
-
-
-def _records(paths: Paths) -> dict[str, process.ProcessRecord]:
-    found = {}
-    for name in (moto_server.NAME, hsds_server.NAME):
-        record = process.read_record(paths.pid_file(name))
-        if record is not None:
-            found[name] = record
-    return found
-
-
 def status(state_dir: Path = DEFAULT_STATE_DIR) -> LocalEnvironment | None:
     """The environment of `state_dir` if anything of it is recorded, else None. Never starts anything."""
     paths = Paths(Path(state_dir).resolve())
-    records = _records(paths)
+    records = read_records(paths)
     if not records:
         return None
-    state = _read_state(paths)
+    state = read_state(paths)
     endpoints = state.get("endpoints", {})
     services = [
         ServiceStatus(
@@ -389,7 +287,7 @@ def up(
     message; whatever this call started is stopped again before it raises.
     """
     paths = Paths(Path(state_dir).resolve())
-    with _locked(paths):
+    with locked(paths):
         current = status(paths.root)
         if _is_healthy(current):
             assert current is not None
@@ -436,124 +334,51 @@ def _start(
     hsds_server.check_installed()
     stack_module = load_stack_module(stack_file)
     started = time.monotonic()
-    records: dict[str, process.ProcessRecord] = {}
-    socket_dir: Path | None = None
+    startup = startup_steps.Startup(paths)
     try:
         paths.run.mkdir(parents=True, exist_ok=True)
         paths.logs.mkdir(parents=True, exist_ok=True)
         # 1. moto and HSDS start together (HSDS only needs moto's address, known up front);
         #    the stack is created in moto while HSDS boots.
-        aws_env = {
-            contract.Env.AWS_ACCESS_KEY_ID: "dclocal" + secrets.token_hex(4),  # moto accepts any key
-            contract.Env.AWS_SECRET_ACCESS_KEY: secrets.token_urlsafe(24),
-            contract.Env.AWS_REGION: region,
-        }
+        aws_env = startup_steps.moto_credentials(region)
         # The caller's AWS settings (perhaps another environment's endpoint) must not leak into the servers.
         clean_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        moto_env = {**clean_env, **aws_env}
-        record, moto_endpoint = moto_server.start(
-            port=moto_port, env=moto_env, cwd=paths.root, log_file=paths.logs / "moto.log"
-        )
-        records[moto_server.NAME] = record
-        process.write_record(paths.pid_file(moto_server.NAME), record)
-        _write_state(paths, {"endpoints": {moto_server.NAME: moto_endpoint}})
+        moto_endpoint = startup_steps.start_moto(startup, moto_port, {**clean_env, **aws_env})
         aws_env[contract.Env.AWS_ENDPOINT_URL] = moto_endpoint
-
-        # HSDS: fresh storage at every `up` (moto's objects, which linked domains point at, are new too).
         bucket = DEFAULT_HSDS_BUCKET
-        shutil.rmtree(paths.hsds_root, ignore_errors=True)
-        (paths.hsds_root / bucket).mkdir(parents=True)
-        credentials = hsds_server.Credentials.generate(hsds_user)
-        credentials.write_password_file(paths.password_file)
-        socket_dir = hsds_server.make_socket_dir()
-        s3 = hsds_server.S3Access(
-            gateway=moto_endpoint,
-            access_key_id=aws_env[contract.Env.AWS_ACCESS_KEY_ID],
-            secret_access_key=aws_env[contract.Env.AWS_SECRET_ACCESS_KEY],
-            region=region,
-        )
-        record, hs_endpoint, dn_urls = hsds_server.start(
-            root_dir=paths.hsds_root,
-            bucket=bucket,
-            password_file=paths.password_file,
-            socket_dir=socket_dir,
-            override_file=paths.override_file,
-            log_file=paths.logs / "hsds.log",
-            dn_count=dn_count,
-            base_env=clean_env,
-            s3=s3,
+        credentials, hs_endpoint, dn_urls = startup_steps.start_hsds(
+            startup, aws_env, hsds_user, bucket=bucket, dn_count=dn_count, base_env=clean_env,
             log_level=hsds_log_level,
-        )
-        records[hsds_server.NAME] = record
-        process.write_record(paths.pid_file(hsds_server.NAME), record)
-        _write_state(
-            paths,
-            {
-                "endpoints": {moto_server.NAME: moto_endpoint, hsds_server.NAME: hs_endpoint},
-                "socket_dir": str(socket_dir),
-            },
-        )
+        )  # fmt: skip
 
         # 2. the stack, in moto
-        moto_server.wait_ready(moto_endpoint, records[moto_server.NAME], timeout=timeout)
+        moto_server.wait_ready(moto_endpoint, startup.records[moto_server.NAME], timeout=timeout)
         timings = {"moto_ready": time.monotonic() - started}
-        session = boto3.session.Session(
-            aws_access_key_id=aws_env[contract.Env.AWS_ACCESS_KEY_ID],
-            aws_secret_access_key=aws_env[contract.Env.AWS_SECRET_ACCESS_KEY],
-            region_name=region,
-        )
-        cfn = aws.client("cloudformation", session=session, endpoint_url=moto_endpoint)
-        ec2 = aws.client("ec2", session=session, endpoint_url=moto_endpoint)
-        stack_status, outputs = create_stack(cfn, ec2, stack_name, stack_module)
+        stack_status, dc_env, missing = _create_stack_in_moto(aws_env, stack_name, stack_module)
         timings["stack"] = time.monotonic() - started
-        dc_env, missing = resource_env(outputs)
-        if missing and stack_status != "EMPTY_TEMPLATE":
-            log.warning("stack %s lacks contract outputs: %s", stack_name, ", ".join(missing))
-        apply_restore_notifications(session, moto_endpoint, stack_module, dc_env)
 
         # 3. HSDS ready
-        hsds_server.wait_ready(hs_endpoint, dn_urls, record, timeout=timeout)
+        startup_steps.wait_hsds_ready(startup, hs_endpoint, dn_urls, timeout=timeout)
         timings["hsds_ready"] = time.monotonic() - started
-        # Remember the nodes, so `down` can stop them even if the parent has died meanwhile.
-        record = record.with_children(process.live_children(record))
-        records[hsds_server.NAME] = record
-        process.write_record(paths.pid_file(hsds_server.NAME), record)
 
         # 4. the HSDS folder of the domains, owned by the worker account
         folder = contract.DEFAULT_HSDS_FOLDER.format(user=hsds_user)
-        # Right after READY a node may still answer 503 for a moment: retry transient errors briefly.
-        for attempt in tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(TransientError),
-            stop=tenacity.stop_after_delay(timeout),
-            wait=tenacity.wait_exponential(multiplier=0.1, max=2.0),
-            reraise=True,
-        ):
-            with attempt:
-                hsds.ensure_folder(
-                    folder,
-                    endpoint=hs_endpoint,
-                    username=credentials.username,
-                    password=credentials.password,
-                    admin_username=credentials.admin_user,
-                    admin_password=credentials.admin_password,
-                )
+        startup_steps.ensure_hsds_folder(folder, hs_endpoint, credentials, timeout=timeout)
 
-        env = {
-            **aws_env,
+        hs_env = {
             contract.Env.HS_ENDPOINT: hs_endpoint,
             contract.Env.HS_USERNAME: credentials.username,
             contract.Env.HS_PASSWORD: credentials.password,
-            contract.Env.STACK_NAME: stack_name,
-            contract.Env.HSDS_FOLDER: folder,
-            **_launcher_env(paths),
-            **dc_env,
         }
-        write_env_file(paths.env_file, env)
-        _write_state(
+        write_env_file(
+            paths.env_file,
+            _worker_env(paths, aws_env=aws_env, hs_env=hs_env, stack_name=stack_name, folder=folder, dc_env=dc_env),
+        )
+        write_state(
             paths,
             {
                 "endpoints": {moto_server.NAME: moto_endpoint, hsds_server.NAME: hs_endpoint},
-                "socket_dir": str(socket_dir),
+                "socket_dir": str(startup.socket_dir),
                 "stack_name": stack_name,
                 "stack_status": stack_status,
                 "missing_outputs": list(missing),
@@ -563,20 +388,54 @@ def _start(
             },
         )
     except BaseException:
-        log.error("start-up failed: stopping what was started")
-        for name in (hsds_server.NAME, moto_server.NAME):
-            if name in records:
-                _stop_record(name, records[name])
-            paths.pid_file(name).unlink(missing_ok=True)
-        if socket_dir is not None:
-            shutil.rmtree(socket_dir, ignore_errors=True)
-        paths.state_file.unlink(missing_ok=True)
+        startup.stop_all()
         raise
     log.info("environment up in %.1f s (state %s)", time.monotonic() - started, paths.root)
     current = status(paths.root)
     assert current is not None
     current.started = True
     return current
+
+
+def _create_stack_in_moto(
+    aws_env: Mapping[str, str], stack_name: str, stack_module: ModuleType
+) -> tuple[str, dict[str, str], tuple[str, ...]]:
+    """The stack in moto's CloudFormation, with the restore notifications moto leaves out; returns its
+    status, the DC_* variables of its outputs and the contract outputs it lacks."""
+    moto_endpoint = aws_env[contract.Env.AWS_ENDPOINT_URL]
+    session = boto3.session.Session(
+        aws_access_key_id=aws_env[contract.Env.AWS_ACCESS_KEY_ID],
+        aws_secret_access_key=aws_env[contract.Env.AWS_SECRET_ACCESS_KEY],
+        region_name=aws_env[contract.Env.AWS_REGION],
+    )
+    cfn = aws.client("cloudformation", session=session, endpoint_url=moto_endpoint)
+    ec2 = aws.client("ec2", session=session, endpoint_url=moto_endpoint)
+    stack_status, outputs = create_stack(cfn, ec2, stack_name, stack_module)
+    dc_env, missing = resource_env(outputs)
+    if missing and stack_status != "EMPTY_TEMPLATE":
+        log.warning("stack %s lacks contract outputs: %s", stack_name, ", ".join(missing))
+    apply_restore_notifications(session, moto_endpoint, stack_module, dc_env)
+    return stack_status, dc_env, missing
+
+
+def _worker_env(
+    paths: Paths,
+    *,
+    aws_env: Mapping[str, str],
+    hs_env: Mapping[str, str],
+    stack_name: str,
+    folder: str,
+    dc_env: Mapping[str, str],
+) -> dict[str, str]:
+    """What the env file holds: every variable a worker reads, as the job definitions give them on AWS."""
+    return {
+        **aws_env,
+        **hs_env,
+        contract.Env.STACK_NAME: stack_name,
+        contract.Env.HSDS_FOLDER: folder,
+        **_launcher_env(paths),
+        **dc_env,
+    }
 
 
 def _launcher_env(paths: Paths) -> dict[str, str]:
@@ -589,19 +448,6 @@ def _launcher_env(paths: Paths) -> dict[str, str]:
     if state:
         env[state] = str(paths.root / "jobs")
     return env
-
-
-def _write_state(paths: Paths, state: Mapping[str, Any]) -> None:
-    tmp = paths.state_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    os.replace(tmp, paths.state_file)
-
-
-def _stop_record(name: str, record: process.ProcessRecord) -> bool:
-    if name == hsds_server.NAME:
-        # SIGINT lets the launcher stop its nodes; SIGTERM would orphan them.
-        return process.stop(record, signal.SIGINT, timeout=20.0)
-    return process.stop(record, signal.SIGTERM, timeout=10.0)
 
 
 # Variables that could point boto3 at a real AWS account instead of the embedded moto.
@@ -635,13 +481,13 @@ def down(state_dir: Path = DEFAULT_STATE_DIR) -> list[str]:
     paths = Paths(Path(state_dir).resolve())
     if not paths.root.exists():
         return []
-    with _locked(paths):
+    with locked(paths):
         return _down_locked(paths)
 
 
 def _down_locked(paths: Paths) -> list[str]:
-    state = _read_state(paths)
-    records = _records(paths)
+    state = read_state(paths)
+    records = read_records(paths)
     # First the jobs the local launcher started (workers would otherwise outlive their services).
     jobs = LocalLauncher({}, {}, paths.root / "jobs").stop_all()
     if jobs:
@@ -649,7 +495,7 @@ def _down_locked(paths: Paths) -> list[str]:
     names = [name for name in (hsds_server.NAME, moto_server.NAME) if name in records]
     # Both stop at once: HSDS takes a couple of seconds to stop its nodes.
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(lambda name: _stop_record(name, records[name]), names))
+        results = list(pool.map(lambda name: startup_steps.stop_record(name, records[name]), names))
     stopped = [name for name, was_running in zip(names, results, strict=True) if was_running]
     for name in (hsds_server.NAME, moto_server.NAME):
         paths.pid_file(name).unlink(missing_ok=True)

@@ -7,6 +7,11 @@ storage (float32 radiances, gzip 1 without shuffle, whole-array chunks except on
 chunk per band for MODIS rank-3 arrays, contiguous geometry and CERES) and values
 from the orbit geometry model of section 7 and the value ranges of section 8.
 The same orbit, preset, seed and defects give the same bytes.
+
+This module does the orbit-level work: the file and its name, the defects that
+concern the whole file, the MODIS granule plan and its descending window, the
+root attributes and dimension scales. Each instrument group is written by its
+own module in `workbench/synthetic/instruments/`.
 """
 
 from __future__ import annotations
@@ -15,40 +20,21 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
 from pathlib import Path
 
 import h5py
 import numpy as np
-from numpy.typing import NDArray
 
 from datacarousel import naming
-from workbench.synthetic import fields
-from workbench.synthetic.fields import Scene
-from workbench.synthetic.geometry import (
-    BCT_STEP_S,
-    EARTH_RADIUS_KM,
-    MISR_BLOCK_WIDTH_KM,
-    MISR_SWATH_HALF_KM,
-    MODIS_MAX_SCAN_DEG,
-    OrbitGeometry,
-    earth_fixed,
-    ground_to_view,
-    scan_to_view,
-    slant_factor,
-    sun_earth_distance_au,
-    to_jd,
-    wrap_lon,
-)
-from workbench.synthetic.presets import MISR_BLOCKS, PRESETS, ROWS_PER_SCAN, Preset, get_preset
+from workbench.synthetic.geometry import OrbitGeometry
+from workbench.synthetic.instruments import aster, ceres, misr, modis, mopitt
+from workbench.synthetic.instruments.common import OrbitFile
+from workbench.synthetic.instruments.modis import GRANULE_S, GranulePlan
+from workbench.synthetic.presets import MISR_BLOCKS, Preset, get_preset
 from workbench.synthetic.writer import ChunkedWriter, set_attrs
 
 log = logging.getLogger(__name__)
-
-F32 = NDArray[np.float32]
-F64 = NDArray[np.float64]
 
 DEFECTS = (
     "truncated",
@@ -60,25 +46,6 @@ DEFECTS = (
     "not_hdf5",
 )
 GENERATOR_VERSION = "datacarousel-synthetic 1"
-
-FILL = np.float32(-999.0)
-SATURATED = np.float32(-992.0)
-MISR_FILL = -555.0
-CERES_FILL = np.float32(3.4028235e38)
-MOPITT_FILL = np.float32(-9999.0)
-BCT_FILL = b"0000-00-00T00:00:00.000000Z"
-GRANULE_S = 300.0
-MAX_DN = 32767
-MISR_MAX_DN = 16377
-MISR_SCALE = np.array([0.04716, 0.04470, 0.03598, 0.02436], dtype=np.float32)  # W m-2 um-1 sr-1 per DN
-MISR_CAMERAS = ("AA", "AF", "AN", "BA", "BF", "CA", "CF", "DA", "DF")
-MISR_VIEW_DEG = {"AN": 0.0, "AF": 26.1, "AA": 26.1, "BF": 45.6, "BA": 45.6, "CF": 60.0, "CA": 60.0, "DF": 70.5,
-                 "DA": 70.5}  # fmt: skip
-# Seconds between the AN view of a block and this camera's view (forward cameras see it earlier).
-MISR_TIME_OFFSET_S = {c: (-1 if c.endswith("F") else 1) * 210.0 * np.tan(np.radians(v)) / np.tan(np.radians(70.5))
-                      for c, v in MISR_VIEW_DEG.items()}  # fmt: skip
-RADIANCE_UNITS = "Watts/m^2/micrometer/steradian"
-DESCENDING_THRESHOLD_ROWS = 1000
 
 ROOT_ATTRS = {
     "acknowledgement": "This data set was created with funding from NASA ACCESS Grant #NNX16AM07A.",
@@ -96,62 +63,6 @@ ROOT_ATTRS = {
     "project": "ACCESS",
     "summary": "Synthetic Terra Basic Fusion orbit: real layout, generated values (not an observation).",
 }
-
-# Band tables (BASICFUSION_LAYOUT.md section 2).
-BANDS_250 = "1,2"
-BANDS_500 = "3,4,5,6,7"
-BANDS_1KM_REFSB = "8,9,10,11,12,13lo,13hi,14lo,14hi,15,16,17,18,19,26"
-BANDS_1KM_EMISSIVE = "20,21,22,23,24,25,27,28,29,30,31,32,33,34,35,36"
-# 32767 * reflectance_scale per band 1..7: bands 3 and 4 saturate first over bright cloud.
-FULL_SCALE_REFLECTANCE_1_7 = np.array([1.65, 1.65, 1.0, 1.05, 1.6, 1.6, 1.6])
-RHO_1KM_REFSB = np.array(
-    [
-        [0.06, 0.05, 0.04, 0.03, 0.02, 0.012, 0.012, 0.01, 0.01, 0.008, 0.006, 0.005, 0.004, 0.004, 0.002],
-        [0.06, 0.07, 0.08, 0.10, 0.12, 0.14, 0.14, 0.18, 0.18, 0.27, 0.28, 0.27, 0.24, 0.25, 0.01],
-        [0.72, 0.72, 0.73, 0.73, 0.73, 0.74, 0.74, 0.74, 0.74, 0.74, 0.74, 0.70, 0.68, 0.70, 0.25],
-    ]
-)
-UNCERT_SPECIFIED = np.float32(1.5)
-UNCERT_SCALING = np.float32(5.0)
-
-
-def descending_row_threshold(rows: int) -> int:
-    """Rows that may fail the "latitude decreases" test in a descending granule.
-
-    The original uses 1000 of ~2029 (COMPUTE_RADIANCE.md section 2), which is what every granule
-    taller than 1000 rows gets (all real ones: 1950-2100); a shorter (shrunk) granule could never
-    fail that test, so it gets half its rows, the proportion of the original. The ComputeRadiance
-    job uses the same rule.
-    """
-    return DESCENDING_THRESHOLD_ROWS if rows > DESCENDING_THRESHOLD_ROWS else rows // 2
-
-
-def failing_rows(lat: F32) -> int:
-    """Rows i >= 1 where not every latitude is smaller than the one above it."""
-    return int(np.count_nonzero(~np.all(lat[1:] < lat[:-1], axis=1)))
-
-
-@dataclass(frozen=True)
-class GranulePlan:
-    start: datetime
-    t_rel: float  # seconds since orbit start
-    lat: F32
-    lon: F32
-    t: F64  # (R, C) observation time of every pixel (s since orbit start)
-    central: F64  # (C,) signed Earth central angle of each column (degrees)
-    view_zenith: F64  # (C,) unsigned
-
-    @property
-    def name(self) -> str:
-        return f"granule_{self.start:%Y%j_%H%M}"
-
-    @property
-    def granule_time(self) -> str:
-        return f"{self.start:%Y%j.%H%M}"
-
-    @cached_property
-    def descending(self) -> bool:
-        return failing_rows(self.lat) < descending_row_threshold(self.lat.shape[0])
 
 
 def generate_orbit(
@@ -189,7 +100,7 @@ def generate_orbit(
         return path
     try:
         with h5py.File(tmp, "w", libver="earliest") as h5, ChunkedWriter(workers or min(2, os.cpu_count() or 1)) as w:
-            _OrbitWriter(h5, w, shapes, orbit=orbit, seed=seed, defects=tuple(defects)).write()
+            _write_orbit(h5, w, shapes, orbit=orbit, seed=seed, defects=tuple(defects))
             stats = (w.raw_bytes, w.compressed_raw_bytes, w.compressed_bytes)
         if "truncated" in defects:
             size = tmp.stat().st_size
@@ -206,771 +117,63 @@ def generate_orbit(
     return path
 
 
-class _OrbitWriter:
-    def __init__(
-        self, h5: h5py.File, w: ChunkedWriter, preset: Preset, *, orbit: int, seed: int, defects: tuple[str, ...]
-    ) -> None:
-        self.h5, self.w, self.p, self.orbit, self.seed, self.defects = h5, w, preset, orbit, seed, defects
-        self.geom = OrbitGeometry.for_orbit(orbit)
-        self.scene = Scene(seed, orbit)
-        self.d2 = sun_earth_distance_au(self.geom.start) ** 2
-        self.inputs: list[str] = []
-        self.preset_index = list(PRESETS).index(preset.name)
-
-    def rng(self, *parts: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.orbit, self.preset_index, *parts])
-
-    # ------------------------------------------------------------------ root
-    def write(self) -> None:
-        granules = self.plan_modis()
-        descending = [g for g in granules if g.descending]
-        if descending:
-            window = (descending[0].t_rel, descending[-1].t_rel + GRANULE_S)
-        else:  # cannot happen with the model orbit; keeps MISR/CERES well defined
-            window = (self.geom.period_s / 4, 3 * self.geom.period_s / 4)
-        self.window = window
-        # Groups in the order the C program writes them (iteration order is alphabetical anyway).
-        self.write_mopitt()
-        self.write_ceres()
-        self.write_modis(granules)
-        self.write_aster()
-        self.write_misr()
-        self.write_dimension_scales()
-        self.w.flush()
-        attrs: dict[str, object] = {"InputGranules": "".join(f"{n}," for n in self.inputs), **ROOT_ATTRS}
-        attrs.update(
-            {
-                "synthetic_generator": GENERATOR_VERSION,
-                "synthetic_preset": self.p.name,
-                "synthetic_seed": np.int64(self.seed),
-                "synthetic_defects": ",".join(self.defects),
-                "synthetic_shrink_factors": json.dumps(self.p.shrink_factors(), sort_keys=True),
-                "synthetic_descending_window": json.dumps(
-                    [_iso(self.geom.start + timedelta(seconds=t)) for t in window]
-                ),
-            }
-        )
-        set_attrs(self.h5, attrs)
-
-    def write_dimension_scales(self) -> None:
-        p = self.p
-        scales: dict[str, np.ndarray] = {
-            "_10_nscans_MODIS_SWATH_Type_L1B": np.arange(p.modis_rows, dtype=np.int32),
-            "Max_EV_frames_MODIS_SWATH_Type_L1B": np.arange(p.modis_cols, dtype=np.int32),
-            "Band_250M_MODIS_SWATH_Type_L1B": np.array([1, 2], dtype=np.float32),
-            "Band_500M_MODIS_SWATH_Type_L1B": np.arange(3, 8, dtype=np.float32),
-            "Band_1KM_RefSB_MODIS_SWATH_Type_L1B": np.array(
-                [8, 9, 10, 11, 12, 13, 13.5, 14, 14.5, 15, 16, 17, 18, 19, 26], dtype=np.float32
-            ),
-            "Band_1KM_Emissive_MODIS_SWATH_Type_L1B": np.array(
-                [20, 21, 22, 23, 24, 25, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36], dtype=np.float32
-            ),
-            "SOMBlock_Time": np.arange(MISR_BLOCKS, dtype=np.int32),
+def _write_orbit(
+    h5: h5py.File, w: ChunkedWriter, preset: Preset, *, orbit: int, seed: int, defects: tuple[str, ...]
+) -> None:
+    """The whole tree of one orbit file: the five instrument groups, dimension scales, root attributes."""
+    geom = OrbitGeometry.for_orbit(orbit)
+    granules = modis.plan_granules(geom, preset)
+    window = _descending_window(granules, geom)
+    orbit_file = OrbitFile(h5, w, preset, orbit=orbit, seed=seed, defects=defects, geom=geom, window=window)
+    # Groups in the order the C program writes them (iteration order is alphabetical anyway).
+    mopitt.write(orbit_file)
+    ceres.write(orbit_file)
+    modis.write(orbit_file, granules)
+    aster.write(orbit_file)
+    misr.write(orbit_file)
+    _write_dimension_scales(h5, w, preset)
+    w.flush()
+    attrs: dict[str, object] = {"InputGranules": "".join(f"{n}," for n in orbit_file.inputs), **ROOT_ATTRS}
+    attrs.update(
+        {
+            "synthetic_generator": GENERATOR_VERSION,
+            "synthetic_preset": preset.name,
+            "synthetic_seed": np.int64(seed),
+            "synthetic_defects": ",".join(defects),
+            "synthetic_shrink_factors": json.dumps(preset.shrink_factors(), sort_keys=True),
+            "synthetic_descending_window": json.dumps([_iso(geom.start + timedelta(seconds=t)) for t in window]),
         }
-        for name, values in scales.items():
-            dset = self.w.plain(self.h5, name, values)
-            dset.make_scale(name)
-
-    # ----------------------------------------------------------------- MODIS
-    def plan_modis(self) -> list[GranulePlan]:
-        g, p = self.geom, self.p
-        first = g.start.replace(second=0, microsecond=0)
-        first += timedelta(minutes=(-first.minute) % 5)
-        if first < g.start:
-            first += timedelta(minutes=5)
-        cols = (np.arange(p.modis_cols) + 0.5) / p.modis_cols - 0.5
-        scan = cols * 2.0 * MODIS_MAX_SCAN_DEG
-        view, central = scan_to_view(scan)
-        bow = slant_factor(scan)
-        rows = np.arange(p.modis_rows)
-        nscans = p.modis_rows // ROWS_PER_SCAN
-        scan_s = GRANULE_S / nscans
-        along = (rows // ROWS_PER_SCAN + 0.5)[:, None] * scan_s
-        detector = ((rows % ROWS_PER_SCAN) - (ROWS_PER_SCAN - 1) / 2.0)[:, None] * (scan_s / ROWS_PER_SCAN)
-        plans = []
-        start = first
-        while start <= g.end:
-            t_rel = (start - g.start).total_seconds()
-            t = t_rel + along + detector * bow[None, :]
-            lat, lon = g.latlon(t, central[None, :])
-            plans.append(
-                GranulePlan(start, t_rel, lat.astype(np.float32), lon.astype(np.float32), t, central, np.abs(view))
-            )
-            start += timedelta(minutes=5)
-        return plans
-
-    def write_modis(self, granules: list[GranulePlan]) -> None:
-        modis = self.h5.create_group("MODIS")
-        set_attrs(
-            modis,
-            {
-                "comment": "The MODIS L1B DN values 65501-65535 are mapped to -964.0 ... -999.0 in the unpacked "
-                "radiance and uncertainty fields (e.g. 65535 -> -999.0 fill, 65528 -> -992.0).",
-                "comment_for_GranuleTime": "GranuleTime is the YYYYDDD.hhmm start time of the MODIS granule.",
-            },
-        )
-        descending = [g for g in granules if g.descending]
-        broken = descending[len(descending) // 2] if descending else None
-        for index, plan in enumerate(granules):
-            day = plan.descending
-            if day and "no_descending_granule" in self.defects:
-                continue
-            with_refsb = day and not (plan is broken and "day_granule_without_refsb" in self.defects)
-            minus_90 = plan is broken and "latitude_minus_90" in self.defects
-            self.write_granule(modis, index, plan, with_refsb, minus_90)
-
-    def write_granule(self, modis: h5py.Group, index: int, plan: GranulePlan, day: bool, minus_90: bool) -> None:
-        w, g = self.w, self.geom
-        rng = self.rng(1, index)
-        R, C = plan.lat.shape  # noqa: N806
-        grp = modis.create_group(plan.name)
-        stamp = f"A{plan.granule_time}.061.2017{(plan.start.timetuple().tm_yday % 300) + 10:03d}000000.hdf"
-        attrs = {"GranuleName_1KM": f"MOD021KM.{stamp}", "GranuleName_MOD03": f"MOD03.{stamp}"}
-        if day:
-            attrs["GranuleName_HKM"] = f"MOD02HKM.{stamp}"
-            attrs["GranuleName_QKM"] = f"MOD02QKM.{stamp}"
-        attrs["GranuleTime"] = plan.granule_time
-        set_attrs(grp, attrs)
-        self.inputs += [v for k, v in attrs.items() if k.startswith("GranuleName")]
-
-        lat, lon = plan.lat.copy(), plan.lon.copy()
-        sza, saz = g.solar_angles(plan.t, lat.astype(np.float64), lon.astype(np.float64))
-        vza = np.broadcast_to(plan.view_zenith[None, :], (R, C))
-        vaz = g.track_azimuth(plan.t, np.broadcast_to(plan.central[None, :], (R, C)))
-        named = (("SolarZenith", sza), ("SolarAzimuth", saz), ("SensorZenith", vza), ("SensorAzimuth", vaz))
-        angles = {name: _centi(a) for name, a in named}
-        special = (R // 2, C // 2)
-        if minus_90:
-            lat[special] = np.float32(-90.0)
-            angles["SolarZenith"][special] = np.float32(60.0)
-            angles["SensorZenith"][special] = np.float32(5.0)
-
-        one_km = grp.create_group("_1KM")
-        geo = one_km.create_group("Geolocation")
-        w.gzip(geo, "Latitude", lat, attrs={"units": "degrees_north"})
-        w.gzip(geo, "Longitude", lon, attrs={"units": "degrees_east"})
-        data = one_km.create_group("Data_Fields")
-        coords = f"/MODIS/{plan.name}/_1KM/Geolocation/Longitude /MODIS/{plan.name}/_1KM/Geolocation/Latitude"
-        q = earth_fixed(lat, lon, np.float32)
-        cos_sza = np.clip(np.cos(np.radians(sza)), 0.0, None).astype(np.float32)
-        land, cloud = self.scene.land(q), self.scene.cloud(q)
-        bad = rng.random((R, C)) < 5e-4  # scattered fill (DN 65535) in every band
-
-        # Emissive, all granules.
-        temp = self.scene.temperature(q, land, cloud)
-        self.write_emissive(data, rng, temp=temp, bad=bad, coords=coords)
-
-        if day:
-            rho = fields.mix_reflectance(land, cloud, np.stack([fields.RHO_OCEAN, fields.RHO_LAND, fields.RHO_CLOUD]))
-            rad_scales, ref_scales = self.refsb_scales(rng, FULL_SCALE_REFLECTANCE_1_7, fields.MODIS_E0_PI_250_500)
-            radiance = rho * cos_sza[None] * (fields.MODIS_E0_PI_250_500 / self.d2).astype(np.float32)[:, None, None]
-            noise = fields.dn_noise(rng, (R, C), 2.0)
-            quant, saturated = fields.quantise(radiance, rad_scales, noise[None], MAX_DN)
-            quant[saturated] = SATURATED
-            # Every day granule shows both reserved values: the brightest pixel saturates in bands 2-7
-            # (band 1 stays valid, so the saturation refill applies) and one pixel is fill everywhere.
-            row, col = np.unravel_index(int(np.argmax(np.where(bad, -1.0, quant[0]))), (R, C))
-            quant[1:7, row, col] = SATURATED
-            bad[R - 1, 0] = True
-            quant[:, bad] = FILL
-            if minus_90:
-                quant[(slice(None), *special)] = np.float32(4000.0) * rad_scales
-            uncert = self.uncert(rho, quant)
-            for ds_name, bands, sl in (("EV_250_Aggr1km_RefSB", BANDS_250, slice(0, 2)),
-                                       ("EV_500_Aggr1km_RefSB", BANDS_500, slice(2, 7))):  # fmt: skip
-                self.refsb(data, ds_name, quant[sl], uncert[sl], rad_scales=rad_scales[sl], ref_scales=ref_scales[sl],
-                           bands=bands, coords=coords)  # fmt: skip
-            self.write_1km_refsb(data, rng, land=land, cloud=cloud, cos_sza=cos_sza, bad=bad, coords=coords)
-            self.write_hires(grp, plan, quant, rng, rad_scales=rad_scales, ref_scales=ref_scales)
-
-        for name, values in angles.items():
-            w.gzip(grp, name, values, attrs={"units": "degree"})
-
-    def refsb_scales(
-        self, rng: np.random.Generator, full_scale: NDArray[np.float64], e0_pi: NDArray[np.float64]
-    ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-        """radiance_scales = reflectance_scales * E0/(pi d^2); slightly different per granule."""
-        ref = full_scale / MAX_DN * (1.0 + rng.uniform(-5e-4, 5e-4, size=len(full_scale)))
-        return (ref * e0_pi / self.d2).astype(np.float32), ref.astype(np.float32)
-
-    def uncert(self, rho: F32, quant: F32) -> F32:
-        index = np.clip(np.rint(np.float32(9.0) - np.float32(8.0) * np.sqrt(np.clip(rho, 0, 1))), 0, 15)
-        out = (UNCERT_SPECIFIED * np.exp(index / UNCERT_SCALING)).astype(np.float32)
-        out[quant == FILL] = FILL
-        return out
-
-    def refsb(
-        self,
-        parent: h5py.Group,
-        name: str,
-        radiance: F32 | None,
-        uncert: F32 | None,
-        *,
-        rad_scales: NDArray[np.float32],
-        ref_scales: NDArray[np.float32],
-        bands: str,
-        coords: str,
-        reuse: str | None = None,
-    ) -> None:
-        n = len(rad_scales)
-        zeros = np.zeros(n, dtype=np.float32)
-        attrs = {
-            "units": RADIANCE_UNITS,
-            "_FillValue": FILL,
-            "valid_min": np.float32(0.0),
-            "valid_max": np.float32(900.0),
-            "coordinates": coords,
-            "band_names": bands,
-            "radiance_scales": rad_scales,
-            "radiance_offsets": zeros,
-            "reflectance_scales": ref_scales,
-            "reflectance_offsets": zeros,
-        }
-        shape = radiance.shape if radiance is not None else None
-        chunk = (1, *shape[1:]) if shape is not None else None
-        self.w.gzip(parent, name, radiance, chunks=chunk, attrs=attrs, reuse=reuse and f"{reuse}/{name}")
-        uattrs = {"units": "percent", "_FillValue": FILL, "coordinates": coords}
-        self.w.gzip(parent, f"{name}_Uncert_Indexes", uncert, chunks=chunk, attrs=uattrs,
-                    reuse=reuse and f"{reuse}/{name}_Uncert_Indexes")  # fmt: skip
-
-    def _template(self, key: str) -> bool:
-        """In presets with `reuse_unread`, True when a family is already deflated for this orbit."""
-        return self.p.reuse_unread and self.w.has_template(key)
-
-    def write_emissive(
-        self, data: h5py.Group, rng: np.random.Generator, *, temp: F32, bad: NDArray[np.bool_], coords: str
-    ) -> None:
-        key = "modis/1km/EV_1KM_Emissive"
-        shape = temp.shape
-        chunk = (1, *shape)
-        attrs = {
-            "units": RADIANCE_UNITS,
-            "_FillValue": FILL,
-            "valid_min": np.float32(0.0),
-            "valid_max": np.float32(100.0),
-            "coordinates": coords,
-            "band_names": BANDS_1KM_EMISSIVE,
-            "radiance_scales": self.emissive_scales(),
-            "radiance_offsets": np.zeros(16, dtype=np.float32),
-        }
-        uattrs = {"units": "percent", "_FillValue": FILL, "coordinates": coords}
-        if self._template(key):
-            self.w.gzip(data, "EV_1KM_Emissive", None, chunk, attrs=attrs, reuse=key)
-            self.w.gzip(data, "EV_1KM_Emissive_Uncert_Indexes", None, chunk, attrs=uattrs, reuse=key + "_U")
-            return
-        reuse = key if self.p.reuse_unread else None
-        radiance = fields.planck_radiance(fields.MODIS_EMISSIVE_UM, temp)
-        noise = fields.dn_noise(rng, shape, 1.5)
-        quant, _ = fields.quantise(radiance, self.emissive_scales(), noise[None], MAX_DN)
-        quant[:, bad] = FILL
-        uncert = np.where(quant > 0.5 * quant.mean(axis=(1, 2), keepdims=True), np.float32(0.9), np.float32(2.4))
-        uncert = uncert.astype(np.float32)
-        uncert[:, bad] = FILL
-        self.w.gzip(data, "EV_1KM_Emissive", quant, chunk, attrs=attrs, reuse=reuse)
-        self.w.gzip(data, "EV_1KM_Emissive_Uncert_Indexes", uncert, chunk, attrs=uattrs, reuse=reuse and key + "_U")
-
-    def emissive_scales(self) -> NDArray[np.float32]:
-        ceiling = fields.planck_radiance(fields.MODIS_EMISSIVE_UM, np.array([345.0], dtype=np.float32))[:, 0]
-        return (ceiling / MAX_DN).astype(np.float32)
-
-    def write_1km_refsb(
-        self, data: h5py.Group, rng: np.random.Generator, *, land: F32, cloud: F32, cos_sza: F32,
-        bad: NDArray[np.bool_], coords: str,
-    ) -> None:  # fmt: skip
-        full_scale = np.full(15, 1.2)
-        rad_scales, ref_scales = self.refsb_scales(rng, full_scale, fields.MODIS_E0_PI_1KM_REFSB)
-        key = "modis/1km"
-        if self._template(f"{key}/EV_1KM_RefSB"):
-            self.refsb(data, "EV_1KM_RefSB", None, None, rad_scales=rad_scales, ref_scales=ref_scales,
-                       bands=BANDS_1KM_REFSB, coords=coords, reuse=key)  # fmt: skip
-            return
-        rho = fields.mix_reflectance(land, cloud, RHO_1KM_REFSB)
-        e0 = (fields.MODIS_E0_PI_1KM_REFSB / self.d2).astype(np.float32)[:, None, None]
-        noise = fields.dn_noise(rng, land.shape, 2.0)
-        quant, saturated = fields.quantise(rho * cos_sza[None] * e0, rad_scales, noise[None], MAX_DN)
-        quant[saturated] = SATURATED
-        quant[:, bad] = FILL
-        self.refsb(data, "EV_1KM_RefSB", quant, self.uncert(rho, quant), rad_scales=rad_scales, ref_scales=ref_scales,
-                   bands=BANDS_1KM_REFSB, coords=coords, reuse=key if self.p.reuse_unread else None)  # fmt: skip
-
-    def write_hires(
-        self, grp: h5py.Group, plan: GranulePlan, quant: F32, rng: np.random.Generator, *,
-        rad_scales: NDArray[np.float32], ref_scales: NDArray[np.float32],
-    ) -> None:  # fmt: skip
-        """`_500m` and `_250m`: interpolated geolocation (contiguous) and finer radiances (gzip 1)."""
-        for factor, group_name, datasets in (
-            (2, "_500m", (("EV_250_Aggr500_RefSB", BANDS_250, slice(0, 2)), ("EV_500_RefSB", BANDS_500, slice(2, 7)))),
-            (4, "_250m", (("EV_250_RefSB", BANDS_250, slice(0, 2)),)),
-        ):
-            sub = grp.create_group(group_name)
-            geo = sub.create_group("Geolocation")
-            self.w.plain(geo, "Latitude", upsample(plan.lat, factor), {"units": "degrees_north"})
-            self.w.plain(geo, "Longitude", upsample(plan.lon, factor, wrap=True), {"units": "degrees_east"})
-            data = sub.create_group("Data_Fields")
-            coords = f"/MODIS/{plan.name}/{group_name}/Geolocation/Longitude " \
-                     f"/MODIS/{plan.name}/{group_name}/Geolocation/Latitude"  # fmt: skip
-            for name, bands, sl in datasets:
-                key = f"modis/{group_name}"
-                if self._template(f"{key}/{name}"):
-                    self.refsb(data, name, None, None, rad_scales=rad_scales[sl], ref_scales=ref_scales[sl],
-                               bands=bands, coords=coords, reuse=key)  # fmt: skip
-                    continue
-                fine = self.finer(quant[sl], rad_scales[sl], factor, rng)
-                uncert = np.where(fine > 0, UNCERT_SPECIFIED * np.exp(np.float32(2.0) / UNCERT_SCALING), FILL)
-                self.refsb(data, name, fine, uncert.astype(np.float32), rad_scales=rad_scales[sl],
-                           ref_scales=ref_scales[sl], bands=bands, coords=coords,
-                           reuse=key if self.p.reuse_unread else None)  # fmt: skip
-
-    def finer(self, coarse: F32, scales: NDArray[np.float32], factor: int, rng: np.random.Generator) -> F32:
-        """Finer-resolution radiance: the 1 km field repeated, with sub-pixel texture, re-quantised."""
-        up = np.repeat(np.repeat(coarse, factor, axis=1), factor, axis=2)
-        special = up < 0
-        noise = fields.dn_noise(rng, up.shape[1:], 6.0)
-        out, _ = fields.quantise(np.where(special, 0, up), scales, noise[None], MAX_DN)
-        out[special] = up[special]
-        return out
-
-    # ------------------------------------------------------------------ MISR
-    def misr_latlon(self, blocks: NDArray[np.int64], lines: int, samples: int) -> tuple[F64, F64]:
-        """(len(blocks), lines, samples) ground positions of MISR SOM pixels (blocks 0-based)."""
-        t, cross = self.misr_grid(blocks, lines, samples)
-        return self.geom.latlon(t, cross)
-
-    def misr_grid(self, blocks: NDArray[np.int64], lines: int, samples: int) -> tuple[F64, F64]:
-        """AN view time (s since T0) and signed cross-track central angle of MISR SOM pixels."""
-        centres = self.geom.window_blocks(MISR_BLOCKS)[blocks]
-        line_t = ((np.arange(lines) + 0.5) / lines - 0.5) * BCT_STEP_S
-        t = centres[:, None, None] + line_t[None, :, None] + np.zeros((1, 1, samples))
-        x_km = ((np.arange(samples) + 0.5) / samples - 0.5) * MISR_BLOCK_WIDTH_KM
-        cross = np.degrees(x_km / EARTH_RADIUS_KM)[None, None, :]
-        return t, np.broadcast_to(cross, t.shape)
-
-    def daylit_blocks(self) -> tuple[int, int]:
-        """First and last daylit block (1-based): centre sunlit and BCT inside the MODIS window."""
-        bct = self.geom.window_blocks(MISR_BLOCKS)
-        lat, lon = self.geom.latlon(bct, np.zeros_like(bct))
-        sza, _ = self.geom.solar_angles(bct, lat, lon)
-        ok = (bct >= self.window[0]) & (bct <= self.window[1]) & (sza < 89.0)
-        ok[0] = False
-        (idx,) = np.nonzero(ok)
-        if len(idx) == 0:
-            return 0, -1
-        return int(idx[0]) + 1, int(idx[-1]) + 1
-
-    def write_misr(self) -> None:
-        p, w, g = self.p, self.w, self.geom
-        misr = self.h5.create_group("MISR")
-        first, last = self.daylit_blocks()
-        self.misr_range = (first, last)
-        day = np.zeros(MISR_BLOCKS, dtype=bool)
-        if last >= first:
-            day[first - 1 : last] = True
-        orbit6 = f"{self.orbit:06d}"
-        names = [f"MISR_AM1_GRP_ELLIPSOID_GM_P{g.path:03d}_O{orbit6}_{c}_F03_0024.hdf" for c in MISR_CAMERAS]
-        names += [f"MISR_AM1_AGP_P{g.path:03d}_F01_24.hdf", f"MISR_AM1_GP_GMP_P{g.path:03d}_O{orbit6}_F03_0013.hdf",
-                  f"MISR_HRLL_P{g.path:03d}.hdf"]  # fmt: skip
-        self.inputs += names
-        set_attrs(
-            misr,
-            {
-                "comment_for_fillvalue": "-999.0 marks radiances with RDQI 2 or 3, outside the swath or outside "
-                "the acquired blocks; -555.0 marks undefined geometry.",
-                "comment_for_low_accuracy_index": "Rows of (block 1-based, line, sample) of pixels with RDQI 1.",
-                "comment_for_GranuleTime": "GranuleTime is the 6-digit orbit number of the MISR granule.",
-                "GranuleName": ",".join(names),
-                "GranuleTime": orbit6,
-            },
-        )
-        L, S = p.misr_lines, p.misr_samples  # noqa: N806
-        HL, HS = p.misr_hr  # noqa: N806
-        all_blocks = np.arange(MISR_BLOCKS)
-        lat, lon = self.misr_latlon(all_blocks, L, S)
-        geo = misr.create_group("Geolocation")
-        w.gzip(geo, "GeoLatitude", lat.astype(np.float32), attrs={"units": "degrees_north"})
-        w.gzip(geo, "GeoLongitude", lon.astype(np.float32), attrs={"units": "degrees_east"})
-
-        # 275 m geolocation, computed in block batches (bounded memory).
-        hr_lat = np.empty((MISR_BLOCKS, HL, HS), dtype=np.float32)
-        hr_lon = np.empty((MISR_BLOCKS, HL, HS), dtype=np.float32)
-        batch = max(1, 4_000_000 // (HL * HS))
-        for b0 in range(0, MISR_BLOCKS, batch):
-            sl = slice(b0, min(b0 + batch, MISR_BLOCKS))
-            la, lo = self.misr_latlon(all_blocks[sl], HL, HS)
-            hr_lat[sl], hr_lon[sl] = la, lo
-        hr = misr.create_group("HRGeolocation")
-        w.gzip(hr, "GeoLatitude", hr_lat, attrs={"units": "degrees_north"})
-        w.gzip(hr, "GeoLongitude", hr_lon)  # the C code forgets this `units` (spec section 3)
-
-        # Geometry grid (contiguous float64).
-        GL, GS = p.misr_geometry  # noqa: N806
-        t_g, cross_g = self.misr_grid(all_blocks, GL, GS)
-        glat, glon = g.latlon(t_g, cross_g)
-        sza, saz = g.solar_angles(t_g, glat, glon)
-        sun_down = sza >= 90.0
-        solar = misr.create_group("Solar_Geometry")
-        geometry_attrs = {"units": "degree", "_Fillvalue": np.float64(MISR_FILL)}
-        w.plain(solar, "SolarAzimuth", np.where(sun_down, MISR_FILL, saz), geometry_attrs)
-        w.plain(solar, "SolarZenith", np.where(sun_down, MISR_FILL, sza), geometry_attrs)
-        in_swath_g = np.abs(cross_g) <= np.degrees(MISR_SWATH_HALF_KM / EARTH_RADIUS_KM) * 1.02
-        heading = _heading(g, t_g)
-
-        # Radiance fields of the daylit blocks at 275 m (AN), then 1.1 km means.
-        rng = self.rng(3)
-        day_idx = np.nonzero(day)[0]
-        radiance_hr = self.misr_radiance(day_idx, hr_lat, hr_lon, rng)  # (4, nday, HL, HS) physical, NaN = fill
-        del hr_lat, hr_lon  # freed once deflated
-        for cam in MISR_CAMERAS:
-            self.write_camera(misr, cam, rng, day=day, day_idx=day_idx, radiance_hr=radiance_hr,
-                              geometry=(sza, saz, sun_down, in_swath_g, heading, cross_g))  # fmt: skip
-
-    def misr_radiance(self, day_idx: NDArray[np.int64], hr_lat: F32, hr_lon: F32, rng: np.random.Generator) -> F32:
-        HL, HS = self.p.misr_hr  # noqa: N806
-        out = np.full((4, len(day_idx), HL, HS), np.nan, dtype=np.float32)
-        x_km = ((np.arange(HS) + 0.5) / HS - 0.5) * MISR_BLOCK_WIDTH_KM
-        off_swath = np.abs(x_km) > MISR_SWATH_HALF_KM
-        batch = max(1, 2_000_000 // (HL * HS))
-        rho_table = np.stack([fields.RHO_OCEAN, fields.RHO_LAND, fields.RHO_CLOUD])[:, [2, 3, 0, 1]]  # B G R NIR
-        e0 = (fields.MISR_E0_PI / self.d2).astype(np.float32)[:, None, None, None]
-        for i0 in range(0, len(day_idx), batch):
-            blocks = day_idx[i0 : i0 + batch]
-            la = hr_lat[blocks]
-            lo = hr_lon[blocks]
-            t, _ = self.misr_grid(blocks, HL, HS)
-            sza, _ = self.geom.solar_angles(t, la, lo)
-            q = earth_fixed(la, lo, np.float32)
-            rho = fields.mix_reflectance(self.scene.land(q), self.scene.cloud(q), rho_table)
-            cos = np.clip(np.cos(np.radians(sza)), 0.0, None).astype(np.float32)
-            out[:, i0 : i0 + len(blocks)] = rho * cos[None] * e0
-        out[..., off_swath] = np.nan
-        return out
-
-    def misr_quantise(self, physical: F32, band: int, rng: np.random.Generator) -> F32:
-        """L = ScaleFactor * (DN >> 2), -999 for fill and RDQI 2/3."""
-        scale = MISR_SCALE[band : band + 1]
-        noise = fields.dn_noise(rng, physical.shape, 1.5)
-        nan = np.isnan(physical)
-        quant, _ = fields.quantise(np.where(nan, 0, physical)[None], scale, noise[None], MISR_MAX_DN)
-        out = quant[0]
-        out[nan] = FILL
-        out[rng.random(physical.shape, dtype=np.float32) < 1e-4] = FILL
-        return out
-
-    def write_camera(
-        self, misr: h5py.Group, cam: str, rng: np.random.Generator, *, day: NDArray[np.bool_],
-        day_idx: NDArray[np.int64], radiance_hr: F32,
-        geometry: tuple[F64, F64, NDArray[np.bool_], NDArray[np.bool_], F64, F64],
-    ) -> None:  # fmt: skip
-        p, w, g = self.p, self.w, self.geom
-        L, S = p.misr_lines, p.misr_samples  # noqa: N806
-        HL, HS = p.misr_hr  # noqa: N806
-        sza, saz, sun_down, in_swath, heading, cross = geometry
-        grp = misr.create_group(cam)
-        data = grp.create_group("Data_Fields")
-        view = MISR_VIEW_DEG[cam]
-        # Off-nadir cameras: same scene, a mild view-angle brightening (forward scattering of cloud).
-        factor = np.float32(1.0 + 0.12 * (1.0 - np.cos(np.radians(view))))
-        rad_attrs = {
-            "units": RADIANCE_UNITS,
-            "_FillValue": FILL,
-            "valid_min": np.float32(0.0),
-            "valid_max": np.float32(800.0),
-            "coordinates": "/MISR/Geolocation/GeoLongitude /MISR/Geolocation/GeoLatitude",
-        }
-        for band, band_name in enumerate(fields.MISR_BANDS):
-            high = cam == "AN" or band_name == "Red"
-            key = f"misr/offnadir/{band_name}"
-            name = f"{band_name}_Radiance"
-            if cam != "AN" and self._template(key):
-                w.gzip(data, name, None, attrs=rad_attrs, reuse=key)
-                continue
-            shape = (MISR_BLOCKS, HL, HS) if high else (MISR_BLOCKS, L, S)
-            full = np.full(shape, FILL, dtype=np.float32)
-            # Quantised in batches of blocks to bound the temporaries (full preset: 755 MB per band).
-            batch = max(1, 8_000_000 // (HL * HS))
-            for i0 in range(0, len(day_idx), batch):
-                physical = radiance_hr[band, i0 : i0 + batch] * factor
-                if not high:
-                    physical = physical.reshape(len(physical), L, 4, S, 4).mean(axis=(2, 4))
-                full[day_idx[i0 : i0 + batch]] = self.misr_quantise(physical, band, rng)
-            reuse = key if (cam != "AN" and self.p.reuse_unread) else None
-            w.gzip(data, name, full, attrs=rad_attrs, reuse=reuse)
-            if cam == "AN" and band_name in ("Red", "Blue") and len(day_idx):
-                # A few RDQI=1 pixels: rows of (block 1-based, line, sample).
-                n = 5 + int(rng.integers(0, 20))
-                rows = np.stack([rng.choice(day_idx, n) + 1, rng.integers(0, shape[1], n),
-                                 rng.integers(0, shape[2], n)], axis=1).astype(np.uint16)  # fmt: skip
-                w.gzip(data, f"{name}_low_accuracy_index", rows)
-
-        brf = grp.create_group("BRF_Conversion_Factors")
-        fill_attrs = {"_Fillvalue": np.float32(MISR_FILL)}
-        cos = np.cos(np.radians(np.where(sun_down, 89.0, sza)))
-        undefined = sun_down | ~day[:, None, None] | ~in_swath
-        for band, band_name in enumerate(fields.MISR_BANDS):
-            factor_brf = self.d2 / (fields.MISR_E0_PI[band] * cos)
-            w.plain(brf, f"{band_name}ConversionFactor", np.where(undefined, MISR_FILL, factor_brf).astype(np.float32),
-                    fill_attrs)  # fmt: skip
-
-        # Sensor geometry: zenith from the cross-track position and the camera's along-track view angle.
-        cross_view = np.radians(ground_to_view(cross))
-        zen = np.degrees(np.arccos(np.cos(np.radians(view)) * np.cos(cross_view)))
-        if cam == "AN":
-            az = g.track_azimuth(*self.misr_grid(np.arange(MISR_BLOCKS), *sza.shape[1:]))
-        else:
-            az = (heading + (180.0 if cam.endswith("F") else 0.0)) % 360.0
-        vz, sz = np.radians(zen), np.radians(np.where(sun_down, 90.0, sza))
-        dphi = np.radians(az - saz)
-        glitter = np.degrees(
-            np.arccos(np.clip(np.cos(sz) * np.cos(vz) - np.sin(sz) * np.sin(vz) * np.cos(dphi), -1, 1))
-        )
-        scatter = np.degrees(
-            np.arccos(np.clip(-np.cos(sz) * np.cos(vz) - np.sin(sz) * np.sin(vz) * np.cos(dphi), -1, 1))
-        )
-        sensor = grp.create_group("Sensor_Geometry")
-        prefix = cam[0] + cam[1].lower()
-        geometry_attrs = {"units": "degree", "_Fillvalue": np.float64(MISR_FILL)}
-        no_view = ~in_swath
-        for what, values, extra in (("Azimuth", az, no_view), ("Glitter", glitter, no_view | sun_down),
-                                    ("Scatter", scatter, no_view | sun_down), ("Zenith", zen, no_view)):  # fmt: skip
-            w.plain(sensor, f"{prefix}{what}", np.where(extra, MISR_FILL, values).astype(np.float64), geometry_attrs)
-
-        bct = self.geom.window_blocks(MISR_BLOCKS) + MISR_TIME_OFFSET_S[cam]
-        values = [
-            _bct(self.geom.start + timedelta(seconds=float(t))) if day[i] else BCT_FILL for i, t in enumerate(bct)
-        ]
-        w.fixed_strings(grp, "BlockCenterTime", values, 28, {"units": "UTC", "_FillValue": BCT_FILL.decode()})
-
-    # ----------------------------------------------------------------- CERES
-    def write_ceres(self) -> None:
-        g, p = self.geom, self.p
-        ceres = self.h5.create_group("CERES")
-        set_attrs(ceres, {"comment_for_GranuleTime": "GranuleTime is the YYYYMMDDhh hour of the CERES SSF granule."})
-        hours = []
-        h = g.start.replace(minute=0, second=0)
-        while h <= g.end:
-            hours.append(h)
-            h += timedelta(hours=1)
-        drop_fm1 = hours[min(1, len(hours) - 1)] if "ceres_without_fm1" in self.defects else None
-        for fm_index, fm in enumerate(("FM1", "FM2")):
-            rng = self.rng(4, fm_index)
-            n = p.ceres_footprints
-            t = np.sort(rng.uniform(0.0, g.duration_s, n))
-            footprints = self.ceres_footprints(t, fm, rng)
-            if fm == "FM1" and "latitude_minus_90" in self.defects:
-                k = int(np.searchsorted(t, (self.window[0] + self.window[1]) / 2))
-                footprints["Latitude"][k] = -90.0
-                footprints["Longitude"][k] = np.float32(0.0)
-                footprints["Solar_Zenith"][k] = 60.0
-                footprints["Viewing_Zenith"][k] = 5.0
-                footprints["SW_Radiance"][k] = 200.0
-                footprints["Radiance_Mode_Flags"][k] = 0
-            for hour in hours:
-                lo = (hour - g.start).total_seconds()
-                sel = (t >= lo) & (t < lo + 3600.0)
-                grp = ceres.require_group(f"granule_{hour:%Y%m%d%H}")
-                if fm_index == 0:
-                    set_attrs(grp, {"GranuleTime": f"{hour:%Y%m%d%H}"})
-                if fm == "FM1" and hour == drop_fm1:
-                    continue
-                self.write_ceres_fm(grp, fm, hour, {k: v[sel] for k, v in footprints.items()})
-
-    def ceres_footprints(self, t: F64, fm: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        g = self.geom
-        n = len(t)
-        # Cross-track scan: a triangle wave of scan angle (6.6 s period), +-57 deg -> view zenith up to ~67.
-        phase = (t / 6.6) % 1.0
-        scan = (4.0 * np.abs(phase - 0.5) - 1.0) * 57.0 + rng.normal(0, 0.3, n)
-        vza, central = scan_to_view(scan)
-        lat, lon = g.latlon(t, central)
-        sza, saz = g.solar_angles(t, lat, lon)
-        vaz = g.track_azimuth(t, central)
-        q = earth_fixed(lat, lon, np.float32)
-        land, cloud = self.scene.land(q), self.scene.cloud(q)
-        rho = 0.08 + 0.1 * land + 0.55 * cloud
-        cos = np.clip(np.cos(np.radians(sza)), 0.0, None)
-        sw = rho * cos * 1361.0 / np.pi / self.d2 * (1.0 + rng.normal(0, 0.02, n))
-        sw = np.where(sza < 90.0, sw, rng.normal(0.0, 0.05, n))
-        temp = self.scene.temperature(q, land, cloud).astype(np.float64)
-        lw = 5.67e-8 * temp**4 / np.pi * 0.83 * (1.0 + rng.normal(0, 0.01, n))
-        wn = lw * 0.095 * (1.0 + rng.normal(0, 0.01, n))
-        flags = np.zeros(n, dtype=np.int32)
-        if fm == "FM2":
-            flags[:] = 2  # FM2 in rotating azimuth plane scan mode: not cross-track
-        flags[rng.random(n) < 0.03] |= 1  # short scans and the like
-        out: dict[str, np.ndarray] = {
-            "Time_of_observation": to_jd(g.t0_unix + t),
-            "Latitude": lat.astype(np.float32),
-            "Longitude": lon.astype(np.float32),
-            "Viewing_Zenith": np.abs(vza).astype(np.float32),
-            "Solar_Zenith": sza.astype(np.float32),
-            "Relative_Azimuth": ((vaz - saz) % 360.0).astype(np.float32),
-            "Viewing_Azimuth": vaz.astype(np.float32),
-            "SW_Radiance": sw.astype(np.float32),
-            "LW_Radiance": lw.astype(np.float32),
-            "WN_Radiance": wn.astype(np.float32),
-            "TOT_Filtered_Radiance": (sw + lw).astype(np.float32),
-            "SW_Filtered_Radiance": (sw * 0.98).astype(np.float32),
-            "WN_Filtered_Radiance": (wn * 0.97).astype(np.float32),
-            "Radiance_Mode_Flags": flags,
-        }
-        # A few footprints without data: fill in every float field, colatitude fill -> -3.4e38 latitude.
-        missing = rng.random(n) < 2e-3
-        for key, values in out.items():
-            if values.dtype == np.float32:
-                values[missing] = -CERES_FILL if key == "Latitude" else CERES_FILL
-        return out
-
-    def write_ceres_fm(self, grp: h5py.Group, fm: str, hour: datetime, fp: dict[str, np.ndarray]) -> None:
-        w = self.w
-        sub = grp.create_group(fm)
-        file_name = f"CER_SSF_Terra-{fm}-MODIS_Edition4A_400403.{hour:%Y%m%d%H}"
-        set_attrs(sub, {"FileName": file_name})
-        if fm == "FM1":
-            self.inputs.append(file_name.replace("FM1", "FM1+FM2"))
-        fill = {"_FillValue": CERES_FILL, "format": "32-bit float"}
-        rad = {"units": "Watts per square meter per steradian", **fill}
-        deg = {"units": "degrees", **fill}
-        layout: dict[str, dict[str, dict[str, object]]] = {
-            "Radiances": {
-                "Radiance_Mode_Flags": {"units": "N/A", "format": "32-bit integer"},
-                "LW_Radiance": rad,
-                "SW_Filtered_Radiance": rad,
-                "SW_Radiance": rad,
-                "TOT_Filtered_Radiance": rad,
-                "WN_Filtered_Radiance": rad,
-                "WN_Radiance": rad,
-            },
-            "Time_and_Position": {
-                "Latitude": {"units": "degrees_north", "valid_range": np.array([-90, 90], np.float32), **fill},
-                "Longitude": {"units": "degrees_east", "valid_range": np.array([-180, 180], np.float32), **fill},
-                "Time_of_observation": {
-                    "units": "Julian Date",
-                    "format": "64-bit float",
-                    "_FillValue": np.float64(CERES_FILL),
-                },
-            },
-            "Viewing_Angles": {
-                "Relative_Azimuth": deg,
-                "Solar_Zenith": deg,
-                "Viewing_Azimuth": deg,
-                "Viewing_Zenith": deg,
-            },
-        }
-        for group_name, members in layout.items():
-            g2 = sub.create_group(group_name)
-            for name, attrs in members.items():
-                w.plain(g2, name, fp[name], attrs)
-
-    # ---------------------------------------------------------- ASTER/MOPITT
-    def write_aster(self) -> None:
-        g, p, w = self.geom, self.p, self.w
-        aster = self.h5.create_group("ASTER")
-        rng = self.rng(5)
-        mid = (self.window[0] + self.window[1]) / 2
-        for k in range(p.aster_granules):
-            t = mid + (k - (p.aster_granules - 1) / 2) * 600.0
-            when = g.start + timedelta(seconds=t)
-            gname = f"{when:%m%d%Y%H%M%S}"
-            grp = aster.create_group(f"granule_{gname}")
-            file_name = f"AST_L1T_003{gname}_20160101000000_{10000 + k}.hdf"
-            set_attrs(grp, {"GranuleName": file_name, "GranuleTime": gname})
-            self.inputs.append(file_name)
-            lat0, lon0 = (float(v) for v in g.latlon(np.array(t), np.array(0.0)))
-            sza, saz = (float(v) for v in g.solar_angles(np.array(t), np.array(lat0), np.array(lon0)))
-            rows, cols = p.aster_vnir
-            for sub_name, bands, div in (("VNIR", ("ImageData1", "ImageData2", "ImageData3N"), 1),
-                                         ("SWIR", tuple(f"ImageData{i}" for i in range(4, 10)), 2),
-                                         ("TIR", tuple(f"ImageData{i}" for i in range(10, 15)), 6)):  # fmt: skip
-                sub = grp.create_group(sub_name)
-                shape = (rows // div, cols // div)
-                la = lat0 + np.linspace(0.3, -0.3, shape[0])[:, None] + np.zeros(shape)
-                lo = lon0 + np.linspace(-0.35, 0.35, shape[1])[None, :] + np.zeros(shape)
-                q = earth_fixed(la, lo, np.float32)
-                base = 20.0 + 120.0 * self.scene.cloud(q) + 30.0 * self.scene.land(q)
-                for i, band in enumerate(bands):
-                    values = np.rint((base * (1.0 - 0.08 * i) + rng.normal(0, 1, shape)) * 10) / 10
-                    values = values.astype(np.float32)
-                    values[0, :3] = np.float32(-999.0)
-                    values[-1, -2:] = np.float32(-998.0)
-                    w.gzip(sub, band, values, attrs={"units": RADIANCE_UNITS, "_FillValue": FILL,
-                                                     "valid_max": np.float32(569.0)})  # fmt: skip
-                sgeo = sub.create_group("Geolocation")
-                w.gzip(sgeo, "Latitude", la, attrs={"units": "degrees_north"})
-                w.gzip(sgeo, "Longitude", wrap_lon(lo), attrs={"units": "degrees_east"})
-            geo = grp.create_group("Geolocation")
-            w.plain(geo, "Latitude", lat0 + np.linspace(0.3, -0.3, 11)[:, None] + np.zeros((11, 11)))
-            w.plain(geo, "Longitude", wrap_lon(lon0 + np.linspace(-0.35, 0.35, 11)[None, :] + np.zeros((11, 11))))
-            solar = grp.create_group("Solar_Geometry")
-            w.plain(solar, "SolarAzimuth", np.array([saz]))
-            w.plain(solar, "SolarElevation", np.array([90.0 - sza]))
-            pointing = grp.create_group("PointingAngle")
-            for sub_name in ("VNIR", "SWIR", "TIR"):
-                w.plain(pointing, sub_name, np.array([round(float(rng.uniform(-8.5, 8.5)), 3)]))
-
-    def write_mopitt(self) -> None:
-        g, p, w = self.geom, self.p, self.w
-        mopitt = self.h5.create_group("MOPITT")
-        rng = self.rng(6)
-        t = np.linspace(0.0, g.duration_s, p.mopitt_tracks, endpoint=False)
-        days = sorted({(g.start + timedelta(seconds=float(x))).date() for x in t})
-        for day in days:
-            t_day = np.array([x for x in t if (g.start + timedelta(seconds=float(x))).date() == day])
-            n = len(t_day)
-            grp = mopitt.create_group(f"granule_{day:%Y%m%d}")
-            file_name = f"MOP01-{day:%Y%m%d}-L1V3.50.0.he5"
-            set_attrs(grp, {"GranuleName": file_name, "GranuleTime": f"{day:%Y%m%d}", "TrackCount": np.int32(n)})
-            self.inputs.append(file_name)
-            # 29 pixels across track, 4 pixels per stare.
-            cross = np.linspace(-5.5, 5.5, 29)[None, :, None] + np.array([-0.1, -0.03, 0.03, 0.1])[None, None, :]
-            lat, lon = g.latlon(t_day[:, None, None] + np.zeros((1, 29, 4)), cross + np.zeros((n, 1, 1)))
-            data = grp.create_group("Data_Fields")
-            radiance = rng.gamma(4.0, 1.2, (n, 29, 4, 8, 2)).astype(np.float32)
-            radiance[rng.random(radiance.shape) < 1e-3] = MOPITT_FILL
-            w.plain(data, "MOPITTRadiances", radiance,
-                    {"units": "Watts/m^2Sr", "_FillValue": MOPITT_FILL, "valid_max": np.float32(20.0)})  # fmt: skip
-            geo = grp.create_group("Geolocation")
-            w.plain(geo, "Latitude", lat.astype(np.float32), {"units": "degrees_north"})
-            w.plain(geo, "Longitude", lon.astype(np.float32), {"units": "degrees_east"})
-            tai93 = g.t0_unix + t_day - datetime(1993, 1, 1, tzinfo=UTC).timestamp()
-            w.plain(geo, "Time", tai93, {"comment": "seconds since 1993-01-01 (TAI93), converted to UTC"})
+    )
+    set_attrs(h5, attrs)
 
 
-def upsample(a: F32, factor: int, wrap: bool = False) -> F32:
-    """Bilinear interpolation of a 2-D field onto a `factor`-times finer grid (pixel centres aligned)."""
-    out = a.astype(np.float32)
-    for axis in (0, 1):
-        n = out.shape[axis]
-        pos = (np.arange(n * factor) + 0.5) / factor - 0.5
-        i0 = np.clip(np.floor(pos).astype(np.int64), 0, n - 2)
-        frac = (pos - i0).astype(np.float32)
-        lo_v = np.take(out, i0, axis=axis)
-        diff = np.take(out, i0 + 1, axis=axis) - lo_v
-        if wrap:
-            diff = (diff + np.float32(180.0)) % np.float32(360.0) - np.float32(180.0)
-        shape = [1, 1]
-        shape[axis] = -1
-        out = lo_v + frac.reshape(shape) * diff
-    if wrap:
-        out = (out + np.float32(180.0)) % np.float32(360.0) - np.float32(180.0)
-    return out.astype(np.float32)
+def _descending_window(granules: list[GranulePlan], geom: OrbitGeometry) -> tuple[float, float]:
+    """Start of the first and end of the last descending (daylit) MODIS granule, s since orbit start."""
+    descending = [g for g in granules if g.descending]
+    if descending:
+        return (descending[0].t_rel, descending[-1].t_rel + GRANULE_S)
+    # cannot happen with the model orbit; keeps MISR/CERES well defined
+    return (geom.period_s / 4, 3 * geom.period_s / 4)
 
 
-def _centi(a: F64) -> F32:
-    """MOD03 angles are int16 hundredths of a degree."""
-    return (np.rint(np.asarray(a) * 100.0) / 100.0).astype(np.float32)
-
-
-def _heading(g: OrbitGeometry, t: F64) -> F64:
-    lat1, lon1 = g.latlon(t - 1.0, np.zeros_like(t))
-    lat2, lon2 = g.latlon(t + 1.0, np.zeros_like(t))
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dl = np.radians(lon2 - lon1)
-    y = np.sin(dl) * np.cos(p2)
-    x = np.cos(p1) * np.sin(p2) - np.sin(p1) * np.cos(p2) * np.cos(dl)
-    return np.asarray(np.degrees(np.arctan2(y, x)) % 360.0, dtype=np.float64)
-
-
-def _bct(when: datetime) -> bytes:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode("ascii")
+def _write_dimension_scales(h5: h5py.File, w: ChunkedWriter, preset: Preset) -> None:
+    """The few root dimension scales: MODIS rows, frames and bands, MISR blocks."""
+    scales: dict[str, np.ndarray] = {
+        "_10_nscans_MODIS_SWATH_Type_L1B": np.arange(preset.modis_rows, dtype=np.int32),
+        "Max_EV_frames_MODIS_SWATH_Type_L1B": np.arange(preset.modis_cols, dtype=np.int32),
+        "Band_250M_MODIS_SWATH_Type_L1B": np.array([1, 2], dtype=np.float32),
+        "Band_500M_MODIS_SWATH_Type_L1B": np.arange(3, 8, dtype=np.float32),
+        "Band_1KM_RefSB_MODIS_SWATH_Type_L1B": np.array(
+            [8, 9, 10, 11, 12, 13, 13.5, 14, 14.5, 15, 16, 17, 18, 19, 26], dtype=np.float32
+        ),
+        "Band_1KM_Emissive_MODIS_SWATH_Type_L1B": np.array(
+            [20, 21, 22, 23, 24, 25, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36], dtype=np.float32
+        ),
+        "SOMBlock_Time": np.arange(MISR_BLOCKS, dtype=np.int32),
+    }
+    for name, values in scales.items():
+        dset = w.plain(h5, name, values)
+        dset.make_scale(name)
 
 
 def _iso(when: datetime) -> str:

@@ -82,7 +82,7 @@ def test_racing_steps_start_no_more_than_the_cap(world: World, deep_work_queue: 
         # One open ComputeRadiance job: its definition's pool drains the deep queue.
         nothing_loaded: Any = SimpleNamespace(files={}, jobs={"a-job": {JobAttr.DEFINITION: "ComputeRadiance"}})
         threads = [
-            threading.Thread(target=step.launch_workers, args=(nothing_loaded, report))
+            threading.Thread(target=step.launching.launch_workers, args=(nothing_loaded, report))
             for step, report in zip(steps, reports, strict=True)
         ]
         for t in threads:

@@ -144,7 +144,7 @@ def reduce_requests(world: World, job_id: str) -> list[dict[str, Any]]:
 
 def step_once(ctx: Context, done: CompleteJob) -> StepReport:
     report = StepReport(started_at=time.time())
-    Step(ctx).complete_jobs([done], time.time(), load(ctx.tables), report)
+    Step(ctx).completer.complete_jobs([done], time.time(), load(ctx.tables), report)
     return report
 
 
@@ -190,7 +190,7 @@ def test_a_dead_lettered_reduce_request_ends_the_job_with_its_reason(
         MessageAttributes={FAILURE_REASON_ATTRIBUTE: {"DataType": "String", "StringValue": "BadInput: no results"}},
     )
     report = StepReport(started_at=time.time())
-    Step(ctx).record_work_failures(load(ctx.tables), time.time(), report)
+    Step(ctx).dead_letters.record_work_failures(load(ctx.tables), time.time(), report)
     assert report.completed_jobs == [done.job_id] and job_state(ctx, done.job_id) is JobState.COMPLETE
     item = ctx.tables.jobs.get(done.job_id)
     assert item is not None and "reducer failed" in item[JobAttr.ERROR] and "no results" in item[JobAttr.ERROR]

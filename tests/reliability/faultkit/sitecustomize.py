@@ -199,7 +199,7 @@ def install(config: dict[str, Any]) -> None:
         if throttler is not None and not type(self).__module__.startswith("aiobotocore"):
             self.register("before-send", throttler, unique_id="faultkit-throttle")
 
-    botocore.session.Session.__init__ = init  # type: ignore[method-assign]
+    botocore.session.Session.__init__ = init
     _STATE["installed"] = True
     if record_dir:
         # Where this process's record begins in `<pid>.jsonl` (a PID may be reused by a later process).

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from workbench.synthetic.generator import descending_row_threshold, failing_rows, upsample
+from workbench.synthetic.instruments.modis import descending_row_threshold, failing_rows, upsample
 from workbench.synthetic.writer import ChunkedWriter
 
 

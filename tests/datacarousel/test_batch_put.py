@@ -1,4 +1,4 @@
-"""`store.batch_put`: unprocessed items are sent again after a growing pause, a bounded number of times."""
+"""`files_table.batch_put`, the one BatchWriteItem loop (job-files, ledger): bounded retries, growing pauses."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from carousel import store
 from datacarousel import files_table
 from datacarousel.errors import TransientError
 
@@ -47,7 +46,7 @@ def _items(n: int) -> list[dict[str, Any]]:
 
 def test_unprocessed_items_are_sent_again_after_a_growing_pause(pauses: list[float]) -> None:
     ddb = FakeDynamoDB(refusals=3)
-    store.batch_put(ddb, "t", _items(5))
+    files_table.batch_put(ddb, "t", _items(5))
     assert ddb.calls == [5, 1, 1, 1]
     assert len(ddb.written) == 5
     assert len(pauses) == 3 and pauses == sorted(pauses) and pauses[0] > 0 and pauses[-1] > pauses[0]
@@ -56,16 +55,16 @@ def test_unprocessed_items_are_sent_again_after_a_growing_pause(pauses: list[flo
 def test_items_never_processed_raise_a_transient_error_after_bounded_attempts(pauses: list[float]) -> None:
     ddb = FakeDynamoDB(refusals=10**9)
     with pytest.raises(TransientError, match="1 of 5 puts still unprocessed"):
-        store.batch_put(ddb, "t", _items(5))
-    assert len(ddb.calls) == store.BATCH_WRITE_ATTEMPTS
-    assert len(pauses) == store.BATCH_WRITE_ATTEMPTS - 1
+        files_table.batch_put(ddb, "t", _items(5))
+    assert len(ddb.calls) == files_table.BATCH_WRITE_ATTEMPTS
+    assert len(pauses) == files_table.BATCH_WRITE_ATTEMPTS - 1
     assert pauses == sorted(pauses) and pauses[-1] > pauses[0]
     assert sum(pauses) < 30, "gives up within seconds"
 
 
 def test_every_batch_of_25_gets_its_own_attempts(pauses: list[float]) -> None:
     ddb = FakeDynamoDB(refusals=1)
-    store.batch_put(ddb, "t", _items(60), attempts=2)
+    files_table.batch_put(ddb, "t", _items(60), attempts=2)
     assert ddb.calls == [25, 1, 25, 10]  # the first batch: one refusal, then done; the others at once
     assert sorted(i["file_name"]["S"] for i in ddb.written) == [f"f{i:03d}" for i in range(60)]
     assert len(pauses) == 1

@@ -1,0 +1,96 @@
+"""DynamoDB items as the carousel writes them: ISO times, one conditional UpdateItem, paged queries, bounded batch puts.
+
+Times are stored as ISO 8601 UTC text (`files_table.iso`), like the rest of the files table; the
+planner's POSIX seconds are converted here, at the edge. A write is one conditional UpdateItem: a
+condition that fails means another writer moved the item first (`False`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from datacarousel.files_table import Expr, deserialize, serialize
+
+log = logging.getLogger(__name__)
+
+
+# --- time conversions ----------------------------------------------------------------------
+
+
+def iso_seconds(t: float) -> str:
+    """POSIX seconds -> `YYYY-MM-DDTHH:MM:SSZ` (whole seconds, rounded down)."""
+    return datetime.fromtimestamp(int(t), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def to_seconds(value: Any) -> float | None:
+    """An item's time attribute (ISO text, or a number of POSIX seconds) -> POSIX seconds; None if unset."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        log.warning("unparseable time attribute %r: treated as unset", text[:64])
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+# --- expressions ---------------------------------------------------------------------------
+
+
+def _conditional_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def update(
+    ddb: Any,
+    table: str,
+    key: Mapping[str, Any],
+    expr: Expr,
+    *,
+    set_: Mapping[str, Any] | None = None,
+    extra_set: Sequence[str] = (),
+    remove: Sequence[str] = (),
+    condition: str,
+) -> bool:
+    """One conditional UpdateItem; False when the condition does not hold."""
+    clauses = [f"{expr.name(k)} = {expr.value(v)}" for k, v in (set_ or {}).items()] + list(extra_set)
+    text = ""
+    if clauses:
+        text = "SET " + ", ".join(clauses)
+    if remove:
+        text += " REMOVE " + ", ".join(expr.name(r) for r in remove)
+    try:
+        ddb.update_item(
+            TableName=table,
+            Key={k: serialize(v) for k, v in key.items()},
+            UpdateExpression=text.strip(),
+            ConditionExpression=condition,
+            **expr.params(),
+        )
+    except ClientError as exc:
+        if _conditional_failure(exc):
+            return False
+        raise
+    return True
+
+
+def query_all(ddb: Any, **params: Any) -> Iterator[dict[str, Any]]:
+    """Every item of a Query, page after page."""
+    while True:
+        response = ddb.query(**params)
+        for raw in response.get("Items", []):
+            yield deserialize(raw)
+        last = response.get("LastEvaluatedKey")
+        if not last:
+            return
+        params["ExclusiveStartKey"] = last

@@ -1,0 +1,246 @@
+"""The template's parameters: what an operator gives at stack creation, grouped for the console.
+
+Network ids and image URIs exist only in the operator's account; the carousel's window,
+restore tier and schedule, the compute ceiling and the log level are tunables with
+defaults. `add_parameters` adds them all and returns them as one `Parameters`, which the
+other families refer to (`Ref(p.vpc)`, `Ref(p.images[name])`, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from troposphere import Parameter, Template
+
+from datacarousel import contract, registry
+from stack_template.common import HSDS_PORT
+
+IMAGE_URI_PATTERN = (
+    r"^[a-z0-9][a-z0-9.-]*(:[0-9]+)?/[a-z0-9._/-]+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[a-f0-9]{64})$"
+)
+
+
+@dataclass(frozen=True)
+class Parameters:
+    vpc: Parameter
+    subnets: Parameter
+    security_group: Parameter
+    images: dict[str, Parameter]  # by job definition name
+    hsds_image: Parameter
+    hsds_username: Parameter
+    window_bytes: Parameter
+    window_files: Parameter
+    restore_tier: Parameter
+    restore_days: Parameter
+    carousel_schedule: Parameter
+    max_vcpus: Parameter
+    archive_prefix: Parameter
+    archive_transition_days: Parameter
+    log_level: Parameter
+
+
+def add_parameters(t: Template) -> Parameters:
+    params = Parameters(
+        **_network_parameters(t),
+        **_image_parameters(t),
+        **_carousel_parameters(t),
+        **_compute_and_storage_parameters(t),
+    )
+    _add_console_interface(t, params)
+    return params
+
+
+def _network_parameters(t: Template) -> dict[str, Any]:
+    vpc = t.add_parameter(
+        Parameter(
+            "VpcId",
+            Type="AWS::EC2::VPC::Id",
+            Description="VPC holding the subnets below (DNS resolution and DNS hostnames on, for Cloud Map)",
+        )
+    )
+    subnets = t.add_parameter(
+        Parameter(
+            "SubnetIds",
+            Type="List<AWS::EC2::Subnet::Id>",
+            Description=(
+                "One or more subnets of that VPC for the Batch instances and the HSDS task; they need a route "
+                "to S3, ECR, CloudWatch Logs and Secrets Manager (NAT or VPC endpoints)"
+            ),
+        )
+    )
+    security_group = t.add_parameter(
+        Parameter(
+            "SecurityGroupId",
+            Type="AWS::EC2::SecurityGroup::Id",
+            Description=(
+                "Security group of the workers (Batch instances); the only group admitted to HSDS. "
+                f"It must allow outbound HTTPS and TCP {HSDS_PORT} inside the VPC"
+            ),
+        )
+    )
+    return {"vpc": vpc, "subnets": subnets, "security_group": security_group}
+
+
+def _image_parameters(t: Template) -> dict[str, Any]:
+    images: dict[str, Parameter] = {}
+    for worker in registry.worker_images():
+        images[worker.job_definition] = t.add_parameter(
+            Parameter(
+                worker.parameter,
+                Type="String",
+                AllowedPattern=IMAGE_URI_PATTERN,
+                ConstraintDescription="an image URI with registry and tag or digest, e.g. "
+                f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{worker.image}:1.0",
+                Description=f"URI of the {worker.image} image (job definition {worker.job_definition})",
+            )
+        )
+    hsds_image = t.add_parameter(
+        Parameter(
+            contract.HSDS_IMAGE_PARAMETER,
+            Type="String",
+            AllowedPattern=IMAGE_URI_PATTERN,
+            ConstraintDescription="an image URI with registry and tag or digest",
+            Description="URI of the HSDS server image (provides `python -m hsds.node_runner`, hsds >= 1.0)",
+        )
+    )
+    return {"images": images, "hsds_image": hsds_image}
+
+
+def _carousel_parameters(t: Template) -> dict[str, Any]:
+    window_bytes = t.add_parameter(
+        Parameter(
+            "WindowBytes",
+            Type="Number",
+            Default=str(50 * 10**12),
+            MinValue=1,
+            Description="Carousel window: most bytes restored (staged in S3 Standard) at once",
+        )
+    )
+    window_files = t.add_parameter(
+        Parameter(
+            "WindowFiles",
+            Type="Number",
+            Default="2000",
+            MinValue=1,
+            Description="Carousel window: most files restored at once",
+        )
+    )
+    restore_tier = t.add_parameter(
+        Parameter(
+            "RestoreTier",
+            Type="String",
+            Default=contract.RestoreTier.BULK.value,
+            # Expedited retrieval does not exist for S3 Glacier Deep Archive, the archive's storage class.
+            AllowedValues=[contract.RestoreTier.BULK.value, contract.RestoreTier.STANDARD.value],
+            Description="Restore tier: Bulk (up to 48 h, cheapest) or Standard (up to 12 h); "
+            "Deep Archive has no Expedited tier",
+        )
+    )
+    restore_days = t.add_parameter(
+        Parameter(
+            "RestoreDays",
+            Type="Number",
+            Default="7",
+            MinValue=1,
+            MaxValue=365,
+            Description="Restore lease: days a restored copy stays readable (renewed while files are needed)",
+        )
+    )
+    carousel_schedule = t.add_parameter(
+        Parameter(
+            "CarouselSchedule",
+            Type="String",
+            Default="rate(15 minutes)",
+            AllowedPattern=r"^(rate\([1-9][0-9]* (minute|minutes|hour|hours|day|days)\)|cron\([^()]+\))$",
+            ConstraintDescription="an EventBridge schedule expression: rate(...) or cron(...)",
+            Description="How often the carousel step runs (EventBridge schedule expression)",
+        )
+    )
+    archive_prefix = t.add_parameter(
+        Parameter(
+            "ArchivePrefix",
+            Type="String",
+            Default="",
+            AllowedPattern=r"^([A-Za-z0-9!_.*'()/-]*)$",
+            Description="Key prefix of the BasicFusion files in the archive bucket (empty: the whole bucket)",
+        )
+    )
+    return {
+        "window_bytes": window_bytes,
+        "window_files": window_files,
+        "restore_tier": restore_tier,
+        "restore_days": restore_days,
+        "carousel_schedule": carousel_schedule,
+        "archive_prefix": archive_prefix,
+    }
+
+
+def _compute_and_storage_parameters(t: Template) -> dict[str, Any]:
+    hsds_username = t.add_parameter(
+        Parameter(
+            "HsdsUsername",
+            Type="String",
+            Default=contract.PROJECT,
+            AllowedPattern=r"^[a-z][a-z0-9_-]{0,31}$",
+            ConstraintDescription="lower-case letters, digits, '_' or '-', starting with a letter",
+            Description="HSDS user of the workers (its password is generated into Secrets Manager)",
+        )
+    )
+    max_vcpus = t.add_parameter(
+        Parameter(
+            "MaxVcpus",
+            Type="Number",
+            Default="256",
+            MinValue=1,
+            MaxValue=10000,
+            Description="Most vCPUs the Batch compute environment may run at once",
+        )
+    )
+    archive_transition_days = t.add_parameter(
+        Parameter(
+            "ArchiveTransitionDays",
+            Type="Number",
+            Default="0",
+            MinValue=0,
+            Description="Days after upload before an archive object moves to S3 Glacier Deep Archive",
+        )
+    )
+    log_level = t.add_parameter(
+        Parameter(
+            "LogLevel",
+            Type="String",
+            Default="INFO",
+            AllowedValues=["DEBUG", "INFO", "WARNING", "ERROR"],
+            Description="Log level of the workers",
+        )
+    )
+    return {
+        "hsds_username": hsds_username,
+        "max_vcpus": max_vcpus,
+        "archive_transition_days": archive_transition_days,
+        "log_level": log_level,
+    }
+
+
+def _add_console_interface(t: Template, p: Parameters) -> None:
+    """Parameter groups and labels for the CloudFormation console."""
+    groups = [
+        ("Network", [p.vpc, p.subnets, p.security_group]),
+        ("Container images", [*p.images.values(), p.hsds_image]),
+        (
+            "Carousel",
+            [p.window_bytes, p.window_files, p.restore_tier, p.restore_days, p.carousel_schedule, p.archive_prefix],
+        ),
+        ("Compute and storage", [p.max_vcpus, p.archive_transition_days, p.hsds_username, p.log_level]),
+    ]
+    t.set_metadata(
+        {
+            "AWS::CloudFormation::Interface": {
+                "ParameterGroups": [
+                    {"Label": {"default": label}, "Parameters": [param.title for param in members]}
+                    for label, members in groups
+                ]
+            }
+        }
+    )
