@@ -40,8 +40,9 @@ import numpy as np
 import psutil
 
 from datacarousel import aws, hsds, naming
-from datacarousel.files_table import FileMetadata, FilesTable, iso, utcnow
+from datacarousel.files_table import FileMetadata, FilesTable, iso
 from datacarousel.naming import BasicFusionName
+from datacarousel.times import utcnow
 from index_file.adapters import HsdsTarget
 from loader.adapters import list_pages, list_pages_parallel
 from loader.adapters import run as run_loader

@@ -22,11 +22,6 @@ log = logging.getLogger(__name__)
 # --- time conversions ----------------------------------------------------------------------
 
 
-def iso_seconds(t: float) -> str:
-    """POSIX seconds -> `YYYY-MM-DDTHH:MM:SSZ` (whole seconds, rounded down)."""
-    return datetime.fromtimestamp(int(t), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def to_seconds(value: Any) -> float | None:
     """An item's time attribute (ISO text, or a number of POSIX seconds) -> POSIX seconds; None if unset."""
     if value is None or value == "":

@@ -10,15 +10,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from carousel.dynamo_items import (
-    iso_seconds,
-    update,
-)
+from carousel.dynamo_items import update
 from datacarousel.contract import (
     FileAttr,
     FileState,
 )
 from datacarousel.files_table import Expr, FilesTable
+from datacarousel.times import iso_seconds
 
 log = logging.getLogger(__name__)
 

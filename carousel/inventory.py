@@ -29,6 +29,7 @@ from datacarousel.contract import FileAttr, FileState
 from datacarousel.errors import BadFileName
 from datacarousel.files_table import FilesTable, identity_attributes, serialize
 from datacarousel.naming import BasicFusionName
+from datacarousel.times import iso
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,8 @@ def inventory_item(
     return {
         FileAttr.FILE_NAME: name.file_name,
         **identity_attributes(name),
-        FileAttr.START_TIME: start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        FileAttr.END_TIME: end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        FileAttr.START_TIME: iso(start),
+        FileAttr.END_TIME: iso(end),
         FileAttr.YEAR: start.year,
         FileAttr.MONTH: start.month,
         FileAttr.DAY: start.day,

@@ -235,9 +235,10 @@ class SimWorld:
             self._event(RestoreEvent(self.names[i], RestoreEventKind.EXPIRED, self.w_expiry[i]))
         if len(gone):
             pending = (self.job_state[self.jf_job] == J_OPEN) & (self.jf_state <= JF_RUNNING)
-            arrived_rows = (
-                np.arange(len(self.jf_job)) < self.rows_before[int(np.searchsorted(self.submitted, t, "right"))]
-            )
+            # Only jobs the planner has seen count: one that arrived after its last step (at t_prev)
+            # could not have had the copy renewed; it is served by a new restore.
+            seen = int(np.searchsorted(self.submitted, self.t_prev, "right"))
+            arrived_rows = np.arange(len(self.jf_job)) < self.rows_before[seen]
             needed = np.zeros(len(self.size), bool)
             needed[self.jf_file[pending & arrived_rows]] = True
             self.violations["expired_while_needed"] += int(needed[gone].sum())

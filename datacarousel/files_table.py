@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -26,21 +26,13 @@ from datacarousel import naming
 from datacarousel.contract import FileAttr, FileIndex, FileState
 from datacarousel.errors import TransientError
 from datacarousel.naming import BasicFusionName
+from datacarousel.times import iso
 
 log = logging.getLogger(__name__)
 
 _SER = TypeSerializer()
 _DESER = TypeDeserializer()
 _BATCH_GET_MAX = 100
-
-
-def iso(moment: datetime) -> str:
-    """ISO 8601 UTC with a `Z`, whole seconds: sortable as text."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
 
 
 def _plain(value: Any) -> Any:

@@ -3,27 +3,21 @@
 `hsds.link_file` reads the source's HDF5 metadata here (HSDS later reads the chunks from the same
 object). What can go wrong is sorted into the project's errors: a missing object or a file that is
 not HDF5 is `BadInput`, an archived object not restored is `NotReadable`, a stalled or failing S3 is
-`TransientError` (the timeouts below make a stalled read fail instead of hanging a worker).
+`TransientError` (s3fs's timeouts, `datacarousel.s3files`, make a stalled read fail instead of hanging).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import h5py
-import s3fs
 
-from datacarousel.contract import Env
 from datacarousel.errors import BadInput, NotReadable, TransientError
-
-# s3fs reads of the source: a stalled connection fails (and the message returns) instead of hanging.
-S3_CONNECT_TIMEOUT_S = 10
-S3_READ_TIMEOUT_S = 60
+from datacarousel.s3files import s3_filesystem
 
 
 def posix_file_uri(path: Path | str, root: Path | str) -> str:
@@ -39,24 +33,6 @@ def posix_file_uri(path: Path | str, root: Path | str) -> str:
     return rel.as_posix()
 
 
-def _s3_filesystem() -> Any:
-    """s3fs with the standard AWS settings (AWS_ENDPOINT_URL points it at moto locally)."""
-    client_kwargs: dict[str, Any] = {}
-    endpoint = os.environ.get(Env.AWS_ENDPOINT_URL)
-    if endpoint:
-        client_kwargs["endpoint_url"] = endpoint
-    region = os.environ.get(Env.AWS_REGION) or os.environ.get("AWS_REGION")
-    if region:
-        client_kwargs["region_name"] = region
-    # A fresh instance per call: s3fs caches instances, which does not survive fork.
-    return s3fs.S3FileSystem(
-        client_kwargs=client_kwargs,
-        config_kwargs={"connect_timeout": S3_CONNECT_TIMEOUT_S, "read_timeout": S3_READ_TIMEOUT_S},
-        skip_instance_cache=True,
-        use_listings_cache=False,
-    )
-
-
 def _archived(exc: BaseException) -> bool:
     """S3 refuses to read an archived, unrestored object (InvalidObjectState)."""
     text = f"{exc} {exc.__cause__ or ''} {exc.__context__ or ''}"
@@ -70,7 +46,7 @@ def open_source(source: str, posix_root: Path | str | None) -> Iterator[tuple[An
         parsed = urlparse(source)
         if not parsed.netloc or not parsed.path.strip("/"):
             raise BadInput(f"{source!r} is not an s3://bucket/key URI")
-        fs = _s3_filesystem()
+        fs = s3_filesystem(use_listings_cache=False)
         try:
             raw = fs.open(source, "rb", block_size=1 << 20, cache_type="blockcache")
         except FileNotFoundError as exc:

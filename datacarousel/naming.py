@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from datacarousel.contract import COMPOSITES_DIR, REDUCED_MARKER, RESULTS_PREFIX
 from datacarousel.errors import BadFileName
+from datacarousel.times import parse_iso
 
 FIRST_ORBIT = 1000
 LAST_ORBIT = 85302
@@ -31,8 +32,7 @@ _FILE_RE = re.compile(r"TERRA_BF_L1B_O(?P<orbit>[0-9]+)_(?P<time>[0-9]{14})_F(?P
 ORBIT_START_TOLERANCE_S = 1200
 
 
-def _utc(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+_utc = parse_iso
 
 
 # Exact orbit start times stated in the spec (OPT table rows and real file names).

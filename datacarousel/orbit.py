@@ -42,10 +42,10 @@ import h5py
 import h5pyd
 import numpy as np
 import numpy.typing as npt
-import s3fs
 
 from datacarousel import aws, chunkread
 from datacarousel.errors import BadInput, CorruptData, TransientError
+from datacarousel.s3files import s3_filesystem
 
 log = logging.getLogger(__name__)
 
@@ -426,18 +426,6 @@ def split_s3_url(url: str) -> tuple[str, str]:
     return bucket, key
 
 
-def s3_filesystem() -> Any:
-    """An s3fs filesystem using the standard AWS settings (AWS_ENDPOINT_URL reaches a non-AWS endpoint)."""
-    endpoint = os.environ.get("AWS_ENDPOINT_URL")
-    client_kwargs: dict[str, Any] = {}
-    if endpoint:
-        client_kwargs["endpoint_url"] = endpoint
-    region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
-    if region:
-        client_kwargs["region_name"] = region
-    return s3fs.S3FileSystem(client_kwargs=client_kwargs, default_block_size=S3_BLOCK_SIZE, skip_instance_cache=True)
-
-
 def open_s3(
     url: str, fs: Any | None = None, *, direct: bool = True, workers: int | None = None, s3: Any | None = None
 ) -> OrbitReader:
@@ -447,7 +435,7 @@ def open_s3(
     GetObject calls of `s3` (a boto3 client; default `datacarousel.aws.client("s3")`), inflated here.
     """
     bucket, key = split_s3_url(url)
-    fs = fs or s3_filesystem()
+    fs = fs or s3_filesystem(default_block_size=S3_BLOCK_SIZE)
     path = f"{bucket}/{key}"
     try:
         fobj = fs.open(path, "rb", block_size=S3_BLOCK_SIZE, cache_type="blockcache")

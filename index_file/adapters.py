@@ -30,8 +30,9 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 from datacarousel import archive, hsds, naming
 from datacarousel.contract import HSDS_INDEXED_MARKER, FileAttr, FileState
 from datacarousel.errors import BadInput, NotReadable, TransientError
-from datacarousel.files_table import FilesTable, is_indexed, iso, utcnow
+from datacarousel.files_table import FilesTable, is_indexed, iso
 from datacarousel.hsds_target import HsdsTarget, Marker
+from datacarousel.times import utcnow
 from index_file.core import (
     HEADER_BYTES,
     check_hdf5,

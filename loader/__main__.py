@@ -14,7 +14,8 @@ import typer
 from datacarousel import aws
 from datacarousel.config import Settings
 from datacarousel.errors import ConfigError
-from datacarousel.files_table import FilesTable, utcnow
+from datacarousel.files_table import FilesTable
+from datacarousel.times import utcnow
 from loader.adapters import DEFAULT_WORKERS, run
 from loader.core import DEFAULT_REQUEUE_AFTER
 from loader.ledger import IndexRequestLedger, LedgerWriteError

@@ -21,6 +21,7 @@ from datacarousel.contract import FileAttr, FileState, IndexRequestAttr
 from datacarousel.errors import BadFileName
 from datacarousel.messages import IndexRequest
 from datacarousel.naming import BasicFusionName
+from datacarousel.times import parse_iso
 
 DEFAULT_REQUEUE_AFTER = timedelta(hours=6)
 
@@ -101,7 +102,7 @@ def _parse_iso(text: Any) -> datetime | None:
     if not isinstance(text, str):
         return None
     try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        return parse_iso(text)
     except ValueError:
         return None
 

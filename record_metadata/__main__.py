@@ -14,8 +14,9 @@ import typer
 from datacarousel import aws
 from datacarousel.config import Settings
 from datacarousel.errors import ConfigError
-from datacarousel.files_table import FilesTable, utcnow
+from datacarousel.files_table import FilesTable
 from datacarousel.hsds_target import HsdsTarget
+from datacarousel.times import utcnow
 from record_metadata.adapters import run
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)

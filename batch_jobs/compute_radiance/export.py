@@ -14,6 +14,7 @@ import xarray as xr
 
 from batch_jobs.compute_radiance.composite import COUNTS, SUM_TO_COUNT, mean_name
 from batch_jobs.compute_radiance.science import JD_J2000, MISR_BANDS
+from datacarousel.times import ISO_SECONDS
 
 RADIANCE_UNITS = "W m-2 sr-1 um-1"
 CERES_UNITS = "W m-2 sr-1"
@@ -24,7 +25,7 @@ def jd_to_iso(jd: float) -> str:
     if not np.isfinite(jd):
         return ""
     t = datetime(2000, 1, 1, 12) + timedelta(days=float(jd) - JD_J2000)
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.strftime(ISO_SECONDS)
 
 
 def _dims(name: str, ndim: int) -> tuple[str, ...]:

@@ -567,3 +567,25 @@ def test_files_readable_as_is_are_never_expired_renewed_probed_or_restored(data:
         touched = {a.file_name for a in p.of(InvalidateExpired)} | {a.file_name for a in p.of(RenewLease)}
         touched |= {a.file_name for a in p.of(ProbeRestore)} | set(restored_names(p))
         assert not standing & touched
+
+
+def test_a_job_arriving_after_the_last_step_before_its_copy_expires_is_served_by_a_new_restore() -> None:
+    """Found by the property above: j2 arrives one second after a step, the copy it wants expires at the
+    next step (S3's midnight). No step saw j2 while the copy lived, so the expiry breaks no promise; j2
+    is served by a second restore and completes. A job a step has seen keeps its copy (renewed)."""
+    t0 = EPOCH
+    config = SimConfig(
+        window_files=1, window_bytes=60 * 10**9, lease_days=2, keep_s=0.0, step_s=2 * HOUR, horizon_s=200 * DAY,
+        workers=1, event_loss=0.0, event_duplication=0.0, bad_file_rate=0.0, job_file_failure_rate=0.0,
+        request_seconds_per_step=0.002,
+    )  # fmt: skip
+    late = t0 + 8 * DAY - 2 * HOUR + 1  # one second after the last step before midnight, when the copy expires
+    jobs = [
+        JobSpec("j0", "o0", t0, JobQuery(orbit_min=40_000), np.array([0])),
+        JobSpec("j1", "o0", t0, JobQuery(orbit_min=40_001), np.array([1])),
+        JobSpec("j2", "o0", late, JobQuery(orbit_min=40_001), np.array([1])),
+    ]
+    result = simulate(SLICE, jobs, Policy.DEMAND, config)
+    assert result.violations["expired_while_needed"] == 0
+    assert result.jobs_completed == 3
+    assert result.restore_requests == 3  # file 1 restored again for j2

@@ -19,10 +19,10 @@ from datacarousel.files_table import (
     iso,
     metadata_is_current,
     serialize,
-    utcnow,
     year_months_of_orbits,
 )
 from datacarousel.naming import BasicFusionName
+from datacarousel.times import utcnow
 
 FOLDER = "/home/test/basicfusion/"
 

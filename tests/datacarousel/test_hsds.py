@@ -25,7 +25,7 @@ import h5pyd
 import numpy as np
 import pytest
 
-from datacarousel import aws, hsds, link_source
+from datacarousel import aws, hsds, link_source, s3files
 from datacarousel.errors import BadInput, ConfigError, NotReadable
 from workbench.synthetic.generator import generate_orbit
 
@@ -429,7 +429,7 @@ def test_a_stalled_s3_read_fails_instead_of_hanging(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("AWS_ENDPOINT_URL", stalled.url)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setattr(link_source, "S3_READ_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(s3files, "S3_READ_TIMEOUT_S", 0.5)
     outcome: list[BaseException | None] = []
 
     def open_it() -> None:

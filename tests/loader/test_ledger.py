@@ -12,9 +12,10 @@ from throttled_writes import Withhold
 
 from datacarousel import aws
 from datacarousel.contract import IndexRequestAttr
-from datacarousel.files_table import iso, utcnow
+from datacarousel.files_table import iso
 from datacarousel.messages import IndexRequest
 from datacarousel.naming import BasicFusionName, archive_key
+from datacarousel.times import utcnow
 from loader.ledger import BATCH_WRITE_MAX, IndexRequestLedger, LedgerWriteError, ledger_item
 
 ORBITS = range(62001, 62001 + BATCH_WRITE_MAX)

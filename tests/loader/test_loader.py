@@ -17,9 +17,10 @@ from typer.testing import CliRunner
 
 from datacarousel import aws
 from datacarousel.contract import FileAttr, FileState, IndexRequestAttr
-from datacarousel.files_table import FilesTable, utcnow
+from datacarousel.files_table import FilesTable
 from datacarousel.messages import IndexRequest
 from datacarousel.naming import BasicFusionName, archive_key
+from datacarousel.times import utcnow
 from loader.__main__ import app
 from loader.adapters import list_pages, list_pages_parallel, run
 from loader.ledger import IndexRequestLedger

@@ -23,9 +23,10 @@ from typer.testing import CliRunner
 
 from datacarousel import aws, hsds
 from datacarousel.contract import FileAttr, FileState
-from datacarousel.files_table import FilesTable, utcnow
+from datacarousel.files_table import FilesTable
 from datacarousel.naming import BasicFusionName, archive_key, hsds_domain
 from datacarousel.queue_worker import drain
+from datacarousel.times import utcnow
 from index_file.adapters import HsdsTarget, IndexFileHandler, read_marker
 from loader.adapters import run as run_loader
 from loader.ledger import IndexRequestLedger

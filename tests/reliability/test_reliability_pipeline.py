@@ -29,7 +29,8 @@ import stack_template
 from carousel.runtime import TABLE_SETTINGS, Context
 from datacarousel import aws, hsds, naming
 from datacarousel.contract import Env, FileState, JobDefinitionName, JobFileState, JobState
-from datacarousel.files_table import iso, utcnow
+from datacarousel.files_table import iso
+from datacarousel.times import utcnow
 from index_file.adapters import HsdsTarget, write_marker
 from index_file.core import Marker
 
