@@ -15,7 +15,7 @@ from carousel.planner import HOUR_S, PlannerConfig, Policy
 from carousel.store import Tables
 from datacarousel import aws
 from datacarousel.config import Settings
-from datacarousel.contract import Env, RestoreTier
+from datacarousel.contract import DEFAULT_RESTORE_DAYS, DEFAULT_WINDOW_BYTES, DEFAULT_WINDOW_FILES, Env, RestoreTier
 from datacarousel.errors import ConfigError
 
 DEFAULT_PROBE_AFTER_S = 6 * HOUR_S
@@ -101,10 +101,10 @@ class Tuning:
 
 
 def planner_config(settings: Settings, tuning: Tuning) -> PlannerConfig:
-    days = int(settings.restore_days or 7)
+    days = int(settings.restore_days or DEFAULT_RESTORE_DAYS)
     return PlannerConfig(
-        window_bytes=int(settings.window_bytes or 50 * 10**12),
-        window_files=int(settings.window_files or 2000),
+        window_bytes=int(settings.window_bytes or DEFAULT_WINDOW_BYTES),
+        window_files=int(settings.window_files or DEFAULT_WINDOW_FILES),
         policy=tuning.policy,
         tier=RestoreTier(settings.restore_tier or RestoreTier.BULK.value),
         lease_days=days,

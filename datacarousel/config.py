@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from datacarousel.contract import Env, RestoreTier
+from datacarousel.contract import DEFAULT_RESTORE_DAYS, DEFAULT_WINDOW_BYTES, DEFAULT_WINDOW_FILES, Env, RestoreTier
 from datacarousel.errors import ConfigError
 
 
@@ -65,10 +65,10 @@ _SPECS: dict[str, _Spec] = {
     "hs_endpoint": _Spec(Env.HS_ENDPOINT, _url),
     "hs_username": _Spec(Env.HS_USERNAME, str),
     "hs_password": _Spec(Env.HS_PASSWORD, str),
-    "window_bytes": _Spec(Env.WINDOW_BYTES, _positive_int, 50 * 10**12),
-    "window_files": _Spec(Env.WINDOW_FILES, _positive_int, 2000),
+    "window_bytes": _Spec(Env.WINDOW_BYTES, _positive_int, DEFAULT_WINDOW_BYTES),
+    "window_files": _Spec(Env.WINDOW_FILES, _positive_int, DEFAULT_WINDOW_FILES),
     "restore_tier": _Spec(Env.RESTORE_TIER, _tier, RestoreTier.BULK.value),
-    "restore_days": _Spec(Env.RESTORE_DAYS, _positive_int, 7),
+    "restore_days": _Spec(Env.RESTORE_DAYS, _positive_int, DEFAULT_RESTORE_DAYS),
     "log_level": _Spec(Env.LOG_LEVEL, str.upper, "INFO"),
 }
 

@@ -13,6 +13,11 @@ from dataclasses import dataclass
 
 PROJECT = "datacarousel"
 DEFAULT_STACK_NAME = "datacarousel"
+# The carousel's window and lease when nothing says otherwise: the code's defaults and the
+# template's parameter defaults alike (sizes: docs/carousel.md).
+DEFAULT_WINDOW_BYTES = 50 * 10**12
+DEFAULT_WINDOW_FILES = 2000
+DEFAULT_RESTORE_DAYS = 7
 
 # --- Batch -----------------------------------------------------------------
 JOB_QUEUE_NAME = "datacarousel-job-queue"

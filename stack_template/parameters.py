@@ -112,7 +112,7 @@ def _carousel_parameters(t: Template) -> dict[str, Any]:
         Parameter(
             "WindowBytes",
             Type="Number",
-            Default=str(50 * 10**12),
+            Default=str(contract.DEFAULT_WINDOW_BYTES),
             MinValue=1,
             Description="Carousel window: most bytes restored (staged in S3 Standard) at once",
         )
@@ -121,7 +121,7 @@ def _carousel_parameters(t: Template) -> dict[str, Any]:
         Parameter(
             "WindowFiles",
             Type="Number",
-            Default="2000",
+            Default=str(contract.DEFAULT_WINDOW_FILES),
             MinValue=1,
             Description="Carousel window: most files restored at once",
         )
@@ -141,7 +141,7 @@ def _carousel_parameters(t: Template) -> dict[str, Any]:
         Parameter(
             "RestoreDays",
             Type="Number",
-            Default="7",
+            Default=str(contract.DEFAULT_RESTORE_DAYS),
             MinValue=1,
             MaxValue=365,
             Description="Restore lease: days a restored copy stays readable (renewed while files are needed)",

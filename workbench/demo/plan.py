@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from datacarousel import registry
-from datacarousel.contract import Env
+from datacarousel.contract import DEFAULT_WINDOW_BYTES, Env
 from datacarousel.definitions import JobDefinition
 from datacarousel.errors import BadInput, ConfigError, DataCarouselError
 from workbench.synthetic.selection import select_orbits
@@ -141,7 +141,7 @@ def carousel_environment(options: DemoOptions, file_count: int) -> dict[str, str
     probe = max(1.0, min(2.0, options.restore_delay_s / 2)) if options.restore_delay_s else 1.0
     return {
         Env.WINDOW_FILES: str(options.window_files or file_count),
-        Env.WINDOW_BYTES: str(options.window_bytes or 50 * 10**12),
+        Env.WINDOW_BYTES: str(options.window_bytes or DEFAULT_WINDOW_BYTES),
         Env.RESTORE_TIER: options.tier,
         Env.RESTORE_DAYS: str(options.lease_days),
         Env.PROBE_AFTER_S: str(probe),
