@@ -29,7 +29,25 @@ def main(
     log_level: str = typer.Option("INFO", "--log-level", envvar="DC_LOG_LEVEL", help="Python logging level."),
 ) -> None:
     """Configure logging once for every subcommand."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = log_level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_libraries(level)
+
+
+# The AWS SDK's own INFO lines ("Found credentials in environment variables.", ...) are noise for a researcher.
+LIBRARY_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer")
+
+
+def quiet_libraries(level: str) -> None:
+    """The AWS SDK's loggers at WARNING (or `level` if higher) unless `level` is DEBUG: only the project's lines."""
+    if level == "DEBUG":
+        for name in LIBRARY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.NOTSET)
+        return
+    numeric = logging.getLevelName(level)  # e.g. ERROR -> 40: their WARNINGs are off too
+    floor = max(logging.WARNING, numeric) if isinstance(numeric, int) else logging.WARNING
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(floor)
 
 
 _register_all()

@@ -6,10 +6,13 @@ import logging
 from pathlib import Path
 
 import typer
+from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 from rich.table import Table
 
-from workbench.local import environment
+from datacarousel import contract
+from workbench import transfer
+from workbench.local import environment, moto_server
 from workbench.local.errors import LocalEnvironmentError
 
 log = logging.getLogger(__name__)
@@ -70,8 +73,27 @@ def up(
     _print_status(env)
 
 
+def _warn_results_will_be_lost(state_dir: Path) -> None:
+    """One warning line when moto's results bucket holds results: they go with moto. Never blocks `down`."""
+    current = environment.status(state_dir)
+    if current is None:
+        return
+    bucket = current.env.get(contract.Env.RESULTS_BUCKET, "")
+    moto_up = any(s.name == moto_server.NAME and s.running for s in current.services)
+    if not bucket or not moto_up or not current.env.get(contract.Env.AWS_ENDPOINT_URL):
+        return
+    try:
+        jobs = transfer.jobs_with_results(transfer.environment_s3(current.env), bucket)
+    except (BotoCoreError, ClientError) as exc:  # moto not answering: nothing to warn about, stop anyway
+        log.debug("could not list %s before stopping: %s", bucket, exc)
+        return
+    if jobs:
+        typer.secho(transfer.loss_warning(bucket, jobs), err=True, fg=typer.colors.YELLOW)
+
+
 def down(state_dir: Path = STATE_DIR_OPTION) -> None:
     """Stop every process `up` started (HSDS and its nodes, moto), by PID."""
+    _warn_results_will_be_lost(state_dir)
     try:
         stopped = environment.down(state_dir)
     except LocalEnvironmentError as exc:

@@ -16,6 +16,7 @@ from datacarousel import registry
 from datacarousel.contract import DEFAULT_WINDOW_BYTES, Env
 from datacarousel.definitions import JobDefinition
 from datacarousel.errors import BadInput, ConfigError, DataCarouselError
+from workbench.local.carousel_settings import local_carousel_env
 from workbench.synthetic.selection import select_orbits
 
 DEFAULT_STATE_DIR = Path("var/demo")
@@ -138,14 +139,14 @@ def choose_orbits(month: str, paths: Sequence[int], limit: int | None) -> list[i
 
 def carousel_environment(options: DemoOptions, file_count: int) -> dict[str, str]:
     """The carousel settings the demo runs with (the window, fast probes, few workers)."""
+    # The embedded environment's probe and index-retry settings, with a probe matched to the demo's restore delay.
     probe = max(1.0, min(2.0, options.restore_delay_s / 2)) if options.restore_delay_s else 1.0
     return {
         Env.WINDOW_FILES: str(options.window_files or file_count),
         Env.WINDOW_BYTES: str(options.window_bytes or DEFAULT_WINDOW_BYTES),
         Env.RESTORE_TIER: options.tier,
         Env.RESTORE_DAYS: str(options.lease_days),
-        Env.PROBE_AFTER_S: str(probe),
-        Env.INDEX_RETRY_S: "120",
+        **local_carousel_env(probe_after_s=probe),
         Env.MAX_INDEX_WORKERS: str(options.max_index_workers),
         Env.MAX_JOB_WORKERS: str(options.max_job_workers),
         Env.LOG_LEVEL: "INFO",

@@ -42,6 +42,7 @@ import boto3
 import stack_template
 from datacarousel import aws, contract
 from workbench.local import hsds_server, moto_server, process, startup_steps
+from workbench.local.carousel_settings import local_carousel_env
 from workbench.local.errors import LocalEnvironmentError, NotRunning, StackFailed, StartupFailed
 from workbench.local.launcher import LocalLauncher
 from workbench.local.state_dir import (
@@ -434,6 +435,8 @@ def _worker_env(
         contract.Env.STACK_NAME: stack_name,
         contract.Env.HSDS_FOLDER: folder,
         **_launcher_env(paths),
+        # moto completes a restore only when asked (HeadObject): probe after seconds, not AWS's 6 h.
+        **local_carousel_env(),
         **dc_env,
     }
 

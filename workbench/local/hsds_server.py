@@ -223,7 +223,7 @@ def wait_ready(endpoint: str, dn_urls: list[str], record: process.ProcessRecord,
     try:
         while time.monotonic() < deadline:
             if not process.is_running(record):
-                raise StartupFailed(f"hsds exited during start-up; see {record.log_file} and its .log next to it")
+                raise StartupFailed(f"hsds exited during start-up{_explained(record)}")
             about = _get_json(session, f"{endpoint}/about")
             states["sn"] = str(about.get("state")) if about else "no answer"
             for i, url in enumerate(dn_urls):
@@ -237,8 +237,35 @@ def wait_ready(endpoint: str, dn_urls: list[str], record: process.ProcessRecord,
     finally:
         session.close()
     raise StartupFailed(
-        f"hsds did not become READY within {timeout:.0f} s (node states: {states}); see {record.log_file}"
+        f"hsds did not become READY within {timeout:.0f} s (node states: {states}; a busy machine may "
+        f"need a longer `up --timeout`){_explained(record)}"
     )
+
+
+# A log line that says why a start-up failed (hsds's own messages, e.g. "failed to initialize after
+# 10.0 seconds", a traceback's last line, a missing file).
+_TELLING = ("error", "exception", "traceback", "failed", "not found", "refused", "denied", "killed")
+
+
+def telling_log_line(*paths: Path, max_lines: int = 400) -> str:
+    """The last line of the logs' tails (in the order given) that explains a failure, else ""."""
+    found = ""
+    for path in paths:
+        try:
+            lines = path.read_text(errors="replace").splitlines()[-max_lines:]
+        except OSError:
+            continue
+        for line in lines:
+            if any(word in line.lower() for word in _TELLING):
+                found = f"{path.name}: {line.strip()}"
+    return found
+
+
+def _explained(record: process.ProcessRecord) -> str:
+    """'; <log line that explains it>; see <logs>' for a failure message."""
+    out = Path(record.log_file)  # the launcher's output; the nodes' log is `.log` next to it
+    line = telling_log_line(out.with_suffix(".log"), out)
+    return (f"; {line}" if line else "") + f"; see {out} and {out.with_suffix('.log')}"
 
 
 def about(endpoint: str) -> dict[str, Any] | None:

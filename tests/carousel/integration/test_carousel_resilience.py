@@ -15,6 +15,7 @@ from carousel_world import JUNE_2014, Calls, OnlyLauncher, World, job_state, res
 
 from carousel import jobs
 from carousel.query import JobQuery
+from carousel.runtime import DEFAULT_PROBE_AFTER_S
 from carousel.step import MAX_INDEX_REDRIVES, Step
 from carousel.store import iso_seconds, to_seconds
 from datacarousel import hsds, naming, registry
@@ -92,7 +93,9 @@ def test_restore_events_are_hints_duplicates_lies_and_losses_change_nothing(worl
     prefix = "carousel-it/events/"
     x, y, z = world.stage([JUNE_2014 + 10, JUNE_2014 + 11, JUNE_2014 + 12], prefix)
     key = {n: naming.archive_key(naming.BasicFusionName.parse(n), prefix) for n in (x, y, z)}
-    ctx = world.context()  # default probing: only an event (or a probe 6 h later) makes the step look
+    # AWS's default probing (`up`'s env file probes after seconds): only an event (or a probe 6 h later) makes
+    # the step look
+    ctx = world.context(probe_after_s=DEFAULT_PROBE_AFTER_S)
     world.inventory(ctx, prefix)
     job = submit(ctx, "erin", JUNE_2014 + 10, JUNE_2014 + 11)
     step = Step(ctx)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from hsds.hsds_app import HsdsApp
 
-from workbench.local import hsds_server, moto_server
-from workbench.local.errors import MissingDependency
+from workbench.local import hsds_server, moto_server, process
+from workbench.local.errors import MissingDependency, StartupFailed
 
 
 def test_generated_credentials_are_random_and_not_admin() -> None:
@@ -113,3 +113,15 @@ def test_missing_moto_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_installed_dependencies_pass() -> None:
     hsds_server.check_installed()
     moto_server.check_installed()
+
+
+def test_a_failed_start_names_the_log_line_that_explains_it(tmp_path: Path) -> None:
+    out, node_log = tmp_path / "hsds.out", tmp_path / "hsds.log"
+    node_log.write_text("INFO starting\nERROR failed to initialize after 10.0 seconds\nINFO stopping\n")
+    out.write_text("set logging to:: WARNING\ngot exception: failed to initialize after 10.0 seconds\nbye\n")
+    line = hsds_server.telling_log_line(node_log, out)
+    assert line == "hsds.out: got exception: failed to initialize after 10.0 seconds"
+    record = process.ProcessRecord(name="hsds", pid=2**22 + 1, create_time=0.0, argv=(), log_file=str(out))
+    with pytest.raises(StartupFailed, match=r"exited during start-up; hsds.out: got exception: failed to init"):
+        hsds_server.wait_ready("http+unix://%2Fnowhere%2Fsn_1.sock", [], record, timeout=5.0)
+    assert hsds_server.telling_log_line(tmp_path / "missing.log") == ""

@@ -1,0 +1,198 @@
+"""`datacarousel upload | fetch`: orbit files into the archive bucket, a job's results out of the results bucket.
+
+datacarousel upload DIR [--storage-class DEEP_ARCHIVE|GLACIER|STANDARD]
+    every BasicFusion orbit file (`*.h5`) of DIR to $DC_ARCHIVE_BUCKET under its archive key
+    ($DC_ARCHIVE_PREFIX + `P<path>/<name>`); an object already there with the same size is skipped
+datacarousel fetch JOB [--out DIR]
+    everything under the job's results prefix (`results/<JOB>/` in $DC_RESULTS_BUCKET: per-orbit results,
+    composites, NetCDF, quick-looks) into DIR/JOB/ with the same layout; files already there with the
+    same size are skipped
+
+A progress bar on a terminal, one line per file otherwise, and a summary line (exit 0). A user error is
+one line on stderr with a hint (exit 2); AWS failing is one line too (exit 1: run it again, it skips what
+is done). Never a traceback. The transfers themselves are `workbench.transfer`'s.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from botocore.exceptions import BotoCoreError, ClientError
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+from carousel.store import JobsTable
+from datacarousel import aws
+from datacarousel.config import Settings
+from datacarousel.contract import JobAttr
+from datacarousel.errors import BadInput, ConfigError, TransientError
+from workbench import transfer
+
+
+class StorageClass(StrEnum):
+    """The S3 storage classes an orbit file may be archived in."""
+
+    DEEP_ARCHIVE = "DEEP_ARCHIVE"
+    GLACIER = "GLACIER"
+    STANDARD = "STANDARD"
+
+
+# A bucket that does not exist is the environment's mistake, not a passing failure.
+_CONFIG_CODES = frozenset({"NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"})
+
+
+def _error(text: str, code: int) -> typer.Exit:
+    typer.secho(f"error: {' '.join(text.split())}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code=code)
+
+
+def _aws_error(exc: Exception, bucket_variable: str, again: str) -> typer.Exit:
+    code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+    if code in _CONFIG_CODES:
+        return _error(
+            f"AWS refused: {code}: {exc} (check {bucket_variable} and the credentials: `datacarousel env`)", 2
+        )
+    return _error(f"AWS failed: {type(exc).__name__}: {exc} ({again})", 1)
+
+
+class LineReporter:
+    """One line per file on stdout (a log or a pipe)."""
+
+    def begin(self, files: int, total_bytes: int) -> None:
+        pass
+
+    def advance(self, n_bytes: int) -> None:
+        pass
+
+    def line(self, text: str) -> None:
+        typer.echo(text)
+
+    def end(self) -> None:
+        pass
+
+
+class BarReporter:
+    """A rich progress bar by bytes on a terminal, each file's line printed above it."""
+
+    def __init__(self, console: Console, description: str) -> None:
+        self.console = console
+        self.description = description
+        self.progress: Progress | None = None
+        self.task: Any = None
+
+    def begin(self, files: int, total_bytes: int) -> None:
+        if not files:
+            return
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(binary_units=False),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.task = self.progress.add_task(f"{self.description} {files} file(s)", total=total_bytes)
+        self.progress.start()
+
+    def advance(self, n_bytes: int) -> None:  # called from s3transfer's threads; rich's Progress locks
+        if self.progress is not None:
+            self.progress.advance(self.task, n_bytes)
+
+    def line(self, text: str) -> None:
+        self.console.print(text, soft_wrap=True, highlight=False, markup=False)
+
+    def end(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def _reporter(description: str) -> transfer.Reporter:
+    console = Console()
+    return BarReporter(console, description) if console.is_terminal else LineReporter()
+
+
+def upload(
+    directory: Annotated[
+        Path, typer.Argument(metavar="DIR", help="Directory holding the orbit files (as `generate --out` writes).")
+    ],
+    storage_class: Annotated[
+        StorageClass, typer.Option("--storage-class", help="S3 storage class of the uploaded objects.")
+    ] = StorageClass.DEEP_ARCHIVE,
+) -> None:
+    """Upload every BasicFusion orbit file of DIR to the archive bucket under its archive key; idempotent."""
+    try:
+        settings = Settings.from_env(need=("archive_bucket",))
+        bucket = settings.require("archive_bucket")
+        plan = transfer.plan_upload(directory, settings.archive_prefix or "")
+    except (BadInput, ConfigError) as exc:
+        raise _error(str(exc), 2) from exc
+    if plan.not_basicfusion:
+        typer.echo(f"not BasicFusion names (skipped): {', '.join(plan.not_basicfusion)}")
+    try:
+        report = transfer.upload(
+            aws.client("s3"),
+            bucket,
+            plan,
+            storage_class=storage_class.value,
+            reporter=_reporter(f"upload to s3://{bucket}/"),
+        )
+    except (ClientError, BotoCoreError, TransientError) as exc:
+        raise _aws_error(exc, "DC_ARCHIVE_BUCKET", "run it again: what is there is skipped") from exc
+    except OSError as exc:
+        raise _error(f"cannot read {directory}: {exc}", 1) from exc
+    typer.echo(report.summary(bucket, storage_class.value))
+
+
+def _job_item(job_id: str) -> dict[str, Any] | None:
+    """The job's item in the jobs table; None when it has none (or no jobs table is configured)."""
+    try:
+        table = Settings.from_env(need=("jobs_table",)).require("jobs_table")
+    except ConfigError:
+        return None
+    return JobsTable(aws.client("dynamodb"), table).get(job_id)
+
+
+def fetch(
+    job: Annotated[
+        str, typer.Argument(metavar="JOB", help="Job id (as `datacarousel submit` answered; `datacarousel status`).")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Directory; the job's files go to DIR/JOB/.")] = Path("results"),
+) -> None:
+    """Download a job's results (per-orbit results, composites, NetCDF, quick-looks) into DIR/JOB/; idempotent."""
+    try:
+        bucket = Settings.from_env(need=("results_bucket",)).require("results_bucket")
+        transfer.check_job_id(job)
+    except (BadInput, ConfigError) as exc:
+        raise _error(str(exc), 2) from exc
+    s3 = aws.client("s3")
+    root = out / job
+    try:
+        objects = transfer.job_objects(s3, bucket, job)
+        if not objects:
+            item = _job_item(job)
+            where = f"s3://{bucket}/{transfer.job_prefix(job)}"
+            if item is not None:
+                raise _error(
+                    f"job {job!r} ({item.get(JobAttr.STATE, '?')}) has no results in {where} yet "
+                    "(see `datacarousel status`; run it again once its files are done)",
+                    1,
+                )
+            raise _error(f"no job {job!r}: nothing in {where} (see `datacarousel status` for the jobs)", 2)
+        report = transfer.fetch(s3, bucket, job, objects, root, reporter=_reporter(f"fetch {job}"))
+    except BadInput as exc:
+        raise _error(str(exc), 2) from exc
+    except (ClientError, BotoCoreError, TransientError) as exc:
+        raise _aws_error(exc, "DC_RESULTS_BUCKET", "run it again: what is there is skipped") from exc
+    except OSError as exc:
+        raise _error(f"cannot write {root}: {exc}", 1) from exc
+    typer.echo(report.summary())
+
+
+def register(app: typer.Typer) -> None:
+    app.command("upload")(upload)
+    app.command("fetch")(fetch)
