@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
+from typing import Any
 
 import typer.main
 
@@ -77,3 +79,40 @@ def test_every_dc_variable_the_code_reads_is_documented() -> None:
 def test_the_definitions_table_is_the_descriptions() -> None:
     """Change a description and this fails until `python -m workbench.definitions_table` is pasted back."""
     assert definitions_table.markdown(registry.builtin().values()) in README
+
+
+def _readme_commands() -> list[list[str]]:
+    """Every `datacarousel ...` command of the README's sh blocks, as its arguments (comments dropped)."""
+    found: list[list[str]] = []
+    for block in re.findall(r"```sh\n(.*?)```", README, re.DOTALL):
+        for line in block.replace("\\\n", " ").splitlines():
+            command: list[str] | None = None
+            starts = True  # the next token starts a command
+            for token in [*shlex.split(line, comments=True), "&&"]:
+                if token in ("&&", "||", ";", "|") or token.startswith("$("):
+                    if command:
+                        found.append(command)
+                    command, starts = None, True
+                    continue
+                if command is not None:
+                    command.append(token)
+                elif starts and token.removeprefix("$(") == "datacarousel":
+                    command = []
+                starts = False
+    return found
+
+
+def test_every_readme_command_parses_as_written() -> None:
+    """The researcher's session works verbatim: each command's options and arguments are the CLI's."""
+    commands = _readme_commands()
+    assert any(c[:1] == ["generate"] for c in commands) and any(c[:1] == ["submit"] for c in commands)
+    for args in commands:
+        command: Any = typer.main.get_group(app)
+        parent, rest = None, list(args)
+        while hasattr(command, "resolve_command") and rest:  # a group: on to its subcommand
+            parent = command.make_context(str(command.name), [], parent=parent, resilient_parsing=True)
+            _, command, rest = command.resolve_command(parent, rest)
+        try:
+            command.make_context(str(command.name), rest, parent=parent)
+        except Exception as exc:  # typer's own click: a UsageError
+            raise AssertionError(f"README: datacarousel {shlex.join(args)}: {exc}") from None

@@ -29,6 +29,7 @@ from datacarousel import aws, registry
 from datacarousel.contract import JobAttr, JobState
 from datacarousel.errors import BadInput, ConfigError, TransientError
 from datacarousel.times import parse_iso
+from workbench.commands import selection
 from workbench.local.environment import template_dict
 from workbench.local.launcher import launcher_from_env
 
@@ -64,18 +65,20 @@ def inventory(
     print(json.dumps(report.as_dict(), indent=2))  # noqa: T201
 
 
-def int_list(option: str, values: list[str] | None) -> tuple[int, ...]:
-    """`--paths 22,23 --paths 24` -> (22, 23, 24); anything but integers is a BadInput."""
-    out: list[int] = []
-    for text in values or []:
-        for part in text.replace(" ", ",").split(","):
-            if not part:
-                continue
-            try:
-                out.append(int(part))
-            except ValueError:
-                raise BadInput(f"{option} takes integers, got {part!r}"[:200]) from None
-    return tuple(out)
+def job_query(chosen: selection.Selection) -> JobQuery:
+    """The selection as a JobQuery: years x months, MISR paths, an orbit range; BadInput if it is no such query."""
+    years, months = chosen.years, chosen.months
+    if chosen.year_months:
+        pairs = {tuple(int(x) for x in ym.split(".")) for ym in chosen.year_months}
+        years = tuple(sorted({y for y, _ in pairs}))
+        months = tuple(sorted({m for _, m in pairs}))
+        if len(pairs) != len(years) * len(months):
+            raise BadInput(
+                f"a job selects years x months; --year-month {','.join(chosen.year_months)} is not such a "
+                "product: submit one job per year, or give --orbits FIRST-LAST"
+            )
+    lo, hi = chosen.orbits or (None, None)
+    return JobQuery(years=years, months=months, misr_paths=chosen.paths, orbit_min=lo, orbit_max=hi)
 
 
 def _definitions_help() -> str:
@@ -103,11 +106,14 @@ def submit(  # noqa: PLR0917 - typer maps options to parameters
         "--definition",
         help=f"Job definition to run on each file: {', '.join(registry.known()) or 'none known'}.",
     ),
-    years: Annotated[list[str] | None, typer.Option("--years", help="Years 2000..2015: 2014,2015 or repeat.")] = None,
-    months: Annotated[list[str] | None, typer.Option("--months", help="Months 1..12: 6,7 or repeat.")] = None,
-    paths: Annotated[list[str] | None, typer.Option("--paths", help="MISR paths 1..233: 22,23 or repeat.")] = None,
-    orbit_min: int = typer.Option(None, "--orbit-min", help="First orbit (inclusive)."),
-    orbit_max: int = typer.Option(None, "--orbit-max", help="Last orbit (inclusive)."),
+    year_month: selection.YearMonthOption = None,
+    years: selection.YearsOption = None,
+    months: selection.MonthsOption = None,
+    path: selection.PathOption = None,
+    orbits: selection.OrbitsOption = None,
+    paths: selection.PathsAlias = None,
+    orbit_min: selection.OrbitMinAlias = None,
+    orbit_max: selection.OrbitMaxAlias = None,
     param: Annotated[
         list[str] | None,
         typer.Option("--param", help="Job parameter NAME=VALUE; repeat. Unset ones take their defaults."),
@@ -116,13 +122,12 @@ def submit(  # noqa: PLR0917 - typer maps options to parameters
 ) -> None:
     """Submit a job: a job definition over the files a query selects. Answers with counts, cost and start."""
     try:
-        query = JobQuery(
-            years=int_list("--years", years),
-            months=int_list("--months", months),
-            misr_paths=int_list("--paths", paths),
-            orbit_min=orbit_min,
-            orbit_max=orbit_max,
-        )
+        query = job_query(
+            selection.parse_selection(
+                year_month=year_month, years=years, months=months, path=path, orbits=orbits,
+                paths=paths, orbit_min=orbit_min, orbit_max=orbit_max,
+            )
+        )  # fmt: skip
         chosen = registry.get(definition, registry.registered_from_env())
         parameters = chosen.validate(parse_params(param))  # before any table is read
         ctx = _context(("files_table", "jobs_table", "job_files_table"))
@@ -384,7 +389,7 @@ def _idle_note(tables: Any, data: dict[str, Any], *, show_all: bool) -> str | No
         return None
     finished = {state: sum(1 for _ in tables.jobs.by_state(state)) for state in (JobState.COMPLETE, JobState.CANCELLED)}
     if not any(finished.values()):
-        return "no jobs yet: `datacarousel submit --owner NAME --years ... --paths ...` starts one"
+        return "no jobs yet: `datacarousel submit --owner NAME --year-month ... --path ...` starts one"
     counts = f"completed: {finished[JobState.COMPLETE]}"
     if finished[JobState.CANCELLED]:
         counts += f", cancelled: {finished[JobState.CANCELLED]}"

@@ -13,15 +13,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from datacarousel import registry
+from datacarousel import naming, registry
 from datacarousel.errors import BadInput, ConfigError, DataCarouselError
 from workbench import demo
+from workbench.commands import selection
 from workbench.commands.carousel import parse_params
 
 log = logging.getLogger(__name__)
 
 EXIT_SIGNAL_BASE = 128
-EXIT_USAGE = 2
 WIDE_OUTPUT = 200
 OUT_OPTION = typer.Option(demo.DEFAULT_OUT_DIR, "--out", help="Where the summary and quick-looks go.")
 STATE_DIR_OPTION = typer.Option(
@@ -29,16 +29,26 @@ STATE_DIR_OPTION = typer.Option(
 )
 
 
-def _paths(values: list[str] | None) -> tuple[int, ...]:
-    out: list[int] = []
-    for text in values or []:
-        for part in text.replace(" ", ",").split(","):
-            if part:
-                try:
-                    out.append(int(part))
-                except ValueError:
-                    raise typer.BadParameter(f"--paths takes integers, got {part!r}") from None
-    return tuple(dict.fromkeys(out)) or demo.DEFAULT_PATHS
+def demo_selection(chosen: selection.Selection) -> tuple[str, tuple[int, ...]]:
+    """The demo's month and MISR paths from the selection; BadInput for what one month cannot be."""
+    if chosen.orbits is not None:
+        first, last = chosen.orbits
+        raise BadInput(
+            f"--orbits {first}-{last}: the demo runs the orbits of one month; give --year-month YYYY.MM "
+            "(and --limit N for at most N of them)"
+        )
+    months = chosen.month_list()
+    if len(months) > 1:
+        raise BadInput(f"the demo runs one month, not {len(months)}: give one --year-month YYYY.MM")
+    return (months[0] if months else demo.DEFAULT_MONTH), (chosen.paths or demo.DEFAULT_PATHS)
+
+
+def _legacy_count(orbits: str | None, limit: int | None) -> tuple[str | None, int | None]:
+    """`--orbits N` once meant "at most N orbits": a number below the first orbit still does (it is no orbit)."""
+    if orbits is not None and orbits.strip().isdigit() and int(orbits) < naming.FIRST_ORBIT and limit is None:
+        typer.secho(f"note: --orbits {orbits.strip()} read as --limit {int(orbits)}", err=True)
+        return None, int(orbits)
+    return orbits, limit
 
 
 def _known() -> str:
@@ -48,18 +58,17 @@ def _known() -> str:
         return "see `datacarousel definitions list`"
 
 
-def _refuse(exc: Exception) -> typer.Exit:
-    """A usage error: one line on stderr, exit 2, nothing started."""
-    typer.secho(f"error: {' '.join(str(exc).split())}", err=True, fg=typer.colors.RED)
-    return typer.Exit(EXIT_USAGE)
-
-
 def demo_command(  # noqa: PLR0917 - typer maps options to parameters
-    month: str = typer.Option(demo.DEFAULT_MONTH, "--month", help="Year and month of the orbits (YYYY.MM)."),
-    paths: Annotated[
-        list[str] | None, typer.Option("--paths", help="MISR paths (22,23,24 or repeat); alice takes the first half.")
+    year_month: selection.YearMonthOption = None,
+    years: selection.YearsOption = None,
+    months: selection.MonthsOption = None,
+    path: selection.PathOption = None,
+    orbits: selection.OrbitsOption = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="At most this many orbits of the month (default: all).")
     ] = None,
-    orbits: int = typer.Option(None, "--orbits", min=1, help="At most this many orbits of the month (default: all)."),
+    month: selection.MonthAlias = None,
+    paths: selection.PathsAlias = None,
     preset: str = typer.Option(demo.DEFAULT_PRESET, "--preset", help="Synthetic file size: tiny, small, medium."),
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic orbits."),
     tier: str = typer.Option("Bulk", "--tier", help="Restore tier: Bulk or Standard."),
@@ -95,13 +104,17 @@ def demo_command(  # noqa: PLR0917 - typer maps options to parameters
     """Run a researcher's month end to end on the embedded default: restore, index, compute, summarise."""
     try:
         params = parse_params(param)
-        chosen_paths = _paths(paths)
-    except (BadInput, typer.BadParameter) as exc:
-        raise _refuse(exc) from None
+        orbits, limit = _legacy_count(orbits, limit)
+        chosen = selection.parse_selection(
+            year_month=year_month, years=years, months=months, path=path, orbits=orbits, paths=paths, month=month
+        )
+        chosen_month, chosen_paths = demo_selection(chosen)
+    except BadInput as exc:
+        raise selection.refuse(exc) from None
     options = demo.DemoOptions(
-        month=month,
+        month=chosen_month,
         paths=chosen_paths,
-        orbits=orbits,
+        orbits=limit,
         preset=preset,
         seed=seed,
         tier=tier,
@@ -122,7 +135,7 @@ def demo_command(  # noqa: PLR0917 - typer maps options to parameters
     try:
         options.validate()  # the definition and its parameters too: before the environment comes up
     except demo.DemoError as exc:
-        raise _refuse(exc) from None
+        raise selection.refuse(exc) from None
     _run(options, out)
 
 

@@ -1,8 +1,9 @@
 """`datacarousel files`: researcher queries over BasicFusionFiles (index queries only, never a Scan).
 
-datacarousel files --year-month 2015.12
+datacarousel files --year-month 2015.12 [--path 22,23]
 datacarousel files --path 22 [--orbits 85000-85100]
 datacarousel files --orbits 85000-85100
+datacarousel files --years 2015 --months 11,12
 datacarousel files --state INDEXED [--format table]
 datacarousel files --state FAILED      (each with its reason, `error`: what `datacarousel retry` undoes)
 """
@@ -10,7 +11,8 @@ datacarousel files --state FAILED      (each with its reason, `error`: what `dat
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable
+from itertools import chain
 from typing import Any
 
 import typer
@@ -21,8 +23,10 @@ from rich.text import Text
 from datacarousel import aws
 from datacarousel.config import Settings
 from datacarousel.contract import FileAttr, FileState
-from datacarousel.errors import ConfigError
+from datacarousel.errors import BadInput, ConfigError
 from datacarousel.files_table import FilesTable
+from workbench.commands import selection
+from workbench.commands.selection import Selection
 
 COLUMNS = (
     FileAttr.ORBIT,
@@ -38,44 +42,26 @@ COLUMNS = (
 )
 
 
-def parse_orbits(text: str) -> tuple[int, int]:
-    """`85000-85100` or `85000` -> (first, last)."""
-    parts = text.split("-")
-    try:
-        if len(parts) == 1:
-            first = last = int(parts[0])
-        elif len(parts) == 2:
-            first, last = int(parts[0]), int(parts[1])
-        else:
-            raise ValueError
-    except ValueError:
-        raise typer.BadParameter(f"expected FIRST-LAST orbit numbers, got {text!r}") from None
-    if first > last:
-        raise typer.BadParameter(f"empty orbit range {text!r}")
-    return first, last
-
-
-def select(
-    table: FilesTable,
-    *,
-    year_month: str | None,
-    path: int | None,
-    orbits: tuple[int, int] | None,
-    state: str | None,
-) -> Iterator[dict[str, Any]]:
-    """One index query: year-month, MISR path or state (each optionally within an orbit range), or an orbit range."""
-    chosen = [x is not None for x in (year_month, path, state)]
-    if sum(chosen) > 1:
-        raise typer.BadParameter("give one of --year-month, --path, --state (optionally with --orbits)")
-    if year_month is not None:
-        return table.by_year_month(year_month, orbits=orbits)
-    if path is not None:
-        return table.by_misr_path(path, orbits=orbits)
-    if state is not None:
-        return table.by_state(FileState(state.upper()), orbits=orbits)
-    if orbits is not None:
-        return table.by_orbits(*orbits)
-    raise typer.BadParameter("give one of --year-month, --path, --orbits, --state")
+def select(table: FilesTable, chosen: Selection, state: str | None) -> list[dict[str, Any]]:
+    """Index queries only: one per month named (else per MISR path, else of the state, else of the orbit
+    range), each within the orbit range; the other options filter what they return. In orbit order."""
+    orbits = chosen.orbits
+    found: Iterable[dict[str, Any]]
+    if chosen.by_month:
+        found = chain.from_iterable(table.by_year_month(ym, orbits=orbits) for ym in chosen.month_list())
+    elif chosen.paths:
+        found = chain.from_iterable(table.by_misr_path(p, orbits=orbits) for p in chosen.paths)
+    elif state is not None:
+        found = table.by_state(FileState(state.upper()), orbits=orbits)
+    elif orbits is not None:
+        found = table.by_orbits(*orbits)
+    else:
+        raise BadInput("give --year-month, --years/--months, --path, --orbits or --state: the whole archive is 2.5 PB")
+    unique: dict[str, dict[str, Any]] = {}
+    for item in found:
+        if chosen.keeps(int(item[FileAttr.ORBIT])) and (state is None or item.get(FileAttr.STATE) == state.upper()):
+            unique.setdefault(str(item[FileAttr.FILE_NAME]), item)
+    return sorted(unique.values(), key=lambda item: (int(item[FileAttr.ORBIT]), str(item[FileAttr.FILE_NAME])))
 
 
 def with_reasons(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -99,38 +85,32 @@ def _print_table(items: list[dict[str, Any]]) -> None:
 
 def register(app: typer.Typer) -> None:
     @app.command("files")
-    def files(
-        year_month: str | None = typer.Option(None, "--year-month", help="YYYY.MM, e.g. 2015.12"),
-        path: int | None = typer.Option(None, "--path", min=1, max=233, help="MISR path 1..233"),
-        orbits: str | None = typer.Option(None, "--orbits", help="Orbit range FIRST-LAST, e.g. 85000-85100"),
+    def files(  # noqa: PLR0917 - typer maps options to parameters
+        year_month: selection.YearMonthOption = None,
+        years: selection.YearsOption = None,
+        months: selection.MonthsOption = None,
+        path: selection.PathOption = None,
+        orbits: selection.OrbitsOption = None,
         state: str | None = typer.Option(
             None, "--state", help="One of " + ", ".join(s.value for s in FileState), case_sensitive=False
         ),
         output: str = typer.Option("json", "--format", help="json or table"),
+        paths: selection.PathsAlias = None,
     ) -> None:
         """List BasicFusion files by year-month, MISR path, orbit range or state (DynamoDB index queries)."""
-        if state is not None and state.upper() not in {s.value for s in FileState}:
-            raise typer.BadParameter(f"unknown state {state!r}", param_hint="--state")
-        if output not in ("json", "table"):
-            raise typer.BadParameter("--format must be json or table")
         try:
-            settings = Settings.from_env(need=["files_table"])
-        except ConfigError as exc:
-            typer.secho(str(exc), err=True, fg=typer.colors.RED)
-            raise typer.Exit(2) from exc
-        table = FilesTable(aws.client("dynamodb"), settings.require("files_table"))
-        try:
-            items = list(
-                select(
-                    table,
-                    year_month=year_month,
-                    path=path,
-                    orbits=parse_orbits(orbits) if orbits else None,
-                    state=state,
-                )
+            chosen = selection.parse_selection(
+                year_month=year_month, years=years, months=months, path=path, orbits=orbits, paths=paths
             )
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from exc
+            if state is not None and state.upper() not in {s.value for s in FileState}:
+                raise BadInput(f"--state {state!r}: choose one of {', '.join(s.value for s in FileState)}")
+            if output not in ("json", "table"):
+                raise BadInput(f"--format {output!r}: choose json or table")
+            settings = Settings.from_env(need=["files_table"])
+            table = FilesTable(aws.client("dynamodb"), settings.require("files_table"))
+            items = select(table, chosen, state)
+        except (BadInput, ConfigError, ValueError) as exc:
+            raise selection.refuse(exc) from None
         with_reasons(items)
         if output == "json":
             print(json.dumps(items, indent=2, sort_keys=True))  # noqa: T201 - the command's output

@@ -7,16 +7,15 @@ from typing import Annotated
 
 import typer
 
+from datacarousel.errors import BadInput
+from workbench.commands import selection
 from workbench.synthetic.catalogue import archive_catalogue, write_catalogue
 from workbench.synthetic.generator import DEFECTS, generate_orbit
 from workbench.synthetic.presets import PRESETS
 from workbench.synthetic.selection import select_orbits
 
 OutDir = Annotated[Path, typer.Option("--out", help="Directory for the generated files.")]
-Orbits = Annotated[list[int] | None, typer.Option("--orbit", help="An orbit number (repeatable).")]
-OrbitRange = Annotated[str | None, typer.Option("--orbits", help="An inclusive orbit range, e.g. 85079-85085.")]
-YearMonth = Annotated[str | None, typer.Option("--year-month", help="All orbits starting in a month, e.g. 2015.12.")]
-Paths = Annotated[list[int] | None, typer.Option("--path", help="Keep only these MISR paths (repeatable).")]
+Orbit = Annotated[list[int] | None, typer.Option("--orbit", hidden=True)]  # old: one orbit (repeatable)
 Limit = Annotated[int | None, typer.Option("--limit", min=1, help="Generate at most this many orbits.")]
 PresetName = Annotated[str, typer.Option("--preset", help=f"Size preset: {', '.join(PRESETS)}.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed: the same orbit, preset and seed give identical bytes.")]
@@ -31,10 +30,13 @@ Prefix = Annotated[str, typer.Option("--prefix", help="Key prefix in the archive
 def generate(
     *,
     out: OutDir,
-    orbit: Orbits = None,
-    orbits: OrbitRange = None,
-    year_month: YearMonth = None,
-    path: Paths = None,
+    year_month: selection.YearMonthOption = None,
+    years: selection.YearsOption = None,
+    months: selection.MonthsOption = None,
+    path: selection.PathOption = None,
+    orbits: selection.OrbitsOption = None,
+    paths: selection.PathsAlias = None,
+    orbit: Orbit = None,
     limit: Limit = None,
     preset: PresetName = "small",
     seed: Seed = 0,
@@ -48,16 +50,32 @@ def generate(
     if bad:
         raise typer.BadParameter(f"unknown {bad}; choose from {', '.join(DEFECTS)}", param_hint="--defect")
     try:
-        chosen = select_orbits(orbit or [], orbits, year_month, path or [])
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+        chosen = selection.parse_selection(
+            year_month=year_month, years=years, months=months, path=path, orbits=orbits, paths=paths
+        )
+        numbers = orbits_of(chosen, [selection.check_orbit("--orbit", o) for o in orbit or []])
+    except (BadInput, ValueError) as exc:
+        raise selection.refuse(exc) from None
     if limit is not None:
-        chosen = chosen[:limit]
-    if not chosen:
-        raise typer.BadParameter("no orbit selected: give --orbit, --orbits or --year-month (and --path)")
-    for number in chosen:
+        numbers = numbers[:limit]
+    if not numbers:
+        raise selection.refuse(ValueError("no orbit selected: give --orbits FIRST-LAST or --year-month (and --path)"))
+    for number in numbers:
         written = generate_orbit(number, out, preset=preset, seed=seed, defects=defects)
         typer.echo(f"{written}\t{written.stat().st_size}")
+
+
+def orbits_of(chosen: selection.Selection, extra: list[int]) -> list[int]:
+    """The orbits a selection means (the months', within the range, on the paths) and the old `--orbit`s."""
+    paths = list(chosen.paths)
+    numbers: set[int] = set(select_orbits(extra, paths=paths)) if extra else set()
+    if chosen.by_month:
+        for year_month in chosen.month_list():
+            numbers.update(o for o in select_orbits(year_month=year_month, paths=paths) if chosen.keeps(o))
+    elif chosen.orbits is not None:
+        first, last = chosen.orbits
+        numbers.update(select_orbits(orbit_range=f"{first}-{last}", paths=paths))
+    return sorted(numbers)
 
 
 def catalogue(*, out: CatalogueOut, seed: SizeSeed = 0, prefix: Prefix = "") -> None:
