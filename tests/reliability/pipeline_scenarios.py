@@ -97,7 +97,8 @@ def load_pipeline(
     source: str = "pytest",
 ) -> ScenarioResult:
     """`files` generated orbits in Deep Archive, two overlapping jobs, `racing_steps` carousel steps at once
-    per round (real `python -m carousel step` processes, local launcher: several workers of each kind)."""
+    per round (real `datacarousel step` processes — the embedded environment's step, with its local
+    launcher: several workers of each kind)."""
     started = time.monotonic()
     writes = RecordedWrites.start(env)
     ctx = Context.from_env()
@@ -160,7 +161,7 @@ def load_pipeline(
             def one_step(i: int, r: int = rounds) -> int:
                 with (step_logs / f"step-{r}-{i}.log").open("wb") as out:
                     return subprocess.run(
-                        [sys.executable, "-m", "carousel", "step"],
+                        [sys.executable, "-m", "workbench", "step"],  # `datacarousel step`
                         check=False,
                         env=step_env,
                         cwd=ROOT,

@@ -139,6 +139,10 @@ def worker_of(argv: Sequence[str]) -> str | None:
     if not argv:
         return None
     first = str(argv[0]).replace(os.sep, "/")
+    if first.endswith("/workbench/__main__.py") and list(argv[1:2]) == ["step"]:
+        # `datacarousel step`: the carousel step with the embedded environment's launcher (its
+        # AWS calls are the step's; on AWS they run as `python -m carousel step` under its role).
+        return WORKER_MODULES["carousel"]
     for module, definition in WORKER_MODULES.items():
         if first.endswith(f"/{module}/__main__.py"):
             return definition
