@@ -8,13 +8,13 @@ condition that fails means another writer moved the item first (`False`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from datacarousel.files_table import Expr, deserialize, serialize
+from datacarousel.files_table import Expr, serialize
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +77,3 @@ def update(
             return False
         raise
     return True
-
-
-def query_all(ddb: Any, **params: Any) -> Iterator[dict[str, Any]]:
-    """Every item of a Query, page after page."""
-    while True:
-        response = ddb.query(**params)
-        for raw in response.get("Items", []):
-            yield deserialize(raw)
-        last = response.get("LastEvaluatedKey")
-        if not last:
-            return
-        params["ExclusiveStartKey"] = last

@@ -23,7 +23,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from carousel.dynamo_items import _conditional_failure, query_all, to_seconds, update
+from carousel.dynamo_items import _conditional_failure, to_seconds, update
 from carousel.file_writes import READABLE_STATES, CarouselFiles
 from carousel.model import FileRecord, JobFileRecord, JobRecord, Snapshot
 from datacarousel.contract import (
@@ -37,7 +37,7 @@ from datacarousel.contract import (
     JobIndex,
     JobState,
 )
-from datacarousel.files_table import Expr, FilesTable, batch_put, deserialize, serialize
+from datacarousel.files_table import Expr, FilesTable, batch_put, deserialize, query_all, serialize
 from datacarousel.times import iso_seconds
 
 log = logging.getLogger(__name__)

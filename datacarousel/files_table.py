@@ -166,6 +166,18 @@ def batch_get(
     return found
 
 
+def query_all(ddb: Any, **params: Any) -> Iterator[dict[str, Any]]:
+    """Every item of a Query, page after page."""
+    while True:
+        response = ddb.query(**params)
+        for raw in response.get("Items", []):
+            yield deserialize(raw)
+        last = response.get("LastEvaluatedKey")
+        if not last:
+            return
+        params["ExclusiveStartKey"] = last
+
+
 BATCH_WRITE_MAX = 25  # puts per BatchWriteItem call (DynamoDB's limit)
 # Calls of one batch of puts before giving up on its unprocessed items (with retry_pause between:
 # 0.1, 0.2, 0.4, 0.8, 1.6, then 2 s each, about 11 s in all).
@@ -276,14 +288,7 @@ class FilesTable:
         }
         if self.page_size:
             params["Limit"] = self.page_size
-        while True:
-            response = self.ddb.query(**params)
-            for raw in response.get("Items", []):
-                yield deserialize(raw)
-            last = response.get("LastEvaluatedKey")
-            if not last:
-                return
-            params["ExclusiveStartKey"] = last
+        yield from query_all(self.ddb, **params)
 
     def by_year_month(self, year_month: str, orbits: tuple[int, int] | None = None) -> Iterator[dict[str, Any]]:
         """Files of one month (`YYYY.MM`), in orbit order, optionally within an orbit range."""
