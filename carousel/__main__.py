@@ -45,9 +45,12 @@ def run_steps(
     interval: float,
     launch: bool,
     max_steps: int | None = None,
+    until_done: bool = False,
     launcher: LauncherFactory = batch_launcher,
 ) -> None:
-    """Step after step (or one); `launcher` builds where workers run (Batch here; the workbench passes its own)."""
+    """Step after step (or one); `launcher` builds where workers run (Batch here; the workbench passes its own).
+    `until_done`: the loop ends after a step that leaves no job open (a researcher's session on the embedded
+    environment; on AWS a schedule runs the step and never needs it)."""
     try:
         step = build_step(launcher if launch else None)
     except ConfigError as exc:
@@ -65,6 +68,9 @@ def run_steps(
                 raise typer.Exit(1) from exc
         else:
             print(json.dumps(report.as_dict()), flush=True)  # noqa: T201 - the report is this program's output
+            if until_done and report.open_jobs == 0:
+                log.info("no job is open: the carousel loop ends (--until-done)")
+                return
         count += 1
         if not loop or (max_steps is not None and count >= max_steps):
             return

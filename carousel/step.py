@@ -126,6 +126,7 @@ class Step:
 
         # Before launching: a job's ReduceRequest is work for its definition's workers.
         self.completer.complete_jobs(plan.of(CompleteJob), now, loaded, report)
+        report.open_jobs = sum(1 for job_id in loaded.jobs if job_id not in report.completed_jobs)
         try:
             self.launching.launch_workers(loaded, report)
         except Exception as exc:  # the step's effects are recorded; workers are started again next step

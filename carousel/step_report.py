@@ -33,6 +33,7 @@ class StepReport:
     redriven: int = 0  # dead letters of transient failures sent back to their queue (with a delay)
     invalidated: int = 0
     completed_jobs: list[str] = field(default_factory=list)
+    open_jobs: int = 0  # jobs still OPEN after this step (reducing ones included): `--until-done` stops at 0
     reducing: list[str] = field(default_factory=list)  # done jobs whose reducer has not finished yet
     reduce_requests: int = 0
     conflicts: int = 0

@@ -27,9 +27,10 @@ from datacarousel.contract import TableSchema
 from workbench.local import environment
 from workbench.local.environment import LocalEnvironment
 
-# Fixtures that start servers: a test asking for one (directly or through another fixture) is an
-# integration test, marked so here, so `-m "not integration"` (make test-unit) never starts a server.
-SERVER_FIXTURES = frozenset({"local_env"})
+# Fixtures that start servers (readme_session_dir: the README's session brings its own environment up): a
+# test asking for one (directly or through another fixture) is an integration test, marked so here, so
+# `-m "not integration"` (make test-unit) never starts a server.
+SERVER_FIXTURES = frozenset({"local_env", "readme_session_dir"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -381,6 +381,7 @@ def test_a_reopened_job_completes_only_after_a_new_reduction(world: World) -> No
     assert world.tables.job_files.transition("job-1", BAD.file_name, [JobFileState.WAITING], JobFileState.DONE, 0)
     first = world.step.run(time.time())
     assert "job-1" not in first.completed_jobs and first.reducing == ["job-1"]
+    assert first.open_jobs == 1  # reducing is still open: `step --loop --until-done` goes on
     assert [r.job_id for r in world.reduce_requests()] == ["job-1"]  # a new reduction is asked for
     assert world.step.run(time.time()).completed_jobs == []  # the old marker still does not count
     assert world.job_item("job-1")[JobAttr.STATE] == JobState.OPEN.value
@@ -390,6 +391,7 @@ def test_a_reopened_job_completes_only_after_a_new_reduction(world: World) -> No
     last = world.step.run(time.time())
     job = world.job_item("job-1")
     assert last.completed_jobs == ["job-1"] and job[JobAttr.STATE] == JobState.COMPLETE.value
+    assert last.open_jobs == 0
     assert job[JobAttr.COMPOSITE_KEY] == ["results/job-1/composites/new.npz"]
 
 

@@ -169,9 +169,14 @@ def step(
     interval: float = typer.Option(60.0, "--interval", min=0.0, help="Seconds from one step's start to the next."),
     launch: bool = typer.Option(True, "--launch/--no-launch", help="Start workers for the backlogs."),
     max_steps: int = typer.Option(None, "--max-steps", min=1, help="With --loop: stop after this many steps."),
+    until_done: bool = typer.Option(
+        False, "--until-done", help="With --loop: stop after a step that leaves no job open (every job COMPLETE)."
+    ),
 ) -> None:
     """Run the carousel step (as `python -m carousel step`, with the embedded environment's launcher when it is up)."""
-    run_steps(loop=loop, interval=interval, launch=launch, max_steps=max_steps, launcher=_launcher)
+    run_steps(
+        loop=loop, interval=interval, launch=launch, max_steps=max_steps, until_done=until_done, launcher=_launcher
+    )
 
 
 def _launcher() -> Launcher:

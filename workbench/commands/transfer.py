@@ -3,8 +3,8 @@
 datacarousel upload DIR [--storage-class DEEP_ARCHIVE|GLACIER|STANDARD]
     every BasicFusion orbit file (`*.h5`) of DIR to $DC_ARCHIVE_BUCKET under its archive key
     ($DC_ARCHIVE_PREFIX + `P<path>/<name>`); an object already there with the same size is skipped
-datacarousel fetch JOB [--out DIR]
-    everything under the job's results prefix (`results/<JOB>/` in $DC_RESULTS_BUCKET: per-orbit results,
+datacarousel fetch JOB... | --owner NAME [--out DIR]
+    everything under each job's results prefix (`results/<JOB>/` in $DC_RESULTS_BUCKET: per-orbit results,
     composites, NetCDF, quick-looks) into DIR/JOB/ with the same layout; files already there with the
     same size are skipped
 
@@ -27,7 +27,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from carousel.store import JobsTable
 from datacarousel import aws
 from datacarousel.config import Settings
-from datacarousel.contract import JobAttr
+from datacarousel.contract import JobAttr, JobState
 from datacarousel.errors import BadInput, ConfigError, TransientError
 from workbench import transfer
 
@@ -148,49 +148,81 @@ def upload(
     typer.echo(report.summary(bucket, storage_class.value))
 
 
-def _job_item(job_id: str) -> dict[str, Any] | None:
-    """The job's item in the jobs table; None when it has none (or no jobs table is configured)."""
+def _jobs_table() -> JobsTable | None:
+    """The jobs table; None when no jobs table is configured."""
     try:
         table = Settings.from_env(need=("jobs_table",)).require("jobs_table")
     except ConfigError:
         return None
-    return JobsTable(aws.client("dynamodb"), table).get(job_id)
+    return JobsTable(aws.client("dynamodb"), table)
+
+
+def _owner_jobs(owner: str) -> list[str]:
+    """The ids of every job `owner` submitted, in every state, oldest first (a query per state, never a scan)."""
+    table = _jobs_table()
+    if table is None:
+        raise ConfigError('DC_JOBS_TABLE is not set (`eval "$(datacarousel env)"` sets it)')
+    items = [item for state in JobState for item in table.by_state(state) if item.get(JobAttr.OWNER) == owner]
+    return [str(item[JobAttr.JOB_ID]) for item in sorted(items, key=lambda i: str(i.get(JobAttr.SUBMITTED_AT, "")))]
 
 
 def fetch(
-    job: Annotated[
-        str, typer.Argument(metavar="JOB", help="Job id (as `datacarousel submit` answered; `datacarousel status`).")
-    ],
-    out: Annotated[Path, typer.Option("--out", help="Directory; the job's files go to DIR/JOB/.")] = Path("results"),
+    jobs: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[JOB]...", help="Job ids (as `datacarousel submit` answered; `datacarousel status --all`)."
+        ),
+    ] = None,
+    owner: Annotated[
+        str | None, typer.Option("--owner", help="Every job this owner submitted (instead of naming them).")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Directory; each job's files go to DIR/JOB/.")] = Path("results"),
 ) -> None:
-    """Download a job's results (per-orbit results, composites, NetCDF, quick-looks) into DIR/JOB/; idempotent."""
+    """Download jobs' results (per-orbit results, composites, NetCDF, quick-looks) into DIR/JOB/; idempotent."""
     try:
         bucket = Settings.from_env(need=("results_bucket",)).require("results_bucket")
-        transfer.check_job_id(job)
+        if bool(jobs) == bool(owner):
+            raise BadInput("name the jobs (`datacarousel fetch JOB...`) or their owner (`--owner NAME`), not both")
+        job_ids = [transfer.check_job_id(job) for job in jobs] if jobs else _owner_jobs(str(owner))
+        if not job_ids:
+            raise BadInput(f"owner {owner!r} has no jobs (`datacarousel status --all` lists every job)")
     except (BadInput, ConfigError) as exc:
         raise _error(str(exc), 2) from exc
-    s3 = aws.client("s3")
+    except (ClientError, BotoCoreError) as exc:
+        raise _aws_error(exc, "DC_JOBS_TABLE", "run it again") from exc
+    codes = [_fetch_job(aws.client("s3"), bucket, job_id, out, named=bool(jobs)) for job_id in job_ids]
+    if any(codes):
+        raise typer.Exit(max(codes))
+
+
+def _fetch_job(s3: Any, bucket: str, job: str, out: Path, *, named: bool) -> int:
+    """One job's results into out/JOB/; 0, or the exit code of what stopped it (the message is on stderr)."""
     root = out / job
     try:
         objects = transfer.job_objects(s3, bucket, job)
         if not objects:
-            item = _job_item(job)
+            table = _jobs_table()
+            item = table.get(job) if table is not None else None
             where = f"s3://{bucket}/{transfer.job_prefix(job)}"
-            if item is not None:
-                raise _error(
-                    f"job {job!r} ({item.get(JobAttr.STATE, '?')}) has no results in {where} yet "
-                    "(see `datacarousel status`; run it again once its files are done)",
-                    1,
-                )
-            raise _error(f"no job {job!r}: nothing in {where} (see `datacarousel status` for the jobs)", 2)
+            if item is None:
+                raise _error(f"no job {job!r}: nothing in {where} (see `datacarousel status --all` for the jobs)", 2)
+            state = item.get(JobAttr.STATE, "?")
+            text = f"job {job!r} ({state}) has no results in {where} yet"
+            if not named and state != JobState.COMPLETE.value:  # --owner: a job still running is not an error
+                typer.echo(f"{text}: skipped")
+                return 0
+            raise _error(f"{text} (see `datacarousel status`; run it again once its files are done)", 1)
         report = transfer.fetch(s3, bucket, job, objects, root, reporter=_reporter(f"fetch {job}"))
+    except typer.Exit as exc:
+        return int(exc.exit_code)
     except BadInput as exc:
-        raise _error(str(exc), 2) from exc
+        return _error(str(exc), 2).exit_code
     except (ClientError, BotoCoreError, TransientError) as exc:
-        raise _aws_error(exc, "DC_RESULTS_BUCKET", "run it again: what is there is skipped") from exc
+        return _aws_error(exc, "DC_RESULTS_BUCKET", "run it again: what is there is skipped").exit_code
     except OSError as exc:
-        raise _error(f"cannot write {root}: {exc}", 1) from exc
+        return _error(f"cannot write {root}: {exc}", 1).exit_code
     typer.echo(report.summary())
+    return 0
 
 
 def register(app: typer.Typer) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from commands_world import RESULTS, CliWorld, cli, make_world, one_line_error
 
-from datacarousel.contract import Env, JobFileState, JobState
+from datacarousel.contract import Env, JobAttr, JobFileState, JobState
 from datacarousel.naming import BasicFusionName, archive_key, composite_key, reduced_marker_key, result_key
 from workbench import transfer
 from workbench.local import environment, moto_server
@@ -214,6 +214,33 @@ def test_fetch_of_a_job_without_results_yet_says_so_exit_1(world: CliWorld, tmp_
     assert out.exit_code == 1, out.output
     line = one_line_error(out)
     assert "job 'job-new' (OPEN) has no results" in line and "datacarousel status" in line
+
+
+def test_fetch_by_owner_takes_each_of_their_jobs_and_skips_one_still_running(world: CliWorld, tmp_path: Path) -> None:
+    name = BasicFusionName.for_orbit(85079)
+    expected = _plant_results(world)
+    world.job(JOB, {name: (JobFileState.DONE, "")}, JobState.COMPLETE)  # alice's
+    world.job("job-new", {name: (JobFileState.WAITING, "")}, JobState.OPEN)  # alice's, no results yet
+    world.job("job-10", {name: (JobFileState.DONE, "")}, JobState.COMPLETE, {JobAttr.OWNER: "bob"})
+    out = cli("fetch", "--owner", "alice", "--out", str(tmp_path / "res"))
+    assert out.exit_code == 0, out.output
+    assert sorted(p.name for p in (tmp_path / "res").iterdir()) == [JOB]  # not bob's job-10, nothing for job-new
+    root = tmp_path / "res" / JOB
+    assert {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()} == set(expected)
+    assert "job 'job-new' (OPEN) has no results" in out.stdout and "skipped" in out.stdout
+
+
+@pytest.mark.parametrize("args", [(), (JOB, "--owner", "alice")])
+def test_fetch_needs_jobs_or_an_owner_not_both(world: CliWorld, tmp_path: Path, args: tuple[str, ...]) -> None:
+    out = cli("fetch", *args, "--out", str(tmp_path))
+    assert out.exit_code == 2, out.output
+    assert "--owner NAME" in one_line_error(out)
+
+
+def test_fetch_for_an_owner_without_jobs_is_one_line_exit_2(world: CliWorld, tmp_path: Path) -> None:
+    out = cli("fetch", "--owner", "carol", "--out", str(tmp_path))
+    assert out.exit_code == 2, out.output
+    assert "owner 'carol' has no jobs" in one_line_error(out)
 
 
 # ---- down's warning ----
