@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_read_path.py --file /tmp/rp/TERRA_BF_L1B_O85079_..._V001.h5 \\
         --work-dir /tmp/rp --state-dir /tmp/rp/state [--skip-sample] [--keep-env]
 
-What "the job needs" (COMPUTE_RADIANCE.md, BASICFUSION_LAYOUT.md section 9), per family:
+What "the job needs" (docs/compute-radiance.md, docs/basicfusion-layout.md section 9), per family:
 - MODIS: lat/lon of every granule; SolarZenith, SensorZenith and the 7 VIS bands of the descending ones;
 - MISR: AN BlockCenterTime, the geometry, GeoLatitude/GeoLongitude and the 4 AN bands over the daylit
   block range (first..last);

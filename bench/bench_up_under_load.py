@@ -17,19 +17,14 @@ import logging
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.local import environment
 from workbench.local.errors import LocalEnvironmentError
-
-BUSY_LOOP = "while True:\n    pass\n"
+from workbench.local.process import busy_loops
 
 
 @dataclass
@@ -52,25 +47,6 @@ class _AttemptCounter(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if record.getMessage().startswith("start attempt"):
             self.failed.append(record.getMessage())
-
-
-@contextmanager
-def cpu_load(count: int) -> Iterator[list[int]]:
-    """`count` busy-loop processes for the length of the block; stopped by PID afterwards, whatever happens."""
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        for _ in range(count):
-            procs.append(subprocess.Popen([sys.executable, "-c", BUSY_LOOP], stdin=subprocess.DEVNULL))
-        yield [p.pid for p in procs]
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def _one_run(stack_file: Path | None, timeout: float, counter: _AttemptCounter) -> Run:
@@ -111,7 +87,7 @@ def main() -> None:
 
     runs: list[Run] = []
     load_before = os.getloadavg()[0]
-    with cpu_load(args.load) as pids:
+    with busy_loops(args.load) as pids:
         pid_list = " ".join(map(str, pids))
         print(f"load: {len(pids)} busy-loop processes (pids {pid_list}); load average before {load_before:.1f}")
         for i in range(1, args.runs + 1):

@@ -1,6 +1,6 @@
 """BasicFusion naming rules, orbit timing and the keys derived from them.
 
-Facts from shared/specs/BASICFUSION_LAYOUT.md (sections 1 and 7):
+Facts from docs/basicfusion-layout.md (sections 1 and 7):
 file names `TERRA_BF_L1B_O{orbit}_{YYYYMMDDhhmmss}_F000_V001.h5` (orbit not
 zero-padded), orbits 1000..85302, MISR path `(16*orbit + 176) mod 233 + 1`,
 orbit start times exact at the listed anchors and interpolated between them.

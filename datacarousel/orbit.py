@@ -6,7 +6,7 @@ calls the methods of the `OrbitSource` protocol, so it never knows where the
 bytes come from; the job SDK (`datacarousel.job`) opens it for each work item.
 
 MISR radiances and geolocation are stored as one whole-array gzip chunk
-(BASICFUSION_LAYOUT.md §1). Slicing such a dataset through HDF5 decompresses
+(docs/basicfusion-layout.md §1). Slicing such a dataset through HDF5 decompresses
 the whole chunk into memory (755 MB per AN band). Where the raw bytes are
 reachable (local file, S3 object) the reader instead streams the chunk through
 zlib and hands out the daylit block range as soon as it is inflated; it then

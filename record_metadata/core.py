@@ -1,6 +1,6 @@
 """record_metadata's pure logic: from what a domain holds to one `FileMetadata`.
 
-Facts from BASICFUSION_LAYOUT.md: top-level groups name the instruments present;
+Facts from docs/basicfusion-layout.md: top-level groups name the instruments present;
 MODIS granule groups are day granules when they carry reflective-solar-band
 radiances (`*_RefSB` under `_1KM/Data_Fields`), night granules otherwise; CERES
 has one group per hourly granule; MISR `AN/BlockCenterTime` holds 180 entries,

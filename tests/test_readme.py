@@ -116,3 +116,36 @@ def test_every_readme_command_parses_as_written() -> None:
             command.make_context(str(command.name), rest, parent=parent)
         except Exception as exc:  # typer's own click: a UsageError
             raise AssertionError(f"README: datacarousel {shlex.join(args)}: {exc}") from None
+
+
+def _tracked_text_files() -> list[Path]:
+    suffixes = {".md", ".py", ".toml", ".sh", ".txt", ".cfg"}
+    skip = {".venv", "var", ".git", "build", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+    return [
+        p for p in ROOT.rglob("*") if p.suffix in suffixes and p.is_file() and not skip & set(p.relative_to(ROOT).parts)
+    ]
+
+
+def test_no_file_points_outside_the_repository() -> None:
+    """The project stands alone: the specs it was built from are restated in docs/, never cited by path."""
+    outside = re.compile(r"\.\./shared|shared/(specs|notes)|[A-Z_]+_LAYOUT\.md|COMPUTE_RADIANCE\.md|LOCAL_SERVICES\.md")
+    pointing = sorted(
+        f"{p.relative_to(ROOT)}:{n}"
+        for p in _tracked_text_files()
+        if p.name != "test_readme.py"
+        for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1)
+        if outside.search(line)
+    )
+    assert not pointing, f"these lines cite files outside the repository: {pointing}"
+
+
+def test_every_relative_link_of_the_docs_resolves() -> None:
+    """A link in the README or docs/ to a file of the project names a file that exists."""
+    broken = []
+    for doc in [ROOT / "README.md", ROOT / "ARCHITECTURE.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text()):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            if not (doc.parent / target).exists():
+                broken.append(f"{doc.relative_to(ROOT)} -> {target}")
+    assert not broken, f"links to missing files: {broken}"

@@ -1,6 +1,6 @@
 """The Climate Marble science as pure functions over numpy arrays (no I/O).
 
-Every rule here is stated in shared/specs/COMPUTE_RADIANCE.md; the section is named
+Every rule here is stated in docs/compute-radiance.md; the section is named
 next to each function. Grids are accumulated as flat arrays of `num_lats * num_lons`
 cells (row-major: row 0 north, column 0 at 180°W) with one column per channel:
 sums in float64, counts in int64. Nothing loops over pixels or footprints.

@@ -1,4 +1,4 @@
-"""Each instrument's samples in the box, read through an `OrbitSource` (section numbers: BASICFUSION_LAYOUT.md).
+"""Each instrument's samples in the box, read through an `OrbitSource` (section numbers: docs/basicfusion-layout.md).
 
 A sample is kept when its geolocation is inside the box (`science.Box.contains`: fill and NaN never
 are), its time is valid, and at least one of the selected bands (radiances for CERES) holds a valid

@@ -1,4 +1,4 @@
-"""What shared/specs/BASICFUSION_LAYOUT.md fixes and the extraction relies on (section numbers of that spec).
+"""What docs/basicfusion-layout.md fixes and the extraction relies on (section numbers of that document).
 
 Nothing here reads a file: band tables, fill values, valid ranges, the time constants, and the
 names of the variables each instrument's samples carry.

@@ -1,7 +1,7 @@
 """Read HDF5 datasets straight from their stored bytes: chunk index + byte ranges + zlib (issue #11).
 
 A BasicFusion orbit stores MISR and MODIS arrays as whole-array (or one-per-band)
-gzip-1 chunks without shuffle (BASICFUSION_LAYOUT.md section 1). Reading such a
+gzip-1 chunks without shuffle (docs/basicfusion-layout.md section 1). Reading such a
 dataset needs exactly what h5py does internally: fetch the chunk's bytes and
 inflate them. This package does that from *any* byte source, so the carousel can
 read a restored S3 object with one (or a few parallel) ranged GETs per chunk and

@@ -233,7 +233,7 @@ MISR_BANDS = ("Blue", "Green", "Red", "NIR")
 
 
 def radiance_job_paths(h5file: h5py.File, camera: str = "AN", instrument: str = "FM1") -> list[str]:
-    """Every dataset the ComputeRadiance job may read (COMPUTE_RADIANCE.md, BASICFUSION_LAYOUT.md section 9).
+    """Every dataset the ComputeRadiance job may read (docs/compute-radiance.md, docs/basicfusion-layout.md section 9).
 
     Candidates for every granule (which granules are descending is known only from the data),
     so the list can be indexed once, when the file is indexed.

@@ -4,7 +4,7 @@ The SYNTH helper's generator (`workbench.synthetic.generator`) makes realistic
 orbits; these files are smaller and plant what the index rules must get right
 (latitudes exactly on cell edges, at +-90 and 0; longitudes at +-180), fill values,
 saturation (-992) and out-of-range angles. Layout and storage follow
-BASICFUSION_LAYOUT.md: MISR radiances and geolocation are whole-array gzip-1 chunks.
+docs/basicfusion-layout.md: MISR radiances and geolocation are whole-array gzip-1 chunks.
 """
 
 from __future__ import annotations

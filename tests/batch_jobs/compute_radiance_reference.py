@@ -1,4 +1,4 @@
-"""A slow, plain transcription of shared/specs/COMPUTE_RADIANCE.md: one Python loop step per sample.
+"""A slow, plain transcription of docs/compute-radiance.md: one Python loop step per sample.
 
 It reads the file with h5py directly (not through the job's readers) and shares no
 code with `batch_jobs.compute_radiance`. Small inputs only. skimage.transform.resize

@@ -1,4 +1,4 @@
-"""BasicFusion naming rules against the anchors of BASICFUSION_LAYOUT.md section 7."""
+"""BasicFusion naming rules against the anchors of docs/basicfusion-layout.md section 7."""
 
 from __future__ import annotations
 

@@ -14,8 +14,10 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -233,3 +235,26 @@ def read_record(path: Path) -> ProcessRecord | None:
     except (ValueError, KeyError, TypeError) as exc:
         log.warning("ignoring unreadable PID file %s: %s", path, exc)
         return None
+
+
+BUSY_LOOP = "while True:\n    pass\n"
+
+
+@contextmanager
+def busy_loops(count: int) -> Iterator[list[int]]:
+    """`count` busy-loop processes (a core each) for the length of the block, stopped by PID afterwards whatever
+    happens: the artificial load under which `up` must still come up (its test and bench/bench_up_under_load.py)."""
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(count):
+            procs.append(subprocess.Popen([sys.executable, "-c", BUSY_LOOP], stdin=subprocess.DEVNULL))
+        yield [p.pid for p in procs]
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -2,7 +2,7 @@
 
 Names, times, MISR paths and keys come from `datacarousel.naming` (the single
 source of truth); file sizes are drawn with a fixed seed from 15-50 GB so that the
-archive totals about 2.5 PB (BASICFUSION_LAYOUT.md section 7: "typically 15-40 GB",
+archive totals about 2.5 PB (docs/basicfusion-layout.md section 7: "typically 15-40 GB",
 real files up to 50.9 GiB, 2.5 PB in all).
 """
 

@@ -1,4 +1,4 @@
-"""Smooth geophysical fields for synthetic radiances (BASICFUSION_LAYOUT.md section 8).
+"""Smooth geophysical fields for synthetic radiances (docs/basicfusion-layout.md section 8).
 
 A scene is a function of position on the sphere: land/ocean, cloud and surface
 temperature are sums of a few random plane waves in Earth-fixed (x, y, z), so they

@@ -1,4 +1,4 @@
-"""Synthetic BasicFusion orbit files in the real layout (shared/specs/BASICFUSION_LAYOUT.md).
+"""Synthetic BasicFusion orbit files in the real layout (docs/basicfusion-layout.md).
 
 `generate_orbit(orbit, out_dir, preset=..., seed=..., defects=...)` writes one
 `TERRA_BF_L1B_O{orbit}_{start}_F000_V001.h5` with the real tree (MODIS, MISR,

@@ -1,4 +1,4 @@
-"""Terra orbit, swath and sun geometry (BASICFUSION_LAYOUT.md section 7 model).
+"""Terra orbit, swath and sun geometry (docs/basicfusion-layout.md section 7 model).
 
 Times are seconds since the orbit start T0. The orbit starts at the ascending
 (night-side) equator crossing; the descending node comes at T0 + P/2 at about

@@ -1,6 +1,6 @@
 """Size presets of the synthetic BasicFusion generator.
 
-"full" has the real shapes of BASICFUSION_LAYOUT.md; the smaller presets keep the
+"full" has the real shapes of docs/basicfusion-layout.md; the smaller presets keep the
 whole tree and every dataset but shrink rows, columns, lines, samples and
 footprints. The 180 MISR blocks, the 8 x 32 geometry grid (except in "tiny"),
 the 10 rows per MODIS scan, the 1:2:4 MODIS 1 km/500 m/250 m ratio and the 4:1
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Real shapes (BASICFUSION_LAYOUT.md sections 2-4).
+# Real shapes (docs/basicfusion-layout.md sections 2-4).
 REAL_MODIS_ROWS = 2030
 REAL_MODIS_COLS = 1354
 REAL_MISR_LINES = 128

@@ -244,6 +244,21 @@ def _all_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
 
 
 @pytest.mark.integration
+def test_up_comes_up_with_every_core_busy_with_another_process(own_state: Path) -> None:
+    """A busy 2-core machine: HSDS's nodes are started and polled for readiness, not given a fixed budget."""
+    with process.busy_loops(os.cpu_count() or 1) as pids:
+        assert all(psutil.Process(pid).is_running() for pid in pids)
+        env = environment.up(own_state, stack_file=_stack_file())
+        assert env.started and all(s.running for s in env.services), env.services
+        with requests_unixsocket.Session() as session:  # HSDS answers as its workers' user, still under load
+            about = session.get(
+                f"{env.env['HS_ENDPOINT']}/about", auth=(env.env["HS_USERNAME"], env.env["HS_PASSWORD"])
+            )
+        assert about.json()["state"] == "READY" and about.json()["username"] == env.env["HS_USERNAME"]
+    assert not _all_gone(pids, timeout=5.0)  # the load is stopped by PID with the block
+
+
+@pytest.mark.integration
 def test_up_then_down_leaves_no_process(own_state: Path) -> None:
     # Two concurrent `up`s on one state directory: one starts the set, the other reports it.
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:

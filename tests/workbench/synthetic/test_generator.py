@@ -1,4 +1,4 @@
-"""Synthetic orbit files follow shared/specs/BASICFUSION_LAYOUT.md, checked with h5py as the radiance job reads them."""
+"""Synthetic orbit files follow docs/basicfusion-layout.md, checked with h5py as the radiance job reads them."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def granule_start(name: str) -> datetime:
 
 
 def is_descending(lat: np.ndarray) -> bool:
-    """COMPUTE_RADIANCE.md section 2; granules of at most 1000 rows (shrunk presets) allow half their rows."""
+    """docs/compute-radiance.md section 2; granules of at most 1000 rows (shrunk presets) allow half their rows."""
     failing = sum(1 for i in range(1, lat.shape[0]) if not np.all(lat[i] < lat[i - 1]))
     rows = lat.shape[0]
     return failing < (1000 if rows > 1000 else rows // 2)

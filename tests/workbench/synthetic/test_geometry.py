@@ -1,4 +1,4 @@
-"""The orbit/sun geometry model of BASICFUSION_LAYOUT.md section 7 (pure numpy)."""
+"""The orbit/sun geometry model of docs/basicfusion-layout.md section 7 (pure numpy)."""
 
 from __future__ import annotations
 

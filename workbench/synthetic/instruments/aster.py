@@ -2,7 +2,7 @@
 
 Each granule has VNIR, SWIR and TIR image bands at their relative resolutions
 (1 : 1/2 : 1/6) with their own geolocation, plus an 11 x 11 scene geolocation,
-the solar geometry and the pointing angles (BASICFUSION_LAYOUT.md section 5).
+the solar geometry and the pointing angles (docs/basicfusion-layout.md section 5).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Each instrument (FM1 cross-track, FM2 rotating azimuth plane) gets footprints at
 random times over the whole orbit, split into the hours they fall in; each
 footprint carries time, position, viewing angles and broadband radiances
-(BASICFUSION_LAYOUT.md section 4). Values are stored contiguous, fill 3.4e38.
+(docs/basicfusion-layout.md section 4). Values are stored contiguous, fill 3.4e38.
 """
 
 from __future__ import annotations

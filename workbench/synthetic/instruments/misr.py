@@ -3,7 +3,7 @@
 Geolocation at 1.1 km and 275 m, solar geometry on the coarse geometry grid,
 and per camera the four band radiances (275 m for AN and every Red band, 1.1 km
 means otherwise), BRF conversion factors, sensor geometry and block centre times
-(BASICFUSION_LAYOUT.md section 3). Only the daylit blocks of the MODIS
+(docs/basicfusion-layout.md section 3). Only the daylit blocks of the MODIS
 descending window carry radiances; the others are fill.
 """
 

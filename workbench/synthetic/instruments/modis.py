@@ -5,7 +5,7 @@ geolocation and observation times); the generator also uses the plan to find
 the descending (daylit) window the other instruments place themselves in. Every
 granule gets geolocation, angles and emissive radiances; day granules also get
 the reflective bands at 1 km and the `_500m` and `_250m` groups
-(BASICFUSION_LAYOUT.md section 2). Radiances are quantised as the real L1B
+(docs/basicfusion-layout.md section 2). Radiances are quantised as the real L1B
 unpacking does, with fill (-999) and saturation (-992) pixels.
 """
 
@@ -29,7 +29,7 @@ SATURATED = np.float32(-992.0)
 GRANULE_S = 300.0
 DESCENDING_THRESHOLD_ROWS = 1000
 
-# Band tables (BASICFUSION_LAYOUT.md section 2).
+# Band tables (docs/basicfusion-layout.md section 2).
 BANDS_250 = "1,2"
 BANDS_500 = "3,4,5,6,7"
 BANDS_1KM_REFSB = "8,9,10,11,12,13lo,13hi,14lo,14hi,15,16,17,18,19,26"
@@ -50,7 +50,7 @@ UNCERT_SCALING = np.float32(5.0)
 def descending_row_threshold(rows: int) -> int:
     """Rows that may fail the "latitude decreases" test in a descending granule.
 
-    The original uses 1000 of ~2029 (COMPUTE_RADIANCE.md section 2), which is what every granule
+    The original uses 1000 of ~2029 (docs/compute-radiance.md section 2), which is what every granule
     taller than 1000 rows gets (all real ones: 1950-2100); a shorter (shrunk) granule could never
     fail that test, so it gets half its rows, the proportion of the original. The ComputeRadiance
     job uses the same rule.

@@ -2,7 +2,7 @@
 
 The orbit's tracks are spread evenly over its duration; each track has 29
 cross-track pixels of 4 stares with 8 channels of 2 radiances, plus latitude,
-longitude and TAI93 time (BASICFUSION_LAYOUT.md section 5).
+longitude and TAI93 time (docs/basicfusion-layout.md section 5).
 """
 
 from __future__ import annotations
