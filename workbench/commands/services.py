@@ -1,8 +1,10 @@
-"""`datacarousel up | down | services | env`: the embedded environment (moto + HSDS + the stack) on loopback."""
+"""`datacarousel up | down | services | env`: the embedded environment (moto + HSDS + the stack) on loopback;
+`env --stack NAME`: a deployed stack's variables instead (`workbench/stack_outputs.py`)."""
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import typer
@@ -11,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from datacarousel import contract
-from workbench import transfer
+from workbench import stack_outputs, transfer
 from workbench.local import environment, moto_server
 from workbench.local.errors import LocalEnvironmentError
 
@@ -112,12 +114,59 @@ def services(state_dir: Path = STATE_DIR_OPTION) -> None:
         raise typer.Exit(code=1)
 
 
-def env(state_dir: Path = STATE_DIR_OPTION) -> None:
-    """Print `export K=V` lines for the running environment: eval "$(datacarousel env)"."""
+ENV_STACK_OPTION = typer.Option(
+    None,
+    "--stack",
+    help="A deployed stack's name: print its variables (read with your AWS credentials) instead of the "
+    "embedded environment's. See docs/researcher-on-aws.md.",
+)
+ENV_REGION_OPTION = typer.Option(
+    None, "--region", help="The stack's region (with --stack; default: AWS_DEFAULT_REGION or your profile's)."
+)
+
+
+def _stack_env(stack: str, region: str | None) -> dict[str, str]:
+    """The variables of a deployed stack (`stack_outputs.researcher_env`): one error line and exit 2
+    (1 for what the user cannot fix) when it cannot be read."""
+    endpoint = os.environ.get(contract.Env.AWS_ENDPOINT_URL)
+    if endpoint:  # left over from `eval "$(datacarousel env)"`? Then this reads the embedded environment's stack.
+        typer.secho(f"note: reading the stack at AWS_ENDPOINT_URL={endpoint}; unset it to reach AWS", err=True)
     try:
-        values = environment.require_env(state_dir)
-    except LocalEnvironmentError as exc:
-        raise _fail(exc) from exc
+        found = stack_outputs.read_stack(stack, region)
+    except stack_outputs.StackReadError as exc:
+        typer.secho(f"error: {' '.join(str(exc).split())}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=exc.exit_code) from exc
+    if found.missing_outputs:
+        typer.secho(
+            f"warning: stack {found.stack_name!r} ({found.status}) lacks the outputs "
+            f"{', '.join(found.missing_outputs)}: their variables are not set",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
+    return found.env
+
+
+def env(
+    state_dir: Path = STATE_DIR_OPTION,
+    stack: str | None = ENV_STACK_OPTION,
+    region: str | None = ENV_REGION_OPTION,
+) -> None:
+    """Print `export K=V` lines for the running environment: eval "$(datacarousel env)"; with --stack NAME, for a
+    deployed stack: eval "$(datacarousel env --stack NAME --region R)"."""
+    if stack is not None:
+        values = _stack_env(stack, region)
+    elif region is not None:
+        typer.secho(
+            "error: --region goes with --stack NAME (the embedded environment has its own)",
+            err=True,
+            fg=typer.colors.RED,
+        )
+        raise typer.Exit(code=2)
+    else:
+        try:
+            values = environment.require_env(state_dir)
+        except LocalEnvironmentError as exc:
+            raise _fail(exc) from exc
     for line in environment.export_lines(values):
         print(line)  # noqa: T201 - this command's output
 

@@ -56,6 +56,9 @@ from workbench.local.state_dir import (
     write_state,
 )
 
+# The one mapping stack outputs -> DC_* variables, shared with `datacarousel env --stack` on AWS.
+from workbench.stack_outputs import resource_env
+
 log = logging.getLogger(__name__)
 
 DEFAULT_STATE_DIR = Path("var/local")
@@ -211,13 +214,6 @@ def apply_restore_notifications(
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     s3 = aws.client("s3", session=session, endpoint_url=endpoint)
     s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=configure(queue_arn))
-
-
-def resource_env(outputs: Mapping[str, str]) -> tuple[dict[str, str], tuple[str, ...]]:
-    """DC_* variables from stack outputs, and the names of contract outputs the stack lacks."""
-    env = {r.env: outputs[r.output] for r in contract.SHARED_RESOURCES if r.output in outputs}
-    missing = tuple(r.output for r in contract.SHARED_RESOURCES if r.output not in outputs)
-    return env, missing
 
 
 # --- up / down / status ------------------------------------------------------------
