@@ -78,6 +78,7 @@ class JobCompleter(StepPart):
             job_id=job_id,
             job_definition=str(job[JobAttr.DEFINITION]),
             parameters={str(k): str(v) for k, v in (job.get(JobAttr.PARAMETERS) or {}).items()},
+            owner=str(job.get(JobAttr.OWNER, "")),
         )
         # Sent first, recorded after: a step killed in between sends it again, and a reducer is idempotent.
         self.sqs.send_message(QueueUrl=self.work_queues.of(request.job_definition).url, MessageBody=request.to_json())

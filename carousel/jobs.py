@@ -13,7 +13,6 @@ longer restored or renewed: their copies expire on their own.
 from __future__ import annotations
 
 import logging
-import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -36,16 +35,13 @@ from datacarousel.contract import (
 )
 from datacarousel.definitions import JobDefinition
 from datacarousel.errors import BadInput, MalformedMessage
-from datacarousel.messages import check_job_id
+from datacarousel.messages import OWNER_RE, check_job_id
 
 log = logging.getLogger(__name__)
 
-_OWNER_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
-
-
 def validate_owner(owner: str) -> str:
-    if not isinstance(owner, str) or not _OWNER_RE.fullmatch(owner):
-        raise BadInput(f"owner must match {_OWNER_RE.pattern} (lower-case letters, digits, '_', '.', '-')")
+    if not isinstance(owner, str) or not OWNER_RE.fullmatch(owner):
+        raise BadInput(f"owner must match {OWNER_RE.pattern} (lower-case letters, digits, '_', '.', '-')")
     return owner
 
 

@@ -115,6 +115,7 @@ class Reduction:
     bucket: str
     result_suffix: str
     written: list[str] = field(default_factory=list)
+    owner: str = ""  # who submitted the job, for what the reducer writes (map titles); "" when not known
 
     @property
     def prefix(self) -> str:
@@ -252,6 +253,7 @@ class Handler:
             self.s3,
             self.results_bucket,
             self.definition.result_suffix,
+            owner=request.owner,
         )
         try:
             if self.reduce is not None:

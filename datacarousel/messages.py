@@ -142,6 +142,8 @@ def _require_nonempty(obj: Any, *names: str) -> None:
 JOB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # A job definition's name, as its description requires (datacarousel.definitions).
 JOB_DEFINITION_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,39}")
+# Who submits a job: checked at submission and on every message that carries it (a reducer puts it in titles).
+OWNER_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
 
 class BadMessageField(MalformedMessage, ValueError):
@@ -220,10 +222,13 @@ class ReduceRequest(Message):
     job_id: str
     job_definition: str
     parameters: dict[str, str] = field(default_factory=dict)
+    owner: str = ""  # who submitted the job: the reducer's maps name them ("" when not known)
 
     def __post_init__(self) -> None:
         _require_nonempty(self, "job_id", "job_definition")
         _check_job_fields(self)
+        if self.owner and not OWNER_RE.fullmatch(self.owner):
+            raise BadMessageField(f"field 'owner' {self.owner[:80]!r} is not an owner ({OWNER_RE.pattern})")
 
     def __hash__(self) -> int:
         return hash((self.job_id, self.job_definition))

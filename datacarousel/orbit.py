@@ -333,6 +333,10 @@ class OrbitReader:
             except Exception as exc:  # closing must not hide the job's own outcome
                 log.debug("close %s: %s", self.name, exc)
 
+    def root_attribute(self, name: str) -> Any:
+        """A root attribute of the file, None if it has none (e.g. the synthetic generator's marker)."""
+        return self._f.attrs.get(name)
+
     def __enter__(self) -> OrbitReader:
         return self
 

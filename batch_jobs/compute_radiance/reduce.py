@@ -7,7 +7,8 @@ its `.npz` exists: its quick-looks are written first and the `.npz` last, so a w
 way leaves the month to be composed again — with the same bytes, since a composite is a
 deterministic function of the orbit results, which no longer change once every file is final.
 The job SDK writes the reduced marker (`naming.reduced_marker_key`) last of all, listing every
-composite: the carousel completes the job when it appears.
+composite: the carousel completes the job when it appears. The maps' titles name the definition, the
+job and, when the reduction knows it, the owner.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 
 from batch_jobs.compute_radiance import composite as comp
 from batch_jobs.compute_radiance import quicklook
+from batch_jobs.compute_radiance.description import DEFINITION
 from batch_jobs.compute_radiance.result import load_npz, npz_bytes
 from datacarousel import job, naming
 from datacarousel.aws import list_keys
@@ -44,7 +46,7 @@ def results_by_period(keys: Iterable[str], job_id: str) -> dict[str, list[str]]:
     return by_period
 
 
-def compose_month(s3: Any, bucket: str, job_id: str, period: str, keys: list[str]) -> list[str]:
+def compose_month(s3: Any, bucket: str, job_id: str, period: str, keys: list[str], *, owner: str = "") -> list[str]:
     """Compose one month's orbit results; its quick-looks first, the `.npz` last. Returns the keys written."""
 
     def results() -> Iterable[tuple[str, Mapping[str, Any]]]:
@@ -57,7 +59,8 @@ def compose_month(s3: Any, bucket: str, job_id: str, period: str, keys: list[str
         raise BadInput(f"job {job_id}: composite {period} failed: {exc}") from exc
     written: list[str] = []
     with tempfile.TemporaryDirectory(prefix="dc-quicklook-") as tmp:
-        for path in quicklook.write_quicklooks(arrays, tmp, period):
+        context = quicklook.MapContext.of_job(DEFINITION.name, job_id, owner)
+        for path in quicklook.write_quicklooks(arrays, tmp, period, context):
             suffix = Path(path).name[len(period) :]  # "_modis.png"
             png_key = naming.composite_key(job_id, period, suffix)
             s3.put_object(Bucket=bucket, Key=png_key, Body=Path(path).read_bytes(), ContentType="image/png")
@@ -72,6 +75,7 @@ def compose_month(s3: Any, bucket: str, job_id: str, period: str, keys: list[str
 def reduce_composites(reduction: job.Reduction) -> None:
     """Compose every month of the job that has no composite yet; the SDK writes the reduced marker after."""
     s3, bucket, job_id = reduction.s3, reduction.bucket, reduction.job_id
+    owner = reduction.owner
     listed = list_keys(s3, bucket, reduction.prefix)
     composites_prefix = naming.composite_key(job_id, "", "")
     existing = {k for k in listed if k.startswith(composites_prefix)}
@@ -79,5 +83,5 @@ def reduce_composites(reduction: job.Reduction) -> None:
         reduction.record(key)
     for period, keys in sorted(results_by_period(listed, job_id).items()):
         if naming.composite_key(job_id, period) not in existing:
-            for key in compose_month(s3, bucket, job_id, period, keys):
+            for key in compose_month(s3, bucket, job_id, period, keys, owner=owner):
                 reduction.record(key)

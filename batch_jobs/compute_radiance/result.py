@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from batch_jobs.compute_radiance.composite import SYNTHETIC_MARKER
 from batch_jobs.compute_radiance.science import (
     CERES_INSTRUMENT,
     CERES_MODE,
@@ -31,6 +32,9 @@ from batch_jobs.compute_radiance.science import (
 )
 
 RESULT_FORMAT_VERSION = 1
+# The root attribute the synthetic generator writes into every file it makes (docs/synthetic-data.md);
+# real BasicFusion files have no such attribute.
+SYNTHETIC_FILE_ATTRIBUTE = "synthetic_generator"
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 # Reason codes recorded in `skipped` (spec §7); the generator's defect names where they match.
@@ -116,6 +120,7 @@ class OrbitResult:
     skipped: list[Skip] = field(default_factory=list)
     modis_granules_used: list[str] = field(default_factory=list)
     misr_blocks_used: list[int] = field(default_factory=list)
+    synthetic: str = ""  # the generator of a synthetic orbit file; "" for real data
 
     @classmethod
     def empty(cls, source: str, parameters: Parameters) -> OrbitResult:
@@ -157,7 +162,22 @@ class OrbitResult:
             "modis_granules_used": np.array(self.modis_granules_used, dtype=str),
             "misr_blocks_used": np.array(self.misr_blocks_used, dtype=np.int64),
             "format_version": np.array(RESULT_FORMAT_VERSION, dtype=np.int64),
+            # only when synthetic: a result of real data keeps the bytes it always had
+            **({SYNTHETIC_MARKER: np.array(self.synthetic)} if self.synthetic else {}),
         }
+
+
+def synthetic_marker(source: Any) -> str:
+    """The generator named by an orbit file's `synthetic_generator` root attribute; "" for real data.
+
+    Asks the source's `root_attribute(name)` (an `OrbitReader`); a source without one counts as real."""
+    root_attribute = getattr(source, "root_attribute", None)
+    if root_attribute is None:
+        return ""
+    value = root_attribute(SYNTHETIC_FILE_ATTRIBUTE)
+    if isinstance(value, bytes | np.bytes_):
+        value = value.decode("ascii", "replace")
+    return str(value) if value is not None else ""
 
 
 def npz_bytes(arrays: Mapping[str, npt.ArrayLike]) -> bytes:

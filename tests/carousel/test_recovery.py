@@ -382,7 +382,8 @@ def test_a_reopened_job_completes_only_after_a_new_reduction(world: World) -> No
     first = world.step.run(time.time())
     assert "job-1" not in first.completed_jobs and first.reducing == ["job-1"]
     assert first.open_jobs == 1  # reducing is still open: `step --loop --until-done` goes on
-    assert [r.job_id for r in world.reduce_requests()] == ["job-1"]  # a new reduction is asked for
+    requests = world.reduce_requests()
+    assert [(r.job_id, r.owner) for r in requests] == [("job-1", "alice")]  # a new reduction, for alice's maps
     assert world.step.run(time.time()).completed_jobs == []  # the old marker still does not count
     assert world.job_item("job-1")[JobAttr.STATE] == JobState.OPEN.value
 

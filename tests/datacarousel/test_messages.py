@@ -203,3 +203,17 @@ def test_a_job_definition_that_is_no_definition_name_is_refused(definition: str)
     ):
         with pytest.raises(MalformedMessage, match="job_definition"):
             parse_job_message(json.dumps(raw))
+
+
+def test_a_reduce_request_carries_its_jobs_owner_and_an_old_one_without_it_still_parses() -> None:
+    reduce = ReduceRequest(job_id="job-1", job_definition="ComputeRadiance", owner="alice")
+    assert parse_job_message(reduce.to_json()) == reduce and json.loads(reduce.to_json())["owner"] == "alice"
+    old = parse_job_message(json.dumps({"kind": "reduce-request", "job_id": "job-1", "job_definition": "X"}))
+    assert isinstance(old, ReduceRequest) and old.owner == ""
+
+
+@pytest.mark.parametrize("owner", ["Alice", "$\\frac{a}{b}$", "a b", "a\nb", "x" * 64])
+def test_an_owner_that_submit_would_refuse_is_refused_in_a_reduce_request(owner: str) -> None:
+    raw = {"kind": "reduce-request", "job_id": "job-1", "job_definition": "ComputeRadiance", "owner": owner}
+    with pytest.raises(MalformedMessage, match="field 'owner'"):
+        parse_job_message(json.dumps(raw))

@@ -233,6 +233,10 @@ def test_the_demo_runs_a_month_and_its_summary_is_what_the_resources_hold(demo_d
         with Image.open(path) as image:
             assert image.format == "PNG" and image.size == QUICKLOOK_SIZE
             assert len(set(np.asarray(image.convert("L")).ravel().tolist())) > 10  # a map, not a blank canvas
+            # what a talk needs to say: whose jobs, how many orbits, and that the orbits are synthetic
+            title = str(image.info["Title"])
+            assert all(f"{job['job_id']} by {job['owner']}" in title for job in summary["jobs"]), title
+            assert f"{MONTH}, {len(names)} orbits" in title and "synthetic data" in title, title
 
     # The cost at real sizes uses the archive catalogue's sizes of those very orbits and Bulk list prices.
     sizes = {e.file_name: e.size_bytes for e in archive_catalogue(seed=0) if e.file_name in set(names)}

@@ -112,7 +112,8 @@ def collect_radiance(demo: Demo, s3: Any, outputs: list[JobOutput]) -> dict[str,
         n_orbits = int(arrays["n_orbits"])
         composite_path = out / f"{month}.npz"
         composite_path.write_bytes(npz_bytes(arrays))
-        quicklooks = [str(p) for p in quicklook.write_quicklooks(arrays, out, month)]
+        everyone = quicklook.MapContext(RADIANCE, tuple((o.info.job_id, o.info.owner) for o in outputs))
+        quicklooks = [str(p) for p in quicklook.write_quicklooks(arrays, out, month, everyone)]
     return {
         "month_composite": {"npz": str(composite_path) if composite_path else None, "orbits": n_orbits},
         "quicklooks": quicklooks,
