@@ -39,6 +39,7 @@ from datacarousel.messages import OWNER_RE, check_job_id
 
 log = logging.getLogger(__name__)
 
+
 def validate_owner(owner: str) -> str:
     if not isinstance(owner, str) or not OWNER_RE.fullmatch(owner):
         raise BadInput(f"owner must match {OWNER_RE.pattern} (lower-case letters, digits, '_', '.', '-')")
