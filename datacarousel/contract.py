@@ -380,3 +380,17 @@ HSDS_SECRET_OUTPUT = "HsdsCredentialsSecretArn"  # Secrets Manager secret: {"use
 STACK_TAG = "datacarousel:stack"
 RESEARCHER_ROLE_OUTPUT = "ResearcherJobRoleArn"  # job role of registered job definitions
 EXECUTION_ROLE_OUTPUT = "TaskExecutionRoleArn"  # execution role of every job
+
+# --- defaults the template's parameters share with the code (issue 19) ------------------------------
+# ECR repositories of the stack's images start with this (`datacarousel images push --create-repositories`
+# creates `datacarousel-<image>`); the execution role pulls from these repositories only.
+DEFAULT_IMAGE_REPOSITORY_PREFIX = f"{PROJECT}-"
+# The carousel step's tuning (`carousel.runtime.Tuning`, DC_* variables of `Env`): the code's defaults and
+# the template's parameter defaults alike.
+CAROUSEL_POLICIES = ("demand", "rotation")  # what an operator may choose (DC_CAROUSEL_POLICY)
+DEFAULT_CAROUSEL_POLICY = "demand"
+DEFAULT_MAX_INDEX_WORKERS = 4
+DEFAULT_MAX_JOB_WORKERS = 8
+DEFAULT_KEEP_S = 2 * 86_400  # two days measured best in bench/bench_simulator.py
+DEFAULT_PROBE_AFTER_S = 6 * 3600
+DEFAULT_INDEX_RETRY_S = 3600

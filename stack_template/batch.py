@@ -26,6 +26,13 @@ from stack_template.common import SECRET_PASSWORD_KEY, SECRET_USERNAME_KEY
 from stack_template.iam import Roles, role_prefix
 from stack_template.parameters import Parameters
 
+# The root filesystem of every job is read-only; /tmp is the one writable place, a private tmpfs
+# (EC2 platform: Batch supports Tmpfs there, not on Fargate), as in the embedded environment's
+# container run mode (`--read-only --tmpfs /tmp`). Its pages count against the job's memory.
+SCRATCH_PATH = "/tmp"  # a private tmpfs per job, not the host's /tmp
+SCRATCH_MIB = 512  # matplotlib's cache (MPLCONFIGDIR=/tmp/matplotlib), quick-look images, tempfile
+SCRATCH_MOUNT_OPTIONS = ("rw", "nosuid", "nodev")
+
 
 @dataclass(frozen=True)
 class WorkerSpec:
@@ -114,10 +121,13 @@ def add_batch(
         tbatch.Secret(Name=Env.HS_PASSWORD, ValueFrom=Sub(f"${{{secret.title}}}:{SECRET_PASSWORD_KEY}::")),
     ]
     images = {w.job_definition: w.parameter for w in registry.worker_images()}
+    # The carousel step alone reads its tuning (carousel.runtime.Tuning).
+    tuning = [tbatch.Environment(Name=name, Value=Ref(parameter)) for name, parameter in p.tuning.items()]
     definitions: dict[str, tbatch.JobDefinition] = {}
     for spec in workers():
+        own = env + tuning if spec.definition == JobDefinitionName.CAROUSEL.value else env
         definitions[spec.definition] = t.add_resource(
-            _job_definition(spec, p, roles=roles, env=env, secrets=secrets, log_group=log_group)
+            _job_definition(spec, p, roles=roles, env=own, secrets=secrets, log_group=log_group)
         )
         assert images[spec.definition] == p.images[spec.definition].title
     return Batch(compute_environment=compute, job_queue=queue, job_definitions=definitions)
@@ -202,6 +212,12 @@ def _job_definition(
                 tbatch.ResourceRequirement(Type="MEMORY", Value=str(spec.memory_mib)),
             ],
             Privileged=False,
+            ReadonlyRootFilesystem=True,
+            LinuxParameters=tbatch.LinuxParameters(
+                Tmpfs=[
+                    tbatch.Tmpfs(ContainerPath=SCRATCH_PATH, Size=SCRATCH_MIB, MountOptions=list(SCRATCH_MOUNT_OPTIONS))
+                ]
+            ),
             Environment=env,
             Secrets=secrets,
             LogConfiguration=tbatch.LogConfiguration(

@@ -2,9 +2,12 @@
 
 Each worker's job role holds only the actions and resources its code uses (`worker_policies`);
 an analysis takes its own work queue, reads the archive and writes results
-(`analysis_policy`); every role is trusted by one AWS service of this account. The roles
-name the resources through `Access`, the ARNs `build_template` collects from the storage
-family.
+(`analysis_policy`); every role is trusted by one AWS service of this account. The data key
+is used only through the services holding data under it (`kms:ViaService`), the archive only
+under `ArchivePrefix`, images come only from the stack's ECR repositories. Researchers' own
+identities get the managed policy `ResearcherPolicy` (`researcher_cli_policy`: the CLI's calls).
+The roles name the resources through `Access`, the ARNs `build_template` collects from the
+storage family.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from awacs import batch as awacs_batch
+from awacs import cloudformation as awacs_cfn
 from awacs import dynamodb as ddb
 from awacs import ecr
 from awacs import kms as awacs_kms
@@ -22,7 +26,7 @@ from awacs import logs as awacs_logs
 from awacs import s3 as awacs_s3
 from awacs import secretsmanager as awacs_sm
 from awacs import sqs as awacs_sqs
-from awacs.aws import Allow, Condition, Statement, StringEquals
+from awacs.aws import Allow, Condition, Statement, StringEquals, StringLike
 from troposphere import GetAtt, Ref, Sub, Template
 from troposphere import iam as tiam
 from troposphere import secretsmanager as tsm
@@ -40,7 +44,8 @@ class Access:
 
     key: Any
     archive_bucket: Any
-    archive_objects: Any
+    archive_objects: Any  # the archive's objects under ArchivePrefix
+    archive_listing: Any  # the Condition of a ListBucket on the archive (the prefix, when there is one)
     results_bucket: Any
     results_objects: Any
     hsds_bucket: Any
@@ -48,6 +53,7 @@ class Access:
     tables: dict[str, Any]
     queues: Queues
     secret: tsm.Secret
+    image_repositories: Any  # ARN pattern of the stack's ECR repositories
 
 
 def _table_arns(access: Access, name: str) -> list[Any]:
@@ -63,9 +69,25 @@ _QUEUE_CONSUME = [*_QUEUE_DRAIN, awacs_sqs.ChangeMessageVisibility]
 _QUEUE_SEND = [awacs_sqs.SendMessage, awacs_sqs.GetQueueAttributes]
 
 
-def _kms_use(access: Access) -> Statement:
+# The services that use the data key on a role's behalf (kms:ViaService): the encrypted queues (SQS),
+# tables (DynamoDB) and the HSDS secret (Secrets Manager). The buckets use S3-managed keys.
+SQS, DYNAMODB, SECRETS_MANAGER = "sqs", "dynamodb", "secretsmanager"
+
+
+def via_services(*services: str) -> Condition:
+    """The key is used only through these AWS services of the stack's region (never called directly)."""
+    return Condition(
+        StringEquals({"kms:ViaService": [Sub(f"{service}.${{AWS::Region}}.amazonaws.com") for service in services]})
+    )
+
+
+def _kms_use(access: Access, *services: str) -> Statement:
     return Statement(
-        Sid="UseDataKey", Effect=Allow, Action=[awacs_kms.Decrypt, awacs_kms.GenerateDataKey], Resource=[access.key]
+        Sid="UseDataKey",
+        Effect=Allow,
+        Action=[awacs_kms.Decrypt, awacs_kms.GenerateDataKey],
+        Resource=[access.key],
+        Condition=via_services(*services),
     )
 
 
@@ -103,8 +125,7 @@ def analysis_policy(access: Access, analysis: str | None) -> list[Statement]:
     work = _consume(*queues, "WorkItems", by_name=True)
     return [
         *work,
-        Statement(Sid="ListArchive", Effect=Allow, Action=[awacs_s3.ListBucket], Resource=[access.archive_bucket]),
-        Statement(Sid="ReadArchive", Effect=Allow, Action=[awacs_s3.GetObject], Resource=[access.archive_objects]),
+        *_read_archive(access),
         Statement(Sid="ListResults", Effect=Allow, Action=[awacs_s3.ListBucket], Resource=[access.results_bucket]),
         Statement(Sid="ReadResults", Effect=Allow, Action=[awacs_s3.GetObject], Resource=[access.results_objects]),
         Statement(
@@ -113,7 +134,7 @@ def analysis_policy(access: Access, analysis: str | None) -> list[Statement]:
             Action=[awacs_s3.PutObject],
             Resource=[under(access.results_bucket, f"/{contract.RESULTS_PREFIX}/*")],
         ),
-        _kms_use(access),
+        _kms_use(access, SQS),
     ]
 
 
@@ -133,27 +154,38 @@ def worker_policies(access: Access) -> dict[str, list[Statement]]:
                 Action=[ddb.BatchGetItem, ddb.BatchWriteItem],
                 Resource=[access.tables[contract.INDEX_REQUESTS_TABLE_NAME]],
             ),
-            _kms_use(access),
+            _kms_use(access, SQS, DYNAMODB),
         ],
         JobDefinitionName.INDEX_FILE: [
             *_consume(q.index, q.index_dlq, "IndexRequests"),
             *_read_archive(access),
             _table(access, "FilesTable", files, write=True),
-            _kms_use(access),
+            _kms_use(access, SQS, DYNAMODB),
         ],
         # Reads HSDS (HTTP, no IAM), writes BasicFusionFiles.
         JobDefinitionName.RECORD_METADATA: [
             _table(access, "FilesTable", files, write=True),
-            _kms_use(access),
+            _kms_use(access, DYNAMODB),
         ],
         JobDefinitionName.CAROUSEL: _carousel_policy(access),
         **{name: analysis_policy(access, name) for name in registry.builtin()},
     }
 
 
+def _list_archive(access: Access) -> Statement:
+    """List the archive under its prefix only (the whole bucket when ArchivePrefix is empty)."""
+    return Statement(
+        Sid="ListArchive",
+        Effect=Allow,
+        Action=[awacs_s3.ListBucket],
+        Resource=[access.archive_bucket],
+        Condition=access.archive_listing,
+    )
+
+
 def _read_archive(access: Access) -> list[Statement]:
     return [
-        Statement(Sid="ListArchive", Effect=Allow, Action=[awacs_s3.ListBucket], Resource=[access.archive_bucket]),
+        _list_archive(access),
         Statement(Sid="ReadArchive", Effect=Allow, Action=[awacs_s3.GetObject], Resource=[access.archive_objects]),
     ]
 
@@ -209,12 +241,8 @@ def _carousel_policy(access: Access) -> list[Statement]:
             Action=[*_QUEUE_DRAIN, awacs_sqs.GetQueueUrl],
             Resource=[_work_queues_of_stack(work_queues.DEAD_LETTER_SUFFIX)],
         ),
-        Statement(
-            Sid="ListBuckets",
-            Effect=Allow,
-            Action=[awacs_s3.ListBucket],
-            Resource=[access.archive_bucket, access.results_bucket],
-        ),
+        _list_archive(access),
+        Statement(Sid="ListResults", Effect=Allow, Action=[awacs_s3.ListBucket], Resource=[access.results_bucket]),
         # A job with a reducer is complete once its reducer's marker exists; the carousel writes no result.
         Statement(
             Sid="ReadReducedMarkers",
@@ -237,7 +265,7 @@ def _carousel_policy(access: Access) -> list[Statement]:
                 *registry.builtin(),
             ]
         ),
-        _kms_use(access),
+        _kms_use(access, SQS, DYNAMODB),
     ]
 
 
@@ -250,6 +278,7 @@ class Roles:
     researcher: tiam.Role  # the job role of registered definitions
     hsds_task: tiam.Role
     schedule: tiam.Role
+    researcher_policy: tiam.ManagedPolicy  # what a researcher's own identity needs for the CLI
 
 
 PIPELINE_ROLE_PREFIX = {
@@ -282,7 +311,72 @@ def add_roles(t: Template, access: Access) -> Roles:
     researcher = _role(t, "ResearcherJobRole", "ecs-tasks.amazonaws.com", analysis_policy(access, None))
     hsds_task = _add_hsds_task_role(t, access)
     schedule = _add_schedule_role(t)
-    return Roles(batch_service, instance_profile, execution, workers, researcher, hsds_task, schedule)
+    researcher_policy = t.add_resource(
+        tiam.ManagedPolicy(
+            "ResearcherPolicy",
+            Description="Data Carousel CLI: submit, status, cancel, files, fetch (attach to researchers)",
+            PolicyDocument=policy_document(*researcher_cli_policy(access)),
+        )
+    )
+    return Roles(
+        batch_service, instance_profile, execution, workers, researcher, hsds_task, schedule, researcher_policy
+    )
+
+
+def researcher_cli_policy(access: Access) -> list[Statement]:
+    """What a researcher's own identity needs for `datacarousel env --stack`, `submit`, `status`, `cancel`,
+    `files` and `fetch`: exactly the calls those commands make, on this stack's resources.
+
+    The tables: the files by their indexes (selections) and by name (a job's files); the jobs by state and
+    by id, created by submit and cancelled by cancel; a job's job-files written once by submit and read
+    back by status. The results bucket: read and listed under `results/` only.
+    """
+    files, jobs, job_files = (
+        access.tables[name]
+        for name in (contract.FILES_TABLE_NAME, contract.JOBS_TABLE_NAME, contract.JOB_FILES_TABLE_NAME)
+    )
+    results = f"{contract.RESULTS_PREFIX}/"
+    return [
+        # `datacarousel env --stack`: the stack's outputs become the DC_* variables.
+        Statement(
+            Sid="ReadStackOutputs",
+            Effect=Allow,
+            Action=[awacs_cfn.DescribeStacks],
+            Resource=[Ref("AWS::StackId")],
+        ),
+        Statement(Sid="SelectFiles", Effect=Allow, Action=[ddb.Query], Resource=[under(files, "/index/*")]),
+        Statement(Sid="ReadFiles", Effect=Allow, Action=[ddb.BatchGetItem], Resource=[files]),
+        Statement(Sid="FindJobs", Effect=Allow, Action=[ddb.Query], Resource=[under(jobs, "/index/*")]),
+        Statement(
+            Sid="SubmitAndCancelJobs",
+            Effect=Allow,
+            Action=[ddb.GetItem, ddb.PutItem, ddb.UpdateItem],
+            Resource=[jobs],
+        ),
+        Statement(Sid="JobFiles", Effect=Allow, Action=[ddb.Query, ddb.BatchWriteItem], Resource=[job_files]),
+        Statement(
+            Sid="ListResults",
+            Effect=Allow,
+            Action=[awacs_s3.ListBucket],
+            Resource=[access.results_bucket],
+            Condition=Condition(StringLike({"s3:prefix": [f"{results}*"]})),
+        ),
+        Statement(
+            Sid="FetchResults",
+            Effect=Allow,
+            Action=[awacs_s3.GetObject],
+            Resource=[under(access.results_bucket, f"/{results}*")],
+        ),
+        # Submitting to a registered analysis reads its definition; IAM has no resource-level
+        # permission for DescribeJobDefinitions: "*" is the only resource it takes.
+        Statement(
+            Sid="FindRegisteredDefinitions",
+            Effect=Allow,
+            Action=[awacs_batch.DescribeJobDefinitions],
+            Resource=["*"],
+        ),
+        _kms_use(access, DYNAMODB),
+    ]
 
 
 def _add_batch_roles(t: Template) -> tuple[tiam.Role, tiam.InstanceProfile]:
@@ -321,7 +415,7 @@ def _add_execution_role(t: Template, access: Access) -> tiam.Role:
                 Sid="PullImages",
                 Effect=Allow,
                 Action=[ecr.BatchCheckLayerAvailability, ecr.GetDownloadUrlForLayer, ecr.BatchGetImage],
-                Resource=[stack_arn("ecr", "repository/*")],
+                Resource=[access.image_repositories],
             ),
             Statement(
                 Sid="WriteLogs",
@@ -335,7 +429,13 @@ def _add_execution_role(t: Template, access: Access) -> tiam.Role:
                 Action=[awacs_sm.GetSecretValue],
                 Resource=[Ref(access.secret)],
             ),
-            Statement(Sid="DecryptHsdsCredentials", Effect=Allow, Action=[awacs_kms.Decrypt], Resource=[access.key]),
+            Statement(
+                Sid="DecryptHsdsCredentials",
+                Effect=Allow,
+                Action=[awacs_kms.Decrypt],
+                Resource=[access.key],
+                Condition=via_services(SECRETS_MANAGER),
+            ),
         ],
     )
 

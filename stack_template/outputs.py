@@ -18,6 +18,8 @@ from stack_template.batch import Batch
 from stack_template.hsds import Hsds
 from stack_template.iam import Roles
 
+RESEARCHER_POLICY_OUTPUT = "ResearcherPolicyArn"  # the researchers' managed policy (stack_template.iam)
+
 
 def add_outputs(
     t: Template,
@@ -63,6 +65,13 @@ def add_outputs(
             contract.EXECUTION_ROLE_OUTPUT,
             Description="Execution role of every job (image pull, logs, HSDS secret)",
             Value=GetAtt(roles.execution, "Arn"),
+        )
+    )
+    t.add_output(
+        Output(
+            RESEARCHER_POLICY_OUTPUT,
+            Description="Managed policy to attach to researchers: what the datacarousel CLI needs",
+            Value=Ref(roles.researcher_policy),
         )
     )
     t.add_output(Output("HsdsClusterName", Description="ECS cluster running HSDS", Value=Ref(hsds.cluster)))

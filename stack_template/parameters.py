@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from troposphere import Parameter, Template
+from troposphere import Equals, Not, Parameter, Ref, Template
 
 from datacarousel import contract, registry
 from stack_template.common import HSDS_PORT
 
+HAS_ARCHIVE_PREFIX = "HasArchivePrefix"  # template condition: ArchivePrefix is not empty
 IMAGE_URI_PATTERN = (
     r"^[a-z0-9][a-z0-9.-]*(:[0-9]+)?/[a-z0-9._/-]+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[a-f0-9]{64})$"
 )
@@ -28,6 +29,7 @@ class Parameters:
     security_group: Parameter
     images: dict[str, Parameter]  # by job definition name
     hsds_image: Parameter
+    image_repository_prefix: Parameter
     hsds_username: Parameter
     window_bytes: Parameter
     window_files: Parameter
@@ -38,6 +40,55 @@ class Parameters:
     archive_prefix: Parameter
     archive_transition_days: Parameter
     log_level: Parameter
+    tuning: dict[str, Parameter]  # the carousel step's settings, by the DC_* variable it sets
+
+
+# The carousel step's settings (`carousel.runtime.Tuning`): parameter, variable, default, constraints, meaning.
+# The defaults are the code's (`datacarousel.contract`), never repeated here.
+CAROUSEL_TUNING: tuple[tuple[str, str, Any, dict[str, Any], str], ...] = (
+    (
+        "CarouselPolicy",
+        contract.Env.CAROUSEL_POLICY,
+        contract.DEFAULT_CAROUSEL_POLICY,
+        {"Type": "String", "AllowedValues": list(contract.CAROUSEL_POLICIES)},
+        "Admission policy: demand (most-wanted files first, fair between owners) or rotation (time order)",
+    ),
+    (
+        "MaxIndexWorkers",
+        contract.Env.MAX_INDEX_WORKERS,
+        contract.DEFAULT_MAX_INDEX_WORKERS,
+        {"Type": "Number", "MinValue": 1, "MaxValue": 1000},
+        "Most index_file workers the carousel step keeps running",
+    ),
+    (
+        "MaxJobWorkers",
+        contract.Env.MAX_JOB_WORKERS,
+        contract.DEFAULT_MAX_JOB_WORKERS,
+        {"Type": "Number", "MinValue": 1, "MaxValue": 1000},
+        "Most workers of each analysis the carousel step keeps running",
+    ),
+    (
+        "KeepSeconds",
+        contract.Env.KEEP_S,
+        contract.DEFAULT_KEEP_S,
+        {"Type": "Number", "MinValue": 0},
+        "Seconds an unneeded restored copy is kept while overlapping jobs arrive (0: off)",
+    ),
+    (
+        "ProbeAfterSeconds",
+        contract.Env.PROBE_AFTER_S,
+        contract.DEFAULT_PROBE_AFTER_S,
+        {"Type": "Number", "MinValue": 1},
+        "Seconds after which a restore with no completion event is checked (HeadObject)",
+    ),
+    (
+        "IndexRetrySeconds",
+        contract.Env.INDEX_RETRY_S,
+        contract.DEFAULT_INDEX_RETRY_S,
+        {"Type": "Number", "MinValue": 1},
+        "Seconds before a file queued for indexing but not indexed is queued again",
+    ),
+)
 
 
 def add_parameters(t: Template) -> Parameters:
@@ -46,6 +97,7 @@ def add_parameters(t: Template) -> Parameters:
         **_image_parameters(t),
         **_carousel_parameters(t),
         **_compute_and_storage_parameters(t),
+        tuning=_tuning_parameters(t),
     )
     _add_console_interface(t, params)
     return params
@@ -104,7 +156,19 @@ def _image_parameters(t: Template) -> dict[str, Any]:
             Description="URI of the HSDS server image (provides `python -m hsds.node_runner`, hsds >= 1.0)",
         )
     )
-    return {"images": images, "hsds_image": hsds_image}
+    repository_prefix = t.add_parameter(
+        Parameter(
+            "ImageRepositoryPrefix",
+            Type="String",
+            Default=contract.DEFAULT_IMAGE_REPOSITORY_PREFIX,
+            # Never empty: the execution role must not pull from every repository of the account.
+            AllowedPattern=r"^[a-z0-9][a-z0-9._/-]{0,200}$",
+            ConstraintDescription="the start of an ECR repository name (lower case), not empty",
+            Description="The execution role pulls only from this account's ECR repositories whose name starts "
+            "with this (the images above, and registered analyses' images)",
+        )
+    )
+    return {"images": images, "hsds_image": hsds_image, "image_repository_prefix": repository_prefix}
 
 
 def _carousel_parameters(t: Template) -> dict[str, Any]:
@@ -166,6 +230,8 @@ def _carousel_parameters(t: Template) -> dict[str, Any]:
             Description="Key prefix of the BasicFusion files in the archive bucket (empty: the whole bucket)",
         )
     )
+    # No prefix: the whole bucket is the archive (policies then need no s3:prefix condition).
+    t.add_condition(HAS_ARCHIVE_PREFIX, Not(Equals(Ref(archive_prefix), "")))
     return {
         "window_bytes": window_bytes,
         "window_files": window_files,
@@ -173,6 +239,13 @@ def _carousel_parameters(t: Template) -> dict[str, Any]:
         "restore_days": restore_days,
         "carousel_schedule": carousel_schedule,
         "archive_prefix": archive_prefix,
+    }
+
+
+def _tuning_parameters(t: Template) -> dict[str, Parameter]:
+    return {
+        env: t.add_parameter(Parameter(title, Default=str(default), Description=description, **constraints))
+        for title, env, default, constraints, description in CAROUSEL_TUNING
     }
 
 
@@ -227,11 +300,12 @@ def _add_console_interface(t: Template, p: Parameters) -> None:
     """Parameter groups and labels for the CloudFormation console."""
     groups = [
         ("Network", [p.vpc, p.subnets, p.security_group]),
-        ("Container images", [*p.images.values(), p.hsds_image]),
+        ("Container images", [*p.images.values(), p.hsds_image, p.image_repository_prefix]),
         (
             "Carousel",
             [p.window_bytes, p.window_files, p.restore_tier, p.restore_days, p.carousel_schedule, p.archive_prefix],
         ),
+        ("Carousel tuning", list(p.tuning.values())),
         ("Compute and storage", [p.max_vcpus, p.archive_transition_days, p.hsds_username, p.log_level]),
     ]
     t.set_metadata(

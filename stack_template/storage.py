@@ -365,13 +365,16 @@ def _stack_named(name: str) -> dict[str, Any]:
 def _queue_pair(
     t: Template, name: str, key: tkms.Key, visibility_s: int, *, names: tuple[str, str] | None = None
 ) -> tuple[tsqs.Queue, tsqs.Queue]:
+    """A queue and its dead-letter queue, both kept when the stack is deleted or the queue replaced:
+    a dead letter is the only record of a failed work item or index request, and a queue holds work
+    not done yet. Their messages expire on their own (retention); the retained key still decrypts them."""
     encryption = {"KmsMasterKeyId": Ref(key), "KmsDataKeyReusePeriodSeconds": 300}
     queue_name, dlq_name = ({**_stack_named(n)} for n in names) if names else ({}, {})
     dlq = t.add_resource(
         tsqs.Queue(
             f"{name}DeadLetterQueue",
             MessageRetentionPeriod=DEAD_LETTER_RETENTION_S,
-            **DELETE,
+            **RETAIN,
             **encryption,
             **dlq_name,
         )
@@ -380,7 +383,7 @@ def _queue_pair(
         tsqs.Queue(
             f"{name}Queue",
             **queue_name,
-            **DELETE,
+            **RETAIN,
             VisibilityTimeout=visibility_s,
             MessageRetentionPeriod=QUEUE_RETENTION_S,
             RedrivePolicy=tsqs.RedrivePolicy(

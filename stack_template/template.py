@@ -13,16 +13,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from troposphere import GetAtt, Ref, Select, Split, Sub, Template
+from awacs.aws import Condition, StringLike
+from troposphere import GetAtt, If, Ref, Select, Split, Sub, Template
 
 from datacarousel import contract
 from datacarousel.contract import Env
 from stack_template.batch import add_batch, add_schedule, job_environment
-from stack_template.common import under
+from stack_template.common import stack_arn, under
 from stack_template.hsds import add_hsds
 from stack_template.iam import Access, add_roles
 from stack_template.outputs import add_outputs
-from stack_template.parameters import add_parameters
+from stack_template.parameters import HAS_ARCHIVE_PREFIX, add_parameters
 from stack_template.storage import (
     add_buckets,
     add_hsds_secret,
@@ -52,10 +53,16 @@ def build_template(*, hsds_data_nodes: int = 4, hsds_cpu: int = 4096, hsds_memor
         return under(bucket, "/*")
 
     archive_arn = archive_bucket_arn()
+    prefix = f"${{{p.archive_prefix.title}}}"
     access = Access(
         key=GetAtt(key, "Arn"),
         archive_bucket=archive_arn,
-        archive_objects=objects(archive_arn),
+        archive_objects=under(archive_arn, f"/{prefix}*"),
+        archive_listing=If(
+            HAS_ARCHIVE_PREFIX,
+            Condition(StringLike({"s3:prefix": [Sub(f"{prefix}*")]})),
+            Ref("AWS::NoValue"),
+        ),
         results_bucket=GetAtt(buckets.results, "Arn"),
         results_objects=objects(GetAtt(buckets.results, "Arn")),
         hsds_bucket=GetAtt(buckets.hsds, "Arn"),
@@ -63,6 +70,7 @@ def build_template(*, hsds_data_nodes: int = 4, hsds_cpu: int = 4096, hsds_memor
         tables={name: GetAtt(table, "Arn") for name, table in tables.items()},
         queues=queues,
         secret=secret,
+        image_repositories=stack_arn("ecr", f"repository/${{{p.image_repository_prefix.title}}}*"),
     )
     roles = add_roles(t, access)
     hsds = add_hsds(

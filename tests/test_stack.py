@@ -273,6 +273,8 @@ def _policy_documents(template: dict[str, Any]) -> Iterator[tuple[str, str, dict
             yield name, "trust", props["AssumeRolePolicyDocument"]
             for policy in props.get("Policies", []):
                 yield name, "identity", policy["PolicyDocument"]
+        elif kind == "AWS::IAM::ManagedPolicy":
+            yield name, "identity", props["PolicyDocument"]
         elif kind in ("AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy"):
             yield name, "resource", props["PolicyDocument"]
         elif kind == "AWS::KMS::Key":
@@ -280,7 +282,7 @@ def _policy_documents(template: dict[str, Any]) -> Iterator[tuple[str, str, dict
 
 
 # Actions IAM gives no resource-level permission for: "*" is the only resource they take.
-UNSCOPED_ACTIONS = {"ecr:GetAuthorizationToken", "batch:ListJobs"}
+UNSCOPED_ACTIONS = {"ecr:GetAuthorizationToken", "batch:ListJobs", "batch:DescribeJobDefinitions"}
 
 
 def test_no_statement_grants_every_action_or_every_resource(template: dict[str, Any]) -> None:
