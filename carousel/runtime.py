@@ -15,14 +15,22 @@ from carousel.planner import HOUR_S, PlannerConfig, Policy
 from carousel.store import Tables
 from datacarousel import aws
 from datacarousel.config import Settings
-from datacarousel.contract import DEFAULT_RESTORE_DAYS, DEFAULT_WINDOW_BYTES, DEFAULT_WINDOW_FILES, Env, RestoreTier
+from datacarousel.contract import (
+    DEFAULT_CAROUSEL_POLICY,
+    DEFAULT_INDEX_RETRY_S,
+    DEFAULT_KEEP_S,
+    DEFAULT_MAX_INDEX_WORKERS,
+    DEFAULT_MAX_JOB_WORKERS,
+    DEFAULT_PROBE_AFTER_S,
+    DEFAULT_RESTORE_DAYS,
+    DEFAULT_WINDOW_BYTES,
+    DEFAULT_WINDOW_FILES,
+    Env,
+    RestoreTier,
+)
 from datacarousel.errors import ConfigError
 
-DEFAULT_PROBE_AFTER_S = 6 * HOUR_S
-DEFAULT_INDEX_RETRY_S = HOUR_S
-DEFAULT_MAX_INDEX_WORKERS = 4
-DEFAULT_MAX_JOB_WORKERS = 8
-DEFAULT_KEEP_S = 2 * 86_400.0
+DEFAULT_POLICY = Policy(DEFAULT_CAROUSEL_POLICY)
 # Delays before the 1st, 2nd, 3rd... redrive of a dead letter of transient failures (SQS allows up to 900 s).
 DEFAULT_REDRIVE_DELAYS_S = (60, 300, 900)
 
@@ -44,14 +52,15 @@ TABLE_SETTINGS = ("files_table", "jobs_table", "job_files_table")
 class Tuning:
     """Carousel knobs beyond the shared settings (all optional)."""
 
-    policy: Policy = Policy.DEMAND
-    probe_after_s: float = DEFAULT_PROBE_AFTER_S
-    index_retry_s: float = DEFAULT_INDEX_RETRY_S
+    # The defaults are the contract's, which the template's parameters also take (one value each).
+    policy: Policy = DEFAULT_POLICY
+    probe_after_s: float = float(DEFAULT_PROBE_AFTER_S)
+    index_retry_s: float = float(DEFAULT_INDEX_RETRY_S)
     max_index_workers: int = DEFAULT_MAX_INDEX_WORKERS
     max_job_workers: int = DEFAULT_MAX_JOB_WORKERS
     # Keep an unneeded restored copy this long while a campaign of overlapping jobs runs (0: off).
     # Two days measured best in bench/bench_simulator.py (restore amplification 1.103 -> 1.000).
-    keep_s: float = DEFAULT_KEEP_S
+    keep_s: float = float(DEFAULT_KEEP_S)
     redrive_delays_s: tuple[int, ...] = DEFAULT_REDRIVE_DELAYS_S
 
     @classmethod

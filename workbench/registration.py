@@ -29,6 +29,7 @@ from datacarousel import contract, registry, work_queues
 from datacarousel.contract import Env
 from datacarousel.definitions import JobDefinition
 from datacarousel.errors import BadInput, ConfigError, TransientError
+from stack_template import batch
 
 DEAD_LETTER_RETENTION_S = 14 * 86_400  # as long as SQS keeps anything: time for a person to look
 QUEUE_RETENTION_S = 4 * 86_400
@@ -158,6 +159,16 @@ def job_definition_request(
                 {"type": "MEMORY", "value": str(definition.memory_mib)},
             ],
             "readonlyRootFilesystem": True,
+            # The same private /tmp as the template's job definitions (matplotlib's cache, tempfile).
+            "linuxParameters": {
+                "tmpfs": [
+                    {
+                        "containerPath": batch.SCRATCH_PATH,
+                        "size": batch.SCRATCH_MIB,
+                        "mountOptions": list(batch.SCRATCH_MOUNT_OPTIONS),
+                    }
+                ]
+            },
             "privileged": False,
             "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
             "secrets": secrets,

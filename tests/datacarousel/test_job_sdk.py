@@ -130,6 +130,9 @@ def test_a_registered_job_definition_is_shaped_as_the_templates() -> None:
     container = request["containerProperties"]
     assert request["tags"] == {"datacarousel:stack": "dc"} and request["jobDefinitionName"] == "MisrBlockBrightness"
     assert container["readonlyRootFilesystem"] is True and container["privileged"] is False
+    assert container["linuxParameters"]["tmpfs"] == [  # a writable /tmp under the read-only root, as the template's
+        {"containerPath": "/tmp", "size": 512, "mountOptions": ["rw", "nosuid", "nodev"]}
+    ]
     assert container["jobRoleArn"].endswith("researcher") and container["command"] == example().batch_command()
     assert {s["name"] for s in container["secrets"]} == {"HS_USERNAME", "HS_PASSWORD"}
     env = {e["name"]: e["value"] for e in container["environment"]}
