@@ -1,7 +1,7 @@
 """The carousel's settings in the embedded environment: the values `up` writes to the env file.
 
 On AWS a Deep Archive restore takes 12-48 h, so the step looks at a restore with no completion
-event only after `DC_PROBE_AFTER_S` = 6 h (`carousel.runtime.DEFAULT_PROBE_AFTER_S`). moto restores
+event only after `DC_PROBE_AFTER_S` = 6 h (`datacarousel.contract.DEFAULT_PROBE_AFTER_S`). moto restores
 in moments but completes a restore only once something asks about the object (HeadObject): left at
 6 h, a researcher's `datacarousel step --loop` shows "restoring N" for six hours. Locally the step
 therefore probes after a few seconds (and again as often: the planner's probe interval is
