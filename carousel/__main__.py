@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable
 
@@ -17,7 +18,7 @@ from carousel.launcher import Launcher, batch_launcher_from_env
 from carousel.runtime import Context
 from carousel.step import Step
 from datacarousel import aws
-from datacarousel.errors import ConfigError, DataCarouselError
+from datacarousel.errors import EXIT_USAGE, ConfigError, DataCarouselError, outcome, run_one_line
 
 log = logging.getLogger("carousel")
 
@@ -62,6 +63,8 @@ def run_steps(
         try:
             report = step.run()
         except (ClientError, BotoCoreError, DataCarouselError) as exc:
+            if isinstance(exc, ConfigError | ClientError | BotoCoreError) and outcome(exc).code == EXIT_USAGE:
+                raise  # no credentials, no region, a table not there: no next step fixes it (one line at the edge)
             # Nothing is lost: every effect recorded so far stays, the next step redoes the rest.
             log.error("carousel step failed: %s: %s", type(exc).__name__, exc)
             if not loop:
@@ -94,4 +97,5 @@ def step(
 
 
 if __name__ == "__main__":
-    app()
+    # Every failure ends in one line on stderr and its exit code (2: no retry fixes it), never a traceback.
+    sys.exit(run_one_line(lambda: typer.main.get_command(app).main(standalone_mode=False)))

@@ -1,16 +1,22 @@
 """AWS client construction, in one place.
 
 boto3 finds a non-AWS endpoint (moto on loopback) through the standard
-`AWS_ENDPOINT_URL` variable by itself, so nothing here knows about local mode.
+`AWS_ENDPOINT_URL` variable by itself. The one thing known here about a loopback endpoint: when nothing
+answers there (the embedded environment is down), a client is refused at once with the hint to start it.
 Clients are built by `__main__` modules and passed in; none is made at import.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
+
+from datacarousel.errors import CREDENTIALS_HINT, REGION_HINT, UP_HINT, ConfigError, EnvironmentDown, is_loopback_url
 
 # Standard retry mode: exponential backoff with jitter on throttling and 5xx.
 _RETRIES = {"mode": "standard", "max_attempts": 8}
@@ -28,15 +34,58 @@ def _config() -> Config:
     )
 
 
+LOOPBACK_PROBE_S = 1.0
+_answering: set[tuple[str, int]] = set()  # loopback endpoints seen answering in this process
+
+
+def check_local_endpoint(url: str | None = None) -> None:
+    """`EnvironmentDown` at once when the endpoint (default `AWS_ENDPOINT_URL`) is a loopback address where nothing
+    listens: the embedded environment is down or its variables are stale, and no retry would change that (the
+    client's retries would spend a minute on it). A no-op for any other endpoint, and on AWS (no endpoint set)."""
+    url = url if url is not None else os.environ.get("AWS_ENDPOINT_URL", "")
+    if not is_loopback_url(url):
+        return
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return  # a malformed port: botocore says what is wrong with it
+    if (host, port) in _answering:
+        return
+    try:
+        with socket.create_connection((host, port), timeout=LOOPBACK_PROBE_S):
+            _answering.add((host, port))
+    except OSError as exc:
+        raise EnvironmentDown(f"nothing answers at AWS_ENDPOINT_URL={url} ({exc.strerror or exc}): {UP_HINT}") from None
+
+
+def _require_region(session: boto3.session.Session, kwargs: dict[str, Any]) -> None:
+    """Every part works in the stack's one region: without one, S3 would guess us-east-1 (and the others refuse)."""
+    if not (kwargs.get("region_name") or session.region_name):
+        raise ConfigError(f"no AWS region: {REGION_HINT}")
+
+
+def check_credentials(session: boto3.session.Session | None = None) -> None:
+    """`ConfigError` now when the credential chain finds nothing (rather than at the first call, deep in a run)."""
+    if (session or boto3.session.Session()).get_credentials() is None:
+        raise ConfigError(f"no AWS credentials: {CREDENTIALS_HINT}")
+
+
 def client(service: str, session: boto3.session.Session | None = None, **kwargs: Any) -> Any:
-    """A boto3 client with the project's retry policy."""
+    """A boto3 client with the project's retry policy; `ConfigError` without a region, `EnvironmentDown` when
+    `AWS_ENDPOINT_URL` is a loopback address where nothing answers (`check_local_endpoint`)."""
+    check_local_endpoint(kwargs.get("endpoint_url"))
     session = session or boto3.session.Session()
+    _require_region(session, kwargs)
     config = _config()
     return session.client(service, config=config, **kwargs)
 
 
 def resource(service: str, session: boto3.session.Session | None = None, **kwargs: Any) -> Any:
+    check_local_endpoint(kwargs.get("endpoint_url"))
     session = session or boto3.session.Session()
+    _require_region(session, kwargs)
     config = _config()
     return session.resource(service, config=config, **kwargs)
 

@@ -10,9 +10,10 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import unquote
 
 from datacarousel.contract import DEFAULT_RESTORE_DAYS, DEFAULT_WINDOW_BYTES, DEFAULT_WINDOW_FILES, Env, RestoreTier
-from datacarousel.errors import ConfigError
+from datacarousel.errors import UP_HINT, ConfigError, EnvironmentDown
 
 
 def _positive_int(text: str) -> int:
@@ -137,6 +138,16 @@ class Settings:
         if value is None:
             raise ConfigError(f"{_SPECS[name].env} is not set")
         return value
+
+
+def check_hsds_socket(endpoint: str) -> None:
+    """`EnvironmentDown` at once when `HS_ENDPOINT` is a Unix socket (`http+unix://<path, %-quoted>`, the embedded
+    environment's HSDS) that is not there: HSDS is down or the variables are stale. Any other endpoint: a no-op."""
+    if not endpoint.startswith("http+unix://"):
+        return
+    path = unquote(endpoint.removeprefix("http+unix://").split("/", 1)[0])
+    if not os.path.exists(path):
+        raise EnvironmentDown(f"no HSDS socket at HS_ENDPOINT={endpoint}: {UP_HINT}")
 
 
 def setting_env_names() -> dict[str, str]:

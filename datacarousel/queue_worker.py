@@ -14,7 +14,10 @@
 While `handle` runs, a heartbeat thread keeps extending the message's
 visibility, so a long load is never handed to a second worker. If the worker
 dies, the heartbeat dies with it and the message returns to the queue.
-One bad message never stops the drain.
+One bad message never stops the drain. A receive that fails for now (the
+queue unreachable) ends or pauses the drain; one that no later receive fixes
+(no credentials, no region, no such queue) is raised, for the worker's edge to
+end in one line and exit code 2.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from datacarousel.contract import FAILURE_REASON_ATTRIBUTE
-from datacarousel.errors import BadFileName, BadInput, MalformedMessage
+from datacarousel.errors import EXIT_USAGE, BadFileName, BadInput, MalformedMessage, outcome
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +247,8 @@ def drain(
                 MessageAttributeNames=["All"],
             )
         except (ClientError, BotoCoreError) as exc:
+            if outcome(exc).code == EXIT_USAGE:
+                raise  # no credentials, no region, no such queue: no later receive succeeds (the edge says it)
             # The client already retried with backoff; the queue is unreachable for now.
             log.error("receive from %s failed: %s", queue_url, exc)
             if stop_when_empty:

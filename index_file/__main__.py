@@ -9,14 +9,15 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import sys
 import threading
 from types import FrameType
 
 import typer
 
 from datacarousel import aws
-from datacarousel.config import Settings
-from datacarousel.errors import ConfigError
+from datacarousel.config import Settings, check_hsds_socket
+from datacarousel.errors import ConfigError, run_one_line
 from datacarousel.files_table import FilesTable
 from datacarousel.queue_worker import drain
 from index_file.adapters import HsdsTarget, IndexFileHandler
@@ -47,6 +48,9 @@ def main(
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
+    sqs = aws.client("sqs")  # no region, the embedded environment down: one line, exit 2 (the edge)
+    aws.check_credentials()
+    check_hsds_socket(settings.require("hs_endpoint"))
     logging.basicConfig(level=settings.log_level or "INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
 
@@ -61,7 +65,6 @@ def main(
         password=settings.require("hs_password"),
         folder=settings.require("hsds_folder"),
     )
-    sqs = aws.client("sqs")
     handler = IndexFileHandler(
         aws.client("s3"),
         FilesTable(aws.client("dynamodb"), settings.files_table or ""),
@@ -84,4 +87,5 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    # Every failure ends in one line on stderr and its exit code (2: no retry fixes it), never a traceback.
+    sys.exit(run_one_line(lambda: typer.main.get_command(app).main(standalone_mode=False)))

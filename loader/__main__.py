@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from datetime import timedelta
 
 import typer
 
 from datacarousel import aws
 from datacarousel.config import Settings
-from datacarousel.errors import ConfigError
+from datacarousel.errors import ConfigError, run_one_line
 from datacarousel.files_table import FilesTable
 from datacarousel.times import utcnow
 from loader.adapters import DEFAULT_WORKERS, run
@@ -41,8 +42,9 @@ def main(
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
+    dynamodb = aws.client("dynamodb")  # no region, the embedded environment down: one line, exit 2 (the edge)
+    aws.check_credentials()
     logging.basicConfig(level=settings.log_level or "INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    dynamodb = aws.client("dynamodb")
     try:
         report = run(
             aws.client("s3"),
@@ -68,4 +70,5 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    # Every failure ends in one line on stderr and its exit code (2: no retry fixes it), never a traceback.
+    sys.exit(run_one_line(lambda: typer.main.get_command(app).main(standalone_mode=False)))

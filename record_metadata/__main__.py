@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 
 import typer
 
 from datacarousel import aws
-from datacarousel.config import Settings
-from datacarousel.errors import ConfigError
+from datacarousel.config import Settings, check_hsds_socket
+from datacarousel.errors import ConfigError, run_one_line
 from datacarousel.files_table import FilesTable
 from datacarousel.hsds_target import HsdsTarget
 from datacarousel.times import utcnow
@@ -33,6 +34,9 @@ def main(
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
+    dynamodb = aws.client("dynamodb")  # no region, the embedded environment down: one line, exit 2 (the edge)
+    aws.check_credentials()
+    check_hsds_socket(settings.require("hs_endpoint"))
     logging.basicConfig(level=settings.log_level or "INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     target = HsdsTarget(
         endpoint=settings.require("hs_endpoint"),
@@ -40,11 +44,12 @@ def main(
         password=settings.require("hs_password"),
         folder=settings.require("hsds_folder"),
     )
-    report = run(FilesTable(aws.client("dynamodb"), settings.require("files_table")), target, utcnow(), reread=reread)
+    report = run(FilesTable(dynamodb, settings.require("files_table")), target, utcnow(), reread=reread)
     print(json.dumps(report.as_dict(), indent=2))  # noqa: T201 - the report is this program's output
     if report.outcomes.get("error"):
         raise typer.Exit(1)
 
 
 if __name__ == "__main__":
-    app()
+    # Every failure ends in one line on stderr and its exit code (2: no retry fixes it), never a traceback.
+    sys.exit(run_one_line(lambda: typer.main.get_command(app).main(standalone_mode=False)))

@@ -5,12 +5,40 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
+import sys
+from collections.abc import Sequence
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
+from datacarousel.errors import run_one_line
 from workbench import commands
 
+
+class OneLineGroup(TyperGroup):
+    """The CLI's edge: every failure of every subcommand (a usage error, AWS, a path, a bug) ends in one line on
+    stderr and its exit code (2: bad input or configuration; 1: retry later), never a traceback."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        def call() -> Any:
+            return TyperGroup.main(self, args, prog_name, complete_var, standalone_mode=False, **extra)
+
+        code = run_one_line(call)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
 app = typer.Typer(
+    cls=OneLineGroup,
     name="datacarousel",
     help="Data Carousel: batch analyses over the Terra BasicFusion archive in S3 Glacier Deep Archive.",
     no_args_is_help=True,

@@ -14,7 +14,7 @@ from rich.table import Table
 from datacarousel import aws, definitions, registry
 from datacarousel.config import Settings
 from datacarousel.contract import Env
-from datacarousel.errors import BadInput, ConfigError, DataCarouselError
+from datacarousel.errors import BadInput, ConfigError, DataCarouselError, outcome
 from workbench import registration
 
 definitions_app = typer.Typer(help="The job definitions (analyses) researchers can submit.", no_args_is_help=True)
@@ -87,9 +87,10 @@ def register_definition(
         )
     except (BadInput, ConfigError) as exc:
         raise _fail(exc) from exc
-    except DataCarouselError as exc:
-        typer.secho(f"error: {exc} (retry later)", err=True, fg=typer.colors.RED)
-        raise typer.Exit(code=1) from exc
+    except DataCarouselError as exc:  # TransientError: retry later; one caused by missing credentials: exit 2
+        ended = outcome(exc)
+        typer.secho(ended.line, err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=ended.code) from exc
     if as_json:
         print(json.dumps(done.as_dict(), indent=2))  # noqa: T201
         return

@@ -18,6 +18,7 @@ from datacarousel.errors import BadInput, ConfigError, DataCarouselError
 from workbench import demo
 from workbench.commands import selection
 from workbench.commands.carousel import parse_params
+from workbench.synthetic.presets import PRESETS
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +135,21 @@ def demo_command(  # noqa: PLR0917 - typer maps options to parameters
     )
     try:
         options.validate()  # the definition and its parameters too: before the environment comes up
-    except demo.DemoError as exc:
+        _check_preset_and_out(preset, out)
+    except (demo.DemoError, BadInput) as exc:
         raise selection.refuse(exc) from None
     _run(options, out)
+
+
+def _check_preset_and_out(preset: str, out: Path) -> None:
+    """BadInput, before the environment comes up, for an unknown preset or an `--out` that cannot be a directory
+    (the summary, the quick-looks and the log go there)."""
+    if preset not in PRESETS:
+        raise BadInput(f"--preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"--out {out}: {exc.strerror or exc}") from None
 
 
 def _console() -> Console:

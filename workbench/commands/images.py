@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from datacarousel import aws
+from datacarousel.errors import one_line
 from workbench import images
 
 images_app = typer.Typer(help="Build, list and push the workers' container images.", no_args_is_help=True)
@@ -20,6 +21,12 @@ EngineOption = Annotated[str | None, typer.Option("--engine", help=_ENGINE_HELP)
 
 def _console() -> Console:
     return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def _image_error(exc: images.ImageError) -> typer.Exit:
+    """A build or push that failed: one line on stderr (the engine's own output is above it), exit 1."""
+    typer.secho(f"error: {one_line(exc)}", err=True, fg=typer.colors.RED)
+    return typer.Exit(1)
 
 
 def _engine(name: str | None) -> images.Engine:
@@ -55,8 +62,7 @@ def build(
             only, engine=chosen, tag=tag, base_image=base_image, no_cache=no_cache, output=sys.stderr
         )
     except images.ImageError as exc:
-        _console().print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
+        raise _image_error(exc) from exc
     table = Table("image", "reference", "build s", "size MB")
     for result in results:
         table.add_row(result.name, result.ref, f"{result.seconds:.1f}", f"{result.size_bytes / 1e6:.0f}")
@@ -98,22 +104,23 @@ def push(
     ] = False,
 ) -> None:
     """Log in to ECR (boto3 get_authorization_token), tag and push; print the stack parameters."""
+    chosen = _engine(engine) if engine else None  # a bad --engine is refused before AWS is asked anything
     parts = registry.split(".")
     region = parts[3] if len(parts) >= 6 and parts[1:3] == ["dkr", "ecr"] else None
     ecr = aws.client("ecr", region_name=region) if region else aws.client("ecr")
+    aws.check_credentials()  # before the engine logs in, tags and pushes anything
     try:
         uris = images.push_images(
             registry,
             tag,
             ecr=ecr,
-            engine=_engine(engine),
+            engine=chosen or _engine(None),
             names=only,
             local_tag=local_tag,
             create_repositories=create_repositories,
         )
     except images.ImageError as exc:
-        _console().print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
+        raise _image_error(exc) from exc
     for parameter, uri in uris.items():
         print(f"{parameter}={uri}")  # noqa: T201  (the command's output: stack parameters)
 

@@ -20,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from carousel import recovery
 from carousel.runtime import Context
+from datacarousel import errors
 from datacarousel.errors import BadInput, ConfigError, TransientError
 
 NEED = ("files_table", "jobs_table", "job_files_table", "results_bucket")
@@ -57,6 +58,9 @@ def retry(
     except (BadInput, ConfigError) as exc:
         raise _error(str(exc), 2) from exc
     except (TransientError, ClientError, BotoCoreError) as exc:
+        ended = errors.outcome(exc)
+        if not isinstance(exc, ClientError) and ended.code == errors.EXIT_USAGE:  # no credentials, no region
+            raise _error(ended.line.removeprefix("error: "), ended.code) from exc
         # Each change is its own conditional write: what was retried stays retried, the rest is not.
         raise _error(
             f"AWS failed: {type(exc).__name__}: {exc} (see `datacarousel files --state FAILED`, then run it again)", 1

@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from carousel.store import JobsTable
-from datacarousel import aws
+from datacarousel import aws, errors
 from datacarousel.config import Settings
 from datacarousel.contract import JobAttr, JobState
 from datacarousel.errors import BadInput, ConfigError, TransientError
@@ -55,7 +55,15 @@ def _aws_error(exc: Exception, bucket_variable: str, again: str) -> typer.Exit:
         return _error(
             f"AWS refused: {code}: {exc} (check {bucket_variable} and the credentials: `datacarousel env`)", 2
         )
+    ended = errors.outcome(exc)
+    if ended.code == errors.EXIT_USAGE:  # no credentials, no region, the environment down: no retry fixes it
+        return _error(ended.line.removeprefix("error: "), ended.code)
     return _error(f"AWS failed: {type(exc).__name__}: {exc} ({again})", 1)
+
+
+def _os_error(exc: OSError, doing: str) -> typer.Exit:
+    """A path that cannot be read or written: exit 2 when it is the path (no retry fixes that), else 1."""
+    return _error(f"{doing}: {exc.strerror or exc}", errors.outcome(exc).code)
 
 
 class LineReporter:
@@ -144,7 +152,7 @@ def upload(
     except (ClientError, BotoCoreError, TransientError) as exc:
         raise _aws_error(exc, "DC_ARCHIVE_BUCKET", "run it again: what is there is skipped") from exc
     except OSError as exc:
-        raise _error(f"cannot read {directory}: {exc}", 1) from exc
+        raise _os_error(exc, f"cannot read {exc.filename or directory}") from exc
     typer.echo(report.summary(bucket, storage_class.value))
 
 
@@ -220,7 +228,7 @@ def _fetch_job(s3: Any, bucket: str, job: str, out: Path, *, named: bool) -> int
     except (ClientError, BotoCoreError, TransientError) as exc:
         return _aws_error(exc, "DC_RESULTS_BUCKET", "run it again: what is there is skipped").exit_code
     except OSError as exc:
-        return _error(f"cannot write {root}: {exc}", 1).exit_code
+        return _os_error(exc, f"cannot write {exc.filename or root}").exit_code
     typer.echo(report.summary())
     return 0
 
