@@ -42,11 +42,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, NoReturn
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from datacarousel import archive, aws, naming, orbit, queue_worker
+from datacarousel import archive, aws, errors, naming, orbit, queue_worker
 from datacarousel.config import Settings
 from datacarousel.definitions import NO_OBJECT, OBJECT_PARAMETER, JobDefinition, load, option_name
 from datacarousel.errors import (
@@ -57,6 +57,7 @@ from datacarousel.errors import (
     MalformedMessage,
     NotReadable,
     TransientError,
+    one_line,
 )
 from datacarousel.messages import ReduceRequest, WorkItem, parse_job_message
 from datacarousel.naming import BasicFusionName
@@ -387,13 +388,39 @@ def console_item(definition: JobDefinition, url: str, parameters: Mapping[str, s
     return WorkItem(CONSOLE_JOB_ID, definition.name, name.file_name, bucket, key, parameters=dict(parameters))
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse ending a usage error in one line that names `--help` (exit 2), not a usage block; an unknown
+    option is named first (argparse would report a missing required option before it)."""
+
+    command_line: ClassVar[list[str]] = []  # what is being parsed: main() sets it
+
+    def error(self, message: str) -> NoReturn:
+        known = self._option_string_actions
+        unknown = [
+            t
+            for t in self.command_line
+            if t.startswith("-") and not _is_number(t) and t.split("=", 1)[0] not in known  # -95: a value
+        ]
+        if unknown:
+            message = f"unrecognized arguments: {' '.join(unknown)}"
+        self.exit(2, f"error: {one_line(message)} (see `{self.prog} --help`)\n")
+
+
 def _parser(definition: JobDefinition) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog=f"python -m {definition.command[-1]}",
         description=f"{definition.name}: {definition.summary}",
         epilog="Exit codes: 0 done, 1 retry later, 2 bad input or configuration.",
     )
-    modes = parser.add_subparsers(dest="mode", required=True, metavar="MODE")
+    modes = parser.add_subparsers(dest="mode", required=True, metavar="MODE", parser_class=_OneLineParser)
     queue = modes.add_parser("queue", help="Drain this definition's work queue (the Batch job's default).")
     queue.add_argument("--max-messages", type=int, default=None, help="Stop after this many messages.")
     queue.add_argument(
@@ -441,10 +468,18 @@ def _run_one(definition: JobDefinition, process: Process, args: argparse.Namespa
     return write_output(result.data, args.out, default_name)
 
 
+def _check_aws() -> None:
+    """Before the first AWS call: a stale local endpoint, a missing region or missing credentials, in one line."""
+    aws.check_local_endpoint()
+    aws.client("s3")  # refuses a missing region
+    aws.check_credentials()
+
+
 def main(
     definition: JobDefinition, process: Process, reduce: Reduce | None = None, argv: list[str] | None = None
 ) -> int:
     """The analysis's command line (`queue`, `run`, `reduce`); ends every error in one line and its exit code."""
+    _OneLineParser.command_line = list(sys.argv[1:] if argv is None else argv)
     args = _parser(definition).parse_args(argv)
     level = os.environ.get("DC_LOG_LEVEL", "INFO").upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -452,6 +487,8 @@ def main(
     logging.getLogger("botocore").setLevel(level if level == "DEBUG" else logging.WARNING)
     try:
         defaults = definition.validate({p.name: getattr(args, f"param_{p.name}") for p in definition.parameters})
+        if args.mode != "run" or args.s3:  # AWS is reached: say now when it cannot be (s3fs would say it deep down)
+            _check_aws()
         if args.mode == "run":
             print(json.dumps({"result": _run_one(definition, process, args, defaults)}))  # noqa: T201
             return 0
@@ -477,12 +514,11 @@ def main(
         report = serve(handler, max_messages=args.max_messages)
         print(json.dumps({"drained": f"{definition.name}'s work queue", **report.as_dict()}))  # noqa: T201
         return 0
-    except (BadInput, BadFileName, MalformedMessage, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)  # noqa: T201
-        return 2
     except (DataCarouselError, OSError, ClientError, BotoCoreError) as exc:
-        print(f"error: {type(exc).__name__}: {exc} (retry later)", file=sys.stderr)  # noqa: T201
-        return 1
+        log.debug("failed", exc_info=True)
+        ended = errors.outcome(exc)  # the code and the line every command and worker uses
+        print(ended.line, file=sys.stderr)  # noqa: T201
+        return ended.code
     except Exception as exc:  # the analysis's own code failed: no retry fixes that, its authors can
         log.debug("analysis failure", exc_info=True)
         hint = "hint: DC_LOG_LEVEL=DEBUG shows the trace; report it to the analysis's authors"

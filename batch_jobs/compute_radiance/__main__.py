@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,12 +22,12 @@ from batch_jobs.compute_radiance import composite as comp
 from batch_jobs.compute_radiance import export, quicklook, worker
 from batch_jobs.compute_radiance.description import DEFINITION
 from batch_jobs.compute_radiance.result import Parameters, load_npz, npz_bytes
-from datacarousel import job
+from datacarousel import aws, errors, job
 from datacarousel import orbit as readers
 from datacarousel.aws import client
 from datacarousel.config import Settings
 from datacarousel.definitions import NO_OBJECT, OBJECT_PARAMETER, option_name
-from datacarousel.errors import BadFileName, BadInput, ConfigError, DataCarouselError, MalformedMessage
+from datacarousel.errors import BadInput, ConfigError, DataCarouselError
 from datacarousel.messages import WorkItem
 from datacarousel.naming import RESULTS_PREFIX, BasicFusionName, composite_key
 
@@ -67,11 +68,20 @@ def _params(resolution: float, vza_max: float, category: str, camera: str, ceres
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    if isinstance(exc, BadInput | BadFileName | MalformedMessage | ConfigError):
-        log.error("%s: %s", type(exc).__name__, exc)
-        return typer.Exit(code=2)
-    log.error("%s: %s (retry later)", type(exc).__name__, exc)
-    return typer.Exit(code=1)
+    """One line on stderr and the exit code every command and worker uses (`datacarousel.errors.outcome`):
+    2 when no retry fixes it, 1 with "retry later" only when one may."""
+    log.debug("failed", exc_info=True)
+    ended = errors.outcome(exc)
+    typer.echo(ended.line, err=True)
+    return typer.Exit(code=ended.code)
+
+
+def _check_aws() -> None:
+    """Before the first AWS call: a stale local endpoint, a missing region or missing credentials, in one line
+    (s3fs would otherwise find out deep in a read, with a traceback of its own)."""
+    aws.check_local_endpoint()
+    client("s3")  # refuses a missing region
+    aws.check_credentials()
 
 
 @app.callback()
@@ -97,6 +107,9 @@ def run(
     """Grid one orbit and write its result."""
     try:
         params = _params(resolution, vza_max, modis_category, misr_camera, ceres_mode)
+        if s3 or out.startswith("s3://"):
+            _check_aws()
+        worker.check_output(out)
         source = worker.open_source(file=file, s3_url=s3, domain=domain)
         name = BasicFusionName.parse(source.name)
         result = worker.run_source(source, params)
@@ -135,6 +148,7 @@ def queue(
     try:
         params = _params(resolution, vza_max, modis_category, misr_camera, ceres_mode)
         settings = Settings.from_env(need=["results_bucket"])
+        _check_aws()
         handler = worker.WorkItemHandler(client("s3"), settings.require("results_bucket"), params, reader=reader)
         if archive_object != NO_OBJECT:
             outcome = handler.handle_item(job.console_item(DEFINITION, archive_object, handler.defaults))
@@ -306,7 +320,8 @@ def quicklook_cmd(
 
 def entry() -> None:
     os.environ.setdefault("MPLCONFIGDIR", tempfile.gettempdir())
-    app()
+    # Every failure ends in one line on stderr and its exit code (2: no retry fixes it), never a traceback.
+    sys.exit(errors.run_one_line(lambda: typer.main.get_command(app).main(standalone_mode=False)))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,20 @@ def run_source(source: readers.OrbitReader, parameters: Parameters) -> OrbitResu
             return compute_orbit(source, parameters)
         except OSError as exc:  # HDF5/HSDS opened the file but a read failed without a damaged chunk
             raise TransientError(f"{source.name}: read failed: {exc}") from exc
+
+
+def check_output(out: str) -> None:
+    """`BadInput` now when a local `out` cannot be written (before minutes of gridding, not after)."""
+    if out.startswith("s3://"):
+        return
+    path = Path(out)
+    folder = path if path.is_dir() or out.endswith("/") else path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"cannot write {out}: {exc.strerror or exc}") from exc
+    if not os.access(folder, os.W_OK):
+        raise BadInput(f"cannot write {out}: {folder} is not writable")
 
 
 def write_output(data: bytes, out: str, name: BasicFusionName, s3: Any | None = None) -> str:

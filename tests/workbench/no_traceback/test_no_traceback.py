@@ -243,38 +243,8 @@ WORKER_UNWRITABLE: dict[str, list[str]] = {
     "batch_jobs.compute_radiance run": ["--file", "{orbit}", "--out", "/proc/x/"],
     "batch_jobs.region_extract run": ["--file", "{orbit}", "--out", "/proc/x/"],
 }
-# Cases failing today in code outside this change (strict: the fix makes them pass, then delete the entry).
-_CR = "batch_jobs.compute_radiance"
-_RE = "batch_jobs.region_extract"
-_CR_EDGE = f"{_CR}/__main__.py entry() calls app(): Typer's boxed usage error; run it through errors.run_one_line"
-_CR_CLASSIFY = f"{_CR}/__main__.py _fail(): every non-input error is '(retry later)' exit 1; use errors.outcome"
-_CR_S3 = f"{_CR} run --s3 reads through s3fs: no aws.check_local_endpoint/region/credentials check first"
-_JOB_ARGS = "datacarousel/job.py main(): argparse prints usage + error (2 lines); override parser.error to one line"
-_JOB_CLASSIFY = "datacarousel/job.py main(): botocore/TransientError all '(retry later)' exit 1; use errors.outcome"
-_JOB_S3 = "datacarousel/job.py run --s3 reads through s3fs: no aws endpoint/region/credentials check first"
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    ("bad_option", f"{_CR} run"): _CR_EDGE,
-    ("bad_option", f"{_CR} queue"): _CR_EDGE,
-    ("bad_option", f"{_CR} array"): _CR_EDGE,
-    ("bad_value", f"{_CR} queue"): _CR_EDGE,
-    ("bad_value", f"{_CR} array"): _CR_EDGE,
-    ("stale", f"{_CR} run"): _CR_S3,
-    ("no_credentials", f"{_CR} run"): _CR_S3,
-    ("no_region", f"{_CR} run"): _CR_S3,
-    ("no_credentials", f"{_CR} queue"): _CR_CLASSIFY,
-    ("no_credentials", f"{_CR} array"): _CR_CLASSIFY,
-    ("unwritable", f"{_CR} run"): _CR_CLASSIFY,
-    ("bad_option", f"{_RE} queue"): _JOB_ARGS,
-    ("bad_option", f"{_RE} run"): _JOB_ARGS,
-    ("bad_option", f"{_RE} reduce"): _JOB_ARGS,
-    ("bad_value", f"{_RE} queue"): _JOB_ARGS,
-    ("bad_value", f"{_RE} reduce"): _JOB_ARGS,
-    ("stale", f"{_RE} run"): _JOB_S3,
-    ("no_credentials", f"{_RE} run"): _JOB_S3,
-    ("no_region", f"{_RE} run"): _JOB_S3,
-    ("no_credentials", f"{_RE} queue"): _JOB_CLASSIFY,
-    ("no_credentials", f"{_RE} reduce"): _JOB_CLASSIFY,
-}
+# Cases failing today, each with what would fix it: xfail(strict), so the fix fails the suite until the entry goes.
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 
 def test_every_command_and_worker_has_its_cases() -> None:
