@@ -216,16 +216,12 @@ def bench_index(
     env = state.env
     s3 = aws.client("s3")
     bucket = env["DC_ARCHIVE_BUCKET"]
-    kwargs: dict[str, Any] = {
-        "endpoint": env["HS_ENDPOINT"],
-        "username": env["HS_USERNAME"],
-        "password": env["HS_PASSWORD"],
-    }
+    access = hsds.HsdsAccess.resolve(environ=env)
     folder = env["DC_HSDS_FOLDER"]
     domains: list[str] = []
     hs_env = {**os.environ, **env}
     hsload = str(Path(sys.executable).parent / "hsload")
-    hsds.ensure_folder(f"{folder}bench-copy/", **kwargs)
+    hsds.ensure_folder(f"{folder}bench-copy/", access)
     orbits = zip(range(64001, 64001 + len(presets)), presets, strict=True)
     sources = [(preset, generate_orbit(orbit, work, preset=preset)) for orbit, preset in orbits]
     sources += [(_preset_of(path), path) for path in orbit_files]
@@ -238,7 +234,7 @@ def bench_index(
         if size <= S3_SOURCE_MAX_BYTES:
             key = naming.archive_key(name, "bench/")
             s3.upload_file(str(path), bucket, key)
-            kind, link = "s3", partial(hsds.link_file, f"s3://{bucket}/{key}", domain, **kwargs)
+            kind, link = "s3", partial(hsds.link_file, f"s3://{bucket}/{key}", domain, access)
         else:
             # moto would hold a 12.8 GB object in its own process: link the same bytes from the
             # HSDS server's POSIX root instead (a hard link, no copy); the work of a link is the same.
@@ -247,7 +243,7 @@ def bench_index(
             linked.parent.mkdir(parents=True, exist_ok=True)
             if not linked.exists():
                 os.link(path, linked)
-            kind, link = "posix", partial(hsds.link_file, linked, domain, posix_root=state.hsds_root, **kwargs)
+            kind, link = "posix", partial(hsds.link_file, linked, domain, access, posix_root=state.hsds_root)
         link_s, result = median_time(link, repeats)
         copy_domain = f"{folder}bench-copy/{name.file_name}"
         copy_s, refusal = median_time(partial(copy_load, hsload, path, copy_domain, hs_env), copy_repeats)
@@ -269,7 +265,7 @@ def bench_index(
         key = f"bench/datasets/{path.name}"
         s3.upload_file(str(path), bucket, key)
         domain = f"{folder}bench-datasets/{i}-{path.name}"
-        link_s, _ = median_time(partial(hsds.link_file, f"s3://{bucket}/{key}", domain, **kwargs), repeats)
+        link_s, _ = median_time(partial(hsds.link_file, f"s3://{bucket}/{key}", domain, access), repeats)
         domains.append(domain)
         print(f"{count:>9} {path.stat().st_size:>12,} {link_s:>8.2f} {link_s / count:>10.4f}")
     return domains
@@ -309,7 +305,7 @@ def bench_records(env: dict[str, str], count: int) -> None:
         f"\nrecord_metadata writes: {count} items in {serial:.1f} s = {count / serial:,.0f} items/s (serial, "
         f"read + conditional write); re-run with nothing to change: {count / unchanged:,.0f} items/s (8 threads)"
     )
-    target = HsdsTarget(env["HS_ENDPOINT"], env["HS_USERNAME"], env["HS_PASSWORD"], env["DC_HSDS_FOLDER"])
+    target = HsdsTarget(hsds.HsdsAccess.resolve(environ=env), env["DC_HSDS_FOLDER"])
     report = run_record_metadata(files, target, utcnow())
     print(
         f"record_metadata whole step (walk HSDS + read each domain + write): {report.domains} domains in "

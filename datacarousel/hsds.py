@@ -1,9 +1,9 @@
 """HSDS adapter: index an HDF5 file into HSDS in place (`hsload --link`), and manage domains and folders.
 
-Everything here is a plain function that takes the HSDS endpoint and credentials
-(keyword arguments; each defaults to the HS_ENDPOINT / HS_USERNAME / HS_PASSWORD
-environment variables, as h5pyd does), opens its own connections and closes them
-before returning. No connection or client is created at import time, so the
+Everything here is a plain function that takes where HSDS is and as whom to act there as one
+value, `access: HsdsAccess` (None: from the HS_ENDPOINT / HS_USERNAME / HS_PASSWORD environment
+variables; a program resolves it once, `HsdsAccess.resolve()`, and passes it in), opens its own
+connections and closes them before returning. No connection or client is created at import time, so the
 functions are safe to call from worker processes (including after `fork`/`spawn`).
 Importing this module does fix two logging side effects of h5pyd for the whole
 process (see `datacarousel.h5pyd_logging`): import it (or call that) in any program that uses h5pyd.
@@ -42,7 +42,7 @@ import posixpath
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +84,12 @@ class HsdsAuthError(HsdsError):
 
 @dataclass(frozen=True)
 class HsdsAccess:
-    """Where HSDS is and who we are there."""
+    """Where HSDS is and who we are there: one identity, passed as one value (never rebuilt from
+    os.environ on the way). An admin, e.g. for top-level folders, is another `HsdsAccess`."""
 
     endpoint: str
     username: str
-    password: str
+    password: str = field(repr=False)
     bucket: str | None = None
 
     @classmethod
@@ -111,6 +112,15 @@ class HsdsAccess:
         if missing:
             raise ConfigError(f"HSDS access needs {', '.join(missing)} (argument or environment variable)")
         return cls(values[Env.HS_ENDPOINT], values[Env.HS_USERNAME], values[Env.HS_PASSWORD], bucket)
+
+    @classmethod
+    def given(cls, access: HsdsAccess | None) -> HsdsAccess:
+        """`access`, or (None) the one of the environment (`resolve()`)."""
+        return cls.resolve() if access is None else access
+
+    def h5pyd_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments that open `h5pyd.File` / `h5pyd.Folder` as this identity."""
+        return {"endpoint": self.endpoint, "username": self.username, "password": self.password, "bucket": self.bucket}
 
 
 @dataclass(frozen=True)
@@ -162,8 +172,8 @@ class _Rest:
 
 
 @contextlib.contextmanager
-def _rest(endpoint: str | None, username: str | None, password: str | None, bucket: str | None) -> Iterator[_Rest]:
-    client = _Rest(HsdsAccess.resolve(endpoint, username, password, bucket))
+def _rest(access: HsdsAccess | None) -> Iterator[_Rest]:
+    client = _Rest(HsdsAccess.given(access))
     try:
         yield client
     finally:
@@ -191,49 +201,28 @@ def _check_folder_name(folder: str) -> None:
 # --- public helpers ------------------------------------------------------------------
 
 
-def domain_exists(
-    domain: str,
-    *,
-    endpoint: str | None = None,
-    username: str | None = None,
-    password: str | None = None,
-    bucket: str | None = None,
-) -> bool:
+def domain_exists(domain: str, access: HsdsAccess | None = None) -> bool:
     """True when `domain` is an HSDS domain (a file, not a folder). Domains made by
     `link_file` exist only once complete."""
     _check_domain_name(domain)
-    with _rest(endpoint, username, password, bucket) as client:
+    with _rest(access) as client:
         body = _get(client, domain)
     return bool(body and body.get("root"))
 
 
-def folder_exists(
-    folder: str,
-    *,
-    endpoint: str | None = None,
-    username: str | None = None,
-    password: str | None = None,
-    bucket: str | None = None,
-) -> bool:
+def folder_exists(folder: str, access: HsdsAccess | None = None) -> bool:
     """True when `folder` (ending in '/') is an HSDS folder."""
     _check_folder_name(folder)
-    with _rest(endpoint, username, password, bucket) as client:
+    with _rest(access) as client:
         body = _get(client, folder.rstrip("/"))
     return body is not None and not body.get("root")
 
 
-def delete_domain(
-    domain: str,
-    *,
-    endpoint: str | None = None,
-    username: str | None = None,
-    password: str | None = None,
-    bucket: str | None = None,
-) -> bool:
+def delete_domain(domain: str, access: HsdsAccess | None = None) -> bool:
     """Delete a domain (its metadata; linked source bytes are untouched). Idempotent:
     returns False when there was nothing to delete."""
     _check_domain_name(domain)
-    with _rest(endpoint, username, password, bucket) as client:
+    with _rest(access) as client:
         rsp = client.check(client.request("DELETE", domain), f"DELETE {domain}", (200, 404, 410))
     deleted = bool(rsp.status_code == 200)
     if deleted:
@@ -241,50 +230,33 @@ def delete_domain(
     return deleted
 
 
-def flush_domain(
-    domain: str,
-    *,
-    endpoint: str | None = None,
-    username: str | None = None,
-    password: str | None = None,
-    bucket: str | None = None,
-) -> None:
+def flush_domain(domain: str, access: HsdsAccess | None = None) -> None:
     """Make the server write every pending object of `domain` to storage before returning.
     (HSDS data nodes otherwise write lazily, a second or more after a change.)"""
     _check_domain_name(domain)
-    with _rest(endpoint, username, password, bucket) as client:
+    with _rest(access) as client:
         client.check(client.request("PUT", domain, body={"flush": True}), f"flush {domain}", (200, 204))
 
 
-def ensure_folder(
-    folder: str,
-    *,
-    endpoint: str | None = None,
-    username: str | None = None,
-    password: str | None = None,
-    bucket: str | None = None,
-    admin_username: str | None = None,
-    admin_password: str | None = None,
-) -> None:
-    """Create `folder` (absolute, ending in '/') and any missing parent, owned by `username`.
+def ensure_folder(folder: str, access: HsdsAccess | None = None, *, admin: HsdsAccess | None = None) -> None:
+    """Create `folder` (absolute, ending in '/') and any missing parent, owned by `access`'s user.
 
-    Top-level folders (e.g. `/home/`) can only be made by an admin: pass the admin
-    credentials for those (the embedded environment does, once, at `up`). Idempotent.
+    Top-level folders (e.g. `/home/`) can only be made by an admin: pass the admin's
+    identity as `admin` for those (the embedded environment does, once, at `up`); it is
+    also used where `access` may not create a folder. Idempotent.
     """
     _check_folder_name(folder)
     parts = [p for p in folder.strip("/").split("/") if p]
-    with _rest(endpoint, username, password, bucket) as client:
+    with _rest(access) as client:
         owner = client.access.username
-        admin = None
-        if admin_username and admin_password:
-            admin = _Rest(HsdsAccess(client.access.endpoint, admin_username, admin_password, bucket))
+        admin_client = None if admin is None else _Rest(admin)
         try:
             for depth in range(1, len(parts) + 1):
                 path = "/" + "/".join(parts[:depth]) + "/"
-                _create_folder_level(client, admin, path, owner)
+                _create_folder_level(client, admin_client, path, owner)
         finally:
-            if admin is not None:
-                admin.close()
+            if admin_client is not None:
+                admin_client.close()
 
 
 def _create_folder_level(client: _Rest, admin: _Rest | None, path: str, owner: str) -> None:
@@ -356,11 +328,8 @@ def _count(fin: Any) -> tuple[int, int]:
 def link_file(
     source: str | Path,
     domain: str,
+    access: HsdsAccess | None = None,
     *,
-    endpoint: str | None = None,
-    username: str | None = None,
-    password: str | None = None,
-    bucket: str | None = None,
     posix_root: Path | str | None = None,
     retries: int = 3,
     sweep_after_s: float = STAGING_SWEEP_AGE_S,
@@ -374,6 +343,7 @@ def link_file(
     domain: absolute HSDS domain, e.g. `naming.hsds_domain(folder, name)`. Its parent folder is
         created if missing (the user must be allowed to create it). An existing domain of that
         name is replaced: the new one appears atomically, complete and flushed to storage.
+    access: as whom (None: from the environment).
     sweep_after_s: once published, staging domains older than this in the same staging folder
         (left by links killed mid-way) are deleted; see `sweep_staging`.
     Returns a `LinkResult`. Raises `BadInput`, `NotReadable`, `TransientError`, `HsdsAuthError`
@@ -381,26 +351,19 @@ def link_file(
     different domains.
     """
     _check_domain_name(domain)
-    access = HsdsAccess.resolve(endpoint, username, password, bucket)
-    kwargs = {"endpoint": access.endpoint, "username": access.username, "password": access.password}
+    access = HsdsAccess.given(access)
     started = time.monotonic()
     source_text = str(source)
     parent = posixpath.dirname(domain) + "/"
     staging = _scratch_name(domain)
-    ensure_folder(parent, bucket=bucket, **kwargs)
-    ensure_folder(staging_folder(domain), bucket=bucket, **kwargs)
+    ensure_folder(parent, access)
+    ensure_folder(staging_folder(domain), access)
     datasets, linked, file_uri = _load_staging(
-        source_text,
-        staging,
-        f"link {source_text} into {domain}",
-        posix_root=posix_root,
-        retries=retries,
-        bucket=bucket,
-        **kwargs,
+        source_text, staging, f"link {source_text} into {domain}", access, posix_root=posix_root, retries=retries
     )
     _publish(staging, domain, access)  # drops the staging name itself: past the swap its root is `domain`'s
     try:  # housekeeping: never fails a link that is already published
-        sweep_staging(domain, older_than_s=sweep_after_s, bucket=bucket, **kwargs)
+        sweep_staging(domain, access, older_than_s=sweep_after_s)
     except (DataCarouselError, OSError) as exc:
         log.warning("could not sweep the staging folder of %s: %s", domain, exc)
     result = LinkResult(
@@ -428,18 +391,17 @@ def _load_staging(
     source: str,
     staging: str,
     what: str,
+    access: HsdsAccess,
     *,
     posix_root: Path | str | None,
     retries: int,
-    bucket: str | None,
-    **kwargs: Any,
 ) -> tuple[int, int, str]:
     """Link `source` into the private domain `staging` and flush it (deleted again if either fails).
     Returns the source's datasets, how many of them are linked, and the URI HSDS reads the chunks from."""
     with open_source(source, posix_root) as (fin, file_uri):
         datasets, linked = _count(fin)
         try:
-            fout = h5pyd.File(staging, "w", bucket=bucket, retries=retries, **kwargs)
+            fout = h5pyd.File(staging, "w", retries=retries, **access.h5pyd_kwargs())
         except OSError as exc:
             _raise_for_io(exc, f"create staging domain {staging}")
         try:
@@ -449,27 +411,21 @@ def _load_staging(
             with contextlib.suppress(Exception):
                 fout.close()
             with contextlib.suppress(Exception):
-                delete_domain(staging, bucket=bucket, **kwargs)
+                delete_domain(staging, access)
             if isinstance(exc, OSError):
                 _raise_for_io(exc, what)
             raise
     try:
-        flush_domain(staging, bucket=bucket, **kwargs)
+        flush_domain(staging, access)
     except BaseException:
         with contextlib.suppress(Exception):
-            delete_domain(staging, bucket=bucket, **kwargs)
+            delete_domain(staging, access)
         raise
     return datasets, linked, file_uri
 
 
 def sweep_staging(
-    domain: str,
-    *,
-    older_than_s: float = STAGING_SWEEP_AGE_S,
-    endpoint: str | None = None,
-    username: str | None = None,
-    password: str | None = None,
-    bucket: str | None = None,
+    domain: str, access: HsdsAccess | None = None, *, older_than_s: float = STAGING_SWEEP_AGE_S
 ) -> list[str]:
     """Delete the staging domains, next to `domain`'s, that were created more than `older_than_s`
     ago: what links killed between "create staging" and "publish" left behind. Returns them.
@@ -479,17 +435,11 @@ def sweep_staging(
     domain's again (a swap put back, or a link killed mid-swap).
     """
     _check_domain_name(domain)
-    access = HsdsAccess.resolve(endpoint, username, password, bucket)
+    access = HsdsAccess.given(access)
     folder = staging_folder(domain)
     cutoff = time.time() - older_than_s
     try:
-        with h5pyd.Folder(
-            folder,
-            endpoint=access.endpoint,
-            username=access.username,
-            password=access.password,
-            bucket=bucket,
-        ) as listing:
+        with h5pyd.Folder(folder, **access.h5pyd_kwargs()) as listing:
             entries = [(name, listing[name] or {}) for name in listing]
     except OSError as exc:
         if exc.errno in (404, 410):
@@ -500,11 +450,10 @@ def sweep_staging(
         for name, entry in entries
         if entry.get("class") != "folder" and float(entry.get("created") or cutoff) < cutoff
     ]
-    kwargs = {"endpoint": access.endpoint, "username": access.username, "password": access.password}
-    swept = [d for d in stale if not _is_backup(d) and delete_domain(d, bucket=bucket, **kwargs)]
+    swept = [d for d in stale if not _is_backup(d) and delete_domain(d, access)]
     backups = [d for d in stale if _is_backup(d)]
     if backups:
-        with _rest(access.endpoint, access.username, access.password, bucket) as client:
+        with _rest(access) as client:
             for name in backups:
                 rsp = client.check(client.request("DELETE", name, params={"keep_root": 1}), name, (200, 404, 410))
                 if rsp.status_code == 200:

@@ -12,19 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from datacarousel.hsds import HsdsAccess
+
 
 @dataclass(frozen=True)
 class HsdsTarget:
-    """Where and as whom to index."""
+    """Where and as whom to index: the HSDS identity (`access`) and the folder of the domains."""
 
-    endpoint: str
-    username: str
-    password: str
+    access: HsdsAccess
     folder: str
-    bucket: str | None = None
-
-    def kwargs(self) -> dict[str, Any]:
-        return {"endpoint": self.endpoint, "username": self.username, "password": self.password, "bucket": self.bucket}
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ import numpy.typing as npt
 
 from datacarousel import aws, chunkread
 from datacarousel.errors import BadInput, CorruptData, TransientError
+from datacarousel.hsds import HsdsAccess
 from datacarousel.s3files import s3_filesystem
 
 log = logging.getLogger(__name__)
@@ -475,28 +476,23 @@ def _s3_client() -> Any:
 
 def open_hsds(
     domain: str,
-    endpoint: str | None = None,
-    username: str | None = None,
-    password: str | None = None,
+    access: HsdsAccess | None = None,
     *,
     direct: bool = True,
     workers: int | None = None,
     s3: Any | None = None,
 ) -> OrbitReader:
-    """h5pyd over an HSDS domain (HS_ENDPOINT / HS_USERNAME / HS_PASSWORD by default).
+    """h5pyd over an HSDS domain, as `access` (None: HS_ENDPOINT / HS_USERNAME / HS_PASSWORD, resolved here;
+    a missing one raises `ConfigError`).
 
     `direct`: HSDS serves the metadata and the chunk index of the linked domain; the bytes of linked
     datasets are read from the S3 object the domain links to (ranged GETs with `s3`, default
     `datacarousel.aws.client("s3")`) and inflated here, not by the HSDS data nodes (which handle
     whole-array chunks badly: docs/read-path.md). Datasets HSDS holds itself are read through HSDS.
     """
-    kwargs = {
-        "endpoint": endpoint or os.environ.get("HS_ENDPOINT"),
-        "username": username or os.environ.get("HS_USERNAME"),
-        "password": password or os.environ.get("HS_PASSWORD"),
-    }
+    kwargs = HsdsAccess.given(access).h5pyd_kwargs()
     try:
-        h5 = h5pyd.File(domain, "r", **{k: v for k, v in kwargs.items() if v})
+        h5 = h5pyd.File(domain, "r", **kwargs)
     except (FileNotFoundError, OSError) as exc:
         text = str(exc)
         if isinstance(exc, FileNotFoundError) or "404" in text or "not found" in text.lower():

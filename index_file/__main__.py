@@ -19,6 +19,7 @@ from datacarousel import aws
 from datacarousel.config import Settings, check_hsds_socket
 from datacarousel.errors import ConfigError, run_one_line
 from datacarousel.files_table import FilesTable
+from datacarousel.hsds import HsdsAccess
 from datacarousel.queue_worker import drain
 from index_file.adapters import HsdsTarget, IndexFileHandler
 
@@ -60,9 +61,11 @@ def main(
 
     signal.signal(signal.SIGTERM, on_sigterm)
     target = HsdsTarget(
-        endpoint=settings.require("hs_endpoint"),
-        username=settings.require("hs_username"),
-        password=settings.require("hs_password"),
+        HsdsAccess(
+            endpoint=settings.require("hs_endpoint"),
+            username=settings.require("hs_username"),
+            password=settings.require("hs_password"),
+        ),
         folder=settings.require("hsds_folder"),
     )
     handler = IndexFileHandler(

@@ -134,9 +134,9 @@ def _hsds_io(exc: BaseException, what: str) -> BaseException:
 def read_marker(target: HsdsTarget, domain: str) -> Marker | None:
     """The completion marker of `domain`; None when the domain or its marker is missing."""
     try:
-        if not hsds.domain_exists(domain, **target.kwargs()):
+        if not hsds.domain_exists(domain, access=target.access):
             return None
-        with h5pyd.File(domain, "r", **target.kwargs()) as f:
+        with h5pyd.File(domain, "r", **target.access.h5pyd_kwargs()) as f:
             value = f.attrs.get(HSDS_INDEXED_MARKER) if HSDS_INDEXED_MARKER in f.attrs else None
     except TransientError:
         raise
@@ -151,9 +151,9 @@ def read_marker(target: HsdsTarget, domain: str) -> Marker | None:
 def write_marker(target: HsdsTarget, domain: str, marker: Marker) -> None:
     """Write the marker on the domain root, then flush: only now is the domain complete and durable."""
     try:
-        with h5pyd.File(domain, "a", **target.kwargs()) as f:
+        with h5pyd.File(domain, "a", **target.access.h5pyd_kwargs()) as f:
             f.attrs[HSDS_INDEXED_MARKER] = marker.to_json()
-        hsds.flush_domain(domain, **target.kwargs())
+        hsds.flush_domain(domain, access=target.access)
     except TransientError:
         raise
     except Exception as exc:
@@ -163,7 +163,7 @@ def write_marker(target: HsdsTarget, domain: str, marker: Marker) -> None:
 @with_retries()
 def link(target: HsdsTarget, source: SourceObject, domain: str) -> hsds.LinkResult:
     try:
-        return hsds.link_file(source.uri, domain, **target.kwargs())
+        return hsds.link_file(source.uri, domain, access=target.access)
     except (NotReadable, TransientError, BadInput):
         raise
     except Exception as exc:
@@ -242,7 +242,7 @@ class IndexFileHandler:
         linked = False
         if not domain_is_complete(marker, source=source.uri, etag=source.etag):
             check_hdf5(read_header(self.s3, source), source.size)
-            if marker is None and hsds.domain_exists(domain, **self.target.kwargs()):
+            if marker is None and hsds.domain_exists(domain, access=self.target.access):
                 log.warning("%s: domain has no completion marker (interrupted run): rebuilding", domain)
             log.info("linking %s -> %s", source.uri, domain)
             result = link(self.target, source, domain)

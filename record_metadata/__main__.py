@@ -16,6 +16,7 @@ from datacarousel import aws
 from datacarousel.config import Settings, check_hsds_socket
 from datacarousel.errors import ConfigError, run_one_line
 from datacarousel.files_table import FilesTable
+from datacarousel.hsds import HsdsAccess
 from datacarousel.hsds_target import HsdsTarget
 from datacarousel.times import utcnow
 from record_metadata.adapters import run
@@ -39,9 +40,11 @@ def main(
     check_hsds_socket(settings.require("hs_endpoint"))
     logging.basicConfig(level=settings.log_level or "INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     target = HsdsTarget(
-        endpoint=settings.require("hs_endpoint"),
-        username=settings.require("hs_username"),
-        password=settings.require("hs_password"),
+        HsdsAccess(
+            endpoint=settings.require("hs_endpoint"),
+            username=settings.require("hs_username"),
+            password=settings.require("hs_password"),
+        ),
         folder=settings.require("hsds_folder"),
     )
     report = run(FilesTable(dynamodb, settings.require("files_table")), target, utcnow(), reread=reread)

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def walk_domains(target: HsdsTarget, folder: str) -> Iterator[str]:
     """Every domain under `folder`, recursively (sub-folders such as `YYYY.MM/` included), sorted."""
-    with h5pyd.Folder(folder, **target.kwargs()) as listing:
+    with h5pyd.Folder(folder, **target.access.h5pyd_kwargs()) as listing:
         names = sorted(listing)
         entries = [(n, listing[n]) for n in names]
     for name, entry in entries:
@@ -69,7 +69,7 @@ def record_domain(files: FilesTable, target: HsdsTarget, domain: str, now: datet
     except BadFileName:
         log.warning("%s: not a BasicFusion file name, skipped", domain)
         return "not-basicfusion"
-    with h5pyd.File(domain, "r", **target.kwargs()) as f:
+    with h5pyd.File(domain, "r", **target.access.h5pyd_kwargs()) as f:
         marker = Marker.parse(f.attrs[HSDS_INDEXED_MARKER]) if HSDS_INDEXED_MARKER in f.attrs else None
         if marker is None:
             log.warning("%s: no completion marker (being built or interrupted), skipped", domain)

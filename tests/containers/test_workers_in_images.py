@@ -73,7 +73,7 @@ def pipeline(
     s3.upload_file(str(path), env["DC_ARCHIVE_BUCKET"], key, ExtraArgs={"StorageClass": "STANDARD"})
     domain = hsds_domain(env["DC_HSDS_FOLDER"], name)
     files = FilesTable(aws.client("dynamodb"), env["DC_FILES_TABLE"])
-    hs = {"endpoint": env["HS_ENDPOINT"], "username": env["HS_USERNAME"], "password": env["HS_PASSWORD"]}
+    hs = hsds.HsdsAccess.resolve(environ=env)
     state: dict[str, Any] = {"env": env, "key": key, "domain": domain, "name": name, "files": files, "hs": hs}
 
     def run(module: str, *args: str) -> dict[str, Any]:
@@ -85,7 +85,7 @@ def pipeline(
     state["run"] = run
     yield state
     files.ddb.delete_item(TableName=files.table, Key={FileAttr.FILE_NAME: {"S": name.file_name}})
-    hsds.delete_domain(domain, **hs)
+    hsds.delete_domain(domain, hs)
     s3.delete_object(Bucket=env["DC_ARCHIVE_BUCKET"], Key=key)
 
 
@@ -98,7 +98,7 @@ def test_loader_image_queues_the_readable_file(pipeline: dict[str, Any]) -> None
 def test_index_file_image_indexes_it_into_hsds(pipeline: dict[str, Any]) -> None:
     report = pipeline["index_file"]
     assert report["processed"] >= 1 and report["dead_lettered"] == 0
-    assert hsds.domain_exists(pipeline["domain"], **pipeline["hs"])
+    assert hsds.domain_exists(pipeline["domain"], pipeline["hs"])
 
 
 def test_record_metadata_image_writes_its_item(pipeline: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ BasicFusion holds, whether the source is a POSIX file under the HSDS root or an
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -356,9 +357,37 @@ def test_h5pyd_does_not_silence_the_program_logs(local_env: Any, folder: str) ->
 
 
 def test_wrong_password_is_refused(local_env: Any) -> None:
+    wrong = dataclasses.replace(hsds.HsdsAccess.resolve(), password="wrong-password")
     with pytest.raises(hsds.HsdsAuthError) as info:
-        hsds.domain_exists(f"{local_env.env['DC_HSDS_FOLDER']}x.h5", password="wrong-password")
+        hsds.domain_exists(f"{local_env.env['DC_HSDS_FOLDER']}x.h5", wrong)
     assert info.value.status in (401, 403)
+
+
+def test_the_access_passed_in_is_used_not_the_environment(
+    local_env: Any, folder: str, posix_sample: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    access = hsds.HsdsAccess.resolve()
+    monkeypatch.setenv("HS_PASSWORD", "wrong-password")
+    domain = f"{folder}explicit.h5"
+    hsds.link_file(posix_sample, domain, access, posix_root=local_env.hsds_root)
+    assert hsds.domain_exists(domain, access)
+    with pytest.raises(hsds.HsdsAuthError):
+        hsds.domain_exists(domain)  # None: the environment's (now wrong) identity
+
+
+def test_access_is_one_value() -> None:
+    env = {"HS_ENDPOINT": "http://hsds:5101", "HS_USERNAME": "u", "HS_PASSWORD": "secret-pw"}
+    access = hsds.HsdsAccess.resolve(environ=env)
+    assert access == hsds.HsdsAccess("http://hsds:5101", "u", "secret-pw")
+    assert hsds.HsdsAccess.resolve(username="other", environ=env).username == "other"
+    assert hsds.HsdsAccess.given(access) is access
+    assert access.h5pyd_kwargs() == {
+        "endpoint": "http://hsds:5101",
+        "username": "u",
+        "password": "secret-pw",
+        "bucket": None,
+    }
+    assert "secret-pw" not in repr(access)
 
 
 @pytest.mark.slow

@@ -61,11 +61,11 @@ def _attrs(obj: Any) -> dict[str, Any]:
     return out
 
 
-def snapshot(domain: str, **access: Any) -> dict[str, Any]:
+def snapshot(domain: str, access: hsds.HsdsAccess) -> dict[str, Any]:
     """Every object of `domain` as a reader sees it: id, attributes and, for a dataset, shape, type and
     layout (a linked dataset's chunk references: file, offsets and sizes, or its chunk table)."""
     out: dict[str, Any] = {}
-    with h5pyd.File(domain, "r", **access) as f:
+    with h5pyd.File(domain, "r", **access.h5pyd_kwargs()) as f:
         out["/"] = {"id": f.id.id, "attrs": _attrs(f)}
 
         def visit(name: str, obj: Any) -> None:
@@ -79,11 +79,11 @@ def snapshot(domain: str, **access: Any) -> dict[str, Any]:
     return out
 
 
-def leftovers(domain: str, **access: Any) -> list[str]:
+def leftovers(domain: str, access: hsds.HsdsAccess) -> list[str]:
     """Names in `domain`'s staging folder that belong to links of `domain` (staging or backup names)."""
     suffix = "-" + domain.rsplit("/", 1)[1]
     try:
-        with h5pyd.Folder(hsds.staging_folder(domain), **access) as listing:
+        with h5pyd.Folder(hsds.staging_folder(domain), **access.h5pyd_kwargs()) as listing:
             return sorted(name for name in listing if name.endswith(suffix))
     except OSError as exc:
         if exc.errno in (404, 410):
@@ -104,8 +104,8 @@ def copied_datasets(source: Path, limit: int = 8) -> list[str]:
     return found
 
 
-def datasets_equal(domain: str, source: Path, names: list[str], **access: Any) -> bool:
-    with h5pyd.File(domain, "r", **access) as dst, h5py.File(source, "r") as src:
+def datasets_equal(domain: str, source: Path, names: list[str], access: hsds.HsdsAccess) -> bool:
+    with h5pyd.File(domain, "r", **access.h5pyd_kwargs()) as dst, h5py.File(source, "r") as src:
         return all(np.array_equal(dst[n][()], src[n][()]) for n in names)
 
 
@@ -139,7 +139,7 @@ class World:
 
     def forget(self) -> None:
         self.files.ddb.delete_item(TableName=self.files.table, Key={FileAttr.FILE_NAME: {"S": self.name.file_name}})
-        hsds.delete_domain(self.domain, **self.target.kwargs())
+        hsds.delete_domain(self.domain, self.target.access)
         self.s3.delete_object(Bucket=self.bucket, Key=self.key)
 
 
@@ -149,7 +149,7 @@ def world(local_env: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     out = tmp_path_factory.mktemp("publication")
     versions = {v: generate_orbit(ORBIT, out / f"v{v}", preset="tiny", seed=v) for v in (1, 2)}
     name = BasicFusionName.parse(versions[1].name)
-    target = HsdsTarget(env["HS_ENDPOINT"], env["HS_USERNAME"], env["HS_PASSWORD"], env["DC_HSDS_FOLDER"])
+    target = HsdsTarget(hsds.HsdsAccess.resolve(environ=env), env["DC_HSDS_FOLDER"])
     w = World(
         s3=aws.client("s3"),
         files=FilesTable(aws.client("dynamodb"), env["DC_FILES_TABLE"]),
@@ -191,10 +191,10 @@ def failing_after(datasets: int, at_failure: Callable[[], None]) -> Callable[[An
 def test_a_relink_failing_midway_leaves_the_published_domain_identical(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    access = world.target.kwargs()
+    access = world.target.access
     first = world.handler().handle(world.upload(1))
     assert first.linked and first.recorded
-    published = snapshot(world.domain, **access)
+    published = snapshot(world.domain, access)
     marker = read_marker(world.target, world.domain)
     item = world.raw_item()
     assert marker is not None and item is not None
@@ -208,7 +208,7 @@ def test_a_relink_failing_midway_leaves_the_published_domain_identical(
         seen_during: list[tuple[str, Marker | None]] = []
 
         def look(seen: list[tuple[str, Marker | None]] = seen_during) -> None:  # a reader, mid-relink
-            with h5pyd.File(world.domain, "r", **access) as f:
+            with h5pyd.File(world.domain, "r", **access.h5pyd_kwargs()) as f:
                 seen.append((f.id.id, read_marker(world.target, world.domain)))
 
         monkeypatch.setattr(hsds, "_fix_ref_maxshape", failing_after(after, look))
@@ -216,24 +216,24 @@ def test_a_relink_failing_midway_leaves_the_published_domain_identical(
             world.handler().handle(request)
         monkeypatch.undo()
         assert seen_during == [(published["/"]["id"], marker)], f"after {after}: readers mid-relink saw a change"
-        assert snapshot(world.domain, **access) == published, f"after {after} datasets: the domain changed"
+        assert snapshot(world.domain, access) == published, f"after {after} datasets: the domain changed"
         assert read_marker(world.target, world.domain) == marker
         assert world.raw_item() == item, "the files table changed"
-        assert leftovers(world.domain, **access) == [], "the failed link left its staging domain"
+        assert leftovers(world.domain, access) == [], "the failed link left its staging domain"
 
     retry = world.handler().handle(request)
     assert retry.linked and retry.recorded
     relinked = read_marker(world.target, world.domain)
     assert relinked is not None and relinked.etag == v2 and relinked.datasets == datasets
-    with h5pyd.File(world.domain, "r", **access) as f:
+    with h5pyd.File(world.domain, "r", **access.h5pyd_kwargs()) as f:
         assert f.id.id != published["/"]["id"], "the retry published a new root"
     small = copied_datasets(world.versions[2])  # their values live in HSDS: the new version's now
-    assert small and datasets_equal(world.domain, world.versions[2], small, **access)
+    assert small and datasets_equal(world.domain, world.versions[2], small, access)
     recorded = world.files.get(world.name.file_name)
     assert recorded is not None and recorded[FileAttr.STATE] == FileState.INDEXED.value
     assert recorded[FileAttr.ETAG] == v2
     assert recorded[FileAttr.STATE_VERSION] == int(item[FileAttr.STATE_VERSION]["N"]) + 1
-    assert leftovers(world.domain, **access) == []
+    assert leftovers(world.domain, access) == []
 
 
 # --- 2. a failure at each HSDS request of the publication -------------------------------------------
@@ -371,16 +371,14 @@ def test_a_relink_failing_at_any_step_of_the_publication(
 ) -> None:
     sources = local_env.hsds_root / local_env.hsds_bucket / "sources" / f"publication-{uuid.uuid4().hex[:8]}"
     v1, v2 = write_source(sources / "v1.h5", 1), write_source(sources / "v2.h5", 2)
-    target = HsdsTarget(
-        local_env.env["HS_ENDPOINT"], local_env.env["HS_USERNAME"], local_env.env["HS_PASSWORD"], folder
-    )
-    access = target.kwargs()
+    access = hsds.HsdsAccess.resolve(environ=local_env.env)
+    target = HsdsTarget(access, folder)
     domain = f"{folder}relinked.h5"
     root = local_env.hsds_root
     hsds.link_file(v1, domain, posix_root=root)
     marker = Marker(str(v1), "etag-1", v1.stat().st_size, len(DATASETS), "2026-01-01T00:00:00Z")
     write_marker(target, domain, marker)
-    published = snapshot(domain, **access)
+    published = snapshot(domain, access)
 
     done = inject(monkeypatch, domain, failure)
     with pytest.raises(TransientError, match="injected"):
@@ -389,16 +387,16 @@ def test_a_relink_failing_at_any_step_of_the_publication(
     assert done == [failure.step], f"the injected failure did not happen: {done}"
 
     if failure.published == "old":
-        assert snapshot(domain, **access) == published, "the published domain changed"
+        assert snapshot(domain, access) == published, "the published domain changed"
         assert read_marker(target, domain) == marker
-        assert datasets_equal(domain, v1, DATASETS, **access), "the old domain reads differently"
+        assert datasets_equal(domain, v1, DATASETS, access), "the old domain reads differently"
     elif failure.published == "new":  # past the swap: the new domain, complete and readable
-        assert snapshot(domain, **access)["/"]["id"] != published["/"]["id"]
-        assert datasets_equal(domain, v2, DATASETS, **access)
+        assert snapshot(domain, access)["/"]["id"] != published["/"]["id"]
+        assert datasets_equal(domain, v2, DATASETS, access)
         assert read_marker(target, domain) is None, "its marker is index_file's to write"
     else:
-        assert not hsds.domain_exists(domain, **access)
-    left = leftovers(domain, **access)
+        assert not hsds.domain_exists(domain, access)
+    left = leftovers(domain, access)
     assert sorted("backup" if n.startswith(hsds.BACKUP_PREFIX) else "staging" for n in left) == sorted(failure.left)
 
     retried = False
@@ -406,13 +404,13 @@ def test_a_relink_failing_at_any_step_of_the_publication(
         hsds.link_file(v2, domain, posix_root=root)
         retried = True
     # Sweeping every leftover now (as a later link does after an hour) never touches the published domain.
-    before_sweep = snapshot(domain, **access) if hsds.domain_exists(domain, **access) else None
+    before_sweep = snapshot(domain, access) if hsds.domain_exists(domain, access) else None
     hsds.sweep_staging(domain, older_than_s=0)
-    assert leftovers(domain, **access) == []
+    assert leftovers(domain, access) == []
     if before_sweep is not None:
-        assert snapshot(domain, **access) == before_sweep, "the sweep changed the published domain"
-        assert datasets_equal(domain, v1 if failure.published == "old" and not retried else v2, DATASETS, **access)
+        assert snapshot(domain, access) == before_sweep, "the sweep changed the published domain"
+        assert datasets_equal(domain, v1 if failure.published == "old" and not retried else v2, DATASETS, access)
 
     hsds.link_file(v2, domain, posix_root=root)  # the retry (again)
-    assert datasets_equal(domain, v2, DATASETS, **access)
-    assert leftovers(domain, **access) == []
+    assert datasets_equal(domain, v2, DATASETS, access)
+    assert leftovers(domain, access) == []

@@ -9,6 +9,7 @@ returns the message to the queue and nothing is lost.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -70,7 +71,7 @@ def world(local_env: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     env = local_env.env
     s3, sqs = aws.client("s3"), aws.client("sqs")
     files = FilesTable(aws.client("dynamodb"), env["DC_FILES_TABLE"])
-    target = HsdsTarget(env["HS_ENDPOINT"], env["HS_USERNAME"], env["HS_PASSWORD"], env["DC_HSDS_FOLDER"])
+    target = HsdsTarget(hsds.HsdsAccess.resolve(environ=env), env["DC_HSDS_FOLDER"])
     bucket = env["DC_ARCHIVE_BUCKET"]
     out = tmp_path_factory.mktemp("orbits")
     paths: dict[int, Path] = {}
@@ -98,7 +99,7 @@ def world(local_env: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     for orbit in ALL_ORBITS:
         name = BasicFusionName.for_orbit(orbit)
         files.ddb.delete_item(TableName=files.table, Key={FileAttr.FILE_NAME: {"S": name.file_name}})
-        hsds.delete_domain(hsds_domain(target.folder, name), **target.kwargs())
+        hsds.delete_domain(hsds_domain(target.folder, name), target.access)
 
 
 def _request(world: dict[str, Any], orbit: int, **changes: Any) -> str:
@@ -124,7 +125,10 @@ def _assert_indexed_once(world: dict[str, Any], orbit: int) -> None:
     marker = read_marker(target, domain)
     etag = world["s3"].head_object(Bucket=world["bucket"], Key=world["keys"][orbit])["ETag"].strip('"')
     assert marker is not None and marker.etag == etag
-    with h5pyd.File(domain, "r", **target.kwargs()) as linked, h5py.File(world["paths"][orbit], "r") as source:
+    with (
+        h5pyd.File(domain, "r", **target.access.h5pyd_kwargs()) as linked,
+        h5py.File(world["paths"][orbit], "r") as source,
+    ):
         assert _count_datasets(linked) == _count_datasets(source) == marker.datasets
         for path in ("MISR/AN/Data_Fields/Red_Radiance", "MISR/AN/BlockCenterTime", "CERES"):
             if isinstance(source[path], h5py.Dataset):
@@ -221,14 +225,14 @@ def test_hsds_unreachable_then_back_and_a_half_built_domain_rebuilt(world: dict[
     """A crash left a half-built domain; then HSDS is unreachable for a while: the message returns
     to the queue (nothing lost, nothing dead-lettered); once HSDS answers, the domain is rebuilt."""
     target, domain = world["target"], _domain(world, HALF_BUILT)
-    hsds.ensure_folder(domain.rsplit("/", 1)[0] + "/", **target.kwargs())
-    with h5pyd.File(domain, "w", **target.kwargs()) as f:  # what a crash mid-load could leave
+    hsds.ensure_folder(domain.rsplit("/", 1)[0] + "/", target.access)
+    with h5pyd.File(domain, "w", **target.access.h5pyd_kwargs()) as f:  # what a crash mid-load could leave
         f.create_group("MODIS")
         f["MODIS"].create_dataset("partial", data=np.arange(10))
     assert read_marker(target, domain) is None
     _send(world, _request(world, HALF_BUILT))
     unreachable = "http+unix://%2Ftmp%2Fdc-no-such-hsds%2Fsn_1.sock"
-    down = HsdsTarget(unreachable, target.username, target.password, target.folder)
+    down = HsdsTarget(dataclasses.replace(target.access, endpoint=unreachable), target.folder)
     handler = IndexFileHandler(world["s3"], world["files"], down, archive_bucket=world["bucket"])
     report = drain(world["sqs"], world["queue"], world["dlq"], handler, wait_seconds=0, visibility_timeout=2)
     assert report.processed == 0 and report.dead_lettered == 0 and report.left >= 1
@@ -238,6 +242,6 @@ def test_hsds_unreachable_then_back_and_a_half_built_domain_rebuilt(world: dict[
     report = drain(world["sqs"], world["queue"], world["dlq"], handler, wait_seconds=1, visibility_timeout=60)
     assert report.processed == 1 and handler.outcomes[0].linked
     _assert_indexed_once(world, HALF_BUILT)
-    with h5pyd.File(domain, "r", **target.kwargs()) as f:
+    with h5pyd.File(domain, "r", **target.access.h5pyd_kwargs()) as f:
         assert "partial" not in f["MODIS"]
     assert _empty(world["sqs"], world["dlq"]) == []

@@ -17,6 +17,7 @@ from carousel.store import CarouselFiles, to_seconds
 from datacarousel.archive import parse_restore_header
 from datacarousel.contract import FILES_TABLE, FileAttr, FileState
 from datacarousel.files_table import FilesTable
+from datacarousel.hsds import HsdsAccess
 from datacarousel.messages import IndexRequest
 from datacarousel.naming import BasicFusionName, archive_key
 from index_file import adapters
@@ -46,7 +47,7 @@ def world(fake_aws: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     assert carousel.set_state(NAME.file_name, 0, FileState.RESTORED, None, time.time())
     monkeypatch.setattr(adapters, "read_marker", lambda target, domain: None)
     monkeypatch.setattr(adapters, "domain_is_complete", lambda marker, **_: True)
-    target = HsdsTarget("http+unix://%2Ftmp%2Fno-hsds.sock", "u", "p", "/home/u/bf/")
+    target = HsdsTarget(HsdsAccess("http+unix://%2Ftmp%2Fno-hsds.sock", "u", "p"), "/home/u/bf/")
     handler = IndexFileHandler(s3, files, target, archive_bucket=ARCHIVE, archive_prefix=PREFIX)
     expiry = parse_restore_header(s3.head_object(Bucket=ARCHIVE, Key=KEY)["Restore"]).status
     assert expiry is not None and expiry.expiry is not None

@@ -18,6 +18,7 @@ from carousel import inventory
 from datacarousel.contract import FAILURE_REASON_ATTRIBUTE, FILES_TABLE, FileAttr
 from datacarousel.errors import BadFileName, BadInput, NotReadable
 from datacarousel.files_table import FilesTable
+from datacarousel.hsds import HsdsAccess
 from datacarousel.messages import IndexRequest
 from datacarousel.naming import BasicFusionName, archive_key
 from datacarousel.queue_worker import drain
@@ -50,7 +51,7 @@ def world(fake_aws: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(adapters, "link", no_hsds)
     queue = fake_aws.sqs.create_queue(QueueName="index")["QueueUrl"]
     dlq = fake_aws.sqs.create_queue(QueueName="index-dlq")["QueueUrl"]
-    target = HsdsTarget("http+unix://%2Ftmp%2Fno-hsds.sock", "u", "p", "/home/u/bf/")
+    target = HsdsTarget(HsdsAccess("http+unix://%2Ftmp%2Fno-hsds.sock", "u", "p"), "/home/u/bf/")
     handler = IndexFileHandler(s3, files, target, archive_bucket=ARCHIVE, archive_prefix=PREFIX)
     return {"s3": s3, "sqs": fake_aws.sqs, "files": files, "handler": handler, "queue": queue, "dlq": dlq}
 

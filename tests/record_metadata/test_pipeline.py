@@ -48,7 +48,7 @@ def world(local_env: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     s3, sqs = aws.client("s3"), aws.client("sqs")
     files = FilesTable(aws.client("dynamodb"), env["DC_FILES_TABLE"])
     ledger = IndexRequestLedger(aws.client("dynamodb"), env["DC_INDEX_REQUESTS_TABLE"])
-    target = HsdsTarget(env["HS_ENDPOINT"], env["HS_USERNAME"], env["HS_PASSWORD"], env["DC_HSDS_FOLDER"])
+    target = HsdsTarget(hsds.HsdsAccess.resolve(environ=env), env["DC_HSDS_FOLDER"])
     bucket = env["DC_ARCHIVE_BUCKET"]
     out = tmp_path_factory.mktemp("pipeline")
     paths: dict[int, Path] = {}
@@ -69,7 +69,7 @@ def world(local_env: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         name = BasicFusionName.for_orbit(orbit)
         for table in (files, ledger):
             table.ddb.delete_item(TableName=table.table, Key={FileAttr.FILE_NAME: {"S": name.file_name}})
-        hsds.delete_domain(hsds_domain(target.folder, name), **target.kwargs())
+        hsds.delete_domain(hsds_domain(target.folder, name), target.access)
 
 
 def _pipeline(world: dict[str, Any]) -> dict[str, Any]:

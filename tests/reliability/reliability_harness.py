@@ -470,15 +470,9 @@ class RecordedWrites:
         """HSDS copies its nodes' output into the log about once a second: make one request with a unique
         name and wait until the log shows it, so every request served before it is in the log too."""
         from datacarousel import hsds  # noqa: PLC0415
-        from datacarousel.contract import Env  # noqa: PLC0415
 
         sentinel = f"{self.hsds_folder}.reliability-sentinel-{os.getpid()}-{time.monotonic_ns()}.h5"
-        hsds.domain_exists(
-            sentinel,
-            endpoint=self.env[Env.HS_ENDPOINT],
-            username=self.env[Env.HS_USERNAME],
-            password=self.env[Env.HS_PASSWORD],
-        )
+        hsds.domain_exists(sentinel, hsds.HsdsAccess.resolve(environ=self.env))
 
         def seen() -> bool:
             if not self.hsds_log.exists():

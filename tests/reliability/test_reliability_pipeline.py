@@ -289,8 +289,7 @@ def test_the_duplicate_counts_see_a_planted_duplicate(local_env: Any, tmp_path: 
         sizes[name] = path.stat().st_size
         s3.put_object(Bucket=archive, Key=keys[name], Body=path.read_bytes())
     twice_name, once_name = sorted(keys)
-    hs = scen.hs_kwargs(env)
-    target = HsdsTarget(hs["endpoint"], hs["username"], hs["password"], folder)
+    target = HsdsTarget(hsds.HsdsAccess.resolve(environ=env), folder)
     files = Context.from_env(need=TABLE_SETTINGS).tables.files
     domains = {}
     for name, links in ((twice_name, 2), (once_name, 1)):
@@ -298,9 +297,7 @@ def test_the_duplicate_counts_see_a_planted_duplicate(local_env: Any, tmp_path: 
         domain = domains[name] = naming.hsds_domain(folder, parsed)
         source = f"s3://{archive}/{keys[name]}"
         for i in range(links):  # what index_file does per link: link, marker, state INDEXED (a new version)
-            linked = hsds.link_file(
-                source, domain, endpoint=hs["endpoint"], username=hs["username"], password=hs["password"]
-            )
+            linked = hsds.link_file(source, domain, target.access)
             marker = Marker(source, f"etag-{i}", sizes[name], linked.datasets, iso(utcnow()))
             write_marker(target, domain, marker)
             assert files.mark_indexed(

@@ -129,11 +129,8 @@ def ensure_hsds_folder(folder: str, hs_endpoint: str, credentials: hsds_server.C
         with attempt:
             hsds.ensure_folder(
                 folder,
-                endpoint=hs_endpoint,
-                username=credentials.username,
-                password=credentials.password,
-                admin_username=credentials.admin_user,
-                admin_password=credentials.admin_password,
+                hsds.HsdsAccess(hs_endpoint, credentials.username, credentials.password),
+                admin=hsds.HsdsAccess(hs_endpoint, credentials.admin_user, credentials.admin_password),
             )
 
 

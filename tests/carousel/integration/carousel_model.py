@@ -64,6 +64,7 @@ from datacarousel.contract import (
     JobState,
 )
 from datacarousel.errors import BadInput
+from datacarousel.hsds import HsdsAccess
 from datacarousel.messages import IndexRequest
 from datacarousel.naming import BasicFusionName, archive_key
 from datacarousel.queue_worker import drain
@@ -204,7 +205,7 @@ class World:
         self.s3.meta.events.register("provide-client-params.s3.RestoreObject", self._restore_called)
         self.job_ids: list[str] = []
         self.definition = registry.get(DEFINITION)
-        self.target = HsdsTarget("http://hsds.invalid", "model", "unused", "/home/model/bf/")
+        self.target = HsdsTarget(HsdsAccess("http://hsds.invalid", "model", "unused"), "/home/model/bf/")
 
     # -- time --
 
