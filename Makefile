@@ -24,7 +24,7 @@ lint: bootstrap
 	.venv/bin/lint-imports --no-cache
 
 stack: bootstrap
-	.venv/bin/python stack.py > stack.json
+	.venv/bin/python stack.py > stack.json.part && mv stack.json.part stack.json  # no empty stack.json on failure
 
 clean:
 	rm -rf .venv .venv-* var build .mypy_cache .ruff_cache .pytest_cache

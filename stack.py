@@ -9,7 +9,15 @@ right (`datacarousel up --stack-file stack.py` reads the names below).
 
 from __future__ import annotations
 
-from stack_template import build_template, local_parameters, restore_notification_configuration, template_json
+import sys
+
+try:
+    from stack_template import build_template, local_parameters, restore_notification_configuration, template_json
+except ImportError as exc:  # a Python without the project's dependencies: one line, not a traceback
+    if __name__ != "__main__":
+        raise
+    print(f"error: cannot build the template: {exc} (run `make stack`: it uses the project's .venv)", file=sys.stderr)  # noqa: T201
+    sys.exit(2)
 
 __all__ = ["build_template", "local_parameters", "restore_notification_configuration", "template_json"]
 

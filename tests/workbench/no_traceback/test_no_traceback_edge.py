@@ -4,7 +4,10 @@ only what a retry can fix says `retry later`, and a queue drain stops on what no
 from __future__ import annotations
 
 import errno
+import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -102,3 +105,15 @@ def test_a_missing_hsds_socket_is_refused_at_once_and_a_present_one_or_a_url_is_
     gone.touch()
     check_hsds_socket(endpoint)
     check_hsds_socket("http://hsds.datacarousel.local:5101")  # AWS (Cloud Map): never checked here
+
+
+def test_stack_py_without_the_projects_dependencies_is_one_line_exit_2(tmp_path: Path) -> None:
+    """`python stack.py` with a Python lacking troposphere/awacs (-S: no site-packages) says so, no traceback."""
+    stack_py = Path(__file__).resolve().parents[3] / "stack.py"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "-S", str(stack_py)], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2 and not done.stdout
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "No module named 'troposphere'" in done.stderr and "make stack" in done.stderr
