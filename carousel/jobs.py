@@ -13,6 +13,7 @@ longer restored or renewed: their copies expire on their own.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from collections.abc import Mapping
@@ -44,6 +45,30 @@ def validate_owner(owner: str) -> str:
     if not isinstance(owner, str) or not OWNER_RE.fullmatch(owner):
         raise BadInput(f"owner must match {OWNER_RE.pattern} (lower-case letters, digits, '_', '.', '-')")
     return owner
+
+
+MAX_SLACK_S = 366 * 86_400.0  # a deadline more than a year ahead is a mistake (and restores stay wanted)
+
+
+def validate_deadline(now: float, *, deadline: float | None = None, slack_s: float | None = None) -> float | None:
+    """The job's deadline from either form (None: prompt); BadInput for both, a non-finite, past or far one."""
+    if deadline is not None and slack_s is not None:
+        raise BadInput("give a deadline or a slack, not both")
+    if slack_s is not None:
+        if isinstance(slack_s, bool) or not isinstance(slack_s, int | float) or not math.isfinite(slack_s):
+            raise BadInput(f"slack must be a number of seconds, got {slack_s!r}")
+        if slack_s <= 0:
+            raise BadInput(f"slack must be > 0, got {slack_s}")
+        deadline = now + float(slack_s)
+    if deadline is None:
+        return None
+    if isinstance(deadline, bool) or not isinstance(deadline, int | float) or not math.isfinite(deadline):
+        raise BadInput(f"deadline must be POSIX seconds, got {deadline!r}")
+    if deadline <= now:
+        raise BadInput(f"deadline {iso_seconds(deadline)} is not in the future")
+    if deadline - now > MAX_SLACK_S:
+        raise BadInput(f"deadline {iso_seconds(deadline)} is more than {MAX_SLACK_S / 86_400:.0f} days ahead")
+    return float(deadline)
 
 
 def new_job_id(now: float) -> str:
@@ -84,6 +109,7 @@ class Submission:
     query: JobQuery
     parameters: dict[str, str]
     estimate: SubmissionEstimate
+    deadline: float | None = None  # the stated slack's end (None: prompt)
 
     def as_dict(self) -> dict[str, Any]:
         e = self.estimate
@@ -103,7 +129,24 @@ class Submission:
             "estimated_cost": e.estimated_cost.as_dict(),
             "estimated_cost_alone": e.estimated_cost_alone.as_dict(),
             "estimated_start": iso_seconds(e.estimated_start) if e.estimated_start is not None else None,
+            "deadline": iso_seconds(self.deadline) if self.deadline is not None else None,
         }
+
+
+def _free_job_id(tables: Tables, job_id: str | None, now: float) -> str:
+    """A new id, or the caller's if well-formed and not taken (BadInput otherwise)."""
+    if not job_id:
+        return new_job_id(now)
+    # it names the job's results folder and travels in every WorkItem
+    try:
+        check_job_id(job_id)
+    except MalformedMessage as exc:
+        raise BadInput(str(exc)) from exc
+    # Before any job-file is written: batch puts cannot be conditional, and they would reset the
+    # existing job's job-files. (Two submissions racing for one new id are left to `create` in submit.)
+    if tables.jobs.get(job_id) is not None:
+        raise BadInput(f"job id {job_id!r} is already taken")
+    return job_id
 
 
 def submit(
@@ -116,14 +159,19 @@ def submit(
     parameters: Mapping[str, Any] | None = None,
     now: float | None = None,
     job_id: str | None = None,
+    deadline: float | None = None,
+    slack_s: float | None = None,
 ) -> Submission:
-    """Record a job and its job-files; BadInput for a bad owner, parameters or an empty query.
+    """Record a job and its job-files; BadInput for a bad owner, parameters, slack or an empty query.
 
     The parameters are checked against the definition's description and stored complete (defaults
-    filled in), before any file is looked up: bad parameters never cost a restore.
+    filled in), before any file is looked up: bad parameters never cost a restore. A job may state its
+    slack, as a `deadline` (POSIX seconds) or `slack_s` (seconds from now), not both: the carousel may hold
+    its restores back until then to share them with later jobs (`carousel.slack`). None: prompt.
     """
     now = time.time() if now is None else now
     owner = validate_owner(owner)
+    deadline = validate_deadline(now, deadline=deadline, slack_s=slack_s)
     params = definition.validate(parameters or {})
     items = find_files(tables, query)
     if not items:
@@ -131,17 +179,7 @@ def submit(
     matched: list[FileRecord] = [file_record(item) for item in items]
     snapshot = load(tables).snapshot
     estimate = estimate_submission(matched, snapshot, now, config)
-    if not job_id:
-        job_id = new_job_id(now)
-    else:  # it names the job's results folder and travels in every WorkItem
-        try:
-            check_job_id(job_id)
-        except MalformedMessage as exc:
-            raise BadInput(str(exc)) from exc
-        # Before any job-file is written: batch puts cannot be conditional, and they would reset the
-        # existing job's job-files. (Two submissions racing for one new id are left to `create` below.)
-        if tables.jobs.get(job_id) is not None:
-            raise BadInput(f"job id {job_id!r} is already taken")
+    job_id = _free_job_id(tables, job_id, now)
     stamp = iso_seconds(now)
     tables.job_files.put_new(
         [
@@ -171,6 +209,7 @@ def submit(
             JobAttr.SUBMITTED_AT: stamp,
             JobAttr.FILE_COUNT: len(matched),
             JobAttr.TOTAL_BYTES: estimate.total_bytes,
+            **({JobAttr.DEADLINE: iso_seconds(deadline)} if deadline is not None else {}),
         }
     )
     if not created:
@@ -184,7 +223,7 @@ def submit(
         estimate.total_bytes,
         estimate.readable_files,
     )
-    return Submission(job_id, owner, definition.name, query, params, estimate)
+    return Submission(job_id, owner, definition.name, query, params, estimate, deadline)
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,9 @@ class JobRecord:
     submitted_at: float
     state: JobState = JobState.OPEN
     file_count: int | None = None  # job-files the submission wrote; a job completes only once all are seen
+    # The researcher's slack: the latest acceptable completion (POSIX seconds). None: prompt, as before
+    # (the planner restores the job's files as soon as the window allows).
+    deadline: float | None = None
 
 
 @dataclass(frozen=True)
@@ -269,6 +272,7 @@ class JobTable:
     submitted_at: FloatArray
     state: CodeArray
     file_count: IntArray  # -1: not known
+    deadline: FloatArray  # latest acceptable completion (POSIX seconds); NaN: none, the job is prompt
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -288,7 +292,14 @@ class JobTable:
 
     @classmethod
     def build(
-        cls, ids: Sequence[str], owners: Sequence[str], submitted_at: Any, state: Any = None, file_count: Any = None
+        cls,
+        ids: Sequence[str],
+        owners: Sequence[str],
+        submitted_at: Any,
+        state: Any = None,
+        file_count: Any = None,
+        *,
+        deadline: Any = None,
     ) -> JobTable:
         n = len(ids)
         if len(set(ids)) != n:
@@ -299,6 +310,7 @@ class JobTable:
             submitted_at=_frozen(submitted_at, np.float64),
             state=_frozen(np.zeros(n) if state is None else state, np.int8),
             file_count=_frozen(np.full(n, -1) if file_count is None else file_count, np.int64),
+            deadline=_frozen(np.full(n, np.nan) if deadline is None else deadline, np.float64),
         )
 
 
@@ -369,6 +381,7 @@ class Snapshot:
             [j.submitted_at for j in job_list],
             _codes(JOB_CODE, (j.state for j in job_list), "job state"),
             [-1 if j.file_count is None else j.file_count for j in job_list],
+            deadline=[_time(j.deadline) for j in job_list],
         )
         file_pos, job_pos = table.position, job_table.position
         rows = list(job_files)

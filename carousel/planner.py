@@ -14,10 +14,14 @@ One step, in order:
    request is older than `index_retry_s`); indexed files are released, file by
    file, to every job waiting for them;
 5. restores older than the tier's latency are probed (their event may be lost);
-6. the next files are admitted under the window caps (bytes and files
+6. restores that only jobs with slack (a deadline) wait for are held back while
+   that slack lasts, so that later jobs over the same files share one restore,
+   and released in time for the earliest deadline (`carousel.slack`);
+7. the next files are admitted under the window caps (bytes and files
    restoring or staged) and the per-step restore request budget, in the order
-   of the policy. A file is only ever restored from ARCHIVED: never while a
-   restore is in progress, never while it is readable.
+   of the policy (released files with slack after those, earliest deadline
+   first). A file is only ever restored from ARCHIVED: never while a restore is
+   in progress, never while it is readable.
 
 A readable file with no expiry is an object in a non-archive storage class
 (STANDARD, ...; see `carousel.restore`): readable as is, it is never expired,
@@ -74,6 +78,7 @@ from carousel.model import (
     Snapshot,
 )
 from carousel.restore import ObservedRestore, RestoreEvent, apply_updates, reconcile
+from carousel.slack import hold_back
 from datacarousel.contract import RestoreTier
 from datacarousel.errors import BadInput
 
@@ -116,6 +121,11 @@ class PlannerConfig:
     keep_fraction: float = 0.5
     keep_neighbourhood_orbits: int = 450  # about one month of orbits
     keep_min_jobs: int = 1  # open jobs arrived within keep_s wanting the neighbourhood: a campaign is on
+    # Slack (`carousel.slack`): a restore that only jobs with a deadline wait for is held back (later jobs over
+    # the same files join it) and released, earliest deadline first, once the backlog ahead of it, the tier's
+    # longest latency and this margin (index, processing, steps) would otherwise take it past the deadline.
+    hold_back: bool = True
+    slack_margin_s: float = DAY_S
 
     def __post_init__(self) -> None:
         problems = []
@@ -139,6 +149,8 @@ class PlannerConfig:
             problems.append("keep_min_jobs must be >= 1")
         if self.keep_neighbourhood_orbits < 1:
             problems.append("keep_neighbourhood_orbits must be >= 1")
+        if not self.slack_margin_s >= 0:
+            problems.append(f"slack_margin_s must be >= 0, got {self.slack_margin_s}")
         object.__setattr__(self, "policy", Policy(self.policy))
         object.__setattr__(self, "tier", RestoreTier(self.tier))
         if problems:
@@ -200,7 +212,7 @@ def plan(snapshot: Snapshot, now: float, config: PlannerConfig) -> Plan:
     files = snapshot.files
     used_bytes = int(files.size[d.in_window].sum())
     used_files = int(d.in_window.sum())
-    chosen = admit(snapshot, d, config, used_bytes=used_bytes, used_files=used_files, budget=max(0, budget))
+    chosen = _admit_with_slack(snapshot, d, now, config, used_bytes=used_bytes, used_files=used_files, budget=budget)
     for i in chosen:
         actions.append(
             RequestRestore(
@@ -225,6 +237,35 @@ def plan(snapshot: Snapshot, now: float, config: PlannerConfig) -> Plan:
         window_bytes,
     )
     return plan_
+
+
+def _admit_with_slack(
+    snapshot: Snapshot, d: Demand, now: float, config: PlannerConfig, *, used_bytes: int, used_files: int, budget: int
+) -> npt.NDArray[np.int64]:
+    """6-7. Admission; with deadlines, files a prompt job waits for by the policy, then the released files
+    only jobs with slack wait for, earliest deadline first (the rest are held back, `carousel.slack`)."""
+    budget = max(0, budget)
+    files = snapshot.files
+    candidates = (files.state == F_ARCHIVED) & (d.waiting > 0)
+    hold = hold_back(
+        snapshot,
+        candidates,
+        now,
+        config,
+        used_bytes=used_bytes,
+        used_files=used_files,
+        max_latency_s=TIER_MAX_LATENCY_S[config.tier],
+    )
+    if hold is None:
+        return admit(snapshot, d, config, used_bytes=used_bytes, used_files=used_files, budget=budget)
+    log.debug("slack: %d restores held back, %d released", hold.held, len(hold.released))
+    prompt = admit(snapshot, d, config, used_bytes=used_bytes, used_files=used_files, budget=budget, held=~hold.prompt)
+    taken_bytes = used_bytes + int(files.size[prompt].sum())
+    free_files = min(config.window_files - used_files, budget) - len(prompt)
+    if free_files <= 0 or len(hold.released) == 0:
+        return prompt
+    released = _take(hold.released, files.size, config.window_bytes - taken_bytes, free_files)
+    return np.concatenate([prompt, released]).astype(np.int64)
 
 
 def _rows_of_failed_files(snapshot: Snapshot) -> npt.NDArray[np.bool_]:
@@ -381,10 +422,16 @@ def admit(
     used_bytes: int,
     used_files: int,
     budget: int,
+    held: npt.NDArray[np.bool_] | None = None,
 ) -> npt.NDArray[np.int64]:
-    """Rows of the files to restore now, in policy order, within caps and the request budget."""
+    """Rows of the files to restore now, in policy order, within caps and the request budget.
+
+    `held`: files held back within their jobs' slack (`carousel.slack.hold_back`), not restored now.
+    """
     files = snapshot.files
     candidates = (files.state == F_ARCHIVED) & (d.waiting > 0)
+    if held is not None:
+        candidates &= ~held
     free_bytes = config.window_bytes - used_bytes
     free_files = min(config.window_files - used_files, budget)
     if free_files <= 0 or free_bytes <= 0 or not candidates.any():

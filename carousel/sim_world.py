@@ -75,6 +75,9 @@ class SimConfig:
     keep_s: float = 2 * DAY_S  # PlannerConfig.keep_s: keep idle copies this long when reuse is likely (0: off)
     keep_fraction: float = 0.5  # PlannerConfig.keep_fraction
     keep_min_jobs: int = 1  # PlannerConfig.keep_min_jobs
+    slack_s: float | None = None  # each job's slack: deadline = arrival + slack_s (None: prompt jobs, no deadline)
+    hold_back: bool = True  # PlannerConfig.hold_back
+    slack_margin_s: float = DAY_S  # PlannerConfig.slack_margin_s
     step_s: float = HOUR_S
     horizon_s: float = 120 * DAY_S
     restore_latency_h: dict[RestoreTier, tuple[float, float]] = field(
@@ -101,6 +104,7 @@ class JobSpec:
     query: JobQuery
     files: npt.NDArray[np.int64]  # catalogue rows
     cancel_at: float | None = None  # the researcher cancels the job at this time (if still open)
+    deadline: float | None = None  # latest acceptable completion (None: prompt)
 
 
 DEFAULT_CONFIG = SimConfig()
@@ -154,6 +158,7 @@ class SimWorld:
         self._job_pos = {job_id: k for k, job_id in enumerate(self.job_ids)}
         self.owners = tuple(j.owner for j in jobs)
         self.submitted = np.array([j.submitted_at for j in jobs])
+        self.deadline = np.array([np.nan if j.deadline is None else j.deadline for j in jobs], dtype=np.float64)
         self.job_state = np.zeros(len(jobs), np.int8)
         self.completed_at = np.full(len(jobs), np.nan)
         self.jf_job = job_of_row.astype(np.int32)
@@ -201,7 +206,11 @@ class SimWorld:
             position=self.position,
         )
         jobs = JobTable.build(
-            self.job_ids[:arrived], self.owners[:arrived], self.submitted[:arrived], self.job_state[:arrived]
+            self.job_ids[:arrived],
+            self.owners[:arrived],
+            self.submitted[:arrived],
+            self.job_state[:arrived],
+            deadline=self.deadline[:arrived],
         )
         m = self.rows_before[arrived]
         return Snapshot(files, jobs, JobFileTable.build(self.jf_job[:m], self.jf_file[:m], self.jf_state[:m]))

@@ -82,7 +82,9 @@ def make_workload(catalogue: CatalogueArrays, config: SimConfig) -> list[JobSpec
                 query = JobQuery(orbit_min=lo, orbit_max=max(lo, hi))
         rows = np.nonzero(catalogue.mask(query))[0].astype(np.int64)
         submitted = EPOCH + float(rng.uniform(0, config.arrival_span_s)) if k else EPOCH
-        jobs.append(JobSpec(f"job-{k:03d}", f"owner-{int(rng.integers(config.owners)):02d}", submitted, query, rows))
+        owner = f"owner-{int(rng.integers(config.owners)):02d}"
+        deadline = None if config.slack_s is None else submitted + config.slack_s
+        jobs.append(JobSpec(f"job-{k:03d}", owner, submitted, query, rows, deadline=deadline))
     jobs.sort(key=lambda j: (j.submitted_at, j.job_id))
     return jobs
 
@@ -121,6 +123,8 @@ class SimResult:
     timeline: Timeline
     need_bound: NeedBound | None = None  # honest bounds given the jobs' arrival times (`cost.need_lower_bound`)
     step_s: tuple[float, ...] = ()  # wall time of every planning step
+    jobs_late: int = 0  # jobs with a deadline that completed after it (or never, by the end of the run)
+    max_late_s: float = 0.0  # the latest of them: completion - deadline (inf: one never completed)
 
     @property
     def prompt_bound(self) -> CostBreakdown:
@@ -208,6 +212,8 @@ def _planner_config(world: SimWorld, policy: Policy, config: SimConfig) -> Plann
         keep_s=config.keep_s,
         keep_fraction=config.keep_fraction,
         keep_min_jobs=config.keep_min_jobs,
+        hold_back=config.hold_back,
+        slack_margin_s=config.slack_margin_s,
         max_restore_requests_per_step=PlannerConfig.requests_per_step(
             config.request_seconds_per_step, config.requests_per_second
         ),
@@ -257,6 +263,10 @@ def _result(
     )
     done = ~np.isnan(world.completed_at)
     completion = tuple(float(x) for x in (world.completed_at - world.submitted)[done])
+    with np.errstate(invalid="ignore"):
+        # never completed (by the end of the run, cancelled aside): late too
+        late = ~np.isnan(world.deadline) & ~(world.completed_at <= world.deadline) & (world.job_state != J_CANCELLED)
+    lateness = np.where(done, world.completed_at - world.deadline, np.inf)[late]
     return SimResult(
         policy=run.policy,
         jobs=len(jobs),
@@ -282,6 +292,8 @@ def _result(
         timeline=timeline,
         need_bound=need_bound(catalogue, jobs, config.tier, prices),
         step_s=tuple(run.step_times),
+        jobs_late=int(late.sum()),
+        max_late_s=float(lateness.max()) if len(lateness) else 0.0,
     )
 
 

@@ -392,6 +392,7 @@ def job_record(item: Mapping[str, Any]) -> JobRecord:
         owner=str(item.get(JobAttr.OWNER, "")),
         submitted_at=to_seconds(item.get(JobAttr.SUBMITTED_AT)) or 0.0,
         state=JobState(item.get(JobAttr.STATE, JobState.OPEN.value)),
+        deadline=to_seconds(item.get(JobAttr.DEADLINE)),  # None (absent or unparseable): prompt
     )
 
 

@@ -159,6 +159,9 @@ class JobAttr:
     # The launch lease's own item (job_id LAUNCH_LEASE_ID, no state: in no index) holds only these.
     LEASE_HOLDER = "lease_holder"
     LEASE_UNTIL_MS = "lease_until_ms"  # POSIX milliseconds
+    # The researcher's slack: the latest acceptable completion (ISO 8601 UTC, or POSIX seconds); absent =
+    # prompt. The carousel may hold the job's restores back within it to share them with later jobs.
+    DEADLINE = "deadline"
 
 
 # Key of the jobs-table item through which one carousel step at a time starts workers.

@@ -118,6 +118,12 @@ def submit(  # noqa: PLR0917 - typer maps options to parameters
         list[str] | None,
         typer.Option("--param", help="Job parameter NAME=VALUE; repeat. Unset ones take their defaults."),
     ] = None,
+    slack: float | None = typer.Option(
+        None,
+        "--slack",
+        help="Days you can wait for the results (default: as soon as possible). The carousel may hold the "
+        "job's restores back within them to share them with later jobs over the same files: cheaper.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Submit a job: a job definition over the files a query selects. Answers with counts, cost and start."""
@@ -131,7 +137,10 @@ def submit(  # noqa: PLR0917 - typer maps options to parameters
         chosen = registry.get(definition, registry.registered_from_env())
         parameters = chosen.validate(parse_params(param))  # before any table is read
         ctx = _context(("files_table", "jobs_table", "job_files_table"))
-        result = do_submit(ctx.tables, ctx.config, owner=owner, definition=chosen, query=query, parameters=parameters)
+        slack_s = None if slack is None else slack * 86_400.0
+        result = do_submit(
+            ctx.tables, ctx.config, owner=owner, definition=chosen, query=query, parameters=parameters, slack_s=slack_s
+        )
     except (BadInput, ConfigError) as exc:
         raise _fail(exc) from exc
     except TransientError as exc:  # DynamoDB kept refusing the job-files' writes: nothing was opened
@@ -151,6 +160,8 @@ def submit(  # noqa: PLR0917 - typer maps options to parameters
         f"(alone: ${data['estimated_cost_alone']['total']:.4f})",
         f"  estimated start: {data['estimated_start'] or '-'}",
     ]
+    if data["deadline"]:
+        lines.append(f"  deadline: {data['deadline']} (restores may wait within it, to be shared)")
     print("\n".join(lines))  # noqa: T201
 
 
