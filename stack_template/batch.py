@@ -2,7 +2,8 @@
 
 Every job definition runs `python -m <package>` in its worker's image with the same
 environment (`job_environment`: the shared resources of `datacarousel.contract` and the
-tunables) and the HSDS credentials from the secret. The pipeline workers' sizes are fixed
+tunables); the HSDS credentials come from the secret, to the jobs that use HSDS only
+(`HSDS_IDENTITY`: the loader gets none). The pipeline workers' sizes are fixed
 here; an analysis's come from its description (`batch_jobs/<analysis>/definition.toml`).
 EventBridge submits the carousel step on the operator's schedule.
 """
@@ -32,6 +33,25 @@ from stack_template.parameters import Parameters
 SCRATCH_PATH = "/tmp"  # a private tmpfs per job, not the host's /tmp
 SCRATCH_MIB = 512  # matplotlib's cache (MPLCONFIGDIR=/tmp/matplotlib), quick-look images, tempfile
 SCRATCH_MOUNT_OPTIONS = ("rw", "nosuid", "nodev")
+
+
+# Who each job is in HSDS (None: it gets no HSDS credentials). The writer links and records files
+# and deletes the domains of copies that expired or failed (the carousel step: carousel/step_part.py
+# DomainDeleter); the reader is every analysis (`hsds_identity`). Until the template has a reader
+# secret of its own, the readers get the writer's (docs/operator.md).
+HSDS_WRITER = "writer"
+HSDS_READER = "reader"
+HSDS_IDENTITY: dict[str, str | None] = {
+    JobDefinitionName.LOADER.value: None,  # stages archive objects: never talks to HSDS
+    JobDefinitionName.INDEX_FILE.value: HSDS_WRITER,
+    JobDefinitionName.RECORD_METADATA.value: HSDS_WRITER,
+    JobDefinitionName.CAROUSEL.value: HSDS_WRITER,
+}
+
+
+def hsds_identity(definition: str) -> str | None:
+    """The HSDS identity of a job definition: the pipeline's own as listed, every analysis a reader."""
+    return HSDS_IDENTITY.get(definition, HSDS_READER)
 
 
 @dataclass(frozen=True)
@@ -126,8 +146,9 @@ def add_batch(
     definitions: dict[str, tbatch.JobDefinition] = {}
     for spec in workers():
         own = env + tuning if spec.definition == JobDefinitionName.CAROUSEL.value else env
+        own_secrets = secrets if hsds_identity(spec.definition) is not None else []
         definitions[spec.definition] = t.add_resource(
-            _job_definition(spec, p, roles=roles, env=own, secrets=secrets, log_group=log_group)
+            _job_definition(spec, p, roles=roles, env=own, secrets=own_secrets, log_group=log_group)
         )
         assert images[spec.definition] == p.images[spec.definition].title
     return Batch(compute_environment=compute, job_queue=queue, job_definitions=definitions)
@@ -219,7 +240,7 @@ def _job_definition(
                 ]
             ),
             Environment=env,
-            Secrets=secrets,
+            **({"Secrets": secrets} if secrets else {}),
             LogConfiguration=tbatch.LogConfiguration(
                 LogDriver="awslogs",
                 Options={

@@ -3,11 +3,20 @@
 The workers read and write HDF5 through HSDS (HS_ENDPOINT, a private DNS name); HSDS keeps
 its data in its own bucket. One task only: two independent HSDS node sets must not write
 the same storage bucket. The task admits the workers' security group only.
+
+HSDS is configured explicitly, from `HSDS_SERVER_CONFIG` (no anonymous access, no public
+default ACL): the embedded environment's server (`workbench/local/hsds_server.py`) reads the
+same settings. A one-shot `config` container writes them, and the password file made from the
+injected secret, to a task volume the nodes read: an environment variable cannot turn an HSDS
+boolean off (hsds converts the string with `bool()`), and no password is ever on a command line.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from troposphere import GetAtt, Ref, Sub, Template
 from troposphere import ec2 as tec2
@@ -26,6 +35,40 @@ HSDS_SERVICE_NAME = "hsds"  # Cloud Map service: HS_ENDPOINT is http://hsds.<nam
 HSDS_NAMESPACE = "${AWS::StackName}.internal"  # private DNS namespace (a Sub expression)
 HSDS_DATA_NODE_PORT = 6101  # first data node; data nodes listen on 6101, 6102, ... inside the task
 
+# The HSDS server settings of every HSDS this project runs (the template's task and the embedded
+# server): no unauthenticated request is served (hsds's packaged default is `allow_noauth: true`),
+# a new domain gets no public `default` ACL, and the service node queues bursts of requests (several
+# workers linking at once) instead of answering 503 above hsds's default of 100 tasks.
+HSDS_SERVER_CONFIG: Mapping[str, object] = MappingProxyType(
+    {"allow_noauth": False, "default_public": False, "max_task_count": 1000}
+)
+# The task volume the `config` container writes and the nodes read (read-only for them).
+HSDS_CONFIG_VOLUME = "hsds-config"
+HSDS_CONFIG_DIR = "/hsds-config"
+HSDS_OVERRIDE_FILE = f"{HSDS_CONFIG_DIR}/override.yml"
+HSDS_PASSWORD_FILE = f"{HSDS_CONFIG_DIR}/passwd.txt"
+HSDS_CONFIG_CONTAINER = "config"
+# The `config` container's program (`python -c`): the override (JSON, which is YAML) from its
+# environment, and the password file (0600) from the injected secret's variables. Nothing secret
+# is in its argv; the nodes' command lines carry no credentials either.
+CONFIG_WRITER = (
+    "import os\n"
+    "d = os.environ['HSDS_CONFIG_DIR']\n"
+    "with open(os.path.join(d, 'override.yml'), 'w') as f:\n"
+    "    f.write(os.environ['HSDS_CONFIG_OVERRIDE'])\n"
+    "p = os.path.join(d, 'passwd.txt')\n"
+    "if os.path.exists(p):\n"
+    "    os.unlink(p)\n"
+    "fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)\n"
+    "with os.fdopen(fd, 'w') as f:\n"
+    "    f.write(os.environ['HS_USERNAME'] + ':' + os.environ['HS_PASSWORD'] + '\\n')\n"
+)
+
+
+def task_override() -> dict[str, object]:
+    """The override file of the task's nodes: `HSDS_SERVER_CONFIG` and where the password file is."""
+    return {**HSDS_SERVER_CONFIG, "password_file": HSDS_PASSWORD_FILE}
+
 
 @dataclass(frozen=True)
 class Hsds:
@@ -36,6 +79,7 @@ class Hsds:
 
 def _hsds_container_environment(buckets: Buckets) -> list[tecs.Environment]:
     return [
+        tecs.Environment(Name="CONFIG_OVERRIDE_PATH", Value=HSDS_OVERRIDE_FILE),
         tecs.Environment(Name="BUCKET_NAME", Value=Ref(buckets.hsds)),
         tecs.Environment(Name="AWS_REGION", Value=Ref("AWS::Region")),
         tecs.Environment(Name="AWS_S3_GATEWAY", Value=Sub("https://s3.${AWS::Region}.${AWS::URLSuffix}")),
@@ -85,8 +129,10 @@ def add_hsds(
             RuntimePlatform=tecs.RuntimePlatform(OperatingSystemFamily="LINUX", CpuArchitecture="X86_64"),
             ExecutionRoleArn=GetAtt(roles.execution, "Arn"),
             TaskRoleArn=GetAtt(roles.hsds_task, "Arn"),
+            Volumes=[tecs.Volume(Name=HSDS_CONFIG_VOLUME)],  # task storage, gone with the task
             ContainerDefinitions=[
-                _service_node(p, buckets, secret=secret, log_group=log_group, common=common, endpoint=endpoint),
+                _config_writer(p, secret=secret, log_group=log_group),
+                _service_node(p, buckets, log_group=log_group, common=common, endpoint=endpoint),
                 *_data_nodes(p, buckets, log_group, common, data_nodes),
             ],
         )
@@ -166,11 +212,39 @@ def _health() -> tecs.HealthCheck:
     )
 
 
+def _config_writer(p: Parameters, *, secret: tsm.Secret, log_group: tlogs.LogGroup) -> tecs.ContainerDefinition:
+    """Writes the nodes' override file and password file to the config volume, then exits."""
+    return tecs.ContainerDefinition(
+        Name=HSDS_CONFIG_CONTAINER,
+        Image=Ref(p.hsds_image),
+        Essential=False,
+        ReadonlyRootFilesystem=True,
+        Command=["python", "-c", CONFIG_WRITER],
+        Environment=[
+            tecs.Environment(Name="HSDS_CONFIG_DIR", Value=HSDS_CONFIG_DIR),
+            tecs.Environment(Name="HSDS_CONFIG_OVERRIDE", Value=json.dumps(task_override(), sort_keys=True)),
+        ],
+        Secrets=[
+            tecs.Secret(Name=Env.HS_USERNAME, ValueFrom=Sub(f"${{{secret.title}}}:{SECRET_USERNAME_KEY}::")),
+            tecs.Secret(Name=Env.HS_PASSWORD, ValueFrom=Sub(f"${{{secret.title}}}:{SECRET_PASSWORD_KEY}::")),
+        ],
+        MountPoints=[tecs.MountPoint(SourceVolume=HSDS_CONFIG_VOLUME, ContainerPath=HSDS_CONFIG_DIR, ReadOnly=False)],
+        LogConfiguration=_logging(log_group, "hsds-config"),
+    )
+
+
+def _node_config() -> dict[str, object]:
+    """What every node gets to read the config the `config` container wrote (and waits for it)."""
+    return {
+        "MountPoints": [tecs.MountPoint(SourceVolume=HSDS_CONFIG_VOLUME, ContainerPath=HSDS_CONFIG_DIR, ReadOnly=True)],
+        "DependsOn": [tecs.ContainerDependency(ContainerName=HSDS_CONFIG_CONTAINER, Condition="SUCCESS")],
+    }
+
+
 def _service_node(
     p: Parameters,
     buckets: Buckets,
     *,
-    secret: tsm.Secret,
     log_group: tlogs.LogGroup,
     common: list[str],
     endpoint: Sub,
@@ -180,27 +254,26 @@ def _service_node(
         Image=Ref(p.hsds_image),
         Essential=True,
         ReadonlyRootFilesystem=True,
-        # A shell passes the credentials from the injected secret to the node without writing them anywhere.
+        # No shell, no credential: the users are in the password file the override names.
         Command=[
-            "sh",
-            "-c",
-            "exec python -m hsds.node_runner --node_type=sn "
-            + " ".join(common)
-            + f" --sn_port={HSDS_PORT} --hsds_endpoint=$HSDS_ENDPOINT"
-            + ' --hs_username="$HS_USERNAME" --hs_password="$HS_PASSWORD" --admin_user="$HS_USERNAME"',
+            "python",
+            "-m",
+            "hsds.node_runner",
+            "--node_type=sn",
+            *common,
+            f"--sn_port={HSDS_PORT}",
         ],
         PortMappings=[tecs.PortMapping(ContainerPort=HSDS_PORT, Protocol="tcp")],
         Environment=[
             *_hsds_container_environment(buckets),
             tecs.Environment(Name="NODE_TYPE", Value="sn"),
             tecs.Environment(Name="HSDS_ENDPOINT", Value=endpoint),
-        ],
-        Secrets=[
-            tecs.Secret(Name=Env.HS_USERNAME, ValueFrom=Sub(f"${{{secret.title}}}:{SECRET_USERNAME_KEY}::")),
-            tecs.Secret(Name=Env.HS_PASSWORD, ValueFrom=Sub(f"${{{secret.title}}}:{SECRET_PASSWORD_KEY}::")),
+            # The admin: the workers' user (its name only; a string setting may come from the environment).
+            tecs.Environment(Name="ADMIN_USER", Value=Ref(p.hsds_username)),
         ],
         HealthCheck=_health(),
         LogConfiguration=_logging(log_group, "hsds-sn"),
+        **_node_config(),
     )
 
 
@@ -221,6 +294,7 @@ def _data_nodes(
             ],
             HealthCheck=_health(),
             LogConfiguration=_logging(log_group, f"hsds-dn{i + 1}"),
+            **_node_config(),
         )
         for i in range(data_nodes)
     ]

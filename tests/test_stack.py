@@ -421,7 +421,7 @@ def test_every_table_and_index_of_the_contract_exists_with_matching_keys(templat
 
 def _container_env_names(job_definition: dict[str, Any]) -> tuple[list[str], list[str]]:
     container = job_definition["Properties"]["ContainerProperties"]
-    return [e["Name"] for e in container["Environment"]], [s["Name"] for s in container["Secrets"]]
+    return [e["Name"] for e in container["Environment"]], [s["Name"] for s in container.get("Secrets", [])]
 
 
 CONTRACT_ENV_NAMES = {value for name, value in vars(Env).items() if name.isupper() and isinstance(value, str)}
@@ -438,10 +438,12 @@ def test_job_definitions_set_only_contract_variables_and_keep_credentials_secret
         for wanted in (Env.HSDS_FOLDER, Env.HS_ENDPOINT, Env.WINDOW_BYTES, Env.WINDOW_FILES, Env.RESTORE_TIER):
             assert wanted in environment, (name, wanted)
         assert Env.RESTORE_DAYS in environment, name
-        # Credentials come from Secrets Manager, never in clear.
-        assert sorted(secrets) == sorted([Env.HS_USERNAME, Env.HS_PASSWORD]), name
+        # Credentials come from Secrets Manager, never in clear; the loader, which never talks to HSDS, gets none.
+        job = definition["Properties"]["JobDefinitionName"]
+        uses_hsds = job != JobDefinitionName.LOADER.value
+        assert sorted(secrets) == (sorted([Env.HS_USERNAME, Env.HS_PASSWORD]) if uses_hsds else []), name
         assert Env.HS_PASSWORD not in environment and Env.AWS_SECRET_ACCESS_KEY not in environment, name
-        for secret in definition["Properties"]["ContainerProperties"]["Secrets"]:
+        for secret in definition["Properties"]["ContainerProperties"].get("Secrets", []):
             assert "HsdsCredentials" in json.dumps(secret["ValueFrom"]), name
 
 
@@ -571,12 +573,12 @@ def test_hsds_admits_only_the_workers_and_gets_credentials_from_the_secret(templ
         assert container["Image"] == {"Ref": contract.HSDS_IMAGE_PARAMETER}
         assert container["ReadonlyRootFilesystem"] is True
         env = {e["Name"]: e["Value"] for e in container["Environment"]}
-        assert env["BUCKET_NAME"] == {"Ref": "HsdsBucket"}
         assert not [name for name in env if "PASSWORD" in name.upper()]
-    # The service node gets the password from the injected secret's variable, nothing else.
-    (sn_script,) = [arg for arg in containers["sn"]["Command"] if "--hs_password" in arg]
-    assert re.findall(r"--hs_password=(\S+)", sn_script) == ['"$HS_PASSWORD"']
-    assert {s["Name"] for s in containers["sn"]["Secrets"]} == {Env.HS_USERNAME, Env.HS_PASSWORD}
+        if container["Name"] != "config":
+            assert env["BUCKET_NAME"] == {"Ref": "HsdsBucket"}
+    # Only the config container gets the secret, as injected variables (tests/stack_template/test_hsds_config.py).
+    assert {s["Name"] for s in containers["config"]["Secrets"]} == {Env.HS_USERNAME, Env.HS_PASSWORD}
+    assert "Secrets" not in containers["sn"]
     service = template["Resources"]["HsdsService"]["Properties"]
     assert service["DesiredCount"] == 1 and service["DeploymentConfiguration"]["MaximumPercent"] == 100
     assert service["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"] == "DISABLED"

@@ -358,7 +358,7 @@ def _start(
         startup_steps.wait_hsds_ready(startup, hs_endpoint, dn_urls, timeout=timeout)
         timings["hsds_ready"] = time.monotonic() - started
 
-        # 4. the HSDS folder of the domains, owned by the worker account
+        # 4. the HSDS folder of the domains, owned by the admin, with the writer's and the reader's ACLs
         folder = contract.DEFAULT_HSDS_FOLDER.format(user=hsds_user)
         startup_steps.ensure_hsds_folder(folder, hs_endpoint, credentials, timeout=timeout)
 
@@ -367,6 +367,8 @@ def _start(
             contract.Env.HS_USERNAME: credentials.username,
             contract.Env.HS_PASSWORD: credentials.password,
         }
+        # The analyses' HSDS identity, for the local launcher (the env file holds the writer's).
+        hsds_server.write_reader_file(_launcher_state(paths), credentials)
         write_env_file(
             paths.env_file,
             _worker_env(paths, aws_env=aws_env, hs_env=hs_env, stack_name=stack_name, folder=folder, dc_env=dc_env),
@@ -445,8 +447,13 @@ def _launcher_env(paths: Paths) -> dict[str, str]:
     if launcher:
         env[launcher] = "local"
     if state:
-        env[state] = str(paths.root / "jobs")
+        env[state] = str(_launcher_state(paths))
     return env
+
+
+def _launcher_state(paths: Paths) -> Path:
+    """The local launcher's state directory (DC_LOCAL_STATE_DIR): its job records, the reader's credentials."""
+    return paths.root / "jobs"
 
 
 # Variables that could point boto3 at a real AWS account instead of the embedded moto.

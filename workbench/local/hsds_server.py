@@ -4,8 +4,9 @@
   a missing bucket directory makes a data node spin and flood its log).
 - Endpoint: Unix sockets in a private (0700) short directory under the system temp
   directory (socket paths must stay under ~100 bytes), so nothing listens on TCP.
-- Users: a random admin password and a random user password, in a 0600 password
-  file; unauthenticated requests are refused (`allow_noauth: false`).
+- Users: random passwords for the admin, the writer (the pipeline) and the reader (the
+  analyses), in a 0600 password file; unauthenticated requests are refused and new domains get no public ACL: the
+  template's `HSDS_SERVER_CONFIG`, the stack's HSDS task's settings too.
 - Linked data in S3 (moto): the server reads `s3://` chunk references through
   AWS_S3_GATEWAY / AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_REGION.
 - Stop: SIGINT to the `hsds` parent, which stops its nodes (SIGTERM would orphan them).
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import secrets
@@ -22,13 +24,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import requests_unixsocket
 
+from stack_template.hsds import HSDS_SERVER_CONFIG
 from workbench.local import process
 from workbench.local.errors import MissingDependency, StartupFailed
 
@@ -36,6 +39,7 @@ log = logging.getLogger(__name__)
 
 NAME = "hsds"
 ADMIN_USER = "admin"
+READER_SUFFIX = "-reader"  # the analyses' HSDS user: <the writer>-reader
 SOCKET_DIR_PREFIX = "dc-hsds-"
 # hsds refuses socket directories longer than this (AF_UNIX path limit, see hsds.app).
 MAX_SOCKET_DIR_LEN = 63
@@ -43,18 +47,30 @@ MAX_SOCKET_DIR_LEN = 63
 
 @dataclass(frozen=True)
 class Credentials:
-    """HSDS accounts: an admin (creates top-level folders) and the user the workers run as."""
+    """HSDS accounts: an admin (creates the folders and sets their ACLs, at `up` only), the writer the
+    pipeline runs as (`username`: index_file, record_metadata, the carousel) and the reader the
+    analyses run as (`reader_username`: read access to the domains' folder only)."""
 
     username: str
-    password: str
-    admin_password: str
+    password: str = field(repr=False)
+    admin_password: str = field(repr=False)
+    reader_password: str = field(repr=False, default="")
     admin_user: str = ADMIN_USER
+
+    @property
+    def reader_username(self) -> str:
+        return f"{self.username}{READER_SUFFIX}"
 
     @classmethod
     def generate(cls, username: str) -> Credentials:
         if username == ADMIN_USER:
             raise ValueError("the HSDS user must not be the admin account")
-        return cls(username=username, password=secrets.token_urlsafe(24), admin_password=secrets.token_urlsafe(24))
+        return cls(
+            username=username,
+            password=secrets.token_urlsafe(24),
+            admin_password=secrets.token_urlsafe(24),
+            reader_password=secrets.token_urlsafe(24),
+        )
 
     def write_password_file(self, path: Path) -> None:
         """`user:password` lines, created 0600 (never world- or group-readable, even briefly)."""
@@ -64,6 +80,40 @@ class Credentials:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(f"{self.admin_user}:{self.admin_password}\n{self.username}:{self.password}\n")
+            if self.reader_password:
+                out.write(f"{self.reader_username}:{self.reader_password}\n")
+
+
+READER_FILE = "hsds-reader"  # in the local launcher's state directory: the reader's `user:password`
+
+
+def write_reader_file(launcher_state: Path, credentials: Credentials) -> None:
+    """The reader's `user:password` (0600) where the local launcher finds it (`reader_of`)."""
+    launcher_state.mkdir(parents=True, exist_ok=True)
+    path = launcher_state / READER_FILE
+    if path.exists():
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(f"{credentials.reader_username}:{credentials.reader_password}\n")
+
+
+def reader_of(password_file: Path, writer: str) -> tuple[str, str] | None:
+    """(user, password) of the reader account of `writer` in a `user:password` file, else None.
+
+    The local launcher gives them to the analyses as HS_USERNAME / HS_PASSWORD (the env file holds
+    the writer's; on AWS each job definition gets its own identity's secret under those names).
+    """
+    reader = f"{writer}{READER_SUFFIX}"
+    try:
+        lines = password_file.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        user, _, password = line.partition(":")
+        if user == reader and password:
+            return user, password
+    return None
 
 
 @dataclass(frozen=True)
@@ -126,21 +176,24 @@ def server_env(
     return env
 
 
+def override_settings(*, log_level: str) -> dict[str, object]:
+    """The embedded server's settings: the template's HSDS settings (`HSDS_SERVER_CONFIG`, the same
+    no-anonymous-access config the stack's HSDS task runs with), plus what suits a local server."""
+    return {
+        **HSDS_SERVER_CONFIG,
+        "log_level": log_level,
+        "server_name": "Data Carousel local HSDS",
+        # Write changed objects at the next sync tick (default: wait 1 s more): flushes return sooner.
+        "s3_age_time": 0,
+    }
+
+
 def write_override(path: Path, *, log_level: str) -> None:
-    """Settings that must be typed values (an environment variable cannot turn a boolean off)."""
+    """The override file (JSON, which is YAML): settings that must be typed values (an environment
+    variable cannot turn an HSDS boolean off: hsds converts its string with `bool()`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
-        "# Written by datacarousel up.\n"
-        "allow_noauth: false\n"
-        "default_public: false\n"
-        f"log_level: {log_level}\n"
-        "server_name: Data Carousel local HSDS\n"
-        # Write changed objects at the next sync tick (default: wait 1 s more): flushes return sooner.
-        "s3_age_time: 0\n"
-        # The service node answers 503 above this many asyncio tasks (default 100). Several workers
-        # linking at once (each link is a burst of metadata requests) pass 100 on a 2-core machine and
-        # turn the burst into a storm of retries; queueing the requests is what the clients need.
-        "max_task_count: 1000\n"
+        "# Written by datacarousel up.\n" + json.dumps(override_settings(log_level=log_level), indent=1) + "\n"
     )
 
 

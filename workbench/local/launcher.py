@@ -31,7 +31,9 @@ from carousel.launcher import (
 )
 from datacarousel.contract import DEFAULT_STACK_NAME, Env
 from datacarousel.errors import ConfigError
+from stack_template.batch import HSDS_READER, hsds_identity
 from workbench import images
+from workbench.local import hsds_server
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,7 @@ class LocalLauncher:
         self._definitions = dict(definitions)
         self._registered = registered
         self._env = dict(env)
+        self._state_dir = state_dir
         self._jobs_dir = state_dir / "jobs"
         self._logs_dir = state_dir / "logs"
         self._images = dict(images or {})
@@ -102,9 +105,28 @@ class LocalLauncher:
                 env[name] = os.pathsep.join(p for p in (value, env.get(name, "")) if p)
             else:
                 env.setdefault(name, value)
+        self._as_hsds_identity(definition.name, env)
         if array_index is not None:
             env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(array_index)
         return env
+
+    def _as_hsds_identity(self, definition: str, env: dict[str, str]) -> None:
+        """HS_USERNAME / HS_PASSWORD of the job's own HSDS identity (`stack_template.batch.hsds_identity`):
+        the env file's (the writer's) for the pipeline, the reader's (from the file `up`
+        wrote, `hsds_server.write_reader_file`) for an analysis, none for the loader."""
+        identity = hsds_identity(definition)
+        if identity is None:
+            env.pop(Env.HS_USERNAME, None)
+            env.pop(Env.HS_PASSWORD, None)
+        elif identity == HSDS_READER and env.get(Env.HS_USERNAME):
+            reader_file = self._state_dir / hsds_server.READER_FILE
+            reader = hsds_server.reader_of(reader_file, env[Env.HS_USERNAME])
+            if reader is None:
+                raise ConfigError(
+                    f"no HSDS reader account for {definition} in {reader_file}: "
+                    "restart the environment (`datacarousel down; datacarousel up`)"
+                )
+            env[Env.HS_USERNAME], env[Env.HS_PASSWORD] = reader
 
     def launch(self, request: LaunchRequest) -> list[str]:
         definition = self._definitions.get(request.job_definition)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import posixpath
 import signal
 import socket
 import stat
@@ -27,10 +28,13 @@ from typer.testing import CliRunner
 from carousel.launcher import LaunchRequest, job_definitions
 from datacarousel import aws, contract, hsds
 from datacarousel.work_queues import WorkQueues
+from stack_template.hsds import HSDS_SERVER_CONFIG
 from workbench.cli import app
 from workbench.local import environment, hsds_server, process
 from workbench.local.errors import PortInUse, StackFailed
 from workbench.local.launcher import LocalLauncher
+from workbench.local.startup_steps import ACL_KEYS
+from workbench.local.state_dir import Paths
 
 # --- unit: env file, outputs, template parameters ----------------------------------------
 
@@ -195,6 +199,82 @@ def test_wrong_or_missing_credentials_are_refused(local_env: Any) -> None:
     with pytest.raises(OSError) as info:
         h5pyd.File(domain, "r", username=env["HS_USERNAME"], password="wrong")
     assert info.value.errno in (401, 403)
+
+
+@pytest.mark.integration
+def test_the_server_runs_the_template_settings_and_refuses_anonymous_listing_and_reading(local_env: Any) -> None:
+    """The embedded server reads the template's HSDS settings (`HSDS_SERVER_CONFIG`): no request
+    without credentials lists a folder or reads a domain, and no folder on the way to the domains
+    has a `default` (any user) ACL."""
+    env = local_env.env
+    folder = env["DC_HSDS_FOLDER"]
+    written = json.loads(Paths(local_env.state_dir).override_file.read_text().split("\n", 1)[1])
+    assert {key: written[key] for key in HSDS_SERVER_CONFIG} == dict(HSDS_SERVER_CONFIG)
+    domain = f"{folder}anon-{uuid.uuid4().hex[:8]}.h5"
+    with h5pyd.File(domain, "w") as f:
+        f.attrs["x"] = 1
+    user = (env["HS_USERNAME"], env["HS_PASSWORD"])
+    with requests_unixsocket.Session() as session:
+        endpoint = env["HS_ENDPOINT"]
+        assert session.get(f"{endpoint}/domains", params={"domain": folder}, auth=user).status_code == 200
+        assert session.get(f"{endpoint}/domains", params={"domain": folder}).status_code in (401, 403)
+        assert session.get(f"{endpoint}/", params={"domain": domain}).status_code in (401, 403)
+        assert session.get(f"{endpoint}/acls", params={"domain": domain}).status_code in (401, 403)
+        users = dict(line.split(":", 1) for line in Paths(local_env.state_dir).password_file.read_text().splitlines())
+        admin = (hsds_server.ADMIN_USER, users[hsds_server.ADMIN_USER])  # only the admin reads a folder's ACLs
+        parts = folder.strip("/").split("/")
+        for depth in range(1, len(parts) + 1):
+            path = "/" + "/".join(parts[:depth])
+            acls = session.get(f"{endpoint}/acls", params={"domain": path}, auth=admin).json()["acls"]
+            default = [acl for acl in acls if acl["userName"] == "default"]
+            assert all(not any(acl[key] for key in ACL_KEYS) for acl in default), (path, default)
+        # A domain made in the folder inherits no public ACL either (default_public: false).
+        acls = session.get(f"{endpoint}/acls", params={"domain": domain}, auth=user).json()["acls"]
+        assert "default" not in {acl["userName"] for acl in acls if acl.get("read")}
+
+
+@pytest.mark.integration
+def test_the_analyses_user_reads_only_and_the_writer_touches_no_acl_and_no_other_folder(local_env: Any) -> None:
+    """Per-role HSDS identities: the reader (analyses) reads the writer's domains and can neither write
+    nor delete; the writer (index_file, record_metadata, the carousel) writes and deletes its domains
+    but cannot read or change the folder's ACLs, nor create anything outside the domains' folder."""
+    env = local_env.env
+    folder = env["DC_HSDS_FOLDER"]
+    endpoint = env["HS_ENDPOINT"]
+    writer = (env["HS_USERNAME"], env["HS_PASSWORD"])
+    reader = hsds_server.reader_of(Paths(local_env.state_dir).password_file, writer[0])
+    assert reader is not None
+    assert reader[0] != writer[0] and reader[0] != hsds_server.ADMIN_USER
+    domain = f"{folder}roles-{uuid.uuid4().hex[:8]}.h5"
+    with h5pyd.File(domain, "w") as f:
+        f.attrs["x"] = 1
+    refused = (401, 403)
+    with requests_unixsocket.Session() as session:
+
+        def call(method: str, path: str, auth: tuple[str, str], domain_: str, **kw: Any) -> int:
+            return int(
+                session.request(method, f"{endpoint}{path}", params={"domain": domain_}, auth=auth, **kw).status_code
+            )
+
+        root = session.get(f"{endpoint}/", params={"domain": domain}, auth=reader).json()["root"]
+        with h5pyd.File(domain, "r", username=reader[0], password=reader[1]) as f:
+            assert f.attrs["x"] == 1
+        attribute = {"type": "H5T_STD_I32LE", "shape": [], "value": 2}
+        assert call("PUT", f"/groups/{root}/attributes/y", reader, domain, json=attribute) in refused
+        assert call("DELETE", "/", reader, domain) in refused
+        assert call("PUT", "/", reader, f"{folder}by-reader.h5", json={}) in refused
+        assert call("PUT", "/acls/" + reader[0], reader, domain, json={"update": True}) in refused
+        # The writer: its own domains, nothing of the folder's ACLs, no folder elsewhere.
+        assert call("PUT", f"/groups/{root}/attributes/y", writer, domain, json=attribute) == 201
+        for path in ("/home", posixpath.dirname(folder.rstrip("/")), folder.rstrip("/")):
+            assert call("GET", "/acls", writer, path) in refused, path
+            assert call("PUT", "/acls/" + writer[0], writer, path, json={"updateACL": True}) in refused, path
+            assert call("PUT", "/acls/default", writer, path, json={"read": True}) in refused, path
+        assert call("PUT", "/", writer, f"/home/elsewhere-{uuid.uuid4().hex[:6]}", json={"folder": True}) in refused
+        sibling = f"{posixpath.dirname(folder.rstrip('/'))}/other-{uuid.uuid4().hex[:6]}"
+        assert call("PUT", "/", writer, sibling, json={"folder": True}) in refused
+        assert call("DELETE", "/", writer, domain) == 200
+        assert call("GET", "/", reader, domain) in (404, 410)
 
 
 @pytest.mark.integration

@@ -38,7 +38,10 @@ def test_password_file_is_private(tmp_path: Path) -> None:
     assert path.read_text().splitlines() == [
         f"admin:{credentials.admin_password}",
         f"worker:{credentials.password}",
+        f"worker-reader:{credentials.reader_password}",
     ]
+    assert len({credentials.password, credentials.admin_password, credentials.reader_password}) == 3
+    assert credentials.reader_password not in repr(credentials) and credentials.password not in repr(credentials)
 
 
 def test_server_env_drops_stray_hsds_settings(tmp_path: Path) -> None:
