@@ -1,0 +1,208 @@
+"""Issue #22: the true floor of the radiance job: pread and inflate exactly the chunk bytes it needs, nothing else.
+
+    .venv/bin/python bench/bench_floor.py --file ORBIT.h5 [--repeat 3] [--threads 2] [--h5py]
+
+"Exactly the chunk bytes the job needs" comes from the project's chunk index (`datacarousel.chunkread`:
+`radiance_job_paths`, `index_datasets`) and the job's plan (as `compute_orbit` decides it, from the data):
+the lat/lon chunks of every MODIS granule; SolarZenith, SensorZenith and the two RefSB arrays of the
+descending ones; MISR BlockCenterTime, the geometry chunks over the daylit block range, GeoLatitude,
+GeoLongitude and the 4 AN bands (whole-array chunks: inflated to their end, as the job does to check
+the zlib checksum); every CERES FM1 array. Rows (each a median of --repeat interleaved rounds, spread
+min-max; page cache warm; GB/s of output (compressed bytes for pread) per wall second and per CPU second,
+the second being the per-core rate on a shared machine):
+- pread: the compressed bytes of those chunks, one `os.pread` per chunk, one thread;
+- inflate, per library, 1 thread and --threads threads (largest chunks first), from bytes in memory:
+  zlib (CPython's), `isal` (python-isal: ISA-L), `deflate` (libdeflate, one-shot into a buffer of the
+  known size), `zlib-ng` (python-zlib-ng); a library is kept only if it gives output byte-identical to
+  zlib's on every chunk (checked once, before timing);
+- floor: pread + inflate of each chunk by the fastest library, 1 thread and --threads threads;
+- with --h5py, the h5py baseline (`bench_compute_radiance.read_floor`: h5py reads the same datasets).
+With --malloc-reuse the script reruns itself with glibc's mmap threshold off (see REUSE): output buffers
+are then reused instead of page-faulted in, and "sys" drops to ~0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import sys
+import time
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from batch_jobs.compute_radiance import science as s  # noqa: E402
+from datacarousel import chunkread as cr  # noqa: E402
+
+# glibc hands every buffer above 32 MB out as fresh mmap'd pages (a page fault per 4 KB written, 20-40 % of an
+# inflate); with these a buffer freed is reused. The job could run so too (a process per orbit).
+REUSE = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
+Task = tuple[str, int, int, int]  # dataset path, byte offset, stored size, uncompressed size (0: not deflate)
+
+
+def inflaters() -> dict[str, Callable[[bytes, int], Any]]:
+    """name -> inflate(raw, expected size) for every library installed."""
+    out: dict[str, Callable[[bytes, int], Any]] = {"zlib": lambda raw, n: zlib.decompress(raw, bufsize=n)}
+    try:
+        from isal import isal_zlib  # noqa: PLC0415
+
+        out["isal"] = lambda raw, n: isal_zlib.decompress(raw, bufsize=n)
+    except ImportError:
+        pass
+    try:
+        import deflate  # noqa: PLC0415
+
+        out["libdeflate"] = deflate.zlib_decompress  # one shot into a buffer of the size given
+    except ImportError:
+        pass
+    try:
+        from zlib_ng import zlib_ng  # noqa: PLC0415
+
+        out["zlib-ng"] = lambda raw, n: zlib_ng.decompress(raw, bufsize=n)
+    except ImportError:
+        pass
+    return out
+
+
+def job_chunks(path: Path) -> list[Task]:
+    """The chunks the job reads, decided as `compute_orbit` decides (descending test, daylit MISR blocks)."""
+    with h5py.File(path, "r") as h5:
+        index = cr.index_datasets(h5, cr.radiance_job_paths(h5))
+        granules = sorted(h5["MODIS"], key=s.parse_granule_time)
+        descending = [g for g in granules if s.is_descending(h5[f"MODIS/{g}/_1KM/Geolocation/Latitude"][()])]
+        window = s.time_window(descending)
+        assert window is not None, "the bench needs an orbit with a daylit half"
+        blocks = s.blocks_in_window(s.parse_block_center_times(h5["MISR/AN/BlockCenterTime"][()]), *window)
+    first, last = int(blocks[0]), int(blocks[-1])
+    wanted = []
+    for p, ix in index.items():
+        parts = p.split("/")
+        if parts[0] == "MODIS" and parts[1] not in descending and "Geolocation" not in p:
+            continue
+        for c in ix.chunks:
+            rows = ix.chunk_shape[0] if ix.chunk_shape else ix.shape[0] if ix.shape else 1
+            if parts[0] == "MISR" and len(ix.shape) >= 3 and not (c.offset[0] <= last and c.offset[0] + rows > first):
+                continue  # MISR per-block arrays: only the chunks over the daylit blocks (all of a whole-array one)
+            size = ix.nbytes if ix.chunk_shape is None else np.prod(ix.chunk_shape) * np.dtype(ix.dtype).itemsize
+            wanted.append((p, c.byte_offset, c.size, int(size) if ix.deflate else 0))
+    return sorted(wanted, key=lambda t: -t[3])
+
+
+def pread_all(fd: int, tasks: list[Task]) -> list[bytes]:
+    return [os.pread(fd, size, offset) for _, offset, size, _ in tasks]
+
+
+def check(libs: dict[str, Callable[[bytes, int], Any]], tasks: list[Task], raws: list[bytes]) -> dict[str, str]:
+    """Libraries whose output differs from zlib's on some chunk (name -> the first such chunk)."""
+    bad: dict[str, str] = {}
+    for (p, _, _, n), raw in zip(tasks, raws, strict=True):
+        if not n:
+            continue
+        want = zlib.decompress(raw, bufsize=n)
+        for name, fn in libs.items():
+            if name not in bad and bytes(fn(raw, n)) != want:
+                bad[name] = p
+    return bad
+
+
+def inflate_all(fn: Callable[[bytes, int], Any], tasks: list[Task], raws: list[bytes], threads: int) -> int:
+    work = [(raw, n) for (_, _, _, n), raw in zip(tasks, raws, strict=True) if n]
+    if threads <= 1:
+        return sum(len(fn(raw, n)) for raw, n in work)
+    with ThreadPoolExecutor(threads) as pool:
+        return sum(pool.map(lambda w: len(fn(*w)), work))
+
+
+def floor_run(fn: Callable[[bytes, int], Any], fd: int, tasks: list[Task], threads: int) -> int:
+    def one(t: Task) -> int:
+        raw = os.pread(fd, t[2], t[1])
+        return len(fn(raw, t[3])) if t[3] else len(raw)
+
+    if threads <= 1:
+        return sum(one(t) for t in tasks)
+    with ThreadPoolExecutor(threads) as pool:
+        return sum(pool.map(one, tasks))
+
+
+def rows_of(libs: dict[str, Callable[[bytes, int], Any]], best: str, *, fd: int, tasks: list[Task], raws: list[bytes],
+            threads: int, path: Path, h5py_baseline: bool) -> dict[str, Callable[[], int]]:  # fmt: skip
+    rows: dict[str, Callable[[], int]] = {"pread, 1 thread": lambda: sum(map(len, pread_all(fd, tasks)))}
+    for name, fn in libs.items():
+        rows[f"inflate {name}, 1 thread"] = partial(inflate_all, fn, tasks, raws, 1)
+        rows[f"inflate {name}, {threads} threads"] = partial(inflate_all, fn, tasks, raws, threads)
+    rows[f"floor: pread + {best}, 1 thread"] = lambda: floor_run(libs[best], fd, tasks, 1)
+    rows[f"floor: pread + {best}, {threads} threads"] = lambda: floor_run(libs[best], fd, tasks, threads)
+    if h5py_baseline:
+        from bench_compute_radiance import read_floor  # noqa: PLC0415
+
+        rows["baseline: h5py reads the same datasets (zlib), 1 thread"] = lambda: int(read_floor(str(path))["bytes"])
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--file", type=Path, required=True)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--h5py", action="store_true", help="add the h5py baseline row")
+    ap.add_argument("--malloc-reuse", action="store_true", help=f"rerun with {' '.join(REUSE)} (no page faults)")
+    args = ap.parse_args()
+    if args.malloc_reuse and any(os.environ.get(k) != v for k, v in REUSE.items()):
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **REUSE})
+    print(f"malloc: {' '.join(f'{k}={os.environ[k]}' for k in REUSE if k in os.environ) or 'defaults'}")
+    sys.path.insert(0, str(Path(__file__).parent))
+    tasks = job_chunks(args.file)
+    stored, raw_total = sum(t[2] for t in tasks), sum(t[3] or t[2] for t in tasks)
+    print(f"{args.file.name}: {len(tasks)} chunks, {stored / 1e9:.3f} GB stored, {raw_total / 1e9:.3f} GB inflated")
+    fd = os.open(args.file, os.O_RDONLY)
+    raws = pread_all(fd, tasks)  # also warms the page cache
+    libs = inflaters()
+    for name, path in check(libs, tasks, raws).items():
+        print(f"{name}: output differs from zlib's on {path}: left out")
+        del libs[name]
+    times: dict[str, float] = {}  # one 1-thread round to pick the fastest, by user CPU (wall is noisy when shared)
+    for name, inflate in libs.items():
+        started = resource.getrusage(resource.RUSAGE_SELF).ru_utime
+        inflate_all(inflate, tasks, raws, 1)
+        times[name] = resource.getrusage(resource.RUSAGE_SELF).ru_utime - started
+    best = min(libs, key=lambda n: times[n])
+    rows = rows_of(libs, best, fd=fd, tasks=tasks, raws=raws, threads=args.threads, path=args.file,
+                   h5py_baseline=args.h5py)  # fmt: skip
+    got: dict[str, list[tuple[float, float, float]]] = {name: [] for name in rows}
+    for _ in range(args.repeat):
+        for name, row in rows.items():
+            wall, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+            row()
+            after = resource.getrusage(resource.RUSAGE_SELF)  # every thread of the process
+            got[name].append((time.perf_counter() - wall, after.ru_utime - before.ru_utime,
+                              after.ru_stime - before.ru_stime))  # fmt: skip
+    print(f"\n{'row':58} {'median s':>8} {'(min-max)':>13} {'user s':>6} {'sys s':>5} {'GB/s':>5} {'GB/s/CPU-s':>10}")
+    for name, runs in got.items():
+        walls = sorted(r[0] for r in runs)
+        out_bytes = stored if name.startswith("pread") else raw_total
+        user, system = (statistics.median(r[k] for r in runs) for k in (1, 2))
+        wall = statistics.median(walls)
+        print(f"{name:58} {wall:8.2f} {f'({walls[0]:.2f}-{walls[-1]:.2f})':>13} {user:6.2f} {system:5.2f} "
+              f"{out_bytes / wall / 1e9:5.2f} {out_bytes / (user + system) / 1e9:10.2f}")  # fmt: skip
+    print(
+        f"\nfastest inflater (user CPU of one round): {best}; "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in times.items())
+        + f"; load average now {os.getloadavg()[0]:.1f}"
+    )
+    os.close(fd)
+
+
+if __name__ == "__main__":
+    main()
