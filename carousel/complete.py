@@ -74,6 +74,9 @@ class JobCompleter(StepPart):
         sent_at = to_seconds(job.get(JobAttr.REDUCE_REQUESTED_AT))
         if sent_at is not None and now - sent_at < REDUCE_RESEND_S:
             return
+        current = self.tables.jobs.get(job_id)  # consistent: a racing step may have sent it since our snapshot
+        if current is not None and current.get(JobAttr.REDUCE_REQUESTED_AT) != job.get(JobAttr.REDUCE_REQUESTED_AT):
+            return
         request = ReduceRequest(
             job_id=job_id,
             job_definition=str(job[JobAttr.DEFINITION]),

@@ -20,6 +20,7 @@ import pytest
 from carousel import inventory, recovery
 from carousel.runtime import Context, Tuning, planner_config
 from carousel.step import Step
+from carousel.step_report import StepReport
 from carousel.store import Tables, iso_seconds, to_seconds
 from datacarousel import naming
 from datacarousel.config import Settings
@@ -441,3 +442,13 @@ def test_s3s_date_header_is_read_from_answers_and_errors() -> None:
     assert recovery._date_header(date) == to_seconds("2026-12-03T13:53:53Z")
     assert recovery._date_header({"ResponseMetadata": {"HTTPHeaders": {"date": "soon"}}}) is None
     assert recovery._date_header({}) is None
+
+
+def test_a_step_whose_snapshot_predates_a_racing_steps_reduce_request_does_not_send_it_again(world: World) -> None:
+    """Two racing steps see the same finished job: only the first sends its ReduceRequest (two reducers would
+    write the same composites twice)."""
+    world.job("job-1", {GOOD: (JobFileState.DONE, "")}, JobState.OPEN, reducer=True)
+    stale = dict(world.job_item("job-1"))  # what the second step loaded, before the first one sent
+    world.step.completer.request_reduce(world.job_item("job-1"), time.time(), StepReport(started_at=0.0))
+    world.step.completer.request_reduce(stale, time.time(), StepReport(started_at=0.0))
+    assert [r.job_id for r in world.reduce_requests()] == ["job-1"]
