@@ -198,7 +198,8 @@ def fetch(
         raise _error(str(exc), 2) from exc
     except (ClientError, BotoCoreError) as exc:
         raise _aws_error(exc, "DC_JOBS_TABLE", "run it again") from exc
-    codes = [_fetch_job(aws.client("s3"), bucket, job_id, out, named=bool(jobs)) for job_id in job_ids]
+    s3 = aws.client("s3")  # one client for every job
+    codes = [_fetch_job(s3, bucket, job_id, out, named=bool(jobs)) for job_id in job_ids]
     if any(codes):
         raise typer.Exit(max(codes))
 
