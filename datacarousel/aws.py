@@ -8,12 +8,15 @@ Clients are built by `__main__` modules and passed in; none is made at import.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
+import botocore.loaders
+import botocore.session
 from botocore.config import Config
 
 from datacarousel.errors import CREDENTIALS_HINT, REGION_HINT, UP_HINT, ConfigError, EnvironmentDown, is_loopback_url
@@ -60,6 +63,25 @@ def check_local_endpoint(url: str | None = None) -> None:
         raise EnvironmentDown(f"nothing answers at AWS_ENDPOINT_URL={url} ({exc.strerror or exc}): {UP_HINT}") from None
 
 
+@functools.cache
+def _service_models(data_path: str | None) -> botocore.loaders.Loader:
+    """One loader of AWS's service descriptions per search path, for the whole process: its cache is what botocore
+    keeps per session, so each new session would parse the same JSON again (about 30 ms a client). Sharing it is the
+    workaround botocore's maintainers give (boto/botocore#3078); the descriptions are only read."""
+    return botocore.loaders.create_loader(data_path)
+
+
+def new_session() -> boto3.session.Session:
+    """A new boto3 session (a session is not thread-safe, so each client built here gets its own) that reads
+    AWS's service descriptions from the process's one loader."""
+    core = botocore.session.get_session()
+    loader = _service_models(core.get_config_variable("data_path"))
+    core.register_component("data_loader", loader)
+    session = boto3.session.Session(botocore_session=core)
+    loader.search_paths[:] = dict.fromkeys(loader.search_paths)  # boto3 adds its folder at every session: once
+    return session
+
+
 def _require_region(session: boto3.session.Session, kwargs: dict[str, Any]) -> None:
     """Every part works in the stack's one region: without one, S3 would guess us-east-1 (and the others refuse)."""
     if not (kwargs.get("region_name") or session.region_name):
@@ -68,7 +90,7 @@ def _require_region(session: boto3.session.Session, kwargs: dict[str, Any]) -> N
 
 def check_credentials(session: boto3.session.Session | None = None) -> None:
     """`ConfigError` now when the credential chain finds nothing (rather than at the first call, deep in a run)."""
-    if (session or boto3.session.Session()).get_credentials() is None:
+    if (session or new_session()).get_credentials() is None:
         raise ConfigError(f"no AWS credentials: {CREDENTIALS_HINT}")
 
 
@@ -76,7 +98,7 @@ def client(service: str, session: boto3.session.Session | None = None, **kwargs:
     """A boto3 client with the project's retry policy; `ConfigError` without a region, `EnvironmentDown` when
     `AWS_ENDPOINT_URL` is a loopback address where nothing answers (`check_local_endpoint`)."""
     check_local_endpoint(kwargs.get("endpoint_url"))
-    session = session or boto3.session.Session()
+    session = session or new_session()
     _require_region(session, kwargs)
     config = _config()
     return session.client(service, config=config, **kwargs)
@@ -84,7 +106,7 @@ def client(service: str, session: boto3.session.Session | None = None, **kwargs:
 
 def resource(service: str, session: boto3.session.Session | None = None, **kwargs: Any) -> Any:
     check_local_endpoint(kwargs.get("endpoint_url"))
-    session = session or boto3.session.Session()
+    session = session or new_session()
     _require_region(session, kwargs)
     config = _config()
     return session.resource(service, config=config, **kwargs)

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import botocore.client
 import pytest
 from aws_tables import create_table
 
+from datacarousel import aws
 from datacarousel.contract import TableSchema
 from workbench.local import environment
 from workbench.local.environment import LocalEnvironment
@@ -95,8 +95,9 @@ def fake_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAws]:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     with mock_aws():
+        session = aws.new_session()  # (reads the service descriptions parsed once for the whole run)
         yield FakeAws(
-            s3=boto3.client("s3", region_name="us-east-1"),
-            sqs=boto3.client("sqs", region_name="us-east-1"),
-            ddb=boto3.client("dynamodb", region_name="us-east-1"),
+            s3=session.client("s3", region_name="us-east-1"),
+            sqs=session.client("sqs", region_name="us-east-1"),
+            ddb=session.client("dynamodb", region_name="us-east-1"),
         )

@@ -13,7 +13,6 @@ run's stderr); the workers run as `python -m ...` subprocesses, in parallel. No 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import socket
@@ -27,9 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
-
-from workbench.cli import app
+from cli_in_process import SCRUBBED_PREFIXES, Run, run_cli
 
 ROOT = Path(__file__).resolve().parents[3]
 README = (ROOT / "README.md").read_text()
@@ -258,14 +255,6 @@ def test_every_command_and_worker_has_its_cases() -> None:
 # --- running them -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Run:
-    code: int
-    stderr: str
-    seconds: float
-    escaped: BaseException | None = None
-
-
 def _fill(args: list[str], world: World, case: Path | None = None) -> list[str]:
     """The placeholders: {tmp} the module's directory, {case} the test's own, {orbits}, {orbit}, {a_file}."""
     values = {
@@ -279,35 +268,8 @@ def _fill(args: list[str], world: World, case: Path | None = None) -> list[str]:
     return [a.format(**values) for a in args]
 
 
-_SCRUBBED = ("AWS_", "DC_", "HS_", "BOTO_")
-
-
-def _scrubbed(environ: Mapping[str, str], env: Mapping[str, str]) -> dict[str, str | None]:
-    """`env` over `environ` with every AWS/Data Carousel/HSDS variable not in `env` removed."""
-    gone: dict[str, str | None] = {k: None for k in environ if k.startswith(_SCRUBBED) and k not in env}
-    return {**gone, **env}
-
-
-def run_cli(args: list[str], env: Mapping[str, str]) -> Run:
-    """`datacarousel ARGS` in this process, as the installed entry point runs it (standalone: exit code)."""
-    root = logging.getLogger()
-    saved = root.handlers[:]
-    for handler in saved:  # logging.basicConfig binds to *this* run's stderr, so its lines are counted
-        root.removeHandler(handler)
-    began = time.monotonic()
-    try:
-        result = CliRunner().invoke(app, args, env=_scrubbed(os.environ, env))
-    finally:
-        for handler in root.handlers[:]:
-            root.removeHandler(handler)
-        for handler in saved:
-            root.addHandler(handler)
-    escaped = result.exception if not isinstance(result.exception, SystemExit) else None
-    return Run(result.exit_code, result.stderr, time.monotonic() - began, escaped)
-
-
 def _worker_env(env: Mapping[str, str]) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED) and k != "HOME"}
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED_PREFIXES) and k != "HOME"}
     return {**keep, **env}
 
 
