@@ -21,12 +21,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "reliability"))
+# Run as `python bench/bench_reliability.py`, sys.path[0] is bench/ and the test suite is no installed package
+# (a wheel ships no tests): the repository root goes first, as `python -m` from the root would put it, and the
+# harness is imported by its package path.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-import pipeline_scenarios as scen  # noqa: E402
-from reliability_harness import FaultKit, ScenarioResult, record_scenario, update_doc  # noqa: E402
-from test_reliability_outages import hsds_outage  # noqa: E402
-
+from tests.reliability import pipeline_scenarios as scen  # noqa: E402
+from tests.reliability.reliability_harness import FaultKit, ScenarioResult, record_scenario, update_doc  # noqa: E402
+from tests.reliability.test_reliability_outages import hsds_outage  # noqa: E402
 from workbench.local import environment  # noqa: E402
 
 SCENARIOS = ("load", "kill-index", "kill-radiance", "throttle", "bad-input", "hsds")

@@ -378,11 +378,13 @@ WORKER_IMAGES: tuple[WorkerImage, ...] = (
 HSDS_IMAGE_PARAMETER = "HsdsImage"
 # Stack outputs besides SHARED_RESOURCES.
 HSDS_ENDPOINT_OUTPUT = "HsdsEndpoint"  # HS_ENDPOINT of the HSDS service on ECS
-HSDS_SECRET_OUTPUT = "HsdsCredentialsSecretArn"  # Secrets Manager secret: {"username", "password"}
+# The analyses' HSDS account (datacarousel.hsds_accounts: the reader), a Secrets Manager secret
+# {"username", "password"}: what a registered analysis's job definition gets.
+HSDS_READER_SECRET_OUTPUT = "HsdsReaderSecretArn"
 # A job definition registered after the stack was created carries this tag, valued the stack's name.
 STACK_TAG = "datacarousel:stack"
 RESEARCHER_ROLE_OUTPUT = "ResearcherJobRoleArn"  # job role of registered job definitions
-EXECUTION_ROLE_OUTPUT = "TaskExecutionRoleArn"  # execution role of every job
+ANALYSIS_EXECUTION_ROLE_OUTPUT = "AnalysisExecutionRoleArn"  # execution role of the analyses (the reader's secret)
 
 # --- defaults the template's parameters share with the code (issue 19) ------------------------------
 # ECR repositories of the stack's images start with this (`datacarousel images push --create-repositories`

@@ -2,18 +2,20 @@
 
 Every job definition runs `python -m <package>` in its worker's image with the same
 environment (`job_environment`: the shared resources of `datacarousel.contract` and the
-tunables); the HSDS credentials come from the secret, to the jobs that use HSDS only
-(`HSDS_IDENTITY`: the loader gets none). The pipeline workers' sizes are fixed
+tunables); the HSDS credentials come from the secret of the job's own HSDS account
+(`datacarousel.hsds_accounts.role_of`: the pipeline's writer, the analyses' reader; the loader gets none),
+read by an execution role that reads that secret only. The pipeline workers' sizes are fixed
 here; an analysis's come from its description (`batch_jobs/<analysis>/definition.toml`).
 EventBridge submits the carousel step on the operator's schedule.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from troposphere import GetAtt, Ref, Sub, Template
+from troposphere import GetAtt, Ref, Template
 from troposphere import batch as tbatch
 from troposphere import ec2 as tec2
 from troposphere import events as tevents
@@ -23,9 +25,10 @@ from troposphere import secretsmanager as tsm
 from datacarousel import contract, registry
 from datacarousel.contract import Env, JobDefinitionName
 from datacarousel.definitions import JobDefinition
-from stack_template.common import SECRET_PASSWORD_KEY, SECRET_USERNAME_KEY
+from datacarousel.hsds_accounts import HsdsRole, role_of
+from stack_template.common import hsds_credentials
 from stack_template.iam import Roles, role_prefix
-from stack_template.parameters import Parameters
+from stack_template.parameters import Parameters, hsds_folder
 
 # The root filesystem of every job is read-only; /tmp is the one writable place, a private tmpfs
 # (EC2 platform: Batch supports Tmpfs there, not on Fargate), as in the embedded environment's
@@ -33,25 +36,6 @@ from stack_template.parameters import Parameters
 SCRATCH_PATH = "/tmp"  # a private tmpfs per job, not the host's /tmp
 SCRATCH_MIB = 512  # matplotlib's cache (MPLCONFIGDIR=/tmp/matplotlib), quick-look images, tempfile
 SCRATCH_MOUNT_OPTIONS = ("rw", "nosuid", "nodev")
-
-
-# Who each job is in HSDS (None: it gets no HSDS credentials). The writer links and records files
-# and deletes the domains of copies that expired or failed (the carousel step: carousel/step_part.py
-# DomainDeleter); the reader is every analysis (`hsds_identity`). Until the template has a reader
-# secret of its own, the readers get the writer's (docs/operator.md).
-HSDS_WRITER = "writer"
-HSDS_READER = "reader"
-HSDS_IDENTITY: dict[str, str | None] = {
-    JobDefinitionName.LOADER.value: None,  # stages archive objects: never talks to HSDS
-    JobDefinitionName.INDEX_FILE.value: HSDS_WRITER,
-    JobDefinitionName.RECORD_METADATA.value: HSDS_WRITER,
-    JobDefinitionName.CAROUSEL.value: HSDS_WRITER,
-}
-
-
-def hsds_identity(definition: str) -> str | None:
-    """The HSDS identity of a job definition: the pipeline's own as listed, every analysis a reader."""
-    return HSDS_IDENTITY.get(definition, HSDS_READER)
 
 
 @dataclass(frozen=True)
@@ -106,7 +90,7 @@ def job_environment(p: Parameters, resources: dict[str, Any], hsds_endpoint: Any
         (Env.STACK_NAME, Ref("AWS::StackName")),
         (Env.AWS_REGION, Ref("AWS::Region")),
         (Env.ARCHIVE_PREFIX, Ref(p.archive_prefix)),
-        (Env.HSDS_FOLDER, Sub(contract.DEFAULT_HSDS_FOLDER.format(user=f"${{{p.hsds_username.title}}}"))),
+        (Env.HSDS_FOLDER, hsds_folder(p)),
         (Env.HS_ENDPOINT, hsds_endpoint),
         (Env.WINDOW_BYTES, Ref(p.window_bytes)),
         (Env.WINDOW_FILES, Ref(p.window_files)),
@@ -121,7 +105,7 @@ def add_batch(
     p: Parameters,
     *,
     roles: Roles,
-    secret: tsm.Secret,
+    secrets: Mapping[HsdsRole, tsm.Secret],
     log_group: tlogs.LogGroup,
     environment: list[tuple[str, Any]],
 ) -> Batch:
@@ -136,17 +120,14 @@ def add_batch(
         )
     )
     env = [tbatch.Environment(Name=name, Value=value) for name, value in environment]
-    secrets = [
-        tbatch.Secret(Name=Env.HS_USERNAME, ValueFrom=Sub(f"${{{secret.title}}}:{SECRET_USERNAME_KEY}::")),
-        tbatch.Secret(Name=Env.HS_PASSWORD, ValueFrom=Sub(f"${{{secret.title}}}:{SECRET_PASSWORD_KEY}::")),
-    ]
     images = {w.job_definition: w.parameter for w in registry.worker_images()}
     # The carousel step alone reads its tuning (carousel.runtime.Tuning).
     tuning = [tbatch.Environment(Name=name, Value=Ref(parameter)) for name, parameter in p.tuning.items()]
     definitions: dict[str, tbatch.JobDefinition] = {}
     for spec in workers():
         own = env + tuning if spec.definition == JobDefinitionName.CAROUSEL.value else env
-        own_secrets = secrets if hsds_identity(spec.definition) is not None else []
+        role = role_of(spec.definition)
+        own_secrets = [] if role is None else hsds_credentials(tbatch.Secret, secrets[role])
         definitions[spec.definition] = t.add_resource(
             _job_definition(spec, p, roles=roles, env=own, secrets=own_secrets, log_group=log_group)
         )
@@ -227,7 +208,7 @@ def _job_definition(
             Image=Ref(p.images[spec.definition]),
             Command=list(spec.command),
             JobRoleArn=GetAtt(roles.workers[spec.definition], "Arn"),
-            ExecutionRoleArn=GetAtt(roles.execution, "Arn"),
+            ExecutionRoleArn=GetAtt(roles.execution[role_of(spec.definition)], "Arn"),
             ResourceRequirements=[
                 tbatch.ResourceRequirement(Type="VCPU", Value=str(spec.vcpus)),
                 tbatch.ResourceRequirement(Type="MEMORY", Value=str(spec.memory_mib)),

@@ -24,6 +24,8 @@ from awacs.aws import (
 )
 from troposphere import Ref, Sub
 
+from datacarousel.contract import Env
+
 POLICY_VERSION = "2012-10-17"
 HSDS_PORT = 5101  # HSDS service node (contract with h5pyd clients: HS_ENDPOINT)
 # S3 events the archive bucket sends to the restore-events queue: a restore finished, a restored copy expired.
@@ -76,3 +78,14 @@ def tls_only(resources: list[Any], action: Action) -> Statement:
         Resource=resources,
         Condition=Condition(Bool({"aws:SecureTransport": "false"})),
     )
+
+
+def hsds_credentials(
+    kind: Any, secret: Any, username: str = Env.HS_USERNAME, password: str = Env.HS_PASSWORD
+) -> list[Any]:
+    """A container's two secret variables (`kind`: Batch's or ECS's `Secret`) from one HSDS account's secret:
+    the user name and the password, under the names the container reads them by."""
+    return [
+        kind(Name=username, ValueFrom=Sub(f"${{{secret.title}}}:{SECRET_USERNAME_KEY}::")),
+        kind(Name=password, ValueFrom=Sub(f"${{{secret.title}}}:{SECRET_PASSWORD_KEY}::")),
+    ]

@@ -25,10 +25,12 @@ from troposphere import logs as tlogs
 from troposphere import secretsmanager as tsm
 from troposphere import servicediscovery as tsd
 
-from datacarousel.contract import Env
-from stack_template.common import HSDS_PORT, SECRET_PASSWORD_KEY, SECRET_USERNAME_KEY
+from datacarousel import hsds_accounts
+from datacarousel.contract import Env, JobDefinitionName
+from datacarousel.hsds_accounts import HsdsRole
+from stack_template.common import HSDS_PORT, hsds_credentials
 from stack_template.iam import Roles
-from stack_template.parameters import Parameters
+from stack_template.parameters import Parameters, hsds_folder, hsds_user
 from stack_template.storage import Buckets
 
 HSDS_SERVICE_NAME = "hsds"  # Cloud Map service: HS_ENDPOINT is http://hsds.<namespace>:5101
@@ -61,8 +63,20 @@ CONFIG_WRITER = (
     "    os.unlink(p)\n"
     "fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)\n"
     "with os.fdopen(fd, 'w') as f:\n"
-    "    f.write(os.environ['HS_USERNAME'] + ':' + os.environ['HS_PASSWORD'] + '\\n')\n"
+    "    for role in ('ADMIN', 'WRITER', 'READER'):\n"
+    "        f.write(os.environ[f'HSDS_{role}_USERNAME'] + ':' + os.environ[f'HSDS_{role}_PASSWORD'] + '\\n')\n"
 )
+
+
+def account_variables(role: HsdsRole) -> tuple[str, str]:
+    """The `config` container's variables holding `role`'s user name and password (CONFIG_WRITER reads them)."""
+    return f"HSDS_{role.name}_USERNAME", f"HSDS_{role.name}_PASSWORD"
+
+
+# The task's `folders` container: once the service node is healthy, the admin makes the domains' folder
+# and puts its ACLs (`python -m datacarousel.hsds_accounts`), at every start of the task (idempotent).
+# It runs in index_file's image (the kernel is in every worker image) and is the admin secret's only user.
+HSDS_FOLDERS_CONTAINER = "folders"
 
 
 def task_override() -> dict[str, object]:
@@ -92,7 +106,7 @@ def add_hsds(
     *,
     buckets: Buckets,
     roles: Roles,
-    secret: tsm.Secret,
+    secrets: Mapping[HsdsRole, tsm.Secret],
     log_group: tlogs.LogGroup,
     data_nodes: int,
     cpu: int,
@@ -127,13 +141,14 @@ def add_hsds(
             Cpu=str(cpu),
             Memory=str(memory_mib),
             RuntimePlatform=tecs.RuntimePlatform(OperatingSystemFamily="LINUX", CpuArchitecture="X86_64"),
-            ExecutionRoleArn=GetAtt(roles.execution, "Arn"),
+            ExecutionRoleArn=GetAtt(roles.hsds_execution, "Arn"),
             TaskRoleArn=GetAtt(roles.hsds_task, "Arn"),
             Volumes=[tecs.Volume(Name=HSDS_CONFIG_VOLUME)],  # task storage, gone with the task
             ContainerDefinitions=[
-                _config_writer(p, secret=secret, log_group=log_group),
+                _config_writer(p, secrets=secrets, log_group=log_group),
                 _service_node(p, buckets, log_group=log_group, common=common, endpoint=endpoint),
                 *_data_nodes(p, buckets, log_group, common, data_nodes),
+                _folders(p, admin=secrets[HsdsRole.ADMIN], log_group=log_group),
             ],
         )
     )
@@ -212,8 +227,10 @@ def _health() -> tecs.HealthCheck:
     )
 
 
-def _config_writer(p: Parameters, *, secret: tsm.Secret, log_group: tlogs.LogGroup) -> tecs.ContainerDefinition:
-    """Writes the nodes' override file and password file to the config volume, then exits."""
+def _config_writer(
+    p: Parameters, *, secrets: Mapping[HsdsRole, tsm.Secret], log_group: tlogs.LogGroup
+) -> tecs.ContainerDefinition:
+    """Writes the nodes' override file and password file (every account) to the config volume, then exits."""
     return tecs.ContainerDefinition(
         Name=HSDS_CONFIG_CONTAINER,
         Image=Ref(p.hsds_image),
@@ -225,11 +242,32 @@ def _config_writer(p: Parameters, *, secret: tsm.Secret, log_group: tlogs.LogGro
             tecs.Environment(Name="HSDS_CONFIG_OVERRIDE", Value=json.dumps(task_override(), sort_keys=True)),
         ],
         Secrets=[
-            tecs.Secret(Name=Env.HS_USERNAME, ValueFrom=Sub(f"${{{secret.title}}}:{SECRET_USERNAME_KEY}::")),
-            tecs.Secret(Name=Env.HS_PASSWORD, ValueFrom=Sub(f"${{{secret.title}}}:{SECRET_PASSWORD_KEY}::")),
+            variable
+            for role in HsdsRole
+            for variable in hsds_credentials(tecs.Secret, secrets[role], *account_variables(role))
         ],
         MountPoints=[tecs.MountPoint(SourceVolume=HSDS_CONFIG_VOLUME, ContainerPath=HSDS_CONFIG_DIR, ReadOnly=False)],
         LogConfiguration=_logging(log_group, "hsds-config"),
+    )
+
+
+def _folders(p: Parameters, *, admin: tsm.Secret, log_group: tlogs.LogGroup) -> tecs.ContainerDefinition:
+    """Makes the domains' folder and puts its ACLs as the admin, over the task's localhost, then exits."""
+    return tecs.ContainerDefinition(
+        Name=HSDS_FOLDERS_CONTAINER,
+        Image=Ref(p.images[JobDefinitionName.INDEX_FILE.value]),
+        Essential=False,
+        ReadonlyRootFilesystem=True,
+        Command=["python", "-m", hsds_accounts.__name__],
+        Environment=[
+            tecs.Environment(Name=Env.HS_ENDPOINT, Value=f"http://127.0.0.1:{HSDS_PORT}"),
+            tecs.Environment(Name=Env.HSDS_FOLDER, Value=hsds_folder(p)),
+            tecs.Environment(Name=hsds_accounts.WRITER_VARIABLE, Value=Sub(hsds_user(p, HsdsRole.WRITER))),
+            tecs.Environment(Name=Env.LOG_LEVEL, Value=Ref(p.log_level)),
+        ],
+        Secrets=hsds_credentials(tecs.Secret, admin),
+        DependsOn=[tecs.ContainerDependency(ContainerName="sn", Condition="HEALTHY")],
+        LogConfiguration=_logging(log_group, "hsds-folders"),
     )
 
 
@@ -268,8 +306,8 @@ def _service_node(
             *_hsds_container_environment(buckets),
             tecs.Environment(Name="NODE_TYPE", Value="sn"),
             tecs.Environment(Name="HSDS_ENDPOINT", Value=endpoint),
-            # The admin: the workers' user (its name only; a string setting may come from the environment).
-            tecs.Environment(Name="ADMIN_USER", Value=Ref(p.hsds_username)),
+            # The admin's name (a string setting may come from the environment): only it reads or puts ACLs.
+            tecs.Environment(Name="ADMIN_USER", Value=Sub(hsds_user(p, HsdsRole.ADMIN))),
         ],
         HealthCheck=_health(),
         LogConfiguration=_logging(log_group, "hsds-sn"),

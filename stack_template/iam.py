@@ -13,8 +13,9 @@ storage family.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from awacs import batch as awacs_batch
@@ -34,6 +35,7 @@ from troposphere import sqs as tsqs
 
 from datacarousel import contract, registry, work_queues
 from datacarousel.contract import JobDefinitionName
+from datacarousel.hsds_accounts import HsdsRole
 from stack_template.common import LOG_GROUP_NAME, policy_document, service_trust, stack_arn, under
 from stack_template.storage import Queues
 
@@ -52,7 +54,7 @@ class Access:
     hsds_objects: Any
     tables: dict[str, Any]
     queues: Queues
-    secret: tsm.Secret
+    secrets: Mapping[HsdsRole, tsm.Secret]  # one per HSDS account
     image_repositories: Any  # ARN pattern of the stack's ECR repositories
 
 
@@ -273,7 +275,10 @@ def _carousel_policy(access: Access) -> list[Statement]:
 class Roles:
     batch_service: tiam.Role
     instance_profile: tiam.InstanceProfile
-    execution: tiam.Role
+    # The execution role of a job (image pull, logs, its HSDS account's secret) by its HSDS account
+    # (`datacarousel.hsds_accounts.role_of`; None: the loader, no secret).
+    execution: dict[HsdsRole | None, tiam.Role]
+    hsds_execution: tiam.Role  # the HSDS task's: every account's secret (its password file)
     workers: dict[str, tiam.Role]  # by job definition name
     researcher: tiam.Role  # the job role of registered definitions
     hsds_task: tiam.Role
@@ -303,7 +308,7 @@ def _role(t: Template, title: str, service: str, statements: list[Statement], **
 
 def add_roles(t: Template, access: Access) -> Roles:
     batch_service, instance_profile = _add_batch_roles(t)
-    execution = _add_execution_role(t, access)
+    execution, hsds_execution = _add_execution_roles(t, access)
     workers = {
         definition: _role(t, f"{role_prefix(definition)}JobRole", "ecs-tasks.amazonaws.com", statements)
         for definition, statements in worker_policies(access).items()
@@ -319,7 +324,15 @@ def add_roles(t: Template, access: Access) -> Roles:
         )
     )
     return Roles(
-        batch_service, instance_profile, execution, workers, researcher, hsds_task, schedule, researcher_policy
+        batch_service,
+        instance_profile,
+        execution,
+        hsds_execution,
+        workers,
+        researcher,
+        hsds_task,
+        schedule,
+        researcher_policy,
     )
 
 
@@ -400,13 +413,44 @@ def _add_batch_roles(t: Template) -> tuple[tiam.Role, tiam.InstanceProfile]:
     return batch_service, instance_profile
 
 
-def _add_execution_role(t: Template, access: Access) -> tiam.Role:
+# The execution roles: one per HSDS account a job runs as, so that a job's role reads its own secret only.
+EXECUTION_ROLE_TITLES: Mapping[HsdsRole | None, str] = MappingProxyType(
+    {None: "TaskExecutionRole", HsdsRole.WRITER: "WriterExecutionRole", HsdsRole.READER: "ReaderExecutionRole"}
+)
+
+
+def _add_execution_roles(t: Template, access: Access) -> tuple[dict[HsdsRole | None, tiam.Role], tiam.Role]:
+    """Each job's execution role (by the HSDS account it runs as), and the HSDS task's (every secret)."""
+    jobs = {
+        role: _execution_role(t, title, access, [] if role is None else [access.secrets[role]])
+        for role, title in EXECUTION_ROLE_TITLES.items()
+    }
+    hsds = _execution_role(t, "HsdsExecutionRole", access, [access.secrets[role] for role in HsdsRole])
+    return jobs, hsds
+
+
+def _execution_role(t: Template, title: str, access: Access, secrets: list[tsm.Secret]) -> tiam.Role:
     log_streams = Sub(
         f"arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:{LOG_GROUP_NAME}:log-stream:*"
     )
+    read_secrets = [
+        Statement(
+            Sid="ReadHsdsCredentials",
+            Effect=Allow,
+            Action=[awacs_sm.GetSecretValue],
+            Resource=[Ref(secret) for secret in secrets],
+        ),
+        Statement(
+            Sid="DecryptHsdsCredentials",
+            Effect=Allow,
+            Action=[awacs_kms.Decrypt],
+            Resource=[access.key],
+            Condition=via_services(SECRETS_MANAGER),
+        ),
+    ]
     return _role(
         t,
-        "TaskExecutionRole",
+        title,
         "ecs-tasks.amazonaws.com",
         [
             # GetAuthorizationToken has no resource-level permissions in IAM.
@@ -423,19 +467,7 @@ def _add_execution_role(t: Template, access: Access) -> tiam.Role:
                 Action=[awacs_logs.CreateLogStream, awacs_logs.PutLogEvents],
                 Resource=[log_streams],
             ),
-            Statement(
-                Sid="ReadHsdsCredentials",
-                Effect=Allow,
-                Action=[awacs_sm.GetSecretValue],
-                Resource=[Ref(access.secret)],
-            ),
-            Statement(
-                Sid="DecryptHsdsCredentials",
-                Effect=Allow,
-                Action=[awacs_kms.Decrypt],
-                Resource=[access.key],
-                Condition=via_services(SECRETS_MANAGER),
-            ),
+            *(read_secrets if secrets else []),
         ],
     )
 

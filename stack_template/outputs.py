@@ -7,6 +7,7 @@ the log group, the roles a registered job definition takes, and the HSDS cluster
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from troposphere import GetAtt, Output, Ref, Template
@@ -14,6 +15,7 @@ from troposphere import logs as tlogs
 from troposphere import secretsmanager as tsm
 
 from datacarousel import contract
+from datacarousel.hsds_accounts import HsdsRole
 from stack_template.batch import Batch
 from stack_template.hsds import Hsds
 from stack_template.iam import Roles
@@ -28,7 +30,7 @@ def add_outputs(
     batch: Batch,
     roles: Roles,
     hsds: Hsds,
-    secret: tsm.Secret,
+    secrets: Mapping[HsdsRole, tsm.Secret],
     log_group: tlogs.LogGroup,
 ) -> None:
     for shared in contract.SHARED_RESOURCES:
@@ -46,9 +48,9 @@ def add_outputs(
     )
     t.add_output(
         Output(
-            contract.HSDS_SECRET_OUTPUT,
-            Description="Secrets Manager secret holding the HSDS username and password",
-            Value=Ref(secret),
+            contract.HSDS_READER_SECRET_OUTPUT,
+            Description="Secrets Manager secret of the analyses' HSDS user (read-only) and its password",
+            Value=Ref(secrets[HsdsRole.READER]),
         )
     )
     t.add_output(Output("LogGroupName", Description="CloudWatch Logs group of every job", Value=Ref(log_group)))
@@ -62,9 +64,9 @@ def add_outputs(
     )
     t.add_output(
         Output(
-            contract.EXECUTION_ROLE_OUTPUT,
-            Description="Execution role of every job (image pull, logs, HSDS secret)",
-            Value=GetAtt(roles.execution, "Arn"),
+            contract.ANALYSIS_EXECUTION_ROLE_OUTPUT,
+            Description="Execution role of the analyses (image pull, logs, the HSDS reader's secret)",
+            Value=GetAtt(roles.execution[HsdsRole.READER], "Arn"),
         )
     )
     t.add_output(

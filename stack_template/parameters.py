@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from troposphere import Equals, Not, Parameter, Ref, Template
+from troposphere import Equals, Not, Parameter, Ref, Sub, Template
 
 from datacarousel import contract, registry
+from datacarousel.hsds_accounts import HsdsRole, username_suffix
 from stack_template.common import HSDS_PORT
 
 HAS_ARCHIVE_PREFIX = "HasArchivePrefix"  # template condition: ArchivePrefix is not empty
@@ -257,7 +258,10 @@ def _compute_and_storage_parameters(t: Template) -> dict[str, Any]:
             Default=contract.PROJECT,
             AllowedPattern=r"^[a-z][a-z0-9_-]{0,31}$",
             ConstraintDescription="lower-case letters, digits, '_' or '-', starting with a letter",
-            Description="HSDS user of the workers (its password is generated into Secrets Manager)",
+            Description=(
+                "HSDS user of the pipeline's workers; the analyses' is <user>-reader, the folders' admin <user>-admin"
+                " (their passwords are generated into Secrets Manager)"
+            ),
         )
     )
     max_vcpus = t.add_parameter(
@@ -294,6 +298,16 @@ def _compute_and_storage_parameters(t: Template) -> dict[str, Any]:
         "archive_transition_days": archive_transition_days,
         "log_level": log_level,
     }
+
+
+def hsds_user(p: Parameters, role: HsdsRole) -> str:
+    """The user name of an HSDS account, as a `Sub` expression over HsdsUsername (`hsds_accounts.username`)."""
+    return f"${{{p.hsds_username.title}}}{username_suffix(role)}"
+
+
+def hsds_folder(p: Parameters) -> Sub:
+    """DC_HSDS_FOLDER of the stack: the domains' folder, in the writer's home."""
+    return Sub(contract.DEFAULT_HSDS_FOLDER.format(user=hsds_user(p, HsdsRole.WRITER)))
 
 
 def _add_console_interface(t: Template, p: Parameters) -> None:

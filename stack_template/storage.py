@@ -9,7 +9,9 @@ name it before S3 validates the bucket's notification target.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from awacs import kms as awacs_kms
@@ -25,6 +27,7 @@ from troposphere import secretsmanager as tsm
 from troposphere import sqs as tsqs
 
 from datacarousel import contract, registry, work_queues
+from datacarousel.hsds_accounts import HsdsRole
 from stack_template.common import (
     LOG_GROUP_NAME,
     RESTORE_EVENTS,
@@ -35,7 +38,7 @@ from stack_template.common import (
     tls_only,
     under,
 )
-from stack_template.parameters import Parameters
+from stack_template.parameters import Parameters, hsds_user
 
 # Stateful resources say what happens to their data on stack deletion or replacement.
 RETAIN = {"DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain"}  # data that outlives the stack
@@ -498,21 +501,40 @@ def add_tables(t: Template, key: tkms.Key) -> dict[str, tddb.Table]:
 # --- secrets and logs ------------------------------------------------------------------------
 
 
-def add_hsds_secret(t: Template, p: Parameters, key: tkms.Key) -> tsm.Secret:
-    return t.add_resource(
-        tsm.Secret(
-            "HsdsCredentials",
-            **DELETE,
-            Description="HSDS user and password of the Data Carousel workers",
-            KmsKeyId=Ref(key),
-            GenerateSecretString=tsm.GenerateSecretString(
-                SecretStringTemplate=Sub(f'{{"{SECRET_USERNAME_KEY}": "${{{p.hsds_username.title}}}"}}'),
-                GenerateStringKey=SECRET_PASSWORD_KEY,
-                PasswordLength=40,
-                ExcludePunctuation=True,
-            ),
+# One secret per HSDS account (`datacarousel.hsds_accounts`): a job definition gets its own account's only.
+HSDS_SECRET_TITLES: Mapping[HsdsRole, str] = MappingProxyType(
+    {
+        HsdsRole.ADMIN: "HsdsAdminCredentials",
+        HsdsRole.WRITER: "HsdsCredentials",
+        HsdsRole.READER: "HsdsReaderCredentials",
+    }
+)
+_HSDS_SECRET_USE = {
+    HsdsRole.ADMIN: "the HSDS task's folder set-up only",
+    HsdsRole.WRITER: "index_file, record_metadata and the carousel step",
+    HsdsRole.READER: "the analyses",
+}
+
+
+def add_hsds_secrets(t: Template, p: Parameters, key: tkms.Key) -> dict[HsdsRole, tsm.Secret]:
+    """The user and a generated password of each HSDS account; the users are named after HsdsUsername."""
+    return {
+        role: t.add_resource(
+            tsm.Secret(
+                title,
+                **DELETE,
+                Description=f"HSDS {role.value} user and password of the Data Carousel: {_HSDS_SECRET_USE[role]}",
+                KmsKeyId=Ref(key),
+                GenerateSecretString=tsm.GenerateSecretString(
+                    SecretStringTemplate=Sub(f'{{"{SECRET_USERNAME_KEY}": "{hsds_user(p, role)}"}}'),
+                    GenerateStringKey=SECRET_PASSWORD_KEY,
+                    PasswordLength=40,
+                    ExcludePunctuation=True,
+                ),
+            )
         )
-    )
+        for role, title in HSDS_SECRET_TITLES.items()
+    }
 
 
 def add_log_group(t: Template, key: tkms.Key) -> tlogs.LogGroup:

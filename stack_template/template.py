@@ -26,7 +26,7 @@ from stack_template.outputs import add_outputs
 from stack_template.parameters import HAS_ARCHIVE_PREFIX, add_parameters
 from stack_template.storage import (
     add_buckets,
-    add_hsds_secret,
+    add_hsds_secrets,
     add_key,
     add_log_group,
     add_queues,
@@ -46,7 +46,7 @@ def build_template(*, hsds_data_nodes: int = 4, hsds_cpu: int = 4096, hsds_memor
     queues = add_queues(t, key)
     buckets = add_buckets(t, p, queues.restore_events, queues.restore_events_policy)
     tables = add_tables(t, key)
-    secret = add_hsds_secret(t, p, key)
+    secrets = add_hsds_secrets(t, p, key)
     log_group = add_log_group(t, key)
 
     def objects(bucket: Any) -> Sub:
@@ -69,7 +69,7 @@ def build_template(*, hsds_data_nodes: int = 4, hsds_cpu: int = 4096, hsds_memor
         hsds_objects=objects(GetAtt(buckets.hsds, "Arn")),
         tables={name: GetAtt(table, "Arn") for name, table in tables.items()},
         queues=queues,
-        secret=secret,
+        secrets=secrets,
         image_repositories=stack_arn("ecr", f"repository/${{{p.image_repository_prefix.title}}}*"),
     )
     roles = add_roles(t, access)
@@ -78,7 +78,7 @@ def build_template(*, hsds_data_nodes: int = 4, hsds_cpu: int = 4096, hsds_memor
         p,
         buckets=buckets,
         roles=roles,
-        secret=secret,
+        secrets=secrets,
         log_group=log_group,
         data_nodes=hsds_data_nodes,
         cpu=hsds_cpu,
@@ -99,11 +99,11 @@ def build_template(*, hsds_data_nodes: int = 4, hsds_cpu: int = 4096, hsds_memor
         Env.BATCH_JOB_QUEUE: contract.JOB_QUEUE_NAME,
     }
     environment = job_environment(p, resources, hsds.endpoint)
-    batch = add_batch(t, p, roles=roles, secret=secret, log_group=log_group, environment=environment)
+    batch = add_batch(t, p, roles=roles, secrets=secrets, log_group=log_group, environment=environment)
     # The queue's name, read back from the queue itself so the output follows the resource.
     resources[Env.BATCH_JOB_QUEUE] = Select(1, Split("/", Ref(batch.job_queue)))
     add_schedule(t, p, batch, roles)
-    add_outputs(t, resources, batch=batch, roles=roles, hsds=hsds, secret=secret, log_group=log_group)
+    add_outputs(t, resources, batch=batch, roles=roles, hsds=hsds, secrets=secrets, log_group=log_group)
     return t
 
 

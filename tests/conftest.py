@@ -20,10 +20,10 @@ from typing import Any
 
 import botocore.client
 import pytest
-from aws_tables import create_table
 
 from datacarousel import aws
 from datacarousel.contract import TableSchema
+from tests.aws_tables import create_table
 from workbench.local import environment
 from workbench.local.environment import LocalEnvironment
 

@@ -27,7 +27,10 @@ import stack_template
 from carousel.launcher import job_definitions
 from datacarousel import contract, registry
 from datacarousel.contract import Env, JobDefinitionName
+from datacarousel.hsds_accounts import role_of
 from datacarousel.work_queues import WorkQueues
+from stack_template.iam import EXECUTION_ROLE_TITLES
+from stack_template.storage import HSDS_SECRET_TITLES
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden" / "stack.json"
@@ -308,7 +311,8 @@ def test_every_role_is_trusted_by_one_service_of_this_account(template: dict[str
     expected = {
         "BatchServiceRole": "batch.amazonaws.com",
         "BatchInstanceRole": "ec2.amazonaws.com",
-        "TaskExecutionRole": "ecs-tasks.amazonaws.com",
+        **dict.fromkeys(EXECUTION_ROLE_TITLES.values(), "ecs-tasks.amazonaws.com"),
+        "HsdsExecutionRole": "ecs-tasks.amazonaws.com",
         "HsdsTaskRole": "ecs-tasks.amazonaws.com",
         "CarouselScheduleRole": "events.amazonaws.com",
         "ResearcherJobRole": "ecs-tasks.amazonaws.com",
@@ -438,13 +442,16 @@ def test_job_definitions_set_only_contract_variables_and_keep_credentials_secret
         for wanted in (Env.HSDS_FOLDER, Env.HS_ENDPOINT, Env.WINDOW_BYTES, Env.WINDOW_FILES, Env.RESTORE_TIER):
             assert wanted in environment, (name, wanted)
         assert Env.RESTORE_DAYS in environment, name
-        # Credentials come from Secrets Manager, never in clear; the loader, which never talks to HSDS, gets none.
+        # Credentials come from Secrets Manager, never in clear; the loader, which never talks to HSDS, gets none;
+        # the others their own account's (tests/stack_template/test_hsds_config.py).
         job = definition["Properties"]["JobDefinitionName"]
+        role = role_of(job)
         uses_hsds = job != JobDefinitionName.LOADER.value
+        assert (role is not None) == uses_hsds, name
         assert sorted(secrets) == (sorted([Env.HS_USERNAME, Env.HS_PASSWORD]) if uses_hsds else []), name
         assert Env.HS_PASSWORD not in environment and Env.AWS_SECRET_ACCESS_KEY not in environment, name
         for secret in definition["Properties"]["ContainerProperties"].get("Secrets", []):
-            assert "HsdsCredentials" in json.dumps(secret["ValueFrom"]), name
+            assert role is not None and f"${{{HSDS_SECRET_TITLES[role]}}}:" in json.dumps(secret["ValueFrom"]), name
 
 
 def test_job_definitions_run_the_agreed_entry_points(template: dict[str, Any]) -> None:
@@ -503,7 +510,7 @@ def test_job_definitions_run_the_agreed_entry_points(template: dict[str, Any]) -
         assert retry["EvaluateOnExit"][0] == {"OnStatusReason": "Host EC2*", "Action": "RETRY"}
         assert retry["EvaluateOnExit"][-1] == {"OnReason": "*", "Action": "EXIT"}
         assert _getatt_target(container["JobRoleArn"]) == f"{stack_template.role_prefix(name)}JobRole"
-        assert _getatt_target(container["ExecutionRoleArn"]) == "TaskExecutionRole"
+        assert _getatt_target(container["ExecutionRoleArn"]) == EXECUTION_ROLE_TITLES[role_of(name)]
 
 
 def test_the_local_launcher_reads_the_job_definitions(template: dict[str, Any]) -> None:
@@ -570,20 +577,24 @@ def test_hsds_admits_only_the_workers_and_gets_credentials_from_the_secret(templ
     containers = {c["Name"]: c for c in task["ContainerDefinitions"]}
     assert "sn" in containers and sum(name.startswith("dn") for name in containers) == 4
     for container in containers.values():
-        assert container["Image"] == {"Ref": contract.HSDS_IMAGE_PARAMETER}
+        # The folders container is the kernel's folder set-up, in index_file's image (it has the kernel).
+        image = "IndexFileImage" if container["Name"] == "folders" else contract.HSDS_IMAGE_PARAMETER
+        assert container["Image"] == {"Ref": image}
         assert container["ReadonlyRootFilesystem"] is True
         env = {e["Name"]: e["Value"] for e in container["Environment"]}
         assert not [name for name in env if "PASSWORD" in name.upper()]
-        if container["Name"] != "config":
+        if container["Name"] not in ("config", "folders"):
             assert env["BUCKET_NAME"] == {"Ref": "HsdsBucket"}
-    # Only the config container gets the secret, as injected variables (tests/stack_template/test_hsds_config.py).
-    assert {s["Name"] for s in containers["config"]["Secrets"]} == {Env.HS_USERNAME, Env.HS_PASSWORD}
+    # Only the config and folders containers get secrets (injected variables: tests/stack_template/test_hsds_config.py).
+    assert set(containers["config"]["Secrets"][0]) == {"Name", "ValueFrom"}
     assert "Secrets" not in containers["sn"]
     service = template["Resources"]["HsdsService"]["Properties"]
     assert service["DesiredCount"] == 1 and service["DeploymentConfiguration"]["MaximumPercent"] == 100
     assert service["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"] == "DISABLED"
-    secret = template["Resources"]["HsdsCredentials"]["Properties"]
-    assert secret["GenerateSecretString"]["GenerateStringKey"] == stack_template.SECRET_PASSWORD_KEY
+    for title in HSDS_SECRET_TITLES.values():
+        secret = template["Resources"][title]["Properties"]
+        assert secret["GenerateSecretString"]["GenerateStringKey"] == stack_template.SECRET_PASSWORD_KEY
+        assert secret["KmsKeyId"] == {"Ref": "DataKey"}
 
 
 def test_data_node_urls_match_their_ports() -> None:
@@ -637,7 +648,7 @@ def test_outputs_name_every_shared_resource(template: dict[str, Any]) -> None:
     outputs = template["Outputs"]
     for shared in contract.SHARED_RESOURCES:
         assert shared.output in outputs, shared.output
-    assert contract.HSDS_ENDPOINT_OUTPUT in outputs and contract.HSDS_SECRET_OUTPUT in outputs
+    assert contract.HSDS_ENDPOINT_OUTPUT in outputs and contract.HSDS_READER_SECRET_OUTPUT in outputs
     for definition in ALL_DEFINITIONS:
         assert f"{stack_template.role_prefix(definition)}JobDefinitionArn" in outputs
 
@@ -870,4 +881,4 @@ def test_registered_analyses_get_the_researcher_role_and_only_tagged_ones_are_su
     (tagged,) = [s for s in carousel_policy["Statement"] if s["Sid"] == "SubmitRegisteredJobs"]
     assert tagged["Condition"] == {"StringEquals": {f"aws:ResourceTag/{contract.STACK_TAG}": {"Ref": "AWS::StackName"}}}
     outputs = template["Outputs"]
-    assert contract.RESEARCHER_ROLE_OUTPUT in outputs and contract.EXECUTION_ROLE_OUTPUT in outputs
+    assert contract.RESEARCHER_ROLE_OUTPUT in outputs and contract.ANALYSIS_EXECUTION_ROLE_OUTPUT in outputs

@@ -113,8 +113,8 @@ def job_definition_request(
     """
     # The embedded environment (`local_code`) has no Secrets Manager secret: its launcher gives every job
     # the HSDS credentials of its own env file, for the names a job definition declares.
-    needed = [contract.RESEARCHER_ROLE_OUTPUT, contract.EXECUTION_ROLE_OUTPUT]
-    needed += [] if local_code is not None else [contract.HSDS_SECRET_OUTPUT]
+    needed = [contract.RESEARCHER_ROLE_OUTPUT, contract.ANALYSIS_EXECUTION_ROLE_OUTPUT]
+    needed += [] if local_code is not None else [contract.HSDS_READER_SECRET_OUTPUT]
     missing = [name for name in needed if name not in outputs]
     if missing:
         raise ConfigError(f"stack {stack!r} lacks the outputs {', '.join(missing)} (created by an older stack.py?)")
@@ -125,7 +125,7 @@ def job_definition_request(
         environment[Env.HS_ENDPOINT] = outputs[contract.HSDS_ENDPOINT_OUTPUT]
     if local_code is not None:
         environment["PYTHONPATH"] = str(local_code.resolve())
-    secret = outputs.get(contract.HSDS_SECRET_OUTPUT)
+    secret = outputs.get(contract.HSDS_READER_SECRET_OUTPUT)
     secrets = [
         {"name": Env.HS_USERNAME, "valueFrom": f"{secret}:{SECRET_USERNAME_KEY}::"},
         {"name": Env.HS_PASSWORD, "valueFrom": f"{secret}:{SECRET_PASSWORD_KEY}::"},
@@ -153,7 +153,7 @@ def job_definition_request(
             "image": image,
             "command": definition.batch_command(),
             "jobRoleArn": outputs[contract.RESEARCHER_ROLE_OUTPUT],
-            "executionRoleArn": outputs[contract.EXECUTION_ROLE_OUTPUT],
+            "executionRoleArn": outputs[contract.ANALYSIS_EXECUTION_ROLE_OUTPUT],
             "resourceRequirements": [
                 {"type": "VCPU", "value": str(definition.vcpus)},
                 {"type": "MEMORY", "value": str(definition.memory_mib)},

@@ -20,7 +20,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from compute_radiance_orbits import build_orbit
 
 from batch_jobs.compute_radiance import result as r
 from batch_jobs.compute_radiance.job import compute_orbit
@@ -29,6 +28,7 @@ from batch_jobs.compute_radiance.worker import run_source
 from datacarousel import chunkread
 from datacarousel import orbit as readers
 from datacarousel.errors import BadInput, CorruptData, TransientError
+from tests.batch_jobs.compute_radiance_orbits import build_orbit
 from workbench.synthetic.generator import generate_orbit
 
 RED = "MISR/AN/Data_Fields/Red_Radiance"

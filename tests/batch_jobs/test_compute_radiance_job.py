@@ -8,8 +8,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from compute_radiance_orbits import build_orbit
-from compute_radiance_reference import reference
 from typer.testing import CliRunner
 
 from batch_jobs.compute_radiance import result as r
@@ -19,6 +17,8 @@ from batch_jobs.compute_radiance.result import Parameters, load_npz, npz_bytes, 
 from datacarousel import orbit as readers
 from datacarousel.errors import BadFileName, BadInput
 from datacarousel.naming import BasicFusionName
+from tests.batch_jobs.compute_radiance_orbits import build_orbit
+from tests.batch_jobs.compute_radiance_reference import reference
 from workbench.synthetic.generator import generate_orbit
 
 SUMS = ("modis_rad_sum", "modis_sol_sum", "misr_rad_sum", "ceres_sw_sum", "ceres_lw_sum")

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-from compute_radiance_orbits import build_orbit
 from typer.testing import CliRunner
 
 from batch_jobs.compute_radiance import composite as comp
@@ -17,6 +16,7 @@ from batch_jobs.compute_radiance.__main__ import app
 from batch_jobs.compute_radiance.job import compute_orbit
 from batch_jobs.compute_radiance.result import load_npz, npz_bytes
 from datacarousel import orbit as readers
+from tests.batch_jobs.compute_radiance_orbits import build_orbit
 
 
 @pytest.fixture(scope="module")

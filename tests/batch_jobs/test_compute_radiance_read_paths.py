@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from compute_radiance_reference import reference
 
 from batch_jobs.compute_radiance.job import compute_orbit
 from batch_jobs.compute_radiance.result import Parameters
@@ -23,6 +22,7 @@ from datacarousel import orbit as readers
 from datacarousel.aws import client
 from datacarousel.contract import Env
 from datacarousel.errors import BadInput
+from tests.batch_jobs.compute_radiance_reference import reference
 from workbench.synthetic.generator import generate_orbit
 
 GRIDS = ("modis_rad_sum", "modis_sol_sum", "modis_count", "misr_rad_sum", "misr_count", "ceres_sw_sum",

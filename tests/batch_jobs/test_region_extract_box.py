@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from region_extract_fakes import FakeSource, ModisGranule, Recorder
 
 from batch_jobs.region_extract.science import DEFAULT_PARAMETERS, Box, Selection, extract, selection_from_parameters
+from tests.batch_jobs.region_extract_fakes import FakeSource, ModisGranule, Recorder
 
 F32 = np.float32
 GRANULE = "granule_2015350_1650"

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from region_extract_fakes import Recorder
-from region_extract_reference import reference
 
 from batch_jobs.region_extract.science import Box, OrbitExtract, Selection, extract
 from datacarousel.errors import BadInput
 from datacarousel.naming import misr_path
 from datacarousel.orbit import open_local
+from tests.batch_jobs.region_extract_fakes import Recorder
+from tests.batch_jobs.region_extract_reference import reference
 from workbench.synthetic.generator import generate_orbit
 
 DEFAULT = (30.0, 40.0, -95.0, -85.0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from carousel_builders import file, job, wants
 
 from carousel.jobs import validate_owner
 from carousel.model import Snapshot
@@ -14,6 +13,7 @@ from carousel.store import iso_seconds, to_seconds
 from datacarousel.config import Settings
 from datacarousel.contract import JobFileState
 from datacarousel.errors import BadInput, ConfigError
+from tests.carousel.carousel_builders import file, job, wants
 
 
 def test_times_round_trip_to_whole_seconds() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from carousel_builders import DAY, GIB, HOUR, T0, file, job, snapshot, wants
 
 from carousel.cost import (
     ArchiveClass,
@@ -24,6 +23,7 @@ from carousel.cost import (
 from carousel.planner import PlannerConfig
 from datacarousel.contract import FileState, JobFileState, RestoreTier
 from datacarousel.errors import BadInput
+from tests.carousel.carousel_builders import DAY, GIB, HOUR, T0, file, job, snapshot, wants
 
 TIB = 2**40
 MONTH_S = 730 * HOUR

@@ -6,7 +6,6 @@ from dataclasses import replace as dataclass_replace
 
 import numpy as np
 import pytest
-from carousel_builders import DAY, GIB, HOUR, T0, file, job, name, snapshot, wants
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +30,7 @@ from carousel.restore import RestoreEvent, RestoreEventKind
 from carousel.simulator import EPOCH, JobSpec, SimConfig, simulate
 from datacarousel.contract import FileState, JobFileState, JobState
 from datacarousel.errors import BadInput
+from tests.carousel.carousel_builders import DAY, GIB, HOUR, T0, file, job, name, snapshot, wants
 
 ORB = list(range(30_000, 30_040))
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 
 import pytest
-from carousel_builders import DAY, HOUR, T0, file, job, name, snapshot, wants
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +24,7 @@ from carousel.restore import (
 )
 from datacarousel.contract import FileState
 from datacarousel.errors import BadInput
+from tests.carousel.carousel_builders import DAY, HOUR, T0, file, job, name, snapshot, wants
 
 ORBITS = list(range(20_000, 20_006))
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from carousel_builders import DAY, GIB, HOUR, T0, file, job, snapshot, wants
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +21,7 @@ from carousel.simulator import EPOCH, JobSpec, SimConfig, simulate
 from carousel.slack import turnover_s
 from datacarousel.contract import FileState, JobAttr, JobFileState, JobState, RestoreTier
 from datacarousel.errors import BadInput
+from tests.carousel.carousel_builders import DAY, GIB, HOUR, T0, file, job, snapshot, wants
 
 ORB = list(range(30_000, 30_040))
 FAR = list(range(50_000, 50_010))  # another part of the archive: no neighbourhood shared with ORB

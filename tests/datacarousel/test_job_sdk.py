@@ -119,8 +119,8 @@ def test_run_writes_one_orbit_and_every_error_is_one_line(orbit: Path, tmp_path:
 def test_a_registered_job_definition_is_shaped_as_the_templates() -> None:
     outputs = {
         "ResearcherJobRoleArn": "arn:aws:iam::1:role/researcher",
-        "TaskExecutionRoleArn": "arn:aws:iam::1:role/exec",
-        "HsdsCredentialsSecretArn": "arn:aws:secretsmanager:us-east-1:1:secret:hsds",
+        "AnalysisExecutionRoleArn": "arn:aws:iam::1:role/exec",
+        "HsdsReaderSecretArn": "arn:aws:secretsmanager:us-east-1:1:secret:hsds",
         "ResultsBucketName": "results",
         "HsdsEndpoint": "http://hsds:5101",
     }
@@ -139,7 +139,7 @@ def test_a_registered_job_definition_is_shaped_as_the_templates() -> None:
     assert env["DC_STACK_NAME"] == "dc" and env["DC_RESULTS_BUCKET"] == "results" and "PYTHONPATH" not in env
     assert JobDefinition.from_dict(json.loads(request["parameters"]["dc_description"])) == example()
     assert request["parameters"]["object"] == "none" and request["parameters"]["band"] == "Red"
-    with pytest.raises(ConfigError, match="HsdsCredentialsSecretArn"):
+    with pytest.raises(ConfigError, match="HsdsReaderSecretArn"):
         registration.job_definition_request(
             example(), {k: v for k, v in outputs.items() if "Hsds" not in k}, stack="dc", region="r", image="i"
         )

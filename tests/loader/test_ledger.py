@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from throttled_writes import Withhold
 
 from datacarousel import aws
 from datacarousel.contract import IndexRequestAttr
@@ -17,6 +16,7 @@ from datacarousel.messages import IndexRequest
 from datacarousel.naming import BasicFusionName, archive_key
 from datacarousel.times import utcnow
 from loader.ledger import BATCH_WRITE_MAX, IndexRequestLedger, LedgerWriteError, ledger_item
+from tests.loader.throttled_writes import Withhold
 
 ORBITS = range(62001, 62001 + BATCH_WRITE_MAX)
 

@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from throttled_writes import Withhold
 from typer.testing import CliRunner
 
 from datacarousel import aws
@@ -24,6 +23,7 @@ from datacarousel.times import utcnow
 from loader.__main__ import app
 from loader.adapters import list_pages, list_pages_parallel, run
 from loader.ledger import IndexRequestLedger
+from tests.loader.throttled_writes import Withhold
 
 pytestmark = pytest.mark.integration
 

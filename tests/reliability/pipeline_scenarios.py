@@ -15,25 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from reliability_harness import (
-    RESTORES_TWICE,
-    ROOT,
-    SENDS_TWICE,
-    FaultKit,
-    RecordedWrites,
-    ScenarioResult,
-    delete_messages,
-    drain_messages,
-    hsds_domains,
-    list_keys,
-    make_orbits,
-    peek_messages,
-    sigkill,
-    start_worker,
-    stop_all,
-    wait_until,
-)
-
 from carousel import inventory, jobs
 from carousel.query import JobQuery
 from carousel.runtime import TABLE_SETTINGS, Context
@@ -53,6 +34,24 @@ from datacarousel.contract import (
 )
 from datacarousel.messages import IndexRequest, WorkItem
 from datacarousel.work_queues import WorkQueues
+from tests.reliability.reliability_harness import (
+    RESTORES_TWICE,
+    ROOT,
+    SENDS_TWICE,
+    FaultKit,
+    RecordedWrites,
+    ScenarioResult,
+    delete_messages,
+    drain_messages,
+    hsds_domains,
+    list_keys,
+    make_orbits,
+    peek_messages,
+    sigkill,
+    start_worker,
+    stop_all,
+    wait_until,
+)
 from workbench.local.launcher import local_launcher_from_env
 
 STEP_TIMEOUT_S = 1200.0  # seconds a `carousel step` process may take before the run fails

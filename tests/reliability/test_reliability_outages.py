@@ -20,9 +20,16 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import pipeline_scenarios as scen
 import pytest
-from reliability_harness import (
+
+from carousel.runtime import TABLE_SETTINGS, Context
+from carousel.step import queue_backlog
+from datacarousel import aws, hsds_accounts
+from datacarousel.contract import Env, FileAttr, FileState
+from datacarousel.hsds_accounts import HsdsRole
+from datacarousel.messages import IndexRequest
+from tests.reliability import pipeline_scenarios as scen
+from tests.reliability.reliability_harness import (
     FaultKit,
     RecordedWrites,
     ScenarioResult,
@@ -35,12 +42,6 @@ from reliability_harness import (
     update_doc,
     wait_until,
 )
-
-from carousel.runtime import TABLE_SETTINGS, Context
-from carousel.step import queue_backlog
-from datacarousel import aws
-from datacarousel.contract import Env, FileAttr, FileState
-from datacarousel.messages import IndexRequest
 from workbench.local import environment, hsds_server, process
 from workbench.local.environment import LocalEnvironment, Paths
 from workbench.local.errors import StartupFailed
@@ -97,6 +98,7 @@ def _start_hsds_once(state_dir: Path, env: dict[str, str]) -> None:
             secret_access_key=env[Env.AWS_SECRET_ACCESS_KEY],
             region=env[Env.AWS_REGION],
         ),
+        admin_user=hsds_accounts.username(HsdsRole.ADMIN, env[Env.HS_USERNAME]),
     )
     assert endpoint == env[Env.HS_ENDPOINT]
     try:

@@ -11,9 +11,18 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pipeline_scenarios as scen
 import pytest
-from reliability_harness import (
+
+import stack_template
+from carousel.runtime import TABLE_SETTINGS, Context
+from datacarousel import aws, hsds, naming
+from datacarousel.contract import Env, FileState, JobDefinitionName, JobFileState, JobState
+from datacarousel.files_table import iso
+from datacarousel.times import utcnow
+from index_file.adapters import HsdsTarget, write_marker
+from index_file.core import Marker
+from tests.reliability import pipeline_scenarios as scen
+from tests.reliability.reliability_harness import (
     DOMAINS_TWICE,
     RESULTS_TWICE,
     STATES_TWICE,
@@ -24,15 +33,6 @@ from reliability_harness import (
     record_scenario,
     update_doc,
 )
-
-import stack_template
-from carousel.runtime import TABLE_SETTINGS, Context
-from datacarousel import aws, hsds, naming
-from datacarousel.contract import Env, FileState, JobDefinitionName, JobFileState, JobState
-from datacarousel.files_table import iso
-from datacarousel.times import utcnow
-from index_file.adapters import HsdsTarget, write_marker
-from index_file.core import Marker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

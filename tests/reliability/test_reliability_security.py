@@ -18,9 +18,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import secret_scan
 
 import stack_template
+from tests.reliability import secret_scan
 
 ROOT = Path(__file__).resolve().parents[2]
 AUDIT_VENV = ROOT / ".venv-audit"

@@ -161,7 +161,9 @@ def test_each_role_reaches_the_key_through_the_expected_services(template: dict[
         via = _role_statements(template, role)[sid]["Condition"]["StringEquals"]["kms:ViaService"]
         return {v["Fn::Sub"].split(".", 1)[0] for v in via}
 
-    assert services("TaskExecutionRole", "DecryptHsdsCredentials") == {"secretsmanager"}
+    for role in ("WriterExecutionRole", "ReaderExecutionRole", "HsdsExecutionRole"):
+        assert services(role, "DecryptHsdsCredentials") == {"secretsmanager"}, role
+    assert "DecryptHsdsCredentials" not in _role_statements(template, "TaskExecutionRole")  # the loader's: no secret
     assert services("RecordMetadataJobRole", "UseDataKey") == {"dynamodb"}
     assert services("ComputeRadianceJobRole", "UseDataKey") == {"sqs"}
     assert services("ResearcherJobRole", "UseDataKey") == {"sqs"}

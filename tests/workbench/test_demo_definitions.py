@@ -11,9 +11,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from cli_in_process import run_cli
 
 from datacarousel import registry
+from tests.cli_in_process import run_cli
 from workbench import demo
 
 

@@ -31,6 +31,8 @@ from urllib.parse import quote
 
 import requests_unixsocket
 
+from datacarousel import hsds_accounts
+from datacarousel.hsds_accounts import HsdsRole
 from stack_template.hsds import HSDS_SERVER_CONFIG
 from workbench.local import process
 from workbench.local.errors import MissingDependency, StartupFailed
@@ -38,8 +40,6 @@ from workbench.local.errors import MissingDependency, StartupFailed
 log = logging.getLogger(__name__)
 
 NAME = "hsds"
-ADMIN_USER = "admin"
-READER_SUFFIX = "-reader"  # the analyses' HSDS user: <the writer>-reader
 SOCKET_DIR_PREFIX = "dc-hsds-"
 # hsds refuses socket directories longer than this (AF_UNIX path limit, see hsds.app).
 MAX_SOCKET_DIR_LEN = 63
@@ -49,22 +49,24 @@ MAX_SOCKET_DIR_LEN = 63
 class Credentials:
     """HSDS accounts: an admin (creates the folders and sets their ACLs, at `up` only), the writer the
     pipeline runs as (`username`: index_file, record_metadata, the carousel) and the reader the
-    analyses run as (`reader_username`: read access to the domains' folder only)."""
+    analyses run as (`reader_username`: read access to the domains' folder only), named as on AWS
+    (`datacarousel.hsds_accounts`)."""
 
     username: str
     password: str = field(repr=False)
     admin_password: str = field(repr=False)
     reader_password: str = field(repr=False, default="")
-    admin_user: str = ADMIN_USER
+
+    @property
+    def admin_user(self) -> str:
+        return hsds_accounts.username(HsdsRole.ADMIN, self.username)
 
     @property
     def reader_username(self) -> str:
-        return f"{self.username}{READER_SUFFIX}"
+        return hsds_accounts.username(HsdsRole.READER, self.username)
 
     @classmethod
     def generate(cls, username: str) -> Credentials:
-        if username == ADMIN_USER:
-            raise ValueError("the HSDS user must not be the admin account")
         return cls(
             username=username,
             password=secrets.token_urlsafe(24),
@@ -104,7 +106,7 @@ def reader_of(password_file: Path, writer: str) -> tuple[str, str] | None:
     The local launcher gives them to the analyses as HS_USERNAME / HS_PASSWORD (the env file holds
     the writer's; on AWS each job definition gets its own identity's secret under those names).
     """
-    reader = f"{writer}{READER_SUFFIX}"
+    reader = hsds_accounts.username(HsdsRole.READER, writer)
     try:
         lines = password_file.read_text().splitlines()
     except OSError:
@@ -176,11 +178,12 @@ def server_env(
     return env
 
 
-def override_settings(*, log_level: str) -> dict[str, object]:
+def override_settings(*, log_level: str, admin_user: str) -> dict[str, object]:
     """The embedded server's settings: the template's HSDS settings (`HSDS_SERVER_CONFIG`, the same
-    no-anonymous-access config the stack's HSDS task runs with), plus what suits a local server."""
+    no-anonymous-access config the stack's HSDS task runs with) and its admin, plus what suits a local server."""
     return {
         **HSDS_SERVER_CONFIG,
+        "admin_user": admin_user,
         "log_level": log_level,
         "server_name": "Data Carousel local HSDS",
         # Write changed objects at the next sync tick (default: wait 1 s more): flushes return sooner.
@@ -188,13 +191,12 @@ def override_settings(*, log_level: str) -> dict[str, object]:
     }
 
 
-def write_override(path: Path, *, log_level: str) -> None:
+def write_override(path: Path, *, log_level: str, admin_user: str) -> None:
     """The override file (JSON, which is YAML): settings that must be typed values (an environment
     variable cannot turn an HSDS boolean off: hsds converts its string with `bool()`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        "# Written by datacarousel up.\n" + json.dumps(override_settings(log_level=log_level), indent=1) + "\n"
-    )
+    settings = override_settings(log_level=log_level, admin_user=admin_user)
+    path.write_text("# Written by datacarousel up.\n" + json.dumps(settings, indent=1) + "\n")
 
 
 def make_socket_dir() -> Path:
@@ -221,12 +223,13 @@ def start(
     dn_count: int,
     base_env: Mapping[str, str],
     s3: S3Access | None,
+    admin_user: str,
     log_level: str = "WARNING",
 ) -> tuple[process.ProcessRecord, str, list[str]]:
     """Start `hsds` (service node + `dn_count` data nodes); returns (record, endpoint, data node URLs)."""
     check_installed()
     (root_dir / bucket).mkdir(parents=True, exist_ok=True)
-    write_override(override_file, log_level=log_level)
+    write_override(override_file, log_level=log_level, admin_user=admin_user)
     argv = (
         sys.executable,
         "-m",

@@ -29,9 +29,10 @@ from carousel.launcher import (
     job_definitions,
     registered_lookup,
 )
+from datacarousel import hsds_accounts
 from datacarousel.contract import DEFAULT_STACK_NAME, Env
 from datacarousel.errors import ConfigError
-from stack_template.batch import HSDS_READER, hsds_identity
+from datacarousel.hsds_accounts import HsdsRole
 from workbench import images
 from workbench.local import hsds_server
 
@@ -111,14 +112,14 @@ class LocalLauncher:
         return env
 
     def _as_hsds_identity(self, definition: str, env: dict[str, str]) -> None:
-        """HS_USERNAME / HS_PASSWORD of the job's own HSDS identity (`stack_template.batch.hsds_identity`):
+        """HS_USERNAME / HS_PASSWORD of the job's own HSDS account (`datacarousel.hsds_accounts.role_of`):
         the env file's (the writer's) for the pipeline, the reader's (from the file `up`
         wrote, `hsds_server.write_reader_file`) for an analysis, none for the loader."""
-        identity = hsds_identity(definition)
-        if identity is None:
+        role = hsds_accounts.role_of(definition)
+        if role is None:
             env.pop(Env.HS_USERNAME, None)
             env.pop(Env.HS_PASSWORD, None)
-        elif identity == HSDS_READER and env.get(Env.HS_USERNAME):
+        elif role == HsdsRole.READER and env.get(Env.HS_USERNAME):
             reader_file = self._state_dir / hsds_server.READER_FILE
             reader = hsds_server.reader_of(reader_file, env[Env.HS_USERNAME])
             if reader is None:

@@ -16,13 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests_unixsocket
-import tenacity
-
-from datacarousel import contract, hsds
-from datacarousel.errors import TransientError
+from datacarousel import contract, hsds, hsds_accounts
 from workbench.local import hsds_server, moto_server, process
-from workbench.local.errors import StartupFailed
 from workbench.local.state_dir import Paths, write_state
 
 log = logging.getLogger(__name__)
@@ -99,6 +94,7 @@ def start_hsds(
         dn_count=dn_count,
         base_env=dict(base_env),
         s3=s3,
+        admin_user=credentials.admin_user,
         log_level=log_level,
     )
     startup.record(hsds_server.NAME, record)
@@ -120,67 +116,10 @@ def wait_hsds_ready(startup: Startup, hs_endpoint: str, dn_urls: list[str], *, t
 
 
 def ensure_hsds_folder(folder: str, hs_endpoint: str, credentials: hsds_server.Credentials, *, timeout: float) -> None:
-    """The HSDS folder of the domains and the writer's staging folder, owned by the admin, with one ACL
-    per role (`folder_acls`): the writer creates, reads, updates and deletes in them, the reader reads
-    the domains; neither reads or changes an ACL, and no folder on the way is readable by any other
-    user (HSDS gives every new folder a `default` read ACL, whatever `default_public` says)."""
+    """The HSDS folder of the domains and the writer's staging folder, made by the admin with one ACL per
+    account (`datacarousel.hsds_accounts.prepare_folders`, what the stack's HSDS task runs at its start)."""
     admin = hsds.HsdsAccess(hs_endpoint, credentials.admin_user, credentials.admin_password)
-    acls = folder_acls(folder, credentials)
-    # Right after READY a node may still answer 503 for a moment: retry transient errors briefly.
-    for attempt in tenacity.Retrying(
-        retry=tenacity.retry_if_exception_type(TransientError),
-        stop=tenacity.stop_after_delay(timeout),
-        wait=tenacity.wait_exponential(multiplier=0.1, max=2.0),
-        reraise=True,
-    ):
-        with attempt:
-            hsds.ensure_folder(folder, admin, admin=admin)
-            hsds.ensure_folder(hsds.staging_folder(f"{folder}x.h5"), admin, admin=admin)
-            set_folder_acls(admin, acls)
-
-
-# HSDS's ACL keys (hsds.util.authUtil.getAclKeys): a `default` ACL with all of them False grants nothing.
-ACL_KEYS = ("create", "read", "update", "delete", "readACL", "updateACL")
-NONE = dict.fromkeys(ACL_KEYS, False)
-READ = {**NONE, "read": True}
-READ_WRITE = {**NONE, "create": True, "read": True, "update": True, "delete": True}
-Acls = dict[str, dict[str, dict[str, bool]]]  # folder (no trailing '/') -> user -> ACL
-
-
-def folder_acls(folder: str, credentials: hsds_server.Credentials) -> Acls:
-    """The ACLs of every folder on the way to the domains' folder, of that folder and of the staging folder.
-
-    The writer and the reader read the folders above (a worker checks the path exists). In the
-    domains' folder the writer also creates, updates and deletes (domains it creates are its own),
-    the reader only reads (domains and subfolders made there inherit its ACL). The staging folder
-    (`hsds.staging_folder`: domains being built) is the writer's alone.
-    """
-    writer, reader = credentials.username, credentials.reader_username
-    parts = [p for p in folder.strip("/").split("/") if p]
-    acls: Acls = {"/" + "/".join(parts[:depth]): {writer: READ, reader: READ} for depth in range(1, len(parts))}
-    acls[folder.rstrip("/")] = {writer: READ_WRITE, reader: READ}
-    acls[hsds.staging_folder(f"{folder}x.h5").rstrip("/")] = {writer: READ_WRITE}
-    return {path: {"default": NONE, **users} for path, users in acls.items()}
-
-
-def set_folder_acls(admin: hsds.HsdsAccess, acls: Acls) -> None:
-    """Put `acls` (as `folder_acls` returns them) on their folders, as the admin."""
-    with requests_unixsocket.Session() as session:
-        for path, users in acls.items():
-            for user, acl in users.items():
-                rsp = session.put(
-                    f"{admin.endpoint}/acls/{user}",
-                    params={"domain": path},
-                    json=acl,
-                    auth=(admin.username, admin.password),
-                    timeout=30,
-                )
-                if rsp.status_code in (500, 502, 503, 504):
-                    raise TransientError(f"HSDS answered {rsp.status_code} to the ACL of {user} on {path}")
-                if rsp.status_code not in (200, 201):
-                    raise StartupFailed(
-                        f"cannot set the ACL of {user} on HSDS folder {path}: {rsp.status_code} {rsp.text}"
-                    )
+    hsds_accounts.prepare_folders(folder, admin, credentials.username, timeout=timeout)
 
 
 def moto_credentials(region: str) -> dict[str, str]:

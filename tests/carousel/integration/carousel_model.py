@@ -39,7 +39,6 @@ from typing import Any
 
 import h5py
 import numpy as np
-from aws_tables import create_table
 from botocore.exceptions import ClientError
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -71,6 +70,7 @@ from datacarousel.queue_worker import drain
 from index_file import adapters
 from index_file.adapters import HsdsTarget, IndexFileHandler
 from index_file.core import Marker
+from tests.aws_tables import create_table
 
 STACK = "dc-model"
 ARCHIVE, RESULTS, PREFIX = "model-archive", "model-results", "bf/"

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from carousel_world import launcher, orbit_files, world
+from tests.carousel.integration.carousel_world import launcher, orbit_files, world
 
 __all__ = ["launcher", "orbit_files", "world"]

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 import xarray as xr
-from carousel_world import JUNE_2014, Calls, World, job_state, restore_counts, steps_until
 
 from batch_jobs.compute_radiance.result import load_npz
 from carousel import jobs
@@ -28,6 +27,7 @@ from datacarousel import naming, registry
 from datacarousel.contract import JobFileAttr, JobFileState, JobState
 from datacarousel.messages import ReduceRequest, WorkItem, parse_job_message
 from datacarousel.work_queues import WorkQueues
+from tests.carousel.integration.carousel_world import JUNE_2014, Calls, World, job_state, restore_counts, steps_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

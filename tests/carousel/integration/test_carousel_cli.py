@@ -6,12 +6,12 @@ import json
 from typing import Any
 
 import pytest
-from carousel_world import JUNE_2014, World
 from typer.testing import CliRunner
 
 from carousel import inventory
 from datacarousel import naming, registry
 from datacarousel.contract import FileAttr, JobAttr, JobFileAttr
+from tests.carousel.integration.carousel_world import JUNE_2014, World
 from workbench.cli import app
 
 pytestmark = [pytest.mark.integration]

@@ -12,7 +12,6 @@ from collections import Counter, defaultdict
 from typing import Any
 
 import pytest
-from carousel_world import JUNE_2014, Calls, World, job_state, restore_counts, steps_until
 
 from batch_jobs.compute_radiance.result import load_npz
 from carousel import jobs, status
@@ -21,6 +20,7 @@ from carousel.step import Step
 from datacarousel import aws, hsds, naming, registry
 from datacarousel.contract import Env, FileAttr, JobFileAttr, JobFileState, JobState
 from datacarousel.messages import IndexRequest, ReduceRequest, WorkItem, parse_job_message
+from tests.carousel.integration.carousel_world import JUNE_2014, Calls, World, job_state, restore_counts, steps_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -16,9 +16,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from carousel_model import RESTORE_READS, CarouselMachine
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
+
+from tests.carousel.integration.carousel_model import RESTORE_READS, CarouselMachine
 
 pytestmark = [pytest.mark.integration]
 

@@ -11,7 +11,6 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import pytest
-from carousel_world import JUNE_2014, Calls, OnlyLauncher, World, job_state, restore_counts, steps_until
 
 from carousel import jobs
 from carousel.query import JobQuery
@@ -30,6 +29,15 @@ from datacarousel.contract import (
     JobState,
 )
 from datacarousel.messages import IndexRequest, WorkItem, parse_job_message
+from tests.carousel.integration.carousel_world import (
+    JUNE_2014,
+    Calls,
+    OnlyLauncher,
+    World,
+    job_state,
+    restore_counts,
+    steps_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

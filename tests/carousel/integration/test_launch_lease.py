@@ -12,13 +12,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from carousel_world import World
 
 from carousel.launcher import LaunchRequest
 from carousel.step import Step, StepReport
 from carousel.store import LaunchLease
 from datacarousel import work_queues
 from datacarousel.contract import JobAttr, JobDefinitionName
+from tests.carousel.integration.carousel_world import World
 
 
 def test_the_lease_admits_one_holder_until_released_or_lapsed(world: World) -> None:

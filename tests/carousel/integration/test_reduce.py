@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from carousel_world import World, job_state
 
 from batch_jobs.compute_radiance import worker
 from batch_jobs.compute_radiance.job import compute_orbit
@@ -31,6 +30,7 @@ from datacarousel import aws, job, naming, registry
 from datacarousel import orbit as readers
 from datacarousel.contract import FAILURE_REASON_ATTRIBUTE, JobAttr, JobState
 from datacarousel.messages import ReduceRequest
+from tests.carousel.integration.carousel_world import World, job_state
 
 # The last two orbits of June 2014 and the first of July: a job of two months.
 ORBITS = (77306, 77307, 77308)

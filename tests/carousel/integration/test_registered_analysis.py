@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from carousel_world import JUNE_2014, World, job_state, steps_until
 from typer.testing import CliRunner
 
 from carousel.step import Step
 from datacarousel import aws, contract, naming, registry
 from datacarousel.contract import JobState
 from datacarousel.work_queues import WorkQueues
+from tests.carousel.integration.carousel_world import JUNE_2014, World, job_state, steps_until
 from workbench.cli import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

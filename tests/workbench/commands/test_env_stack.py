@@ -15,12 +15,12 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
-from commands_world import cli, one_line_error
 
 import stack_template
 from datacarousel import contract
 from datacarousel.contract import Env
 from datacarousel.errors import ConfigError
+from tests.workbench.commands.commands_world import cli, one_line_error
 from workbench import stack_outputs
 
 # In the env file but deliberately not printed by `env --stack`: the embedded environment's own
@@ -225,7 +225,7 @@ def test_a_stack_without_any_contract_output_is_refused(stubbed_cfn: Stubber) ->
 
 def test_researcher_env_is_the_shared_resources_and_the_stack_variables_only() -> None:
     outputs = {r.output: f"v-{r.output}" for r in contract.SHARED_RESOURCES}
-    outputs |= {contract.HSDS_ENDPOINT_OUTPUT: "http://hsds", contract.HSDS_SECRET_OUTPUT: "arn:secret"}
+    outputs |= {contract.HSDS_ENDPOINT_OUTPUT: "http://hsds", contract.HSDS_READER_SECRET_OUTPUT: "arn:secret"}
     found = stack_outputs.researcher_env(_stack(outputs, {"ArchivePrefix": "p/", "HsdsUsername": "u"}), "eu-west-1")
     assert set(found.env) == {r.env for r in contract.SHARED_RESOURCES} | set(stack_outputs.STACK_VARIABLES)
     assert found.env[Env.STACK_NAME] == "datacarousel" and found.env[Env.AWS_REGION] == "eu-west-1"

@@ -7,10 +7,10 @@ import json
 from typing import Any
 
 import pytest
-from commands_world import CliWorld, cli, make_world
 
 from datacarousel.contract import FileState, JobAttr, JobFileState, JobState
 from datacarousel.naming import BasicFusionName
+from tests.workbench.commands.commands_world import CliWorld, cli, make_world
 
 BAD = BasicFusionName.for_orbit(85079)
 SILENT = BasicFusionName.for_orbit(85078)  # FAILED with no reason recorded

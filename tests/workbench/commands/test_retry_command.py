@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from commands_world import CliWorld, cli, make_world, one_line_error
 
 from datacarousel.contract import Env, FileState, JobAttr, JobFileAttr, JobFileState, JobState
 from datacarousel.naming import BasicFusionName
+from tests.workbench.commands.commands_world import CliWorld, cli, make_world, one_line_error
 
 BAD = BasicFusionName.for_orbit(85079)
 OTHER = BasicFusionName.for_orbit(85078)

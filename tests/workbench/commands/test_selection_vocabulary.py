@@ -11,12 +11,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from commands_world import CliWorld, cli, make_world, one_line_error
 
 from carousel.query import JobQuery
 from datacarousel.contract import Env, FileAttr, FileState
 from datacarousel.errors import BadInput
 from datacarousel.naming import BasicFusionName, misr_path
+from tests.workbench.commands.commands_world import CliWorld, cli, make_world, one_line_error
 from workbench.commands import carousel as carousel_commands
 from workbench.commands import demo as demo_commands
 from workbench.commands import generate as generate_commands

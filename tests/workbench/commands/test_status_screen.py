@@ -9,13 +9,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from commands_world import CliWorld, cli, make_world
 from rich.console import Console
 
 from carousel.runtime import Context
 from carousel.status import overview
 from datacarousel.contract import FileState, JobFileState, JobState
 from datacarousel.naming import BasicFusionName
+from tests.workbench.commands.commands_world import CliWorld, cli, make_world
 from workbench.commands import carousel as carousel_command
 from workbench.commands.carousel import _render
 

@@ -10,10 +10,10 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
-from commands_world import RESULTS, CliWorld, cli, make_world, one_line_error
 
 from datacarousel.contract import Env, JobAttr, JobFileState, JobState
 from datacarousel.naming import BasicFusionName, archive_key, composite_key, reduced_marker_key, result_key
+from tests.workbench.commands.commands_world import RESULTS, CliWorld, cli, make_world, one_line_error
 from workbench import transfer
 from workbench.local import environment, moto_server
 

@@ -26,14 +26,14 @@ import requests_unixsocket
 from typer.testing import CliRunner
 
 from carousel.launcher import LaunchRequest, job_definitions
-from datacarousel import aws, contract, hsds
+from datacarousel import aws, contract, hsds, hsds_accounts
+from datacarousel.hsds_accounts import HsdsRole
 from datacarousel.work_queues import WorkQueues
 from stack_template.hsds import HSDS_SERVER_CONFIG
 from workbench.cli import app
 from workbench.local import environment, hsds_server, process
 from workbench.local.errors import PortInUse, StackFailed
 from workbench.local.launcher import LocalLauncher
-from workbench.local.startup_steps import ACL_KEYS
 from workbench.local.state_dir import Paths
 
 # --- unit: env file, outputs, template parameters ----------------------------------------
@@ -111,13 +111,14 @@ def test_env_file_holds_the_interface_variables(local_env: Any) -> None:
         assert env[name], name
     assert env["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
     assert env["HS_ENDPOINT"].startswith("http+unix://")
-    assert env["HS_USERNAME"] != hsds_server.ADMIN_USER
+    admin_user = hsds_accounts.username(HsdsRole.ADMIN, env["HS_USERNAME"])
+    assert env["HS_USERNAME"] != admin_user
     assert env["DC_HSDS_FOLDER"] == contract.DEFAULT_HSDS_FOLDER.format(user=env["HS_USERNAME"])
     password_file = local_env.state_dir / "hsds" / "passwd"
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
     users = dict(line.split(":", 1) for line in password_file.read_text().splitlines())
     assert users[env["HS_USERNAME"]] == env["HS_PASSWORD"]
-    assert users["admin"] not in ("admin", env["HS_PASSWORD"])
+    assert users[admin_user] not in (admin_user, env["HS_PASSWORD"])
     # Every shared resource of the contract comes from the stack's outputs.
     missing = [r.env for r in contract.SHARED_RESOURCES if not env.get(r.env)]
     assert missing == [], f"stack outputs missing for {missing} (stack status {local_env.stack_status})"
@@ -221,13 +222,14 @@ def test_the_server_runs_the_template_settings_and_refuses_anonymous_listing_and
         assert session.get(f"{endpoint}/", params={"domain": domain}).status_code in (401, 403)
         assert session.get(f"{endpoint}/acls", params={"domain": domain}).status_code in (401, 403)
         users = dict(line.split(":", 1) for line in Paths(local_env.state_dir).password_file.read_text().splitlines())
-        admin = (hsds_server.ADMIN_USER, users[hsds_server.ADMIN_USER])  # only the admin reads a folder's ACLs
+        admin_user = hsds_accounts.username(HsdsRole.ADMIN, env["HS_USERNAME"])
+        admin = (admin_user, users[admin_user])  # only the admin reads a folder's ACLs
         parts = folder.strip("/").split("/")
         for depth in range(1, len(parts) + 1):
             path = "/" + "/".join(parts[:depth])
             acls = session.get(f"{endpoint}/acls", params={"domain": path}, auth=admin).json()["acls"]
             default = [acl for acl in acls if acl["userName"] == "default"]
-            assert all(not any(acl[key] for key in ACL_KEYS) for acl in default), (path, default)
+            assert all(not any(acl[key] for key in hsds_accounts.ACL_KEYS) for acl in default), (path, default)
         # A domain made in the folder inherits no public ACL either (default_public: false).
         acls = session.get(f"{endpoint}/acls", params={"domain": domain}, auth=user).json()["acls"]
         assert "default" not in {acl["userName"] for acl in acls if acl.get("read")}
@@ -244,7 +246,7 @@ def test_the_analyses_user_reads_only_and_the_writer_touches_no_acl_and_no_other
     writer = (env["HS_USERNAME"], env["HS_PASSWORD"])
     reader = hsds_server.reader_of(Paths(local_env.state_dir).password_file, writer[0])
     assert reader is not None
-    assert reader[0] != writer[0] and reader[0] != hsds_server.ADMIN_USER
+    assert reader[0] != writer[0] and reader[0] != hsds_accounts.username(HsdsRole.ADMIN, writer[0])
     domain = f"{folder}roles-{uuid.uuid4().hex[:8]}.h5"
     with h5pyd.File(domain, "w") as f:
         f.attrs["x"] = 1

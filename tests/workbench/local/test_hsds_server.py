@@ -25,8 +25,12 @@ def test_generated_credentials_are_random_and_not_admin() -> None:
     for password in (first.password, first.admin_password):
         assert len(password) >= 24
         assert password not in ("admin", "datacarousel", "password")
-    with pytest.raises(ValueError, match="admin"):
-        hsds_server.Credentials.generate("admin")
+    # The three accounts' names, as on AWS (datacarousel.hsds_accounts): never the same user twice.
+    assert (first.admin_user, first.username, first.reader_username) == (
+        "datacarousel-admin",
+        "datacarousel",
+        "datacarousel-reader",
+    )
 
 
 def test_password_file_is_private(tmp_path: Path) -> None:
@@ -36,7 +40,7 @@ def test_password_file_is_private(tmp_path: Path) -> None:
     credentials.write_password_file(path)  # rewriting keeps it private
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert path.read_text().splitlines() == [
-        f"admin:{credentials.admin_password}",
+        f"worker-admin:{credentials.admin_password}",
         f"worker:{credentials.password}",
         f"worker-reader:{credentials.reader_password}",
     ]
@@ -69,17 +73,18 @@ def test_override_turns_unauthenticated_access_off(tmp_path: Path) -> None:
     """HSDS itself (its config loader, in a fresh interpreter) reads allow_noauth as False, and the
     task limit above which its service node answers 503 as 1000 (not 100)."""
     override = tmp_path / "override.yml"
-    hsds_server.write_override(override, log_level="ERROR")
+    hsds_server.write_override(override, log_level="ERROR", admin_user="worker-admin")
     env = {**os.environ, "CONFIG_OVERRIDE_PATH": str(override)}
     env.pop("ALLOW_NOAUTH", None)
     code = (
         "import hsds.config as c; "
-        "print(c.get('allow_noauth'), c.get('log_level'), c.get('s3_age_time'), c.get('max_task_count'))"
+        "print(c.get('allow_noauth'), c.get('log_level'), c.get('s3_age_time'), c.get('max_task_count'), "
+        "c.get('admin_user'))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, check=True
     )
-    assert out.stdout.split() == ["False", "ERROR", "0", "1000"]
+    assert out.stdout.split() == ["False", "ERROR", "0", "1000", "worker-admin"]
 
 
 def test_socket_url_matches_hsds(tmp_path: Path) -> None:

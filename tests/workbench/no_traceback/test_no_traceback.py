@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_in_process import SCRUBBED_PREFIXES, Run, run_cli
+
+from tests.cli_in_process import SCRUBBED_PREFIXES, Run, run_cli
 
 ROOT = Path(__file__).resolve().parents[3]
 README = (ROOT / "README.md").read_text()

@@ -1,0 +1,1 @@
+"""The carousel against the embedded environment."""

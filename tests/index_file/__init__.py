@@ -1,0 +1,1 @@
+"""Tests of the index_file worker."""

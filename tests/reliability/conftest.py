@@ -1,8 +1,0 @@
-"""The reliability suite: helpers live in reliability_harness (importable by bench/ too)."""
-
-from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -1,0 +1,1 @@
+"""No command or worker ends in a traceback."""
