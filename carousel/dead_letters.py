@@ -95,7 +95,7 @@ class DeadLetters(StepPart):
                 if reason == EXCEEDED_RECEIVES and self.tables.jobs.claim_reduce_redrive(
                     item.job_id, now, MAX_WORK_REDRIVES
                 ):
-                    delay = self.ctx.tuning.redrive_delays_s[-1]
+                    delay = self.ctx.redrive_delays_s[-1]
                     redrive(self.sqs, url, dead_letter_url, message, delay=delay, what=f"job {item.job_id}'s reduction")
                     report.redriven += 1
                     continue
@@ -114,7 +114,7 @@ class DeadLetters(StepPart):
                 redrives = self.tables.job_files.claim_redrive(item.job_id, item.file_name, now, MAX_WORK_REDRIVES)
                 if redrives is not None:
                     what = f"job {item.job_id} file {item.file_name}"
-                    delay = redrive_delay(redrives, self.ctx.tuning.redrive_delays_s)
+                    delay = redrive_delay(redrives, self.ctx.redrive_delays_s)
                     redrive(self.sqs, url, dead_letter_url, message, delay=delay, what=what)
                     report.redriven += 1
                     continue
@@ -249,7 +249,7 @@ class DeadLetters(StepPart):
                 # No reason recorded: every receive failed transiently. The file is not bad: try again, later.
                 redrives = int((self.tables.files.get(name) or {}).get(FileAttr.INDEX_REDRIVES, 1) or 1)
                 index_url = self.settings.require("index_queue_url")
-                delay = redrive_delay(redrives, self.ctx.tuning.redrive_delays_s)
+                delay = redrive_delay(redrives, self.ctx.redrive_delays_s)
                 redrive(self.sqs, index_url, url, message, delay=delay, what=f"file {name}'s index request")
                 report.redriven += 1
                 continue

@@ -69,13 +69,12 @@ class WorkerLaunching(StepPart):
             for item in loaded.files.values()
             if item.get(FileAttr.STATE) == FileState.INDEXED.value and not metadata_is_current(item)
         )
-        tuning = self.ctx.tuning
         pools = [
             launch.Pool(
                 JobDefinitionName.INDEX_FILE.value,
                 depth=queue_depth(self.sqs, self.settings.require("index_queue_url")),
                 active=launcher.active(JobDefinitionName.INDEX_FILE.value),
-                cap=tuning.max_index_workers,
+                cap=self.ctx.settings.max_index_workers,
                 per_worker=2,
             ),
             launch.Pool(
@@ -98,7 +97,7 @@ class WorkerLaunching(StepPart):
                     definition,
                     depth=queue_depth(self.sqs, url),
                     active=launcher.active(definition),
-                    cap=tuning.max_job_workers,
+                    cap=self.ctx.settings.max_job_workers,
                     per_worker=2,
                     parameters={MODE_PARAMETER: DEFAULT_MODE},
                 )

@@ -54,7 +54,6 @@ from carousel.runtime import Context
 from carousel.step_part import DomainDeleter
 from carousel.step_report import StepReport
 from carousel.store import load
-from datacarousel.contract import DEFAULT_STACK_NAME
 from datacarousel.work_queues import WorkQueues
 
 # Re-exported: what callers and tests import from here.
@@ -87,7 +86,7 @@ class Step:
         self.sqs = ctx.sqs
         self.tables = ctx.tables
         self.launcher = launcher
-        self.work_queues = WorkQueues(self.sqs, str(ctx.settings.stack_name or DEFAULT_STACK_NAME))
+        self.work_queues = WorkQueues(self.sqs, ctx.settings.stack_name)
         self.observer = Observer(ctx, self.work_queues, delete_domain)
         self.dead_letters = DeadLetters(ctx, self.work_queues, delete_domain)
         self.applier = Applier(

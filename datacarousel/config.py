@@ -12,7 +12,21 @@ from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import unquote
 
-from datacarousel.contract import DEFAULT_RESTORE_DAYS, DEFAULT_WINDOW_BYTES, DEFAULT_WINDOW_FILES, Env, RestoreTier
+from datacarousel.contract import (
+    CAROUSEL_POLICIES,
+    DEFAULT_CAROUSEL_POLICY,
+    DEFAULT_INDEX_RETRY_S,
+    DEFAULT_KEEP_S,
+    DEFAULT_MAX_INDEX_WORKERS,
+    DEFAULT_MAX_JOB_WORKERS,
+    DEFAULT_PROBE_AFTER_S,
+    DEFAULT_RESTORE_DAYS,
+    DEFAULT_STACK_NAME,
+    DEFAULT_WINDOW_BYTES,
+    DEFAULT_WINDOW_FILES,
+    Env,
+    RestoreTier,
+)
 from datacarousel.errors import UP_HINT, ConfigError, EnvironmentDown
 
 
@@ -21,6 +35,26 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise ValueError("must be a positive integer")
     return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:  # (also refuses NaN)
+        raise ValueError("must be > 0")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise ValueError("must be >= 0")
+    return value
+
+
+def _policy(text: str) -> str:
+    if text not in CAROUSEL_POLICIES:
+        raise ValueError(f"must be one of {', '.join(CAROUSEL_POLICIES)}")
+    return text
 
 
 def _folder(text: str) -> str:
@@ -48,7 +82,7 @@ class _Spec:
 
 # Field name -> where it comes from. Defaults apply only where a default is safe.
 _SPECS: dict[str, _Spec] = {
-    "stack_name": _Spec(Env.STACK_NAME, str, "datacarousel"),
+    "stack_name": _Spec(Env.STACK_NAME, str, DEFAULT_STACK_NAME),
     "archive_bucket": _Spec(Env.ARCHIVE_BUCKET, str),
     "archive_prefix": _Spec(Env.ARCHIVE_PREFIX, str, ""),
     "results_bucket": _Spec(Env.RESULTS_BUCKET, str),
@@ -71,16 +105,24 @@ _SPECS: dict[str, _Spec] = {
     "restore_tier": _Spec(Env.RESTORE_TIER, _tier, RestoreTier.BULK.value),
     "restore_days": _Spec(Env.RESTORE_DAYS, _positive_int, DEFAULT_RESTORE_DAYS),
     "log_level": _Spec(Env.LOG_LEVEL, str.upper, "INFO"),
+    # The carousel step's (the template passes them to its job definition only; defaults as the template's).
+    "carousel_policy": _Spec(Env.CAROUSEL_POLICY, _policy, DEFAULT_CAROUSEL_POLICY),
+    "keep_s": _Spec(Env.KEEP_S, _non_negative_float, float(DEFAULT_KEEP_S)),
+    "probe_after_s": _Spec(Env.PROBE_AFTER_S, _positive_float, float(DEFAULT_PROBE_AFTER_S)),
+    "index_retry_s": _Spec(Env.INDEX_RETRY_S, _positive_float, float(DEFAULT_INDEX_RETRY_S)),
+    "max_index_workers": _Spec(Env.MAX_INDEX_WORKERS, _positive_int, DEFAULT_MAX_INDEX_WORKERS),
+    "max_job_workers": _Spec(Env.MAX_JOB_WORKERS, _positive_int, DEFAULT_MAX_JOB_WORKERS),
 }
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Every setting a part of the project may need. Unrequested ones stay None."""
+    """Every setting a part of the project may need. Unrequested ones without a default stay None; the
+    others have the default `from_env` gives them (the same as `_SPECS`', checked below)."""
 
-    stack_name: str | None = None
+    stack_name: str = DEFAULT_STACK_NAME
     archive_bucket: str | None = None
-    archive_prefix: str | None = None
+    archive_prefix: str = ""
     results_bucket: str | None = None
     hsds_bucket: str | None = None
     index_queue_url: str | None = None
@@ -96,11 +138,17 @@ class Settings:
     hs_endpoint: str | None = None
     hs_username: str | None = None
     hs_password: str | None = None
-    window_bytes: int | None = None
-    window_files: int | None = None
-    restore_tier: str | None = None
-    restore_days: int | None = None
-    log_level: str | None = None
+    window_bytes: int = DEFAULT_WINDOW_BYTES
+    window_files: int = DEFAULT_WINDOW_FILES
+    restore_tier: str = RestoreTier.BULK.value
+    restore_days: int = DEFAULT_RESTORE_DAYS
+    log_level: str = "INFO"
+    carousel_policy: str = DEFAULT_CAROUSEL_POLICY
+    keep_s: float = float(DEFAULT_KEEP_S)
+    probe_after_s: float = float(DEFAULT_PROBE_AFTER_S)
+    index_retry_s: float = float(DEFAULT_INDEX_RETRY_S)
+    max_index_workers: int = DEFAULT_MAX_INDEX_WORKERS
+    max_job_workers: int = DEFAULT_MAX_JOB_WORKERS
 
     @classmethod
     def from_env(cls, need: Iterable[str], environ: Mapping[str, str] | None = None) -> Settings:
@@ -156,3 +204,4 @@ def setting_env_names() -> dict[str, str]:
 
 
 assert set(setting_env_names()) == {f.name for f in fields(Settings)}
+assert all(Settings.__dataclass_fields__[name].default == spec.default for name, spec in _SPECS.items() if spec.default)

@@ -390,7 +390,7 @@ ANALYSIS_EXECUTION_ROLE_OUTPUT = "AnalysisExecutionRoleArn"  # execution role of
 # ECR repositories of the stack's images start with this (`datacarousel images push --create-repositories`
 # creates `datacarousel-<image>`); the execution role pulls from these repositories only.
 DEFAULT_IMAGE_REPOSITORY_PREFIX = f"{PROJECT}-"
-# The carousel step's tuning (`carousel.runtime.Tuning`, DC_* variables of `Env`): the code's defaults and
+# The carousel step's settings (`datacarousel.config.Settings`, DC_* variables of `Env`): the code's defaults and
 # the template's parameter defaults alike.
 CAROUSEL_POLICIES = ("demand", "rotation")  # what an operator may choose (DC_CAROUSEL_POLICY)
 DEFAULT_CAROUSEL_POLICY = "demand"

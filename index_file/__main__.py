@@ -52,7 +52,7 @@ def main(
     sqs = aws.client("sqs")  # no region, the embedded environment down: one line, exit 2 (the edge)
     aws.check_credentials()
     check_hsds_socket(settings.require("hs_endpoint"))
-    logging.basicConfig(level=settings.log_level or "INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -73,7 +73,7 @@ def main(
         FilesTable(aws.client("dynamodb"), settings.files_table or ""),
         target,
         archive_bucket=settings.require("archive_bucket"),
-        archive_prefix=settings.archive_prefix or "",
+        archive_prefix=settings.archive_prefix,
     )
     report = drain(
         sqs,

@@ -44,7 +44,7 @@ def main(
         raise typer.Exit(2) from exc
     dynamodb = aws.client("dynamodb")  # no region, the embedded environment down: one line, exit 2 (the edge)
     aws.check_credentials()
-    logging.basicConfig(level=settings.log_level or "INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         report = run(
             aws.client("s3"),
@@ -53,7 +53,7 @@ def main(
             IndexRequestLedger(dynamodb, settings.require("index_requests_table")),
             bucket=settings.require("archive_bucket"),
             queue_url=settings.require("index_queue_url"),
-            prefix=settings.archive_prefix or "" if prefix is None else prefix,
+            prefix=settings.archive_prefix if prefix is None else prefix,
             dry_run=dry_run,
             now=utcnow(),
             requeue_after=timedelta(hours=requeue_after_hours),

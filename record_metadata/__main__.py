@@ -38,7 +38,7 @@ def main(
     dynamodb = aws.client("dynamodb")  # no region, the embedded environment down: one line, exit 2 (the edge)
     aws.check_credentials()
     check_hsds_socket(settings.require("hs_endpoint"))
-    logging.basicConfig(level=settings.log_level or "INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     target = HsdsTarget(
         HsdsAccess(
             endpoint=settings.require("hs_endpoint"),

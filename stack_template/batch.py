@@ -121,7 +121,7 @@ def add_batch(
     )
     env = [tbatch.Environment(Name=name, Value=value) for name, value in environment]
     images = {w.job_definition: w.parameter for w in registry.worker_images()}
-    # The carousel step alone reads its tuning (carousel.runtime.Tuning).
+    # The carousel step alone reads these settings (datacarousel.config.Settings: carousel_policy, keep_s, ...).
     tuning = [tbatch.Environment(Name=name, Value=Ref(parameter)) for name, parameter in p.tuning.items()]
     definitions: dict[str, tbatch.JobDefinition] = {}
     for spec in workers():

@@ -44,7 +44,7 @@ class Parameters:
     tuning: dict[str, Parameter]  # the carousel step's settings, by the DC_* variable it sets
 
 
-# The carousel step's settings (`carousel.runtime.Tuning`): parameter, variable, default, constraints, meaning.
+# The carousel step's settings (`datacarousel.config.Settings`): parameter, variable, default, constraints, meaning.
 # The defaults are the code's (`datacarousel.contract`), never repeated here.
 CAROUSEL_TUNING: tuple[tuple[str, str, Any, dict[str, Any], str], ...] = (
     (

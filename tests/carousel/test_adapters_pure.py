@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from carousel.jobs import validate_owner
 from carousel.model import Snapshot
 from carousel.planner import Policy
-from carousel.runtime import Tuning, planner_config
+from carousel.runtime import planner_config
 from carousel.step import with_job_file_states
 from carousel.store import iso_seconds, to_seconds
 from datacarousel.config import Settings
@@ -41,18 +43,24 @@ def test_job_file_state_edits_touch_only_the_named_rows() -> None:
     assert snap.job_file_states("a")[names[1]] is JobFileState.WAITING  # the original is unchanged
 
 
-def test_tuning_reads_the_carousel_variables_and_names_every_bad_one() -> None:
-    tuning = Tuning.from_env({"DC_PROBE_AFTER_S": "5", "DC_CAROUSEL_POLICY": "rotation", "DC_MAX_JOB_WORKERS": "3"})
-    assert (tuning.probe_after_s, tuning.policy, tuning.max_job_workers) == (5.0, Policy.ROTATION, 3)
-    assert Tuning.from_env({}) == Tuning()
+def test_the_settings_read_the_carousel_variables_and_name_every_bad_one() -> None:
+    env = {"DC_PROBE_AFTER_S": "5", "DC_CAROUSEL_POLICY": "rotation", "DC_MAX_JOB_WORKERS": "3"}
+    settings = Settings.from_env(need=[], environ=env)
+    assert (settings.probe_after_s, settings.carousel_policy, settings.max_job_workers) == (5.0, "rotation", 3)
+    assert planner_config(settings).policy is Policy.ROTATION
+    # Unset, the defaults: the same planner as one made from Settings() by hand.
+    assert planner_config(Settings.from_env(need=[], environ={})) == planner_config(Settings())
     with pytest.raises(ConfigError) as err:
-        Tuning.from_env({"DC_PROBE_AFTER_S": "-1", "DC_MAX_INDEX_WORKERS": "many", "DC_CAROUSEL_POLICY": "random"})
+        Settings.from_env(
+            need=[],
+            environ={"DC_PROBE_AFTER_S": "-1", "DC_MAX_INDEX_WORKERS": "many", "DC_CAROUSEL_POLICY": "random"},
+        )
     text = str(err.value)
     assert "DC_PROBE_AFTER_S" in text and "DC_MAX_INDEX_WORKERS" in text and "DC_CAROUSEL_POLICY" in text
 
 
 def test_planner_config_follows_the_shared_settings() -> None:
     settings = Settings.from_env(need=[], environ={"DC_RESTORE_DAYS": "1", "DC_WINDOW_FILES": "10"})
-    config = planner_config(settings, Tuning(probe_after_s=30.0))
+    config = planner_config(dataclasses.replace(settings, probe_after_s=30.0))
     assert (config.lease_days, config.window_files, config.probe_after_s) == (1, 10, 30.0)
     assert config.renew_margin_s < 86_400 and config.probe_every_s <= 30.0

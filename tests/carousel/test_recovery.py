@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from carousel import inventory, recovery
-from carousel.runtime import Context, Tuning, planner_config
+from carousel.runtime import Context, planner_config
 from carousel.step import Step
 from carousel.step_report import StepReport
 from carousel.store import Tables, iso_seconds, to_seconds
@@ -176,7 +176,7 @@ def world(fake_aws: Any) -> World:
         job_files_table=fake_aws.table(JOB_FILES_TABLE),
     )
     tables = Tables.from_names(fake_aws.ddb, FILES_TABLE.table_name, JOBS_TABLE.table_name, JOB_FILES_TABLE.table_name)
-    ctx = Context(settings, Tuning(), planner_config(settings, Tuning()), tables, s3=s3, sqs=sqs)
+    ctx = Context(settings, planner_config(settings), tables, s3=s3, sqs=sqs)
     assert inventory.run(s3, tables.files, bucket=ARCHIVE, prefix=PREFIX, now=time.time()).created == 3
     return World(ctx, Step(ctx, delete_domain=lambda _domain: None), s3, sqs, work_url)
 

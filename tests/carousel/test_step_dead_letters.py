@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from carousel import inventory
-from carousel.runtime import Context, Tuning, planner_config
+from carousel.runtime import Context, planner_config
 from carousel.step import MAX_INDEX_REDRIVES, MAX_WORK_REDRIVES, Step, StepReport, redrive_delay
 from carousel.store import Tables, iso_seconds
 from datacarousel.config import Settings
@@ -113,7 +113,7 @@ def world(fake_aws: Any) -> World:
         job_files_table=fake_aws.table(JOB_FILES_TABLE),
     )
     tables = Tables.from_names(fake_aws.ddb, FILES_TABLE.table_name, JOBS_TABLE.table_name, JOB_FILES_TABLE.table_name)
-    ctx = Context(settings, Tuning(), planner_config(settings, Tuning()), tables, s3=s3, sqs=sqs)
+    ctx = Context(settings, planner_config(settings), tables, s3=s3, sqs=sqs)
     assert inventory.run(s3, tables.files, bucket=ARCHIVE, prefix=PREFIX, now=time.time()).created == 3
     return World(Step(ctx), ctx, sqs, s3, urls["index"], urls["index-dlq"], work, work_dlq, sent)
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from carousel import inventory
-from carousel.runtime import Context, Tuning, planner_config
+from carousel.runtime import Context, planner_config
 from carousel.step import Step, StepReport
 from carousel.store import Tables, iso_seconds
 from datacarousel.config import Settings
@@ -149,7 +149,7 @@ def world(fake_aws: Any) -> World:
         job_files_table=fake_aws.table(JOB_FILES_TABLE),
     )
     tables = Tables.from_names(fake_aws.ddb, FILES_TABLE.table_name, JOBS_TABLE.table_name, JOB_FILES_TABLE.table_name)
-    ctx = Context(settings, Tuning(), planner_config(settings, Tuning()), tables, s3=s3, sqs=sqs)
+    ctx = Context(settings, planner_config(settings), tables, s3=s3, sqs=sqs)
     deleted: list[str] = []
     step = Step(ctx, delete_domain=deleted.append)
     return World(step, ctx, s3, sqs, urls["index"], urls["events"], deleted_domains=deleted)

@@ -20,6 +20,7 @@ import stack_template
 from carousel import runtime
 from carousel.planner import Policy
 from datacarousel import contract, registry
+from datacarousel.config import Settings
 from datacarousel.contract import Env
 from datacarousel.errors import ConfigError
 from stack_template.batch import SCRATCH_MIB, SCRATCH_PATH
@@ -276,17 +277,22 @@ def test_the_carousel_step_gets_every_setting_from_its_parameter(template: dict[
 def test_parameter_defaults_are_the_code_defaults(template: dict[str, Any]) -> None:
     """What the carousel step runs with when the operator changes nothing is what it runs with unset."""
     params = template["Parameters"]
-    from_defaults = runtime.Tuning.from_env({v: params[p]["Default"] for p, v in TUNING_PARAMETERS.items()})
-    assert from_defaults == runtime.Tuning()
+    from_defaults = Settings.from_env(need=[], environ={v: params[p]["Default"] for p, v in TUNING_PARAMETERS.items()})
+    assert from_defaults == Settings.from_env(need=[], environ={})
     assert params["WindowBytes"]["Default"] == str(contract.DEFAULT_WINDOW_BYTES)
     assert params["WindowFiles"]["Default"] == str(contract.DEFAULT_WINDOW_FILES)
-    # The kernel's constants are the carousel's (carousel.runtime keeps its own names for them).
-    assert runtime.DEFAULT_MAX_INDEX_WORKERS == contract.DEFAULT_MAX_INDEX_WORKERS
-    assert runtime.DEFAULT_MAX_JOB_WORKERS == contract.DEFAULT_MAX_JOB_WORKERS
-    assert runtime.DEFAULT_KEEP_S == contract.DEFAULT_KEEP_S
-    assert runtime.DEFAULT_PROBE_AFTER_S == contract.DEFAULT_PROBE_AFTER_S
-    assert runtime.DEFAULT_INDEX_RETRY_S == contract.DEFAULT_INDEX_RETRY_S
-    assert runtime.Tuning().policy.value == contract.DEFAULT_CAROUSEL_POLICY
+    # Unset, the settings are the contract's defaults (which the parameters' defaults are, above).
+    unset = Settings.from_env(need=[], environ={})
+    assert (unset.max_index_workers, unset.max_job_workers) == (
+        contract.DEFAULT_MAX_INDEX_WORKERS,
+        contract.DEFAULT_MAX_JOB_WORKERS,
+    )
+    assert (unset.keep_s, unset.probe_after_s, unset.index_retry_s) == (
+        contract.DEFAULT_KEEP_S,
+        contract.DEFAULT_PROBE_AFTER_S,
+        contract.DEFAULT_INDEX_RETRY_S,
+    )
+    assert runtime.planner_config(Settings()).policy.value == contract.DEFAULT_CAROUSEL_POLICY
 
 
 def test_tuning_parameters_admit_only_what_the_carousel_accepts(template: dict[str, Any]) -> None:
@@ -294,16 +300,17 @@ def test_tuning_parameters_admit_only_what_the_carousel_accepts(template: dict[s
     policies = params["CarouselPolicy"]["AllowedValues"]
     assert policies == list(contract.CAROUSEL_POLICIES) == ["demand", "rotation"]
     for policy in policies:
-        assert runtime.Tuning.from_env({Env.CAROUSEL_POLICY: policy}).policy == Policy(policy)
+        settings = Settings.from_env(need=[], environ={Env.CAROUSEL_POLICY: policy})
+        assert runtime.planner_config(settings).policy == Policy(policy)
     # Each bound is one the carousel accepts, and one below it the carousel refuses.
     for parameter, variable in TUNING_PARAMETERS.items():
         if parameter == "CarouselPolicy":
             continue
         low = params[parameter]["MinValue"]
         assert params[parameter]["Type"] == "Number"
-        runtime.Tuning.from_env({variable: str(low)})
+        Settings.from_env(need=[], environ={variable: str(low)})
         with pytest.raises(ConfigError):
-            runtime.Tuning.from_env({variable: str(low - 1)})
+            Settings.from_env(need=[], environ={variable: str(low - 1)})
 
 
 def test_the_operator_guide_documents_every_setting() -> None:

@@ -58,7 +58,7 @@ def inventory(
         ctx.s3,
         ctx.tables.files,
         bucket=ctx.settings.require("archive_bucket"),
-        prefix=(ctx.settings.archive_prefix or "") if prefix is None else prefix,
+        prefix=ctx.settings.archive_prefix if prefix is None else prefix,
         now=time.time(),
         workers=workers,
     )

@@ -136,7 +136,7 @@ def upload(
     try:
         settings = Settings.from_env(need=("archive_bucket",))
         bucket = settings.require("archive_bucket")
-        plan = transfer.plan_upload(directory, settings.archive_prefix or "")
+        plan = transfer.plan_upload(directory, settings.archive_prefix)
     except (BadInput, ConfigError) as exc:
         raise _error(str(exc), 2) from exc
     if plan.not_basicfusion:

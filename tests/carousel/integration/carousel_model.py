@@ -17,7 +17,7 @@ What stands in for AWS where moto lacks it (documented here, nowhere in the prod
   its restore; the model's `restore_progresses` rule reads it);
 - HSDS: a dictionary of published domains (index_file's HSDS calls and the step's domain
   deleter): what is checked here is who may write which state when, not how bytes are indexed;
-- SQS time: redrives are not delayed (`Tuning.redrive_delays_s` = 0) and a failed message is
+- SQS time: redrives are not delayed (`Context.redrive_delays_s` = 0) and a failed message is
   visible again at once (drain's visibility timeout 0): the receives of an outage run at once.
 
 After every rule it checks the invariants (`World.check_invariants`); at the end the world stops
@@ -45,7 +45,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from carousel import inventory, jobs
 from carousel.query import JobQuery
-from carousel.runtime import Context, Tuning, planner_config
+from carousel.runtime import Context, planner_config
 from carousel.step import Step
 from carousel.store import Tables, to_seconds
 from datacarousel import aws, hsds, job, registry
@@ -188,9 +188,8 @@ class World:
         self.tables = Tables.from_names(
             self.ddb, FILES_TABLE.table_name, JOBS_TABLE.table_name, JOB_FILES_TABLE.table_name
         )
-        tuning = dataclasses.replace(Tuning(), redrive_delays_s=(0,))
         self.ctx = Context(
-            self.settings, tuning, planner_config(self.settings, tuning), self.tables, s3=self.s3, sqs=self.sqs
+            self.settings, planner_config(self.settings), self.tables, s3=self.s3, sqs=self.sqs, redrive_delays_s=(0,)
         )
         self.truth = {n.file_name: Truth() for n in NAMES}
         for each in NAMES:

@@ -17,7 +17,7 @@ import pytest
 
 from carousel import inventory
 from carousel.launcher import LaunchRequest
-from carousel.runtime import Context, Tuning, planner_config
+from carousel.runtime import Context, planner_config
 from carousel.step import Step
 from datacarousel import aws, naming
 from datacarousel.contract import Env, FileAttr, JobState
@@ -80,14 +80,15 @@ class World:
             names.append(name.file_name)
         return names
 
-    def context(self, **tuning: Any) -> Context:
+    def context(self, redrive_delays_s: tuple[int, ...] | None = None, **settings: Any) -> Context:
         """The carousel's context from the environment (as `python -m carousel step` builds it).
 
         Few workers at once: the test machine is small and shared (HSDS answers 503 when swamped).
         """
         ctx = Context.from_env()
-        tune = dataclasses.replace(Tuning.from_env(), **{"max_index_workers": 1, "max_job_workers": 2, **tuning})
-        return dataclasses.replace(ctx, tuning=tune, config=planner_config(ctx.settings, tune))
+        tuned = dataclasses.replace(ctx.settings, **{"max_index_workers": 1, "max_job_workers": 2, **settings})
+        ctx = dataclasses.replace(ctx, settings=tuned, config=planner_config(tuned))
+        return ctx if redrive_delays_s is None else dataclasses.replace(ctx, redrive_delays_s=redrive_delays_s)
 
     def inventory(self, ctx: Context, prefix: str) -> inventory.InventoryReport:
         return inventory.run(ctx.s3, ctx.tables.files, bucket=self.archive, prefix=prefix, now=time.time())

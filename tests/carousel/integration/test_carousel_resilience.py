@@ -14,11 +14,11 @@ import pytest
 
 from carousel import jobs
 from carousel.query import JobQuery
-from carousel.runtime import DEFAULT_PROBE_AFTER_S
 from carousel.step import MAX_INDEX_REDRIVES, Step
 from carousel.store import iso_seconds, to_seconds
 from datacarousel import hsds, naming, registry
 from datacarousel.contract import (
+    DEFAULT_PROBE_AFTER_S,
     FAILURE_REASON_ATTRIBUTE,
     Env,
     FileAttr,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from carousel import runtime
+from datacarousel import contract
 from datacarousel.config import Settings
 from datacarousel.contract import Env
 from workbench.demo.plan import DemoOptions, carousel_environment
@@ -30,16 +31,17 @@ def test_the_env_file_carries_the_local_carousel_settings(tmp_path: Path) -> Non
     assert env[Env.INDEX_RETRY_S] == "120"
     assert env[Env.ARCHIVE_BUCKET] == "archive" and env[Env.LAUNCHER] == "local"
     # What `datacarousel step` makes of them: a restore is looked at after seconds, and again as often.
-    tuning = runtime.Tuning.from_env(env)
-    assert tuning.probe_after_s == LOCAL_PROBE_AFTER_S == 5.0
-    assert tuning.index_retry_s == LOCAL_INDEX_RETRY_S
-    config = runtime.planner_config(Settings.from_env(need=(), environ=env), tuning)
+    settings = Settings.from_env(need=(), environ=env)
+    assert settings.probe_after_s == LOCAL_PROBE_AFTER_S == 5.0
+    assert settings.index_retry_s == LOCAL_INDEX_RETRY_S
+    config = runtime.planner_config(settings)
     assert config.probe_after_s == config.probe_every_s == LOCAL_PROBE_AFTER_S
 
 
 def test_aws_defaults_stay_hours() -> None:
-    assert runtime.Tuning.from_env({}).probe_after_s == runtime.DEFAULT_PROBE_AFTER_S == 6 * 3600
-    assert runtime.Tuning.from_env({}).index_retry_s == runtime.DEFAULT_INDEX_RETRY_S == 3600
+    config = runtime.planner_config(Settings.from_env(need=(), environ={}))
+    assert config.probe_after_s == contract.DEFAULT_PROBE_AFTER_S == 6 * 3600
+    assert config.index_retry_s == contract.DEFAULT_INDEX_RETRY_S == 3600
 
 
 def test_the_demo_uses_the_same_settings_with_its_own_probe() -> None:
