@@ -1,9 +1,12 @@
-"""Decoding one stored chunk: inflate (zlib, or ISA-L when installed) and check its integrity.
+"""Decoding one stored chunk: inflate it and check its integrity.
 
 Every deflate chunk is inflated to its end, so its zlib checksum (adler32) and its size are checked
 as h5py checks them; a failure raises `CorruptChunk`. `decode_chunk` turns a chunk's bytes into an
-array; `stream_chunk` inflates a whole-array chunk piece by piece and hands out the bytes wanted as
-soon as they are inflated (memory stays small for chunks of hundreds of MB).
+array, in one call of libdeflate (the fastest inflater of `bench/bench_floor.py`, byte-identical to
+zlib on every chunk the job reads) into a buffer of the chunk's size, which becomes the array; without
+libdeflate, ISA-L or zlib in pieces. `stream_chunk` inflates a whole-array chunk piece by piece
+(ISA-L or zlib: libdeflate has no streaming interface) and hands out the bytes wanted as soon as they
+are inflated (memory stays small for chunks of hundreds of MB).
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ try:  # ISA-L inflates the same deflate streams about twice as fast as zlib
 except ImportError:  # pragma: no cover - optional speed-up
     _inflate_lib = zlib
 _INFLATE_ERRORS: tuple[type[BaseException], ...] = (zlib.error, getattr(_inflate_lib, "error", zlib.error))
+_one_shot: types.ModuleType | None
+try:  # libdeflate: a whole chunk in one call, about 10% faster than ISA-L here and no copy of the output
+    import deflate as _one_shot
+except ImportError:  # pragma: no cover - optional speed-up
+    _one_shot = None
 
 DEFAULT_PIECE_SIZE = 8 * 1024 * 1024  # compressed bytes inflated at a time when streaming
 DEFAULT_OUT_PIECE = 64 * 1024 * 1024  # uncompressed bytes produced per inflate call at most
@@ -46,17 +54,17 @@ def decode_chunk(
     shape = index.chunk_shape if index.layout == CHUNKED and index.chunk_shape is not None else index.shape
     dtype = np.dtype(index.dtype)
     want = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    out = np.empty(shape, dtype=dtype)
-    flat = out.reshape(-1).view(np.uint8)
     offset = None if chunk is None else chunk.byte_offset
     if not index.deflate:
         if len(raw) != want:
             raise CorruptChunk(f"{len(raw)} bytes stored, expected {want}", index.path, offset)
-        flat[:] = np.frombuffer(raw, dtype=np.uint8)
-        return out
+        return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
     started = time.perf_counter()
+    out = None if _one_shot is not None else np.empty(shape, dtype=dtype)
     try:
-        got = inflate_into(raw, flat)
+        if out is None:  # libdeflate's buffer becomes the array (writable, no copy)
+            return np.frombuffer(_inflate_whole(raw, want), dtype=dtype).reshape(shape)
+        got = inflate_into(raw, out.reshape(-1).view(np.uint8))
     except CorruptChunk as exc:
         raise CorruptChunk(exc.reason, index.path, offset) from exc
     finally:
@@ -65,6 +73,22 @@ def decode_chunk(
     if got != want:
         raise CorruptChunk(f"the chunk inflates to {got} bytes, expected {want}", index.path, offset)
     return out
+
+
+def _inflate_whole(raw: bytes | memoryview, want: int) -> bytearray:
+    """libdeflate inflates the whole stream into a buffer of `want` bytes, checking the zlib checksum. A stream
+    that is broken, longer than `want` or fails its checksum raises DeflateError, which says no more: the
+    reason names all three."""
+    assert _one_shot is not None
+    try:
+        data: bytearray = _one_shot.zlib_decompress(raw, want)
+    except _one_shot.DeflateError as exc:
+        raise CorruptChunk(
+            "the stream does not inflate (truncated or broken, longer than the chunk, or its checksum does not match)"
+        ) from exc
+    if len(data) != want:
+        raise CorruptChunk(f"the chunk inflates to {len(data)} bytes, expected {want}")
+    return data
 
 
 IN_PIECE = 4 * 1024 * 1024

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from datacarousel import aws, chunkread, hsds
+from datacarousel.chunkread import decode
 from datacarousel.chunkread.index import _replace
 from datacarousel.errors import BadInput, CorruptData
 from workbench.synthetic.generator import generate_orbit
@@ -67,6 +68,32 @@ def test_every_job_dataset_reads_identical_to_h5py(orbit_file: Path, file_reader
     with h5py.File(orbit_file, "r") as f:
         for path, index in indexes.items():
             assert same(chunkread.read_dataset(index, file_reader), f[path][()]), path
+
+
+@pytest.mark.parametrize("one_shot", [True, False], ids=["libdeflate", "isal-or-zlib"])
+def test_both_inflaters_read_every_chunk_identically_and_refuse_a_flipped_byte(
+    orbit_file: Path, file_reader: chunkread.RangeReader, one_shot: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`decode_chunk` inflates a whole chunk with libdeflate when installed (the images install it), else in
+    pieces with ISA-L or zlib: the same arrays from both, and a flipped byte is a CorruptChunk in both."""
+    if one_shot:
+        assert decode._one_shot is not None  # installed here, as in the images
+    else:
+        monkeypatch.setattr(decode, "_one_shot", None)
+    indexes = job_indexes(orbit_file)
+    with h5py.File(orbit_file, "r") as f:
+        for path, index in indexes.items():
+            got = chunkread.read_dataset(index, file_reader)
+            assert same(got, f[path][()]), path
+            assert got.flags.writeable, path
+    index = next(ix for ix in indexes.values() if ix.deflate and ix.chunks)
+    chunk = index.chunks[0]
+    raw = bytearray(file_reader(chunk.byte_offset, chunk.size))
+    for position in (0, len(raw) // 2, len(raw) - 1):  # the zlib header, the stream, the adler32 checksum
+        damaged = bytearray(raw)
+        damaged[position] ^= 0xFF
+        with pytest.raises(chunkread.CorruptChunk):
+            decode.decode_chunk(index, bytes(damaged), chunk=chunk)
 
 
 @pytest.mark.parametrize("workers", [1, 3])
