@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from carousel.model import (
     F_ARCHIVED,
@@ -35,6 +36,7 @@ from carousel.model import (
     Snapshot,
 )
 from carousel.planner import DAY_S, HOUR_S, TIER_MAX_LATENCY_S, PlannerConfig, demand
+from carousel.slack import due_times, release_times
 from datacarousel.contract import FileState, JobState, RestoreTier
 from datacarousel.errors import BadInput
 
@@ -310,6 +312,9 @@ class SubmissionEstimate:
     estimated_cost: CostBreakdown  # the job's share (restores split with jobs already waiting)
     estimated_cost_alone: CostBreakdown  # as if nobody shared
     estimated_start: float | None  # when the first file should be readable (None: nothing to do)
+    # With a deadline: when the carousel is expected to release the job's restores, held back until then to be
+    # shared with later jobs (`carousel.slack`); None: not held (no deadline, or work can start at once).
+    held_until: float | None = None
 
 
 def _turnover_s(config: PlannerConfig) -> float:
@@ -325,12 +330,15 @@ def estimate_submission(
     *,
     archive_class: ArchiveClass = ArchiveClass.DEEP_ARCHIVE,
     prices: PriceTable = DEFAULT_PRICES,
+    deadline: float | None = None,
 ) -> SubmissionEstimate:
     """What a job over `matched` files will cost and when it should start, given the current snapshot.
 
     The start estimate is coarse: the archived bytes already waiting (beyond the free
     window) drain at one window per turnover (longest latency + one lease); then one
-    restore latency.
+    restore latency. A job with a `deadline` whose files no prompt job waits for, and none readable
+    yet, starts later: its restores are held back as `carousel.slack` holds them, released in time
+    for the deadline (`held_until`), then one restore latency.
     """
     d = demand(snapshot, now)
     pos = snapshot.files.position
@@ -366,6 +374,14 @@ def estimate_submission(
             free = max(0.0, config.window_bytes - float(snapshot.files.size[d.in_window].sum()))
             queue_s = max(0.0, backlog - free) / config.window_bytes * _turnover_s(config)
             start = now + queue_s + latency
+    held_until = None
+    if deadline is not None and start is not None and not readable.any() and config.hold_back:
+        due = due_times(snapshot, np.ones(len(snapshot.files), dtype=bool))
+        prompt_waits = any(f.file_name in pos and np.isneginf(due[pos[f.file_name]]) for f in matched)
+        release = _release_time(deadline, int(sizes[archived].sum()), int(archived.sum()), config)
+        if not prompt_waits and config.policy.value != "naive" and release > start - TIER_MAX_LATENCY_S[config.tier]:
+            held_until = release
+            start = release + TIER_MAX_LATENCY_S[config.tier]
     return SubmissionEstimate(
         file_count=len(matched),
         total_bytes=int(sizes.sum()),
@@ -378,7 +394,29 @@ def estimate_submission(
         estimated_cost=cost(share),
         estimated_cost_alone=cost(np.ones(len(matched))),
         estimated_start=start,
+        held_until=held_until,
     )
+
+
+def _release_time(deadline: float, restore_bytes: int, restore_files: int, config: PlannerConfig) -> float:
+    """When `carousel.slack.hold_back` releases the restores of a job due at `deadline` with nothing ahead of
+    it in the window (its last file's release time: the earliest of the job's)."""
+    released = release_times([deadline], [restore_bytes], [restore_files], config, TIER_MAX_LATENCY_S[config.tier])
+    return float(released[0])
+
+
+def _held_release(
+    snapshot: Snapshot, j: int, files: npt.NDArray[np.int64], sizes: npt.NDArray[np.float64], config: PlannerConfig
+) -> float | None:
+    """When the restores of job `j`'s still archived `files` are released, if the job has a deadline and no
+    prompt job waits for any of them (`carousel.slack`); None when they are not held."""
+    deadline = float(snapshot.jobs.deadline[j])
+    if not (np.isfinite(deadline) and len(files) and config.hold_back and config.policy.value != "naive"):
+        return None
+    due = due_times(snapshot, np.ones(len(snapshot.files), dtype=bool))
+    if np.isneginf(due[files]).any():
+        return None
+    return _release_time(deadline, int(sizes.sum()), len(files), config)
 
 
 @dataclass(frozen=True)
@@ -449,6 +487,9 @@ def job_status(
         else:
             per_window = max(1.0, config.window_bytes / max(float(size.mean()), 1.0))
             eta = now + TIER_MAX_LATENCY_S[config.tier] + remaining / per_window * _turnover_s(config)
+            release = _held_release(snapshot, j, f[to_come], size[to_come], config)
+            if release is not None and release > now and remaining == int(to_come.sum()):
+                eta += release - now  # nothing started yet: its restores wait for the release, then the same
     return JobStatus(
         job_id=job_id,
         state=state,

@@ -129,6 +129,7 @@ class Submission:
             "estimated_cost": e.estimated_cost.as_dict(),
             "estimated_cost_alone": e.estimated_cost_alone.as_dict(),
             "estimated_start": iso_seconds(e.estimated_start) if e.estimated_start is not None else None,
+            "held_until": iso_seconds(e.held_until) if e.held_until is not None else None,
             "deadline": iso_seconds(self.deadline) if self.deadline is not None else None,
         }
 
@@ -178,7 +179,7 @@ def submit(
         raise BadInput(f"the query {query.to_dict()} matches no inventoried file (run `datacarousel inventory`?)")
     matched: list[FileRecord] = [file_record(item) for item in items]
     snapshot = load(tables).snapshot
-    estimate = estimate_submission(matched, snapshot, now, config)
+    estimate = estimate_submission(matched, snapshot, now, config, deadline=deadline)
     job_id = _free_job_id(tables, job_id, now)
     stamp = iso_seconds(now)
     tables.job_files.put_new(

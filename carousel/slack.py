@@ -40,6 +40,21 @@ def turnover_s(max_latency_s: float, lease_days: int) -> float:
     return max_latency_s + (lease_days + 1) * DAY_S
 
 
+def release_times(
+    due: npt.ArrayLike, cum_bytes: npt.ArrayLike, cum_files: npt.ArrayLike, config: PlannerConfig, max_latency_s: float
+) -> npt.NDArray[np.float64]:
+    """When a file due at `due` must be released for the window to restore it in time: `due` less the longest
+    latency, the margin, and the time the window takes to turn over the bytes and files ahead of it and its
+    own (`cum_bytes`, `cum_files`). Kept idle copies (`keep`) may hold up to keep_fraction of the window for
+    longer than a turnover, so the window's room is the rest of it."""
+    turnover = turnover_s(max_latency_s, config.lease_days)
+    room = max(1.0 - config.keep_fraction, 0.05) if config.keep_s > 0 else 1.0
+    load = np.maximum(
+        np.asarray(cum_bytes, np.float64) / config.window_bytes, np.asarray(cum_files, np.float64) / config.window_files
+    )
+    return np.asarray(due, np.float64) - max_latency_s - config.slack_margin_s - turnover * load / room
+
+
 def due_times(snapshot: Snapshot, candidates: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
     """Per file: the earliest deadline of the open jobs waiting for it (-inf: a prompt job waits; inf: none)."""
     jobs, jf = snapshot.jobs, snapshot.job_files
@@ -81,13 +96,9 @@ def hold_back(
         return None
     cand = np.nonzero(candidates)[0]
     order = cand[np.lexsort((files.orbit[cand], due[cand]))]  # prompt files (-inf) first
-    turnover = turnover_s(max_latency_s, config.lease_days)
-    # kept idle copies (`keep`) may hold up to keep_fraction of the window for longer than a turnover
-    room = max(1.0 - config.keep_fraction, 0.05) if config.keep_s > 0 else 1.0
     cum_bytes = used_bytes + np.cumsum(files.size[order], dtype=np.float64)
     cum_files = used_files + np.arange(1, len(order) + 1, dtype=np.float64)
-    backlog_s = turnover * np.maximum(cum_bytes / config.window_bytes, cum_files / config.window_files) / room
-    release_at = due[order] - max_latency_s - config.slack_margin_s - backlog_s
+    release_at = release_times(due[order], cum_bytes, cum_files, config, max_latency_s)
     late = np.nonzero(release_at <= now)[0]
     released = int(late[-1]) + 1 if len(late) else 0
     head = order[:released]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
@@ -21,6 +22,7 @@ from carousel.cost import (
     staging_seconds,
 )
 from carousel.planner import PlannerConfig
+from carousel.slack import release_times
 from datacarousel.contract import FileState, JobFileState, RestoreTier
 from datacarousel.errors import BadInput
 from tests.carousel.carousel_builders import DAY, GIB, HOUR, T0, file, job, snapshot, wants
@@ -135,6 +137,47 @@ def test_submission_estimate_start_waits_for_the_queue() -> None:
     # 150 TiB waiting, 100 TiB free: 50 TiB of backlog at one window (100 TiB) per 48 h + 1 day, then 48 h
     assert est.estimated_start == pytest.approx(T0 + 0.5 * (48 * HOUR + DAY) + 48 * HOUR)
     assert estimate_submission([], snap, T0, CONFIG).estimated_start is None
+
+
+def test_a_deadline_holds_the_estimated_start_back_as_the_planner_would() -> None:
+    """A job with slack whose files nobody else waits for promptly starts when `carousel.slack` would release
+    its restores (the planner's own release rule), plus one restore latency; the estimate says until when."""
+    files = [file(1000 + i, size=GIB) for i in range(3)]
+    snap = snapshot(files, [])
+    prompt = estimate_submission(files, snap, T0, CONFIG)
+    deadline = T0 + 20 * DAY
+    held = estimate_submission(files, snap, T0, CONFIG, deadline=deadline)
+    assert prompt.held_until is None and prompt.estimated_start == pytest.approx(T0 + 48 * HOUR)
+    expected = release_times([deadline], [3 * GIB], [3], CONFIG, 48 * HOUR)[0]
+    assert held.held_until == pytest.approx(expected)
+    assert T0 < held.held_until < deadline - 48 * HOUR  # in time for the deadline, not now
+    assert held.estimated_start == pytest.approx(held.held_until + 48 * HOUR)
+    assert held.estimated_cost == prompt.estimated_cost  # what later jobs will share is not known yet
+    # Not held: a deadline too close to hold anything, a prompt job waiting for one of the files, a file
+    # readable now, or the planner told not to hold back.
+    assert estimate_submission(files, snap, T0, CONFIG, deadline=T0 + 3 * DAY).held_until is None
+    other = snapshot(files, [job("other")], wants("other", [1001]))
+    assert estimate_submission(files, other, T0, CONFIG, deadline=deadline).held_until is None
+    readable = [file(1004, FileState.INDEXED, size=GIB, expiry=T0 + DAY), *files]
+    assert estimate_submission(readable, snapshot(readable, []), T0, CONFIG, deadline=deadline).held_until is None
+    no_hold = PlannerConfig(window_bytes=100 * TIB, window_files=1000, lease_days=1, hold_back=False)
+    assert estimate_submission(files, snap, T0, no_hold, deadline=deadline).held_until is None
+
+
+def test_the_eta_of_a_job_with_slack_waits_for_its_release() -> None:
+    """Before anything of it started, a job with a deadline is expected later by the time its restores are held
+    back (`carousel.slack`); a prompt job waiting for one of its files makes it prompt too."""
+    files = [file(1000 + i, size=GIB) for i in range(3)]
+    deadline = T0 + 20 * DAY
+    slack = dataclasses.replace(job("a"), deadline=deadline)
+    prompt = job_status(snapshot(files, [job("a")], wants("a", [1000, 1001, 1002])), "a", T0, CONFIG)
+    held = job_status(snapshot(files, [slack], wants("a", [1000, 1001, 1002])), "a", T0, CONFIG)
+    release = release_times([deadline], [3 * GIB], [3], CONFIG, 48 * HOUR)[0]
+    assert prompt.eta is not None and held.eta is not None
+    assert held.eta == pytest.approx(prompt.eta + release - T0)
+    assert held.eta <= deadline
+    shared = snapshot(files, [slack, job("b")], wants("a", [1000, 1001, 1002]), wants("b", [1002]))
+    assert job_status(shared, "a", T0, CONFIG).eta == pytest.approx(prompt.eta)
 
 
 def test_job_status_counts_and_cost_share() -> None:

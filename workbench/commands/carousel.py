@@ -162,6 +162,8 @@ def submit(  # noqa: PLR0917 - typer maps options to parameters
     ]
     if data["deadline"]:
         lines.append(f"  deadline: {data['deadline']} (restores may wait within it, to be shared)")
+    if data.get("held_until"):
+        lines.append(f"  restores held until about {data['held_until']}, for later jobs to share them")
     print("\n".join(lines))  # noqa: T201
 
 
