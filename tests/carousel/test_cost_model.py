@@ -149,7 +149,7 @@ def test_a_deadline_holds_the_estimated_start_back_as_the_planner_would() -> Non
     held = estimate_submission(files, snap, T0, CONFIG, deadline=deadline)
     assert prompt.held_until is None and prompt.estimated_start == pytest.approx(T0 + 48 * HOUR)
     expected = release_times([deadline], [3 * GIB], [3], CONFIG, 48 * HOUR)[0]
-    assert held.held_until == pytest.approx(expected)
+    assert held.held_until is not None and held.held_until == pytest.approx(expected)
     assert T0 < held.held_until < deadline - 48 * HOUR  # in time for the deadline, not now
     assert held.estimated_start == pytest.approx(held.held_until + 48 * HOUR)
     assert held.estimated_cost == prompt.estimated_cost  # what later jobs will share is not known yet
