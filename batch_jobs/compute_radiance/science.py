@@ -12,15 +12,14 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import cache
+from functools import cache, cached_property
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.floating]
-IntArray = npt.NDArray[np.integer]
-BoolArray = npt.NDArray[np.bool_]
+from batch_jobs.compute_radiance import gridding as gr
+from batch_jobs.compute_radiance.gridding import Accumulator, BoolArray, FloatArray, IntArray
 
 # --- parameters of the original (spec: Parameters) ---------------------------------
 SPATIAL_RESOLUTION = 0.5
@@ -103,8 +102,14 @@ def modis_ceres_index(lat: npt.ArrayLike, lon: npt.ArrayLike, grid: Grid) -> tup
     """The MODIS/CERES index rule of spec §1 (truncation toward zero).
 
     Returns `(row, col, inside)`; `row`/`col` are only meaningful where `inside`
-    (a sample outside the grid, NaN, or a fill value is not inside).
+    (a sample outside the grid, NaN, or a fill value is not inside). For N = 1/resolution an
+    integer power of two and float inputs, `gridding.modis_ceres_index_pow2` gives the same answer.
     """
+    lat_a, lon_a = np.asarray(lat), np.asarray(lon)
+    n2 = gr.pow2_per_degree(grid.per_degree)
+    exact = (np.float32, np.float64)  # float16 could not hold 180 + 1/N
+    if n2 is not None and lat_a.dtype in exact and lon_a.dtype in exact:
+        return gr.modis_ceres_index_pow2(lat_a, lon_a, n2)
     lat64 = np.asarray(lat, dtype=np.float64)
     lon64 = np.asarray(lon, dtype=np.float64)
     n = grid.per_degree
@@ -127,25 +132,43 @@ def modis_ceres_index(lat: npt.ArrayLike, lon: npt.ArrayLike, grid: Grid) -> tup
 
 
 def _histogram_bin(values: FloatArray, edges: FloatArray) -> tuple[IntArray, BoolArray]:
-    """Bin i holds [edge_i, edge_i+1); the last bin also holds its right edge (scipy's binned_statistic_dd)."""
+    """Bin i holds [edge_i, edge_i+1); the last bin also holds its right edge (scipy's binned_statistic_dd).
+
+    `index` is only meaningful where `inside`. `Grid`'s edges take an exact fast path (`gridding.uniform_bin`).
+    """
     nbins = len(edges) - 1
-    index = np.digitize(values, edges) - 1
-    dedge_min = float(np.min(np.diff(edges)))
-    decimal = int(-np.log10(dedge_min)) + 6
+    fast = gr.uniform_bin(values, edges)
+    if fast is not None:
+        index, inside, values, last = fast
+    else:
+        values = np.asarray(values, dtype=np.float64)
+        index, last = np.digitize(values, edges) - 1, float(edges[-1])
+        inside = (index >= 0) & (index < nbins)
     with np.errstate(invalid="ignore"):
-        on_edge = (values >= edges[-1]) & (np.around(values, decimal) == np.around(edges[-1], decimal))
-    index = np.where(on_edge, nbins - 1, index)
-    inside = (index >= 0) & (index < nbins)
-    return index.astype(np.int64), inside
+        beyond = np.greater_equal(values, last)  # only these can sit on the last edge
+    if beyond.any():
+        at = np.flatnonzero(beyond)
+        dedge_min = float(np.min(np.diff(edges)))
+        decimal = int(-np.log10(dedge_min)) + 6
+        tail = np.asarray(values[at], dtype=np.float64)
+        on_edge = at[np.around(tail, decimal) == np.around(edges[-1], decimal)]
+        index[on_edge] = nbins - 1
+        inside[on_edge] = True
+    return index.astype(np.int64, copy=False), inside
 
 
 def misr_index(lat: npt.ArrayLike, lon: npt.ArrayLike, grid: Grid) -> tuple[IntArray, IntArray, BoolArray]:
-    """The MISR index rule of spec §1: histogram binning of (-lat, lon) on the grid edges."""
-    lat64 = np.asarray(lat, dtype=np.float64)
-    lon64 = np.asarray(lon, dtype=np.float64)
-    row, row_in = _histogram_bin(-lat64, grid.lat_edges())
-    col, col_in = _histogram_bin(lon64, grid.lon_edges())
-    return row, col, row_in & col_in
+    """The MISR index rule of spec §1: histogram binning of (-lat, lon) on the grid edges.
+
+    float32 coordinates stay float32 (compared with edges exact in float32: the same answers).
+    """
+    lat_a, lon_a = np.asarray(lat), np.asarray(lon)
+    lat_a = lat_a if lat_a.dtype.kind == "f" else lat_a.astype(np.float64)
+    lon_a = lon_a if lon_a.dtype.kind == "f" else lon_a.astype(np.float64)
+    row, row_in = _histogram_bin(np.negative(lat_a), grid.lat_edges())
+    col, col_in = _histogram_bin(lon_a, grid.lon_edges())
+    row_in &= col_in
+    return row, col, row_in
 
 
 # --- 2. time window ---------------------------------------------------------------------
@@ -231,86 +254,41 @@ def blocks_in_window(block_jd: FloatArray, t0: float, t1: float) -> IntArray:
     return np.flatnonzero((block_jd >= t0) & (block_jd <= t1))
 
 
-# --- accumulation -----------------------------------------------------------------
-@dataclass
-class Accumulator:
-    """Per-cell, per-channel sums (float64) and counts (int64) on a flat grid.
-
-    Stored channel-major (each channel's cells contiguous); `count` and `sum(name)` are
-    (num_cells, channels) views. `add` bins only the span of cells a batch touches.
-    """
-
-    grid: Grid
-    channels: int
-    _sums: dict[str, FloatArray] = field(default_factory=dict)
-    _count: IntArray = field(init=False)
-
-    def __post_init__(self) -> None:
-        self._count = np.zeros((self.channels, self.grid.num_cells), dtype=np.int64)
-
-    @property
-    def count(self) -> IntArray:
-        return self._count.T
-
-    def _sum(self, name: str) -> FloatArray:
-        if name not in self._sums:
-            self._sums[name] = np.zeros((self.channels, self.grid.num_cells), dtype=np.float64)
-        return self._sums[name]
-
-    def sum(self, name: str) -> FloatArray:
-        return self._sum(name).T
-
-    def add(self, channel: int, cells: IntArray, **weights: npt.ArrayLike) -> None:
-        """Add one sample per entry of `cells` to `channel` (np.bincount: no loop over samples)."""
-        for name in weights:
-            self._sum(name)
-        if len(cells) == 0:
-            return
-        lo = int(cells.min())
-        local = cells - lo
-        span = int(local.max()) + 1
-        self._count[channel, lo : lo + span] += np.bincount(local, minlength=span)
-        for name, w in weights.items():
-            binned = np.bincount(local, weights=np.asarray(w, dtype=np.float64), minlength=span)
-            self._sums[name][channel, lo : lo + span] += binned
-
-    def add_sorted(self, cells: IntArray, taken: BoolArray, **weights: FloatArray) -> None:
-        """Add samples of every channel at once: `cells` (n,) sorted; `taken` and weights (channels, n).
-
-        Weights must be zero where `taken` is False. Runs of equal cells are summed with np.add.reduceat.
-        """
-        for name in weights:
-            self._sum(name)
-        if len(cells) == 0:
-            return
-        starts = np.flatnonzero(np.r_[True, cells[1:] != cells[:-1]])
-        unique = cells[starts]
-        self._count[:, unique] += np.add.reduceat(taken, starts, axis=1, dtype=np.int64)
-        for name, w in weights.items():
-            self._sums[name][:, unique] += np.add.reduceat(w, starts, axis=1)
-
-    def grid_array(self, name: str | None = None) -> npt.NDArray[np.generic]:
-        """(num_lats, num_lons, channels) array of a sum (by name) or of the count (name None)."""
-        data = self._count if name is None else self._sum(name)
-        return np.ascontiguousarray(
-            data.reshape(self.channels, self.grid.num_lats, self.grid.num_lons).transpose(1, 2, 0)
-        )
-
-
 # --- 3. MODIS ---------------------------------------------------------------------
 def modis_pixel_mask(
     lat: FloatArray, lon: FloatArray, sza: FloatArray, vza: FloatArray, *, grid: Grid, vza_max: float
 ) -> tuple[IntArray, IntArray]:
-    """Spec §3.2: flat indices of the pixels taken and their flat cell indices.
+    """Spec §3.2: flat indices of the pixels taken and their flat cell indices (in pixel order)."""
+    pixel, cells, _ = _modis_taken(lat, lon, sza, vza, grid=grid, vza_max=vza_max)
+    return pixel, cells
 
-    The angle and fill tests run first, so the index rule only runs on the pixels they keep.
+
+def _modis_taken(
+    lat: FloatArray, lon: FloatArray, sza: FloatArray, vza: FloatArray, *, grid: Grid, vza_max: float
+) -> tuple[IntArray, IntArray, int]:
+    """`modis_pixel_mask` and the pixels at latitude -90 it dropped (spec §7).
+
+    The angle tests run first (into two buffers, no temporary per test), the index rule on the
+    pixels they keep; its range test drops the fill values (lat or lon <= -999) too.
     """
+    sza, vza = np.asarray(sza), np.asarray(vza)
+    ok = gr.SCRATCH.get("modis_ok", sza.shape, bool)
+    test = gr.SCRATCH.get("modis_test", sza.shape, bool)
     with np.errstate(invalid="ignore"):
-        ok = (sza >= 0) & (sza <= MODIS_SZA_MAX) & (vza >= 0) & (vza < vza_max)
-        ok &= (lat > MODIS_FILL_MAX) & (lon > MODIS_FILL_MAX)
-    pixel = np.flatnonzero(ok.ravel())
-    row, col, inside = modis_ceres_index(lat.ravel()[pixel], lon.ravel()[pixel], grid)
-    return pixel[inside], (row * grid.num_lons + col)[inside]
+        np.greater_equal(sza, 0, out=ok)
+        ok &= np.less_equal(sza, MODIS_SZA_MAX, out=test)
+        ok &= np.greater_equal(vza, 0, out=test)
+        ok &= np.less(vza, vza_max, out=test)
+    pixel = np.flatnonzero(ok)
+    lat_t, lon_t = np.take(np.ravel(lat), pixel), np.take(np.ravel(lon), pixel)
+    with np.errstate(invalid="ignore"):
+        minus_90 = int(np.count_nonzero((lat_t == -90.0) & (lon_t > MODIS_FILL_MAX)))
+    row, col, inside = modis_ceres_index(lat_t, lon_t, grid)
+    row *= grid.num_lons
+    row += col
+    if inside.all():
+        return pixel, row, minus_90
+    return np.compress(inside, pixel), np.compress(inside, row), minus_90
 
 
 def modis_radiance_ceiling(radiance_scales: npt.ArrayLike) -> npt.NDArray[np.float32]:
@@ -326,8 +304,9 @@ def modis_insolation_coeff(radiance_scales: npt.ArrayLike, reflectance_scales: n
 
 def modis_refill_saturation(values: npt.NDArray[np.float32], ceiling: npt.NDArray[np.float32]) -> None:
     """Spec §3.3, in place on (channels, n): channels 2.. with value -992 where channel 1 > 0 get the ceiling."""
-    refill = (values[0] > 0) & (values[1:] == np.float32(MODIS_SATURATION_VALUE))
-    values[1:] = np.where(refill, ceiling[1:, None], values[1:])
+    refill = values[1:] == np.float32(MODIS_SATURATION_VALUE)
+    refill &= values[0] > 0
+    np.copyto(values[1:], ceiling[1:, None], where=refill)
 
 
 def modis_granule(
@@ -345,32 +324,42 @@ def modis_granule(
     """Add one descending granule (spec §3) to `acc` (sums 'rad' and 'sol'). Returns samples at lat -90 dropped.
 
     `bands` is (channels, R, C) in channel order; scales have one entry per channel.
+
+    The pixels taken are sorted by cell (stable: pixel order within a cell) and each cell's terms are
+    summed with `np.add.reduceat`, block by block; blocks end only where a cell's pixels end, so
+    every cell gets the sum of all its terms in the same order (docs/compute-radiance.md, "Gridding
+    kernels"): the same bytes, with every temporary small and reused.
     """
-    grid = acc.grid
-    taken, cells = modis_pixel_mask(lat, lon, sza, vza, grid=grid, vza_max=vza_max)
+    taken, cells, minus_90 = _modis_taken(lat, lon, sza, vza, grid=acc.grid, vza_max=vza_max)
     order = np.argsort(cells, kind="stable")  # sort the pixels by cell once, for all channels
-    taken, cells = taken[order], cells[order]
+    taken, cells = np.take(taken, order), np.take(cells, order)
+    starts = gr.segment_starts(cells)
     nch = bands.shape[0]
-    values = np.asarray(bands.reshape(nch, -1)[:, taken], dtype=np.float32)  # fancy indexing copies
+    flat = bands.reshape(nch, -1)
+    sza_flat = np.ravel(sza)
     ceiling = modis_radiance_ceiling(radiance_scales)
-    modis_refill_saturation(values, ceiling)
     coeff = modis_insolation_coeff(radiance_scales, reflectance_scales)
-    cos_sza = np.cos(np.radians(sza.ravel()[taken].astype(np.float64)))
-    ok = (values > 0) & (values <= ceiling[:, None])
-    rad = np.where(ok, values, np.float32(0)).astype(np.float64)
-    sol = ok * (cos_sza[None, :] * coeff[:, None])
-    acc.add_sorted(cells, ok, rad=rad, sol=sol)
-    return minus_90_dropped(lat, lon, sza, vza, vza_max)
-
-
-def minus_90_dropped(lat: FloatArray, lon: FloatArray, sza: FloatArray, vza: FloatArray, vza_max: float) -> int:
-    """MODIS pixels that would pass every other test but sit at latitude exactly -90 (dropped, spec §7)."""
-    at_pole = lat == -90.0
-    if not at_pole.any():
-        return 0
-    with np.errstate(invalid="ignore"):
-        ok = at_pole & (sza >= 0) & (sza <= MODIS_SZA_MAX) & (vza >= 0) & (vza < vza_max) & (lon > MODIS_FILL_MAX)
-    return int(np.count_nonzero(ok))
+    counts = np.empty((nch, len(starts)), dtype=np.int64)
+    rad, sol = np.empty((nch, len(starts))), np.empty((nch, len(starts)))
+    for lo, hi, s0, s1 in gr.segment_blocks(starts, len(cells)):
+        m = hi - lo
+        scratch = gr.SCRATCH if m <= gr.BLOCK else gr.Scratch()  # a longer cell gets buffers of its own
+        out = scratch.get("modis_values", (nch, m), flat.dtype)
+        values = np.take(flat, taken[lo:hi], axis=1, out=out, mode="clip")  # valid indices: "clip" is not buffered
+        values = values.astype(np.float32, copy=False)
+        modis_refill_saturation(values, ceiling)
+        ok = np.greater(values, 0, out=scratch.get("modis_ok_v", (nch, m), bool))
+        ok &= np.less_equal(values, ceiling[:, None], out=scratch.get("modis_test_v", (nch, m), bool))
+        at = starts[s0:s1] - lo
+        counts[:, s0:s1] = np.add.reduceat(ok.view(np.int8), at, axis=1, dtype=np.int32)
+        w = gr.where_taken(values, ok, out=scratch.get("modis_w", (nch, m), np.float64))  # the same terms
+        rad[:, s0:s1] = np.add.reduceat(w, at, axis=1)
+        cos_sza = np.cos(np.radians(sza_flat[taken[lo:hi]].astype(np.float64)))
+        np.multiply(cos_sza[None, :], coeff[:, None], out=w)
+        np.multiply(ok, w, out=w)  # ok * (cos * coeff), as the spec's mask times the insolation
+        sol[:, s0:s1] = np.add.reduceat(w, at, axis=1)
+    acc.add_segments(cells[starts], counts, rad=rad, sol=sol)
+    return minus_90
 
 
 # --- 4. MISR ----------------------------------------------------------------------
@@ -480,20 +469,53 @@ class MisrCells:
 
     pixel: IntArray  # flat index into (nb, 128, 512)
     cells: IntArray
+    _buffers: dict[str, npt.NDArray[Any]] = field(default_factory=dict, compare=False, repr=False)
+
+    @cached_property
+    def all_counts(self) -> IntArray:
+        """Pixels per cell (`np.bincount(cells)`): the same for every band."""
+        return np.bincount(self.cells)
+
+    def scratch(self, name: str, n: int, dtype: npt.DTypeLike) -> npt.NDArray[Any]:
+        """A buffer of n items reused by every band (page-faulted in once)."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape != (n,) or buf.dtype != np.dtype(dtype):
+            buf = self._buffers[name] = np.empty(n, dtype=dtype)
+        return buf
 
 
 def misr_cells(mask: BoolArray, lat: FloatArray, lon: FloatArray, grid: Grid) -> MisrCells:
     """Cells (MISR rule) of the pixels taken; pixels outside the grid are left out."""
-    pixel = np.flatnonzero(mask.ravel())
-    row, col, inside = misr_index(lat.ravel()[pixel], lon.ravel()[pixel], grid)
-    return MisrCells(pixel=pixel[inside], cells=(row * grid.num_lons + col)[inside])
+    pixel = np.flatnonzero(mask)
+    lat_t, lon_t = np.take(np.ravel(lat), pixel), np.take(np.ravel(lon), pixel)
+    fast = gr.histogram_cells(lat_t, lon_t, grid.lat_edges(), grid.lon_edges())  # the same rule, fewer passes
+    if fast is not None:
+        cells, inside = fast
+    else:
+        row, col, inside = misr_index(lat_t, lon_t, grid)
+        cells = row * grid.num_lons + col
+    if inside.all():
+        return MisrCells(pixel=pixel, cells=cells)
+    return MisrCells(pixel=np.compress(inside, pixel), cells=np.compress(inside, cells))
 
 
 def misr_band(acc: Accumulator, channel: int, cells: MisrCells, rad_1km: npt.NDArray[np.float32]) -> None:
-    """Spec §4.3 last step: NaN -> 0 and 0 < rad < 1000 counts, for one band over the pixels taken."""
-    v = np.nan_to_num(rad_1km.ravel()[cells.pixel])
-    ok = (v > 0) & (v < MISR_RAD_MAX)
-    acc.add(channel, cells.cells[ok], rad=v[ok])
+    """Spec §4.3 last step: NaN -> 0 and 0 < rad < 1000 counts, for one band over the pixels taken.
+
+    Each cell's sum is its terms added one after the other from 0 (`np.bincount`), as before; the
+    samples not taken add a term +0.0, which changes no such sum (all terms are > 0).
+    """
+    n = len(cells.pixel)
+    v = np.take(np.ravel(rad_1km), cells.pixel, out=cells.scratch("v", n, rad_1km.dtype), mode="clip")
+    ok = cells.scratch("ok", n, bool)
+    with np.errstate(invalid="ignore"):
+        np.greater(v, 0, out=ok)
+        ok &= np.less(v, MISR_RAD_MAX, out=cells.scratch("test", n, bool))
+    w = gr.where_taken(v, ok, out=cells.scratch("w", n, np.float64))
+    np.logical_not(ok, out=ok)
+    dropped = np.bincount(np.compress(ok, cells.cells), minlength=len(cells.all_counts))
+    sums = np.asarray(np.bincount(cells.cells, weights=w), dtype=np.float64)  # float64 already: no copy
+    acc.add_binned(channel, cells.all_counts - dropped, rad=sums)
 
 
 # --- 5. CERES ---------------------------------------------------------------------

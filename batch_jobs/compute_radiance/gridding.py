@@ -1,0 +1,284 @@
+"""Exact fast paths of the gridding rules, and the kernels' summation orders (issue #22).
+
+`science.py` states the rules (docs/compute-radiance.md §1, "Gridding kernels"). The functions here
+give the same results, bit for bit, for the grids the job uses (N = 1/resolution an integer power of
+two), in fewer passes, in the inputs' precision and with fewer large temporaries. The tests check
+them against the rules as written (tests/batch_jobs/test_compute_radiance_gridding.py).
+
+The result bytes depend on the order in which each cell's float64 terms are added, and that order
+is kept as it was:
+- MODIS: per granule, a cell's terms in pixel order (a stable sort by cell), summed by
+  `np.add.reduceat` (the first term, plus numpy's pairwise sum of the others), then added to the grid.
+  `segment_blocks` cuts the sorted pixels only where a cell starts, so summing block by block
+  gives every cell the very same sum;
+- MISR and CERES: per call, a cell's terms in pixel order, summed one after the other from 0 by
+  `np.bincount`, then added to the grid. MISR adds a term +0.0 for each sample not taken, which
+  changes no sum (s + 0.0 == s for every s but -0.0, and these sums start at +0.0 and add terms > 0).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:  # (science imports this module: the grid's type only)
+    from batch_jobs.compute_radiance.science import Grid
+
+FloatArray = npt.NDArray[np.floating]
+IntArray = npt.NDArray[np.integer]
+BoolArray = npt.NDArray[np.bool_]
+
+BLOCK = 1 << 16  # MODIS pixels gridded at a time: every temporary small, in cache and reused
+
+
+def pow2_per_degree(n: float) -> int | None:
+    """N when it is an integer power of two (resolution 1, 0.5, 0.25...): then `x * N` is exact in any precision."""
+    return int(n) if 1 <= n <= 2**15 and n == int(n) and int(n) & (int(n) - 1) == 0 else None
+
+
+def modis_ceres_index_pow2(lat: FloatArray, lon: FloatArray, n: int) -> tuple[IntArray, IntArray, BoolArray]:
+    """The MODIS/CERES rule (`science.modis_ceres_index`) for an integer power-of-two N, in the inputs' precision.
+
+    With lat_i = trunc(lat) and lat_f = lat - lat_i of the same sign, lat_i*N + trunc(lat_f*N) =
+    trunc(lat*N), and lat*N is exact: row = 90N - trunc(lat*N) - (lat >= 0), col = 180N + trunc(lon*N)
+    - (lon < 0) (360N wraps to 0). That lands inside exactly for -90 < lat < 90 and -180 < lon < 180 + 1/N;
+    NaN, infinities and fill values (<= -999) fail these tests, as they fail the general rule's.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        inside = np.abs(lat) < 90
+        inside &= lon > -180
+        inside &= lon < 180 + 1 / n
+        row = (lat * n).astype(np.int64)  # truncates toward zero; garbage where not inside
+        np.subtract(90 * n, row, out=row)
+        row -= lat >= 0
+        col = (lon * n).astype(np.int64)
+        col += 180 * n
+        col -= lon < 0
+    col[col == 360 * n] = 0
+    return row, col, inside
+
+
+def _uniform(edges: FloatArray) -> int | None:
+    """N when `edges` are e0 + k/N, N a power of two and e0 a multiple of 1/N (the grid's edges)."""
+    nbins = len(edges) - 1
+    n = pow2_per_degree(1 / (edges[1] - edges[0])) if nbins > 0 else None
+    if n is None or float(edges[0]) * n != round(float(edges[0]) * n) or nbins >= 2**24:
+        return None
+    return n if np.array_equal(edges, edges[0] + np.arange(nbins + 1) / n) else None
+
+
+def _floor_bins(values: FloatArray, edges: FloatArray, n: int) -> FloatArray:
+    """floor(x N) - e0 N, the bin of x where it is one (exact: see `uniform_bin`), in the values' precision,
+    with the last-edge rule of `science._histogram_bin` (values on the last edge, to 6 more decimals, go in
+    the last bin)."""
+    nbins = len(edges) - 1
+    with np.errstate(invalid="ignore", over="ignore"):
+        t = np.multiply(values, n)
+        np.floor(t, out=t)
+        t -= float(edges[0]) * n
+        beyond = np.greater_equal(t, nbins)  # exactly the values >= the last edge
+    if beyond.any():
+        at = np.flatnonzero(beyond)
+        decimal = int(-np.log10(float(np.min(np.diff(edges))))) + 6
+        tail = np.asarray(values[at], dtype=np.float64)
+        t[at[np.around(tail, decimal) == np.around(edges[-1], decimal)]] = nbins - 1
+    return t
+
+
+def histogram_cells(
+    lat: FloatArray, lon: FloatArray, lat_edges: FloatArray, lon_edges: FloatArray
+) -> tuple[IntArray, BoolArray] | None:
+    """The MISR rule (`science.misr_index`) as flat cells `row * num_lons + col` and `inside`, or None
+    when the edges are not a power-of-two grid. Computed in the coordinates' precision (float32 or
+    float64): bins and cells are integers below 2**24, exact in both."""
+    n, n_lon = _uniform(lat_edges), _uniform(lon_edges)
+    nlat, nlon = len(lat_edges) - 1, len(lon_edges) - 1
+    if n is None or n_lon is None or nlat * nlon >= 2**24 or lat.dtype != lon.dtype:
+        return None
+    if lat.dtype not in (np.float32, np.float64):
+        return None
+    row = _floor_bins(np.negative(lat), lat_edges, n)
+    col = _floor_bins(lon, lon_edges, n_lon)
+    with np.errstate(invalid="ignore", over="ignore"):
+        inside = np.greater_equal(row, 0)
+        inside &= row < nlat
+        inside &= col >= 0
+        inside &= col < nlon
+        row *= nlon
+        row += col
+        cells = row.astype(np.int64)
+    return cells, inside
+
+
+def uniform_bin(values: FloatArray, edges: FloatArray) -> tuple[IntArray, BoolArray, FloatArray, float] | None:
+    """`np.digitize(values, edges) - 1` and `edges[0] <= values < edges[-1]` for edges e0 + k/N, N a power of two
+    and e0 a multiple of 1/N (the grid's edges); None for other edges.
+
+    The bin of x is floor((x - e0) N) = floor(x N) - e0 N, and that is computed exactly: x N is exact
+    (a power of two), floor is exact, and e0 N is an integer. Returns (index, inside, the values as
+    compared, the last edge); `index` is only meaningful where `inside`.
+    """
+    nbins = len(edges) - 1
+    n = _uniform(edges)
+    if n is None:
+        return None
+    if values.dtype not in (np.float32, np.float64):
+        values = values.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        t = np.multiply(values, n)  # exact
+        np.floor(t, out=t)
+        t -= float(edges[0]) * n  # an integer below 2**24: exact where inside
+        inside = np.greater_equal(t, 0)
+        inside &= t < nbins
+        index = t.astype(np.int64)
+    return index, inside, values, float(edges[-1])
+
+
+def segment_starts(cells: IntArray) -> IntArray:
+    """Where each run of equal cells starts in `cells` (sorted: one run per cell)."""
+    if len(cells) == 0:
+        return np.zeros(0, dtype=np.intp)
+    starts = np.flatnonzero(cells[1:] != cells[:-1])
+    starts += 1
+    return np.concatenate(([0], starts))
+
+
+def segment_blocks(starts: IntArray, size: int, samples: int = BLOCK) -> Iterator[tuple[int, int, int, int]]:
+    """Blocks of at most `samples` samples cut where a segment starts: (first sample, end, first segment, end).
+
+    A segment longer than `samples` is a block of its own: no segment is ever split.
+    """
+    bounds = np.append(starts, size)
+    first, nseg = 0, len(starts)
+    while first < nseg:
+        end = int(np.searchsorted(bounds, bounds[first] + samples, side="right")) - 1
+        end = min(max(end, first + 1), nseg)
+        yield int(bounds[first]), int(bounds[end]), first, end
+        first = end
+
+
+def where_taken(values: npt.NDArray[Any], ok: BoolArray, out: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """`np.where(ok, values, 0)` as float64 into `out` (`values` may be overwritten).
+
+    float32 values: an AND of their bits with 0 or all ones (from `ok`) gives exactly the value or
+    +0.0 (no test on NaN), then an exact widening to float64.
+    """
+    if values.dtype != np.float32:
+        np.copyto(out, 0.0)
+        np.copyto(out, values, where=ok)
+        return out
+    mask = np.negative(ok.view(np.int8))  # 0 or -1 (all ones once widened)
+    np.bitwise_and(values.view(np.int32), mask, out=values.view(np.int32))
+    np.copyto(out, values)  # float32 to float64: exact
+    return out
+
+
+class Scratch(threading.local):
+    """Buffers reused from call to call (per thread): a large temporary is page-faulted in once, not per call."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[tuple[str, str], npt.NDArray[Any]] = {}
+
+    def get(self, name: str, shape: int | tuple[int, ...], dtype: npt.DTypeLike) -> npt.NDArray[Any]:
+        dt = np.dtype(dtype)
+        size = int(np.prod(shape))
+        key = (name, dt.str)
+        buf = self.buffers.get(key)
+        if buf is None or buf.size < size:
+            buf = self.buffers[key] = np.empty(max(size, 1), dtype=dt)
+        return buf[:size].reshape(shape)
+
+    def clear(self) -> None:
+        self.buffers.clear()
+
+
+SCRATCH = Scratch()
+
+
+# --- accumulation (science.py's re-export: `science.Accumulator`) ------------------------------
+@dataclass
+class Accumulator:
+    """Per-cell, per-channel sums (float64) and counts (int64) on a flat grid.
+
+    Stored channel-major (each channel's cells contiguous); `count` and `sum(name)` are
+    (num_cells, channels) views. `add` bins only the span of cells a batch touches.
+    """
+
+    grid: Grid
+    channels: int
+    _sums: dict[str, FloatArray] = field(default_factory=dict)
+    _count: IntArray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._count = np.zeros((self.channels, self.grid.num_cells), dtype=np.int64)
+
+    @property
+    def count(self) -> IntArray:
+        return self._count.T
+
+    def _sum(self, name: str) -> FloatArray:
+        if name not in self._sums:
+            self._sums[name] = np.zeros((self.channels, self.grid.num_cells), dtype=np.float64)
+        return self._sums[name]
+
+    def sum(self, name: str) -> FloatArray:
+        return self._sum(name).T
+
+    def add(self, channel: int, cells: IntArray, **weights: npt.ArrayLike) -> None:
+        """Add one sample per entry of `cells` to `channel` (np.bincount: no loop over samples)."""
+        for name in weights:
+            self._sum(name)
+        if len(cells) == 0:
+            return
+        lo = int(cells.min())
+        local = cells - lo
+        span = int(local.max()) + 1
+        self._count[channel, lo : lo + span] += np.bincount(local, minlength=span)
+        for name, w in weights.items():
+            binned = np.bincount(local, weights=np.asarray(w, dtype=np.float64), minlength=span)
+            self._sums[name][channel, lo : lo + span] += binned
+
+    def add_sorted(self, cells: IntArray, taken: BoolArray, **weights: FloatArray) -> None:
+        """Add samples of every channel at once: `cells` (n,) sorted; `taken` and weights (channels, n).
+
+        Weights must be zero where `taken` is False. Runs of equal cells are summed with np.add.reduceat.
+        """
+        for name in weights:
+            self._sum(name)
+        if len(cells) == 0:
+            return
+        starts = np.flatnonzero(np.r_[True, cells[1:] != cells[:-1]])
+        unique = cells[starts]
+        self._count[:, unique] += np.add.reduceat(taken, starts, axis=1, dtype=np.int64)
+        for name, w in weights.items():
+            self._sums[name][:, unique] += np.add.reduceat(w, starts, axis=1)
+
+    def add_segments(self, unique: IntArray, counts: IntArray, **sums: FloatArray) -> None:
+        """Add per-cell counts and sums (channels, len(unique)) of every channel to the distinct cells `unique`."""
+        for name in sums:
+            self._sum(name)
+        if len(unique) == 0:
+            return
+        self._count[:, unique] += counts
+        for name, s in sums.items():
+            self._sums[name][:, unique] += s
+
+    def add_binned(self, channel: int, counts: IntArray, **sums: FloatArray) -> None:
+        """Add `np.bincount` results (cells 0 .. len - 1) to `channel`."""
+        for name in sums:
+            self._sum(name)
+        self._count[channel, : len(counts)] += counts
+        for name, s in sums.items():
+            self._sums[name][channel, : len(s)] += s
+
+    def grid_array(self, name: str | None = None) -> npt.NDArray[np.generic]:
+        """(num_lats, num_lons, channels) array of a sum (by name) or of the count (name None)."""
+        data = self._count if name is None else self._sum(name)
+        return np.ascontiguousarray(
+            data.reshape(self.channels, self.grid.num_lats, self.grid.num_lons).transpose(1, 2, 0)
+        )
