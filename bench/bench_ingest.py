@@ -33,7 +33,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
@@ -51,6 +51,9 @@ from record_metadata.adapters import run as run_record_metadata
 from workbench.local import environment, moto_server
 from workbench.synthetic.catalogue import archive_catalogue
 from workbench.synthetic.generator import generate_orbit
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
 
 log = logging.getLogger("bench_ingest")
 
@@ -73,7 +76,7 @@ def moto_pid(local: environment.LocalEnvironment) -> int:
     return moto.pids[0]
 
 
-def queue_depth(sqs: Any, queue_url: str) -> int:
+def queue_depth(sqs: SQSClient, queue_url: str) -> int:
     attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])
     return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
 

@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import h5pyd
@@ -57,6 +57,9 @@ from datacarousel import chunkread as cr
 from datacarousel import orbit as readers
 from workbench.local import environment
 from workbench.synthetic.generator import generate_orbit
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 FAMILIES = ("MODIS", "MISR", "CERES")
 GB = 1e9
@@ -237,7 +240,7 @@ def read_direct(
 
 
 # ----------------------------------------------------------------------------- child processes
-def _s3() -> Any:
+def _s3() -> S3Client:
     return aws.client("s3")
 
 
@@ -404,7 +407,7 @@ def job_subset(src: Path, dst: Path) -> Path:
     return dst
 
 
-def moto_get_cost(s3: Any, bucket: str, key: str, repeat: int = 3) -> dict[str, float]:
+def moto_get_cost(s3: S3Client, bucket: str, key: str, repeat: int = 3) -> dict[str, float]:
     small = f"{S3_PREFIX}/one-megabyte"
     s3.put_object(Bucket=bucket, Key=small, Body=os.urandom(1 << 20))
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from datacarousel.files_table import Expr, serialize
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ def _conditional_failure(exc: ClientError) -> bool:
 
 
 def update(
-    ddb: Any,
+    ddb: DynamoDBClient,
     table: str,
     key: Mapping[str, Any],
     expr: Expr,

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -30,6 +30,9 @@ from datacarousel.errors import BadFileName
 from datacarousel.files_table import FilesTable, identity_attributes, serialize
 from datacarousel.naming import BasicFusionName
 from datacarousel.times import iso
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +76,7 @@ def inventory_item(
     }
 
 
-def list_objects(s3: Any, bucket: str, prefix: str = "", page_size: int = 1000) -> Iterator[Mapping[str, Any]]:
+def list_objects(s3: S3Client, bucket: str, prefix: str = "", page_size: int = 1000) -> Iterator[Mapping[str, Any]]:
     """Every object under `prefix` (all pages of `page_size` keys)."""
     pages = s3.get_paginator("list_objects_v2").paginate(
         Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": page_size}
@@ -99,7 +102,7 @@ def create_if_absent(files: FilesTable, item: Mapping[str, Any]) -> bool:
 
 
 def run(
-    s3: Any,
+    s3: S3Client,
     files: FilesTable,
     *,
     bucket: str,

@@ -14,10 +14,14 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from datacarousel.contract import STACK_TAG, Env
 from datacarousel.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mypy_boto3_batch import BatchClient
+    from mypy_boto3_batch.literals import JobStatusType
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +121,7 @@ def registered_job_definition(entry: Mapping[str, Any]) -> JobDefinition:
 class BatchLauncher:
     """Submits job definitions to an AWS Batch job queue."""
 
-    def __init__(self, batch: Any, job_queue: str) -> None:
+    def __init__(self, batch: BatchClient, job_queue: str) -> None:
         self._batch = batch
         self._queue = job_queue
 
@@ -135,7 +139,7 @@ class BatchLauncher:
         return [job_id]
 
     # Statuses of a job (or an array child) that holds or will hold a worker.
-    ACTIVE_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
+    ACTIVE_STATUSES: tuple[JobStatusType, ...] = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
     DESCRIBE_MAX = 100  # job ids per DescribeJobs call
 
     @staticmethod
@@ -155,12 +159,12 @@ class BatchLauncher:
         array's `statusSummary`, from ListJobs or else DescribeJobs; all `size` of them while none was
         spawned). A summary without `jobDefinition` (older API versions) is described too.
         """
-        summaries: dict[str, dict[str, Any]] = {}  # by job id: a job seen in two listings counts once
+        summaries: dict[str, Mapping[str, Any]] = {}  # by job id: a job seen in two listings counts once
         for status in self.ACTIVE_STATUSES:
             pages = self._batch.get_paginator("list_jobs").paginate(jobQueue=self._queue, jobStatus=status)
             for page in pages:
-                for job in page.get("jobSummaryList", []):
-                    summaries[str(job["jobId"])] = job
+                for summary in page.get("jobSummaryList", []):
+                    summaries[str(summary["jobId"])] = summary
         unknown = [
             job_id
             for job_id, job in summaries.items()
@@ -193,7 +197,7 @@ class BatchLauncher:
         return count
 
 
-def registered_lookup(batch: Any, stack: str) -> Callable[[str], JobDefinition | None]:
+def registered_lookup(batch: BatchClient, stack: str) -> Callable[[str], JobDefinition | None]:
     """Finds a job definition registered with the stack after it was created (its latest ACTIVE revision)."""
 
     def find(name: str) -> JobDefinition | None:
@@ -204,7 +208,7 @@ def registered_lookup(batch: Any, stack: str) -> Callable[[str], JobDefinition |
     return find
 
 
-def batch_launcher_from_env(batch: Any, environ: Mapping[str, str] | None = None) -> BatchLauncher:
+def batch_launcher_from_env(batch: BatchClient, environ: Mapping[str, str] | None = None) -> BatchLauncher:
     """The production launcher: `DC_LAUNCHER` unset or `batch`, and the job queue named by `DC_BATCH_JOB_QUEUE`."""
     env = os.environ if environ is None else environ
     kind = env.get(Env.LAUNCHER, "batch")

@@ -40,7 +40,7 @@ EVENT_VISIBILITY_S = 120
 MAX_EVENT_MESSAGES = 5000  # per step; the rest waits for the next step
 
 # A received restore-events message and the events parsed from it.
-ReceivedEvents = list[tuple[dict[str, Any], list[ParsedEvent]]]
+ReceivedEvents = list[tuple[Mapping[str, Any], list[ParsedEvent]]]
 JobFileChanges = dict[tuple[str, str], JobFileState]
 
 
@@ -89,7 +89,7 @@ class Observer(StepPart):
 
     def receive_events(self, report: StepReport) -> ReceivedEvents:
         url = self.settings.require("restore_events_queue_url")
-        received = []
+        received: ReceivedEvents = []
         for message in receive_all(self.sqs, url, limit=MAX_EVENT_MESSAGES, visibility=EVENT_VISIBILITY_S):
             report.events_received += 1
             try:

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from datacarousel.contract import FAILURE_REASON_ATTRIBUTE, SQS_BATCH_SIZE
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.literals import QueueAttributeNameType
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
 
 log = logging.getLogger(__name__)
 
@@ -23,17 +28,17 @@ EXCEEDED_RECEIVES = "exceeded max receives"
 UNATTRIBUTED_BODY_CHARS = 2000
 
 
-def _message_count(sqs: Any, url: str, names: Sequence[str]) -> int:
+def _message_count(sqs: SQSClient, url: str, names: Sequence[QueueAttributeNameType]) -> int:
     attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(names))["Attributes"]
     return sum(int(attrs.get(name, 0)) for name in names)
 
 
-def queue_depth(sqs: Any, url: str) -> int:
+def queue_depth(sqs: SQSClient, url: str) -> int:
     """Messages waiting to be received (what a new worker would find)."""
     return _message_count(sqs, url, ["ApproximateNumberOfMessages"])
 
 
-def queue_backlog(sqs: Any, url: str) -> int:
+def queue_backlog(sqs: SQSClient, url: str) -> int:
     """Messages in the queue: waiting, being worked on (in flight) or delayed."""
     return _message_count(
         sqs,
@@ -42,9 +47,9 @@ def queue_backlog(sqs: Any, url: str) -> int:
     )
 
 
-def receive_all(sqs: Any, url: str, *, limit: int, visibility: int) -> list[dict[str, Any]]:
+def receive_all(sqs: SQSClient, url: str, *, limit: int, visibility: int) -> list[MessageTypeDef]:
     """Up to `limit` messages (10 a call, no waiting), each hidden for `visibility` seconds."""
-    messages: list[dict[str, Any]] = []
+    messages: list[MessageTypeDef] = []
     while len(messages) < limit:
         response = sqs.receive_message(
             QueueUrl=url,
@@ -66,14 +71,14 @@ def failure_reason(message: Mapping[str, Any]) -> str:
     return str(attr.get("StringValue") or EXCEEDED_RECEIVES)
 
 
-def delete_message(sqs: Any, url: str, message: Mapping[str, Any]) -> None:
+def delete_message(sqs: SQSClient, url: str, message: Mapping[str, Any]) -> None:
     try:
         sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     except (ClientError, BotoCoreError) as exc:  # recorded already; a redelivery changes nothing
         log.warning("could not delete message %s from %s: %s", message.get("MessageId"), url, exc)
 
 
-def drop_unattributed(sqs: Any, url: str, message: Mapping[str, Any], what: str, error: BaseException) -> None:
+def drop_unattributed(sqs: SQSClient, url: str, message: Mapping[str, Any], what: str, error: BaseException) -> None:
     """A dead letter that names no file or job: logged at ERROR with its id and (truncated) body, so a
     person can still find it, then deleted, so that later steps do not read it again until retention."""
     body = str(message.get("Body", ""))
@@ -90,7 +95,9 @@ def drop_unattributed(sqs: Any, url: str, message: Mapping[str, Any], what: str,
     delete_message(sqs, url, message)
 
 
-def redrive(sqs: Any, url: str, dead_letter_url: str, message: Mapping[str, Any], *, delay: int, what: str) -> None:
+def redrive(
+    sqs: SQSClient, url: str, dead_letter_url: str, message: Mapping[str, Any], *, delay: int, what: str
+) -> None:
     """Send a dead letter back to its queue after `delay` seconds, then delete it (sent first: a step
     killed in between sends it twice, and every handler is idempotent)."""
     sqs.send_message(QueueUrl=url, MessageBody=message.get("Body", ""), DelaySeconds=delay)

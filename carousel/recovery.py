@@ -40,7 +40,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -50,6 +50,9 @@ from datacarousel.archive import is_not_found
 from datacarousel.contract import FileAttr, FileState, JobAttr, JobFileAttr, JobFileState, JobState
 from datacarousel.errors import BadInput, MalformedMessage
 from datacarousel.messages import check_job_id
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +287,7 @@ def reopen_moment(local_now: float, s3_now: float | None, old_marker_modified: f
     return moment if old_marker_modified is None else max(moment, old_marker_modified)
 
 
-def look_for_marker(s3: Any, bucket: str, job_id: str) -> tuple[float | None, float | None]:
+def look_for_marker(s3: S3Client, bucket: str, job_id: str) -> tuple[float | None, float | None]:
     """(the job's reduced marker's LastModified or None, S3's time from the answer's Date header or None)."""
     try:
         response = s3.head_object(Bucket=bucket, Key=naming.reduced_marker_key(job_id))
@@ -367,7 +370,9 @@ def describe(plan: RetryPlan) -> RetryReport:
     return report
 
 
-def apply(tables: Tables, plan: RetryPlan, *, s3: Any, results_bucket: str, now: float | None = None) -> RetryReport:
+def apply(
+    tables: Tables, plan: RetryPlan, *, s3: S3Client, results_bucket: str, now: float | None = None
+) -> RetryReport:
     """Files, then job-files, then jobs, each one conditional write; a lost condition is skipped."""
     now = time.time() if now is None else now
     report = RetryReport()
@@ -417,7 +422,7 @@ def apply(tables: Tables, plan: RetryPlan, *, s3: Any, results_bucket: str, now:
     return report
 
 
-def _change_job(tables: Tables, change: JobChange, *, s3: Any, results_bucket: str, now: float) -> bool:
+def _change_job(tables: Tables, change: JobChange, *, s3: S3Client, results_bucket: str, now: float) -> bool:
     """Reopen a COMPLETE job, or restart an OPEN one's reduction; False if its state changed meanwhile."""
     marker, s3_now = (None, None)
     if change.reducer:
@@ -456,7 +461,7 @@ def _related(
 
 
 def _finish(
-    tables: Tables, plan: RetryPlan, *, s3: Any, results_bucket: str, dry_run: bool, now: float | None
+    tables: Tables, plan: RetryPlan, *, s3: S3Client, results_bucket: str, dry_run: bool, now: float | None
 ) -> RetryReport:
     if dry_run:
         return describe(plan)
@@ -467,7 +472,7 @@ def retry_files(
     tables: Tables,
     names: Sequence[str],
     *,
-    s3: Any,
+    s3: S3Client,
     results_bucket: str,
     dry_run: bool = False,
     now: float | None = None,
@@ -485,7 +490,7 @@ def retry_job(
     tables: Tables,
     job_id: str,
     *,
-    s3: Any,
+    s3: S3Client,
     results_bucket: str,
     dry_run: bool = False,
     now: float | None = None,
@@ -516,7 +521,7 @@ def retry_reason(
     tables: Tables,
     text: str,
     *,
-    s3: Any,
+    s3: S3Client,
     results_bucket: str,
     dry_run: bool = False,
     now: float | None = None,

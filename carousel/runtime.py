@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from carousel.planner import HOUR_S, PlannerConfig, Policy
 from carousel.store import Tables
@@ -17,6 +17,10 @@ from datacarousel.config import Settings
 from datacarousel.contract import (
     RestoreTier,
 )
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
 
 # Delays before the 1st, 2nd, 3rd... redrive of a dead letter of transient failures (SQS allows up to 900 s).
 DEFAULT_REDRIVE_DELAYS_S = (60, 300, 900)
@@ -59,8 +63,8 @@ class Context:
     settings: Settings
     config: PlannerConfig
     tables: Tables
-    s3: Any = None
-    sqs: Any = None
+    s3: S3Client
+    sqs: SQSClient
     redrive_delays_s: tuple[int, ...] = DEFAULT_REDRIVE_DELAYS_S
 
     @classmethod

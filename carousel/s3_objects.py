@@ -8,13 +8,17 @@ S3's refusal as evidence recorded on a file.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from carousel.restore import ObservedRestore, object_missing, observe_head
 from datacarousel.archive import error_code, is_not_found
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.literals import TierType
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +38,7 @@ def _throttled(exc: BaseException) -> bool:
     wait=wait_exponential_jitter(initial=1, max=30),
     reraise=True,
 )
-def restore_object(s3: Any, bucket: str, key: str, days: int, tier: str) -> str:
+def restore_object(s3: S3Client, bucket: str, key: str, days: int, tier: TierType) -> str:
     """RestoreObject; 'accepted' (202), 'extended' (200: a copy existed) or 'in-progress'. Throttling is retried
     (botocore's standard retries first, then these, with backoff)."""
     try:
@@ -55,7 +59,7 @@ def s3_answer(call: str, exc: ClientError) -> str:
     return f"{call} answered HTTP {status} ({error_code(exc) or '-'})"
 
 
-def head_restore(s3: Any, bucket: str, key: str, now: float) -> ObservedRestore:
+def head_restore(s3: S3Client, bucket: str, key: str, now: float) -> ObservedRestore:
     """What S3 says about the object (`restore.observe_head`: its storage class, then its `Restore` header);
     MISSING when HeadObject answers 404: the object is gone, whatever a restore event said."""
     try:

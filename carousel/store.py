@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -39,6 +39,9 @@ from datacarousel.contract import (
 )
 from datacarousel.files_table import Expr, FilesTable, batch_put, deserialize, query_all, serialize
 from datacarousel.times import iso_seconds
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +72,7 @@ WINDOW_STATES = (FileState.RESTORING, FileState.RESTORED, FileState.INDEXED, Fil
 class JobsTable:
     """The jobs table (a low-level DynamoDB client is passed in)."""
 
-    def __init__(self, ddb: Any, table: str) -> None:
+    def __init__(self, ddb: DynamoDBClient, table: str) -> None:
         self.ddb = ddb
         self.table = table
 
@@ -235,7 +238,7 @@ class LaunchLease(Lease):
 
 
 class JobFilesTable:
-    def __init__(self, ddb: Any, table: str) -> None:
+    def __init__(self, ddb: DynamoDBClient, table: str) -> None:
         self.ddb = ddb
         self.table = table
 
@@ -419,7 +422,7 @@ class Tables:
         return CarouselFiles(self.files)
 
     @classmethod
-    def from_names(cls, ddb: Any, files_table: str, jobs_table: str, job_files_table: str) -> Tables:
+    def from_names(cls, ddb: DynamoDBClient, files_table: str, jobs_table: str, job_files_table: str) -> Tables:
         return cls(FilesTable(ddb, files_table), JobsTable(ddb, jobs_table), JobFilesTable(ddb, job_files_table))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 from urllib.parse import urlsplit
 
 import boto3
@@ -21,8 +21,27 @@ from botocore.config import Config
 
 from datacarousel.errors import CREDENTIALS_HINT, REGION_HINT, UP_HINT, ConfigError, EnvironmentDown, is_loopback_url
 
+if TYPE_CHECKING:  # the published stubs (boto3-stubs, mypy-boto3-*): a development dependency, not the images'
+    from boto3.resources.base import ServiceResource
+    from botocore.client import BaseClient
+    from botocore.config import _RetryDict
+    from mypy_boto3_batch import BatchClient
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ecr import ECRClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sts import STSClient
+
+# The services the project builds clients for: each has an overload of `client` below, typed by its stubs.
+Service = Literal["batch", "cloudformation", "dynamodb", "dynamodbstreams", "ec2", "ecr", "s3", "sqs", "sts"]
+# The services boto3 has resources for (boto3/data).
+ResourceService = Literal["cloudformation", "cloudwatch", "dynamodb", "ec2", "glacier", "iam", "s3", "sns", "sqs"]
+
 # Standard retry mode: exponential backoff with jitter on throttling and 5xx.
-_RETRIES = {"mode": "standard", "max_attempts": 8}
+_RETRIES: _RetryDict = {"mode": "standard", "max_attempts": 8}
 # Workers call AWS from thread pools (the loader lists folders and sends batches in parallel):
 # botocore's default of 10 pooled connections would make extra threads reconnect on every call.
 MAX_POOL_CONNECTIONS = 32
@@ -94,7 +113,49 @@ def check_credentials(session: boto3.session.Session | None = None) -> None:
         raise ConfigError(f"no AWS credentials: {CREDENTIALS_HINT}")
 
 
-def client(service: str, session: boto3.session.Session | None = None, **kwargs: Any) -> Any:
+@overload
+def client(service: Literal["batch"], session: boto3.session.Session | None = None, **kwargs: Any) -> BatchClient: ...
+
+
+@overload
+def client(
+    service: Literal["cloudformation"], session: boto3.session.Session | None = None, **kwargs: Any
+) -> CloudFormationClient: ...
+
+
+@overload
+def client(
+    service: Literal["dynamodb"], session: boto3.session.Session | None = None, **kwargs: Any
+) -> DynamoDBClient: ...
+
+
+@overload
+def client(
+    service: Literal["dynamodbstreams"], session: boto3.session.Session | None = None, **kwargs: Any
+) -> DynamoDBStreamsClient: ...
+
+
+@overload
+def client(service: Literal["ec2"], session: boto3.session.Session | None = None, **kwargs: Any) -> EC2Client: ...
+
+
+@overload
+def client(service: Literal["ecr"], session: boto3.session.Session | None = None, **kwargs: Any) -> ECRClient: ...
+
+
+@overload
+def client(service: Literal["s3"], session: boto3.session.Session | None = None, **kwargs: Any) -> S3Client: ...
+
+
+@overload
+def client(service: Literal["sqs"], session: boto3.session.Session | None = None, **kwargs: Any) -> SQSClient: ...
+
+
+@overload
+def client(service: Literal["sts"], session: boto3.session.Session | None = None, **kwargs: Any) -> STSClient: ...
+
+
+def client(service: Service, session: boto3.session.Session | None = None, **kwargs: Any) -> BaseClient:
     """A boto3 client with the project's retry policy; `ConfigError` without a region, `EnvironmentDown` when
     `AWS_ENDPOINT_URL` is a loopback address where nothing answers (`check_local_endpoint`)."""
     check_local_endpoint(kwargs.get("endpoint_url"))
@@ -104,7 +165,7 @@ def client(service: str, session: boto3.session.Session | None = None, **kwargs:
     return session.client(service, config=config, **kwargs)
 
 
-def resource(service: str, session: boto3.session.Session | None = None, **kwargs: Any) -> Any:
+def resource(service: ResourceService, session: boto3.session.Session | None = None, **kwargs: Any) -> ServiceResource:
     check_local_endpoint(kwargs.get("endpoint_url"))
     session = session or new_session()
     _require_region(session, kwargs)
@@ -112,7 +173,7 @@ def resource(service: str, session: boto3.session.Session | None = None, **kwarg
     return session.resource(service, config=config, **kwargs)
 
 
-def list_keys(s3: Any, bucket: str, prefix: str) -> set[str]:
+def list_keys(s3: S3Client, bucket: str, prefix: str) -> set[str]:
     """Every key under `prefix` (all pages)."""
     keys: set[str] = set()
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):

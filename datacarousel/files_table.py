@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
@@ -27,6 +27,10 @@ from datacarousel.contract import FileAttr, FileIndex, FileState
 from datacarousel.errors import TransientError
 from datacarousel.naming import BasicFusionName
 from datacarousel.times import iso
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +56,7 @@ def deserialize(item: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _plain(_DESER.deserialize(v)) for k, v in item.items()}
 
 
-def serialize(value: Any) -> dict[str, Any]:
+def serialize(value: Any) -> AttributeValueTypeDef:
     return _SER.serialize(value)
 
 
@@ -133,7 +137,7 @@ def retry_pause(attempt: int) -> None:
 
 
 def batch_get(
-    ddb: Any, table: str, key_attr: str, keys: Iterable[str], attributes: Iterable[str] | None = None
+    ddb: DynamoDBClient, table: str, key_attr: str, keys: Iterable[str], attributes: Iterable[str] | None = None
 ) -> dict[str, dict[str, Any]]:
     """The items of `table` whose hash key `key_attr` is one of `keys`, by key (BatchGetItem,
     100 keys a call, consistent reads; unprocessed keys retried with a short backoff).
@@ -166,7 +170,7 @@ def batch_get(
     return found
 
 
-def query_all(ddb: Any, **params: Any) -> Iterator[dict[str, Any]]:
+def query_all(ddb: DynamoDBClient, **params: Any) -> Iterator[dict[str, Any]]:
     """Every item of a Query, page after page."""
     while True:
         response = ddb.query(**params)
@@ -193,7 +197,7 @@ class UnprocessedWrites(TransientError):
 
 
 def batch_put(
-    ddb: Any, table: str, items: Sequence[Mapping[str, Any]], *, attempts: int = BATCH_WRITE_ATTEMPTS
+    ddb: DynamoDBClient, table: str, items: Sequence[Mapping[str, Any]], *, attempts: int = BATCH_WRITE_ATTEMPTS
 ) -> None:
     """BatchWriteItem puts, 25 a call. Unprocessed items (DynamoDB throttled part of a batch) are sent
     again after a growing pause (`retry_pause`), at most `attempts` calls per batch; items still
@@ -223,7 +227,7 @@ class Expr:
 
     def __init__(self) -> None:
         self.names: dict[str, str] = {}
-        self.values: dict[str, dict[str, Any]] = {}
+        self.values: dict[str, AttributeValueTypeDef] = {}
 
     def name(self, attr: str) -> str:
         placeholder = f"#n{len(self.names)}"
@@ -260,7 +264,7 @@ class Expr:
 class FilesTable:
     """Adapter over the BasicFusionFiles table (a low-level boto3 DynamoDB client is passed in)."""
 
-    def __init__(self, dynamodb: Any, table_name: str, *, page_size: int | None = None) -> None:
+    def __init__(self, dynamodb: DynamoDBClient, table_name: str, *, page_size: int | None = None) -> None:
         self.ddb = dynamodb
         self.table = table_name
         self.page_size = page_size  # Query Limit; None: DynamoDB's own 1 MB pages

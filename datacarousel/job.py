@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -62,6 +62,9 @@ from datacarousel.errors import (
 from datacarousel.messages import ReduceRequest, WorkItem, parse_job_message
 from datacarousel.naming import BasicFusionName
 from datacarousel.work_queues import WorkQueues
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +115,7 @@ class Reduction:
 
     job_id: str
     parameters: Mapping[str, Any]
-    s3: Any
+    s3: S3Client
     bucket: str
     result_suffix: str
     written: list[str] = field(default_factory=list)
@@ -182,7 +185,7 @@ class Handler:
         process: Process,
         reduce: Reduce | None = None,
         *,
-        s3: Any,
+        s3: S3Client,
         results_bucket: str,
         reader: str = "auto",
         defaults: Mapping[str, Any] | None = None,
@@ -351,7 +354,7 @@ def serve(
     )
 
 
-def write_output(data: bytes, out: str, default_name: str, s3: Any | None = None) -> str:
+def write_output(data: bytes, out: str, default_name: str, s3: S3Client | None = None) -> str:
     """Write a result to a local file or folder, or to `s3://bucket/key` (a key ending in '/' is a prefix)."""
     if out.startswith("s3://"):
         bucket, _, key = out[len("s3://") :].partition("/")

@@ -36,7 +36,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import h5py
 import h5pyd
@@ -47,6 +47,9 @@ from datacarousel import aws, chunkread
 from datacarousel.errors import BadInput, CorruptData, TransientError
 from datacarousel.hsds import HsdsAccess
 from datacarousel.s3files import s3_filesystem
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
 
@@ -432,7 +435,7 @@ def split_s3_url(url: str) -> tuple[str, str]:
 
 
 def open_s3(
-    url: str, fs: Any | None = None, *, direct: bool = True, workers: int | None = None, s3: Any | None = None
+    url: str, fs: Any | None = None, *, direct: bool = True, workers: int | None = None, s3: S3Client | None = None
 ) -> OrbitReader:
     """h5py over an s3fs file object (h5py has no ros3 driver here); raw reads go by byte range.
 
@@ -470,7 +473,7 @@ def open_s3(
                        prefetch_modis=direct)  # fmt: skip
 
 
-def _s3_client() -> Any:
+def _s3_client() -> S3Client:
     return aws.client("s3")
 
 
@@ -480,7 +483,7 @@ def open_hsds(
     *,
     direct: bool = True,
     workers: int | None = None,
-    s3: Any | None = None,
+    s3: S3Client | None = None,
 ) -> OrbitReader:
     """h5pyd over an HSDS domain, as `access` (None: HS_ENDPOINT / HS_USERNAME / HS_PASSWORD, resolved here;
     a missing one raises `ConfigError`).

@@ -27,12 +27,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from datacarousel.contract import FAILURE_REASON_ATTRIBUTE
 from datacarousel.errors import EXIT_USAGE, BadFileName, BadInput, MalformedMessage, outcome
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +95,12 @@ class Heartbeat:
     """
 
     def __init__(
-        self, sqs: Any, queue_url: str, receipt_handle: str, visibility_timeout: int, interval: float | None = None
+        self,
+        sqs: SQSClient,
+        queue_url: str,
+        receipt_handle: str,
+        visibility_timeout: int,
+        interval: float | None = None,
     ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
@@ -126,7 +135,7 @@ def _truncate(text: str, limit: int = MAX_REASON_CHARS) -> str:
 
 
 def send_to_dead_letter_queue(
-    sqs: Any, dlq_url: str, body: str, reason: str, *, error_type: str, source_queue_url: str, message_id: str
+    sqs: SQSClient, dlq_url: str, body: str, reason: str, *, error_type: str, source_queue_url: str, message_id: str
 ) -> None:
     """Put `body` on the dead-letter queue, with why it failed and where it came from."""
 
@@ -149,7 +158,7 @@ def send_to_dead_letter_queue(
     sqs.send_message(**params)
 
 
-def _delete(sqs: Any, queue_url: str, receipt: str, message_id: str) -> None:
+def _delete(sqs: SQSClient, queue_url: str, receipt: str, message_id: str) -> None:
     try:
         sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=receipt)
     except (ClientError, BotoCoreError) as exc:
@@ -158,11 +167,11 @@ def _delete(sqs: Any, queue_url: str, receipt: str, message_id: str) -> None:
 
 
 def process_message(
-    sqs: Any,
+    sqs: SQSClient,
     queue_url: str,
     dlq_url: str,
     handle: Handler,
-    message: dict[str, Any],
+    message: MessageTypeDef,
     *,
     report: DrainReport,
     visibility_timeout: int,
@@ -213,7 +222,7 @@ def process_message(
 
 
 def drain(
-    sqs: Any,
+    sqs: SQSClient,
     queue_url: str,
     dlq_url: str,
     handle: Handler,

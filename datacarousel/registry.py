@@ -3,7 +3,6 @@
 Each built-in analysis is a package under `batch_jobs/` with a `definition.toml` beside its code.
 They are found as files (no analysis is imported): the CLI, the demo and the template read them
 from here, and the carousel receives the one a job needs as a `JobDefinition` value.
-
 A registered analysis (`datacarousel definitions register`) lives where AWS Batch keeps every job
 definition: its Batch job definition is tagged with the stack's name and carries its description
 as the Batch parameter `dc_description` (unused by its command). So the registry of a stack is
@@ -18,7 +17,7 @@ import os
 from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -26,6 +25,9 @@ from datacarousel import aws, definitions
 from datacarousel.contract import STACK_TAG, WORKER_IMAGES, Env, WorkerImage
 from datacarousel.definitions import JobDefinition
 from datacarousel.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mypy_boto3_batch import BatchClient
 
 DESCRIPTION_FILE = "definition.toml"
 BUILTIN_PACKAGE = "batch_jobs"
@@ -45,7 +47,7 @@ def builtin() -> dict[str, JobDefinition]:
     return definitions.by_name([definitions.load(path) for path in builtin_files()])
 
 
-def registered(batch: Any, stack: str) -> dict[str, JobDefinition]:
+def registered(batch: BatchClient, stack: str) -> dict[str, JobDefinition]:
     """The stack's registered definitions (latest ACTIVE revision of each), read from AWS Batch."""
     latest: dict[str, Mapping[str, Any]] = {}
     for page in batch.get_paginator("describe_job_definitions").paginate(status="ACTIVE"):

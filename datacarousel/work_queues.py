@@ -15,11 +15,14 @@ GetQueueUrl from the stack's name and the definition's name, rather than from a 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from datacarousel.errors import ConfigError, TransientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
 
 MAX_QUEUE_NAME = 80  # SQS's limit on a queue name
 WORK_SUFFIX = "-work"
@@ -60,7 +63,7 @@ class WorkQueue:
 class WorkQueues:
     """The work queues of one stack, looked up once each."""
 
-    def __init__(self, sqs: Any, stack: str) -> None:
+    def __init__(self, sqs: SQSClient, stack: str) -> None:
         self.sqs = sqs
         self.stack = stack
         self._found: dict[str, WorkQueue] = {}

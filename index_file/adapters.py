@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import h5pyd
 from botocore.exceptions import BotoCoreError, ClientError
@@ -41,6 +41,9 @@ from index_file.core import (
     parse_request,
     s3_uri,
 )
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +98,7 @@ class SourceObject:
 
 
 @with_retries()
-def inspect_source(s3: Any, bucket: str, key: str, now: datetime) -> SourceObject:
+def inspect_source(s3: S3Client, bucket: str, key: str, now: datetime) -> SourceObject:
     """HEAD the object: it must exist (BadInput) and be readable now (NotReadable), decided from its restore status."""
     what = s3_uri(bucket, key)
     with s3_errors(what):
@@ -111,7 +114,7 @@ def inspect_source(s3: Any, bucket: str, key: str, now: datetime) -> SourceObjec
 
 
 @with_retries()
-def read_header(s3: Any, source: SourceObject) -> bytes:
+def read_header(s3: S3Client, source: SourceObject) -> bytes:
     if source.size == 0:
         return b""
     with s3_errors(source.uri):
@@ -201,7 +204,7 @@ class IndexFileHandler:
 
     def __init__(
         self,
-        s3: Any,
+        s3: S3Client,
         files: FilesTable,
         target: HsdsTarget,
         clock: Callable[[], datetime] = utcnow,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -34,6 +34,12 @@ from loader.core import (
 )
 from loader.ledger import BATCH_WRITE_MAX, IndexRequestLedger, ledger_item
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ListObjectsV2OutputTypeDef
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
+
 log = logging.getLogger(__name__)
 
 SEND_ATTEMPTS = 3
@@ -42,7 +48,7 @@ DEFAULT_WORKERS = 16  # parallel AWS calls: 16 keep moto's one server process bu
 LIST_WORKERS = 4  # folders listed at once
 
 
-def _listing(s3: Any, bucket: str, prefix: str, **extra: Any) -> Iterator[dict[str, Any]]:
+def _listing(s3: S3Client, bucket: str, prefix: str, **extra: Any) -> Iterator[ListObjectsV2OutputTypeDef]:
     """list_objects_v2 pages of 1,000 keys under `prefix`, with each object's restore status."""
     paginator = s3.get_paginator("list_objects_v2")
     yield from paginator.paginate(
@@ -54,13 +60,13 @@ def _listing(s3: Any, bucket: str, prefix: str, **extra: Any) -> Iterator[dict[s
     )
 
 
-def list_pages(s3: Any, bucket: str, prefix: str = "") -> Iterator[list[ListedObject]]:
+def list_pages(s3: S3Client, bucket: str, prefix: str = "") -> Iterator[list[ListedObject]]:
     """Every object under `prefix`, page by page (1,000 keys a page), asking for the restore status."""
     for page in _listing(s3, bucket, prefix):
         yield [ListedObject.from_listing(obj) for obj in page.get("Contents", [])]
 
 
-def list_folders(s3: Any, bucket: str, prefix: str = "") -> tuple[list[str], list[ListedObject]]:
+def list_folders(s3: S3Client, bucket: str, prefix: str = "") -> tuple[list[str], list[ListedObject]]:
     """The folders one level below `prefix` (the archive keeps one per MISR path) and the objects
     directly under `prefix` (not in a folder), from a delimited listing."""
     folders: list[str] = []
@@ -72,7 +78,7 @@ def list_folders(s3: Any, bucket: str, prefix: str = "") -> tuple[list[str], lis
 
 
 def list_pages_parallel(
-    s3: Any, bucket: str, prefix: str = "", *, workers: int = LIST_WORKERS
+    s3: S3Client, bucket: str, prefix: str = "", *, workers: int = LIST_WORKERS
 ) -> Iterator[list[ListedObject]]:
     """Every object under `prefix`, as `list_pages` gives them, but with the folders one level down
     listed `workers` at a time.
@@ -103,7 +109,7 @@ def list_pages_parallel(
             yield from pages
 
 
-def _head_restore(s3: Any, bucket: str, obj: ListedObject) -> ListedObject | None:
+def _head_restore(s3: S3Client, bucket: str, obj: ListedObject) -> ListedObject | None:
     """The object with its restore status read from HEAD (`Restore` header); None if it is gone."""
     try:
         head = s3.head_object(Bucket=bucket, Key=obj.key)
@@ -120,7 +126,7 @@ def _head_restore(s3: Any, bucket: str, obj: ListedObject) -> ListedObject | Non
 
 
 def resolve_restore_status(
-    s3: Any, bucket: str, objects: Sequence[ListedObject], pool: Executor
+    s3: S3Client, bucket: str, objects: Sequence[ListedObject], pool: Executor
 ) -> list[ListedObject | None]:
     """Fill in the restore status of archive-class objects the listing left without one (HEAD, in parallel).
 
@@ -131,7 +137,7 @@ def resolve_restore_status(
     return [lookups[i].result() if i in lookups else o for i, o in enumerate(objects)]
 
 
-def send_index_requests(sqs: Any, queue_url: str, requests: Sequence[IndexRequest]) -> list[IndexRequest]:
+def send_index_requests(sqs: SQSClient, queue_url: str, requests: Sequence[IndexRequest]) -> list[IndexRequest]:
     """Send up to 10 requests in one SendMessageBatch (retrying failed entries); returns those sent."""
     if len(requests) > SQS_BATCH_SIZE:
         raise ValueError(f"at most {SQS_BATCH_SIZE} messages a batch")
@@ -139,9 +145,9 @@ def send_index_requests(sqs: Any, queue_url: str, requests: Sequence[IndexReques
     pending = {str(i): r for i, r in enumerate(requests)}
     sent: list[IndexRequest] = []
     for attempt in range(1, SEND_ATTEMPTS + 1):
-        entries = []
+        entries: list[SendMessageBatchRequestEntryTypeDef] = []
         for entry_id, request in pending.items():
-            entry: dict[str, Any] = {"Id": entry_id, "MessageBody": request.to_json()}
+            entry: SendMessageBatchRequestEntryTypeDef = {"Id": entry_id, "MessageBody": request.to_json()}
             if fifo:
                 # One group per file: files are independent, and one slow file never blocks another.
                 entry["MessageGroupId"] = request.key[-128:]
@@ -164,8 +170,8 @@ def send_index_requests(sqs: Any, queue_url: str, requests: Sequence[IndexReques
 class _Run:
     """One loader run: its clients, settings and report."""
 
-    s3: Any
-    sqs: Any
+    s3: S3Client
+    sqs: SQSClient
     files: FilesTable
     ledger: IndexRequestLedger
     bucket: str
@@ -232,8 +238,8 @@ class _Run:
 
 
 def run(
-    s3: Any,
-    sqs: Any,
+    s3: S3Client,
+    sqs: SQSClient,
     files: FilesTable,
     ledger: IndexRequestLedger,
     *,

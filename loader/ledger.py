@@ -11,12 +11,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datacarousel.contract import IndexRequestAttr
 from datacarousel.files_table import BATCH_WRITE_MAX, UnprocessedWrites, batch_get, batch_put, iso
 from datacarousel.messages import IndexRequest
 from datacarousel.naming import BasicFusionName
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +46,7 @@ def ledger_item(
 class IndexRequestLedger:
     """Adapter over the ledger table (a low-level boto3 DynamoDB client is passed in)."""
 
-    def __init__(self, dynamodb: Any, table_name: str) -> None:
+    def __init__(self, dynamodb: DynamoDBClient, table_name: str) -> None:
         self.ddb = dynamodb
         self.table = table_name
 

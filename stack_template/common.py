@@ -8,7 +8,7 @@ and ARNs every family writes the same way.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from awacs import sts
 from awacs.aws import (
@@ -26,10 +26,13 @@ from troposphere import Ref, Sub
 
 from datacarousel.contract import Env
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3.literals import EventType
+
 POLICY_VERSION = "2012-10-17"
 HSDS_PORT = 5101  # HSDS service node (contract with h5pyd clients: HS_ENDPOINT)
 # S3 events the archive bucket sends to the restore-events queue: a restore finished, a restored copy expired.
-RESTORE_EVENTS = ("s3:ObjectRestore:Completed", "s3:ObjectRestore:Delete")
+RESTORE_EVENTS: tuple[EventType, ...] = ("s3:ObjectRestore:Completed", "s3:ObjectRestore:Delete")
 SECRET_USERNAME_KEY = "username"
 SECRET_PASSWORD_KEY = "password"
 LOG_GROUP_NAME = "/datacarousel/${AWS::StackName}"

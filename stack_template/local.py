@@ -8,15 +8,19 @@ CloudFormation creates buckets without it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from datacarousel import contract, registry
 from stack_template.common import RESTORE_EVENTS
 
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_s3.type_defs import NotificationConfigurationTypeDef
+
 LOCAL_IMAGE_TAG = "local"
 
 
-def local_parameters(ec2: Any | None = None) -> dict[str, str]:
+def local_parameters(ec2: EC2Client | None = None) -> dict[str, str]:
     """Parameter values the embedded environment passes to moto's CloudFormation.
 
     moto checks that the Batch compute environment's subnets and security group
@@ -51,7 +55,7 @@ def local_parameters(ec2: Any | None = None) -> dict[str, str]:
     return values
 
 
-def restore_notification_configuration(queue_arn: str) -> dict[str, Any]:
+def restore_notification_configuration(queue_arn: str) -> NotificationConfigurationTypeDef:
     """The archive bucket's restore-event notification, in S3 API form (PutBucketNotificationConfiguration).
 
     moto's CloudFormation creates buckets without their NotificationConfiguration, so the

@@ -57,7 +57,7 @@ def no_scan(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every boto3 client in this process refuses DynamoDB Scan (and records the attempt): the
     researcher queries and the carousel must query indexes."""
     attempts: list[str] = []
-    original = botocore.client.BaseClient._make_api_call
+    original = botocore.client.BaseClient._make_api_call  # type: ignore[attr-defined]  # private: not in botocore-stubs
 
     def guarded(self: Any, operation_name: str, api_params: Any) -> Any:
         if operation_name == "Scan":

@@ -17,7 +17,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 import cfnlint.api
@@ -743,7 +743,7 @@ def test_stack_reaches_create_complete_in_moto_with_usable_resources(
     assert env[Env.FILES_TABLE] == contract.FILES_TABLE_NAME
     assert created_stack[contract.HSDS_ENDPOINT_OUTPUT] == f"http://hsds.{contract.DEFAULT_STACK_NAME}.internal:5101"
 
-    def client(service: str) -> Any:
+    def client(service: Literal["batch", "dynamodb", "events", "s3", "sqs"]) -> Any:
         return moto_session.client(service, endpoint_url=moto_endpoint)
 
     # Queues: a message goes round; the redrive policy sends it to the dead-letter queue after MAX_RECEIVE_COUNT.

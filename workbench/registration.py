@@ -21,7 +21,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -30,6 +30,12 @@ from datacarousel.contract import Env
 from datacarousel.definitions import JobDefinition
 from datacarousel.errors import BadInput, ConfigError, TransientError
 from stack_template import batch
+
+if TYPE_CHECKING:
+    from mypy_boto3_batch import BatchClient
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.literals import QueueAttributeNameType
 
 DEAD_LETTER_RETENTION_S = 14 * 86_400  # as long as SQS keeps anything: time for a person to look
 QUEUE_RETENTION_S = 4 * 86_400
@@ -50,7 +56,7 @@ class Registration:
         return dict(self.__dict__)
 
 
-def stack_outputs(cfn: Any, stack: str) -> dict[str, str]:
+def stack_outputs(cfn: CloudFormationClient, stack: str) -> dict[str, str]:
     """The stack's outputs; ConfigError naming the stack if it does not exist."""
     try:
         stacks = cfn.describe_stacks(StackName=stack)["Stacks"]
@@ -73,10 +79,10 @@ def _tls_only_policy(queue_arn: str) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
 
 
-def ensure_queues(sqs: Any, stack: str, definition: JobDefinition) -> work_queues.WorkQueue:
+def ensure_queues(sqs: SQSClient, stack: str, definition: JobDefinition) -> work_queues.WorkQueue:
     """Create the definition's queue pair if missing (idempotent); its visibility follows the description."""
     dead_name = work_queues.dead_letter_queue_name(stack, definition.name)
-    encrypted = {"SqsManagedSseEnabled": "true"}
+    encrypted: dict[QueueAttributeNameType, str] = {"SqsManagedSseEnabled": "true"}
     dead_url = sqs.create_queue(
         QueueName=dead_name, Attributes={"MessageRetentionPeriod": str(DEAD_LETTER_RETENTION_S), **encrypted}
     )["QueueUrl"]
@@ -179,9 +185,9 @@ def job_definition_request(
 def register(
     definition: JobDefinition,
     *,
-    cfn: Any,
-    sqs: Any,
-    batch: Any,
+    cfn: CloudFormationClient,
+    sqs: SQSClient,
+    batch: BatchClient,
     stack: str,
     region: str,
     image: str,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -24,6 +24,9 @@ from botocore.exceptions import ClientError
 from datacarousel import archive, naming
 from datacarousel.contract import Env
 from datacarousel.errors import BadFileName, BadInput
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 # Multipart above 64 MiB in 64 MiB parts, 4 parts at a time: a 40 GB orbit is 640 parts (S3's limit is 10,000).
 TRANSFER_CONFIG = TransferConfig(
@@ -53,7 +56,7 @@ def size_text(n_bytes: int) -> str:
     raise AssertionError("unreachable")
 
 
-def _existing_size(s3: Any, bucket: str, key: str) -> int | None:
+def _existing_size(s3: S3Client, bucket: str, key: str) -> int | None:
     try:
         return int(s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
     except ClientError as exc:
@@ -119,7 +122,7 @@ def plan_upload(directory: Path, prefix: str) -> UploadPlan:
 
 
 def upload(
-    s3: Any,
+    s3: S3Client,
     bucket: str,
     plan: UploadPlan,
     *,
@@ -170,7 +173,7 @@ def check_job_id(job_id: str) -> str:
     return job_id
 
 
-def job_objects(s3: Any, bucket: str, job_id: str) -> dict[str, int]:
+def job_objects(s3: S3Client, bucket: str, job_id: str) -> dict[str, int]:
     """Every object under the job's results prefix: relative key -> size (all pages)."""
     prefix = job_prefix(check_job_id(job_id))
     objects: dict[str, int] = {}
@@ -206,7 +209,7 @@ class FetchReport:
 
 
 def fetch(
-    s3: Any,
+    s3: S3Client,
     bucket: str,
     job_id: str,
     objects: dict[str, int],
@@ -239,7 +242,7 @@ def fetch(
     return report
 
 
-def jobs_with_results(s3: Any, bucket: str, *, limit: int = 1000) -> list[str]:
+def jobs_with_results(s3: S3Client, bucket: str, *, limit: int = 1000) -> list[str]:
     """The job ids the results bucket holds anything for (`results/<job>/...`), sorted; looks at no more
     than `limit` keys' worth of listing pages for the common prefixes."""
     jobs: list[str] = []
@@ -255,7 +258,7 @@ def jobs_with_results(s3: Any, bucket: str, *, limit: int = 1000) -> list[str]:
     return sorted(jobs)
 
 
-def environment_s3(env: Mapping[str, str]) -> Any:
+def environment_s3(env: Mapping[str, str]) -> S3Client:
     """An S3 client of an embedded environment's env file (its moto endpoint and dummy keys), quick to give
     up: it asks one question on the way to `datacarousel down`, which must not hang on it."""
     session = boto3.session.Session(

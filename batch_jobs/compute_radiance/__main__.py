@@ -13,7 +13,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from botocore.exceptions import ClientError
@@ -30,6 +30,9 @@ from datacarousel.definitions import NO_OBJECT, OBJECT_PARAMETER, option_name
 from datacarousel.errors import BadInput, ConfigError, DataCarouselError
 from datacarousel.messages import WorkItem
 from datacarousel.naming import RESULTS_PREFIX, BasicFusionName, composite_key
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 log = logging.getLogger("batch_jobs.compute_radiance")
 
@@ -193,10 +196,12 @@ def array(
     print(json.dumps({"result": outcome.key, "computed": outcome.computed, "skipped": list(outcome.skipped)}))  # noqa: T201
 
 
-def _iter_inputs(inputs: list[str], s3: Any) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(label, arrays) of every result given: local files, directories, s3:// objects or s3:// prefixes."""
+def _iter_inputs(inputs: list[str], s3: S3Client | None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(label, arrays) of every result given: local files, directories, s3:// objects or s3:// prefixes
+    (`s3`: None when every input is local)."""
     for item in inputs:
         if item.startswith("s3://"):
+            assert s3 is not None, "an s3:// input needs an S3 client"
             bucket, key = readers.split_s3_url(item if not item.endswith("/") else item + "x")
             prefix = key[:-1] if item.endswith("/") else key
             if item.endswith("/"):

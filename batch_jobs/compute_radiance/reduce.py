@@ -17,7 +17,7 @@ import logging
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from batch_jobs.compute_radiance.result import load_npz, npz_bytes
 from datacarousel import job, naming
 from datacarousel.aws import list_keys
 from datacarousel.errors import BadInput
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,9 @@ def results_by_period(keys: Iterable[str], job_id: str) -> dict[str, list[str]]:
     return by_period
 
 
-def compose_month(s3: Any, bucket: str, job_id: str, period: str, keys: list[str], *, owner: str = "") -> list[str]:
+def compose_month(
+    s3: S3Client, bucket: str, job_id: str, period: str, keys: list[str], *, owner: str = ""
+) -> list[str]:
     """Compose one month's orbit results; its quick-looks first, the `.npz` last. Returns the keys written."""
 
     def results() -> Iterable[tuple[str, Mapping[str, Any]]]:

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batch_jobs.compute_radiance.description import DEFINITION
 from batch_jobs.compute_radiance.job import compute_orbit
@@ -22,6 +22,9 @@ from datacarousel import aws, job
 from datacarousel import orbit as readers
 from datacarousel.errors import BadInput, TransientError
 from datacarousel.naming import BasicFusionName
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +68,7 @@ def check_output(out: str) -> None:
         raise BadInput(f"cannot write {out}: {folder} is not writable")
 
 
-def write_output(data: bytes, out: str, name: BasicFusionName, s3: Any | None = None) -> str:
+def write_output(data: bytes, out: str, name: BasicFusionName, s3: S3Client | None = None) -> str:
     """Write a result to a local path / directory or to `s3://bucket/key` (a key ending in '/' is a prefix)."""
     if out.startswith("s3://"):
         bucket, key = readers.split_s3_url(out if not out.endswith("/") else out + name.result_name)
@@ -95,7 +98,7 @@ def process(work: job.Work) -> job.Result:
 
 
 def WorkItemHandler(  # noqa: N802 - stands where the handler class stood
-    s3: Any, results_bucket: str, defaults: Parameters, reader: str = "s3", s3_fs: Any | None = None
+    s3: S3Client, results_bucket: str, defaults: Parameters, reader: str = "s3", s3_fs: Any | None = None
 ) -> job.Handler:
     """`handler(body)` for the work queue: WorkItems and the job's ReduceRequest (its monthly composites)."""
     described = {p.name: getattr(defaults, p.name) for p in DEFINITION.parameters}
@@ -111,7 +114,7 @@ def WorkItemHandler(  # noqa: N802 - stands where the handler class stood
     )
 
 
-def load_manifest(location: str, s3: Any | None = None) -> list[Any]:
+def load_manifest(location: str, s3: S3Client | None = None) -> list[Any]:
     """A manifest: a JSON list of work items, from `s3://bucket/key` or a local path."""
     if location.startswith("s3://"):
         bucket, key = readers.split_s3_url(location)

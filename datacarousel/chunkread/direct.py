@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy.typing as npt
@@ -26,6 +26,9 @@ from datacarousel.chunkread.sources import (
     s3_range_reader,
     s3_range_streamer,
 )
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 
 class DirectReads:
@@ -135,7 +138,7 @@ class DirectReads:
         return iter_leading_range(index, self.reader, first, last, group=group, stats=self.stats)
 
 
-def s3_uri_opener(s3: Any) -> Callable[[str], tuple[RangeReader, RangeStreamer | None] | None]:
+def s3_uri_opener(s3: S3Client) -> Callable[[str], tuple[RangeReader, RangeStreamer | None] | None]:
     """`open_uri` for `DirectReads.for_hsds`: `s3://bucket/key` -> ranged GETs with this boto3 client."""
 
     def open_uri(uri: str) -> tuple[RangeReader, RangeStreamer | None] | None:

@@ -14,9 +14,12 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datacarousel.chunkread.errors import ShortRead
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 RangeReader = Callable[[int, int], bytes]  # (file offset, size) -> exactly `size` bytes
 RangeStreamer = Callable[[int, int, int], Iterator[bytes]]  # (offset, size, piece) -> the bytes, in pieces
@@ -97,7 +100,7 @@ def file_range_reader(path: str | os.PathLike[str]) -> tuple[RangeReader, Callab
     return read, lambda: os.close(fd)
 
 
-def s3_range_reader(s3: Any, bucket: str, key: str) -> RangeReader:
+def s3_range_reader(s3: S3Client, bucket: str, key: str) -> RangeReader:
     """A range reader over an S3 object: one GetObject with a Range header per call (boto3 clients are thread-safe)."""
 
     def read(offset: int, size: int) -> bytes:
@@ -145,7 +148,7 @@ def piecewise(reader: RangeReader) -> RangeStreamer:
     return stream
 
 
-def s3_range_streamer(s3: Any, bucket: str, key: str, stats: Stats | None = None) -> RangeStreamer:
+def s3_range_streamer(s3: S3Client, bucket: str, key: str, stats: Stats | None = None) -> RangeStreamer:
     """One GetObject per call, its body read in pieces (closing early stops the transfer)."""
 
     def stream(offset: int, size: int, piece: int) -> Iterator[bytes]:

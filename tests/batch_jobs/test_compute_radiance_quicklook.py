@@ -230,7 +230,8 @@ def test_the_reducers_maps_name_definition_job_owner_and_orbit_count() -> None:
         key = f"{naming.RESULTS_PREFIX}/{JOB}/2015.12/{Path(str(r['source'])).stem}.npz"
         s3.objects[key] = npz_bytes(r)
         keys.append(key)
-    written = reduce.compose_month(s3, "results", JOB, "2015.12", keys, owner="alice")
+    fake: Any = s3  # where an S3Client is expected
+    written = reduce.compose_month(fake, "results", JOB, "2015.12", keys, owner="alice")
     png = naming.composite_key(JOB, "2015.12", "_modis.png")
     assert png in written and written[-1] == naming.composite_key(JOB, "2015.12")
     title = str(Image.open(io.BytesIO(s3.objects[png])).info["Title"])

@@ -38,6 +38,7 @@ from hypothesis import strategies as st
 from carousel import store
 from carousel.store import CarouselFiles, JobFilesTable, JobsTable, Lease, Tables, iso_seconds
 from datacarousel import files_table, naming
+from datacarousel.aws import Service
 from datacarousel.contract import (
     FILES_TABLE,
     JOB_FILES_TABLE,
@@ -839,7 +840,7 @@ def reused_clients(monkeypatch: pytest.MonkeyPatch) -> None:
     still gets fresh, empty moto backends from `fake_aws`)."""
     make = boto3.client
 
-    def client(service: str, *args: Any, **kwargs: Any) -> Any:
+    def client(service: Service, *args: Any, **kwargs: Any) -> Any:
         key = (service, args, tuple(sorted(kwargs.items())))
         if key not in _CLIENTS:
             _CLIENTS[key] = make(service, *args, **kwargs)

@@ -45,7 +45,7 @@ def _items(n: int) -> list[dict[str, Any]]:
 
 
 def test_unprocessed_items_are_sent_again_after_a_growing_pause(pauses: list[float]) -> None:
-    ddb = FakeDynamoDB(refusals=3)
+    ddb: Any = FakeDynamoDB(refusals=3)  # a fake where a DynamoDBClient is expected
     files_table.batch_put(ddb, "t", _items(5))
     assert ddb.calls == [5, 1, 1, 1]
     assert len(ddb.written) == 5
@@ -53,7 +53,7 @@ def test_unprocessed_items_are_sent_again_after_a_growing_pause(pauses: list[flo
 
 
 def test_items_never_processed_raise_a_transient_error_after_bounded_attempts(pauses: list[float]) -> None:
-    ddb = FakeDynamoDB(refusals=10**9)
+    ddb: Any = FakeDynamoDB(refusals=10**9)
     with pytest.raises(TransientError, match="1 of 5 puts still unprocessed"):
         files_table.batch_put(ddb, "t", _items(5))
     assert len(ddb.calls) == files_table.BATCH_WRITE_ATTEMPTS
@@ -63,7 +63,7 @@ def test_items_never_processed_raise_a_transient_error_after_bounded_attempts(pa
 
 
 def test_every_batch_of_25_gets_its_own_attempts(pauses: list[float]) -> None:
-    ddb = FakeDynamoDB(refusals=1)
+    ddb: Any = FakeDynamoDB(refusals=1)
     files_table.batch_put(ddb, "t", _items(60), attempts=2)
     assert ddb.calls == [25, 1, 25, 10]  # the first batch: one refusal, then done; the others at once
     assert sorted(i["file_name"]["S"] for i in ddb.written) == [f"f{i:03d}" for i in range(60)]

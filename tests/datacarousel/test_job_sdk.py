@@ -90,7 +90,8 @@ def test_the_source_of_a_work_item_is_readable_only_while_its_restored_copy_has_
     restore: str | None, readable: bool
 ) -> None:
     head = {"StorageClass": "DEEP_ARCHIVE", "ETag": '"e1"', **({"Restore": restore} if restore else {})}
-    handler = job.Handler(example(), lambda work: job.Result(b""), s3=_HeadOnly(head), results_bucket="results")
+    s3: Any = _HeadOnly(head)  # a fake where an S3Client is expected
+    handler = job.Handler(example(), lambda work: job.Result(b""), s3=s3, results_bucket="results")
     item = job.console_item(example(), ORBIT_URL, {})
     if readable:
         assert handler.source_etag(item) == "e1"

@@ -227,7 +227,7 @@ def test_entry_point_ends_in_one_line_when_the_ledger_refuses_writes(
     made = aws.client
     ledger_table = clients["ledger"].table
 
-    def throttled(service: str, *args: Any, **kwargs: Any) -> Any:
+    def throttled(service: aws.Service, *args: Any, **kwargs: Any) -> Any:
         client = made(service, *args, **kwargs)
         if service == "dynamodb":
             Withhold(client, ledger_table, times=10**6, keep=lambda n: 1, refuse_all=True).__enter__()

@@ -29,7 +29,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 ROOT = Path(__file__).resolve().parents[2]
 FAULTKIT = Path(__file__).resolve().parent / "faultkit" / "sitecustomize.py"
@@ -311,7 +311,7 @@ _HSDS_REQUEST = re.compile(
 _OBJECT_PATH = re.compile(r"^/(?:groups|datasets|datatypes)/[gdt]-(?P<root>[0-9a-f]{8}-[0-9a-f]{8})-")
 # index_file's completion marker goes on the root group of the published domain (`write_marker`).
 _ATTRIBUTE_PUT = re.compile(r"^/groups/g-(?P<root>[0-9a-f]{8}-[0-9a-f]{8})-[^/]+/attributes(?:/.*)?$")
-_STREAM_VIEW = "NEW_AND_OLD_IMAGES"
+_STREAM_VIEW: Final = "NEW_AND_OLD_IMAGES"
 
 
 def hsds_log_of(env: Mapping[str, str]) -> Path:
@@ -372,7 +372,7 @@ class RecordedWrites:
         self.hsds_log = hsds_log_of(env)
         self._log_offset = 0
         self._iterators: dict[str, str] = {}
-        self._records: list[dict[str, Any]] = []
+        self._records: list[Mapping[str, Any]] = []
 
     @classmethod
     def start(cls, env: Mapping[str, str]) -> RecordedWrites:
@@ -391,7 +391,7 @@ class RecordedWrites:
 
     def _stream_arn(self) -> str:
         table = self.ddb.describe_table(TableName=self.files_table)["Table"]
-        spec = table.get("StreamSpecification") or {}
+        spec: Mapping[str, Any] = table.get("StreamSpecification") or {}
         if not spec.get("StreamEnabled"):
             try:
                 self.ddb.update_table(
@@ -421,7 +421,7 @@ class RecordedWrites:
 
     # -- reading --
 
-    def stream_records(self) -> list[dict[str, Any]]:
+    def stream_records(self) -> list[Mapping[str, Any]]:
         """Every files-table write since `start` (read on; later calls add what came since)."""
         for shard, iterator in list(self._iterators.items()):
             current: str | None = iterator

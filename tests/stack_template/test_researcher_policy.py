@@ -55,7 +55,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[tuple[st
     calls: dict[str, set[tuple[str, str]]] = collections.defaultdict(set)
     current = ["setup"]
     buckets: dict[str, str] = {}  # bucket name -> the template's logical id
-    original = botocore.client.BaseClient._make_api_call
+    original = botocore.client.BaseClient._make_api_call  # type: ignore[attr-defined]  # private: not in botocore-stubs
 
     def record(self: Any, operation: str, params: dict[str, Any]) -> Any:
         action = f"{self.meta.service_model.service_name}:{operation}"

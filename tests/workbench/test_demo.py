@@ -127,7 +127,7 @@ def demo_dirs(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
 def _clients(env: dict[str, str]) -> tuple[Any, Any]:
     import boto3  # noqa: PLC0415
 
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "endpoint_url": env[Env.AWS_ENDPOINT_URL],
         "region_name": env[Env.AWS_REGION],
         "aws_access_key_id": env[Env.AWS_ACCESS_KEY_ID],

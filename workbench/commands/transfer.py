@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from botocore.exceptions import BotoCoreError, ClientError
@@ -30,6 +30,9 @@ from datacarousel.config import Settings
 from datacarousel.contract import JobAttr, JobState
 from datacarousel.errors import BadInput, ConfigError, TransientError
 from workbench import transfer
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 
 class StorageClass(StrEnum):
@@ -204,7 +207,7 @@ def fetch(
         raise typer.Exit(max(codes))
 
 
-def _fetch_job(s3: Any, bucket: str, job: str, out: Path, *, named: bool) -> int:
+def _fetch_job(s3: S3Client, bucket: str, job: str, out: Path, *, named: bool) -> int:
     """One job's results into out/JOB/; 0, or the exit code of what stopped it (the message is on stderr)."""
     root = out / job
     try:

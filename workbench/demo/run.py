@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 from rich.console import Console
@@ -60,6 +60,9 @@ from workbench.local.errors import StartupFailed
 from workbench.local.launcher import LocalLauncher
 from workbench.synthetic.catalogue import archive_catalogue
 from workbench.synthetic.generator import generate_orbit
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 # Foreign credentials that could point boto3 at a real account instead of moto.
 _FOREIGN_AWS_VARIABLES = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_DEFAULT_PROFILE")
@@ -199,7 +202,7 @@ class Demo:
                 self.say(f"   {path.name}  path {name.misr_path:3d}  {path.stat().st_size / 2**20:6.1f} MiB")
         return paths
 
-    def upload(self, paths: Sequence[Path], s3: Any) -> float:
+    def upload(self, paths: Sequence[Path], s3: S3Client) -> float:
         """Upload as DEEP_ARCHIVE what the archive lacks; returns the monotonic time of the last upload
         (moto's restore clock). An object already there (a reused environment) is left alone: replacing it
         would drop its restored copy under the feet of the tables that say it is readable."""
@@ -372,7 +375,7 @@ class Demo:
 
     # ---- 5. results and summary ----
 
-    def collect(self, s3: Any) -> dict[str, Any]:
+    def collect(self, s3: S3Client) -> dict[str, Any]:
         """The facts, read back from the resources: tables, results bucket, archive bucket; then what the
         jobs produced for their definition (its summariser)."""
 
@@ -399,7 +402,7 @@ class Demo:
             stages=self.stages,
         )
 
-    def job_output(self, s3: Any, info: JobInfo, rows: list[dict[str, Any]]) -> JobOutput:
+    def job_output(self, s3: S3Client, info: JobInfo, rows: list[dict[str, Any]]) -> JobOutput:
         """One job's item and objects in the results bucket, and the folder its local copies go to."""
         item = self.ctx.tables.jobs.get(info.job_id) or {}
         prefix = f"{naming.RESULTS_PREFIX}/{info.job_id}/"

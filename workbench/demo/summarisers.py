@@ -13,6 +13,8 @@ from workbench.demo.plan import RADIANCE
 from workbench.demo.summary import JobOutput
 
 if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
     from workbench.demo.run import Demo
 
 import io
@@ -41,7 +43,7 @@ class Summariser:
     show: Callable[[Demo, Mapping[str, Any]], None]
 
 
-def _download(demo: Demo, s3: Any, output: JobOutput, key: str) -> str | None:
+def _download(demo: Demo, s3: S3Client, output: JobOutput, key: str) -> str | None:
     """A copy of `key` under the job's local folder, at its path below `results/<job>/` (None: not below it)."""
     relative = key.removeprefix(f"{naming.RESULTS_PREFIX}/{output.info.job_id}/")
     if relative == key or not relative or ".." in relative.split("/"):
@@ -52,7 +54,7 @@ def _download(demo: Demo, s3: Any, output: JobOutput, key: str) -> str | None:
     return str(target)
 
 
-def collect_generic(demo: Demo, s3: Any, outputs: list[JobOutput]) -> dict[str, Any]:
+def collect_generic(demo: Demo, s3: S3Client, outputs: list[JobOutput]) -> dict[str, Any]:
     """Any definition: local copies of what its reducer wrote; the result objects are counted already."""
     for output in outputs:
         copies = (_download(demo, s3, output, key) for key in output.reduced)
@@ -82,7 +84,7 @@ def show_generic(demo: Demo, summary: Mapping[str, Any]) -> None:
             demo.say(f"   {job['owner']}'s reduced outputs, copied under {local}")
 
 
-def collect_radiance(demo: Demo, s3: Any, outputs: list[JobOutput]) -> dict[str, Any]:
+def collect_radiance(demo: Demo, s3: S3Client, outputs: list[JobOutput]) -> dict[str, Any]:
     """ComputeRadiance: each job's composite and maps copied; everyone's month composite and quick-looks."""
 
     out, month, bucket = demo.options.out_dir, demo.options.month, demo.results_bucket
@@ -132,7 +134,7 @@ def show_radiance(demo: Demo, summary: Mapping[str, Any]) -> None:
 REGION_TIMESERIES_DIR = "timeseries"
 
 
-def collect_region(demo: Demo, s3: Any, outputs: list[JobOutput]) -> dict[str, Any]:
+def collect_region(demo: Demo, s3: S3Client, outputs: list[JobOutput]) -> dict[str, Any]:
     """RegionExtract: the generic facts, plus the samples per instrument of each time series file."""
 
     collect_generic(demo, s3, outputs)

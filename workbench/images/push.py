@@ -6,7 +6,7 @@ import base64
 import contextlib
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from workbench.images.engine import (
     DEFAULT_TAG,
@@ -17,10 +17,13 @@ from workbench.images.engine import (
 )
 from workbench.images.specs import select
 
+if TYPE_CHECKING:
+    from mypy_boto3_ecr import ECRClient
+
 log = logging.getLogger(__name__)
 
 
-def ecr_login_password(ecr: Any) -> tuple[str, str]:
+def ecr_login_password(ecr: ECRClient) -> tuple[str, str]:
     """(user, password) for `<engine> login` from ECR's authorization token (`AWS:<password>`, base64)."""
     data = ecr.get_authorization_token()["authorizationData"]
     if not data:
@@ -37,7 +40,7 @@ def push_images(
     registry: str,
     tag: str,
     *,
-    ecr: Any,
+    ecr: ECRClient,
     engine: Engine | None = None,
     names: Iterable[str] | None = None,
     local_tag: str = DEFAULT_TAG,
@@ -60,7 +63,7 @@ def push_images(
     return uris
 
 
-def _ensure_repository(ecr: Any, name: str) -> None:
+def _ensure_repository(ecr: ECRClient, name: str) -> None:
     with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
         ecr.create_repository(
             repositoryName=name,

@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
@@ -71,6 +71,9 @@ from index_file import adapters
 from index_file.adapters import HsdsTarget, IndexFileHandler
 from index_file.core import Marker
 from tests.aws_tables import create_table
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.literals import StorageClassType
 
 STACK = "dc-model"
 ARCHIVE, RESULTS, PREFIX = "model-archive", "model-results", "bf/"
@@ -252,7 +255,7 @@ class World:
         status = "gone" if key is None else ("ongoing" if self.restore_ongoing(name) else str(key._status))
         self.restores.append((name.file_name, status))
 
-    def upload(self, name: BasicFusionName, body: bytes, storage_class: str) -> None:
+    def upload(self, name: BasicFusionName, body: bytes, storage_class: StorageClassType) -> None:
         self.s3.put_object(Bucket=ARCHIVE, Key=self.key_of(name), Body=body, StorageClass=storage_class)
         truth = self.truth[name.file_name]
         truth.present, truth.body, truth.storage_class = True, body, storage_class

@@ -130,10 +130,10 @@ def done_job(world: World, ctx: Context, owner: str, results: Mapping[int, bytes
     return CompleteJob(job_id, done=len(ORBITS), failed=0)
 
 
-def reduce_requests(world: World, job_id: str) -> list[dict[str, Any]]:
+def reduce_requests(world: World, job_id: str) -> list[Mapping[str, Any]]:
     """Receive the work queue's ReduceRequests of the job (others are left for their own tests)."""
     url = world.work_queue.url
-    found: list[dict[str, Any]] = []
+    found: list[Mapping[str, Any]] = []
     for _ in range(5):
         got = aws.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30)
         for message in got.get("Messages", []):

@@ -164,10 +164,11 @@ def make_throttler(rate: float, seed: int, record_dir: str | None, services: lis
             _write(record_dir, {"kind": "throttle", "pid": os.getpid(), "argv": list(sys.argv), "event": event_name})
         url = getattr(request, "url", "")
         if service == "s3":
-            return AWSResponse(url, 503, {"Content-Type": "application/xml"}, _Raw(_XML_THROTTLE))
+            # botocore-stubs type the headers HTTPHeaders; botocore takes any mapping (it wraps it in a HeadersDict).
+            return AWSResponse(url, 503, {"Content-Type": "application/xml"}, _Raw(_XML_THROTTLE))  # type: ignore[arg-type]
         body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded (injected)"}).encode()
         headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-query-error": "ThrottlingException;Sender"}
-        return AWSResponse(url, 400, headers, _Raw(body))
+        return AWSResponse(url, 400, headers, _Raw(body))  # type: ignore[arg-type]  # as above: any mapping
 
     return throttle
 
@@ -199,7 +200,7 @@ def install(config: dict[str, Any]) -> None:
         if throttler is not None and not type(self).__module__.startswith("aiobotocore"):
             self.register("before-send", throttler, unique_id="faultkit-throttle")
 
-    botocore.session.Session.__init__ = init
+    botocore.session.Session.__init__ = init  # type: ignore[method-assign]  # the patch is the point
     _STATE["installed"] = True
     if record_dir:
         # Where this process's record begins in `<pid>.jsonl` (a PID may be reused by a later process).

@@ -131,8 +131,9 @@ def test_launcher_kind_comes_from_the_environment(probe_template: dict[str, Any]
 
 def test_the_production_entry_point_knows_only_batch(tmp_path: Path) -> None:
     """`python -m carousel step` never runs local processes: the embedded environment's step is `datacarousel step`."""
-    assert isinstance(batch_launcher_from_env(None, {"DC_BATCH_JOB_QUEUE": "q"}), BatchLauncher)
+    no_client: Any = None  # never called: only the environment is read
+    assert isinstance(batch_launcher_from_env(no_client, {"DC_BATCH_JOB_QUEUE": "q"}), BatchLauncher)
     with pytest.raises(ConfigError, match="datacarousel step"):
-        batch_launcher_from_env(None, {"DC_LAUNCHER": "local", "DC_LOCAL_STATE_DIR": str(tmp_path)})
+        batch_launcher_from_env(no_client, {"DC_LAUNCHER": "local", "DC_LOCAL_STATE_DIR": str(tmp_path)})
     with pytest.raises(ConfigError, match="DC_BATCH_JOB_QUEUE"):
-        batch_launcher_from_env(None, {})
+        batch_launcher_from_env(no_client, {})

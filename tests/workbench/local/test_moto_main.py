@@ -8,13 +8,16 @@ import sys
 import textwrap
 import uuid
 from subprocess import PIPE
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
 from datacarousel import aws
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
 OBJECT_BYTES = 3 * 1024 * 1024 + 17
 
@@ -136,7 +139,9 @@ def test_queue_counts_stay_exact_after_batched_sends(local_env: Any) -> None:
     url = sqs.create_queue(QueueName=f"moto-main-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     try:
         for batch in range(5):
-            entries = [{"Id": str(i), "MessageBody": f"{batch}-{i}"} for i in range(10)]
+            entries: list[SendMessageBatchRequestEntryTypeDef] = [
+                {"Id": str(i), "MessageBody": f"{batch}-{i}"} for i in range(10)
+            ]
             assert len(sqs.send_message_batch(QueueUrl=url, Entries=entries)["Successful"]) == 10
         got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60)["Messages"]
         attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]

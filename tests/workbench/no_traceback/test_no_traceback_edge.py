@@ -87,14 +87,19 @@ class _Sqs:
         raise self.error
 
 
+def _broken_sqs(error: Exception) -> Any:
+    """A fake where an SQSClient is expected: every receive raises `error`."""
+    return _Sqs(error)
+
+
 def test_a_drain_stops_with_the_error_no_receive_can_fix_and_waits_out_the_others() -> None:
 
     with pytest.raises(NoCredentialsError):
-        drain(_Sqs(NoCredentialsError()), "q", "dlq", lambda body: None)
+        drain(_broken_sqs(NoCredentialsError()), "q", "dlq", lambda body: None)
     with pytest.raises(ClientError):
-        drain(_Sqs(_client_error("AWS.SimpleQueueService.NonExistentQueue")), "q", "dlq", lambda body: None)
+        drain(_broken_sqs(_client_error("AWS.SimpleQueueService.NonExistentQueue")), "q", "dlq", lambda body: None)
     unreachable = EndpointConnectionError(endpoint_url="https://sqs.us-west-2.amazonaws.com/")
-    assert drain(_Sqs(unreachable), "q", "dlq", lambda body: None).received == 0  # for now: the next run retries
+    assert drain(_broken_sqs(unreachable), "q", "dlq", lambda body: None).received == 0  # for now: the next run retries
 
 
 def test_a_missing_hsds_socket_is_refused_at_once_and_a_present_one_or_a_url_is_not(tmp_path: Path) -> None:
