@@ -35,7 +35,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
@@ -58,6 +58,10 @@ from workbench.local.state_dir import (
 
 # The one mapping stack outputs -> DC_* variables, shared with `datacarousel env --stack` on AWS.
 from workbench.stack_outputs import resource_env
+
+if TYPE_CHECKING:  # the published stubs: a development dependency only
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_ec2 import EC2Client
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +147,7 @@ def template_dict() -> dict[str, Any]:
     return dict(stack_template.build_template().to_dict())
 
 
-def _template_body(stack_module: ModuleType, ec2: Any) -> tuple[str, dict[str, str]]:
+def _template_body(stack_module: ModuleType, ec2: EC2Client) -> tuple[str, dict[str, str]]:
     """The template JSON and its local parameter values (`local_parameters(ec2)` names moto's default VPC)."""
     template = stack_module.build_template()
     body = template.to_json() if hasattr(template, "to_json") else json.dumps(template)
@@ -155,7 +159,9 @@ def _template_body(stack_module: ModuleType, ec2: Any) -> tuple[str, dict[str, s
     return body, {str(k): str(v) for k, v in params.items()}
 
 
-def create_stack(cfn: Any, ec2: Any, stack_name: str, stack_module: ModuleType) -> tuple[str, dict[str, str]]:
+def create_stack(
+    cfn: CloudFormationClient, ec2: EC2Client, stack_name: str, stack_module: ModuleType
+) -> tuple[str, dict[str, str]]:
     """Create the stack in moto and wait for CREATE_COMPLETE; returns (status, outputs).
 
     A template without resources is not sent (CloudFormation refuses it): status "EMPTY_TEMPLATE".
@@ -188,7 +194,7 @@ def create_stack(cfn: Any, ec2: Any, stack_name: str, stack_module: ModuleType) 
         time.sleep(0.2)
 
 
-def _failure_reasons(cfn: Any, stack_name: str, stack: Mapping[str, Any]) -> str:
+def _failure_reasons(cfn: CloudFormationClient, stack_name: str, stack: Mapping[str, Any]) -> str:
     reasons = [str(stack.get("StackStatusReason", ""))]
     with contextlib.suppress(Exception):
         for event in cfn.describe_stack_events(StackName=stack_name)["StackEvents"]:

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psutil
 
@@ -35,6 +35,9 @@ from datacarousel.errors import ConfigError
 from datacarousel.hsds_accounts import HsdsRole
 from workbench import images
 from workbench.local import hsds_server
+
+if TYPE_CHECKING:  # the published stubs: a development dependency only
+    from mypy_boto3_batch import BatchClient
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +233,7 @@ def _alive(record: Mapping[str, Any]) -> bool:
 
 
 def local_launcher_from_env(
-    template: Mapping[str, Any], environ: Mapping[str, str] | None = None, *, batch: Any | None = None
+    template: Mapping[str, Any], environ: Mapping[str, str] | None = None, *, batch: BatchClient | None = None
 ) -> LocalLauncher:
     env = dict(os.environ if environ is None else environ)
     state = env.get(Env.LOCAL_STATE_DIR)
@@ -255,7 +258,7 @@ def local_launcher_from_env(
 
 
 def launcher_from_env(
-    batch: Any, template_loader: Callable[[], Mapping[str, Any]], environ: Mapping[str, str] | None = None
+    batch: BatchClient, template_loader: Callable[[], Mapping[str, Any]], environ: Mapping[str, str] | None = None
 ) -> Launcher:
     """The launcher the environment asks for: `DC_LAUNCHER=local` here, else the production one (Batch)."""
     env = os.environ if environ is None else environ

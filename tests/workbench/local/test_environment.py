@@ -69,14 +69,16 @@ def test_empty_template_creates_no_stack() -> None:
     module = ModuleType("empty_stack")
     module.build_template = lambda: {"Resources": {}}  # type: ignore[attr-defined]
     # No CloudFormation call may happen for an empty template: None would fail if used.
-    assert environment.create_stack(None, None, "s", module) == ("EMPTY_TEMPLATE", {})
+    no_client: Any = None
+    assert environment.create_stack(no_client, no_client, "s", module) == ("EMPTY_TEMPLATE", {})
 
 
 def test_local_parameters_get_the_ec2_client_when_they_take_one() -> None:
     module = ModuleType("stack_with_params")
     module.build_template = lambda: {"Resources": {"Q": {"Type": "AWS::SQS::Queue"}}}  # type: ignore[attr-defined]
     module.local_parameters = lambda ec2: {"Client": ec2, "N": 3}  # type: ignore[attr-defined]
-    body, params = environment._template_body(module, "the-ec2-client")
+    ec2: Any = "the-ec2-client"  # passed through to local_parameters, never called
+    body, params = environment._template_body(module, ec2)
     assert json.loads(body)["Resources"]["Q"]["Type"] == "AWS::SQS::Queue"
     assert params == {"Client": "the-ec2-client", "N": "3"}
 

@@ -122,11 +122,12 @@ def test_run_mode_must_be_process_or_container(probe_template: dict[str, Any], t
 
 
 def test_launcher_kind_comes_from_the_environment(probe_template: dict[str, Any], tmp_path: Path) -> None:
-    assert isinstance(launcher_from_env(None, lambda: probe_template, {"DC_BATCH_JOB_QUEUE": "q"}), BatchLauncher)
+    no_batch: Any = None  # the launcher is only chosen here: no Batch call is made
+    assert isinstance(launcher_from_env(no_batch, lambda: probe_template, {"DC_BATCH_JOB_QUEUE": "q"}), BatchLauncher)
     local = {"DC_LAUNCHER": "local", "DC_LOCAL_STATE_DIR": str(tmp_path)}
-    assert isinstance(launcher_from_env(None, lambda: probe_template, local), LocalLauncher)
+    assert isinstance(launcher_from_env(no_batch, lambda: probe_template, local), LocalLauncher)
     with pytest.raises(ConfigError, match="DC_LAUNCHER"):
-        launcher_from_env(None, lambda: probe_template, {"DC_LAUNCHER": "k8s"})
+        launcher_from_env(no_batch, lambda: probe_template, {"DC_LAUNCHER": "k8s"})
 
 
 def test_the_production_entry_point_knows_only_batch(tmp_path: Path) -> None:
