@@ -37,12 +37,12 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -399,31 +399,34 @@ def _is_number(text: str) -> bool:
     return True
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse ending a usage error in one line that names `--help` (exit 2), not a usage block; an unknown
-    option is named first (argparse would report a missing required option before it)."""
+def _one_line_parser(command_line: Sequence[str]) -> type[argparse.ArgumentParser]:
+    """An argparse parser class (for the parser and its subparsers) that ends a usage error in one line naming
+    `--help` (exit 2), not a usage block; an unknown option of `command_line` is named first (argparse would
+    report a missing required option before it)."""
 
-    command_line: ClassVar[list[str]] = []  # what is being parsed: main() sets it
+    class OneLineParser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            known = self._option_string_actions
+            unknown = [
+                t
+                for t in command_line
+                if t.startswith("-") and not _is_number(t) and t.split("=", 1)[0] not in known  # -95: a value
+            ]
+            if unknown:
+                message = f"unrecognized arguments: {' '.join(unknown)}"
+            self.exit(2, f"error: {one_line(message)} (see `{self.prog} --help`)\n")
 
-    def error(self, message: str) -> NoReturn:
-        known = self._option_string_actions
-        unknown = [
-            t
-            for t in self.command_line
-            if t.startswith("-") and not _is_number(t) and t.split("=", 1)[0] not in known  # -95: a value
-        ]
-        if unknown:
-            message = f"unrecognized arguments: {' '.join(unknown)}"
-        self.exit(2, f"error: {one_line(message)} (see `{self.prog} --help`)\n")
+    return OneLineParser
 
 
-def _parser(definition: JobDefinition) -> argparse.ArgumentParser:
-    parser = _OneLineParser(
+def _parser(definition: JobDefinition, command_line: Sequence[str]) -> argparse.ArgumentParser:
+    parser_class = _one_line_parser(command_line)
+    parser = parser_class(
         prog=f"python -m {definition.command[-1]}",
         description=f"{definition.name}: {definition.summary}",
         epilog="Exit codes: 0 done, 1 retry later, 2 bad input or configuration.",
     )
-    modes = parser.add_subparsers(dest="mode", required=True, metavar="MODE", parser_class=_OneLineParser)
+    modes = parser.add_subparsers(dest="mode", required=True, metavar="MODE", parser_class=parser_class)
     queue = modes.add_parser("queue", help="Drain this definition's work queue (the Batch job's default).")
     queue.add_argument("--max-messages", type=int, default=None, help="Stop after this many messages.")
     queue.add_argument(
@@ -482,8 +485,7 @@ def main(
     definition: JobDefinition, process: Process, reduce: Reduce | None = None, argv: list[str] | None = None
 ) -> int:
     """The analysis's command line (`queue`, `run`, `reduce`); ends every error in one line and its exit code."""
-    _OneLineParser.command_line = list(sys.argv[1:] if argv is None else argv)
-    args = _parser(definition).parse_args(argv)
+    args = _parser(definition, list(sys.argv[1:] if argv is None else argv)).parse_args(argv)
     level = os.environ.get("DC_LOG_LEVEL", "INFO").upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # botocore's INFO lines ("Found credentials ...") say nothing a researcher needs; DEBUG shows them.

@@ -6,8 +6,9 @@ datacarousel retry --reason TEXT           every FAILED file whose reason contai
 ... [--dry-run]                            list what would be retried, change nothing
 
 The decisions and writes are `carousel.recovery`'s; this is the command line around them: one line per
-change and a summary on stdout (exit 0); a user error is one line on stderr with a hint (exit 2); AWS
-refusing or failing is one line too (exit 1: try again). Never a traceback.
+change and a summary on stdout (exit 0); a user error is one line on stderr with a hint (exit 2), and so
+is AWS refusing what no retry fixes (credentials, a name in the environment); AWS failing for now is one
+line too (exit 1: try again). Never a traceback.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def retry(
         raise _error(str(exc), 2) from exc
     except (TransientError, ClientError, BotoCoreError) as exc:
         ended = errors.outcome(exc)
-        if not isinstance(exc, ClientError) and ended.code == errors.EXIT_USAGE:  # no credentials, no region
+        if ended.code == errors.EXIT_USAGE:  # no credentials, no region, a table or bucket that is not there
             raise _error(ended.line.removeprefix("error: "), ended.code) from exc
         # Each change is its own conditional write: what was retried stays retried, the rest is not.
         raise _error(

@@ -43,18 +43,16 @@ class StorageClass(StrEnum):
     STANDARD = "STANDARD"
 
 
-# A bucket that does not exist is the environment's mistake, not a passing failure.
-_CONFIG_CODES = frozenset({"NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"})
-
-
 def _error(text: str, code: int) -> typer.Exit:
     typer.secho(f"error: {' '.join(text.split())}", err=True, fg=typer.colors.RED)
     return typer.Exit(code=code)
 
 
 def _aws_error(exc: Exception, bucket_variable: str, again: str) -> typer.Exit:
+    """An AWS failure in one line: a refusal no retry fixes (`errors.PERMANENT_AWS_CODES`: a bucket that does not
+    exist is the environment's mistake, not a passing failure) names the variable to check, exit 2."""
     code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
-    if code in _CONFIG_CODES:
+    if code in errors.PERMANENT_AWS_CODES:
         return _error(
             f"AWS refused: {code}: {exc} (check {bucket_variable} and the credentials: `datacarousel env`)", 2
         )

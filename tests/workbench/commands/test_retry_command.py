@@ -87,5 +87,6 @@ def test_missing_settings_and_aws_failures_are_one_line_too(world: CliWorld, mon
     assert out.exit_code == 2 and "DC_RESULTS_BUCKET is not set" in one_line_error(out)
     monkeypatch.setenv(Env.RESULTS_BUCKET, "dc-results")
     monkeypatch.setenv(Env.FILES_TABLE, "NoSuchTable")
-    out = cli("retry", BAD.file_name)
-    assert out.exit_code == 1 and "ResourceNotFoundException" in one_line_error(out)
+    out = cli("retry", BAD.file_name)  # a table that is not there: no retry fixes it
+    assert out.exit_code == 2 and "ResourceNotFoundException" in one_line_error(out)
+    assert "again" not in one_line_error(out) and "retry later" not in one_line_error(out)
