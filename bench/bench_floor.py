@@ -16,7 +16,8 @@ the second being the per-core rate on a shared machine):
   known size), `zlib-ng` (python-zlib-ng); a library is kept only if it gives output byte-identical to
   zlib's on every chunk (checked once, before timing);
 - floor: pread + inflate of each chunk by the fastest library, 1 thread and --threads threads;
-- with --h5py, the h5py baseline (`bench_compute_radiance.read_floor`: h5py reads the same datasets).
+- with --h5py, the h5py baseline (`bench_compute_radiance.read_floor`: h5py reads the same datasets);
+- with --job, the job itself (`compute_orbit` over the local direct reader), 1 thread and --threads threads.
 With --malloc-reuse the script reruns itself with glibc's mmap threshold off (see REUSE): output buffers
 are then reused instead of page-faulted in, and "sys" drops to ~0.
 """
@@ -44,7 +45,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from batch_jobs.compute_radiance import science as s  # noqa: E402
+from batch_jobs.compute_radiance.job import compute_orbit  # noqa: E402
 from datacarousel import chunkread as cr  # noqa: E402
+from datacarousel.orbit import open_local  # noqa: E402
 
 # glibc hands every buffer above 32 MB out as fresh mmap'd pages (a page fault per 4 KB written, 20-40 % of an
 # inflate); with these a buffer freed is reused. The job could run so too (a process per orbit).
@@ -137,7 +140,7 @@ def floor_run(fn: Callable[[bytes, int], Any], fd: int, tasks: list[Task], threa
 
 
 def rows_of(libs: dict[str, Callable[[bytes, int], Any]], best: str, *, fd: int, tasks: list[Task], raws: list[bytes],
-            threads: int, path: Path, h5py_baseline: bool) -> dict[str, Callable[[], int]]:  # fmt: skip
+            threads: int, path: Path, h5py_baseline: bool, job: bool) -> dict[str, Callable[[], int]]:  # fmt: skip
     rows: dict[str, Callable[[], int]] = {"pread, 1 thread": lambda: sum(map(len, pread_all(fd, tasks)))}
     for name, fn in libs.items():
         rows[f"inflate {name}, 1 thread"] = partial(inflate_all, fn, tasks, raws, 1)
@@ -148,7 +151,17 @@ def rows_of(libs: dict[str, Callable[[bytes, int], Any]], best: str, *, fd: int,
         from bench_compute_radiance import read_floor  # noqa: PLC0415
 
         rows["baseline: h5py reads the same datasets (zlib), 1 thread"] = lambda: int(read_floor(str(path))["bytes"])
+    if job:
+        rows["job: compute_orbit, local direct reads, 1 thread"] = partial(run_job, path, 1)
+        rows[f"job: compute_orbit, local direct reads, {threads} threads"] = partial(run_job, path, threads)
     return rows
+
+
+def run_job(path: Path, workers: int) -> int:
+    """The whole radiance job on the orbit, as `batch_jobs.compute_radiance run --file` computes it."""
+    with open_local(path, workers=workers) as source:
+        result = compute_orbit(source)
+    return int(result.modis.count.sum())
 
 
 def main() -> None:
@@ -157,6 +170,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--h5py", action="store_true", help="add the h5py baseline row")
+    ap.add_argument("--job", action="store_true", help="add the job's rows (1 thread and --threads), same rounds")
     ap.add_argument("--malloc-reuse", action="store_true", help=f"rerun with {' '.join(REUSE)} (no page faults)")
     args = ap.parse_args()
     if args.malloc_reuse and any(os.environ.get(k) != v for k, v in REUSE.items()):
@@ -179,7 +193,7 @@ def main() -> None:
         times[name] = resource.getrusage(resource.RUSAGE_SELF).ru_utime - started
     best = min(libs, key=lambda n: times[n])
     rows = rows_of(libs, best, fd=fd, tasks=tasks, raws=raws, threads=args.threads, path=args.file,
-                   h5py_baseline=args.h5py)  # fmt: skip
+                   h5py_baseline=args.h5py, job=args.job)  # fmt: skip
     got: dict[str, list[tuple[float, float, float]]] = {name: [] for name in rows}
     for _ in range(args.repeat):
         for name, row in rows.items():
