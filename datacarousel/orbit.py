@@ -77,6 +77,7 @@ class OrbitSource(Protocol):
     """What the job asks of an orbit file."""
 
     name: str
+    threads: int  # how many reads the job may run at once (the reader's decoding threads)
 
     def groups(self) -> set[str]: ...
     def modis_granules(self) -> list[str]: ...
@@ -132,6 +133,7 @@ class OrbitReader:
         self._prefetch_modis = prefetch_modis and direct is not None
         self._prefetcher: chunkread.Prefetcher | None = None
         self._prefetched: set[str] = set()
+        self.threads = direct.workers if direct is not None else 1
 
     # -- direct reads (None: read the ordinary way) --
     def _direct_read(self, paths: list[str]) -> list[npt.NDArray[Any]] | None:

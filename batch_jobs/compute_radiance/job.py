@@ -2,7 +2,8 @@
 
 Order and memory: MODIS granule by granule (lat/lon of every granule for the
 descending test; angles and bands only of descending ones, gridded at once), then
-MISR on the daylit block range only, band by band, then CERES group by group.
+MISR on the daylit block range only, band by band (with more than one reader thread, bands are read and
+inflated side by side, and gridded in band order), then CERES group by group.
 Every case where the original crashed (spec §7) becomes a `Skip` in the result.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -192,17 +194,27 @@ def _misr(source: OrbitSource, out: r.OrbitResult, present: bool) -> None:
     mask &= selected[:, None, None]
     cells = s.misr_cells(mask, lat, lon, out.misr.grid)
     del lat, lon, mask
-    for channel, band in enumerate(s.MISR_BANDS):
+
+    def band_radiance(band: str) -> np.ndarray | str:
+        """The band's 1.1 km radiance of the block range, or why it is skipped."""
         try:
             pieces = [s.misr_aggregate(g, block_shape) for g in source.misr_radiance(camera, band, first, last)]
         except (MissingData, ValueError) as exc:
-            out.skip("MISR", band, r.MISR_BAND_MISSING, str(exc))
-            continue
+            return str(exc)
         rad = np.concatenate(pieces) if pieces else np.zeros((0, *block_shape), np.float32)
-        if rad.shape != (nb, *block_shape):
-            out.skip("MISR", band, r.MISR_BAND_MISSING, f"radiance blocks {rad.shape}, expected {nb} blocks")
-            continue
-        s.misr_band(out.misr, channel, cells, rad)
+        return rad if rad.shape == (nb, *block_shape) else f"radiance blocks {rad.shape}, expected {nb} blocks"
+
+    # Each band is a whole-array chunk inflated front to back by one thread: with more reader threads, bands are
+    # read side by side. They are gridded one after the other in band order (each into its own channel, with
+    # the cells' shared buffers), so the result is the same bytes however many threads read.
+    threads = max(1, min(source.threads, len(s.MISR_BANDS)))
+    with ThreadPoolExecutor(threads, thread_name_prefix="misr-band") as pool:
+        radiances = pool.map(band_radiance, s.MISR_BANDS) if threads > 1 else map(band_radiance, s.MISR_BANDS)
+        for channel, (band, rad) in enumerate(zip(s.MISR_BANDS, radiances, strict=True)):
+            if isinstance(rad, str):
+                out.skip("MISR", band, r.MISR_BAND_MISSING, rad)
+                continue
+            s.misr_band(out.misr, channel, cells, rad)
     out.misr_blocks_used = [int(b) for b in blocks]
 
 

@@ -29,6 +29,7 @@ class ModisGranule:
 
 @dataclass
 class FakeSource:
+    threads = 1  # (OrbitSource) read one thing at a time
     name: str = "fake.h5"
     modis: dict[str, ModisGranule] = field(default_factory=dict)
     misr_bct: dict[str, np.ndarray] = field(default_factory=dict)  # camera -> (n,) S28
