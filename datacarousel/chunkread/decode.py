@@ -38,7 +38,11 @@ except ImportError:  # pragma: no cover - optional speed-up
     _one_shot = None
 
 DEFAULT_PIECE_SIZE = 8 * 1024 * 1024  # compressed bytes inflated at a time when streaming
-DEFAULT_OUT_PIECE = 64 * 1024 * 1024  # uncompressed bytes produced per inflate call at most
+# Uncompressed bytes produced per inflate call at most. Below glibc's largest mmap threshold (32 MiB), a
+# piece's buffer is reused from the heap once one was freed; at 64 MiB every piece was a fresh mapping,
+# page-faulted in 4 KiB at a time: on a full orbit 1.0 M minor faults and 3.1 s of system time, against
+# 0.4 M and 1.6 s at 16 MiB (job wall 9.6 -> 7.9 s, 2 interleaved runs each, 2026-12-04).
+DEFAULT_OUT_PIECE = 16 * 1024 * 1024
 VERIFY_PIECE = 4 * 1024 * 1024  # past the bytes wanted: inflated at a time (then dropped) to check the checksum
 
 
