@@ -77,14 +77,13 @@ def _url(text: str) -> str:
 class _Spec:
     env: str
     parse: Callable[[str], Any]
-    default: Any = None
 
 
-# Field name -> where it comes from. Defaults apply only where a default is safe.
+# Field name -> where it comes from. The defaults are `Settings`' own (None: no safe default).
 _SPECS: dict[str, _Spec] = {
-    "stack_name": _Spec(Env.STACK_NAME, str, DEFAULT_STACK_NAME),
+    "stack_name": _Spec(Env.STACK_NAME, str),
     "archive_bucket": _Spec(Env.ARCHIVE_BUCKET, str),
-    "archive_prefix": _Spec(Env.ARCHIVE_PREFIX, str, ""),
+    "archive_prefix": _Spec(Env.ARCHIVE_PREFIX, str),
     "results_bucket": _Spec(Env.RESULTS_BUCKET, str),
     "hsds_bucket": _Spec(Env.HSDS_BUCKET, str),
     "index_queue_url": _Spec(Env.INDEX_QUEUE_URL, _url),
@@ -100,25 +99,25 @@ _SPECS: dict[str, _Spec] = {
     "hs_endpoint": _Spec(Env.HS_ENDPOINT, _url),
     "hs_username": _Spec(Env.HS_USERNAME, str),
     "hs_password": _Spec(Env.HS_PASSWORD, str),
-    "window_bytes": _Spec(Env.WINDOW_BYTES, _positive_int, DEFAULT_WINDOW_BYTES),
-    "window_files": _Spec(Env.WINDOW_FILES, _positive_int, DEFAULT_WINDOW_FILES),
-    "restore_tier": _Spec(Env.RESTORE_TIER, _tier, RestoreTier.BULK.value),
-    "restore_days": _Spec(Env.RESTORE_DAYS, _positive_int, DEFAULT_RESTORE_DAYS),
-    "log_level": _Spec(Env.LOG_LEVEL, str.upper, "INFO"),
+    "window_bytes": _Spec(Env.WINDOW_BYTES, _positive_int),
+    "window_files": _Spec(Env.WINDOW_FILES, _positive_int),
+    "restore_tier": _Spec(Env.RESTORE_TIER, _tier),
+    "restore_days": _Spec(Env.RESTORE_DAYS, _positive_int),
+    "log_level": _Spec(Env.LOG_LEVEL, str.upper),
     # The carousel step's (the template passes them to its job definition only; defaults as the template's).
-    "carousel_policy": _Spec(Env.CAROUSEL_POLICY, _policy, DEFAULT_CAROUSEL_POLICY),
-    "keep_s": _Spec(Env.KEEP_S, _non_negative_float, float(DEFAULT_KEEP_S)),
-    "probe_after_s": _Spec(Env.PROBE_AFTER_S, _positive_float, float(DEFAULT_PROBE_AFTER_S)),
-    "index_retry_s": _Spec(Env.INDEX_RETRY_S, _positive_float, float(DEFAULT_INDEX_RETRY_S)),
-    "max_index_workers": _Spec(Env.MAX_INDEX_WORKERS, _positive_int, DEFAULT_MAX_INDEX_WORKERS),
-    "max_job_workers": _Spec(Env.MAX_JOB_WORKERS, _positive_int, DEFAULT_MAX_JOB_WORKERS),
+    "carousel_policy": _Spec(Env.CAROUSEL_POLICY, _policy),
+    "keep_s": _Spec(Env.KEEP_S, _non_negative_float),
+    "probe_after_s": _Spec(Env.PROBE_AFTER_S, _positive_float),
+    "index_retry_s": _Spec(Env.INDEX_RETRY_S, _positive_float),
+    "max_index_workers": _Spec(Env.MAX_INDEX_WORKERS, _positive_int),
+    "max_job_workers": _Spec(Env.MAX_JOB_WORKERS, _positive_int),
 }
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Every setting a part of the project may need. Unrequested ones without a default stay None; the
-    others have the default `from_env` gives them (the same as `_SPECS`', checked below)."""
+    """Every setting a part of the project may need, with its default where one is safe (`from_env` gives
+    it when the variable is unset); the others stay None unless requested."""
 
     stack_name: str = DEFAULT_STACK_NAME
     archive_bucket: str | None = None
@@ -165,13 +164,12 @@ class Settings:
         problems: list[str] = []
         for name, spec in _SPECS.items():
             raw = env.get(spec.env)
+            has_default = _DEFAULTS[name] is not None
             if raw is None or raw == "":
-                if spec.default is not None:
-                    values[name] = spec.default
-                elif name in wanted:
+                if not has_default and name in wanted:
                     problems.append(f"{spec.env} is not set")
                 continue
-            if name not in wanted and spec.default is None:
+            if name not in wanted and not has_default:
                 continue
             try:
                 values[name] = spec.parse(raw)
@@ -203,5 +201,5 @@ def setting_env_names() -> dict[str, str]:
     return {name: spec.env for name, spec in _SPECS.items()}
 
 
-assert set(setting_env_names()) == {f.name for f in fields(Settings)}
-assert all(Settings.__dataclass_fields__[name].default == spec.default for name, spec in _SPECS.items() if spec.default)
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Settings)}
+assert set(setting_env_names()) == set(_DEFAULTS)
