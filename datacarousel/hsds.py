@@ -150,11 +150,14 @@ class _Rest:
     def close(self) -> None:
         self.session.close()
 
-    def request(self, method: str, domain: str, *, body: Any = None, params: Mapping[str, Any] | None = None) -> Any:
+    def request(
+        self, method: str, domain: str, *, body: Any = None, params: Mapping[str, Any] | None = None, path: str = "/"
+    ) -> Any:
+        """`method` on the endpoint's `path` (the domain itself: "/"; its ACL of a user: "/acls/<user>")."""
         query: dict[str, Any] = {"domain": domain, **(params or {})}
         if self.access.bucket:
             query["bucket"] = self.access.bucket
-        url = self.access.endpoint.rstrip("/") + "/"
+        url = self.access.endpoint.rstrip("/") + path
         try:
             return self.session.request(method, url, params=query, json=body, timeout=_TIMEOUT_S)
         except Exception as exc:  # connection refused, socket missing, timeout
@@ -276,6 +279,13 @@ def _create_folder_level(client: _Rest, admin: _Rest | None, path: str, owner: s
         return
     creator.check(rsp, f"create folder {path}", (200, 201))
     log.info("created HSDS folder %s (owner %s)", path, owner)
+
+
+def put_acl(domain: str, user: str, acl: Mapping[str, bool], access: HsdsAccess) -> None:
+    """Set `user`'s ACL on a domain or folder (no trailing '/'), as `access` (the admin: only it may)."""
+    with _rest(access) as client:
+        rsp = client.request("PUT", domain, body=dict(acl), path=f"/acls/{user}")
+        client.check(rsp, f"set the ACL of {user} on {domain}", (200, 201))
 
 
 def staging_folder(domain: str) -> str:

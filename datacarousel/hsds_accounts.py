@@ -23,7 +23,6 @@ import sys
 from collections.abc import Mapping
 from types import MappingProxyType
 
-import requests_unixsocket
 import tenacity
 
 from datacarousel import hsds
@@ -98,23 +97,14 @@ def folder_acls(folder: str, writer: str) -> Acls:
 
 
 def put_folder_acls(admin: hsds.HsdsAccess, acls: Acls) -> None:
-    """Put `acls` (as `folder_acls` returns them) on their folders, as the admin."""
-    with requests_unixsocket.Session() as session:
-        for path, users in acls.items():
-            for user, acl in users.items():
-                rsp = session.put(
-                    f"{admin.endpoint}/acls/{user}",
-                    params={"domain": path},
-                    json=dict(acl),
-                    auth=(admin.username, admin.password),
-                    timeout=30,
-                )
-                if rsp.status_code in (500, 502, 503, 504):
-                    raise TransientError(f"HSDS answered {rsp.status_code} to the ACL of {user} on {path}")
-                if rsp.status_code in (401, 403):
-                    raise ConfigError(f"HSDS refused the admin {admin.username!r} ({rsp.status_code}): {_ADMIN_HINT}")
-                if rsp.status_code not in (200, 201):
-                    raise hsds.HsdsError(f"cannot set the ACL of {user} on HSDS folder {path}: {rsp.status_code}")
+    """Put `acls` (as `folder_acls` returns them) on their folders, as the admin; a refused admin is a
+    configuration error, HSDS unreachable or answering 5xx a `TransientError` (`hsds.put_acl`)."""
+    for path, users in acls.items():
+        for user, acl in users.items():
+            try:
+                hsds.put_acl(path, user, acl, admin)
+            except hsds.HsdsAuthError as exc:
+                raise ConfigError(f"HSDS refused the admin {admin.username!r} ({exc.status}): {_ADMIN_HINT}") from exc
 
 
 _ADMIN_HINT = "the admin's name must be the server's ADMIN_USER and its password the one in the password file"
