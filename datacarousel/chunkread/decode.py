@@ -64,10 +64,10 @@ def decode_chunk(
             raise CorruptChunk(f"{len(raw)} bytes stored, expected {want}", index.path, offset)
         return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
     started = time.perf_counter()
-    out = None if _one_shot is not None else np.empty(shape, dtype=dtype)
     try:
-        if out is None:  # libdeflate's buffer becomes the array (writable, no copy)
+        if _one_shot is not None:  # libdeflate's buffer becomes the array (writable, no copy)
             return np.frombuffer(_inflate_whole(raw, want), dtype=dtype).reshape(shape)
+        out = np.empty(shape, dtype=dtype)
         got = inflate_into(raw, out.reshape(-1).view(np.uint8))
     except CorruptChunk as exc:
         raise CorruptChunk(exc.reason, index.path, offset) from exc
