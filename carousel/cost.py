@@ -375,11 +375,13 @@ def estimate_submission(
             queue_s = max(0.0, backlog - free) / config.window_bytes * _turnover_s(config)
             start = now + queue_s + latency
     held_until = None
-    if deadline is not None and start is not None and not readable.any() and config.hold_back:
-        due = due_times(snapshot, np.ones(len(snapshot.files), dtype=bool))
-        prompt_waits = any(f.file_name in pos and np.isneginf(due[pos[f.file_name]]) for f in matched)
-        release = _release_time(deadline, int(sizes[archived].sum()), int(archived.sum()), config)
-        if not prompt_waits and config.policy.value != "naive" and release > start - TIER_MAX_LATENCY_S[config.tier]:
+    if deadline is not None and start is not None and not (readable | restoring).any():  # else it starts anyway
+        rows = np.array([pos[f.file_name] for f in matched if f.file_name in pos], dtype=np.int64)
+        restore_bytes, restore_files = int(sizes[archived].sum()), int(archived.sum())
+        release = _held_release(
+            snapshot, deadline, rows, config, restore_bytes=restore_bytes, restore_files=restore_files
+        )
+        if release is not None and release > start - TIER_MAX_LATENCY_S[config.tier]:
             held_until = release
             start = release + TIER_MAX_LATENCY_S[config.tier]
     return SubmissionEstimate(
@@ -398,25 +400,26 @@ def estimate_submission(
     )
 
 
-def _release_time(deadline: float, restore_bytes: int, restore_files: int, config: PlannerConfig) -> float:
-    """When `carousel.slack.hold_back` releases the restores of a job due at `deadline` with nothing ahead of
-    it in the window (its last file's release time: the earliest of the job's)."""
-    released = release_times([deadline], [restore_bytes], [restore_files], config, TIER_MAX_LATENCY_S[config.tier])
-    return float(released[0])
-
-
 def _held_release(
-    snapshot: Snapshot, j: int, files: npt.NDArray[np.int64], sizes: npt.NDArray[np.float64], config: PlannerConfig
+    snapshot: Snapshot,
+    deadline: float,
+    files: npt.NDArray[np.int64],
+    config: PlannerConfig,
+    *,
+    restore_bytes: int,
+    restore_files: int,
 ) -> float | None:
-    """When the restores of job `j`'s still archived `files` are released, if the job has a deadline and no
-    prompt job waits for any of them (`carousel.slack`); None when they are not held."""
-    deadline = float(snapshot.jobs.deadline[j])
-    if not (np.isfinite(deadline) and len(files) and config.hold_back and config.policy.value != "naive"):
+    """When `carousel.slack.hold_back` releases the restores (`restore_bytes` in `restore_files` files) of a job
+    due at `deadline` over the snapshot's `files`, with nothing ahead of it in the window (its last file's
+    release time: the earliest of the job's). None when nothing is held: no deadline, nothing to restore, hold
+    back off or the naive policy, or a prompt job waits for one of the files."""
+    if not (np.isfinite(deadline) and restore_files and config.hold_back and config.policy.value != "naive"):
         return None
     due = due_times(snapshot, np.ones(len(snapshot.files), dtype=bool))
     if np.isneginf(due[files]).any():
         return None
-    return _release_time(deadline, int(sizes.sum()), len(files), config)
+    latency = TIER_MAX_LATENCY_S[config.tier]
+    return float(release_times([deadline], [restore_bytes], [restore_files], config, latency)[0])
 
 
 @dataclass(frozen=True)
@@ -487,7 +490,14 @@ def job_status(
         else:
             per_window = max(1.0, config.window_bytes / max(float(size.mean()), 1.0))
             eta = now + TIER_MAX_LATENCY_S[config.tier] + remaining / per_window * _turnover_s(config)
-            release = _held_release(snapshot, j, f[to_come], size[to_come], config)
+            release = _held_release(
+                snapshot,
+                float(jobs.deadline[j]),
+                f[to_come],
+                config,
+                restore_bytes=int(size[to_come].sum()),
+                restore_files=int(to_come.sum()),
+            )
             if release is not None and release > now and remaining == int(to_come.sum()):
                 eta += release - now  # nothing started yet: its restores wait for the release, then the same
     return JobStatus(

@@ -162,6 +162,14 @@ def test_a_deadline_holds_the_estimated_start_back_as_the_planner_would() -> Non
     assert estimate_submission(readable, snapshot(readable, []), T0, CONFIG, deadline=deadline).held_until is None
     no_hold = PlannerConfig(window_bytes=100 * TIB, window_files=1000, lease_days=1, hold_back=False)
     assert estimate_submission(files, snap, T0, no_hold, deadline=deadline).held_until is None
+    # A file already restoring: work starts when it is readable, whatever is held (and with nothing left to
+    # restore, nothing is held at all).
+    restoring = [file(1005, FileState.RESTORING, size=GIB, requested_at=T0), *files]
+    started = estimate_submission(restoring, snapshot(restoring, []), T0, CONFIG, deadline=deadline)
+    assert started.held_until is None and started.estimated_start == pytest.approx(T0 + 48 * HOUR)
+    only_restoring = restoring[:1]
+    alone = estimate_submission(only_restoring, snapshot(only_restoring, []), T0, CONFIG, deadline=deadline)
+    assert alone.held_until is None and alone.estimated_start == pytest.approx(T0 + 48 * HOUR)
 
 
 def test_the_eta_of_a_job_with_slack_waits_for_its_release() -> None:
