@@ -48,11 +48,6 @@ def username(role: HsdsRole, writer: str) -> str:
     return f"{writer}{_SUFFIX[role]}"
 
 
-def username_suffix(role: HsdsRole) -> str:
-    """What `username` appends to the writer's name (the template builds the names with `Sub`)."""
-    return _SUFFIX[role]
-
-
 # The pipeline's jobs; every other job definition is an analysis (a reader).
 PIPELINE_ROLES: Mapping[str, HsdsRole | None] = MappingProxyType(
     {

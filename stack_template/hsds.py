@@ -63,7 +63,7 @@ CONFIG_WRITER = (
     "    os.unlink(p)\n"
     "fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)\n"
     "with os.fdopen(fd, 'w') as f:\n"
-    "    for role in ('ADMIN', 'WRITER', 'READER'):\n"
+    f"    for role in {tuple(role.name for role in HsdsRole)!r}:\n"
     "        f.write(os.environ[f'HSDS_{role}_USERNAME'] + ':' + os.environ[f'HSDS_{role}_PASSWORD'] + '\\n')\n"
 )
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from troposphere import Equals, Not, Parameter, Ref, Sub, Template
 
-from datacarousel import contract, registry
-from datacarousel.hsds_accounts import HsdsRole, username_suffix
+from datacarousel import contract, hsds_accounts, registry
+from datacarousel.hsds_accounts import HsdsRole
 from stack_template.common import HSDS_PORT
 
 HAS_ARCHIVE_PREFIX = "HasArchivePrefix"  # template condition: ArchivePrefix is not empty
@@ -302,7 +302,7 @@ def _compute_and_storage_parameters(t: Template) -> dict[str, Any]:
 
 def hsds_user(p: Parameters, role: HsdsRole) -> str:
     """The user name of an HSDS account, as a `Sub` expression over HsdsUsername (`hsds_accounts.username`)."""
-    return f"${{{p.hsds_username.title}}}{username_suffix(role)}"
+    return hsds_accounts.username(role, f"${{{p.hsds_username.title}}}")
 
 
 def hsds_folder(p: Parameters) -> Sub:

@@ -145,7 +145,7 @@ def _secret_titles(container: dict[str, Any]) -> set[str]:
 def test_the_admin_is_the_folders_container_s_and_hsds_s_alone(containers: dict[str, dict[str, Any]]) -> None:
     """The service node's ADMIN_USER is the admin secret's user; the folders container runs the kernel's
     folder set-up as that user once the service node is healthy, over the task's localhost."""
-    admin_name = "${HsdsUsername}" + hsds_accounts.username_suffix(HsdsRole.ADMIN)
+    admin_name = hsds_accounts.username(HsdsRole.ADMIN, "${HsdsUsername}")
     assert _env(containers["sn"])["ADMIN_USER"] == {"Fn::Sub": admin_name}
     folders = containers[HSDS_FOLDERS_CONTAINER]
     assert folders["Command"] == ["python", "-m", "datacarousel.hsds_accounts"]
