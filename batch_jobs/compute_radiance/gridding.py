@@ -243,21 +243,6 @@ class Accumulator:
             binned = np.bincount(local, weights=np.asarray(w, dtype=np.float64), minlength=span)
             self._sums[name][channel, lo : lo + span] += binned
 
-    def add_sorted(self, cells: IntArray, taken: BoolArray, **weights: FloatArray) -> None:
-        """Add samples of every channel at once: `cells` (n,) sorted; `taken` and weights (channels, n).
-
-        Weights must be zero where `taken` is False. Runs of equal cells are summed with np.add.reduceat.
-        """
-        for name in weights:
-            self._sum(name)
-        if len(cells) == 0:
-            return
-        starts = np.flatnonzero(np.r_[True, cells[1:] != cells[:-1]])
-        unique = cells[starts]
-        self._count[:, unique] += np.add.reduceat(taken, starts, axis=1, dtype=np.int64)
-        for name, w in weights.items():
-            self._sums[name][:, unique] += np.add.reduceat(w, starts, axis=1)
-
     def add_segments(self, unique: IntArray, counts: IntArray, **sums: FloatArray) -> None:
         """Add per-cell counts and sums (channels, len(unique)) of every channel to the distinct cells `unique`."""
         for name in sums:

@@ -1,7 +1,7 @@
 """Issue #22: the fast gridding kernels give the same bytes as the kernels they replaced.
 
 `_Ref` below is a faithful copy of the gridding kernels of science.py before issue #22 (index rules,
-pixel masks, `Accumulator.add` / `add_sorted` and the MODIS, MISR and CERES kernels). Every test
+pixel masks, `Accumulator.add` / the old `add_sorted` and the MODIS, MISR and CERES kernels). Every test
 compares counts and sums byte for byte (`tobytes()`), on generated orbits (the project's generator
 and the test builder, whose files plant exact cell edges, +-90, +-180 and fill values) and on
 arrays with edges, NaN, infinities and fill values planted at every boundary.
