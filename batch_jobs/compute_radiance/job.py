@@ -188,12 +188,6 @@ def _misr(source: OrbitSource, out: r.OrbitResult, present: bool) -> None:
         )
         return
     block_shape = (int(lat.shape[1]), int(lat.shape[2]))  # 128 x 512 in real files
-    mask = s.misr_geometry_mask(sza, vza, params.vza_max, block_shape)
-    selected = np.zeros(nb, dtype=bool)
-    selected[blocks - first] = True  # blocks in the range but outside the window (never, in practice) are left out
-    mask &= selected[:, None, None]
-    cells = s.misr_cells(mask, lat, lon, out.misr.grid)
-    del lat, lon, mask
 
     def band_radiance(band: str) -> np.ndarray | str:
         """The band's 1.1 km radiance of the block range, or why it is skipped."""
@@ -205,11 +199,18 @@ def _misr(source: OrbitSource, out: r.OrbitResult, present: bool) -> None:
         return rad if rad.shape == (nb, *block_shape) else f"radiance blocks {rad.shape}, expected {nb} blocks"
 
     # Each band is a whole-array chunk inflated front to back by one thread: with more reader threads, bands are
-    # read side by side. They are gridded one after the other in band order (each into its own channel, with
-    # the cells' shared buffers), so the result is the same bytes however many threads read.
+    # read side by side, starting before the geometry test below (which needs none of them) so that no core waits
+    # for it. They are gridded one after the other in band order (each into its own channel, with the cells'
+    # shared buffers), so the result is the same bytes however many threads read.
     threads = max(1, min(source.threads, len(s.MISR_BANDS)))
     with ThreadPoolExecutor(threads, thread_name_prefix="misr-band") as pool:
         radiances = pool.map(band_radiance, s.MISR_BANDS) if threads > 1 else map(band_radiance, s.MISR_BANDS)
+        mask = s.misr_geometry_mask(sza, vza, params.vza_max, block_shape)
+        selected = np.zeros(nb, dtype=bool)
+        selected[blocks - first] = True  # blocks in the range but outside the window (never, in practice) are left out
+        mask &= selected[:, None, None]
+        cells = s.misr_cells(mask, lat, lon, out.misr.grid)
+        del lat, lon, mask
         for channel, (band, rad) in enumerate(zip(s.MISR_BANDS, radiances, strict=True)):
             if isinstance(rad, str):
                 out.skip("MISR", band, r.MISR_BAND_MISSING, rad)

@@ -412,6 +412,9 @@ def resize_bilinear(a: npt.ArrayLike, shape: tuple[int, int] = MISR_BLOCK_SHAPE)
     return out
 
 
+MASK_BLOCKS = 4  # blocks of the geometry mask computed at a time (see misr_geometry_mask)
+
+
 def misr_geometry_mask(
     sza_blocks: FloatArray,
     vza_blocks: FloatArray,
@@ -421,13 +424,21 @@ def misr_geometry_mask(
     """Spec §4.3: (nb, 8, 32) angles -> (nb, 128, 512) mask of pixels taken (values < 0 are NaN; NaN fails).
 
     `block_shape` is the 1.1 km block shape (128 x 512 in real files; smaller in shrunken synthetic files).
+    Computed MASK_BLOCKS blocks at a time: every output pixel is the same arithmetic on its own block, and
+    the float64 temporaries stay small enough to be reused from the heap instead of page-faulted in (130
+    daylit blocks at once: 0.6 s, mostly page faults; a few at a time: 0.2 s, 2026-12-04).
     """
     sza = np.where(np.asarray(sza_blocks) < 0, np.nan, sza_blocks)
     vza = np.where(np.asarray(vza_blocks) < 0, np.nan, vza_blocks)
-    rs = resize_bilinear(sza, block_shape)
-    rv = resize_bilinear(vza, block_shape)
-    with np.errstate(invalid="ignore"):
-        return (rs < MISR_SZA_MAX) & (rv < vza_max)
+    mask = np.empty((*sza.shape[:-2], *block_shape), dtype=bool)
+    flat_sza, flat_vza = sza.reshape(-1, *sza.shape[-2:]), vza.reshape(-1, *vza.shape[-2:])
+    flat_mask = mask.reshape(-1, *block_shape)
+    for lo in range(0, flat_mask.shape[0], MASK_BLOCKS):
+        rs = resize_bilinear(flat_sza[lo : lo + MASK_BLOCKS], block_shape)
+        rv = resize_bilinear(flat_vza[lo : lo + MASK_BLOCKS], block_shape)
+        with np.errstate(invalid="ignore"):
+            np.logical_and(rs < MISR_SZA_MAX, rv < vza_max, out=flat_mask[lo : lo + MASK_BLOCKS])
+    return mask
 
 
 def misr_aggregate(

@@ -291,6 +291,22 @@ def test_misr_geometry_mask_fill_and_thresholds() -> None:
     assert not m[0, 0, 0] and not m[0, 127, 511] and m[0, 64, 256]
 
 
+def test_misr_geometry_mask_a_few_blocks_at_a_time_equals_every_block_at_once() -> None:
+    """The mask is computed MASK_BLOCKS blocks at a time: the same pixels as resizing the whole stack."""
+    rng = np.random.default_rng(5)
+    nb = 3 * s.MASK_BLOCKS + 2  # a short last batch too
+    sza = rng.uniform(-10.0, 95.0, (nb, 8, 32))
+    vza = rng.uniform(-10.0, 40.0, (nb, 8, 32))
+    sza[1, 3, 4] = np.nan
+    whole_sza = s.resize_bilinear(np.where(sza < 0, np.nan, sza), (128, 512))
+    whole_vza = s.resize_bilinear(np.where(vza < 0, np.nan, vza), (128, 512))
+    with np.errstate(invalid="ignore"):
+        expected = (whole_sza < s.MISR_SZA_MAX) & (whole_vza < 18.0)
+    got = s.misr_geometry_mask(sza, vza, 18.0)
+    assert got.shape == expected.shape and 0 < got.sum() < got.size
+    assert np.array_equal(got, expected)
+
+
 def test_misr_aggregate_is_nanmean_of_tiles() -> None:
     rng = np.random.default_rng(2)
     rad = rng.uniform(-50, 400, (2, 512, 2048)).astype(np.float32)
