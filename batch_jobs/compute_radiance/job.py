@@ -1,9 +1,10 @@
 """ComputeRadiance for one orbit: asks a reader for the datasets, runs the science, records what it skipped.
 
 Order and memory: MODIS granule by granule (lat/lon of every granule for the
-descending test; angles and bands only of descending ones, gridded at once), then
-MISR on the daylit block range only, band by band (with more than one reader thread, bands are read and
-inflated side by side, and gridded in band order), then CERES group by group.
+descending test; angles and bands only of descending ones, gridded at once; with more than one reader
+thread, as many granules are read side by side and gridded in time order), then MISR on the daylit
+block range only, band by band (with more than one reader thread, bands are read and inflated side by
+side while the geometry test runs, and gridded in band order), then CERES group by group.
 Every case where the original crashed (spec §7) becomes a `Skip` in the result.
 """
 
@@ -11,18 +12,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from batch_jobs.compute_radiance import result as r
 from batch_jobs.compute_radiance import science as s
+from datacarousel.chunkread.readahead import map_ahead
 from datacarousel.errors import BadInput
-from datacarousel.orbit import MissingData, OrbitSource, prefetched
+from datacarousel.orbit import MissingData, OrbitSource
 
 log = logging.getLogger(__name__)
 
@@ -81,44 +83,38 @@ class _Granule:
     ref_scales: Any = None
 
 
-def _load_granules(source: OrbitSource, names: list[str]) -> Iterator[_Granule]:
-    """Read what each granule needs (spec §2.2 and §3.1): lat/lon always; angles and bands if descending."""
-    for name in names:
-        try:
-            lat, lon = source.modis_latlon(name)
-        except MissingData as exc:
-            yield _Granule(name, skip=(r.GRANULE_WITHOUT_GEOLOCATION, str(exc)))
-            continue
-        if lat.shape != lon.shape or lat.ndim != 2:
-            yield _Granule(name, skip=(r.GRANULE_WITHOUT_GEOLOCATION, f"latitude {lat.shape} / longitude {lon.shape}"))
-            continue
-        if not s.is_descending(lat):
-            yield _Granule(name)
-            continue
-        try:
-            sza, vza = source.modis_angles(name)
-        except MissingData as exc:
-            yield _Granule(name, descending=True, skip=(r.GRANULE_WITHOUT_ANGLES, str(exc)))
-            continue
-        try:
-            bands, rad_scales, ref_scales = source.modis_bands(name, s.MODIS_VIS_FIELDS)
-        except MissingData as exc:
-            yield _Granule(name, True, (r.DAY_GRANULE_WITHOUT_REFSB, f"descending granule without RefSB: {exc}"))
-            continue
-        if sza.shape != lat.shape or vza.shape != lat.shape or bands.shape[1:] != lat.shape:
-            detail = f"shapes differ: lat {lat.shape}, sza {sza.shape}, vza {vza.shape}, bands {bands.shape}"
-            yield _Granule(name, True, (r.GRANULE_WITHOUT_ANGLES, detail))
-            continue
-        if bands.shape[0] != s.MODIS_VIS_CHANNELS:
-            yield _Granule(name, True, (r.DAY_GRANULE_WITHOUT_REFSB, f"{bands.shape[0]} VIS bands, expected 7"))
-            continue
-        yield _Granule(name, True, None, lat, lon, sza, vza, bands, rad_scales, ref_scales)
+def _load_granule(source: OrbitSource, name: str) -> _Granule:
+    """Read what a granule needs (spec §2.2 and §3.1): lat/lon always; angles and bands if descending."""
+    try:
+        lat, lon = source.modis_latlon(name)
+    except MissingData as exc:
+        return _Granule(name, skip=(r.GRANULE_WITHOUT_GEOLOCATION, str(exc)))
+    if lat.shape != lon.shape or lat.ndim != 2:
+        return _Granule(name, skip=(r.GRANULE_WITHOUT_GEOLOCATION, f"latitude {lat.shape} / longitude {lon.shape}"))
+    if not s.is_descending(lat):
+        return _Granule(name)
+    try:
+        sza, vza = source.modis_angles(name)
+    except MissingData as exc:
+        return _Granule(name, descending=True, skip=(r.GRANULE_WITHOUT_ANGLES, str(exc)))
+    try:
+        bands, rad_scales, ref_scales = source.modis_bands(name, s.MODIS_VIS_FIELDS)
+    except MissingData as exc:
+        return _Granule(name, True, (r.DAY_GRANULE_WITHOUT_REFSB, f"descending granule without RefSB: {exc}"))
+    if sza.shape != lat.shape or vza.shape != lat.shape or bands.shape[1:] != lat.shape:
+        detail = f"shapes differ: lat {lat.shape}, sza {sza.shape}, vza {vza.shape}, bands {bands.shape}"
+        return _Granule(name, True, (r.GRANULE_WITHOUT_ANGLES, detail))
+    if bands.shape[0] != s.MODIS_VIS_CHANNELS:
+        return _Granule(name, True, (r.DAY_GRANULE_WITHOUT_REFSB, f"{bands.shape[0]} VIS bands, expected 7"))
+    return _Granule(name, True, None, lat, lon, sza, vza, bands, rad_scales, ref_scales)
 
 
 def _modis(source: OrbitSource, out: r.OrbitResult) -> list[str]:
     """Descending test on every granule; grid the descending ones as they come. Returns their names.
 
-    The next granule is read (and inflated) by a background thread while this one is gridded.
+    The next granules are read (and inflated) by background threads while this one is gridded: as many
+    granules side by side as the reader has threads, so that a granule's last chunks, its attributes and
+    its descending test do not leave a core idle.
     """
     params = out.parameters
     timed: list[tuple[datetime, str]] = []
@@ -133,7 +129,8 @@ def _modis(source: OrbitSource, out: r.OrbitResult) -> list[str]:
     descending: list[str] = []
     odd_width: list[str] = []
     minus_90 = 0
-    for g in prefetched(_load_granules(source, [name for _, name in sorted(timed)]), depth=1):
+    names = [name for _, name in sorted(timed)]
+    for g in map_ahead(partial(_load_granule, source), names, source.threads, name="modis-granule"):
         if g.descending:
             descending.append(g.name)
         if g.skip is not None:
@@ -191,12 +188,17 @@ def _misr(source: OrbitSource, out: r.OrbitResult, present: bool) -> None:
 
     def band_radiance(band: str) -> np.ndarray | str:
         """The band's 1.1 km radiance of the block range, or why it is skipped."""
+        rad = np.empty((nb, *block_shape), np.float32)  # each group of blocks aggregated straight into it
+        done = 0
         try:
-            pieces = [s.misr_aggregate(g, block_shape) for g in source.misr_radiance(camera, band, first, last)]
+            for group in source.misr_radiance(camera, band, first, last):
+                if done + len(group) > nb:
+                    return f"radiance blocks: more than the {nb} blocks asked for"
+                s.misr_aggregate(group, block_shape, out=rad[done : done + len(group)])
+                done += len(group)
         except (MissingData, ValueError) as exc:
             return str(exc)
-        rad = np.concatenate(pieces) if pieces else np.zeros((0, *block_shape), np.float32)
-        return rad if rad.shape == (nb, *block_shape) else f"radiance blocks {rad.shape}, expected {nb} blocks"
+        return rad if done == nb else f"radiance blocks: {done}, expected {nb}"
 
     # Each band is a whole-array chunk inflated front to back by one thread: with more reader threads, bands are
     # read side by side, starting before the geometry test below (which needs none of them) so that no core waits

@@ -442,17 +442,39 @@ def misr_geometry_mask(
 
 
 def misr_aggregate(
-    rad: npt.NDArray[np.float32], block_shape: tuple[int, int] = MISR_BLOCK_SHAPE
+    rad: npt.NDArray[np.float32],
+    block_shape: tuple[int, int] = MISR_BLOCK_SHAPE,
+    out: npt.NDArray[np.float32] | None = None,
 ) -> npt.NDArray[np.float32]:
     """Spec §4.3: 275 m (..., 512, 2048) -> 1.1 km (..., 128, 512): values < 0 are NaN, 4x4 nanmean (all-NaN stays NaN).
 
-    A block already at the 1.1 km `block_shape` is returned unchanged (the original did the same).
+    A block already at the 1.1 km `block_shape` is returned unchanged (the original did the same), or
+    copied into `out`. `out` (contiguous float32, the result's shape): written in place of a new array,
+    so that a band's blocks land in one array without pieces and a concatenation. Blocks are
+    aggregated one at a time: a block's temporaries (a few MB) stay in cache and on the heap.
     """
     h, w = rad.shape[-2:]
-    if (h, w) == tuple(block_shape):
-        return rad
-    if (h, w) != (4 * block_shape[0], 4 * block_shape[1]):
+    same_size = (h, w) == tuple(block_shape)
+    if not same_size and (h, w) != (4 * block_shape[0], 4 * block_shape[1]):
         raise ValueError(f"MISR radiance block {h}x{w} is neither {block_shape} nor four times it")
+    shape = (*rad.shape[:-2], *block_shape)
+    if out is not None and (out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous):
+        raise ValueError(f"out must be a contiguous float32 array of shape {shape}")
+    if same_size:
+        if out is None:
+            return rad
+        out[...] = rad
+        return out
+    if out is None:
+        out = np.empty(shape, dtype=np.float32)
+    blocks_in, blocks_out = rad.reshape(-1, h, w), out.reshape(-1, *block_shape)
+    for k in range(blocks_in.shape[0]):
+        _aggregate_block(blocks_in[k], blocks_out[k])
+    return out
+
+
+def _aggregate_block(rad: npt.NDArray[np.float32], out: npt.NDArray[np.float32]) -> None:
+    """One (512, 2048) block's 4x4 nanmean of the values >= 0 into `out` (128, 512)."""
     values = np.fmax(rad, np.float32(0))  # NaN and negatives add nothing...
     valid = (rad >= 0).view(np.uint8)  # ...and are not counted
     # strided adds (4 samples of a line, then 4 lines): far faster than a reduction over a length-4 axis
@@ -469,9 +491,8 @@ def misr_aggregate(
     count += line_n[..., 2::4, :]
     count += line_n[..., 3::4, :]
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = (total / count).astype(np.float32, copy=False)
-    mean[count == 0] = np.nan
-    return mean
+        np.divide(total, count, out=out)  # float32 / uint8 -> float32, as total / count
+    out[count == 0] = np.nan
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,10 @@ class Prefetcher:
     in the order of `indexes`. Background threads fetch requests ahead of the consumer, holding at
     most `budget` compressed bytes. `get(path)` waits for the request holding the dataset and
     inflates it (its chunks in parallel on `decoders` threads). A request's bytes are released once
-    all its datasets were taken, or once the consumer asks for a dataset of a later request (so
-    datasets never asked for, e.g. the angles of a night granule, cost only their transfer).
+    all its datasets were taken, or once every consumer asked for a dataset of a later request (so
+    datasets never asked for, e.g. the angles of a night granule, cost only their transfer). Several
+    threads may consume side by side (one granule each, as the radiance job does): each thread's
+    latest request is its position, and only requests below the lowest position are released.
     Meant for stores where each request is expensive (a GET is 20-100 ms on S3, more on moto).
     """
 
@@ -57,6 +59,7 @@ class Prefetcher:
         self._in_flight = 0
         self._next = 0
         self._released = 0  # requests below this index are released
+        self._positions: dict[int, int] = {}  # consumer thread -> the request it asked for last
         self._fetch_pool = ThreadPoolExecutor(max_workers=max(1, fetchers), thread_name_prefix="prefetch")
         self._decode_pool = ThreadPoolExecutor(max_workers=max(1, decoders), thread_name_prefix="inflate")
         self._closed = False
@@ -113,7 +116,8 @@ class Prefetcher:
         """The dataset `path` (one of the indexes given), decoded."""
         k = self._where[path]
         with self._cond:
-            self._release_below(k)
+            self._positions[threading.get_ident()] = k
+            self._release_below(min(self._positions.values()))
             future = self._data.get(k)
             if future is None:  # released already (asked for out of order): fetch on demand
                 req = self._requests[k]

@@ -2,17 +2,21 @@
 
 So that I/O (the next compressed pieces of a chunk) overlaps the consumer's work (inflating the
 current one), or decoding overlaps the consumer's numpy work (`datacarousel.orbit.prefetched`);
-closing the consumer stops the producer and closes its source.
+closing the consumer stops the producer and closes its source. `map_ahead` is the same with
+several producers: items loaded side by side, yielded in order.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def read_ahead(items: Iterator[T], depth: int, *, name: str = "chunkread-ahead") -> Iterator[T]:
@@ -63,3 +67,34 @@ def read_ahead(items: Iterator[T], depth: int, *, name: str = "chunkread-ahead")
                 slots.get_nowait()
             except queue.Empty:
                 thread.join(0.05)
+
+
+def map_ahead(
+    fn: Callable[[T], R], items: Iterable[T], workers: int, *, name: str = "map-ahead"
+) -> Generator[R, None, None]:
+    """`fn(item)` for each item, in order, computed by `workers` threads at most `workers` items ahead.
+
+    Unlike `Executor.map`, which submits every item at once, only `workers` results wait (or are being
+    made) while the consumer works on the one it got: memory stays at workers + 1 results. An
+    exception of `fn` is raised in the consumer when it reaches that item; closing the consumer cancels
+    the items not yet started and waits for the running ones.
+    """
+    todo = iter(items)
+    pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix=name)
+    pending: deque[Future[R]] = deque()
+    try:
+        for item in todo:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= max(1, workers):
+                break
+        while pending:
+            result = pending.popleft().result()
+            following = next(todo, _END)
+            if following is not _END:
+                pending.append(pool.submit(fn, following))  # type: ignore[arg-type]
+            yield result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+_END = object()

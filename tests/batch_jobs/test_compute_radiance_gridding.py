@@ -435,3 +435,40 @@ def test_segment_blocks_never_split_a_cell(cells: np.ndarray, block: int) -> Non
         assert hi - lo <= block or s1 - s0 == 1
         covered = hi
     assert covered == len(cells)
+
+
+# --- the MISR 4x4 aggregation, block by block into a given array (issue #22, memory) --------------
+def _old_misr_aggregate(rad: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """science.misr_aggregate before it went block by block into `out`, verbatim (275 m input only)."""
+    values = np.fmax(rad, np.float32(0))
+    valid = (rad >= 0).view(np.uint8)
+    line = values[..., 0::4] + values[..., 1::4]
+    line += values[..., 2::4]
+    line += values[..., 3::4]
+    total = line[..., 0::4, :] + line[..., 1::4, :]
+    total += line[..., 2::4, :]
+    total += line[..., 3::4, :]
+    line_n = valid[..., 0::4] + valid[..., 1::4]
+    line_n += valid[..., 2::4]
+    line_n += valid[..., 3::4]
+    count = line_n[..., 0::4, :] + line_n[..., 1::4, :]
+    count += line_n[..., 2::4, :]
+    count += line_n[..., 3::4, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (total / count).astype(np.float32, copy=False)
+    mean[count == 0] = np.nan
+    return mean
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_misr_aggregate_block_by_block_gives_the_old_bytes(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    rad = rng.uniform(-20.0, 900.0, (3, 512, 2048)).astype(np.float32)
+    rad[rng.random(rad.shape) < 0.01] = np.nan
+    rad[0, :4, :4] = -999.0  # a tile without a value
+    rad[1, 4:8, 8:12] = 0.0  # a tile of zeros: counted, mean 0
+    rad[2, 100, 7] = np.inf
+    out = np.full((3, 128, 512), 7.0, np.float32)
+    s.misr_aggregate(rad, out=out)
+    assert out.tobytes() == _old_misr_aggregate(rad).tobytes()
+    assert s.misr_aggregate(rad).tobytes() == out.tobytes()

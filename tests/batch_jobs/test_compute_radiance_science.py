@@ -323,6 +323,28 @@ def test_misr_aggregate_is_nanmean_of_tiles() -> None:
     assert s.misr_aggregate(one_km) is one_km
 
 
+def test_misr_aggregate_into_out_gives_the_same_bits_and_refuses_a_wrong_out() -> None:
+    rng = np.random.default_rng(3)
+    rad = rng.uniform(-50, 400, (3, 512, 2048)).astype(np.float32)
+    rad[1, 8:12, 16:20] = np.nan  # a whole tile without a value: NaN
+    whole = np.empty((5, 128, 512), np.float32)
+    got = s.misr_aggregate(rad, out=whole[1:4])
+    assert np.shares_memory(got, whole)
+    assert np.isnan(whole[2, 2, 4])
+    # the bytes of the reference computation: the old all-at-once formula
+    values, valid = np.fmax(rad, np.float32(0)), (rad >= 0).astype(np.uint8)
+    total = values.reshape(3, 128, 4, 512, 4).sum(axis=(2, 4), dtype=np.float32)
+    count = valid.reshape(3, 128, 4, 512, 4).sum(axis=(2, 4), dtype=np.uint8)
+    assert np.array_equal(s.misr_aggregate(rad), whole[1:4], equal_nan=True)
+    assert np.allclose(np.nan_to_num(whole[1:4]), np.nan_to_num(total / np.maximum(count, 1)), rtol=1e-6)
+    one_km = rad[:, :128, :512].copy()
+    assert np.array_equal(s.misr_aggregate(one_km, out=whole[:3]), one_km, equal_nan=True)
+    with pytest.raises(ValueError, match="out must be"):
+        s.misr_aggregate(rad, out=np.empty((3, 128, 512), np.float64))
+    with pytest.raises(ValueError, match="neither"):
+        s.misr_aggregate(rad[:, :500], out=whole[:3])
+
+
 # --- §5 CERES --------------------------------------------------------------------------------
 def test_ceres_filters_and_modes() -> None:
     n = 6

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import threading
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -199,6 +200,46 @@ def test_prefetcher_serves_in_order_skips_and_out_of_order(
         for p in asked:
             assert same(pre.get(p), f[p][()]), p
     assert stats.requests > 0
+
+
+def test_prefetcher_serves_two_consumers_side_by_side_without_fetching_twice(
+    orbit_file: Path, file_reader: chunkread.RangeReader
+) -> None:
+    """Two threads, one granule each, ask in turn: the later one's asking releases nothing the earlier still
+    needs (one consumer would have released it, and the earlier thread's next dataset be fetched again)."""
+    indexes = job_indexes(orbit_file)
+    granules = sorted({p.split("/")[1] for p in indexes if p.startswith("MODIS/")})[:2]
+    first = [p for p in indexes if p.startswith(f"MODIS/{granules[0]}/")]
+    second = [p for p in indexes if p.startswith(f"MODIS/{granules[1]}/")]
+    stats = chunkread.Stats()
+    ready = [threading.Event(), threading.Event()]
+    got: dict[str, bool] = {}
+    with (
+        h5py.File(orbit_file, "r") as f,
+        chunkread.Prefetcher(
+            [indexes[p] for p in first + second], chunkread.counted(file_reader, stats), budget=1 << 30, gap=0
+        ) as pre,
+    ):
+        expected = {p: np.asarray(f[p][()]) for p in first + second}
+
+        def consume(paths: list[str], mine: int, other: int) -> None:
+            got[paths[0]] = same(pre.get(paths[0]), expected[paths[0]])
+            ready[mine].set()
+            ready[other].wait(10)  # the other thread has asked for its first dataset too
+            for p in paths[1:]:
+                got[p] = same(pre.get(p), expected[p])
+
+        threads = [
+            threading.Thread(target=consume, args=(first, 0, 1)),
+            threading.Thread(target=consume, args=(second, 1, 0)),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        planned = len(pre._requests)
+    assert len(got) == len(first + second) and all(got.values())
+    assert len(first) > 1 and stats.requests == planned  # each planned request fetched once, none again
 
 
 # --- storage this module does not decode, and broken input ------------------------------------------
