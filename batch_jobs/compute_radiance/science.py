@@ -475,24 +475,23 @@ def misr_aggregate(
 
 def _aggregate_block(rad: npt.NDArray[np.float32], out: npt.NDArray[np.float32]) -> None:
     """One (512, 2048) block's 4x4 nanmean of the values >= 0 into `out` (128, 512)."""
-    values = np.fmax(rad, np.float32(0))  # NaN and negatives add nothing...
-    valid = (rad >= 0).view(np.uint8)  # ...and are not counted
-    # strided adds (4 samples of a line, then 4 lines): far faster than a reduction over a length-4 axis
-    line = values[..., 0::4] + values[..., 1::4]
-    line += values[..., 2::4]
-    line += values[..., 3::4]
-    total = line[..., 0::4, :] + line[..., 1::4, :]
-    total += line[..., 2::4, :]
-    total += line[..., 3::4, :]
-    line_n = valid[..., 0::4] + valid[..., 1::4]
-    line_n += valid[..., 2::4]
-    line_n += valid[..., 3::4]
-    count = line_n[..., 0::4, :] + line_n[..., 1::4, :]
-    count += line_n[..., 2::4, :]
-    count += line_n[..., 3::4, :]
+    total = _sum_4x4(np.fmax(rad, np.float32(0)))  # NaN and negatives add nothing...
+    count = _sum_4x4((rad >= 0).view(np.uint8))  # ...and are not counted
     with np.errstate(invalid="ignore", divide="ignore"):
         np.divide(total, count, out=out)  # float32 / uint8 -> float32, as total / count
     out[count == 0] = np.nan
+
+
+def _sum_4x4(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """Sums of 4x4 tiles in a's dtype: 4 samples of a line, then 4 lines, each added left to right.
+    Strided adds: far faster than a reduction over a length-4 axis."""
+    line = a[..., 0::4] + a[..., 1::4]
+    line += a[..., 2::4]
+    line += a[..., 3::4]
+    total = line[..., 0::4, :] + line[..., 1::4, :]
+    total += line[..., 2::4, :]
+    total += line[..., 3::4, :]
+    return total
 
 
 @dataclass(frozen=True)

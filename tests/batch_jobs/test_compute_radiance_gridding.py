@@ -439,21 +439,15 @@ def test_segment_blocks_never_split_a_cell(cells: np.ndarray, block: int) -> Non
 
 # --- the MISR 4x4 aggregation, block by block into a given array (issue #22, memory) --------------
 def _old_misr_aggregate(rad: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """science.misr_aggregate before it went block by block into `out`, verbatim (275 m input only)."""
-    values = np.fmax(rad, np.float32(0))
-    valid = (rad >= 0).view(np.uint8)
-    line = values[..., 0::4] + values[..., 1::4]
-    line += values[..., 2::4]
-    line += values[..., 3::4]
-    total = line[..., 0::4, :] + line[..., 1::4, :]
-    total += line[..., 2::4, :]
-    total += line[..., 3::4, :]
-    line_n = valid[..., 0::4] + valid[..., 1::4]
-    line_n += valid[..., 2::4]
-    line_n += valid[..., 3::4]
-    count = line_n[..., 0::4, :] + line_n[..., 1::4, :]
-    count += line_n[..., 2::4, :]
-    count += line_n[..., 3::4, :]
+    """science.misr_aggregate before it went block by block into `out` (275 m input only): the same adds
+    in the same order, over the whole stack at once."""
+
+    def sum_4x4(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        line = a[..., 0::4] + a[..., 1::4] + a[..., 2::4] + a[..., 3::4]  # left to right, as `+=` did
+        return line[..., 0::4, :] + line[..., 1::4, :] + line[..., 2::4, :] + line[..., 3::4, :]
+
+    total = sum_4x4(np.fmax(rad, np.float32(0)))
+    count = sum_4x4((rad >= 0).view(np.uint8))
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = (total / count).astype(np.float32, copy=False)
     mean[count == 0] = np.nan
