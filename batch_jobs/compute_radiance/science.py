@@ -515,16 +515,33 @@ class MisrCells:
         return buf
 
 
+CELL_SLAB = 1 << 20  # pixels of the mask looked at a time by misr_cells
+
+
 def misr_cells(mask: BoolArray, lat: FloatArray, lon: FloatArray, grid: Grid) -> MisrCells:
-    """Cells (MISR rule) of the pixels taken; pixels outside the grid are left out."""
-    pixel = np.flatnonzero(mask)
-    lat_t, lon_t = np.take(np.ravel(lat), pixel), np.take(np.ravel(lon), pixel)
-    fast = gr.histogram_cells(lat_t, lon_t, grid.lat_edges(), grid.lon_edges())  # the same rule, fewer passes
-    if fast is not None:
-        cells, inside = fast
-    else:
-        row, col, inside = misr_index(lat_t, lon_t, grid)
-        cells = row * grid.num_lons + col
+    """Cells (MISR rule) of the pixels taken; pixels outside the grid are left out.
+
+    Computed CELL_SLAB pixels of the mask at a time into arrays of the final size: each pixel's cell is
+    the same arithmetic, and the temporaries (coordinates taken, bins) are a slab's, not the orbit's
+    (about 130 MB less at once on a full orbit, while the bands are being inflated).
+    """
+    flat_mask, flat_lat, flat_lon = np.ravel(mask), np.ravel(lat), np.ravel(lon)
+    taken = int(np.count_nonzero(flat_mask))
+    pixel, cells = np.empty(taken, dtype=np.int64), np.empty(taken, dtype=np.int64)
+    inside = np.empty(taken, dtype=bool)
+    done = 0
+    for lo in range(0, flat_mask.size, CELL_SLAB):
+        slab = np.flatnonzero(flat_mask[lo : lo + CELL_SLAB])
+        k = len(slab)
+        lat_t, lon_t = np.take(flat_lat[lo : lo + CELL_SLAB], slab), np.take(flat_lon[lo : lo + CELL_SLAB], slab)
+        np.add(slab, lo, out=pixel[done : done + k])
+        fast = gr.histogram_cells(lat_t, lon_t, grid.lat_edges(), grid.lon_edges())  # the same rule, fewer passes
+        if fast is not None:
+            cells[done : done + k], inside[done : done + k] = fast
+        else:
+            row, col, inside[done : done + k] = misr_index(lat_t, lon_t, grid)
+            np.add(row * grid.num_lons, col, out=cells[done : done + k])
+        done += k
     if inside.all():
         return MisrCells(pixel=pixel, cells=cells)
     return MisrCells(pixel=np.compress(inside, pixel), cells=np.compress(inside, cells))

@@ -399,6 +399,16 @@ def test_misr_bytes_band_twice_and_other_grids() -> None:
     _both_misr(m)  # nothing taken
 
 
+@pytest.mark.parametrize("slab", [1, 777, 4096])
+def test_misr_cells_slab_by_slab_gives_the_same_bytes(monkeypatch: pytest.MonkeyPatch, slab: int) -> None:
+    """misr_cells looks at CELL_SLAB pixels at a time: slabs that cut blocks, lines and runs of pixels."""
+    m = _misr(np.random.default_rng(4), 5, (32, 64))
+    assert m["mask"].size > 2 * slab
+    monkeypatch.setattr(s, "CELL_SLAB", slab)
+    for res in (0.5, 0.3):  # the fast rule and the rule as written
+        _both_misr(m, s.Grid(res), bands=iter([0]))
+
+
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 3000), wide=st.booleans())
 def test_ceres_bytes(seed: int, n: int, wide: bool) -> None:
