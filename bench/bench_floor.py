@@ -17,7 +17,10 @@ the second being the per-core rate on a shared machine):
   zlib's on every chunk (checked once, before timing);
 - floor: pread + inflate of each chunk by the fastest library, 1 thread and --threads threads;
 - with --h5py, the h5py baseline (`bench_compute_radiance.read_floor`: h5py reads the same datasets);
-- with --job, the job itself (`compute_orbit` over the local direct reader), 1 thread and --threads threads.
+- with --job, the job itself (`compute_orbit` over the local direct reader), 1 thread and --threads threads,
+  each run in a fresh Python as the job's command runs it (one malloc arena), with its peak RSS;
+- with --restart-points, also the job with the file's restart points (ORBIT.h5.restart-points, built first
+  if missing, with its build time: `datacarousel.chunkread.restart`), 1 and --threads threads.
 With --malloc-reuse the script reruns itself with glibc's mmap threshold off (see REUSE): output buffers
 are then reused instead of page-faulted in, and "sys" drops to ~0.
 """
@@ -25,9 +28,11 @@ are then reused instead of page-faulted in, and "sys" drops to ~0.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
 import zlib
@@ -35,7 +40,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import h5py
 import numpy as np
@@ -47,7 +52,8 @@ if str(ROOT) not in sys.path:
 from batch_jobs.compute_radiance import science as s  # noqa: E402
 from batch_jobs.compute_radiance.job import compute_orbit  # noqa: E402
 from datacarousel import chunkread as cr  # noqa: E402
-from datacarousel.orbit import open_local  # noqa: E402
+from datacarousel.chunkread import restart  # noqa: E402
+from datacarousel.orbit import open_local, share_one_malloc_arena  # noqa: E402
 
 # glibc hands every buffer above 32 MB out as fresh mmap'd pages (a page fault per 4 KB written, 20-40 % of an
 # inflate); with these a buffer freed is reused. The job could run so too (a process per orbit).
@@ -139,9 +145,22 @@ def floor_run(fn: Callable[[bytes, int], Any], fd: int, tasks: list[Task], threa
         return sum(pool.map(one, tasks))
 
 
+class Measured(NamedTuple):
+    """A row run in a process of its own: what that process took."""
+
+    wall: float
+    user: float
+    system: float
+    peak_rss: int
+
+
+Row = Callable[[], "int | Measured"]
+
+
 def rows_of(libs: dict[str, Callable[[bytes, int], Any]], best: str, *, fd: int, tasks: list[Task], raws: list[bytes],
-            threads: int, path: Path, h5py_baseline: bool, job: bool) -> dict[str, Callable[[], int]]:  # fmt: skip
-    rows: dict[str, Callable[[], int]] = {"pread, 1 thread": lambda: sum(map(len, pread_all(fd, tasks)))}
+            threads: int, path: Path, h5py_baseline: bool, job: bool,
+            restart_points: bool) -> dict[str, Row]:  # fmt: skip
+    rows: dict[str, Row] = {"pread, 1 thread": lambda: sum(map(len, pread_all(fd, tasks)))}
     for name, fn in libs.items():
         rows[f"inflate {name}, 1 thread"] = partial(inflate_all, fn, tasks, raws, 1)
         rows[f"inflate {name}, {threads} threads"] = partial(inflate_all, fn, tasks, raws, threads)
@@ -151,17 +170,29 @@ def rows_of(libs: dict[str, Callable[[bytes, int], Any]], best: str, *, fd: int,
         from bench_compute_radiance import read_floor  # noqa: PLC0415
 
         rows["baseline: h5py reads the same datasets (zlib), 1 thread"] = lambda: int(read_floor(str(path))["bytes"])
-    if job:
-        rows["job: compute_orbit, local direct reads, 1 thread"] = partial(run_job, path, 1)
-        rows[f"job: compute_orbit, local direct reads, {threads} threads"] = partial(run_job, path, threads)
+    for points in (False, True) if restart_points else (False,) if job else ():
+        label = "job + restart points" if points else "job"
+        rows[f"{label}, local direct reads, 1 thread"] = partial(job_in_a_process, path, 1, points)
+        rows[f"{label}, local direct reads, {threads} threads"] = partial(job_in_a_process, path, threads, points)
     return rows
 
 
-def run_job(path: Path, workers: int) -> int:
-    """The whole radiance job on the orbit, as `batch_jobs.compute_radiance run --file` computes it."""
-    with open_local(path, workers=workers) as source:
-        result = compute_orbit(source)
-    return int(result.modis.count.sum())
+def job_in_a_process(path: Path, workers: int, points: bool) -> Measured:
+    """The whole radiance job on the orbit in a fresh Python, as `batch_jobs.compute_radiance run --file` runs it
+    (one malloc arena; the file's restart points if `points`): its wall, user, sys seconds and peak RSS."""
+    done = subprocess.run([sys.executable, __file__, "--child-job", str(path), str(workers), str(int(points))],
+                          capture_output=True, text=True, check=True, timeout=1800)  # fmt: skip
+    wall, user, system, peak = json.loads(done.stdout.splitlines()[-1])
+    return Measured(wall, user, system, peak)
+
+
+def child_job(path: Path, workers: int, points: bool) -> None:
+    share_one_malloc_arena()  # as the job's main does
+    started = time.perf_counter()
+    with open_local(path, workers=workers, restart_points=points) as source:
+        compute_orbit(source)
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps([time.perf_counter() - started, use.ru_utime, use.ru_stime, use.ru_maxrss * 1024]))
 
 
 def main() -> None:
@@ -171,8 +202,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--h5py", action="store_true", help="add the h5py baseline row")
     ap.add_argument("--job", action="store_true", help="add the job's rows (1 thread and --threads), same rounds")
+    ap.add_argument(
+        "--restart-points",
+        action="store_true",
+        help="also the job with the file's restart points (built first, beside the file, if missing)",
+    )
     ap.add_argument("--malloc-reuse", action="store_true", help=f"rerun with {' '.join(REUSE)} (no page faults)")
+    ap.add_argument("--child-job", nargs=3, help=argparse.SUPPRESS)  # FILE WORKERS POINTS: one job row's process
     args = ap.parse_args()
+    if args.child_job:
+        child_job(Path(args.child_job[0]), int(args.child_job[1]), args.child_job[2] == "1")
+        return
     if args.malloc_reuse and any(os.environ.get(k) != v for k, v in REUSE.items()):
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **REUSE})
     print(f"malloc: {' '.join(f'{k}={os.environ[k]}' for k in REUSE if k in os.environ) or 'defaults'}")
@@ -192,24 +232,35 @@ def main() -> None:
         inflate_all(inflate, tasks, raws, 1)
         times[name] = resource.getrusage(resource.RUSAGE_SELF).ru_utime - started
     best = min(libs, key=lambda n: times[n])
+    if args.restart_points:
+        sidecar = args.file.with_name(args.file.name + restart.SIDECAR_SUFFIX)
+        if not sidecar.is_file():
+            started = time.perf_counter()
+            sidecar.write_bytes(restart.dumps_file(restart.build_file(args.file, workers=args.threads)))
+            print(f"restart points built in {time.perf_counter() - started:.1f} s ({args.threads} threads): {sidecar}")
     rows = rows_of(libs, best, fd=fd, tasks=tasks, raws=raws, threads=args.threads, path=args.file,
-                   h5py_baseline=args.h5py, job=args.job)  # fmt: skip
-    got: dict[str, list[tuple[float, float, float]]] = {name: [] for name in rows}
+                   h5py_baseline=args.h5py, job=args.job or args.restart_points,
+                   restart_points=args.restart_points)  # fmt: skip
+    got: dict[str, list[Measured]] = {name: [] for name in rows}
     for _ in range(args.repeat):
         for name, row in rows.items():
             wall, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
-            row()
+            result = row()
             after = resource.getrusage(resource.RUSAGE_SELF)  # every thread of the process
-            got[name].append((time.perf_counter() - wall, after.ru_utime - before.ru_utime,
-                              after.ru_stime - before.ru_stime))  # fmt: skip
-    print(f"\n{'row':58} {'median s':>8} {'(min-max)':>13} {'user s':>6} {'sys s':>5} {'GB/s':>5} {'GB/s/CPU-s':>10}")
+            in_process = Measured(time.perf_counter() - wall, after.ru_utime - before.ru_utime,
+                                  after.ru_stime - before.ru_stime, 0)  # fmt: skip
+            got[name].append(result if isinstance(result, Measured) else in_process)
+    print(f"\n{'row':58} {'median s':>8} {'(min-max)':>13} {'user s':>6} {'sys s':>5} {'GB/s':>5} {'GB/s/CPU-s':>10} "
+          f"{'peak GB (min-max)':>17}")  # fmt: skip
     for name, runs in got.items():
-        walls = sorted(r[0] for r in runs)
+        walls = sorted(r.wall for r in runs)
+        peaks = sorted(r.peak_rss / 1e9 for r in runs)
         out_bytes = stored if name.startswith("pread") else raw_total
-        user, system = (statistics.median(r[k] for r in runs) for k in (1, 2))
+        user, system = statistics.median(r.user for r in runs), statistics.median(r.system for r in runs)
         wall = statistics.median(walls)
+        peak = f"{statistics.median(peaks):.2f} ({peaks[0]:.2f}-{peaks[-1]:.2f})" if peaks[-1] else "-"
         print(f"{name:58} {wall:8.2f} {f'({walls[0]:.2f}-{walls[-1]:.2f})':>13} {user:6.2f} {system:5.2f} "
-              f"{out_bytes / wall / 1e9:5.2f} {out_bytes / (user + system) / 1e9:10.2f}")  # fmt: skip
+              f"{out_bytes / wall / 1e9:5.2f} {out_bytes / (user + system) / 1e9:10.2f} {peak:>17}")  # fmt: skip
     print(
         f"\nfastest inflater (user CPU of one round): {best}; "
         + ", ".join(f"{k} {v:.2f} s" for k, v in times.items())

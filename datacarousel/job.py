@@ -486,6 +486,7 @@ def main(
 ) -> int:
     """The analysis's command line (`queue`, `run`, `reduce`); ends every error in one line and its exit code."""
     args = _parser(definition, list(sys.argv[1:] if argv is None else argv)).parse_args(argv)
+    orbit.share_one_malloc_arena()  # before any reader thread exists
     level = os.environ.get("DC_LOG_LEVEL", "INFO").upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # botocore's INFO lines ("Found credentials ...") say nothing a researcher needs; DEBUG shows them.

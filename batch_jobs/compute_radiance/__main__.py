@@ -89,6 +89,7 @@ def _check_aws() -> None:
 
 @app.callback()
 def main(log_level: str = typer.Option("INFO", "--log-level", envvar="DC_LOG_LEVEL")) -> None:
+    readers.share_one_malloc_arena()  # before any reader thread exists
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 

@@ -200,13 +200,14 @@ def _misr(source: OrbitSource, out: r.OrbitResult, present: bool) -> None:
             return str(exc)
         return rad if done == nb else f"radiance blocks: {done}, expected {nb}"
 
-    # Each band is a whole-array chunk inflated front to back by one thread: with more reader threads, bands are
-    # read side by side, starting before the geometry test below (which needs none of them) so that no core waits
-    # for it. They are gridded one after the other in band order (each into its own channel, with the cells'
-    # shared buffers), so the result is the same bytes however many threads read.
-    threads = max(1, min(source.threads, len(s.MISR_BANDS)))
-    with ThreadPoolExecutor(threads, thread_name_prefix="misr-band") as pool:
-        radiances = pool.map(band_radiance, s.MISR_BANDS) if threads > 1 else map(band_radiance, s.MISR_BANDS)
+    # Each band is a whole-array chunk. Inflated front to back by one thread, bands are read side by side (as many
+    # as the reader has threads); with restart points, one band at a time uses every thread (less memory). Either
+    # way they start before the geometry test below (which needs none of them) so that no core waits for it, and
+    # are gridded one after the other in band order (each into its own channel, with the cells' shared buffers):
+    # the result is the same bytes however they are read.
+    at_once = max(1, min(source.misr_bands_at_once(camera), len(s.MISR_BANDS)))
+    with ThreadPoolExecutor(at_once, thread_name_prefix="misr-band") as pool:
+        radiances = pool.map(band_radiance, s.MISR_BANDS) if source.threads > 1 else map(band_radiance, s.MISR_BANDS)
         mask = s.misr_geometry_mask(sza, vza, params.vza_max, block_shape)
         selected = np.zeros(nb, dtype=bool)
         selected[blocks - first] = True  # blocks in the range but outside the window (never, in practice) are left out

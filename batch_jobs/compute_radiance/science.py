@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import cache, cached_property
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from batch_jobs.compute_radiance import gridding as gr
 from batch_jobs.compute_radiance.gridding import Accumulator, BoolArray, FloatArray, IntArray
+from batch_jobs.compute_radiance.resize import resize_bilinear
 
 # --- parameters of the original (spec: Parameters) ---------------------------------
 SPATIAL_RESOLUTION = 0.5
@@ -363,55 +364,6 @@ def modis_granule(
 
 
 # --- 4. MISR ----------------------------------------------------------------------
-@cache
-def _resize_taps(n_in: int, n_out: int) -> tuple[IntArray, IntArray, FloatArray]:
-    """Two-tap bilinear interpolation (lo, hi, weight of hi) with pixel-centre alignment and mirrored edges."""
-    x = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
-    lo = np.floor(x).astype(np.int64)
-    t = x - lo
-
-    def mirror(i: IntArray) -> IntArray:  # skimage 'reflect' = ndimage 'mirror': a[-1] = a[1]
-        if n_in == 1:
-            return np.zeros_like(i)
-        period = 2 * (n_in - 1)
-        i = np.abs(i) % period
-        return np.where(i >= n_in, period - i, i)
-
-    lo_m, hi_m = mirror(lo), mirror(lo + 1)
-    for a in (lo_m, hi_m, t):
-        a.setflags(write=False)
-    return lo_m, hi_m, t
-
-
-def resize_bilinear(a: npt.ArrayLike, shape: tuple[int, int] = MISR_BLOCK_SHAPE) -> FloatArray:
-    """`skimage.transform.resize(a, shape)` with its defaults, for enlarging: order 1, mode 'reflect', no anti-aliasing.
-
-    Works on (..., h, w) stacks (each block clipped to its own range, as skimage does per image).
-    NaN spreads to every output pixel that interpolates from a NaN.
-    """
-    arr = np.asarray(a, dtype=np.float64)
-    h, w = arr.shape[-2:]
-    if shape[0] < h or shape[1] < w:
-        raise ValueError("resize_bilinear only enlarges (skimage would anti-alias when shrinking)")
-    r_lo, r_hi, r_t = _resize_taps(h, shape[0])
-    c_lo, c_hi, c_t = _resize_taps(w, shape[1])
-    # a tap of weight zero contributes nothing, not even its NaN (as in scipy.ndimage.zoom)
-    lo_rows = arr[..., r_lo, :]
-    with np.errstate(invalid="ignore"):
-        rows = np.where((r_t == 0)[:, None], lo_rows, lo_rows * (1 - r_t)[:, None] + arr[..., r_hi, :] * r_t[:, None])
-        lo_cols = rows[..., c_lo]
-        out = np.where(c_t == 0, lo_cols, lo_cols * (1 - c_t) + rows[..., c_hi] * c_t)
-    # skimage clips to the input's range (nanmin/nanmax per image): a no-op for bilinear up to rounding
-    flat = arr.reshape(*arr.shape[:-2], -1)
-    finite = np.isfinite(flat).any(axis=-1)
-    if finite.any():
-        with np.errstate(invalid="ignore"):
-            lo = np.where(finite, np.nanmin(np.where(np.isnan(flat), np.inf, flat), axis=-1), -np.inf)
-            hi = np.where(finite, np.nanmax(np.where(np.isnan(flat), -np.inf, flat), axis=-1), np.inf)
-        np.clip(out, lo[..., None, None], hi[..., None, None], out=out)
-    return out
-
-
 MASK_BLOCKS = 4  # blocks of the geometry mask computed at a time (see misr_geometry_mask)
 
 

@@ -22,7 +22,9 @@ Three layers:
   checksum, with the next compressed pieces fetched in parallel while the current
   one inflates: `readahead`).
 On top of them, `direct.DirectReads` (one file's cached index and byte source) and
-`prefetch.Prefetcher` (many datasets fetched ahead in few requests).
+`prefetch.Prefetcher` (many datasets fetched ahead in few requests). `restart`: a large whole-array
+chunk's restart points, built once, let its segments inflate side by side on every thread (with the
+same checks).
 
 Integrity: every deflate chunk read is inflated to its end, so its zlib checksum
 (adler32 of the uncompressed bytes) and its size are checked, as h5py does; a

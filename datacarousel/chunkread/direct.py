@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from datacarousel.chunkread.index import DatasetIndex, _replace, index_dataset, index_from_hsds
 from datacarousel.chunkread.read import iter_leading_range, read_dataset, read_datasets
+from datacarousel.chunkread.restart import RestartIndex
 from datacarousel.chunkread.sources import (
     DEFAULT_COALESCE_GAP,
     RangeReader,
@@ -48,8 +49,10 @@ class DirectReads:
         workers: int = 2,
         gap: int = DEFAULT_COALESCE_GAP,
         stats: Stats | None = None,
+        restart_points: Callable[[str, int, int], RestartIndex | None] | None = None,
     ) -> None:
         self._indexer = indexer
+        self._restart_points = restart_points  # (path, chunk byte offset, stored size) -> points, or None
         self._cache: dict[str, DatasetIndex | None] = {}
         self._lock = threading.Lock()
         self.stats = stats if stats is not None else Stats()
@@ -128,11 +131,26 @@ class DirectReads:
         return read_datasets([i for i in indexes if i is not None], self.reader, workers=self.workers, gap=self.gap,
                              stats=self.stats)  # fmt: skip
 
+    def _restart(self, path: str, index: DatasetIndex) -> RestartIndex | None:
+        if self._restart_points is None or len(index.chunks) != 1:
+            return None
+        return self._restart_points(path, index.chunks[0].byte_offset, index.chunks[0].size)
+
+    def segmented(self, path: str) -> bool:
+        """Whether `rows` of `path` inflate its chunk in segments side by side (it has restart points)."""
+        index = self._direct(path)
+        return index is not None and self.workers > 1 and self._restart(path, index) is not None
+
     def rows(self, path: str, first: int, last: int, group: int) -> Iterator[npt.NDArray[Any]] | None:
         """Rows first..last of the first axis, `group` at a time, streamed (see `iter_leading_range`)."""
         index = self._direct(path)
         if index is None or len(index.shape) < 1:
             return None
+        restart = self._restart(path, index)
+        if restart is not None:  # segments read by range, side by side
+            return iter_leading_range(
+                index, self.reader, first, last, group=group, stats=self.stats, restart=restart, workers=self.workers
+            )
         if self.streamer is not None:
             return iter_leading_range(index, self.streamer, first, last, group=group, streamer=True, stats=self.stats)
         return iter_leading_range(index, self.reader, first, last, group=group, stats=self.stats)

@@ -22,6 +22,7 @@ import numpy.typing as npt
 from datacarousel.chunkread.decode import DEFAULT_PIECE_SIZE, IN_PIECE, decode_chunk, stream_chunk
 from datacarousel.chunkread.errors import CorruptChunk
 from datacarousel.chunkread.index import CHUNKED, CONTIGUOUS, Chunk, DatasetIndex, _check, _replace, index_dataset
+from datacarousel.chunkread.restart import RestartIndex, inflate_segments
 from datacarousel.chunkread.sources import (
     DEFAULT_COALESCE_GAP,
     DEFAULT_PART_SIZE,
@@ -206,6 +207,8 @@ def iter_leading_range(
     ahead: int = 2,
     piece_size: int = DEFAULT_PIECE_SIZE,
     stats: Stats | None = None,
+    restart: RestartIndex | None = None,
+    workers: int = 1,
 ) -> Iterator[npt.NDArray[Any]]:
     """Rows first..last (inclusive) of the first axis, `group` rows at a time (MISR blocks).
 
@@ -215,6 +218,8 @@ def iter_leading_range(
     yielded before that check: a consumer must exhaust the iterator (which raises `CorruptChunk`
     if the chunk is damaged) before it uses what it got. Other layouts are read whole (through
     `read_dataset`, each chunk checked) and cut into groups. `source`: see `stream_chunk`.
+    With the chunk's `restart` points, its segments are inflated by `workers` threads side by side
+    (`restart.inflate_segments`, each reading its own byte range; the same checks) instead.
     """
     _check(index)
     dtype = np.dtype(index.dtype)
@@ -232,10 +237,21 @@ def iter_leading_range(
     done_rows = 0  # rows handed out so far
     buf = np.empty(0, dtype=np.uint8)
     fill = 0
-    pieces = stream_chunk(
-        source, index.chunks[0], start=first * row_bytes, end=end, total=index.nbytes, piece_size=piece_size,
-        ahead=ahead, streamer=streamer, stats=stats, path=index.path,
-    )  # fmt: skip
+    chunk = index.chunks[0]
+    pieces: Iterator[bytes | memoryview]
+    if restart is not None and restart.size == index.nbytes and restart.stored <= chunk.size:
+        whole: RangeReader = _reader_of(source) if streamer else source  # type: ignore[arg-type,assignment]
+
+        def read(offset: int, size: int) -> bytes:
+            return whole(chunk.byte_offset + offset, size)
+
+        segments = inflate_segments(restart, read, workers=workers, path=index.path, chunk_offset=chunk.byte_offset)
+        pieces = _between(segments, first * row_bytes, end)
+    else:
+        pieces = stream_chunk(
+            source, chunk, start=first * row_bytes, end=end, total=index.nbytes, piece_size=piece_size,
+            ahead=ahead, streamer=streamer, stats=stats, path=index.path,
+        )  # fmt: skip
     for piece in pieces:
         src = np.frombuffer(piece, dtype=np.uint8)
         while src.size:
@@ -250,6 +266,16 @@ def iter_leading_range(
                 rows = buf.size // row_bytes
                 done_rows += rows
                 yield buf.view(dtype).reshape(rows, *row_shape)
+
+
+def _between(pieces: Iterator[memoryview], start: int, end: int) -> Iterator[memoryview]:
+    """The bytes [start, end) of the output `pieces` make; every piece is still taken (its checks run)."""
+    position = 0
+    for piece in pieces:
+        lo, hi = max(start - position, 0), min(end - position, len(piece))
+        if lo < hi:
+            yield piece[lo:hi]
+        position += len(piece)
 
 
 def read_leading_range(

@@ -83,6 +83,9 @@ class FakeSource:
         for start in range(first, last + 1, MISR_GROUP):
             yield data[start : min(start + MISR_GROUP, last + 1)]
 
+    def misr_bands_at_once(self, camera: str) -> int:
+        return 1
+
     def ceres_granules(self) -> list[str]:
         return sorted(self.ceres)
 

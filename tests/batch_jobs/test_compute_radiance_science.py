@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy.stats import binned_statistic_dd
-from skimage.transform import resize
 
 from batch_jobs.compute_radiance import science as s
+from batch_jobs.compute_radiance.resize import resize_bilinear
 
 GRID = s.Grid(0.5)
 finite_lat = st.floats(-90, 90, allow_nan=False, width=32)
@@ -257,30 +257,6 @@ def test_block_center_times_and_window_edges() -> None:
 
 
 # --- §4 MISR ---------------------------------------------------------------------------------
-@pytest.mark.filterwarnings("ignore:All-NaN slice:RuntimeWarning")
-@settings(max_examples=60, deadline=None)
-@given(
-    a=hnp.arrays(np.float64, (8, 32), elements=st.one_of(st.floats(-10, 120, allow_nan=False), st.just(np.nan))),
-)
-def test_resize_equals_skimage_resize_with_nan(a: np.ndarray) -> None:
-    expected = resize(a, (128, 512))
-    got = s.resize_bilinear(a, (128, 512))
-    assert np.array_equal(np.isnan(got), np.isnan(expected))
-    ok = ~np.isnan(expected)
-    assert np.allclose(got[ok], expected[ok], rtol=1e-12, atol=1e-10)
-
-
-def test_resize_stack_equals_per_block() -> None:
-    rng = np.random.default_rng(5)
-    stack = rng.uniform(0, 90, (3, 8, 32))
-    stack[1, 2, 3] = np.nan
-    out = s.resize_bilinear(stack, (128, 512))
-    for b in range(3):
-        e = resize(stack[b], (128, 512))
-        assert np.array_equal(np.isnan(out[b]), np.isnan(e))
-        assert np.allclose(np.nan_to_num(out[b]), np.nan_to_num(e))
-
-
 def test_misr_geometry_mask_fill_and_thresholds() -> None:
     sza = np.full((1, 8, 32), 50.0)
     vza = np.full((1, 8, 32), 10.0)
@@ -298,8 +274,8 @@ def test_misr_geometry_mask_a_few_blocks_at_a_time_equals_every_block_at_once() 
     sza = rng.uniform(-10.0, 95.0, (nb, 8, 32))
     vza = rng.uniform(-10.0, 40.0, (nb, 8, 32))
     sza[1, 3, 4] = np.nan
-    whole_sza = s.resize_bilinear(np.where(sza < 0, np.nan, sza), (128, 512))
-    whole_vza = s.resize_bilinear(np.where(vza < 0, np.nan, vza), (128, 512))
+    whole_sza = resize_bilinear(np.where(sza < 0, np.nan, sza), (128, 512))
+    whole_vza = resize_bilinear(np.where(vza < 0, np.nan, vza), (128, 512))
     with np.errstate(invalid="ignore"):
         expected = (whole_sza < s.MISR_SZA_MAX) & (whole_vza < 18.0)
     got = s.misr_geometry_mask(sza, vza, 18.0)
@@ -364,21 +340,6 @@ def test_ceres_filters_and_modes() -> None:
     lat = np.array([-90.0, 0, 0, 0, 0, 0], np.float32)
     dropped = s.ceres_granule(acc, {**fp, "lat": lat, "lon": np.zeros(n, np.float32)}, t0=9.0, t1=11.0)
     assert dropped == 1 and acc.count.sum() == 1 and acc.sum("lw").sum() == 1000.0
-
-
-@pytest.mark.filterwarnings("ignore:All-NaN slice:RuntimeWarning")
-@pytest.mark.parametrize(
-    ("shape_in", "shape_out"), [((2, 8), (2, 8)), ((2, 8), (4, 16)), ((8, 32), (32, 128)), ((8, 32), (8, 32))]
-)
-def test_resize_other_shapes_equal_skimage(shape_in: tuple[int, int], shape_out: tuple[int, int]) -> None:
-    rng = np.random.default_rng(sum(shape_in) + sum(shape_out))
-    for _ in range(20):
-        a = rng.uniform(0, 90, shape_in)
-        a[rng.random(shape_in) < 0.2] = np.nan
-        expected = resize(a, shape_out)
-        got = s.resize_bilinear(a, shape_out)
-        assert np.array_equal(np.isnan(got), np.isnan(expected))
-        assert np.allclose(np.nan_to_num(got), np.nan_to_num(expected), rtol=1e-12)
 
 
 @settings(max_examples=40, deadline=None)

@@ -1,0 +1,363 @@
+"""Restart points: one large deflate chunk inflated on several cores at once (issue #22).
+
+A zlib stream inflates front to back only: each block may copy from the 32 KiB inflated before it.
+A restart point is a block boundary that falls on a byte boundary (about one in eight in zlib's
+output), with its compressed offset, its uncompressed offset and the 32 KiB inflated before it
+(the idea of zlib's `examples/zran.c`, kept to byte-aligned boundaries so that the blocks between two
+points are a plain byte range). Those blocks then inflate on their own, in any thread: libdeflate
+(the fastest inflater, `bench/bench_floor.py`) is given a stored block holding the 32 KiB, the
+range's bytes and an empty final block, and returns the 32 KiB followed by the range's output; without
+libdeflate, zlib with the 32 KiB as its dictionary does the same.
+
+`build` finds the points in one pass of zlib (through ctypes: Python's zlib does not say where blocks
+end), once per chunk, when the file is indexed; `RestartIndex.to_bytes` / `from_bytes` store them
+(the windows compressed: a few hundred kB for a 755 MB MISR band). `build_file` does every large
+whole-array chunk of a file, and `dumps_file` / `loads_file` keep them in one file beside it
+(ORBIT.h5.restart-points, which `datacarousel.orbit.open_local` uses when it is there).
+
+Integrity is the plain inflate's, checked as the segments come: each segment inflates to exactly
+its size, each point's stored window equals the 32 KiB the previous segment ended with, the zlib
+header is valid, and the Adler-32 of the whole output (per segment, combined in order) equals the
+stream's trailer. Any failure raises `CorruptChunk`, so the consumer must exhaust `inflate_segments`
+before it trusts what it got, as with `stream_chunk`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import os
+import struct
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+
+from datacarousel.chunkread.errors import CorruptChunk
+from datacarousel.chunkread.readahead import map_ahead
+
+RangeRead = Callable[[int, int], bytes]  # (offset in the stream, size) -> those stored bytes
+
+_fast: Any
+try:  # libdeflate: about 1.5x zlib's speed, and its own SIMD Adler-32
+    import deflate as _fast
+except ImportError:  # pragma: no cover - optional speed-up
+    _fast = None
+
+WINDOW = 32 * 1024  # deflate's history: what a block may copy from
+DEFAULT_SPAN = 16 * 1024 * 1024  # uncompressed bytes between points at least (segments of ~16-20 MiB)
+MIN_CHUNK = 64 * 1024 * 1024  # chunks that inflate to less are not worth points (one core inflates them fast)
+_ADLER_BASE = 65521
+_FORMAT = b"DCRP1"
+# A stored, non-final block of exactly WINDOW bytes: header bits 000 padded to a byte, LEN, ~LEN.
+_STORED_WINDOW_HEADER = bytes([0]) + struct.pack("<HH", WINDOW, 0xFFFF ^ WINDOW)
+# An empty final block with fixed codes (BFINAL=1, BTYPE=01, end-of-block 0000000), at a byte boundary.
+_EMPTY_FINAL_BLOCK = b"\x03\x00"
+
+
+@dataclass(frozen=True)
+class RestartPoint:
+    """A byte-aligned block boundary: where its block starts in the stream and in the output, and the
+    WINDOW bytes of output before it."""
+
+    byte_offset: int  # in the zlib stream (the chunk's stored bytes)
+    out_offset: int
+    window: bytes
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The blocks between two points: stored bytes [byte_lo, byte_hi), output [out_lo, out_hi)."""
+
+    byte_lo: int
+    byte_hi: int
+    out_lo: int
+    out_hi: int
+    window: bytes  # b"" for the first segment
+    last: bool  # holds the stream's final block (and is followed by the trailer)
+
+
+@dataclass(frozen=True)
+class RestartIndex:
+    """The restart points of one zlib stream of `stored` bytes that inflates to `size` bytes."""
+
+    stored: int
+    size: int
+    adler: int  # the stream's trailer
+    points: tuple[RestartPoint, ...]
+
+    def segments(self) -> list[Segment]:
+        """The stream cut at every point: the first starts after the 2-byte zlib header, the last ends
+        before the 4-byte trailer."""
+        starts = [(2, 0, b"")] + [(p.byte_offset, p.out_offset, p.window) for p in self.points]
+        ends = [(p.byte_offset, p.out_offset) for p in self.points] + [(self.stored - 4, self.size)]
+        return [
+            Segment(byte_lo, byte_hi, out_lo, out_hi, window, last=k == len(starts) - 1)
+            for k, ((byte_lo, out_lo, window), (byte_hi, out_hi)) in enumerate(zip(starts, ends, strict=True))
+        ]
+
+    def to_bytes(self) -> bytes:
+        head = {"stored": self.stored, "size": self.size, "adler": self.adler,
+                "points": [[p.byte_offset, p.out_offset] for p in self.points]}  # fmt: skip
+        text = json.dumps(head, separators=(",", ":")).encode()
+        body = struct.pack("<I", len(text)) + text + b"".join(p.window for p in self.points)
+        return _FORMAT + zlib.compress(body, 6)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RestartIndex:
+        if not data.startswith(_FORMAT):
+            raise ValueError("not restart points (bad format marker)")
+        body = zlib.decompress(data[len(_FORMAT) :])
+        (n,) = struct.unpack_from("<I", body)
+        head = json.loads(body[4 : 4 + n])
+        windows = body[4 + n :]
+        if len(windows) != WINDOW * len(head["points"]):
+            raise ValueError("restart points: windows do not match the points")
+        points = tuple(
+            RestartPoint(int(b), int(o), windows[k * WINDOW : (k + 1) * WINDOW])
+            for k, (b, o) in enumerate(head["points"])
+        )
+        return cls(int(head["stored"]), int(head["size"]), int(head["adler"]), points)
+
+
+# --- building: one pass of zlib with Z_BLOCK --------------------------------------------------
+class _ZStream(ctypes.Structure):
+    _fields_ = [  # zlib.h's z_stream
+        ("next_in", ctypes.c_void_p),
+        ("avail_in", ctypes.c_uint),
+        ("total_in", ctypes.c_ulong),
+        ("next_out", ctypes.c_void_p),
+        ("avail_out", ctypes.c_uint),
+        ("total_out", ctypes.c_ulong),
+        ("msg", ctypes.c_char_p),
+        ("state", ctypes.c_void_p),
+        ("zalloc", ctypes.c_void_p),
+        ("zfree", ctypes.c_void_p),
+        ("opaque", ctypes.c_void_p),
+        ("data_type", ctypes.c_int),
+        ("adler", ctypes.c_ulong),
+        ("reserved", ctypes.c_ulong),
+    ]
+
+
+_Z_OK, _Z_STREAM_END, _Z_BUF_ERROR, _Z_BLOCK = 0, 1, -5, 5
+_END_OF_BLOCK, _LAST_BLOCK = 128, 64  # data_type bits after inflate(Z_BLOCK)
+_OUT_STEP = 1024 * 1024
+
+
+def _libz() -> Any:
+    name = ctypes.util.find_library("z")
+    if name is None:  # pragma: no cover - every Python with zlib has it
+        raise OSError("libz not found: restart points cannot be built here")
+    lib = ctypes.CDLL(name)  # ctypes releases the GIL during each call
+    lib.zlibVersion.restype = ctypes.c_char_p
+    lib.inflateInit2_.argtypes = [ctypes.POINTER(_ZStream), ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+    lib.inflate.argtypes = [ctypes.POINTER(_ZStream), ctypes.c_int]
+    lib.inflateEnd.argtypes = [ctypes.POINTER(_ZStream)]
+    return lib
+
+
+def build(raw: bytes, span: int = DEFAULT_SPAN) -> RestartIndex:
+    """The restart points of the zlib stream `raw`, at least `span` output bytes apart. Raises
+    `CorruptChunk` if the stream does not inflate to its end."""
+    if span < WINDOW:
+        raise ValueError(f"restart points must be at least {WINDOW} bytes apart (a window)")
+    lib = _libz()
+    source = ctypes.create_string_buffer(raw, len(raw))  # a copy zlib may point into
+    out = ctypes.create_string_buffer(_OUT_STEP)
+    stream = _ZStream()
+    if lib.inflateInit2_(ctypes.byref(stream), 15, lib.zlibVersion(), ctypes.sizeof(_ZStream)) != _Z_OK:
+        raise MemoryError("zlib inflateInit2 failed")
+    stream.next_in, stream.avail_in = ctypes.addressof(source), len(raw)
+    points: list[RestartPoint] = []
+    history = bytearray()  # the last WINDOW (or a little more) bytes of output
+    produced = last_point = 0
+    try:
+        while True:
+            stream.next_out, stream.avail_out = ctypes.addressof(out), _OUT_STEP
+            rc = lib.inflate(ctypes.byref(stream), _Z_BLOCK)
+            n = _OUT_STEP - stream.avail_out
+            if n:
+                history += out.raw[:n]
+                if len(history) > 4 * WINDOW:
+                    del history[:-WINDOW]
+                produced += n
+            if rc == _Z_STREAM_END:
+                break
+            if rc not in (_Z_OK, _Z_BUF_ERROR) or (rc == _Z_BUF_ERROR and stream.avail_in == 0):
+                reason = stream.msg.decode() if stream.msg else f"zlib error {rc}"
+                raise CorruptChunk(f"the stream does not inflate: {reason}")
+            at_boundary = stream.data_type & _END_OF_BLOCK and not stream.data_type & _LAST_BLOCK
+            if at_boundary and stream.data_type & 7 == 0 and produced - last_point >= span and produced >= WINDOW:
+                byte_offset = len(raw) - stream.avail_in
+                points.append(RestartPoint(byte_offset, produced, bytes(history[-WINDOW:])))
+                last_point = produced
+    finally:
+        lib.inflateEnd(ctypes.byref(stream))
+    (adler,) = struct.unpack(">I", raw[len(raw) - stream.avail_in - 4 : len(raw) - stream.avail_in])
+    return RestartIndex(len(raw) - stream.avail_in, produced, adler, tuple(points))
+
+
+# --- inflating: segments side by side ----------------------------------------------------------
+def adler32_combine(first: int, second: int, second_length: int) -> int:
+    """The Adler-32 of A+B from those of A and B and B's length (zlib's adler32_combine)."""
+    rem = second_length % _ADLER_BASE
+    sum1 = first & 0xFFFF
+    sum2 = (rem * sum1) % _ADLER_BASE
+    sum1 += (second & 0xFFFF) + _ADLER_BASE - 1
+    sum2 += ((first >> 16) & 0xFFFF) + ((second >> 16) & 0xFFFF) + _ADLER_BASE - rem
+    sum1 %= _ADLER_BASE
+    sum2 %= _ADLER_BASE
+    return sum1 | (sum2 << 16)
+
+
+def inflate_segment(data: bytes | memoryview, segment: Segment) -> memoryview:
+    """The output of one segment from its stored bytes `data` ([byte_lo, byte_hi)). Raises CorruptChunk."""
+    want = segment.out_hi - segment.out_lo
+    tail = b"" if segment.last else _EMPTY_FINAL_BLOCK
+    try:
+        if _fast is not None:  # [stored block of the window] + blocks + [empty final block]: window + output
+            history = len(segment.window)
+            prefix = _STORED_WINDOW_HEADER + segment.window if history else b""
+            got = memoryview(_fast.deflate_decompress(b"".join((prefix, data, tail)), history + want))[history:]
+        else:
+            inflater = zlib.decompressobj(-15, zdict=segment.window) if segment.window else zlib.decompressobj(-15)
+            got = memoryview(inflater.decompress(bytes(data) + tail, want + 1))
+    except (zlib.error, getattr(_fast, "DeflateError", zlib.error)) as exc:
+        raise CorruptChunk(f"segment at stored byte {segment.byte_lo} does not inflate: {exc}") from exc
+    if len(got) != want:
+        raise CorruptChunk(f"segment at stored byte {segment.byte_lo} inflates to {len(got)} bytes, expected {want}")
+    return got
+
+
+def _zlib_header(head: bytes) -> bool:
+    """Deflate, a window of at most 32 KiB, no preset dictionary, and the header's own check."""
+    return (
+        len(head) == 2
+        and head[0] & 0x0F == 8
+        and head[0] >> 4 <= 7
+        and not head[1] & 0x20
+        and not ((head[0] << 8) | head[1]) % 31
+    )
+
+
+def _adler(data: memoryview) -> int:
+    return int(_fast.adler32(data)) if _fast is not None else zlib.adler32(data)
+
+
+def inflate_segments(
+    index: RestartIndex, read: RangeRead, *, workers: int = 2, path: str = "", chunk_offset: int = 0
+) -> Iterator[memoryview]:
+    """The chunk's output, segment after segment, in order, inflated by `workers` threads (each reads its
+    segment's stored bytes with `read(offset in the stream, size)`). Checks everything the plain
+    inflate checks (see the module); the last check (Adler-32) fails only after the last segment:
+    exhaust the iterator before trusting what it gave."""
+
+    def corrupt(reason: str) -> CorruptChunk:
+        return CorruptChunk(reason, path, chunk_offset)
+
+    def one(segment: Segment) -> tuple[Segment, memoryview, int, bytes]:
+        lo = 0 if segment.byte_lo == 2 else segment.byte_lo  # the first reads the zlib header too
+        hi = segment.byte_hi + 4 if segment.last else segment.byte_hi  # the last, the trailer
+        data = read(lo, hi - lo)
+        if len(data) != hi - lo:
+            raise corrupt(f"{len(data)} of {hi - lo} stored bytes read at {lo}")
+        view = memoryview(data)
+        head = bytes(view[:2]) if lo == 0 else b""
+        trailer = bytes(view[-4:]) if segment.last else b""
+        body = view[segment.byte_lo - lo : segment.byte_hi - lo]
+        try:
+            out = inflate_segment(body, segment)
+        except CorruptChunk as exc:
+            raise corrupt(exc.reason) from exc
+        return segment, out, _adler(out), head + trailer
+
+    adler = 1
+    previous: memoryview | None = None
+    for segment, out, segment_adler, edges in map_ahead(one, index.segments(), workers, name="inflate-segment"):
+        if segment.out_lo == 0 and not _zlib_header(edges[:2]):
+            raise corrupt("not a zlib stream (bad header)")
+        if segment.window and (previous is None or bytes(previous[-WINDOW:]) != segment.window):
+            raise corrupt(f"restart point at stored byte {segment.byte_lo} does not follow the output before it")
+        adler = adler32_combine(adler, segment_adler, len(out))
+        if segment.last:
+            (stored_adler,) = struct.unpack(">I", edges[-4:])
+            if adler != stored_adler or stored_adler != index.adler:
+                raise corrupt("the inflated bytes do not match the stream's checksum (adler32)")
+        previous = out
+        yield out
+
+
+# --- a file's points, kept beside it -----------------------------------------------------------
+SIDECAR_SUFFIX = ".restart-points"  # ORBIT.h5 -> ORBIT.h5.restart-points
+_SIDECAR_FORMAT = b"DCRPS1"
+
+
+def whole_chunks(h5file: h5py.File, min_size: int = MIN_CHUNK) -> dict[str, tuple[int, int]]:
+    """Every dataset stored as one deflate-only chunk that inflates to at least `min_size` bytes:
+    path -> (the chunk's byte offset, its stored size)."""
+    found: dict[str, tuple[int, int]] = {}
+
+    def visit(name: str, obj: object) -> None:
+        if not isinstance(obj, h5py.Dataset) or obj.chunks is None or obj.chunks != obj.shape:
+            return
+        if obj.compression != "gzip" or obj.shuffle or obj.fletcher32 or obj.scaleoffset:
+            return
+        if obj.id.get_num_chunks() != 1 or obj.size * obj.dtype.itemsize < min_size:
+            return
+        info = obj.id.get_chunk_info(0)
+        if info.filter_mask == 0 and info.byte_offset is not None:
+            found[name] = (int(info.byte_offset), int(info.size))
+
+    h5file.visititems(visit)
+    return found
+
+
+def build_file(
+    path: str | Path, *, min_size: int = MIN_CHUNK, span: int = DEFAULT_SPAN, workers: int = 2
+) -> dict[str, tuple[int, RestartIndex]]:
+    """The restart points of every large whole-array chunk of an HDF5 file, built `workers` chunks at a time."""
+    with h5py.File(path, "r") as f:
+        chunks = whole_chunks(f, min_size)
+    with Path(path).open("rb") as file:
+
+        def one(item: tuple[str, tuple[int, int]]) -> tuple[str, tuple[int, RestartIndex]]:
+            name, (offset, size) = item
+            return name, (offset, build(os.pread(file.fileno(), size, offset), span))
+
+        return dict(map_ahead(one, sorted(chunks.items()), workers, name="restart-build"))
+
+
+def dumps_file(points: dict[str, tuple[int, RestartIndex]]) -> bytes:
+    """One file's points as bytes: a JSON table of contents, then each chunk's `RestartIndex.to_bytes`."""
+    blobs = {name: index.to_bytes() for name, (_, index) in sorted(points.items())}
+    table, at = {}, 0
+    for name, blob in blobs.items():
+        table[name] = [points[name][0], at, len(blob)]
+        at += len(blob)
+    text = json.dumps(table, separators=(",", ":")).encode()
+    return _SIDECAR_FORMAT + struct.pack("<I", len(text)) + text + b"".join(blobs.values())
+
+
+def loads_file(data: bytes) -> Callable[[str, int, int], RestartIndex | None]:
+    """A lookup over `dumps_file` bytes: (dataset path, chunk byte offset, stored size) -> its points, or None
+    when the file holds none for that chunk (or holds them for a chunk elsewhere: another file's points)."""
+    if not data.startswith(_SIDECAR_FORMAT):
+        raise ValueError("not a restart-points file (bad format marker)")
+    start = len(_SIDECAR_FORMAT)
+    (n,) = struct.unpack_from("<I", data, start)
+    table = json.loads(data[start + 4 : start + 4 + n])
+    base = start + 4 + n
+
+    def lookup(path: str, byte_offset: int, stored: int) -> RestartIndex | None:
+        entry = table.get(path.lstrip("/"))
+        if entry is None or entry[0] != byte_offset:
+            return None
+        index = RestartIndex.from_bytes(data[base + entry[1] : base + entry[1] + entry[2]])
+        return index if index.stored <= stored else None
+
+    return lookup
