@@ -180,7 +180,7 @@ def rows_of(libs: dict[str, Callable[[bytes, int], Any]], best: str, *, fd: int,
 def job_in_a_process(path: Path, workers: int, points: bool) -> Measured:
     """The whole radiance job on the orbit in a fresh Python, as `batch_jobs.compute_radiance run --file` runs it
     (one malloc arena; the file's restart points if `points`): its wall, user, sys seconds and peak RSS."""
-    done = subprocess.run([sys.executable, __file__, "--child-job", str(path), str(workers), str(int(points))],
+    done = subprocess.run([sys.executable, __file__, "--file", str(path), "--child-job", str(workers), str(int(points))],
                           capture_output=True, text=True, check=True, timeout=1800)  # fmt: skip
     wall, user, system, peak = json.loads(done.stdout.splitlines()[-1])
     return Measured(wall, user, system, peak)
@@ -208,10 +208,10 @@ def main() -> None:
         help="also the job with the file's restart points (built first, beside the file, if missing)",
     )
     ap.add_argument("--malloc-reuse", action="store_true", help=f"rerun with {' '.join(REUSE)} (no page faults)")
-    ap.add_argument("--child-job", nargs=3, help=argparse.SUPPRESS)  # FILE WORKERS POINTS: one job row's process
+    ap.add_argument("--child-job", nargs=2, help=argparse.SUPPRESS)  # WORKERS POINTS: one job row's process
     args = ap.parse_args()
     if args.child_job:
-        child_job(Path(args.child_job[0]), int(args.child_job[1]), args.child_job[2] == "1")
+        child_job(args.file, int(args.child_job[0]), args.child_job[1] == "1")
         return
     if args.malloc_reuse and any(os.environ.get(k) != v for k, v in REUSE.items()):
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **REUSE})
