@@ -180,8 +180,8 @@ def rows_of(libs: dict[str, Callable[[bytes, int], Any]], best: str, *, fd: int,
 def job_in_a_process(path: Path, workers: int, points: bool) -> Measured:
     """The whole radiance job on the orbit in a fresh Python, as `batch_jobs.compute_radiance run --file` runs it
     (one malloc arena; the file's restart points if `points`): its wall, user, sys seconds and peak RSS."""
-    done = subprocess.run([sys.executable, __file__, "--file", str(path), "--child-job", str(workers), str(int(points))],
-                          capture_output=True, text=True, check=True, timeout=1800)  # fmt: skip
+    command = [sys.executable, __file__, "--file", str(path), "--child-job", str(workers), str(int(points))]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=1800)
     wall, user, system, peak = json.loads(done.stdout.splitlines()[-1])
     return Measured(wall, user, system, peak)
 
