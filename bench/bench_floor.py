@@ -17,10 +17,11 @@ the second being the per-core rate on a shared machine):
   zlib's on every chunk (checked once, before timing);
 - floor: pread + inflate of each chunk by the fastest library, 1 thread and --threads threads;
 - with --h5py, the h5py baseline (`bench_compute_radiance.read_floor`: h5py reads the same datasets);
-- with --job, the job itself (`compute_orbit` over the local direct reader), 1 thread and --threads threads,
-  each run in a fresh Python as the job's command runs it (one malloc arena), with its peak RSS;
+- with --job, the job itself (`compute_orbit` over the local direct reader) on 1 core and on --threads cores,
+  each run in a fresh Python pinned to those CPUs (its reader threads: as many; its background read-ahead
+  threads share them), as the job's command runs it (one malloc arena), with its peak RSS (VmHWM);
 - with --restart-points, also the job with the file's restart points (ORBIT.h5.restart-points, built first
-  if missing, with its build time: `datacarousel.chunkread.restart`), 1 and --threads threads.
+  if missing, with its build time: `datacarousel.chunkread.restart`), on 1 and --threads cores.
 With --malloc-reuse the script reruns itself with glibc's mmap threshold off (see REUSE): output buffers
 are then reused instead of page-faulted in, and "sys" drops to ~0.
 """
@@ -172,27 +173,32 @@ def rows_of(libs: dict[str, Callable[[bytes, int], Any]], best: str, *, fd: int,
         rows["baseline: h5py reads the same datasets (zlib), 1 thread"] = lambda: int(read_floor(str(path))["bytes"])
     for points in (False, True) if restart_points else (False,) if job else ():
         label = "job + restart points" if points else "job"
-        rows[f"{label}, local direct reads, 1 thread"] = partial(job_in_a_process, path, 1, points)
-        rows[f"{label}, local direct reads, {threads} threads"] = partial(job_in_a_process, path, threads, points)
+        rows[f"{label}, local direct reads, 1 core"] = partial(job_in_a_process, path, 1, points)
+        rows[f"{label}, local direct reads, {threads} cores"] = partial(job_in_a_process, path, threads, points)
     return rows
 
 
-def job_in_a_process(path: Path, workers: int, points: bool) -> Measured:
-    """The whole radiance job on the orbit in a fresh Python, as `batch_jobs.compute_radiance run --file` runs it
-    (one malloc arena; the file's restart points if `points`): its wall, user, sys seconds and peak RSS."""
-    command = [sys.executable, __file__, "--file", str(path), "--child-job", str(workers), str(int(points))]
+def job_in_a_process(path: Path, cores: int, points: bool) -> Measured:
+    """The whole radiance job on the orbit in a fresh Python pinned to `cores` CPUs (its reader threads: as many),
+    as `batch_jobs.compute_radiance run --file` runs it (one malloc arena; the file's restart points if
+    `points`): its wall, user, sys seconds and peak RSS."""
+    command = [sys.executable, __file__, "--file", str(path), "--child-job", str(cores), str(int(points))]
     done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=1800)
     wall, user, system, peak = json.loads(done.stdout.splitlines()[-1])
     return Measured(wall, user, system, peak)
 
 
-def child_job(path: Path, workers: int, points: bool) -> None:
+def child_job(path: Path, cores: int, points: bool) -> None:
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:cores])  # the job sees `cores` CPUs and uses them all
     share_one_malloc_arena()  # as the job's main does
-    started = time.perf_counter()
-    with open_local(path, workers=workers, restart_points=points) as source:
+    started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)  # imports not counted
+    with open_local(path, restart_points=points) as source:
         compute_orbit(source)
-    use = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps([time.perf_counter() - started, use.ru_utime, use.ru_stime, use.ru_maxrss * 1024]))
+    wall, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF)
+    # VmHWM: this process's own peak (ru_maxrss would also count the parent's memory at fork)
+    status = Path("/proc/self/status").read_text().splitlines()
+    peak = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+    print(json.dumps([wall, after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime, peak]))
 
 
 def main() -> None:
@@ -208,7 +214,7 @@ def main() -> None:
         help="also the job with the file's restart points (built first, beside the file, if missing)",
     )
     ap.add_argument("--malloc-reuse", action="store_true", help=f"rerun with {' '.join(REUSE)} (no page faults)")
-    ap.add_argument("--child-job", nargs=2, help=argparse.SUPPRESS)  # WORKERS POINTS: one job row's process
+    ap.add_argument("--child-job", nargs=2, help=argparse.SUPPRESS)  # CORES POINTS: one job row's process
     args = ap.parse_args()
     if args.child_job:
         child_job(args.file, int(args.child_job[0]), args.child_job[1] == "1")
