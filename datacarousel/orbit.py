@@ -458,12 +458,21 @@ def open_local(
 
     direct_reads = None
     if direct:
-        sidecar = path.with_name(path.name + restart.SIDECAR_SUFFIX)
-        points = restart.loads_file(sidecar.read_bytes()) if restart_points and sidecar.is_file() else None
+        points = _restart_points_beside(path) if restart_points else None
         direct_reads = chunkread.DirectReads.for_h5py(
             h5, raw_read, workers=workers or default_workers(), restart_points=points
         )
     return OrbitReader(h5, path.name, raw_read, closers=(_Fd(),), direct=direct_reads)
+
+
+def _restart_points_beside(path: Path) -> Callable[[str, int, int], restart.RestartIndex | None] | None:
+    """The lookup of ORBIT.h5.restart-points beside `path`, or None (none there, or not such a file: logged)."""
+    sidecar = path.with_name(path.name + restart.SIDECAR_SUFFIX)
+    try:
+        return restart.loads_file(sidecar.read_bytes()) if sidecar.is_file() else None
+    except (OSError, ValueError) as exc:
+        log.warning("%s: not used, inflating front to back: %s", sidecar, exc)
+        return None
 
 
 def split_s3_url(url: str) -> tuple[str, str]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import json
+import logging
 import os
 import struct
 import zlib
@@ -39,6 +40,8 @@ import h5py
 
 from datacarousel.chunkread.errors import CorruptChunk
 from datacarousel.chunkread.readahead import map_ahead
+
+log = logging.getLogger(__name__)
 
 RangeRead = Callable[[int, int], bytes]  # (offset in the stream, size) -> those stored bytes
 
@@ -345,19 +348,28 @@ def dumps_file(points: dict[str, tuple[int, RestartIndex]]) -> bytes:
 
 def loads_file(data: bytes) -> Callable[[str, int, int], RestartIndex | None]:
     """A lookup over `dumps_file` bytes: (dataset path, chunk byte offset, stored size) -> its points, or None
-    when the file holds none for that chunk (or holds them for a chunk elsewhere: another file's points)."""
-    if not data.startswith(_SIDECAR_FORMAT):
-        raise ValueError("not a restart-points file (bad format marker)")
-    start = len(_SIDECAR_FORMAT)
-    (n,) = struct.unpack_from("<I", data, start)
-    table = json.loads(data[start + 4 : start + 4 + n])
+    when the file holds none for that chunk (or holds them for a chunk elsewhere: another file's points,
+    or damaged ones: points only ever speed a read up, they never fail one). Raises ValueError for bytes
+    that are not such a file at all."""
+    try:
+        if not data.startswith(_SIDECAR_FORMAT):
+            raise ValueError("bad format marker")
+        start = len(_SIDECAR_FORMAT)
+        (n,) = struct.unpack_from("<I", data, start)
+        table = json.loads(data[start + 4 : start + 4 + n])
+    except (ValueError, struct.error) as exc:
+        raise ValueError(f"not a restart-points file: {exc}") from exc
     base = start + 4 + n
 
     def lookup(path: str, byte_offset: int, stored: int) -> RestartIndex | None:
         entry = table.get(path.lstrip("/"))
         if entry is None or entry[0] != byte_offset:
             return None
-        index = RestartIndex.from_bytes(data[base + entry[1] : base + entry[1] + entry[2]])
+        try:
+            index = RestartIndex.from_bytes(data[base + entry[1] : base + entry[1] + entry[2]])
+        except (ValueError, KeyError, TypeError, struct.error, zlib.error) as exc:
+            log.warning("%s: restart points unreadable, inflated front to back instead: %s", path, exc)
+            return None
         return index if index.stored <= stored else None
 
     return lookup

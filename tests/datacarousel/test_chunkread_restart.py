@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from datacarousel import orbit as readers
 from datacarousel.chunkread import restart
 from datacarousel.chunkread.errors import CorruptChunk
 from workbench.synthetic.generator import generate_orbit
@@ -174,3 +175,19 @@ def test_a_files_points_round_trip_and_answer_only_for_their_chunk(tmp_path: Pat
     assert lookup("MISR/no/such", offset, index.stored) is None
     with pytest.raises(ValueError, match="format"):
         restart.loads_file(b"nothing")
+
+
+def test_damaged_points_are_not_used_and_never_fail_a_read(tmp_path: Path) -> None:
+    path = generate_orbit(85079, tmp_path, preset="tiny", seed=3)
+    points = restart.build_file(path, min_size=1, span=SPAN)
+    name, (offset, index) = next(iter(sorted(points.items())))
+    data = bytearray(restart.dumps_file(points))
+    data[-10:] = bytes(10)  # the last chunk's points damaged
+    lookup = restart.loads_file(bytes(data))
+    last, (last_offset, last_index) = sorted(points.items())[-1]
+    assert lookup(last, last_offset, last_index.stored) is None
+    assert lookup(name, offset, index.stored) == index  # the others still answer
+    (tmp_path / (path.name + restart.SIDECAR_SUFFIX)).write_bytes(b"not points")
+    with readers.open_local(path, workers=2) as source:  # a file that is not points: not used, nothing fails
+        assert source._direct is not None and not source._direct.segmented("MISR/AN/Data_Fields/Red_Radiance")
+        assert len(list(source.misr_radiance("AN", "Red", 0, 3))) > 0
