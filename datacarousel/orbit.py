@@ -340,14 +340,15 @@ class OrbitReader:
     def misr_radiance(self, camera: str, band: str, first: int, last: int) -> Iterator[npt.NDArray[np.float32]]:
         return self._block_range(f"MISR/{camera}/Data_Fields/{band}_Radiance", first, last)
 
-    # -- CERES --
     def misr_bands_at_once(self, camera: str) -> int:
         """How many bands to read side by side: one when each band's chunk is itself inflated on every thread
-        (restart points), else as many as there are threads."""
+        (restart points; the file's points cover all its large chunks, so the red band answers for the four),
+        else as many as there are threads."""
         if self._direct is not None and self._direct.segmented(f"MISR/{camera}/Data_Fields/Red_Radiance"):
             return 1
         return self.threads
 
+    # -- CERES --
     def ceres_granules(self) -> list[str]:
         return self._children("CERES")
 
