@@ -185,7 +185,7 @@ def build(raw: bytes, span: int = DEFAULT_SPAN) -> RestartIndex:
             rc = lib.inflate(ctypes.byref(stream), _Z_BLOCK)
             n = _OUT_STEP - stream.avail_out
             if n:
-                history += out.raw[:n]
+                history += ctypes.string_at(out, n)  # (`out.raw` would copy the whole buffer each time)
                 if len(history) > 4 * WINDOW:
                     del history[:-WINDOW]
                 produced += n
