@@ -61,6 +61,11 @@ class DatasetIndex:
     def stored_bytes(self) -> int:
         return sum(c.size for c in self.chunks)
 
+    @property
+    def whole_deflate_chunk(self) -> bool:
+        """The whole dataset is one deflate stream (MISR bands, MODIS 2-D arrays): streamed, worth restart points."""
+        return self.layout == CHUNKED and len(self.chunks) == 1 and self.chunk_shape == self.shape and self.deflate
+
     def to_json(self) -> dict[str, Any]:
         return {
             "path": self.path,

@@ -225,8 +225,7 @@ def iter_leading_range(
     dtype = np.dtype(index.dtype)
     row_shape = index.shape[1:]
     row_bytes = int(np.prod(row_shape, dtype=np.int64)) * dtype.itemsize
-    whole_chunk = index.layout == CHUNKED and len(index.chunks) == 1 and index.chunk_shape == index.shape
-    if not (whole_chunk and index.deflate):
+    if not index.whole_deflate_chunk:
         reader: RangeReader = _reader_of(source) if streamer else source  # type: ignore[arg-type,assignment]
         data = read_dataset(index, reader, leading=slice(first, last + 1), stats=stats)
         for lo in range(0, data.shape[0], group):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import json
 import logging
 import os
@@ -39,6 +40,7 @@ from typing import Any
 import h5py
 
 from datacarousel.chunkread.errors import CorruptChunk
+from datacarousel.chunkread.index import index_dataset
 from datacarousel.chunkread.readahead import map_ahead
 
 log = logging.getLogger(__name__)
@@ -301,20 +303,16 @@ _SIDECAR_FORMAT = b"DCRPS1"
 
 
 def whole_chunks(h5file: h5py.File, min_size: int = MIN_CHUNK) -> dict[str, tuple[int, int]]:
-    """Every dataset stored as one deflate-only chunk that inflates to at least `min_size` bytes:
-    path -> (the chunk's byte offset, its stored size)."""
+    """Every dataset the direct reader streams as one deflate chunk (`DatasetIndex.whole_deflate_chunk`) that
+    inflates to at least `min_size` bytes: path -> (the chunk's byte offset, its stored size)."""
     found: dict[str, tuple[int, int]] = {}
 
     def visit(name: str, obj: object) -> None:
-        if not isinstance(obj, h5py.Dataset) or obj.chunks is None or obj.chunks != obj.shape:
+        if not isinstance(obj, h5py.Dataset) or obj.chunks is None or obj.size * obj.dtype.itemsize < min_size:
             return
-        if obj.compression != "gzip" or obj.shuffle or obj.fletcher32 or obj.scaleoffset:
-            return
-        if obj.id.get_num_chunks() != 1 or obj.size * obj.dtype.itemsize < min_size:
-            return
-        info = obj.id.get_chunk_info(0)
-        if info.filter_mask == 0 and info.byte_offset is not None:
-            found[name] = (int(info.byte_offset), int(info.size))
+        index = index_dataset(obj, name)
+        if index.direct and index.whole_deflate_chunk:
+            found[name] = (index.chunks[0].byte_offset, index.chunks[0].size)
 
     h5file.visititems(visit)
     return found
@@ -361,6 +359,7 @@ def loads_file(data: bytes) -> Callable[[str, int, int], RestartIndex | None]:
         raise ValueError(f"not a restart-points file: {exc}") from exc
     base = start + 4 + n
 
+    @functools.cache  # asked once to choose how to read a band, then again to read it
     def lookup(path: str, byte_offset: int, stored: int) -> RestartIndex | None:
         entry = table.get(path.lstrip("/"))
         if entry is None or entry[0] != byte_offset:
