@@ -346,6 +346,9 @@ DEFAULT_HSDS_FOLDER = "/home/{user}/basicfusion/"
 # Root attribute index_file writes LAST on a domain (JSON: source, etag, size, datasets, indexed_at).
 # A domain without it, or with another ETag, is incomplete or stale and gets rebuilt.
 HSDS_INDEXED_MARKER = "datacarousel_indexed"
+# Root attribute naming the (unlinked) dataset of a domain that holds its file's restart points
+# (`datacarousel.chunkread.restart.dumps_file` bytes, uint8): written by index_file before the marker.
+HSDS_RESTART_POINTS = "datacarousel_restart_points"
 RESULTS_PREFIX = "results"
 COMPOSITES_DIR = "composites"
 REDUCED_MARKER = "reduced.json"  # under a job's results: written last by its reducer

@@ -44,7 +44,7 @@ import h5pyd
 import numpy as np
 import numpy.typing as npt
 
-from datacarousel import aws, chunkread
+from datacarousel import aws, chunkread, hsds_restart_points
 from datacarousel.chunkread import restart
 from datacarousel.errors import BadInput, CorruptData, TransientError
 from datacarousel.hsds import HsdsAccess
@@ -543,6 +543,8 @@ def open_hsds(
     datasets are read from the S3 object the domain links to (ranged GETs with `s3`, default
     `datacarousel.aws.client("s3")`) and inflated here, not by the HSDS data nodes (which handle
     whole-array chunks badly: docs/read-path.md). Datasets HSDS holds itself are read through HSDS.
+    Large whole-array chunks with restart points in the domain (`hsds_restart_points`, written by
+    index_file) are inflated in segments side by side, as `open_local` does with a file's sidecar.
     """
     kwargs = HsdsAccess.given(access).h5pyd_kwargs()
     try:
@@ -558,5 +560,6 @@ def open_hsds(
     if direct:
         client = s3 if s3 is not None else _s3_client()
         direct_reads = chunkread.DirectReads.for_hsds(h5, chunkread.s3_uri_opener(client),
-                                                      workers=workers or default_workers())  # fmt: skip
+                                                      workers=workers or default_workers(),
+                                                      restart_points=hsds_restart_points.load(h5))  # fmt: skip
     return OrbitReader(h5, domain.rsplit("/", 1)[-1], direct=direct_reads, prefetch_modis=direct)

@@ -1,5 +1,8 @@
 """`python -m index_file [--max-messages N]`: drain DC_INDEX_QUEUE_URL, linking each file into HSDS.
 
+Each linked domain also gets the restart points of the file's large whole-array chunks
+(`--restart-points-min-mib`; see `datacarousel.hsds_restart_points`).
+
 Prints the drain report (JSON) on stdout; logs go to stderr. SIGTERM (what AWS
 Batch sends before stopping a job) ends the drain after the current message.
 """
@@ -16,12 +19,13 @@ from types import FrameType
 import typer
 
 from datacarousel import aws
+from datacarousel.chunkread import restart
 from datacarousel.config import Settings, check_hsds_socket
 from datacarousel.errors import ConfigError, run_one_line
 from datacarousel.files_table import FilesTable
 from datacarousel.hsds import HsdsAccess
 from datacarousel.queue_worker import drain
-from index_file.adapters import HsdsTarget, IndexFileHandler
+from index_file.adapters import HsdsTarget, IndexFileHandler, RestartPointsPolicy
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -43,6 +47,12 @@ def main(
     visibility_timeout: int = typer.Option(300, "--visibility-timeout", min=1, help="Seconds; renewed while busy."),
     wait_seconds: int = typer.Option(5, "--wait-seconds", min=0, max=20, help="Long-poll time of each receive."),
     forever: bool = typer.Option(False, "--forever", help="Keep polling when the queue is empty."),
+    restart_points_min_mib: int = typer.Option(
+        restart.MIN_CHUNK >> 20,
+        "--restart-points-min-mib",
+        min=0,
+        help="Build restart points for whole-array chunks that inflate to at least this many MiB (0: none).",
+    ),
 ) -> None:
     try:
         settings = Settings.from_env(need=NEEDED)
@@ -74,6 +84,7 @@ def main(
         target,
         archive_bucket=settings.require("archive_bucket"),
         archive_prefix=settings.archive_prefix,
+        restart_points=RestartPointsPolicy(min_size=restart_points_min_mib << 20),
     )
     report = drain(
         sqs,

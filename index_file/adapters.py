@@ -27,11 +27,13 @@ import h5pyd
 from botocore.exceptions import BotoCoreError, ClientError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from datacarousel import archive, hsds, naming
+from datacarousel import archive, chunkread, hsds, hsds_restart_points, naming
+from datacarousel.chunkread import restart
 from datacarousel.contract import HSDS_INDEXED_MARKER, FileAttr, FileState
 from datacarousel.errors import BadInput, NotReadable, TransientError
 from datacarousel.files_table import FilesTable, is_indexed, iso
 from datacarousel.hsds_target import HsdsTarget, Marker
+from datacarousel.link_source import open_source
 from datacarousel.times import utcnow
 from index_file.core import (
     HEADER_BYTES,
@@ -173,6 +175,43 @@ def link(target: HsdsTarget, source: SourceObject, domain: str) -> hsds.LinkResu
         raise _hsds_io(exc, f"link {source.uri}") from exc
 
 
+@dataclass(frozen=True)
+class RestartPointsPolicy:
+    """Which chunks get restart points when a file is linked (`chunkread.restart`), and how far apart."""
+
+    min_size: int = restart.MIN_CHUNK  # inflated bytes of a whole-array chunk at least; 0: no points at all
+    span: int = restart.DEFAULT_SPAN
+    workers: int = 1  # chunks built at a time (each holds its stored bytes: up to ~250 MB for a MISR band)
+
+
+@with_retries()
+def add_restart_points(
+    s3: S3Client, target: HsdsTarget, source: SourceObject, domain: str, policy: RestartPointsPolicy
+) -> int:
+    """Build the restart points of `source`'s large whole-array chunks and store them in `domain`
+    (`hsds_restart_points`); returns how many chunks got points. One zlib pass over each such chunk,
+    its bytes read by range from the object."""
+    if policy.min_size <= 0:
+        return 0
+    what = f"restart points of {source.uri}"
+    with s3_errors(what):
+        with open_source(source.uri, None) as (fin, _):
+            chunks = restart.whole_chunks(fin, policy.min_size)
+        if not chunks:
+            return 0
+        reader = chunkread.s3_range_reader(s3, source.bucket, source.key)
+        points = restart.build_chunks(reader, chunks, span=policy.span, workers=policy.workers)
+    if not points:
+        return 0
+    try:
+        hsds_restart_points.save(domain, restart.dumps_file(points), target.access)
+    except (TransientError, BadInput):
+        raise
+    except Exception as exc:
+        raise _hsds_io(exc, f"write {what} into {domain}") from exc
+    return len(points)
+
+
 @dataclass
 class IndexOutcome:
     """What one request did (for logs and tests)."""
@@ -211,6 +250,7 @@ class IndexFileHandler:
         *,
         archive_bucket: str,
         archive_prefix: str = "",
+        restart_points: RestartPointsPolicy = RestartPointsPolicy(),
     ):
         if not archive_bucket:
             raise ValueError("archive_bucket must not be empty")
@@ -220,6 +260,7 @@ class IndexFileHandler:
         self.clock = clock
         self.archive_bucket = archive_bucket
         self.archive_prefix = archive_prefix
+        self.restart_points = restart_points
         self.outcomes: list[IndexOutcome] = []
 
     def __call__(self, body: str) -> None:
@@ -249,6 +290,11 @@ class IndexFileHandler:
                 log.warning("%s: domain has no completion marker (interrupted run): rebuilding", domain)
             log.info("linking %s -> %s", source.uri, domain)
             result = link(self.target, source, domain)
+            started_points = time.monotonic()
+            with_points = add_restart_points(self.s3, self.target, source, domain, self.restart_points)
+            if with_points:
+                log.info("%s: restart points of %d chunks in %.1f s", domain, with_points,
+                         time.monotonic() - started_points)  # fmt: skip
             marker = Marker(source.uri, source.etag, source.size, result.datasets, iso(self.clock()))
             write_marker(self.target, domain, marker)
             linked = True

@@ -22,6 +22,7 @@ import botocore.client
 import pytest
 
 from datacarousel import aws
+from datacarousel.chunkread import read as chunkread_read
 from datacarousel.contract import TableSchema
 from tests.aws_tables import create_table
 from workbench.local import environment
@@ -101,3 +102,17 @@ def fake_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAws]:
             sqs=session.client("sqs", region_name="us-east-1"),
             ddb=session.client("dynamodb", region_name="us-east-1"),
         )
+
+
+@pytest.fixture()
+def segmented_inflations(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The restart indexes of the chunks the direct reader inflates in segments while the test runs."""
+    used: list[Any] = []
+    segmented = chunkread_read.inflate_segments
+
+    def counted(index: Any, *args: Any, **kwargs: Any) -> Any:
+        used.append(index)
+        return segmented(index, *args, **kwargs)
+
+    monkeypatch.setattr(chunkread_read, "inflate_segments", counted)
+    return used

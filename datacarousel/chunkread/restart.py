@@ -32,7 +32,7 @@ import logging
 import os
 import struct
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,12 +172,13 @@ def build(raw: bytes, span: int = DEFAULT_SPAN) -> RestartIndex:
     if span < WINDOW:
         raise ValueError(f"restart points must be at least {WINDOW} bytes apart (a window)")
     lib = _libz()
-    source = ctypes.create_string_buffer(raw, len(raw))  # a copy zlib may point into
+    raw = bytes(raw)  # (no copy of bytes) zlib only reads its input: it points into raw's own buffer
+    source = ctypes.c_char_p(raw)
     out = ctypes.create_string_buffer(_OUT_STEP)
     stream = _ZStream()
     if lib.inflateInit2_(ctypes.byref(stream), 15, lib.zlibVersion(), ctypes.sizeof(_ZStream)) != _Z_OK:
         raise MemoryError("zlib inflateInit2 failed")
-    stream.next_in, stream.avail_in = ctypes.addressof(source), len(raw)
+    stream.next_in, stream.avail_in = ctypes.cast(source, ctypes.c_void_p).value, len(raw)
     points: list[RestartPoint] = []
     history = bytearray()  # the last WINDOW (or a little more) bytes of output
     produced = last_point = 0
@@ -318,19 +319,34 @@ def whole_chunks(h5file: h5py.File, min_size: int = MIN_CHUNK) -> dict[str, tupl
     return found
 
 
+def build_chunks(
+    read: RangeRead, chunks: Mapping[str, tuple[int, int]], *, span: int = DEFAULT_SPAN, workers: int = 2
+) -> dict[str, tuple[int, RestartIndex]]:
+    """The points of each chunk (path -> (byte offset, stored size), as `whole_chunks` gives them), its bytes
+    read with `read(offset, size)`, `workers` chunks at a time. A chunk that does not inflate to its end
+    gets none (logged): the reader then inflates it front to back and reports the damage itself."""
+
+    def one(item: tuple[str, tuple[int, int]]) -> tuple[str, tuple[int, RestartIndex] | None]:
+        name, (offset, size) = item
+        try:
+            return name, (offset, build(read(offset, size), span))
+        except CorruptChunk as exc:
+            log.warning("%s: no restart points: %s", name, exc)
+            return name, None
+
+    built = map_ahead(one, sorted(chunks.items()), workers, name="restart-build")
+    return {name: points for name, points in built if points is not None}
+
+
 def build_file(
     path: str | Path, *, min_size: int = MIN_CHUNK, span: int = DEFAULT_SPAN, workers: int = 2
 ) -> dict[str, tuple[int, RestartIndex]]:
-    """The restart points of every large whole-array chunk of an HDF5 file, built `workers` chunks at a time."""
+    """The restart points of every large whole-array chunk of a local HDF5 file."""
     with h5py.File(path, "r") as f:
         chunks = whole_chunks(f, min_size)
     with Path(path).open("rb") as file:
-
-        def one(item: tuple[str, tuple[int, int]]) -> tuple[str, tuple[int, RestartIndex]]:
-            name, (offset, size) = item
-            return name, (offset, build(os.pread(file.fileno(), size, offset), span))
-
-        return dict(map_ahead(one, sorted(chunks.items()), workers, name="restart-build"))
+        return build_chunks(lambda offset, size: os.pread(file.fileno(), size, offset), chunks, span=span,
+                            workers=workers)  # fmt: skip
 
 
 def dumps_file(points: dict[str, tuple[int, RestartIndex]]) -> bytes:

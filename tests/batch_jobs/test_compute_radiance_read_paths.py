@@ -20,7 +20,6 @@ from batch_jobs.compute_radiance.result import Parameters
 from datacarousel import hsds
 from datacarousel import orbit as readers
 from datacarousel.aws import client
-from datacarousel.chunkread import read as chunkread_read
 from datacarousel.chunkread import restart
 from datacarousel.contract import Env
 from datacarousel.errors import BadInput
@@ -69,23 +68,17 @@ def test_direct_reads_really_serve_the_job(small_orbit: Path) -> None:
 
 
 def test_restart_points_beside_the_file_give_the_same_result(
-    small_orbit: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    small_orbit: Path, tmp_path: Path, segmented_inflations: list[restart.RestartIndex]
 ) -> None:
     """With ORBIT.h5.restart-points, the MISR bands are inflated in segments side by side: same result."""
     linked = tmp_path / small_orbit.name  # the points go beside this link, not beside the shared file
     linked.symlink_to(small_orbit)
     plain = run(lambda: readers.open_local(linked, workers=2))
+    assert not segmented_inflations
     points = restart.build_file(linked, min_size=1, span=restart.WINDOW)
     assert sum(len(index.points) for _, index in points.values()) > 10
     (tmp_path / (linked.name + restart.SIDECAR_SUFFIX)).write_bytes(restart.dumps_file(points))
-    used: list[restart.RestartIndex] = []
-    segmented = chunkread_read.inflate_segments
-
-    def counted(index: restart.RestartIndex, *args: Any, **kwargs: Any) -> Any:
-        used.append(index)
-        return segmented(index, *args, **kwargs)
-
-    monkeypatch.setattr(chunkread_read, "inflate_segments", counted)
+    used = segmented_inflations
     for workers in (1, 3):
         assert_identical(run(lambda w=workers: readers.open_local(linked, workers=w)), plain, f"restart-w{workers}")
     assert len(used) >= 2 * 4  # the four AN bands, at least, each time
