@@ -19,11 +19,13 @@ the second being the per-core rate on a shared machine):
 - with --h5py, the h5py baseline (`bench_compute_radiance.read_floor`: h5py reads the same datasets);
 - with --job, the job itself (`compute_orbit` over the local direct reader) on 1 core and on --threads cores,
   each run in a fresh Python pinned to those CPUs (its reader threads: as many; its background read-ahead
-  threads share them), as the job's command runs it (one malloc arena), with its peak RSS (VmHWM);
+  threads share them), as the job's command runs it (`datacarousel.malloc.tune_for_jobs`: one malloc arena,
+  freed buffers reused), with its peak RSS (VmHWM);
 - with --restart-points, also the job with the file's restart points (ORBIT.h5.restart-points, built first
   if missing, with its build time: `datacarousel.chunkread.restart`), on 1 and --threads cores.
-With --malloc-reuse the script reruns itself with glibc's mmap threshold off (see REUSE): output buffers
-are then reused instead of page-faulted in, and "sys" drops to ~0.
+With --malloc-reuse the script reruns itself with glibc's mmap threshold off (see REUSE; the job's own
+setting, given to the floor rows too): output buffers are then reused instead of page-faulted in, and
+"sys" drops to ~0.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ from batch_jobs.compute_radiance import science as s  # noqa: E402
 from batch_jobs.compute_radiance.job import compute_orbit  # noqa: E402
 from datacarousel import chunkread as cr  # noqa: E402
 from datacarousel.chunkread import restart  # noqa: E402
-from datacarousel.orbit import open_local, share_one_malloc_arena  # noqa: E402
+from datacarousel.malloc import tune_for_jobs  # noqa: E402
+from datacarousel.orbit import open_local  # noqa: E402
 
 # glibc hands every buffer above 32 MB out as fresh mmap'd pages (a page fault per 4 KB written, 20-40 % of an
 # inflate); with these a buffer freed is reused. The job could run so too (a process per orbit).
@@ -180,7 +183,7 @@ def rows_of(libs: dict[str, Callable[[bytes, int], Any]], best: str, *, fd: int,
 
 def job_in_a_process(path: Path, cores: int, points: bool) -> Measured:
     """The whole radiance job on the orbit in a fresh Python pinned to `cores` CPUs (its reader threads: as many),
-    as `batch_jobs.compute_radiance run --file` runs it (one malloc arena; the file's restart points if
+    as `batch_jobs.compute_radiance run --file` runs it (`malloc.tune_for_jobs`; the file's restart points if
     `points`): its wall, user, sys seconds and peak RSS."""
     command = [sys.executable, __file__, "--file", str(path), "--child-job", str(cores), str(int(points))]
     done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=1800)
@@ -190,7 +193,7 @@ def job_in_a_process(path: Path, cores: int, points: bool) -> Measured:
 
 def child_job(path: Path, cores: int, points: bool) -> None:
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:cores])  # the job sees `cores` CPUs and uses them all
-    share_one_malloc_arena()  # as the job's main does
+    tune_for_jobs()  # as the job's main does
     started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)  # imports not counted
     with open_local(path, restart_points=points) as source:
         compute_orbit(source)

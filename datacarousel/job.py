@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from datacarousel import archive, aws, errors, naming, orbit, queue_worker
+from datacarousel import archive, aws, errors, malloc, naming, orbit, queue_worker
 from datacarousel.config import Settings
 from datacarousel.definitions import NO_OBJECT, OBJECT_PARAMETER, JobDefinition, load, option_name
 from datacarousel.errors import (
@@ -206,10 +206,13 @@ class Handler:
         message = parse_job_message(body)
         if message.job_definition != self.definition.name:
             raise BadInput(f"a {message.job_definition} message reached {self.definition.name}'s queue")
-        if isinstance(message, ReduceRequest):
-            self.handle_reduce(message)
-        else:
-            self.handle_item(message)
+        try:
+            if isinstance(message, ReduceRequest):
+                self.handle_reduce(message)
+            else:
+                self.handle_item(message)
+        finally:
+            malloc.release_free_memory()  # what the file's buffers held, kept for reuse while it was read
 
     def canonical(self, given: Mapping[str, str], where: str) -> dict[str, str]:
         try:
@@ -486,7 +489,7 @@ def main(
 ) -> int:
     """The analysis's command line (`queue`, `run`, `reduce`); ends every error in one line and its exit code."""
     args = _parser(definition, list(sys.argv[1:] if argv is None else argv)).parse_args(argv)
-    orbit.share_one_malloc_arena()  # before any reader thread exists
+    malloc.tune_for_jobs()  # before any reader thread exists
     level = os.environ.get("DC_LOG_LEVEL", "INFO").upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # botocore's INFO lines ("Found credentials ...") say nothing a researcher needs; DEBUG shows them.

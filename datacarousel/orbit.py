@@ -32,7 +32,6 @@ requests (`chunkread.Prefetcher`), since each request costs a round trip.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -73,22 +72,6 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
-
-
-_M_ARENA_MAX = -8  # glibc's mallopt parameter number
-
-
-def share_one_malloc_arena() -> bool:
-    """Let every thread of this process allocate from glibc's one main arena (`mallopt(M_ARENA_MAX, 1)`).
-
-    By default each reader thread gets an arena of its own, and memory freed stays in the arena that
-    held it: on a full orbit with two threads the job peaked at 0.87-0.89 GB, and at 0.72-0.77 GB with
-    one arena, in the same time (3 interleaved runs each, 2026-12-04). Jobs call it first thing; False
-    where the C library is not glibc (nothing changes)."""
-    try:
-        return bool(ctypes.CDLL(None).mallopt(_M_ARENA_MAX, 1))
-    except (OSError, AttributeError):  # pragma: no cover - not glibc
-        return False
 
 
 class MissingData(Exception):

@@ -22,7 +22,7 @@ from batch_jobs.compute_radiance import composite as comp
 from batch_jobs.compute_radiance import export, quicklook, worker
 from batch_jobs.compute_radiance.description import DEFINITION
 from batch_jobs.compute_radiance.result import Parameters, load_npz, npz_bytes
-from datacarousel import aws, errors, job
+from datacarousel import aws, errors, job, malloc
 from datacarousel import orbit as readers
 from datacarousel.aws import client
 from datacarousel.config import Settings
@@ -89,7 +89,7 @@ def _check_aws() -> None:
 
 @app.callback()
 def main(log_level: str = typer.Option("INFO", "--log-level", envvar="DC_LOG_LEVEL")) -> None:
-    readers.share_one_malloc_arena()  # before any reader thread exists
+    malloc.tune_for_jobs()  # before any reader thread exists
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 

@@ -144,3 +144,18 @@ def test_a_registered_job_definition_is_shaped_as_the_templates() -> None:
         registration.job_definition_request(
             example(), {k: v for k, v in outputs.items() if "Hsds" not in k}, stack="dc", region="r", image="i"
         )
+
+
+def test_each_message_hands_its_memory_back_even_when_it_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    released: list[bool] = []
+
+    def release() -> bool:
+        released.append(True)
+        return True
+
+    monkeypatch.setattr(job.malloc, "release_free_memory", release)
+    s3: Any = _HeadOnly({"StorageClass": "DEEP_ARCHIVE", "ETag": '"e1"'})  # archived: the item cannot be read
+    handler = job.Handler(example(), lambda work: job.Result(b""), s3=s3, results_bucket="results")
+    with pytest.raises(NotReadable):
+        handler(job.console_item(example(), ORBIT_URL, {}).to_json())
+    assert released == [True]
