@@ -112,9 +112,11 @@ def _load_granule(source: OrbitSource, name: str) -> _Granule:
 def _modis(source: OrbitSource, out: r.OrbitResult) -> list[str]:
     """Descending test on every granule; grid the descending ones as they come. Returns their names.
 
-    The next granules are read (and inflated) by background threads while this one is gridded: as many
-    granules side by side as the reader has threads, so that a granule's last chunks, its attributes and
-    its descending test do not leave a core idle.
+    The next granules are read (and inflated) by background threads while this one is gridded, so that a
+    granule's last chunks, its attributes and its descending test do not leave a core idle: half as many
+    granules ahead as the reader has threads (each granule's chunks are inflated on all of them). On two
+    cores one granule ahead took the same time as two and 0.12 GB less memory (0.73 / 0.75 GB peak with
+    and without restart points, 4 interleaved runs on a full orbit, 2026-12-04): each granule is ~121 MB.
     """
     params = out.parameters
     timed: list[tuple[datetime, str]] = []
@@ -130,7 +132,7 @@ def _modis(source: OrbitSource, out: r.OrbitResult) -> list[str]:
     odd_width: list[str] = []
     minus_90 = 0
     names = [name for _, name in sorted(timed)]
-    for g in map_ahead(partial(_load_granule, source), names, source.threads, name="modis-granule"):
+    for g in map_ahead(partial(_load_granule, source), names, max(1, source.threads // 2), name="modis-granule"):
         if g.descending:
             descending.append(g.name)
         if g.skip is not None:
