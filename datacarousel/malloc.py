@@ -35,10 +35,9 @@ def tune_for_jobs() -> bool:
       the heap for the next ones (`M_TRIM_THRESHOLD` 2 GiB) until `release_free_memory`."""
     try:
         libc = _libc()
-        return all(
-            bool(libc.mallopt(param, value))
-            for param, value in ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _KEEP_UP_TO))
-        )
+        settings = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _KEEP_UP_TO))
+        applied = [bool(libc.mallopt(param, value)) for param, value in settings]  # each one, even after a refusal
+        return all(applied)
     except (OSError, AttributeError):  # pragma: no cover - not glibc
         return False
 
