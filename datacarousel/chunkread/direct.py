@@ -7,7 +7,7 @@ read directly, so the caller reads it the ordinary way (h5py / h5pyd) instead.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import h5py
@@ -123,13 +123,16 @@ class DirectReads:
             return None
         return read_dataset(index, self.reader, stats=self.stats)
 
-    def read_many(self, paths: Sequence[str]) -> dict[str, npt.NDArray[Any]] | None:
-        """All of `paths` at once (coalesced, `workers` threads), or None if any one is not direct."""
+    def read_many(
+        self, paths: Sequence[str], out: Mapping[str, npt.NDArray[Any]] | None = None
+    ) -> dict[str, npt.NDArray[Any]] | None:
+        """All of `paths` at once (coalesced, `workers` threads), or None if any one is not direct; `out` as
+        `read_datasets` takes it."""
         indexes = [self._direct(p) for p in paths]
         if any(i is None for i in indexes):
             return None
         return read_datasets([i for i in indexes if i is not None], self.reader, workers=self.workers, gap=self.gap,
-                             stats=self.stats)  # fmt: skip
+                             stats=self.stats, out=out)  # fmt: skip
 
     def _restart(self, path: str, index: DatasetIndex) -> RestartIndex | None:
         if self._restart_points is None or len(index.chunks) != 1:

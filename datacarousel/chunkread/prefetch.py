@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from datacarousel.chunkread.decode import decode_chunk
 from datacarousel.chunkread.index import Chunk, DatasetIndex, _check
-from datacarousel.chunkread.read import _assemble, _Request
+from datacarousel.chunkread.read import Assembly, _Request
 from datacarousel.chunkread.sources import RangeReader, Stats
 
 
@@ -112,8 +112,8 @@ class Prefetcher:
             req = self._requests[k]
             self._in_flight -= req.end - req.start
 
-    def get(self, path: str) -> npt.NDArray[Any]:
-        """The dataset `path` (one of the indexes given), decoded."""
+    def get(self, path: str, out: npt.NDArray[Any] | None = None) -> npt.NDArray[Any]:
+        """The dataset `path` (one of the indexes given), decoded (into `out` if given: of its shape)."""
         k = self._where[path]
         with self._cond:
             self._positions[threading.get_ident()] = k
@@ -131,20 +131,28 @@ class Prefetcher:
         # a dataset may span two requests (very large ones): fetch the other parts directly
         rest = [c for c in index.chunks if c not in chunks]
 
-        def decode(chunk: Chunk) -> tuple[Chunk, npt.NDArray[Any]]:
+        assembly = Assembly(index, out)
+
+        def decode(chunk: Chunk) -> None:
             if chunk in chunks:
                 lo = chunk.byte_offset - req.start
-                return chunk, decode_chunk(index, raw[lo : lo + chunk.size], self._stats, chunk)
-            return chunk, decode_chunk(index, self._reader(chunk.byte_offset, chunk.size), self._stats, chunk)
+                assembly.add(chunk, decode_chunk(index, raw[lo : lo + chunk.size], self._stats, chunk))
+            else:
+                raw_chunk = self._reader(chunk.byte_offset, chunk.size)
+                assembly.add(chunk, decode_chunk(index, raw_chunk, self._stats, chunk))
 
         todo = chunks + rest
-        pieces = list(self._decode_pool.map(decode, todo)) if len(todo) > 1 else [decode(todo[0])]
+        if len(todo) > 1:
+            list(self._decode_pool.map(decode, todo))
+        else:
+            for chunk in todo:
+                decode(chunk)
         with self._cond:
             self._taken[k].add(path)
             if {p for p, _ in req.members} <= self._taken[k] and k == self._released:
                 self._release_below(k + 1)
             self._schedule()
-        return _assemble(index, sorted(pieces, key=lambda p: p[0].offset))
+        return assembly.result()
 
     def close(self) -> None:
         with self._cond:

@@ -10,7 +10,7 @@ from any other h5py read error.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,20 +41,43 @@ def _native(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return a
 
 
-def _assemble(index: DatasetIndex, pieces: Sequence[tuple[Chunk, npt.NDArray[Any]]]) -> npt.NDArray[Any]:
-    if index.layout == CONTIGUOUS:
-        if not pieces:  # never written
-            return np.full(index.shape, np.frombuffer(index.fill, dtype=index.dtype)[0], dtype=index.dtype)
-        return pieces[0][1]
-    assert index.chunk_shape is not None
-    if len(pieces) == 1 and index.chunk_shape == index.shape:
-        return pieces[0][1]
-    out = np.empty(index.shape, dtype=np.dtype(index.dtype))
-    for chunk, a in pieces:
-        dest = tuple(slice(o, min(o + c, n)) for o, c, n in zip(chunk.offset, index.chunk_shape, index.shape,
-                                                                 strict=True))  # fmt: skip
-        out[dest] = a[tuple(slice(0, s.stop - s.start) for s in dest)]
-    return _native(out)
+class Assembly:
+    """A dataset's array, filled chunk by chunk as each is decoded (so a dataset's decoded chunks are not all
+    held beside its array), optionally in the caller's array `out` (of the dataset's shape; any dtype numpy
+    casts to), which is then the result.
+
+    A dataset stored as one piece (contiguous, or one chunk of its whole shape) is that piece, without a copy,
+    unless `out` is given. Chunks go to disjoint parts of the array: `add` may be called from several threads.
+    """
+
+    def __init__(self, index: DatasetIndex, out: npt.NDArray[Any] | None = None) -> None:
+        if out is not None and tuple(out.shape) != tuple(index.shape):
+            raise ValueError(f"{index.path}: out has shape {out.shape}, the dataset {index.shape}")
+        self.index = index
+        self._piece: npt.NDArray[Any] | None = None
+        one_piece = index.layout == CONTIGUOUS or (len(index.chunks) == 1 and index.chunk_shape == index.shape)
+        self._out = out if out is not None or one_piece else np.empty(index.shape, dtype=np.dtype(index.dtype))
+
+    def add(self, chunk: Chunk, a: npt.NDArray[Any]) -> None:
+        index = self.index
+        if self._out is None:
+            self._piece = a
+        elif index.layout == CONTIGUOUS or index.chunk_shape is None:
+            self._out[...] = a
+        else:
+            dest = tuple(slice(o, min(o + c, n)) for o, c, n in zip(chunk.offset, index.chunk_shape, index.shape,
+                                                                     strict=True))  # fmt: skip
+            self._out[dest] = a[tuple(slice(0, s.stop - s.start) for s in dest)]
+
+    def result(self) -> npt.NDArray[Any]:
+        if self._out is not None:
+            if self.index.layout == CONTIGUOUS and not self.index.chunks:  # never written: the fill value
+                self._out[...] = np.frombuffer(self.index.fill, dtype=self.index.dtype)[0]
+            return self._out
+        if self._piece is None:  # contiguous, never written
+            return np.full(self.index.shape, np.frombuffer(self.index.fill, dtype=self.index.dtype)[0],
+                           dtype=self.index.dtype)  # fmt: skip
+        return self._piece
 
 
 def read_dataset(
@@ -82,19 +105,22 @@ def read_dataset(
                             stats=stats)  # fmt: skip
         return part[start - base : stop - base]
 
-    def one(chunk: Chunk) -> tuple[Chunk, npt.NDArray[Any]]:
+    assembly = Assembly(index)
+
+    def one(chunk: Chunk) -> None:
         raw = read_range(reader, chunk.byte_offset, chunk.size, executor=None, part_size=part_size)
-        return chunk, decode_chunk(index, raw, stats, chunk)
+        assembly.add(chunk, decode_chunk(index, raw, stats, chunk))
 
     if executor is None or len(chunks) <= 1:
         if len(chunks) == 1 and executor is not None:
             raw = read_range(reader, chunks[0].byte_offset, chunks[0].size, executor=executor, part_size=part_size)
-            pieces = [(chunks[0], decode_chunk(index, raw, stats, chunks[0]))]
+            assembly.add(chunks[0], decode_chunk(index, raw, stats, chunks[0]))
         else:
-            pieces = [one(c) for c in chunks]
+            for c in chunks:
+                one(c)
     else:
-        pieces = list(executor.map(one, chunks))
-    return _assemble(index, pieces)
+        list(executor.map(one, chunks))
+    return assembly.result()
 
 
 def _row_floor(index: DatasetIndex, start: int) -> int:
@@ -152,25 +178,29 @@ def read_datasets(
     gap: int = DEFAULT_COALESCE_GAP,
     max_request: int = 64 * 1024 * 1024,
     stats: Stats | None = None,
+    out: Mapping[str, npt.NDArray[Any]] | None = None,
 ) -> dict[str, npt.NDArray[Any]]:
     """Several datasets at once: byte ranges coalesced, fetched and inflated in `workers` threads.
 
     Every coalesced range is one request; once fetched, each chunk in it is inflated as its own task,
-    so one request holding several chunks still uses every worker. Raises `NotDirect` before any
-    read if one of the datasets cannot be read directly.
+    so one request holding several chunks still uses every worker, and is copied into its dataset's
+    array as soon as it is inflated. `out` maps paths to arrays of their datasets' shapes to read into
+    (parts of one larger array, for example). Raises `NotDirect` before any read if one of the datasets
+    cannot be read directly.
     """
     todo = list(indexes)
     for index in todo:
         _check(index)
     by_path = {i.path: i for i in todo}
     requests = plan_requests(todo, gap=gap, max_request=max_request)
-    decoded: dict[str, list[tuple[Chunk, npt.NDArray[Any]]]] = {i.path: [] for i in todo}
+    given = out or {}
+    assemblies = {i.path: Assembly(i, given.get(i.path)) for i in todo}
 
     def fetch(req: _Request) -> bytes:
         return reader(req.start, req.end - req.start)
 
-    def decode(path: str, chunk: Chunk, raw: memoryview) -> tuple[str, Chunk, npt.NDArray[Any]]:
-        return path, chunk, decode_chunk(by_path[path], raw, stats, chunk)
+    def decode(path: str, chunk: Chunk, raw: memoryview) -> None:
+        assemblies[path].add(chunk, decode_chunk(by_path[path], raw, stats, chunk))
 
     def members(req: _Request, raw: bytes) -> Iterator[tuple[str, Chunk, memoryview]]:
         view = memoryview(raw)
@@ -181,7 +211,7 @@ def read_datasets(
     if workers <= 1:
         for req in requests:
             for path, chunk, raw in members(req, fetch(req)):
-                decoded[path].append(decode(path, chunk, raw)[1:])
+                decode(path, chunk, raw)
     else:
         requests.sort(key=lambda r: r.end - r.start, reverse=True)  # long ones first
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chunkread") as pool:
@@ -191,9 +221,8 @@ def read_datasets(
                 for path, chunk, raw in members(fetches[done], done.result()):
                     decodes.append(pool.submit(decode, path, chunk, raw))
             for f in decodes:
-                path, chunk, a = f.result()
-                decoded[path].append((chunk, a))
-    return {path: _assemble(by_path[path], sorted(decoded[path], key=lambda p: p[0].offset)) for path in by_path}
+                f.result()
+    return {path: assembly.result() for path, assembly in assemblies.items()}
 
 
 def iter_leading_range(

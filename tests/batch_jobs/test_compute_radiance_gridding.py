@@ -476,3 +476,44 @@ def test_misr_aggregate_block_by_block_gives_the_old_bytes(seed: int) -> None:
     s.misr_aggregate(rad, out=out)
     assert out.tobytes() == _old_misr_aggregate(rad).tobytes()
     assert s.misr_aggregate(rad).tobytes() == out.tobytes()
+
+
+@given(
+    hnp.arrays(bool, st.tuples(st.integers(1, 6).map(lambda h: 4 * h), st.integers(1, 9).map(lambda w: 4 * w))),
+    st.booleans(),
+)
+def test_count_4x4_is_the_trues_of_each_tile(taken: npt.NDArray[np.bool_], transposed_copy: bool) -> None:
+    if transposed_copy:  # a mask that is not C-contiguous counts the same
+        taken = np.asfortranarray(taken)
+    h, w = taken.shape[0] // 4, taken.shape[1] // 4
+    expected = taken.reshape(h, 4, w, 4).sum(axis=(1, 3))
+    assert np.array_equal(s._count_4x4(taken), expected)
+
+
+def test_count_4x4_counts_a_full_tile_and_an_empty_one() -> None:
+    taken = np.zeros((8, 8), bool)
+    taken[:4, :4] = True  # 16: the largest count, in the word's top byte
+    taken[4:, 4:] = True
+    taken[4, 4] = False
+    assert s._count_4x4(taken).tolist() == [[16, 0], [0, 15]]
+
+
+@given(
+    hnp.arrays(np.int32, st.integers(0, 300), elements=st.integers(-50, 18050)),
+    hnp.arrays(np.float32, st.integers(0, 50), elements=st.floats(-400, 400, width=32) | st.just(float("nan"))),
+)
+def test_cos_degrees_is_cos_of_radians_in_float64(centi: npt.NDArray[np.int32], other: npt.NDArray[np.float32]) -> None:
+    """Hundredths of a degree (looked up), their neighbours, values outside 0..180, NaN: the same bytes as computed."""
+    hundredths = (centi / 100.0).astype(np.float32)
+    neighbours = np.nextafter(hundredths, np.float32(np.inf))
+    degrees = np.concatenate([hundredths, neighbours, other, np.array([0, 180, np.nan, np.inf, -0.0], np.float32)])
+    with np.errstate(invalid="ignore"):  # cos(inf) is NaN, as numpy says
+        expected = np.cos(np.radians(degrees.astype(np.float64)))
+        assert gr.cos_degrees(degrees).tobytes() == expected.tobytes()
+        assert gr.cos_degrees(degrees.astype(np.float64)).tobytes() == expected.tobytes()
+
+
+def test_cos_degrees_table_holds_every_hundredth_of_a_degree() -> None:
+    degrees, cosines = gr._centi_degree_cosines()
+    assert len(degrees) == gr.CENTI_DEGREES + 1 and degrees[1] == np.float32(0.01) and degrees[-1] == 180
+    assert cosines.tobytes() == np.cos(np.radians(degrees.astype(np.float64))).tobytes()

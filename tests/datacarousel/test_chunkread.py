@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import threading
 import uuid
+import weakref
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from datacarousel import aws, chunkread, hsds
 from datacarousel.chunkread import decode
+from datacarousel.chunkread import read as read_module
 from datacarousel.chunkread.index import _replace
 from datacarousel.errors import BadInput, CorruptData
 from workbench.synthetic.generator import generate_orbit
@@ -465,3 +467,49 @@ def test_hsds_index_and_s3_ranges_read_identical(local_env: Any, tmp_path: Path)
         assert rows is not None and same(np.concatenate(list(rows)), f[red][0:6])
         assert reads.read("MISR/AN/BlockCenterTime") is None  # HSDS copied it: read through HSDS
         assert reads.stats.requests >= 1
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_read_datasets_into_given_arrays(orbit_file: Path, file_reader: chunkread.RangeReader, workers: int) -> None:
+    """Every layout read into the caller's arrays; a granule's two RefSB datasets into one stacked array."""
+    indexes = job_indexes(orbit_file)
+    given = {path: np.full(i.shape, 7, dtype=np.dtype(i.dtype)) for path, i in indexes.items() if i.shape}
+    refsb = sorted(p for p in given if p.endswith("RefSB"))[:2]  # EV_250 then EV_500 of the first day granule
+    assert refsb[0].rsplit("/", 3)[0] == refsb[1].rsplit("/", 3)[0]
+    first, second = (indexes[p].shape for p in refsb)
+    stacked = np.zeros((first[0] + second[0], *first[1:]), dtype=np.float32)
+    given[refsb[0]], given[refsb[1]] = stacked[: first[0]], stacked[first[0] :]
+    out = chunkread.read_datasets([indexes[p] for p in given], file_reader, workers=workers, out=given)
+    with h5py.File(orbit_file, "r") as f:
+        for path, value in out.items():
+            assert value is given[path] and same(value, f[path][()]), path
+        assert same(stacked, np.concatenate([f[refsb[0]][()], f[refsb[1]][()]]))
+
+
+def test_read_datasets_refuses_an_array_of_another_shape(orbit_file: Path, file_reader: chunkread.RangeReader) -> None:
+    index = next(i for i in job_indexes(orbit_file).values() if len(i.chunks) > 1)
+    with pytest.raises(ValueError, match="out has shape"):
+        chunkread.read_datasets([index], file_reader, out={index.path: np.empty((1, *index.shape))})
+
+
+def test_read_datasets_holds_one_decoded_chunk_at_a_time(
+    orbit_file: Path, file_reader: chunkread.RangeReader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk is copied into its dataset's array as soon as it is decoded, and dropped: a dataset of many
+    chunks is not held twice (its chunks and its array)."""
+    index = next(i for i in job_indexes(orbit_file).values() if len(i.chunks) > 2)
+    alive: list[weakref.ref[np.ndarray]] = []
+    held_before_decode: list[int] = []
+    real_decode = read_module.decode_chunk
+
+    def decode_and_watch(*args: Any, **kwargs: Any) -> np.ndarray:
+        held_before_decode.append(sum(ref() is not None for ref in alive))
+        a = real_decode(*args, **kwargs)
+        alive.append(weakref.ref(a))
+        return a
+
+    monkeypatch.setattr(read_module, "decode_chunk", decode_and_watch)
+    got = chunkread.read_datasets([index], file_reader, workers=1)[index.path]
+    with h5py.File(orbit_file, "r") as f:
+        assert same(got, f[index.path][()])
+    assert held_before_decode == [0] * len(index.chunks)
