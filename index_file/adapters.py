@@ -29,7 +29,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 
 from datacarousel import archive, chunkread, hsds, hsds_restart_points, naming
 from datacarousel.chunkread import restart
-from datacarousel.contract import HSDS_INDEXED_MARKER, FileAttr, FileState
+from datacarousel.contract import HSDS_INDEXED_MARKER, HSDS_RESTART_POINTS, FileAttr, FileState
 from datacarousel.errors import BadInput, NotReadable, TransientError
 from datacarousel.files_table import FilesTable, is_indexed, iso
 from datacarousel.hsds_target import HsdsTarget, Marker
@@ -153,6 +153,18 @@ def read_marker(target: HsdsTarget, domain: str) -> Marker | None:
 
 
 @with_retries()
+def has_restart_points(target: HsdsTarget, domain: str) -> bool:
+    """Whether `domain` records its restart points (`hsds_restart_points`; possibly of no chunk at all)."""
+    try:
+        with h5pyd.File(domain, "r", **target.access.h5pyd_kwargs()) as f:
+            return HSDS_RESTART_POINTS in f.attrs
+    except TransientError:
+        raise
+    except Exception as exc:
+        raise _hsds_io(exc, f"read the attributes of {domain}") from exc
+
+
+@with_retries()
 def write_marker(target: HsdsTarget, domain: str, marker: Marker) -> None:
     """Write the marker on the domain root, then flush: only now is the domain complete and durable."""
     try:
@@ -197,13 +209,9 @@ def add_restart_points(
     with s3_errors(what):
         with open_source(source.uri, None) as (fin, _):
             chunks = restart.whole_chunks(fin, policy.min_size)
-        if not chunks:
-            return 0
         reader = chunkread.s3_range_reader(s3, source.bucket, source.key)
-        points = restart.build_chunks(reader, chunks, span=policy.span, workers=policy.workers)
-    if not points:
-        return 0
-    try:
+        points = restart.build_chunks(reader, chunks, span=policy.span, workers=policy.workers) if chunks else {}
+    try:  # saved even when no chunk has points: the domain then says it was looked at (and is not again)
         hsds_restart_points.save(domain, restart.dumps_file(points), target.access)
     except (TransientError, BadInput):
         raise
@@ -221,6 +229,7 @@ class IndexOutcome:
     linked: bool  # False: the domain was already complete for this object version
     recorded: bool  # False: the table already said INDEXED for this version and domain
     seconds: float
+    points_added: bool = False  # restart points stored (on a new link, or on a domain indexed without them)
 
 
 def not_indexable(item: Mapping[str, Any] | None) -> str | None:
@@ -283,28 +292,54 @@ class IndexFileHandler:
         if request.etag and request.etag != source.etag:
             log.info("%s: object changed since it was queued (etag %s -> %s)", source.uri, request.etag, source.etag)
         marker = read_marker(self.target, domain)
-        linked = False
+        linked = points_added = False
         if not domain_is_complete(marker, source=source.uri, etag=source.etag):
             check_hdf5(read_header(self.s3, source), source.size)
             if marker is None and hsds.domain_exists(domain, access=self.target.access):
                 log.warning("%s: domain has no completion marker (interrupted run): rebuilding", domain)
             log.info("linking %s -> %s", source.uri, domain)
             result = link(self.target, source, domain)
-            started_points = time.monotonic()
-            with_points = add_restart_points(self.s3, self.target, source, domain, self.restart_points)
-            if with_points:
-                log.info("%s: restart points of %d chunks in %.1f s", domain, with_points,
-                         time.monotonic() - started_points)  # fmt: skip
+            points_added = self._add_restart_points(source, domain)
             marker = Marker(source.uri, source.etag, source.size, result.datasets, iso(self.clock()))
             write_marker(self.target, domain, marker)
             linked = True
+        elif self.restart_points.min_size > 0:
+            points_added = self._backfill_restart_points(source, domain)
         recorded = self._record(name, source, domain, item)
-        outcome = IndexOutcome(name.file_name, domain, linked, recorded, time.monotonic() - started)
+        outcome = IndexOutcome(name.file_name, domain, linked, recorded, time.monotonic() - started, points_added)
         self.outcomes.append(outcome)
         log.info(
             "indexed %s -> %s (linked=%s recorded=%s) in %.2f s", source.uri, domain, linked, recorded, outcome.seconds
         )
         return outcome
+
+    def _add_restart_points(self, source: SourceObject, domain: str) -> bool:
+        """Build and store the file's restart points (none when the policy says so); whether they were stored.
+
+        A domain linked before index_file built points gets them on its next request (a file restored
+        again), so that it reads as fast as a new one; points are built once per domain: a later change of
+        the policy applies to domains linked after it."""
+        if self.restart_points.min_size <= 0:
+            return False
+        started = time.monotonic()
+        with_points = add_restart_points(self.s3, self.target, source, domain, self.restart_points)
+        log.info("%s: restart points of %d chunks in %.1f s", domain, with_points, time.monotonic() - started)
+        return True
+
+    def _backfill_restart_points(self, source: SourceObject, domain: str) -> bool:
+        """A complete domain without restart points (linked before index_file built them) gets them now.
+
+        Points only speed reads up: whatever fails here is logged, and the complete domain is recorded all the same.
+        """
+        try:
+            if has_restart_points(self.target, domain):
+                return False
+            log.info("%s: complete but indexed without restart points: adding them", domain)
+            return self._add_restart_points(source, domain)
+        except Exception as exc:
+            log.warning("%s: restart points not added (reads inflate front to back): %s: %s", domain,
+                        type(exc).__name__, exc)  # fmt: skip
+            return False
 
     def _table(self, read: Callable[[], T], name: naming.BasicFusionName) -> T:
         try:

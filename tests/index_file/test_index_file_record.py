@@ -36,7 +36,8 @@ class ReachedHsds(Exception):
 @pytest.fixture()
 def world(fake_aws: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """A DEEP_ARCHIVE object whose restore completed, its item RESTORED with no expiry yet; HSDS
-    stands for a domain already complete for this object (linking is index_file's other tests')."""
+    stands for a domain already complete for this object, with its restart points (linking is index_file's
+    other tests')."""
     s3 = fake_aws.s3
     s3.create_bucket(Bucket=ARCHIVE)
     s3.put_object(Bucket=ARCHIVE, Key=KEY, Body=BODY, StorageClass="DEEP_ARCHIVE")
@@ -47,6 +48,7 @@ def world(fake_aws: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     assert carousel.set_state(NAME.file_name, 0, FileState.RESTORED, None, time.time())
     monkeypatch.setattr(adapters, "read_marker", lambda target, domain: None)
     monkeypatch.setattr(adapters, "domain_is_complete", lambda marker, **_: True)
+    monkeypatch.setattr(adapters, "has_restart_points", lambda target, domain: True)
     target = HsdsTarget(HsdsAccess("http+unix://%2Ftmp%2Fno-hsds.sock", "u", "p"), "/home/u/bf/")
     handler = IndexFileHandler(s3, files, target, archive_bucket=ARCHIVE, archive_prefix=PREFIX)
     expiry = parse_restore_header(s3.head_object(Bucket=ARCHIVE, Key=KEY)["Restore"]).status
@@ -131,3 +133,19 @@ def test_a_failed_file_is_never_marked_indexed_even_by_a_writer_that_read_it_bef
     )
     assert version < int(before[FileAttr.STATE_VERSION])
     assert not written and _item(world) == before
+
+
+def test_restart_points_that_cannot_be_added_never_keep_a_complete_domain_unrecorded(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A complete domain without restart points gets them on its next request; when that fails (here HSDS
+    cannot even say whether it has them), the file is recorded INDEXED all the same: points only speed reads up."""
+
+    def hsds_down(target: Any, domain: str) -> bool:
+        raise OSError("Connection Error")
+
+    monkeypatch.setattr(adapters, "has_restart_points", hsds_down)
+    outcome = world["handler"].handle(_request())
+    assert outcome.recorded and not outcome.points_added
+    assert _item(world)[FileAttr.STATE] == FileState.INDEXED.value
+    assert "restart points not added" in caplog.text

@@ -83,3 +83,67 @@ def test_the_carousel_path_inflates_bands_in_segments_with_the_same_bytes(
         got = np.concatenate(list(src.misr_radiance("AN", "Red", 0, blocks - 1)))
     assert got.tobytes() == want.tobytes()
     assert segmented_inflations, "the band was inflated in segments"
+
+
+def _points_dataset_id(target: HsdsTarget, domain: str) -> str | None:
+    with h5pyd.File(domain, "r", **target.access.h5pyd_kwargs()) as f:
+        value = f.attrs.get(HSDS_RESTART_POINTS) if HSDS_RESTART_POINTS in f.attrs else None
+    return None if value is None else str(value)
+
+
+@pytest.fixture()
+def request_for_another_orbit(local_env: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """An index request for a tiny orbit of its own (not yet indexed), and what handling it needs."""
+    env = local_env.env
+    s3, files = aws.client("s3"), FilesTable(aws.client("dynamodb"), env["DC_FILES_TABLE"])
+    target = HsdsTarget(hsds.HsdsAccess.resolve(environ=env), env["DC_HSDS_FOLDER"])
+    bucket = env["DC_ARCHIVE_BUCKET"]
+    path = generate_orbit(ORBIT + 1, tmp_path_factory.mktemp("backfill"), preset="tiny")
+    name = BasicFusionName.parse(path.name)
+    key = archive_key(name, PREFIX)
+    s3.upload_file(str(path), bucket, key)
+    head = s3.head_object(Bucket=bucket, Key=key)
+    body = IndexRequest(bucket=bucket, key=key, size=head["ContentLength"], etag=head["ETag"].strip('"')).to_json()
+    domain = hsds_domain(target.folder, name)
+
+    def handle(policy: RestartPointsPolicy) -> Any:
+        return IndexFileHandler(s3, files, target, archive_bucket=bucket, archive_prefix=PREFIX,
+                                restart_points=policy).handle(body)  # fmt: skip
+
+    yield {"path": path, "domain": domain, "target": target, "handle": handle}
+    files.ddb.delete_item(TableName=files.table, Key={FileAttr.FILE_NAME: {"S": name.file_name}})
+    hsds.delete_domain(domain, target.access)
+
+
+def test_a_domain_indexed_without_points_gets_them_on_its_next_request_once(
+    request_for_another_orbit: dict[str, Any],
+) -> None:
+    r = request_for_another_orbit
+    target, domain = r["target"], r["domain"]
+    first = r["handle"](RestartPointsPolicy(min_size=0))  # as index_file indexed before it built points
+    assert first.linked and not first.points_added and _points_dataset_id(target, domain) is None
+    marker = read_marker(target, domain)
+
+    again = r["handle"](RestartPointsPolicy(min_size=150_000, span=restart.WINDOW))
+    assert not again.linked and again.points_added, "complete, so not linked again; but its points are added"
+    assert read_marker(target, domain) == marker
+    stored = _points_dataset_id(target, domain)
+    with h5pyd.File(domain, "r", **target.access.h5pyd_kwargs()) as linked, h5py.File(r["path"], "r") as source:
+        lookup = hsds_restart_points.load(linked)
+        chunk = source[BAND].id.get_chunk_info(0)
+        assert lookup is not None and lookup(BAND, chunk.byte_offset, chunk.size) is not None
+
+    third = r["handle"](RestartPointsPolicy(min_size=150_000, span=restart.WINDOW))
+    assert not third.linked and not third.points_added and _points_dataset_id(target, domain) == stored
+
+
+def test_a_file_without_large_chunks_records_that_it_has_none(request_for_another_orbit: dict[str, Any]) -> None:
+    r = request_for_another_orbit
+    target, domain = r["target"], r["domain"]
+    policy = RestartPointsPolicy(min_size=10**12)  # no chunk is this large
+    assert r["handle"](policy).points_added
+    with h5pyd.File(domain, "r", **target.access.h5pyd_kwargs()) as linked, h5py.File(r["path"], "r") as source:
+        lookup = hsds_restart_points.load(linked)
+        chunk = source[BAND].id.get_chunk_info(0)
+        assert lookup is not None and lookup(BAND, chunk.byte_offset, chunk.size) is None
+    assert not r["handle"](policy).points_added, "looked at once: not again"
