@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -198,3 +201,42 @@ def test_cli_run_bad_inputs_exit_2(tmp_path: Path) -> None:
     assert runner.invoke(app, ["run", "--file", str(bad), "--out", str(tmp_path)]).exit_code == 2
     with pytest.raises(BadFileName):
         BasicFusionName.parse(bad.name)
+
+
+class _CountingSource:
+    """An orbit reader with `threads` reader threads that counts the MODIS granules being loaded at once."""
+
+    def __init__(self, source: readers.OrbitReader, threads: int) -> None:
+        self._source, self.threads = source, threads
+        self._lock = threading.Lock()
+        self._loading = 0
+        self.most_at_once = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._source, name)
+
+    def modis_latlon(self, granule: str) -> Any:
+        with self._lock:
+            self._loading += 1
+            self.most_at_once = max(self.most_at_once, self._loading)
+        try:
+            time.sleep(0.05)  # long enough for every granule allowed ahead to be started
+            return self._source.modis_latlon(granule)
+        finally:
+            with self._lock:
+                self._loading -= 1
+
+
+@pytest.mark.parametrize(("threads", "ahead"), [(1, 1), (2, 1), (4, 2), (8, 4)])
+def test_modis_granules_are_read_half_as_many_ahead_as_the_reader_has_threads(
+    tiny_orbit: Path, threads: int, ahead: int
+) -> None:
+    """Each granule is inflated on all the reader's threads already: more granules ahead would only hold
+    more of them in memory (~121 MB each on a full orbit)."""
+    with readers.open_local(tiny_orbit, workers=threads) as plain:
+        counting = _CountingSource(plain, threads)
+        assert len(counting.modis_granules()) > ahead + 1
+        got = compute_orbit(counting)
+        want = compute_orbit(plain)
+    assert counting.most_at_once == ahead
+    assert npz_bytes(got.arrays()) == npz_bytes(want.arrays())
