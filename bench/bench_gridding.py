@@ -5,18 +5,20 @@
 The arrays have the sizes of a `full` orbit (docs/synthetic-data.md) and are synthesized in memory:
 - MODIS: 10 descending granules of 2030 x 1354 pixels (a descending swath's lat/lon, sensor zenith
   0..65 degrees across the swath, so ~28 % of the pixels pass vza < 18; angles in hundredths of a
-  degree, as MOD03 stores them), 7 VIS bands around the
-  ceiling, some <= 0, 1 % saturated (-992): about 50 M samples counted per orbit;
+  degree, as MOD03 stores them), 7 VIS bands around the ceiling, some <= 0, 1 % saturated (-992):
+  about 50 M samples counted per orbit;
 - MISR: 130 daylit blocks of 128 x 512 pixels (65 % pass the geometry test), 4 bands with 2 % NaN and
-  values outside (0, 1000): about 20 M samples counted;
+  values outside (0, 1000): about 20 M samples counted; and the 4x4 aggregation of the 275 m bands
+  before it (130 blocks x 4 bands of 512 x 2048: 545 M samples, 13 blocks in memory aggregated 40 times);
 - CERES: 2 M FM1 footprints along the track (about a third taken).
 
 A "sample" is one (pixel, channel) counted in a cell; index rules are rated per pixel indexed, and
 `ceres_granule` also per footprint read (most of its work is the mask of every footprint). "old" is
 science.py at REV (default: the commit before issue #22), loaded from git; "new" the working tree's.
-Every kernel runs single-threaded; in each of `--repeat` rounds every kernel runs old then new
-(interleaved). The per-core rate is items / process CPU time (user + system); the table gives the
-median over rounds with the spread (min-max), and the median user and system seconds.
+Every kernel runs single-threaded; in each of `--repeat` rounds every kernel runs old then new, or new
+then old in every other round (interleaved: neither always gets the freshly faulted-in memory). The
+per-core rate is items / process CPU time (user + system); the table gives the median over rounds with
+the spread (min-max), and the median user and system seconds.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from inspect import signature
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -47,6 +50,7 @@ OLD_REV = "6714eb6"  # main before issue #22's gridding kernels
 SCIENCE = "batch_jobs/compute_radiance/science.py"
 ROWS, COLS, GRANULES = 2030, 1354, 10
 BLOCKS, BLOCK_SHAPE = 130, (128, 512)
+AGGREGATED_BLOCKS = 13  # 275 m blocks in memory for misr_aggregate (52 MB); aggregated 40 times = 130 blocks x 4 bands
 FOOTPRINTS = 2_000_000
 
 
@@ -81,7 +85,10 @@ def synth_misr(seed: int = 1) -> dict[str, Any]:
     mask = np.broadcast_to(line < 0.65 * line.size, lat.shape).copy()
     rad = rng.uniform(-10, 1100, (4, BLOCKS, *BLOCK_SHAPE)).astype(np.float32)
     rad[rng.random(rad.shape) < 0.02] = np.nan
-    return {"lat": lat.astype(np.float32), "lon": lon.astype(np.float32), "mask": mask, "rad": rad}
+    rad_275m = rng.uniform(-10, 1100, (AGGREGATED_BLOCKS, 4 * BLOCK_SHAPE[0], 4 * BLOCK_SHAPE[1])).astype(np.float32)
+    rad_275m[rng.random(rad_275m.shape) < 0.02] = np.nan
+    return {"lat": lat.astype(np.float32), "lon": lon.astype(np.float32), "mask": mask, "rad": rad,
+            "rad_275m": rad_275m}  # fmt: skip
 
 
 def synth_ceres(seed: int = 2) -> dict[str, Any]:
@@ -129,6 +136,17 @@ def kernels(
 
         return counted(acc_misr, run)
 
+    def misr_aggregate() -> int:
+        rad = misr["rad_275m"]
+        into = (
+            {"out": np.empty((len(rad), *BLOCK_SHAPE), np.float32)}
+            if "out" in signature(s.misr_aggregate).parameters
+            else {}
+        )
+        for _ in range(40):
+            s.misr_aggregate(rad, BLOCK_SHAPE, **into)
+        return 40 * rad.size
+
     def misr_bands() -> int:
         found = s.MisrCells(pixel=cells.pixel, cells=cells.cells)  # as the job: one MisrCells for the 4 bands
         return counted(acc_misr, lambda: [s.misr_band(acc_misr, ch, found, misr["rad"][ch]) for ch in range(4)])
@@ -142,6 +160,7 @@ def kernels(
         "  misr_cells (pixels)": lambda: s.misr_cells(misr["mask"], misr["lat"], misr["lon"], grid).cells.size,
         "  modis_ceres_index (pixels)": lambda: s.modis_ceres_index(modis_lat, modis_lon, grid)[0].size,
         "  misr_index (pixels)": lambda: s.misr_index(misr_lat, misr_lon, grid)[0].size,
+        "MISR 4x4 aggregation (275 m samples)": misr_aggregate,
     }
 
 
@@ -170,9 +189,9 @@ Row = tuple[int, float, float, float]  # items, user s, system s, wall s
 def measure(runs: dict[str, dict[str, Callable[[], int]]], repeat: int) -> dict[tuple[str, str], list[Row]]:
     out: dict[tuple[str, str], list[Row]] = {}
     names = list(next(iter(runs.values())))
-    for _ in range(repeat):
+    for round_ in range(repeat):
         for name in names:
-            for label, table in runs.items():
+            for label, table in list(runs.items())[:: 1 if round_ % 2 == 0 else -1]:
                 t, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
                 n = table[name]()
                 u = resource.getrusage(resource.RUSAGE_SELF)
