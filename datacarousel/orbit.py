@@ -247,8 +247,9 @@ class OrbitReader:
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """The bands of `fields` (each a (bands, R, C) dataset) stacked in one float32 array, and their scales.
 
-        Each dataset's chunks are inflated straight into its part of the stacked array: no concatenation,
-        and a granule's decoded chunks are not all held beside it (~77 MB less at once per granule).
+        Each dataset's chunks are copied into its part of the stacked array as they are decoded: no concatenation
+        (a 77 MB copy on a full orbit's granule), and what is held at once is the stacked array and the chunks
+        being decoded, not every decoded chunk beside a copy (~155 -> ~100 MB).
         """
         paths = [f"MODIS/{granule}/_1KM/Data_Fields/{f}" for f in fields]
         datasets = [self._dataset(p) for p in paths]  # all or nothing

@@ -36,18 +36,14 @@ from datacarousel.chunkread.sources import (
 log = logging.getLogger(__name__)
 
 
-def _native(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    """As h5py does, keep the stored byte order (h5py's `ds.dtype` of a big-endian dataset is big-endian)."""
-    return a
-
-
 class Assembly:
     """A dataset's array, filled chunk by chunk as each is decoded (so a dataset's decoded chunks are not all
     held beside its array), optionally in the caller's array `out` (of the dataset's shape; any dtype numpy
     casts to), which is then the result.
 
     A dataset stored as one piece (contiguous, or one chunk of its whole shape) is that piece, without a copy,
-    unless `out` is given. Chunks go to disjoint parts of the array: `add` may be called from several threads.
+    unless `out` is given. The array keeps the stored byte order, as h5py's `ds.dtype` of a big-endian
+    dataset is big-endian. Chunks go to disjoint parts of the array: `add` may be called from several threads.
     """
 
     def __init__(self, index: DatasetIndex, out: npt.NDArray[Any] | None = None) -> None:
