@@ -315,10 +315,7 @@ class IndexFileHandler:
 
     def _add_restart_points(self, source: SourceObject, domain: str) -> bool:
         """Build and store the file's restart points (none when the policy says so); whether they were stored.
-
-        A domain linked before index_file built points gets them on its next request (a file restored
-        again), so that it reads as fast as a new one; points are built once per domain: a later change of
-        the policy applies to domains linked after it."""
+        Built once per domain: a later change of the policy applies to domains linked after it."""
         if self.restart_points.min_size <= 0:
             return False
         started = time.monotonic()
@@ -327,9 +324,11 @@ class IndexFileHandler:
         return True
 
     def _backfill_restart_points(self, source: SourceObject, domain: str) -> bool:
-        """A complete domain without restart points (linked before index_file built them) gets them now.
+        """A complete domain without restart points (linked before index_file built them) gets them on its next
+        request (its file restored again), so that it reads as fast as a new one.
 
         Points only speed reads up: whatever fails here is logged, and the complete domain is recorded all the same.
+        Two requests at once may both add them: the domain names the last set, the other stays unlinked.
         """
         try:
             if has_restart_points(self.target, domain):
