@@ -41,7 +41,7 @@ import os
 import posixpath
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,6 +134,7 @@ class LinkResult:
     linked: int  # datasets whose bytes stay in the source (above 512 elements)
     copied: int  # small, scalar and variable-length datasets, copied into HSDS
     seconds: float
+    inspected: Any = None  # what `inspect` returned, given the open source (None without one)
 
 
 # --- REST --------------------------------------------------------------------------
@@ -343,6 +344,7 @@ def link_file(
     posix_root: Path | str | None = None,
     retries: int = 3,
     sweep_after_s: float = STAGING_SWEEP_AGE_S,
+    inspect: Callable[[h5py.File], Any] | None = None,
 ) -> LinkResult:
     """Index `source` into HSDS as `domain`, in place (the `hsload --link` of this project).
 
@@ -356,6 +358,9 @@ def link_file(
     access: as whom (None: from the environment).
     sweep_after_s: once published, staging domains older than this in the same staging folder
         (left by links killed mid-way) are deleted; see `sweep_staging`.
+    inspect: called with the open source (h5py) before it is linked; its result is the
+        `LinkResult.inspected` (a caller that needs more of the file's metadata reads it without
+        opening the file a second time).
     Returns a `LinkResult`. Raises `BadInput`, `NotReadable`, `TransientError`, `HsdsAuthError`
     (see the module docstring). Safe to call from several worker processes at once for
     different domains.
@@ -368,9 +373,10 @@ def link_file(
     staging = _scratch_name(domain)
     ensure_folder(parent, access)
     ensure_folder(staging_folder(domain), access)
-    datasets, linked, file_uri = _load_staging(
-        source_text, staging, f"link {source_text} into {domain}", access, posix_root=posix_root, retries=retries
-    )
+    datasets, linked, file_uri, inspected = _load_staging(
+        source_text, staging, f"link {source_text} into {domain}", access, posix_root=posix_root, retries=retries,
+        inspect=inspect,
+    )  # fmt: skip
     _publish(staging, domain, access)  # drops the staging name itself: past the swap its root is `domain`'s
     try:  # housekeeping: never fails a link that is already published
         sweep_staging(domain, access, older_than_s=sweep_after_s)
@@ -384,6 +390,7 @@ def link_file(
         linked=linked,
         copied=datasets - linked,
         seconds=time.monotonic() - started,
+        inspected=inspected,
     )
     log.info(
         "linked %s -> %s: %d datasets (%d linked, %d copied) in %.2f s",
@@ -405,11 +412,14 @@ def _load_staging(
     *,
     posix_root: Path | str | None,
     retries: int,
-) -> tuple[int, int, str]:
+    inspect: Callable[[h5py.File], Any] | None = None,
+) -> tuple[int, int, str, Any]:
     """Link `source` into the private domain `staging` and flush it (deleted again if either fails).
-    Returns the source's datasets, how many of them are linked, and the URI HSDS reads the chunks from."""
+    Returns the source's datasets, how many of them are linked, the URI HSDS reads the chunks from, and
+    what `inspect` returned."""
     with open_source(source, posix_root) as (fin, file_uri):
         datasets, linked = _count(fin)
+        inspected = inspect(fin) if inspect is not None else None
         try:
             fout = h5pyd.File(staging, "w", retries=retries, **access.h5pyd_kwargs())
         except OSError as exc:
@@ -431,7 +441,7 @@ def _load_staging(
         with contextlib.suppress(Exception):
             delete_domain(staging, access)
         raise
-    return datasets, linked, file_uri
+    return datasets, linked, file_uri, inspected
 
 
 def sweep_staging(

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import h5py
 import h5pyd
 from botocore.exceptions import BotoCoreError, ClientError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -178,9 +179,11 @@ def write_marker(target: HsdsTarget, domain: str, marker: Marker) -> None:
 
 
 @with_retries()
-def link(target: HsdsTarget, source: SourceObject, domain: str) -> hsds.LinkResult:
+def link(
+    target: HsdsTarget, source: SourceObject, domain: str, inspect: Callable[[h5py.File], Any] | None = None
+) -> hsds.LinkResult:
     try:
-        return hsds.link_file(source.uri, domain, access=target.access)
+        return hsds.link_file(source.uri, domain, access=target.access, inspect=inspect)
     except (NotReadable, TransientError, BadInput):
         raise
     except Exception as exc:
@@ -198,17 +201,24 @@ class RestartPointsPolicy:
 
 @with_retries()
 def add_restart_points(
-    s3: S3Client, target: HsdsTarget, source: SourceObject, domain: str, policy: RestartPointsPolicy
+    s3: S3Client,
+    target: HsdsTarget,
+    source: SourceObject,
+    domain: str,
+    policy: RestartPointsPolicy,
+    *,
+    chunks: Mapping[str, tuple[int, int]] | None = None,
 ) -> int:
-    """Build the restart points of `source`'s large whole-array chunks and store them in `domain`
-    (`hsds_restart_points`); returns how many chunks got points. One zlib pass over each such chunk,
-    its bytes read by range from the object."""
+    """Build the restart points of `source`'s large whole-array chunks (`chunks`, as `restart.whole_chunks`
+    gives them; None: found by opening the source) and store them in `domain` (`hsds_restart_points`);
+    returns how many chunks got points. One zlib pass over each such chunk, its bytes read by range."""
     if policy.min_size <= 0:
         return 0
     what = f"restart points of {source.uri}"
     with s3_errors(what):
-        with open_source(source.uri, None) as (fin, _):
-            chunks = restart.whole_chunks(fin, policy.min_size)
+        if chunks is None:
+            with open_source(source.uri, None) as (fin, _):
+                chunks = restart.whole_chunks(fin, policy.min_size)
         reader = chunkread.s3_range_reader(s3, source.bucket, source.key)
         points = restart.build_chunks(reader, chunks, span=policy.span, workers=policy.workers) if chunks else {}
     try:  # saved even when no chunk has points: the domain then says it was looked at (and is not again)
@@ -298,8 +308,8 @@ class IndexFileHandler:
             if marker is None and hsds.domain_exists(domain, access=self.target.access):
                 log.warning("%s: domain has no completion marker (interrupted run): rebuilding", domain)
             log.info("linking %s -> %s", source.uri, domain)
-            result = link(self.target, source, domain)
-            points_added = self._add_restart_points(source, domain)
+            result = link(self.target, source, domain, inspect=self._chunks_worth_points)
+            points_added = self._add_restart_points(source, domain, result.inspected)
             marker = Marker(source.uri, source.etag, source.size, result.datasets, iso(self.clock()))
             write_marker(self.target, domain, marker)
             linked = True
@@ -313,13 +323,19 @@ class IndexFileHandler:
         )
         return outcome
 
-    def _add_restart_points(self, source: SourceObject, domain: str) -> bool:
+    def _chunks_worth_points(self, h5file: h5py.File) -> dict[str, tuple[int, int]]:
+        """The source's chunks that get restart points, found while `link` has the file open (not opened twice)."""
+        return restart.whole_chunks(h5file, self.restart_points.min_size) if self.restart_points.min_size > 0 else {}
+
+    def _add_restart_points(
+        self, source: SourceObject, domain: str, chunks: Mapping[str, tuple[int, int]] | None = None
+    ) -> bool:
         """Build and store the file's restart points (none when the policy says so); whether they were stored.
         Built once per domain: a later change of the policy applies to domains linked after it."""
         if self.restart_points.min_size <= 0:
             return False
         started = time.monotonic()
-        with_points = add_restart_points(self.s3, self.target, source, domain, self.restart_points)
+        with_points = add_restart_points(self.s3, self.target, source, domain, self.restart_points, chunks=chunks)
         log.info("%s: restart points of %d chunks in %.1f s", domain, with_points, time.monotonic() - started)
         return True
 

@@ -22,6 +22,7 @@ from datacarousel.contract import HSDS_RESTART_POINTS, FileAttr
 from datacarousel.files_table import FilesTable
 from datacarousel.messages import IndexRequest
 from datacarousel.naming import BasicFusionName, archive_key, hsds_domain
+from index_file import adapters
 from index_file.adapters import HsdsTarget, IndexFileHandler, RestartPointsPolicy, read_marker
 from workbench.synthetic.generator import generate_orbit
 
@@ -137,11 +138,19 @@ def test_a_domain_indexed_without_points_gets_them_on_its_next_request_once(
     assert not third.linked and not third.points_added and _points_dataset_id(target, domain) == stored
 
 
-def test_a_file_without_large_chunks_records_that_it_has_none(request_for_another_orbit: dict[str, Any]) -> None:
+def test_a_file_without_large_chunks_records_that_it_has_none(
+    request_for_another_orbit: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     r = request_for_another_orbit
     target, domain = r["target"], r["domain"]
     policy = RestartPointsPolicy(min_size=10**12)  # no chunk is this large
-    assert r["handle"](policy).points_added
+
+    def opened_again(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the link found the chunks while it had the file open: not opened a second time")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(adapters, "open_source", opened_again)
+        assert r["handle"](policy).points_added
     with h5pyd.File(domain, "r", **target.access.h5pyd_kwargs()) as linked, h5py.File(r["path"], "r") as source:
         lookup = hsds_restart_points.load(linked)
         chunk = source[BAND].id.get_chunk_info(0)

@@ -375,7 +375,9 @@ class CarouselMachine(RuleBasedStateMachine):
 
         setattr_(adapters, "read_marker", lambda target, domain: world().read_marker(target, domain))
         setattr_(adapters, "write_marker", lambda target, domain, marker: world().write_marker(target, domain, marker))
-        setattr_(adapters, "link", lambda target, source, domain: world().link(target, source, domain))
+        setattr_(adapters, "link", lambda target, source, domain, inspect=None: world().link(target, source, domain))
+        setattr_(adapters, "has_restart_points", lambda target, domain: domain in world().markers)
+        setattr_(adapters, "add_restart_points", lambda *args, **kwargs: 0)  # (in the domain: no domain here)
         setattr_(hsds, "domain_exists", lambda domain, **_: domain in world().markers)
 
     # -- jobs --
