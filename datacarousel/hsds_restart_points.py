@@ -36,10 +36,15 @@ def save(domain: str, points: bytes, access: HsdsAccess) -> str:
         return str(dataset.id.id)
 
 
+def recorded(domain: Any) -> bool:
+    """Whether an open domain (h5pyd File) records its restart points (possibly of no chunk at all)."""
+    return HSDS_RESTART_POINTS in domain.attrs
+
+
 def load(domain: Any) -> Lookup | None:
     """The points of an open domain (h5pyd File) as a `restart.loads_file` lookup; None when it has none."""
     try:
-        if HSDS_RESTART_POINTS not in domain.attrs:
+        if not recorded(domain):
             return None
         dataset_id = domain.attrs[HSDS_RESTART_POINTS]
         dataset_id = dataset_id.decode() if isinstance(dataset_id, bytes) else str(dataset_id)

@@ -30,7 +30,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 
 from datacarousel import archive, chunkread, hsds, hsds_restart_points, naming
 from datacarousel.chunkread import restart
-from datacarousel.contract import HSDS_INDEXED_MARKER, HSDS_RESTART_POINTS, FileAttr, FileState
+from datacarousel.contract import HSDS_INDEXED_MARKER, FileAttr, FileState
 from datacarousel.errors import BadInput, NotReadable, TransientError
 from datacarousel.files_table import FilesTable, is_indexed, iso
 from datacarousel.hsds_target import HsdsTarget, Marker
@@ -158,7 +158,7 @@ def has_restart_points(target: HsdsTarget, domain: str) -> bool:
     """Whether `domain` records its restart points (`hsds_restart_points`; possibly of no chunk at all)."""
     try:
         with h5pyd.File(domain, "r", **target.access.h5pyd_kwargs()) as f:
-            return HSDS_RESTART_POINTS in f.attrs
+            return hsds_restart_points.recorded(f)
     except TransientError:
         raise
     except Exception as exc:
@@ -198,6 +198,10 @@ class RestartPointsPolicy:
     span: int = restart.DEFAULT_SPAN
     workers: int = 1  # chunks built at a time (each holds its stored bytes: up to ~250 MB for a MISR band)
 
+    @property
+    def enabled(self) -> bool:
+        return self.min_size > 0
+
 
 @with_retries()
 def add_restart_points(
@@ -212,7 +216,7 @@ def add_restart_points(
     """Build the restart points of `source`'s large whole-array chunks (`chunks`, as `restart.whole_chunks`
     gives them; None: found by opening the source) and store them in `domain` (`hsds_restart_points`);
     returns how many chunks got points. One zlib pass over each such chunk, its bytes read by range."""
-    if policy.min_size <= 0:
+    if not policy.enabled:
         return 0
     what = f"restart points of {source.uri}"
     with s3_errors(what):
@@ -313,7 +317,7 @@ class IndexFileHandler:
             marker = Marker(source.uri, source.etag, source.size, result.datasets, iso(self.clock()))
             write_marker(self.target, domain, marker)
             linked = True
-        elif self.restart_points.min_size > 0:
+        elif self.restart_points.enabled:
             points_added = self._backfill_restart_points(source, domain)
         recorded = self._record(name, source, domain, item)
         outcome = IndexOutcome(name.file_name, domain, linked, recorded, time.monotonic() - started, points_added)
@@ -325,14 +329,14 @@ class IndexFileHandler:
 
     def _chunks_worth_points(self, h5file: h5py.File) -> dict[str, tuple[int, int]]:
         """The source's chunks that get restart points, found while `link` has the file open (not opened twice)."""
-        return restart.whole_chunks(h5file, self.restart_points.min_size) if self.restart_points.min_size > 0 else {}
+        return restart.whole_chunks(h5file, self.restart_points.min_size) if self.restart_points.enabled else {}
 
     def _add_restart_points(
         self, source: SourceObject, domain: str, chunks: Mapping[str, tuple[int, int]] | None = None
     ) -> bool:
         """Build and store the file's restart points (none when the policy says so); whether they were stored.
         Built once per domain: a later change of the policy applies to domains linked after it."""
-        if self.restart_points.min_size <= 0:
+        if not self.restart_points.enabled:
             return False
         started = time.monotonic()
         with_points = add_restart_points(self.s3, self.target, source, domain, self.restart_points, chunks=chunks)
