@@ -136,33 +136,32 @@ def _hsds_io(exc: BaseException, what: str) -> BaseException:
     return exc
 
 
+@dataclass(frozen=True)
+class DomainRoot:
+    """What a request needs of its domain's root attributes, read in one open: whether the domain exists, its
+    completion marker (None when missing), and whether it records its restart points."""
+
+    exists: bool
+    marker: Marker | None = None
+    restart_points: bool = False
+
+
 @with_retries()
-def read_marker(target: HsdsTarget, domain: str) -> Marker | None:
-    """The completion marker of `domain`; None when the domain or its marker is missing."""
+def read_domain_root(target: HsdsTarget, domain: str) -> DomainRoot:
+    """`DomainRoot` of `domain` (a missing domain: exists False)."""
     try:
         if not hsds.domain_exists(domain, access=target.access):
-            return None
+            return DomainRoot(exists=False)
         with h5pyd.File(domain, "r", **target.access.h5pyd_kwargs()) as f:
             value = f.attrs.get(HSDS_INDEXED_MARKER) if HSDS_INDEXED_MARKER in f.attrs else None
+            points = hsds_restart_points.recorded(f)
     except TransientError:
         raise
     except Exception as exc:
         if getattr(exc, "errno", None) in (404, 410):
-            return None
-        raise _hsds_io(exc, f"read marker of {domain}") from exc
-    return Marker.parse(value)
-
-
-@with_retries()
-def has_restart_points(target: HsdsTarget, domain: str) -> bool:
-    """Whether `domain` records its restart points (`hsds_restart_points`; possibly of no chunk at all)."""
-    try:
-        with h5pyd.File(domain, "r", **target.access.h5pyd_kwargs()) as f:
-            return hsds_restart_points.recorded(f)
-    except TransientError:
-        raise
-    except Exception as exc:
-        raise _hsds_io(exc, f"read the attributes of {domain}") from exc
+            return DomainRoot(exists=False)
+        raise _hsds_io(exc, f"read the root attributes of {domain}") from exc
+    return DomainRoot(exists=True, marker=Marker.parse(value), restart_points=points)
 
 
 @with_retries()
@@ -305,11 +304,12 @@ class IndexFileHandler:
         source = inspect_source(self.s3, request.bucket, request.key, self.clock())
         if request.etag and request.etag != source.etag:
             log.info("%s: object changed since it was queued (etag %s -> %s)", source.uri, request.etag, source.etag)
-        marker = read_marker(self.target, domain)
+        root = read_domain_root(self.target, domain)
+        marker = root.marker
         linked = points_added = False
         if not domain_is_complete(marker, source=source.uri, etag=source.etag):
             check_hdf5(read_header(self.s3, source), source.size)
-            if marker is None and hsds.domain_exists(domain, access=self.target.access):
+            if marker is None and root.exists:
                 log.warning("%s: domain has no completion marker (interrupted run): rebuilding", domain)
             log.info("linking %s -> %s", source.uri, domain)
             result = link(self.target, source, domain, inspect=self._chunks_worth_points)
@@ -317,7 +317,7 @@ class IndexFileHandler:
             marker = Marker(source.uri, source.etag, source.size, result.datasets, iso(self.clock()))
             write_marker(self.target, domain, marker)
             linked = True
-        elif self.restart_points.enabled:
+        elif self.restart_points.enabled and not root.restart_points:
             points_added = self._backfill_restart_points(source, domain)
         recorded = self._record(name, source, domain, item)
         outcome = IndexOutcome(name.file_name, domain, linked, recorded, time.monotonic() - started, points_added)
@@ -351,8 +351,6 @@ class IndexFileHandler:
         Two requests at once may both add them: the domain names the last set, the other stays unlinked.
         """
         try:
-            if has_restart_points(self.target, domain):
-                return False
             log.info("%s: complete but indexed without restart points: adding them", domain)
             return self._add_restart_points(source, domain)
         except Exception as exc:

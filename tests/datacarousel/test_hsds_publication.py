@@ -36,7 +36,7 @@ from datacarousel.errors import TransientError
 from datacarousel.files_table import FilesTable, serialize
 from datacarousel.messages import IndexRequest
 from datacarousel.naming import BasicFusionName, archive_key, hsds_domain
-from index_file.adapters import HsdsTarget, IndexFileHandler, read_marker, write_marker
+from index_file.adapters import HsdsTarget, IndexFileHandler, read_domain_root, write_marker
 from index_file.core import Marker
 from workbench.synthetic.generator import generate_orbit
 
@@ -195,7 +195,7 @@ def test_a_relink_failing_midway_leaves_the_published_domain_identical(
     first = world.handler().handle(world.upload(1))
     assert first.linked and first.recorded
     published = snapshot(world.domain, access)
-    marker = read_marker(world.target, world.domain)
+    marker = read_domain_root(world.target, world.domain).marker
     item = world.raw_item()
     assert marker is not None and item is not None
     datasets = marker.datasets
@@ -209,7 +209,7 @@ def test_a_relink_failing_midway_leaves_the_published_domain_identical(
 
         def look(seen: list[tuple[str, Marker | None]] = seen_during) -> None:  # a reader, mid-relink
             with h5pyd.File(world.domain, "r", **access.h5pyd_kwargs()) as f:
-                seen.append((f.id.id, read_marker(world.target, world.domain)))
+                seen.append((f.id.id, read_domain_root(world.target, world.domain).marker))
 
         monkeypatch.setattr(hsds, "_fix_ref_maxshape", failing_after(after, look))
         with pytest.raises(InjectedFailure):
@@ -217,13 +217,13 @@ def test_a_relink_failing_midway_leaves_the_published_domain_identical(
         monkeypatch.undo()
         assert seen_during == [(published["/"]["id"], marker)], f"after {after}: readers mid-relink saw a change"
         assert snapshot(world.domain, access) == published, f"after {after} datasets: the domain changed"
-        assert read_marker(world.target, world.domain) == marker
+        assert read_domain_root(world.target, world.domain).marker == marker
         assert world.raw_item() == item, "the files table changed"
         assert leftovers(world.domain, access) == [], "the failed link left its staging domain"
 
     retry = world.handler().handle(request)
     assert retry.linked and retry.recorded
-    relinked = read_marker(world.target, world.domain)
+    relinked = read_domain_root(world.target, world.domain).marker
     assert relinked is not None and relinked.etag == v2 and relinked.datasets == datasets
     with h5pyd.File(world.domain, "r", **access.h5pyd_kwargs()) as f:
         assert f.id.id != published["/"]["id"], "the retry published a new root"
@@ -388,12 +388,12 @@ def test_a_relink_failing_at_any_step_of_the_publication(
 
     if failure.published == "old":
         assert snapshot(domain, access) == published, "the published domain changed"
-        assert read_marker(target, domain) == marker
+        assert read_domain_root(target, domain).marker == marker
         assert datasets_equal(domain, v1, DATASETS, access), "the old domain reads differently"
     elif failure.published == "new":  # past the swap: the new domain, complete and readable
         assert snapshot(domain, access)["/"]["id"] != published["/"]["id"]
         assert datasets_equal(domain, v2, DATASETS, access)
-        assert read_marker(target, domain) is None, "its marker is index_file's to write"
+        assert read_domain_root(target, domain).marker is None, "its marker is index_file's to write"
     else:
         assert not hsds.domain_exists(domain, access)
     left = leftovers(domain, access)

@@ -30,7 +30,7 @@ from datacarousel.files_table import FilesTable
 from datacarousel.messages import IndexRequest
 from datacarousel.naming import BasicFusionName, archive_key, hsds_domain
 from datacarousel.queue_worker import drain
-from index_file.adapters import HsdsTarget, IndexFileHandler, read_marker
+from index_file.adapters import HsdsTarget, IndexFileHandler, read_domain_root
 from workbench.synthetic.generator import generate_orbit
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -122,7 +122,7 @@ def _domain(world: dict[str, Any], orbit: int) -> str:
 def _assert_indexed_once(world: dict[str, Any], orbit: int) -> None:
     """Complete domain (marker names the object), identical data, one INDEXED item written once."""
     target, domain = world["target"], _domain(world, orbit)
-    marker = read_marker(target, domain)
+    marker = read_domain_root(target, domain).marker
     etag = world["s3"].head_object(Bucket=world["bucket"], Key=world["keys"][orbit])["ETag"].strip('"')
     assert marker is not None and marker.etag == etag
     with (
@@ -206,7 +206,7 @@ def test_a_killed_worker_leaves_the_message_and_the_file_is_indexed_once(world: 
     finally:
         worker.kill()
         worker.wait(30)
-    assert read_marker(world["target"], _domain(world, KILLED)) is None, "no complete domain after the kill"
+    assert read_domain_root(world["target"], _domain(world, KILLED)).marker is None, "no complete domain after the kill"
     assert world["files"].get(BasicFusionName.for_orbit(KILLED).file_name) is None
     # The message comes back after its visibility timeout; a new worker indexes the file.
     handler = IndexFileHandler(world["s3"], world["files"], world["target"], archive_bucket=world["bucket"])
@@ -229,7 +229,7 @@ def test_hsds_unreachable_then_back_and_a_half_built_domain_rebuilt(world: dict[
     with h5pyd.File(domain, "w", **target.access.h5pyd_kwargs()) as f:  # what a crash mid-load could leave
         f.create_group("MODIS")
         f["MODIS"].create_dataset("partial", data=np.arange(10))
-    assert read_marker(target, domain) is None
+    assert read_domain_root(target, domain).marker is None
     _send(world, _request(world, HALF_BUILT))
     unreachable = "http+unix://%2Ftmp%2Fdc-no-such-hsds%2Fsn_1.sock"
     down = HsdsTarget(dataclasses.replace(target.access, endpoint=unreachable), target.folder)

@@ -46,9 +46,9 @@ def world(fake_aws: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     assert inventory.run(s3, files, bucket=ARCHIVE, prefix=PREFIX, now=time.time()).created == 1
     carousel = CarouselFiles(files)
     assert carousel.set_state(NAME.file_name, 0, FileState.RESTORED, None, time.time())
-    monkeypatch.setattr(adapters, "read_marker", lambda target, domain: None)
+    root = adapters.DomainRoot(exists=True, marker=None, restart_points=True)
+    monkeypatch.setattr(adapters, "read_domain_root", lambda target, domain: root)
     monkeypatch.setattr(adapters, "domain_is_complete", lambda marker, **_: True)
-    monkeypatch.setattr(adapters, "has_restart_points", lambda target, domain: True)
     target = HsdsTarget(HsdsAccess("http+unix://%2Ftmp%2Fno-hsds.sock", "u", "p"), "/home/u/bf/")
     handler = IndexFileHandler(s3, files, target, archive_bucket=ARCHIVE, archive_prefix=PREFIX)
     expiry = parse_restore_header(s3.head_object(Bucket=ARCHIVE, Key=KEY)["Restore"]).status
@@ -109,7 +109,7 @@ def test_a_request_for_a_file_the_carousel_holds_is_dropped_untouched(
     def no_hsds(*args: Any, **kwargs: Any) -> None:
         raise ReachedHsds(args)
 
-    monkeypatch.setattr(adapters, "read_marker", no_hsds)
+    monkeypatch.setattr(adapters, "read_domain_root", no_hsds)
     outcome = world["handler"].handle(_request())
     assert (outcome.linked, outcome.recorded) == (False, False)
     assert _item(world) == before
@@ -139,12 +139,14 @@ def test_restart_points_that_cannot_be_added_never_keep_a_complete_domain_unreco
     world: dict[str, Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A complete domain without restart points gets them on its next request; when that fails (here HSDS
-    cannot even say whether it has them), the file is recorded INDEXED all the same: points only speed reads up."""
+    goes away while they are added), the file is recorded INDEXED all the same: points only speed reads up."""
 
-    def hsds_down(target: Any, domain: str) -> bool:
+    def hsds_down(*args: Any, **kwargs: Any) -> int:
         raise OSError("Connection Error")
 
-    monkeypatch.setattr(adapters, "has_restart_points", hsds_down)
+    root = adapters.DomainRoot(exists=True, marker=None, restart_points=False)
+    monkeypatch.setattr(adapters, "read_domain_root", lambda target, domain: root)
+    monkeypatch.setattr(adapters, "add_restart_points", hsds_down)
     outcome = world["handler"].handle(_request())
     assert outcome.recorded and not outcome.points_added
     assert _item(world)[FileAttr.STATE] == FileState.INDEXED.value

@@ -47,7 +47,7 @@ def world(fake_aws: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     def no_hsds(*args: Any, **kwargs: Any) -> None:
         raise ReachedHsds(args)
 
-    monkeypatch.setattr(adapters, "read_marker", no_hsds)
+    monkeypatch.setattr(adapters, "read_domain_root", no_hsds)
     monkeypatch.setattr(adapters, "link", no_hsds)
     queue = fake_aws.sqs.create_queue(QueueName="index")["QueueUrl"]
     dlq = fake_aws.sqs.create_queue(QueueName="index-dlq")["QueueUrl"]

@@ -23,7 +23,7 @@ from datacarousel.files_table import FilesTable
 from datacarousel.messages import IndexRequest
 from datacarousel.naming import BasicFusionName, archive_key, hsds_domain
 from index_file import adapters
-from index_file.adapters import HsdsTarget, IndexFileHandler, RestartPointsPolicy, read_marker
+from index_file.adapters import HsdsTarget, IndexFileHandler, RestartPointsPolicy, read_domain_root
 from workbench.synthetic.generator import generate_orbit
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -70,7 +70,7 @@ def test_the_points_are_in_the_domain_unlinked_and_the_marker_follows(indexed: d
         assert points is not None and points.points, "at least one point: two segments"
         assert lookup(BAND, chunk.byte_offset + 1, chunk.size) is None, "points of a chunk elsewhere are not these"
         assert set(linked) == set(source), "the domain's tree stays the file's"
-    assert read_marker(indexed["target"], indexed["domain"]) is not None
+    assert read_domain_root(indexed["target"], indexed["domain"]).marker is not None
 
 
 def test_the_carousel_path_inflates_bands_in_segments_with_the_same_bytes(
@@ -117,25 +117,35 @@ def request_for_another_orbit(local_env: Any, tmp_path_factory: pytest.TempPathF
 
 
 def test_a_domain_indexed_without_points_gets_them_on_its_next_request_once(
-    request_for_another_orbit: dict[str, Any],
+    request_for_another_orbit: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     r = request_for_another_orbit
     target, domain = r["target"], r["domain"]
     first = r["handle"](RestartPointsPolicy(min_size=0))  # as index_file indexed before it built points
     assert first.linked and not first.points_added and _points_dataset_id(target, domain) is None
-    marker = read_marker(target, domain)
+    marker = read_domain_root(target, domain).marker
 
     again = r["handle"](RestartPointsPolicy(min_size=150_000, span=restart.WINDOW))
     assert not again.linked and again.points_added, "complete, so not linked again; but its points are added"
-    assert read_marker(target, domain) == marker
+    assert read_domain_root(target, domain).marker == marker
     stored = _points_dataset_id(target, domain)
     with h5pyd.File(domain, "r", **target.access.h5pyd_kwargs()) as linked, h5py.File(r["path"], "r") as source:
         lookup = hsds_restart_points.load(linked)
         chunk = source[BAND].id.get_chunk_info(0)
         assert lookup is not None and lookup(BAND, chunk.byte_offset, chunk.size) is not None
 
-    third = r["handle"](RestartPointsPolicy(min_size=150_000, span=restart.WINDOW))
+    opened: list[str] = []
+    real_file = h5pyd.File
+
+    def counted(name: str, *args: Any, **kwargs: Any) -> Any:
+        opened.append(name)
+        return real_file(name, *args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(h5pyd, "File", counted)
+        third = r["handle"](RestartPointsPolicy(min_size=150_000, span=restart.WINDOW))
     assert not third.linked and not third.points_added and _points_dataset_id(target, domain) == stored
+    assert opened == [domain], "marker and points read in one open of the domain"
 
 
 def test_a_file_without_large_chunks_records_that_it_has_none(

@@ -27,7 +27,7 @@ from datacarousel.files_table import FilesTable
 from datacarousel.naming import BasicFusionName, archive_key, hsds_domain
 from datacarousel.queue_worker import drain
 from datacarousel.times import utcnow
-from index_file.adapters import HsdsTarget, IndexFileHandler, read_marker
+from index_file.adapters import HsdsTarget, IndexFileHandler, read_domain_root
 from loader.adapters import run as run_loader
 from loader.ledger import IndexRequestLedger
 from record_metadata.adapters import run as run_record_metadata
@@ -105,7 +105,7 @@ def test_pipeline_indexes_each_readable_file_once_and_is_idempotent(world: dict[
         item = items[orbit]
         assert item is not None
         head = world["s3"].head_object(Bucket=world["bucket"], Key=world["keys"][orbit])
-        marker = read_marker(target, item[FileAttr.DOMAIN])
+        marker = read_domain_root(target, item[FileAttr.DOMAIN]).marker
         assert marker is not None and marker.etag == head["ETag"].strip('"')
         name = BasicFusionName.for_orbit(orbit)
         with h5py.File(world["paths"][orbit], "r") as f:
@@ -128,7 +128,7 @@ def test_pipeline_indexes_each_readable_file_once_and_is_idempotent(world: dict[
         assert (item[FileAttr.MISR_FIRST_BLOCK], item[FileAttr.MISR_LAST_BLOCK]) == (daylit[0], daylit[-1])
 
     # Every step again: nothing changes (no message, no new domain build, no item write).
-    markers = {o: read_marker(target, items[o][FileAttr.DOMAIN]) for o in READABLE}  # type: ignore[index]
+    markers = {o: read_domain_root(target, items[o][FileAttr.DOMAIN]).marker for o in READABLE}  # type: ignore[index]
     second = _pipeline(world)
     assert second["loader"].queued == 0 and second["loader"].skipped["already-indexed"] == 2
     assert second["drain"].received == 0
@@ -136,7 +136,7 @@ def test_pipeline_indexes_each_readable_file_once_and_is_idempotent(world: dict[
     # not even opened; and the items are byte-for-byte unchanged.
     assert second["record"].outcomes["current"] >= len(READABLE)
     assert _mine(world) == items
-    assert {o: read_marker(target, items[o][FileAttr.DOMAIN]) for o in READABLE} == markers  # type: ignore[index]
+    assert {o: read_domain_root(target, items[o][FileAttr.DOMAIN]).marker for o in READABLE} == markers  # type: ignore[index]
     assert no_scan == []
 
     # The job definition's entry point does the same; with --reread it opens every domain again and

@@ -262,8 +262,9 @@ class World:
 
     # -- HSDS stand-in (patched into index_file.adapters and given to the step) --
 
-    def read_marker(self, target: HsdsTarget, domain: str) -> Marker | None:
-        return self.markers.get(domain)
+    def read_domain_root(self, target: HsdsTarget, domain: str) -> adapters.DomainRoot:
+        exists = domain in self.markers  # a domain here is complete, with its restart points
+        return adapters.DomainRoot(exists=exists, marker=self.markers.get(domain), restart_points=exists)
 
     def write_marker(self, target: HsdsTarget, domain: str, marker: Marker) -> None:
         self.markers[domain] = marker
@@ -373,10 +374,9 @@ class CarouselMachine(RuleBasedStateMachine):
             assert CarouselMachine.current is not None
             return CarouselMachine.current
 
-        setattr_(adapters, "read_marker", lambda target, domain: world().read_marker(target, domain))
+        setattr_(adapters, "read_domain_root", lambda target, domain: world().read_domain_root(target, domain))
         setattr_(adapters, "write_marker", lambda target, domain, marker: world().write_marker(target, domain, marker))
         setattr_(adapters, "link", lambda target, source, domain, inspect=None: world().link(target, source, domain))
-        setattr_(adapters, "has_restart_points", lambda target, domain: domain in world().markers)
         setattr_(adapters, "add_restart_points", lambda *args, **kwargs: 0)  # (in the domain: no domain here)
         setattr_(hsds, "domain_exists", lambda domain, **_: domain in world().markers)
 
