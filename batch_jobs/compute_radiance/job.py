@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -187,16 +187,19 @@ def _misr(source: OrbitSource, out: r.OrbitResult, present: bool) -> None:
         )
         return
     block_shape = (int(lat.shape[1]), int(lat.shape[2]))  # 128 x 512 in real files
+    # The columns the geometry test takes any pixel of: the bands aggregate only these (the swath covers about two
+    # thirds of a block's width; nothing reads the rest). Known once the test has run, after the bands started.
+    columns: Future[slice] = Future()
 
     def band_radiance(band: str) -> np.ndarray | str:
-        """The band's 1.1 km radiance of the block range, or why it is skipped."""
+        """The band's 1.1 km radiance of the block range (NaN outside `columns`), or why it is skipped."""
         rad = np.empty((nb, *block_shape), np.float32)  # each group of blocks aggregated straight into it
         done = 0
         try:
-            for group in source.misr_radiance(camera, band, first, last):
+            for group in source.misr_radiance(camera, band, first, last):  # (read ahead while this waits)
                 if done + len(group) > nb:
                     return f"radiance blocks: more than the {nb} blocks asked for"
-                s.misr_aggregate(group, block_shape, out=rad[done : done + len(group)])
+                s.misr_aggregate(group, block_shape, out=rad[done : done + len(group)], columns=columns.result())
                 done += len(group)
         except (MissingData, ValueError) as exc:
             return str(exc)
@@ -210,10 +213,15 @@ def _misr(source: OrbitSource, out: r.OrbitResult, present: bool) -> None:
     at_once = max(1, min(source.misr_bands_at_once(camera), len(s.MISR_BANDS)))
     with ThreadPoolExecutor(at_once, thread_name_prefix="misr-band") as pool:
         radiances = pool.map(band_radiance, s.MISR_BANDS) if source.threads > 1 else map(band_radiance, s.MISR_BANDS)
-        mask = s.misr_geometry_mask(sza, vza, params.vza_max, block_shape)
-        selected = np.zeros(nb, dtype=bool)
-        selected[blocks - first] = True  # blocks in the range but outside the window (never, in practice) are left out
-        mask &= selected[:, None, None]
+        try:
+            mask = s.misr_geometry_mask(sza, vza, params.vza_max, block_shape)
+            selected = np.zeros(nb, dtype=bool)
+            selected[blocks - first] = True  # blocks in the range but outside the window (never, in practice) left out
+            mask &= selected[:, None, None]
+            columns.set_result(s.taken_columns(mask))
+        except BaseException as exc:
+            columns.set_exception(exc)  # the bands' threads wait for it: they end too
+            raise
         cells = s.misr_cells(mask, lat, lon, out.misr.grid)
         del lat, lon, mask
         for channel, (band, rad) in enumerate(zip(s.MISR_BANDS, radiances, strict=True)):

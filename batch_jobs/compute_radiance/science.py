@@ -397,6 +397,7 @@ def misr_aggregate(
     rad: npt.NDArray[np.float32],
     block_shape: tuple[int, int] = MISR_BLOCK_SHAPE,
     out: npt.NDArray[np.float32] | None = None,
+    columns: slice | None = None,
 ) -> npt.NDArray[np.float32]:
     """Spec §4.3: 275 m (..., 512, 2048) -> 1.1 km (..., 128, 512): values < 0 are NaN, 4x4 nanmean (all-NaN stays NaN).
 
@@ -404,6 +405,8 @@ def misr_aggregate(
     copied into `out`. `out` (contiguous float32, the result's shape): written in place of a new array,
     so that a band's blocks land in one array without pieces and a concatenation. Blocks are
     aggregated one at a time: a block's temporaries (a few MB) stay in cache and on the heap.
+    `columns` (1.1 km columns, step 1): only these are aggregated, the others are NaN — the job passes the
+    columns its geometry test takes any pixel of (the swath covers about two thirds of a block's width).
     """
     h, w = rad.shape[-2:]
     same_size = (h, w) == tuple(block_shape)
@@ -419,14 +422,27 @@ def misr_aggregate(
         return out
     if out is None:
         out = np.empty(shape, dtype=np.float32)
+    first, stop, step = (columns or slice(None)).indices(block_shape[1])
+    if step != 1:
+        raise ValueError(f"columns must be a slice of step 1, got {columns}")
+    stop = max(first, stop)
+    out[..., :first] = np.nan
+    out[..., stop:] = np.nan
     blocks_in, blocks_out = rad.reshape(-1, h, w), out.reshape(-1, *block_shape)
     for k in range(blocks_in.shape[0]):
-        _aggregate_block(blocks_in[k], blocks_out[k])
+        if stop > first:
+            _aggregate_block(blocks_in[k, :, 4 * first : 4 * stop], blocks_out[k, :, first:stop])
     return out
 
 
+def taken_columns(mask: BoolArray) -> slice:
+    """The 1.1 km columns of a (nb, h, w) geometry mask that hold any pixel taken, as one slice (maybe empty)."""
+    taken = np.flatnonzero(np.any(mask, axis=tuple(range(mask.ndim - 1))))
+    return slice(int(taken[0]), int(taken[-1]) + 1) if len(taken) else slice(0, 0)
+
+
 def _aggregate_block(rad: npt.NDArray[np.float32], out: npt.NDArray[np.float32]) -> None:
-    """One (4h, 4w) block's 4x4 nanmean of the values >= 0 into `out` (h, w)."""
+    """One (4h, 4w) block's 4x4 nanmean of the values >= 0 into `out` (h, w) (either may be a view of columns)."""
     total = _sum_4x4(np.fmax(rad, np.float32(0)))  # NaN and negatives add nothing...
     count = _count_4x4(rad >= 0)  # ...and are not counted
     with np.errstate(invalid="ignore", divide="ignore"):

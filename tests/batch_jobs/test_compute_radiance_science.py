@@ -321,6 +321,28 @@ def test_misr_aggregate_into_out_gives_the_same_bits_and_refuses_a_wrong_out() -
         s.misr_aggregate(rad[:, :500], out=whole[:3])
 
 
+@pytest.mark.parametrize("columns", [slice(100, 420), slice(0, 512), slice(0, 1), slice(511, 512), slice(7, 7)])
+def test_misr_aggregate_of_some_columns_gives_their_bytes_and_nan_elsewhere(columns: slice) -> None:
+    rng = np.random.default_rng(4)
+    rad = rng.uniform(-50, 400, (2, 512, 2048)).astype(np.float32)
+    rad[0, 4:8, 400:404] = np.nan
+    every = s.misr_aggregate(rad)
+    got = s.misr_aggregate(rad, out=np.zeros((2, 128, 512), np.float32), columns=columns)
+    assert got[..., columns].tobytes() == every[..., columns].tobytes()
+    outside = np.ones(512, dtype=bool)
+    outside[columns] = False
+    assert np.isnan(got[..., outside]).all()
+    with pytest.raises(ValueError, match="step 1"):
+        s.misr_aggregate(rad, columns=slice(0, 512, 2))
+
+
+def test_taken_columns_spans_every_column_with_a_pixel_taken() -> None:
+    mask = np.zeros((3, 4, 16), dtype=bool)
+    assert s.taken_columns(mask) == slice(0, 0)
+    mask[2, 3, 5] = mask[0, 0, 11] = True
+    assert s.taken_columns(mask) == slice(5, 12)
+
+
 # --- §5 CERES --------------------------------------------------------------------------------
 def test_ceres_filters_and_modes() -> None:
     n = 6
