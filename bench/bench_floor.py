@@ -1,6 +1,7 @@
 """Issue #22: the true floor of the radiance job: pread and inflate exactly the chunk bytes it needs, nothing else.
 
-    .venv/bin/python bench/bench_floor.py --file ORBIT.h5 [--repeat 3] [--threads 2] [--h5py]
+    .venv/bin/python bench/bench_floor.py --file ORBIT.h5 [--repeat 3] [--threads 2] [--h5py] [--job]
+        [--restart-points] [--malloc-reuse] [--original 'COMMAND {file}']
 
 "Exactly the chunk bytes the job needs" comes from the project's chunk index (`datacarousel.chunkread`:
 `radiance_job_paths`, `index_datasets`) and the job's plan (as `compute_orbit` decides it, from the data):
@@ -22,7 +23,10 @@ the second being the per-core rate on a shared machine):
   threads share them), as the job's command runs it (`datacarousel.malloc.tune_for_jobs`: one malloc arena,
   freed buffers reused), with its peak RSS (VmHWM);
 - with --restart-points, also the job with the file's restart points (ORBIT.h5.restart-points, built first
-  if missing, with its build time: `datacarousel.chunkread.restart`), on 1 and --threads cores.
+  if missing, with its build time: `datacarousel.chunkread.restart`), on 1 and --threads cores;
+- with --original 'COMMAND {file}', a command run on --threads cores in the same rounds, `{file}` replaced by
+  the orbit's path: the original Climate Marble code, say (its build and driver: docs/performance.md; not
+  part of this repository), with its wall, CPU and peak RSS (its own, from wait4).
 With --malloc-reuse the script reruns itself with glibc's mmap threshold off (see REUSE; the job's own
 setting, given to the floor rows too): output buffers are then reused instead of page-faulted in, and
 "sys" drops to ~0.
@@ -34,6 +38,7 @@ import argparse
 import json
 import os
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -163,7 +168,7 @@ Row = Callable[[], "int | Measured"]
 
 def rows_of(libs: dict[str, Callable[[bytes, int], Any]], best: str, *, fd: int, tasks: list[Task], raws: list[bytes],
             threads: int, path: Path, h5py_baseline: bool, job: bool,
-            restart_points: bool) -> dict[str, Row]:  # fmt: skip
+            restart_points: bool, original: str | None) -> dict[str, Row]:  # fmt: skip
     rows: dict[str, Row] = {"pread, 1 thread": lambda: sum(map(len, pread_all(fd, tasks)))}
     for name, fn in libs.items():
         rows[f"inflate {name}, 1 thread"] = partial(inflate_all, fn, tasks, raws, 1)
@@ -178,7 +183,30 @@ def rows_of(libs: dict[str, Callable[[bytes, int], Any]], best: str, *, fd: int,
         label = "job + restart points" if points else "job"
         rows[f"{label}, local direct reads, 1 core"] = partial(job_in_a_process, path, 1, points)
         rows[f"{label}, local direct reads, {threads} cores"] = partial(job_in_a_process, path, threads, points)
+    if original:
+        command = [part.replace("{file}", str(path)) for part in shlex.split(original)]
+        rows[f"original (--original), {threads} cores"] = partial(command_in_a_process, command, threads)
     return rows
+
+
+def command_in_a_process(command: list[str], cores: int) -> Measured:
+    """`command` pinned to `cores` CPUs, run by a fresh small Python (`--child-command`) so that the peak RSS that
+    wait4 reports is the command's own, not this process's memory at fork."""
+    wrapper = [sys.executable, __file__, "--file", "-", "--child-command", str(cores), *command]
+    done = subprocess.run(wrapper, capture_output=True, text=True, check=True, timeout=3600)
+    wall, user, system, peak = json.loads(done.stdout.splitlines()[-1])
+    return Measured(wall, user, system, peak)
+
+
+def child_command(cores: int, command: list[str]) -> None:
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:cores])  # inherited by the command
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    if status != 0:
+        raise SystemExit(f"{shlex.join(command)} failed (wait status {status})")
+    wall = time.perf_counter() - started
+    print(json.dumps([wall, usage.ru_utime, usage.ru_stime, usage.ru_maxrss * 1024]))
 
 
 def job_in_a_process(path: Path, cores: int, points: bool) -> Measured:
@@ -217,8 +245,13 @@ def main() -> None:
         help="also the job with the file's restart points (built first, beside the file, if missing)",
     )
     ap.add_argument("--malloc-reuse", action="store_true", help=f"rerun with {' '.join(REUSE)} (no page faults)")
+    ap.add_argument("--original", metavar="COMMAND", help="add a row: COMMAND ({file}: the orbit) on --threads cores")
     ap.add_argument("--child-job", nargs=2, help=argparse.SUPPRESS)  # CORES POINTS: one job row's process
+    ap.add_argument("--child-command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)  # CORES COMMAND...
     args = ap.parse_args()
+    if args.child_command:
+        child_command(int(args.child_command[0]), args.child_command[1:])
+        return
     if args.child_job:
         child_job(args.file, int(args.child_job[0]), args.child_job[1] == "1")
         return
@@ -249,7 +282,7 @@ def main() -> None:
             print(f"restart points built in {time.perf_counter() - started:.1f} s ({args.threads} threads): {sidecar}")
     rows = rows_of(libs, best, fd=fd, tasks=tasks, raws=raws, threads=args.threads, path=args.file,
                    h5py_baseline=args.h5py, job=args.job or args.restart_points,
-                   restart_points=args.restart_points)  # fmt: skip
+                   restart_points=args.restart_points, original=args.original)  # fmt: skip
     got: dict[str, list[Measured]] = {name: [] for name in rows}
     for _ in range(args.repeat):
         for name, row in rows.items():

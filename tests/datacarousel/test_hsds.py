@@ -26,6 +26,7 @@ import h5py
 import h5pyd
 import numpy as np
 import pytest
+import s3fs
 
 from datacarousel import aws, hsds, link_source, s3files
 from datacarousel.errors import BadInput, ConfigError, NotReadable
@@ -463,6 +464,9 @@ def test_a_stalled_s3_read_fails_instead_of_hanging(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setattr(s3files, "S3_READ_TIMEOUT_S", 0.5)
+    # one attempt each for botocore and s3fs (5 each by default: ~40 s of retries of a read that cannot succeed)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setattr(s3fs.S3FileSystem, "retries", 1)
     outcome: list[BaseException | None] = []
 
     def open_it() -> None:
