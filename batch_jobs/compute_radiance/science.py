@@ -406,7 +406,8 @@ def misr_aggregate(
     so that a band's blocks land in one array without pieces and a concatenation. Blocks are
     aggregated one at a time: a block's temporaries (a few MB) stay in cache and on the heap.
     `columns` (1.1 km columns, step 1): only these are aggregated, the others are NaN — the job passes the
-    columns its geometry test takes any pixel of (the swath covers about two thirds of a block's width).
+    columns its geometry test takes any pixel of (the swath covers about two thirds of a block's width); a
+    block already at 1.1 km is returned or copied whole.
     """
     h, w = rad.shape[-2:]
     same_size = (h, w) == tuple(block_shape)
