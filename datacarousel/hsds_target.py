@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from datacarousel.contract import HSDS_INDEXED_MARKER
 from datacarousel.hsds import HsdsAccess
 
 
@@ -35,6 +36,11 @@ class Marker:
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)
+
+    @classmethod
+    def of(cls, domain: Any) -> Marker | None:
+        """The marker an open domain (h5pyd File) carries on its root; None when it has none or it is unreadable."""
+        return cls.parse(domain.attrs[HSDS_INDEXED_MARKER]) if HSDS_INDEXED_MARKER in domain.attrs else None
 
     @classmethod
     def parse(cls, value: Any) -> Marker | None:

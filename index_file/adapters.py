@@ -153,7 +153,7 @@ def read_domain_root(target: HsdsTarget, domain: str) -> DomainRoot:
         if not hsds.domain_exists(domain, access=target.access):
             return DomainRoot(exists=False)
         with h5pyd.File(domain, "r", **target.access.h5pyd_kwargs()) as f:
-            value = f.attrs.get(HSDS_INDEXED_MARKER) if HSDS_INDEXED_MARKER in f.attrs else None
+            marker = Marker.of(f)
             points = hsds_restart_points.recorded(f)
     except TransientError:
         raise
@@ -161,7 +161,7 @@ def read_domain_root(target: HsdsTarget, domain: str) -> DomainRoot:
         if getattr(exc, "errno", None) in (404, 410):
             return DomainRoot(exists=False)
         raise _hsds_io(exc, f"read the root attributes of {domain}") from exc
-    return DomainRoot(exists=True, marker=Marker.parse(value), restart_points=points)
+    return DomainRoot(exists=True, marker=marker, restart_points=points)
 
 
 @with_retries()

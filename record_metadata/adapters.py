@@ -13,7 +13,6 @@ from typing import Any
 
 import h5pyd
 
-from datacarousel.contract import HSDS_INDEXED_MARKER
 from datacarousel.errors import BadFileName
 from datacarousel.files_table import FilesTable, metadata_is_current
 from datacarousel.hsds_target import HsdsTarget, Marker
@@ -70,7 +69,7 @@ def record_domain(files: FilesTable, target: HsdsTarget, domain: str, now: datet
         log.warning("%s: not a BasicFusion file name, skipped", domain)
         return "not-basicfusion"
     with h5pyd.File(domain, "r", **target.access.h5pyd_kwargs()) as f:
-        marker = Marker.parse(f.attrs[HSDS_INDEXED_MARKER]) if HSDS_INDEXED_MARKER in f.attrs else None
+        marker = Marker.of(f)
         if marker is None:
             log.warning("%s: no completion marker (being built or interrupted), skipped", domain)
             return "incomplete"
