@@ -223,6 +223,18 @@ class Scratch(threading.local):
             buf = self.buffers[key] = np.empty(max(size, 1), dtype=dt)
         return buf[:size].reshape(shape)
 
+    def zeros(self, shape: tuple[int, ...], dtype: npt.DTypeLike) -> npt.NDArray[Any]:
+        """A read-only array of zeros, made once per thread and size: an operand where a scalar 0 would
+        take numpy's slower loop (`np.fmax(a, zeros)` runs 2.5x faster than `np.fmax(a, 0)`, numpy 2.4)."""
+        dt = np.dtype(dtype)
+        size = int(np.prod(shape))
+        key = ("zeros", dt.str)
+        buf = self.buffers.get(key)
+        if buf is None or buf.size < size:
+            buf = self.buffers[key] = np.zeros(max(size, 1), dtype=dt)
+            buf.flags.writeable = False
+        return buf[:size].reshape(shape)
+
     def clear(self) -> None:
         self.buffers.clear()
 

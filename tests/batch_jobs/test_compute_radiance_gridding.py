@@ -472,10 +472,19 @@ def test_misr_aggregate_block_by_block_gives_the_old_bytes(seed: int) -> None:
     rad[0, :4, :4] = -999.0  # a tile without a value
     rad[1, 4:8, 8:12] = 0.0  # a tile of zeros: counted, mean 0
     rad[2, 100, 7] = np.inf
+    rad[2, 200, 9] = -np.inf
+    rad[0, 8:12, 40:44] = -0.0  # a tile of -0.0: counted, mean +0.0 (fmax gives +0.0)
+    rad[0, 12:16, 40:44] = -0.0
+    rad[0, 12, 41] = 3.5  # -0.0 beside a value
+    rad[1, 16:20, 60:64] = -np.nan  # NaN with its sign bit set
     out = np.full((3, 128, 512), 7.0, np.float32)
     s.misr_aggregate(rad, out=out)
-    assert out.tobytes() == _old_misr_aggregate(rad).tobytes()
+    old = _old_misr_aggregate(rad)
+    assert out.tobytes() == old.tobytes()
     assert s.misr_aggregate(rad).tobytes() == out.tobytes()
+    # the job's path: a view of some columns of each block (copied to contiguous bytes first)
+    columns = s.misr_aggregate(rad, out=np.full_like(out, 7.0), columns=slice(5, 333))
+    assert columns[..., 5:333].tobytes() == old[..., 5:333].tobytes()
 
 
 @given(
