@@ -244,7 +244,8 @@ def iter_leading_range(
     if the chunk is damaged) before it uses what it got. Other layouts are read whole (through
     `read_dataset`, each chunk checked) and cut into groups. `source`: see `stream_chunk`.
     With the chunk's `restart` points, its segments are inflated by `workers` threads side by side
-    (`restart.inflate_segments`, each reading its own byte range; the same checks) instead.
+    (`restart.inflate_segments`, each reading its own byte range; the same checks) instead — only the
+    segments that hold the rows when the points keep a checksum per segment (each checked before use).
     """
     _check(index)
     dtype = np.dtype(index.dtype)
@@ -269,8 +270,12 @@ def iter_leading_range(
         def read(offset: int, size: int) -> bytes:
             return whole(chunk.byte_offset + offset, size)
 
-        segments = inflate_segments(restart, read, workers=workers, path=index.path, chunk_offset=chunk.byte_offset)
-        pieces = _between(segments, first * row_bytes, end)
+        wanted = restart.covering(first * row_bytes, end)  # with per-segment checks: only those holding the rows
+        skipped = wanted[0].out_lo
+        segments = inflate_segments(
+            restart, read, workers=workers, path=index.path, chunk_offset=chunk.byte_offset, segments=wanted
+        )
+        pieces = _between(segments, first * row_bytes - skipped, end - skipped)
     else:
         pieces = stream_chunk(
             source, chunk, start=first * row_bytes, end=end, total=index.nbytes, piece_size=piece_size,

@@ -20,6 +20,13 @@ its size, each point's stored window equals the 32 KiB the previous segment ende
 header is valid, and the Adler-32 of the whole output (per segment, combined in order) equals the
 stream's trailer. Any failure raises `CorruptChunk`, so the consumer must exhaust `inflate_segments`
 before it trusts what it got, as with `stream_chunk`.
+
+`build` also keeps each segment's own Adler-32, taken from the output whose trailer it checked (they
+combine to the trailer: `RestartIndex` refuses them otherwise). With them a reader that needs only part of
+the output (the daylit MISR blocks, about 70 % of an orbit's) inflates only the segments that hold it
+(`RestartIndex.covering`), each checked against its Adler-32 before it is handed out: no byte is used
+unchecked, and the rest of the chunk is neither read nor inflated. Points stored before (format DCRP1)
+have no such checks and are inflated whole, as before.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import logging
 import os
 import struct
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +64,8 @@ WINDOW = 32 * 1024  # deflate's history: what a block may copy from
 DEFAULT_SPAN = 16 * 1024 * 1024  # uncompressed bytes between points at least (segments of ~16-20 MiB)
 MIN_CHUNK = 64 * 1024 * 1024  # chunks that inflate to less are not worth points (one core inflates them fast)
 _ADLER_BASE = 65521
-_FORMAT = b"DCRP1"
+_FORMAT = b"DCRP2"  # with each segment's Adler-32 ("checks")
+_FORMAT_V1 = b"DCRP1"  # without: read still, inflated whole
 # A stored, non-final block of exactly WINDOW bytes: header bits 000 padded to a byte, LEN, ~LEN.
 _STORED_WINDOW_HEADER = bytes([0]) + struct.pack("<HH", WINDOW, 0xFFFF ^ WINDOW)
 # An empty final block with fixed codes (BFINAL=1, BTYPE=01, end-of-block 0000000), at a byte boundary.
@@ -84,6 +92,7 @@ class Segment:
     out_hi: int
     window: bytes  # b"" for the first segment
     last: bool  # holds the stream's final block (and is followed by the trailer)
+    check: int | None = None  # the Adler-32 of its output, when the index keeps one per segment
 
 
 @dataclass(frozen=True)
@@ -94,27 +103,46 @@ class RestartIndex:
     size: int
     adler: int  # the stream's trailer
     points: tuple[RestartPoint, ...]
+    # The Adler-32 of each segment's output (one more than points), taken from the output whose trailer was
+    # checked when the points were built; () in points built before they were kept (read whole only).
+    checks: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.checks and len(self.checks) != len(self.points) + 1:
+            raise ValueError(f"restart points: {len(self.checks)} checks for {len(self.points) + 1} segments")
+        if self.checks and self.adler != combine_checks(self.checks, self.segments()):
+            raise ValueError("restart points: the segments' checks do not make the stream's checksum")
 
     def segments(self) -> list[Segment]:
         """The stream cut at every point: the first starts after the 2-byte zlib header, the last ends
         before the 4-byte trailer."""
         starts = [(2, 0, b"")] + [(p.byte_offset, p.out_offset, p.window) for p in self.points]
         ends = [(p.byte_offset, p.out_offset) for p in self.points] + [(self.stored - 4, self.size)]
+        checks: Sequence[int | None] = self.checks or [None] * len(starts)
         return [
-            Segment(byte_lo, byte_hi, out_lo, out_hi, window, last=k == len(starts) - 1)
+            Segment(byte_lo, byte_hi, out_lo, out_hi, window, last=k == len(starts) - 1, check=checks[k])
             for k, ((byte_lo, out_lo, window), (byte_hi, out_hi)) in enumerate(zip(starts, ends, strict=True))
         ]
 
+    def covering(self, start: int, end: int) -> list[Segment]:
+        """The segments to inflate for output bytes [start, end): only those that hold any of them when each
+        can be checked on its own (`checks`), else all (only the whole stream's checksum can check them)."""
+        segments = self.segments()
+        if not self.checks:
+            return segments
+        return [g for g in segments if g.out_hi > start and g.out_lo < end]
+
     def to_bytes(self) -> bytes:
         head = {"stored": self.stored, "size": self.size, "adler": self.adler,
-                "points": [[p.byte_offset, p.out_offset] for p in self.points]}  # fmt: skip
+                "points": [[p.byte_offset, p.out_offset] for p in self.points],
+                "checks": list(self.checks)}  # fmt: skip
         text = json.dumps(head, separators=(",", ":")).encode()
         body = struct.pack("<I", len(text)) + text + b"".join(p.window for p in self.points)
         return _FORMAT + zlib.compress(body, 6)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> RestartIndex:
-        if not data.startswith(_FORMAT):
+        if not data.startswith((_FORMAT, _FORMAT_V1)):
             raise ValueError("not restart points (bad format marker)")
         body = zlib.decompress(data[len(_FORMAT) :])
         (n,) = struct.unpack_from("<I", body)
@@ -126,7 +154,8 @@ class RestartIndex:
             RestartPoint(int(b), int(o), windows[k * WINDOW : (k + 1) * WINDOW])
             for k, (b, o) in enumerate(head["points"])
         )
-        return cls(int(head["stored"]), int(head["size"]), int(head["adler"]), points)
+        checks = tuple(int(c) for c in head.get("checks", ()))
+        return cls(int(head["stored"]), int(head["size"]), int(head["adler"]), points, checks)
 
 
 # --- building: one pass of zlib with Z_BLOCK --------------------------------------------------
@@ -180,6 +209,8 @@ def build(raw: bytes, span: int = DEFAULT_SPAN) -> RestartIndex:
         raise MemoryError("zlib inflateInit2 failed")
     stream.next_in, stream.avail_in = ctypes.cast(source, ctypes.c_void_p).value, len(raw)
     points: list[RestartPoint] = []
+    checks: list[int] = []
+    check = 1  # Adler-32 of the current segment's output so far
     history = bytearray()  # the last WINDOW (or a little more) bytes of output
     produced = last_point = 0
     try:
@@ -188,7 +219,9 @@ def build(raw: bytes, span: int = DEFAULT_SPAN) -> RestartIndex:
             rc = lib.inflate(ctypes.byref(stream), _Z_BLOCK)
             n = _OUT_STEP - stream.avail_out
             if n:
-                history += ctypes.string_at(out, n)  # (`out.raw` would copy the whole buffer each time)
+                piece = ctypes.string_at(out, n)  # (`out.raw` would copy the whole buffer each time)
+                check = zlib.adler32(piece, check)
+                history += piece
                 if len(history) > 4 * WINDOW:
                     del history[:-WINDOW]
                 produced += n
@@ -201,11 +234,12 @@ def build(raw: bytes, span: int = DEFAULT_SPAN) -> RestartIndex:
             if at_boundary and stream.data_type & 7 == 0 and produced - last_point >= span and produced >= WINDOW:
                 byte_offset = len(raw) - stream.avail_in
                 points.append(RestartPoint(byte_offset, produced, bytes(history[-WINDOW:])))
-                last_point = produced
+                checks.append(check)
+                last_point, check = produced, 1
     finally:
         lib.inflateEnd(ctypes.byref(stream))
     (adler,) = struct.unpack(">I", raw[len(raw) - stream.avail_in - 4 : len(raw) - stream.avail_in])
-    return RestartIndex(len(raw) - stream.avail_in, produced, adler, tuple(points))
+    return RestartIndex(len(raw) - stream.avail_in, produced, adler, tuple(points), (*checks, check))
 
 
 # --- inflating: segments side by side ----------------------------------------------------------
@@ -219,6 +253,14 @@ def adler32_combine(first: int, second: int, second_length: int) -> int:
     sum1 %= _ADLER_BASE
     sum2 %= _ADLER_BASE
     return sum1 | (sum2 << 16)
+
+
+def combine_checks(checks: Sequence[int], segments: Sequence[Segment]) -> int:
+    """The Adler-32 of the whole output from each segment's."""
+    adler = 1
+    for check, segment in zip(checks, segments, strict=True):
+        adler = adler32_combine(adler, check, segment.out_hi - segment.out_lo)
+    return adler
 
 
 def inflate_segment(data: bytes | memoryview, segment: Segment) -> memoryview:
@@ -256,12 +298,21 @@ def _adler(data: memoryview) -> int:
 
 
 def inflate_segments(
-    index: RestartIndex, read: RangeRead, *, workers: int = 2, path: str = "", chunk_offset: int = 0
+    index: RestartIndex,
+    read: RangeRead,
+    *,
+    workers: int = 2,
+    path: str = "",
+    chunk_offset: int = 0,
+    segments: Sequence[Segment] | None = None,
 ) -> Iterator[memoryview]:
     """The chunk's output, segment after segment, in order, inflated by `workers` threads (each reads its
     segment's stored bytes with `read(offset in the stream, size)`). Checks everything the plain
     inflate checks (see the module); the last check (Adler-32) fails only after the last segment:
-    exhaust the iterator before trusting what it gave."""
+    exhaust the iterator before trusting what it gave.
+
+    `segments` (consecutive, from `index.covering`): only these, each checked against its own Adler-32
+    before it is handed out — possible only with an index that keeps them (`checks`)."""
 
     def corrupt(reason: str) -> CorruptChunk:
         return CorruptChunk(reason, path, chunk_offset)
@@ -282,17 +333,23 @@ def inflate_segments(
             raise corrupt(exc.reason) from exc
         return segment, out, _adler(out), head + trailer
 
+    chosen = index.segments() if segments is None else list(segments)
+    whole = bool(chosen) and chosen[0].out_lo == 0 and chosen[-1].last
+    if not whole and any(segment.check is None for segment in chosen):
+        raise ValueError("only restart points with a checksum per segment can inflate part of a stream")
     adler = 1
     previous: memoryview | None = None
-    for segment, out, segment_adler, edges in map_ahead(one, index.segments(), workers, name="inflate-segment"):
+    for segment, out, segment_adler, edges in map_ahead(one, chosen, workers, name="inflate-segment"):
         if segment.out_lo == 0 and not _zlib_header(edges[:2]):
             raise corrupt("not a zlib stream (bad header)")
-        if segment.window and (previous is None or bytes(previous[-WINDOW:]) != segment.window):
+        if previous is not None and bytes(previous[-WINDOW:]) != segment.window:
             raise corrupt(f"restart point at stored byte {segment.byte_lo} does not follow the output before it")
+        if segment.check is not None and segment_adler != segment.check:
+            raise corrupt(f"segment at stored byte {segment.byte_lo}: its bytes do not match its checksum (adler32)")
         adler = adler32_combine(adler, segment_adler, len(out))
         if segment.last:
             (stored_adler,) = struct.unpack(">I", edges[-4:])
-            if adler != stored_adler or stored_adler != index.adler:
+            if stored_adler != index.adler or (whole and adler != stored_adler):
                 raise corrupt("the inflated bytes do not match the stream's checksum (adler32)")
         previous = out
         yield out

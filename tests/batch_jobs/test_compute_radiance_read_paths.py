@@ -68,9 +68,10 @@ def test_direct_reads_really_serve_the_job(small_orbit: Path) -> None:
 
 
 def test_restart_points_beside_the_file_give_the_same_result(
-    small_orbit: Path, tmp_path: Path, segmented_inflations: list[restart.RestartIndex]
+    small_orbit: Path, tmp_path: Path, segmented_inflations: list[restart.RestartIndex], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With ORBIT.h5.restart-points, the MISR bands are inflated in segments side by side: same result."""
+    """With ORBIT.h5.restart-points, the MISR bands are inflated in segments side by side (only those that hold
+    the blocks asked for): same result."""
     linked = tmp_path / small_orbit.name  # the points go beside this link, not beside the shared file
     linked.symlink_to(small_orbit)
     plain = run(lambda: readers.open_local(linked, workers=2))
@@ -79,9 +80,25 @@ def test_restart_points_beside_the_file_give_the_same_result(
     assert sum(len(index.points) for _, index in points.values()) > 10
     (tmp_path / (linked.name + restart.SIDECAR_SUFFIX)).write_bytes(restart.dumps_file(points))
     used = segmented_inflations
+    chosen: list[tuple[int, int]] = []  # (segments inflated, segments in the chunk)
+    covering = restart.RestartIndex.covering
+
+    def counted(index: restart.RestartIndex, start: int, end: int) -> list[restart.Segment]:
+        wanted = covering(index, start, end)
+        chosen.append((len(wanted), len(index.segments())))
+        return wanted
+
+    monkeypatch.setattr(restart.RestartIndex, "covering", counted)
     for workers in (1, 3):
         assert_identical(run(lambda w=workers: readers.open_local(linked, workers=w)), plain, f"restart-w{workers}")
     assert len(used) >= 2 * 4  # the four AN bands, at least, each time
+    assert chosen and all(n <= total for n, total in chosen)
+    chosen.clear()  # the first blocks only: the segments after them are neither read nor inflated
+    with readers.open_local(linked, workers=2) as source:
+        first = np.concatenate(list(source.misr_radiance("AN", "Green", 0, 3)))
+    with readers.open_local(linked, workers=2, restart_points=False) as source:
+        assert first.tobytes() == np.concatenate(list(source.misr_radiance("AN", "Green", 0, 3))).tobytes()
+    assert len(chosen) == 1 and chosen[0][0] < chosen[0][1]
     used.clear()
     assert_identical(run(lambda: readers.open_local(linked, workers=2, restart_points=False)), plain, "points off")
     assert not used

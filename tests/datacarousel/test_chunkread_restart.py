@@ -4,6 +4,8 @@ would notice is noticed."""
 
 from __future__ import annotations
 
+import json
+import struct
 import zlib
 from pathlib import Path
 
@@ -160,6 +162,98 @@ def test_a_broken_stream_has_no_points_and_bad_points_do_not_load() -> None:
         restart.RestartIndex.from_bytes(b"something else")
     with pytest.raises(ValueError, match="apart"):
         restart.build(raw, restart.WINDOW - 1)
+
+
+# --- part of a stream: only the segments that hold it, each checked on its own ----------------------
+def _counting_reader(raw: bytes, read: list[int]) -> restart.RangeRead:
+    def reader(offset: int, size: int) -> bytes:
+        read.append(size)
+        return raw[offset : offset + size]
+
+    return reader
+
+
+def _part(index: restart.RestartIndex, raw: bytes, start: int, end: int, read: list[int] | None = None) -> bytes:
+    wanted = index.covering(start, end)
+    reader = _counting_reader(raw, read if read is not None else [])
+    return b"".join(bytes(p) for p in restart.inflate_segments(index, reader, workers=2, segments=wanted))
+
+
+def _v1_bytes(index: restart.RestartIndex) -> bytes:
+    """The points as they were stored before each segment's checksum was kept (format DCRP1)."""
+    head = {"stored": index.stored, "size": index.size, "adler": index.adler,
+            "points": [[p.byte_offset, p.out_offset] for p in index.points]}  # fmt: skip
+    text = json.dumps(head).encode()
+    body = struct.pack("<I", len(text)) + text + b"".join(p.window for p in index.points)
+    return b"DCRP1" + zlib.compress(body)
+
+
+def test_each_segment_keeps_the_adler32_of_its_output(stream: tuple[bytes, bytes, restart.RestartIndex]) -> None:
+    data, _, index = stream
+    segments = index.segments()
+    assert len(index.checks) == len(segments) > 3
+    assert [g.check for g in segments] == [zlib.adler32(data[g.out_lo : g.out_hi]) for g in segments]
+    assert restart.RestartIndex.from_bytes(index.to_bytes()) == index
+    wrong = (index.checks[0] ^ 1, *index.checks[1:])
+    with pytest.raises(ValueError, match="checksum"):
+        restart.RestartIndex(index.stored, index.size, index.adler, index.points, wrong)
+    with pytest.raises(ValueError, match="checks for"):
+        restart.RestartIndex(index.stored, index.size, index.adler, index.points, index.checks[1:])
+
+
+@settings(max_examples=40, deadline=None)
+@given(start=st.integers(0, 2_000_000 - 1), length=st.integers(1, 2_000_000))
+def test_any_part_inflates_from_only_the_segments_that_hold_it(
+    stream: tuple[bytes, bytes, restart.RestartIndex], start: int, length: int
+) -> None:
+    data, raw, index = stream
+    end = min(start + length, len(data))
+    wanted = index.covering(start, end)
+    assert wanted[0].out_lo <= start < wanted[0].out_hi and wanted[-1].out_lo < end <= wanted[-1].out_hi
+    read: list[int] = []
+    assert _part(index, raw, start, end, read) == data[wanted[0].out_lo : wanted[-1].out_hi]
+    stored = sum(g.byte_hi - g.byte_lo for g in wanted)
+    assert stored <= sum(read) <= stored + 6  # only their bytes (the first and last read the header or trailer)
+
+
+def test_damage_in_a_segment_used_is_corrupt_and_elsewhere_is_not_read(
+    stream: tuple[bytes, bytes, restart.RestartIndex],
+) -> None:
+    data, raw, index = stream
+    segments = index.segments()
+    middle = segments[len(segments) // 2]
+    broken = bytearray(raw)
+    broken[(middle.byte_lo + middle.byte_hi) // 2] ^= 0x55
+    with pytest.raises(CorruptChunk):
+        _part(index, bytes(broken), middle.out_lo, middle.out_hi)
+    after = segments[len(segments) // 2 + 1]
+    assert _part(index, bytes(broken), after.out_lo, after.out_hi) == data[after.out_lo : after.out_hi]
+
+
+def test_a_wrong_window_on_the_first_segment_used_fails_its_checksum(
+    stream: tuple[bytes, bytes, restart.RestartIndex],
+) -> None:
+    _, raw, index = stream
+    k = len(index.points) // 2
+    point = index.points[k]
+    wrong = restart.RestartPoint(point.byte_offset, point.out_offset, bytes(restart.WINDOW))
+    tampered = restart.RestartIndex(
+        index.stored, index.size, index.adler, (*index.points[:k], wrong, *index.points[k + 1 :]), index.checks
+    )
+    with pytest.raises(CorruptChunk, match="checksum"):
+        _part(tampered, raw, point.out_offset, point.out_offset + 1)  # no segment before it to compare with
+
+
+def test_points_stored_without_checks_still_load_and_inflate_whole(
+    stream: tuple[bytes, bytes, restart.RestartIndex],
+) -> None:
+    data, raw, index = stream
+    old = restart.RestartIndex.from_bytes(_v1_bytes(index))
+    assert old.checks == () and old.points == index.points
+    assert old.covering(100, 200) == old.segments()  # every segment: only the stream's checksum checks them
+    assert _part(old, raw, 100, 200) == data
+    with pytest.raises(ValueError, match="checksum per segment"):
+        list(restart.inflate_segments(old, _reader(raw), segments=old.segments()[1:2]))
 
 
 # --- a file's points beside it ------------------------------------------------------------------
