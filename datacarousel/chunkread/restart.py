@@ -1,10 +1,12 @@
 """Restart points: one large deflate chunk inflated on several cores at once (issue #22).
 
 A zlib stream inflates front to back only: each block may copy from the 32 KiB inflated before it.
-A restart point is a block boundary that falls on a byte boundary (about one in eight in zlib's
-output), with its compressed offset, its uncompressed offset and the 32 KiB inflated before it
-(the idea of zlib's `examples/zran.c`, kept to byte-aligned boundaries so that the blocks between two
-points are a plain byte range). Those blocks then inflate on their own, in any thread: libdeflate
+A restart point is a block boundary, with its compressed offset, its uncompressed offset and the 32 KiB
+inflated before it (the idea of zlib's `examples/zran.c`). A boundary that falls on a byte boundary (about
+one in eight in zlib's output) is preferred: the blocks between two such points are a plain byte range.
+Runs of identical blocks (a night of fill values) may have none for hundreds of MB; there a point may fall
+inside a byte (its bit offset kept), and its segment's bytes are shifted to start at a byte boundary
+before they are inflated. Those blocks then inflate on their own, in any thread: libdeflate
 (the fastest inflater, `bench/bench_floor.py`) is given a stored block holding the 32 KiB, the
 range's bytes and an empty final block, and returns the 32 KiB followed by the range's output; without
 libdeflate, zlib with the 32 KiB as its dictionary does the same.
@@ -45,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import numpy as np
 
 from datacarousel.chunkread.errors import CorruptChunk
 from datacarousel.chunkread.index import index_dataset
@@ -80,6 +83,7 @@ class RestartPoint:
     byte_offset: int  # in the zlib stream (the chunk's stored bytes)
     out_offset: int
     window: bytes
+    bits: int = 0  # 0: the block starts at byte_offset; else at the top `bits` bits of the byte before it
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,13 @@ class Segment:
     window: bytes  # b"" for the first segment
     last: bool  # holds the stream's final block (and is followed by the trailer)
     check: int | None = None  # the Adler-32 of its output, when the index keeps one per segment
+    bits_lo: int = 0  # its first block starts at the top bits_lo bits of the byte before byte_lo (0: at byte_lo)
+    bits_hi: int = 0  # the next block starts at the top bits_hi bits of the byte before byte_hi
+
+    @property
+    def read_lo(self) -> int:
+        """The first stored byte that holds any of its bits."""
+        return self.byte_lo - 1 if self.bits_lo else self.byte_lo
 
 
 @dataclass(frozen=True)
@@ -116,13 +127,15 @@ class RestartIndex:
     def segments(self) -> list[Segment]:
         """The stream cut at every point: the first starts after the 2-byte zlib header, the last ends
         before the 4-byte trailer."""
-        starts = [(2, 0, b"")] + [(p.byte_offset, p.out_offset, p.window) for p in self.points]
-        ends = [(p.byte_offset, p.out_offset) for p in self.points] + [(self.stored - 4, self.size)]
+        starts = [(2, 0, b"", 0)] + [(p.byte_offset, p.out_offset, p.window, p.bits) for p in self.points]
+        ends = [(p.byte_offset, p.out_offset, p.bits) for p in self.points] + [(self.stored - 4, self.size, 0)]
         checks: Sequence[int | None] = self.checks or [None] * len(starts)
-        return [
-            Segment(byte_lo, byte_hi, out_lo, out_hi, window, last=k == len(starts) - 1, check=checks[k])
-            for k, ((byte_lo, out_lo, window), (byte_hi, out_hi)) in enumerate(zip(starts, ends, strict=True))
-        ]
+        segments = []
+        for k, (start, end) in enumerate(zip(starts, ends, strict=True)):
+            (byte_lo, out_lo, window, bits_lo), (byte_hi, out_hi, bits_hi) = start, end
+            last = k == len(starts) - 1
+            segments.append(Segment(byte_lo, byte_hi, out_lo, out_hi, window, last, checks[k], bits_lo, bits_hi))
+        return segments
 
     def covering(self, start: int, end: int) -> list[Segment]:
         """The segments to inflate for output bytes [start, end): only those that hold any of them when each
@@ -134,7 +147,7 @@ class RestartIndex:
 
     def to_bytes(self) -> bytes:
         head = {"stored": self.stored, "size": self.size, "adler": self.adler,
-                "points": [[p.byte_offset, p.out_offset] for p in self.points],
+                "points": [[p.byte_offset, p.out_offset, p.bits] for p in self.points],
                 "checks": list(self.checks)}  # fmt: skip
         text = json.dumps(head, separators=(",", ":")).encode()
         body = struct.pack("<I", len(text)) + text + b"".join(p.window for p in self.points)
@@ -151,9 +164,11 @@ class RestartIndex:
         if len(windows) != WINDOW * len(head["points"]):
             raise ValueError("restart points: windows do not match the points")
         points = tuple(
-            RestartPoint(int(b), int(o), windows[k * WINDOW : (k + 1) * WINDOW])
-            for k, (b, o) in enumerate(head["points"])
+            RestartPoint(int(b), int(o), windows[k * WINDOW : (k + 1) * WINDOW], int(bits[0]) if bits else 0)
+            for k, (b, o, *bits) in enumerate(head["points"])
         )
+        if any(not 0 <= p.bits <= 7 for p in points):
+            raise ValueError("restart points: a bit offset outside 0..7")
         checks = tuple(int(c) for c in head.get("checks", ()))
         return cls(int(head["stored"]), int(head["size"]), int(head["adler"]), points, checks)
 
@@ -231,9 +246,13 @@ def build(raw: bytes, span: int = DEFAULT_SPAN) -> RestartIndex:
                 reason = stream.msg.decode() if stream.msg else f"zlib error {rc}"
                 raise CorruptChunk(f"the stream does not inflate: {reason}")
             at_boundary = stream.data_type & _END_OF_BLOCK and not stream.data_type & _LAST_BLOCK
-            if at_boundary and stream.data_type & 7 == 0 and produced - last_point >= span and produced >= WINDOW:
+            bits = stream.data_type & 7
+            # A boundary at a byte boundary when there is one; else (runs of identical blocks, such as a night of
+            # fill values, may have none for hundreds of MB) any boundary, once two spans have passed.
+            far_enough = produced - last_point >= (span if bits == 0 else 2 * span)
+            if at_boundary and far_enough and produced >= WINDOW:
                 byte_offset = len(raw) - stream.avail_in
-                points.append(RestartPoint(byte_offset, produced, bytes(history[-WINDOW:])))
+                points.append(RestartPoint(byte_offset, produced, bytes(history[-WINDOW:]), bits))
                 checks.append(check)
                 last_point, check = produced, 1
     finally:
@@ -263,18 +282,45 @@ def combine_checks(checks: Sequence[int], segments: Sequence[Segment]) -> int:
     return adler
 
 
-def inflate_segment(data: bytes | memoryview, segment: Segment) -> memoryview:
-    """The output of one segment from its stored bytes `data` ([byte_lo, byte_hi)). Raises CorruptChunk."""
-    want = segment.out_hi - segment.out_lo
+def _blocks(data: bytes | memoryview, segment: Segment) -> bytes | memoryview:
+    """The segment's blocks from its stored bytes, starting at a byte boundary, then an empty final block.
+
+    A segment cut where a block ends inside a byte is moved by its bit offset (the first byte's low bits belong
+    to the segment before, the last byte's top bits to the one after: both cleared)."""
     tail = b"" if segment.last else _EMPTY_FINAL_BLOCK
+    if not segment.bits_lo and (segment.last or not segment.bits_hi):
+        return b"".join((data, tail)) if tail else data
+    a = np.frombuffer(data, dtype=np.uint8)
+    drop = 8 - segment.bits_lo if segment.bits_lo else 0
+    nbits = 8 * len(a) - drop - (0 if segment.last else segment.bits_hi)
+    if nbits < 0:
+        raise CorruptChunk(f"segment at stored byte {segment.byte_lo}: shorter than its bit offsets")
+    out = np.zeros((nbits + 7) // 8 + 2, dtype=np.uint16)  # room for the final block's 10 bits
+    out[: len(a)] = a >> drop
+    out[: len(a) - 1] |= a[1:].astype(np.uint16) << (8 - drop)  # (drop = 0: the next byte lands in the top byte)
+    out &= 0xFF
+    if not segment.last:
+        end, shift = divmod(nbits, 8)
+        out[end] &= (1 << shift) - 1
+        out[end + 1 :] = 0
+        out[end] |= (3 << shift) & 0xFF  # BFINAL = 1, BTYPE = 01 (fixed codes), then end-of-block: seven 0 bits
+        out[end + 1] |= 3 >> (8 - shift)
+        nbits += 10
+    return out[: (nbits + 7) // 8].astype(np.uint8).tobytes()
+
+
+def inflate_segment(data: bytes | memoryview, segment: Segment) -> memoryview:
+    """The output of one segment from its stored bytes `data` ([read_lo, byte_hi)). Raises CorruptChunk."""
+    want = segment.out_hi - segment.out_lo
+    blocks = _blocks(data, segment)
     try:
         if _fast is not None:  # [stored block of the window] + blocks + [empty final block]: window + output
             history = len(segment.window)
             prefix = _STORED_WINDOW_HEADER + segment.window if history else b""
-            got = memoryview(_fast.deflate_decompress(b"".join((prefix, data, tail)), history + want))[history:]
+            got = memoryview(_fast.deflate_decompress(b"".join((prefix, blocks)), history + want))[history:]
         else:
             inflater = zlib.decompressobj(-15, zdict=segment.window) if segment.window else zlib.decompressobj(-15)
-            got = memoryview(inflater.decompress(bytes(data) + tail, want + 1))
+            got = memoryview(inflater.decompress(bytes(blocks), want + 1))
     except (zlib.error, getattr(_fast, "DeflateError", zlib.error)) as exc:
         raise CorruptChunk(f"segment at stored byte {segment.byte_lo} does not inflate: {exc}") from exc
     if len(got) != want:
@@ -318,7 +364,7 @@ def inflate_segments(
         return CorruptChunk(reason, path, chunk_offset)
 
     def one(segment: Segment) -> tuple[Segment, memoryview, int, bytes]:
-        lo = 0 if segment.byte_lo == 2 else segment.byte_lo  # the first reads the zlib header too
+        lo = 0 if segment.byte_lo == 2 else segment.read_lo  # the first reads the zlib header too
         hi = segment.byte_hi + 4 if segment.last else segment.byte_hi  # the last, the trailer
         data = read(lo, hi - lo)
         if len(data) != hi - lo:
@@ -326,7 +372,7 @@ def inflate_segments(
         view = memoryview(data)
         head = bytes(view[:2]) if lo == 0 else b""
         trailer = bytes(view[-4:]) if segment.last else b""
-        body = view[segment.byte_lo - lo : segment.byte_hi - lo]
+        body = view[segment.read_lo - lo : segment.byte_hi - lo]
         try:
             out = inflate_segment(body, segment)
         except CorruptChunk as exc:

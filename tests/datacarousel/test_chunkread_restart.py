@@ -129,16 +129,21 @@ def test_a_broken_header_or_checksum_is_corrupt(stream: tuple[bytes, bytes, rest
         _inflate(index, bytes(broken), 2)
 
 
+def _wrong_window(index: restart.RestartIndex, checks: tuple[int, ...]) -> restart.RestartIndex:
+    """`index` with its middle point's window zeroed, with `checks` (the segments' own, or none)."""
+    k = len(index.points) // 2
+    point = index.points[k]
+    wrong = restart.RestartPoint(point.byte_offset, point.out_offset, bytes(restart.WINDOW))
+    return restart.RestartIndex(
+        index.stored, index.size, index.adler, (*index.points[:k], wrong, *index.points[k + 1 :]), checks
+    )
+
+
 def test_a_point_whose_window_is_not_the_output_before_it_is_corrupt(
     stream: tuple[bytes, bytes, restart.RestartIndex],
 ) -> None:
     _, raw, index = stream
-    k = len(index.points) // 2
-    point = index.points[k]
-    wrong = restart.RestartPoint(point.byte_offset, point.out_offset, bytes(restart.WINDOW))
-    tampered = restart.RestartIndex(
-        index.stored, index.size, index.adler, (*index.points[:k], wrong, *index.points[k + 1 :])
-    )
+    tampered = _wrong_window(index, ())
     with pytest.raises(CorruptChunk):
         _inflate(tampered, raw, 2)
 
@@ -179,13 +184,33 @@ def _part(index: restart.RestartIndex, raw: bytes, start: int, end: int, read: l
     return b"".join(bytes(p) for p in restart.inflate_segments(index, reader, workers=2, segments=wanted))
 
 
-def _v1_bytes(index: restart.RestartIndex) -> bytes:
-    """The points as they were stored before each segment's checksum was kept (format DCRP1)."""
+def _v1_bytes(index: restart.RestartIndex) -> tuple[bytes, tuple[restart.RestartPoint, ...]]:
+    """The points as they were stored before each segment's checksum was kept (format DCRP1: byte-aligned
+    points only), and those points."""
+    aligned = tuple(p for p in index.points if not p.bits)
     head = {"stored": index.stored, "size": index.size, "adler": index.adler,
-            "points": [[p.byte_offset, p.out_offset] for p in index.points]}  # fmt: skip
+            "points": [[p.byte_offset, p.out_offset] for p in aligned]}  # fmt: skip
     text = json.dumps(head).encode()
-    body = struct.pack("<I", len(text)) + text + b"".join(p.window for p in index.points)
-    return b"DCRP1" + zlib.compress(body)
+    body = struct.pack("<I", len(text)) + text + b"".join(p.window for p in aligned)
+    return b"DCRP1" + zlib.compress(body), aligned
+
+
+def test_a_night_of_fill_values_gets_points_inside_bytes_and_inflates_the_same(inflater: str) -> None:
+    """Runs of identical blocks (fill values) may have no block boundary on a byte boundary for hundreds of MB:
+    points then fall inside a byte, and such segments inflate the same, whole or alone."""
+    night = np.full(6_000_000, -9999.0, np.float32).tobytes()
+    day, _ = _stream(4_000_000, 1, seed=11)
+    data = night + day + night
+    raw = zlib.compress(data, 1)
+    index = restart.build(raw, 1 << 20)
+    assert any(p.bits for p in index.points) and index.points[0].out_offset < len(night)
+    assert _inflate(index, raw, 2) == data
+    for segment in index.segments():
+        if segment.bits_lo or segment.bits_hi:
+            got = _part(index, raw, segment.out_lo, segment.out_hi)
+            assert got == data[segment.out_lo : segment.out_hi]
+    daylit = index.covering(len(night), len(night) + len(day))
+    assert sum(g.out_hi - g.out_lo for g in daylit) < len(data) / 2  # most of the nights are skipped
 
 
 def test_each_segment_keeps_the_adler32_of_its_output(stream: tuple[bytes, bytes, restart.RestartIndex]) -> None:
@@ -212,7 +237,7 @@ def test_any_part_inflates_from_only_the_segments_that_hold_it(
     assert wanted[0].out_lo <= start < wanted[0].out_hi and wanted[-1].out_lo < end <= wanted[-1].out_hi
     read: list[int] = []
     assert _part(index, raw, start, end, read) == data[wanted[0].out_lo : wanted[-1].out_hi]
-    stored = sum(g.byte_hi - g.byte_lo for g in wanted)
+    stored = sum(g.byte_hi - g.read_lo for g in wanted)
     assert stored <= sum(read) <= stored + 6  # only their bytes (the first and last read the header or trailer)
 
 
@@ -234,12 +259,8 @@ def test_a_wrong_window_on_the_first_segment_used_fails_its_checksum(
     stream: tuple[bytes, bytes, restart.RestartIndex],
 ) -> None:
     _, raw, index = stream
-    k = len(index.points) // 2
-    point = index.points[k]
-    wrong = restart.RestartPoint(point.byte_offset, point.out_offset, bytes(restart.WINDOW))
-    tampered = restart.RestartIndex(
-        index.stored, index.size, index.adler, (*index.points[:k], wrong, *index.points[k + 1 :]), index.checks
-    )
+    tampered = _wrong_window(index, index.checks)
+    point = index.points[len(index.points) // 2]
     with pytest.raises(CorruptChunk, match="checksum"):
         _part(tampered, raw, point.out_offset, point.out_offset + 1)  # no segment before it to compare with
 
@@ -248,8 +269,9 @@ def test_points_stored_without_checks_still_load_and_inflate_whole(
     stream: tuple[bytes, bytes, restart.RestartIndex],
 ) -> None:
     data, raw, index = stream
-    old = restart.RestartIndex.from_bytes(_v1_bytes(index))
-    assert old.checks == () and old.points == index.points
+    v1, aligned = _v1_bytes(index)
+    old = restart.RestartIndex.from_bytes(v1)
+    assert old.checks == () and old.points == aligned and len(aligned) >= 2
     assert old.covering(100, 200) == old.segments()  # every segment: only the stream's checksum checks them
     assert _part(old, raw, 100, 200) == data
     with pytest.raises(ValueError, match="checksum per segment"):
