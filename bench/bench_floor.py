@@ -23,7 +23,11 @@ the second being the per-core rate on a shared machine):
   threads share them), as the job's command runs it (`datacarousel.malloc.tune_for_jobs`: one malloc arena,
   freed buffers reused), with its peak RSS (VmHWM);
 - with --restart-points, also the job with the file's restart points (ORBIT.h5.restart-points, built first
-  if missing, with its build time: `datacarousel.chunkread.restart`), on 1 and --threads cores;
+  if missing, with its build time: `datacarousel.chunkread.restart`), on 1 and --threads cores, and the floor
+  with restart points: the other chunks as above, and of each whole-array chunk only the segments that hold the
+  daylit blocks, each pread and inflated alone (libdeflate) with its Adler-32 — what the job must do at least
+  with those points (the night blocks of the MISR bands are neither read nor inflated); its GB/s are still of
+  the bytes the job needs without points;
 - with --original 'COMMAND {file}', a command run on --threads cores in the same rounds, `{file}` replaced by
   the orbit's path: the original Climate Marble code, say (its build and driver: docs/performance.md; not
   part of this repository), with its wall, CPU and peak RSS (its own, from wait4).
@@ -68,6 +72,7 @@ from datacarousel.orbit import open_local  # noqa: E402
 # inflate); with these a buffer freed is reused. The job could run so too (a process per orbit).
 REUSE = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 Task = tuple[str, int, int, int]  # dataset path, byte offset, stored size, uncompressed size (0: not deflate)
+SegmentTask = tuple[int, restart.Segment]  # the chunk's byte offset, one of its segments
 
 
 def inflaters() -> dict[str, Callable[[bytes, int], Any]]:
@@ -94,8 +99,9 @@ def inflaters() -> dict[str, Callable[[bytes, int], Any]]:
     return out
 
 
-def job_chunks(path: Path) -> list[Task]:
-    """The chunks the job reads, decided as `compute_orbit` decides (descending test, daylit MISR blocks)."""
+def job_chunks(path: Path) -> tuple[list[Task], int, int]:
+    """The chunks the job reads, decided as `compute_orbit` decides (descending test, daylit MISR blocks), and the
+    first and last of those blocks."""
     with h5py.File(path, "r") as h5:
         index = cr.index_datasets(h5, cr.radiance_job_paths(h5))
         granules = sorted(h5["MODIS"], key=s.parse_granule_time)
@@ -115,7 +121,44 @@ def job_chunks(path: Path) -> list[Task]:
                 continue  # MISR per-block arrays: only the chunks over the daylit blocks (all of a whole-array one)
             size = ix.nbytes if ix.chunk_shape is None else np.prod(ix.chunk_shape) * np.dtype(ix.dtype).itemsize
             wanted.append((p, c.byte_offset, c.size, int(size) if ix.deflate else 0))
-    return sorted(wanted, key=lambda t: -t[3])
+    return sorted(wanted, key=lambda t: -t[3]), first, last
+
+
+def segment_work(path: Path, tasks: list[Task], first: int, last: int) -> tuple[list[Task], list[SegmentTask]]:
+    """The job's chunks as it reads them with the file's restart points: a whole-array chunk whose points keep a
+    checksum per segment is cut to the segments that hold blocks first..last (`RestartIndex.covering`, as
+    `iter_leading_range` asks); the other chunks stay whole."""
+    lookup = restart.loads_file(path.with_name(path.name + restart.SIDECAR_SUFFIX).read_bytes())
+    whole: list[Task] = []
+    cut: list[SegmentTask] = []
+    with h5py.File(path, "r") as h5:
+        for task in tasks:
+            name, offset, stored, size = task
+            index = lookup(name, offset, stored) if size else None
+            if index is None or not index.checks:
+                whole.append(task)
+                continue
+            row_bytes = size // h5[name].shape[0]
+            cut += [(offset, g) for g in index.covering(first * row_bytes, (last + 1) * row_bytes)]
+    return whole, sorted(cut, key=lambda t: -(t[1].out_hi - t[1].out_lo))
+
+
+def floor_segments_run(fn: Callable[[bytes, int], Any], fd: int, whole: list[Task], cut: list[SegmentTask],
+                       threads: int) -> int:  # fmt: skip
+    """The floor with restart points: the whole chunks as `floor_run` does them, and each segment read and
+    inflated alone with its Adler-32 computed (what the job checks it against), largest first."""
+
+    def one_segment(item: SegmentTask) -> int:
+        offset, g = item
+        out = restart.inflate_segment(os.pread(fd, g.byte_hi - g.read_lo, offset + g.read_lo), g)
+        restart.adler32(out)
+        return len(out)
+
+    if threads <= 1:
+        return floor_run(fn, fd, whole, 1) + sum(map(one_segment, cut))
+    with ThreadPoolExecutor(threads) as pool:
+        segments = pool.map(one_segment, cut)
+        return floor_run(fn, fd, whole, threads) + sum(segments)
 
 
 def pread_all(fd: int, tasks: list[Task]) -> list[bytes]:
@@ -168,18 +211,23 @@ Row = Callable[[], "int | Measured"]
 
 def rows_of(libs: dict[str, Callable[[bytes, int], Any]], best: str, *, fd: int, tasks: list[Task], raws: list[bytes],
             threads: int, path: Path, h5py_baseline: bool, job: bool,
-            restart_points: bool, original: str | None) -> dict[str, Row]:  # fmt: skip
+            segments: tuple[list[Task], list[SegmentTask]] | None, original: str | None) -> dict[str, Row]:  # fmt: skip
     rows: dict[str, Row] = {"pread, 1 thread": lambda: sum(map(len, pread_all(fd, tasks)))}
     for name, fn in libs.items():
         rows[f"inflate {name}, 1 thread"] = partial(inflate_all, fn, tasks, raws, 1)
         rows[f"inflate {name}, {threads} threads"] = partial(inflate_all, fn, tasks, raws, threads)
     rows[f"floor: pread + {best}, 1 thread"] = lambda: floor_run(libs[best], fd, tasks, 1)
     rows[f"floor: pread + {best}, {threads} threads"] = lambda: floor_run(libs[best], fd, tasks, threads)
+    if segments is not None:
+        whole, cut = segments
+        label = "floor with restart points: the segments of the daylit blocks"
+        rows[f"{label}, 1 thread"] = lambda: floor_segments_run(libs[best], fd, whole, cut, 1)
+        rows[f"{label}, {threads} threads"] = lambda: floor_segments_run(libs[best], fd, whole, cut, threads)
     if h5py_baseline:
         from bench_compute_radiance import read_floor  # noqa: PLC0415
 
         rows["baseline: h5py reads the same datasets (zlib), 1 thread"] = lambda: int(read_floor(str(path))["bytes"])
-    for points in (False, True) if restart_points else (False,) if job else ():
+    for points in (False, True) if segments is not None else (False,) if job else ():
         label = "job + restart points" if points else "job"
         rows[f"{label}, local direct reads, 1 core"] = partial(job_in_a_process, path, 1, points)
         rows[f"{label}, local direct reads, {threads} cores"] = partial(job_in_a_process, path, threads, points)
@@ -259,7 +307,7 @@ def main() -> None:
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **REUSE})
     print(f"malloc: {' '.join(f'{k}={os.environ[k]}' for k in REUSE if k in os.environ) or 'defaults'}")
     sys.path.insert(0, str(Path(__file__).parent))
-    tasks = job_chunks(args.file)
+    tasks, first, last = job_chunks(args.file)
     stored, raw_total = sum(t[2] for t in tasks), sum(t[3] or t[2] for t in tasks)
     print(f"{args.file.name}: {len(tasks)} chunks, {stored / 1e9:.3f} GB stored, {raw_total / 1e9:.3f} GB inflated")
     fd = os.open(args.file, os.O_RDONLY)
@@ -280,9 +328,14 @@ def main() -> None:
             started = time.perf_counter()
             sidecar.write_bytes(restart.dumps_file(restart.build_file(args.file, workers=args.threads)))
             print(f"restart points built in {time.perf_counter() - started:.1f} s ({args.threads} threads): {sidecar}")
+    segments = None
+    if args.restart_points:
+        segments = segment_work(args.file, tasks, first, last)
+        inflated = sum(t[3] or t[2] for t in segments[0]) + sum(g.out_hi - g.out_lo for _, g in segments[1])
+        print(f"with restart points: {len(segments[1])} segments; {inflated / 1e9:.3f} GB inflated in all")
     rows = rows_of(libs, best, fd=fd, tasks=tasks, raws=raws, threads=args.threads, path=args.file,
                    h5py_baseline=args.h5py, job=args.job or args.restart_points,
-                   restart_points=args.restart_points, original=args.original)  # fmt: skip
+                   segments=segments, original=args.original)  # fmt: skip
     got: dict[str, list[Measured]] = {name: [] for name in rows}
     for _ in range(args.repeat):
         for name, row in rows.items():

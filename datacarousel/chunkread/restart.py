@@ -339,7 +339,8 @@ def _zlib_header(head: bytes) -> bool:
     )
 
 
-def _adler(data: memoryview) -> int:
+def adler32(data: memoryview) -> int:
+    """The Adler-32 of `data` (libdeflate's vectorized one when installed)."""
     return int(_fast.adler32(data)) if _fast is not None else zlib.adler32(data)
 
 
@@ -377,7 +378,7 @@ def inflate_segments(
             out = inflate_segment(body, segment)
         except CorruptChunk as exc:
             raise corrupt(exc.reason) from exc
-        return segment, out, _adler(out), head + trailer
+        return segment, out, adler32(out), head + trailer
 
     chosen = index.segments() if segments is None else list(segments)
     whole = bool(chosen) and chosen[0].out_lo == 0 and chosen[-1].last
