@@ -65,7 +65,7 @@ except ImportError:  # pragma: no cover - optional speed-up
 
 WINDOW = 32 * 1024  # deflate's history: what a block may copy from
 DEFAULT_SPAN = 16 * 1024 * 1024  # uncompressed bytes between points at least (segments of ~16-20 MiB)
-MIN_CHUNK = 64 * 1024 * 1024  # chunks that inflate to less are not worth points (one core inflates them fast)
+MIN_CHUNK = 32 * 1024 * 1024  # chunks that inflate to less are not worth points (one core inflates them fast)
 _ADLER_BASE = 65521
 _FORMAT = b"DCRP2"  # with each segment's Adler-32 ("checks")
 _FORMAT_V1 = b"DCRP1"  # without: read still, inflated whole
