@@ -14,6 +14,9 @@ is kept as it was:
 - MISR and CERES: per call, a cell's terms in pixel order, summed one after the other from 0 by
   `np.bincount`, then added to the grid. MISR adds a term +0.0 for each sample not taken, which
   changes no sum (s + 0.0 == s for every s but -0.0, and these sums start at +0.0 and add terms > 0).
+
+The MISR 4x4 aggregation (`nanmean_4x4`, spec §4.3) adds a tile's 4 samples of a line left to right, then
+its 4 lines, in float32: the order the aggregation has always used, so its bytes are unchanged.
 """
 
 from __future__ import annotations
@@ -240,6 +243,56 @@ class Scratch(threading.local):
 
 
 SCRATCH = Scratch()
+
+
+# --- the MISR 4x4 aggregation (science.misr_aggregate) -----------------------------------------
+def nanmean_4x4(rad: npt.NDArray[np.float32], out: npt.NDArray[np.float32]) -> None:
+    """One (4h, 4w) block's 4x4 nanmean of the values >= 0 into `out` (h, w) (either may be a view of columns).
+
+    A view of some columns is first copied into a contiguous buffer: numpy 2.4 runs a ufunc over such a view
+    by copying it through small buffers, once per ufunc; one copy, then the test and the fmax over contiguous
+    bytes: 0.77 instead of 1.14 ms a block of the job's columns, the same arithmetic.
+    """
+    h, w = rad.shape
+    kept = SCRATCH.get("misr_kept", (h, w), np.float32)
+    if not rad.flags.c_contiguous:
+        np.copyto(kept, rad)
+        rad = kept
+    taken = np.greater_equal(rad, np.float32(0), out=SCRATCH.get("misr_taken", (h, w), bool))
+    np.fmax(rad, SCRATCH.zeros((h, w), np.float32), out=kept)  # NaN and negatives add nothing...
+    total = sum_4x4(kept)
+    count = count_4x4(taken)  # ...and are not counted
+    with np.errstate(invalid="ignore", divide="ignore"):
+        np.divide(total, count, out=out, dtype=np.float32)  # count <= 16: exact in float32, as total / count
+    out[count == 0] = np.nan
+
+
+def sum_4x4(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """Sums of 4x4 tiles in a's dtype: 4 samples of a line, then 4 lines, each added left to right.
+    Strided adds: far faster than a reduction over a length-4 axis."""
+    line = a[..., 0::4] + a[..., 1::4]
+    line += a[..., 2::4]
+    line += a[..., 3::4]
+    total = line[..., 0::4, :] + line[..., 1::4, :]
+    total += line[..., 2::4, :]
+    total += line[..., 3::4, :]
+    return total
+
+
+def count_4x4(taken: BoolArray) -> npt.NDArray[np.uint32]:
+    """Trues in each 4x4 tile of a C-contiguous (4h, 4w) mask, as (h, w) uint32.
+
+    Each uint32 of the mask's bytes holds a tile line's 4 flags; adding 4 lines' words (contiguous adds)
+    leaves per-byte counts <= 4, and multiplying by 0x01010101 sums the 4 bytes into the top one (<= 16:
+    no carry between bytes). A third of the time of strided byte adds (2026-12-04: 0.13 vs 0.43 ms a block).
+    """
+    words = np.ascontiguousarray(taken).view(np.uint8).view(np.uint32)
+    count = words[0::4] + words[1::4]
+    count += words[2::4]
+    count += words[3::4]
+    count *= np.uint32(0x01010101)
+    count >>= np.uint32(24)
+    return count
 
 
 # --- accumulation (science.py's re-export: `science.Accumulator`) ------------------------------

@@ -432,7 +432,7 @@ def misr_aggregate(
     blocks_in, blocks_out = rad.reshape(-1, h, w), out.reshape(-1, *block_shape)
     for k in range(blocks_in.shape[0]):
         if stop > first:
-            _aggregate_block(blocks_in[k, :, 4 * first : 4 * stop], blocks_out[k, :, first:stop])
+            gr.nanmean_4x4(blocks_in[k, :, 4 * first : 4 * stop], blocks_out[k, :, first:stop])
     return out
 
 
@@ -440,55 +440,6 @@ def taken_columns(mask: BoolArray) -> slice:
     """The 1.1 km columns of a (nb, h, w) geometry mask that hold any pixel taken, as one slice (maybe empty)."""
     taken = np.flatnonzero(np.any(mask, axis=tuple(range(mask.ndim - 1))))
     return slice(int(taken[0]), int(taken[-1]) + 1) if len(taken) else slice(0, 0)
-
-
-def _aggregate_block(rad: npt.NDArray[np.float32], out: npt.NDArray[np.float32]) -> None:
-    """One (4h, 4w) block's 4x4 nanmean of the values >= 0 into `out` (h, w) (either may be a view of columns).
-
-    A view of some columns is first copied into a contiguous buffer: numpy 2.4 runs a ufunc over such a view
-    by copying it through small buffers, once per ufunc; one copy, then the test and the fmax over contiguous
-    bytes: 0.77 instead of 1.14 ms a block of the job's columns, the same arithmetic.
-    """
-    h, w = rad.shape
-    kept = gr.SCRATCH.get("misr_kept", (h, w), np.float32)
-    if not rad.flags.c_contiguous:
-        np.copyto(kept, rad)
-        rad = kept
-    taken = np.greater_equal(rad, np.float32(0), out=gr.SCRATCH.get("misr_taken", (h, w), bool))
-    np.fmax(rad, gr.SCRATCH.zeros((h, w), np.float32), out=kept)  # NaN and negatives add nothing...
-    total = _sum_4x4(kept)
-    count = _count_4x4(taken)  # ...and are not counted
-    with np.errstate(invalid="ignore", divide="ignore"):
-        np.divide(total, count, out=out, dtype=np.float32)  # count <= 16: exact in float32, as total / count
-    out[count == 0] = np.nan
-
-
-def _sum_4x4(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    """Sums of 4x4 tiles in a's dtype: 4 samples of a line, then 4 lines, each added left to right.
-    Strided adds: far faster than a reduction over a length-4 axis."""
-    line = a[..., 0::4] + a[..., 1::4]
-    line += a[..., 2::4]
-    line += a[..., 3::4]
-    total = line[..., 0::4, :] + line[..., 1::4, :]
-    total += line[..., 2::4, :]
-    total += line[..., 3::4, :]
-    return total
-
-
-def _count_4x4(taken: BoolArray) -> npt.NDArray[np.uint32]:
-    """Trues in each 4x4 tile of a C-contiguous (4h, 4w) mask, as (h, w) uint32.
-
-    Each uint32 of the mask's bytes holds a tile line's 4 flags; adding 4 lines' words (contiguous adds)
-    leaves per-byte counts <= 4, and multiplying by 0x01010101 sums the 4 bytes into the top one (<= 16:
-    no carry between bytes). A third of the time of strided byte adds (2026-12-04: 0.13 vs 0.43 ms a block).
-    """
-    words = np.ascontiguousarray(taken).view(np.uint8).view(np.uint32)
-    count = words[0::4] + words[1::4]
-    count += words[2::4]
-    count += words[3::4]
-    count *= np.uint32(0x01010101)
-    count >>= np.uint32(24)
-    return count
 
 
 @dataclass(frozen=True)

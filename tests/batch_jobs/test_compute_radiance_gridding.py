@@ -496,7 +496,7 @@ def test_count_4x4_is_the_trues_of_each_tile(taken: npt.NDArray[np.bool_], trans
         taken = np.asfortranarray(taken)
     h, w = taken.shape[0] // 4, taken.shape[1] // 4
     expected = taken.reshape(h, 4, w, 4).sum(axis=(1, 3))
-    assert np.array_equal(s._count_4x4(taken), expected)
+    assert np.array_equal(gr.count_4x4(taken), expected)
 
 
 def test_count_4x4_counts_a_full_tile_and_an_empty_one() -> None:
@@ -504,7 +504,7 @@ def test_count_4x4_counts_a_full_tile_and_an_empty_one() -> None:
     taken[:4, :4] = True  # 16: the largest count, in the word's top byte
     taken[4:, 4:] = True
     taken[4, 4] = False
-    assert s._count_4x4(taken).tolist() == [[16, 0], [0, 15]]
+    assert gr.count_4x4(taken).tolist() == [[16, 0], [0, 15]]
 
 
 @given(
