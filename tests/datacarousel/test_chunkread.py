@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from datacarousel import aws, chunkread, hsds
-from datacarousel.chunkread import decode
+from datacarousel.chunkread import decode, restart
 from datacarousel.chunkread import read as read_module
 from datacarousel.chunkread.index import _replace
 from datacarousel.errors import BadInput, CorruptData
@@ -371,6 +371,24 @@ def test_streaming_rejects_a_chunk_of_the_wrong_size() -> None:
     shorter = _replace(index, shape=(201, 1000), chunk_shape=(201, 1000))
     with pytest.raises(chunkread.CorruptChunk, match="200000 bytes, expected 201000"):
         list(chunkread.iter_leading_range(shorter, lambda o, n: data[o : o + n], 0, 5))
+
+
+def test_rows_through_restart_points_are_those_of_the_plain_inflate_even_past_the_end() -> None:
+    index, data = stream_index(rows=400, row_bytes=2000)
+    chunk = index.chunks[0]
+    points = restart.build(data[chunk.byte_offset :], restart.WINDOW)
+    assert len(points.points) >= 4 and points.checks
+
+    def rows(first: int, last: int, **kwargs: Any) -> list[bytes]:
+        got = chunkread.iter_leading_range(index, lambda o, n: data[o : o + n], first, last, group=8, **kwargs)
+        return [g.tobytes() for g in got]
+
+    for first, last in ((0, 399), (150, 260), (399, 399)):
+        assert rows(first, last, restart=points, workers=2) == rows(first, last), (first, last)
+    for first, last in ((390, 420), (450, 460)):  # rows past the end: the same error either way
+        for kwargs in ({}, {"restart": points, "workers": 2}):
+            with pytest.raises(ValueError, match="wanted of a chunk of 800000"):
+                rows(first, last, **kwargs)
 
 
 def test_corrupt_chunk_is_corrupt_data_not_a_value_error() -> None:
