@@ -9,7 +9,8 @@ The arrays have the sizes of a `full` orbit (docs/synthetic-data.md) and are syn
   about 50 M samples counted per orbit;
 - MISR: 130 daylit blocks of 128 x 512 pixels (65 % pass the geometry test), 4 bands with 2 % NaN and
   values outside (0, 1000): about 20 M samples counted; and the 4x4 aggregation of the 275 m bands
-  before it (130 blocks x 4 bands of 512 x 2048: 545 M samples, 13 blocks in memory aggregated 40 times);
+  before it (130 blocks x 4 bands of 512 x 2048: 545 M samples, 13 blocks in memory aggregated 40 times), and
+  over the columns the job aggregates (`JOB_COLUMNS`) where both versions take them;
 - CERES: 2 M FM1 footprints along the track (about a third taken).
 
 A "sample" is one (pixel, channel) counted in a cell; index rules are rated per pixel indexed, and
@@ -51,6 +52,9 @@ SCIENCE = "batch_jobs/compute_radiance/science.py"
 ROWS, COLS, GRANULES = 2030, 1354, 10
 BLOCKS, BLOCK_SHAPE = 130, (128, 512)
 AGGREGATED_BLOCKS = 13  # 275 m blocks in memory for misr_aggregate (52 MB); aggregated 40 times = 130 blocks x 4 bands
+# The 1.1 km columns the job aggregates (`science.taken_columns`): 336 of 512, the share the geometry test takes in
+# every block of a generated full orbit (0.656), centred.
+JOB_COLUMNS = slice(88, 424)
 FOOTPRINTS = 2_000_000
 
 
@@ -147,6 +151,13 @@ def kernels(
             s.misr_aggregate(rad, BLOCK_SHAPE, **into)
         return 40 * rad.size
 
+    def misr_aggregate_columns() -> int:
+        rad = misr["rad_275m"]
+        out = np.empty((len(rad), *BLOCK_SHAPE), np.float32)
+        for _ in range(40):
+            s.misr_aggregate(rad, BLOCK_SHAPE, out=out, columns=JOB_COLUMNS)
+        return 40 * rad.size * (JOB_COLUMNS.stop - JOB_COLUMNS.start) // BLOCK_SHAPE[1]
+
     def misr_bands() -> int:
         found = s.MisrCells(pixel=cells.pixel, cells=cells.cells)  # as the job: one MisrCells for the 4 bands
         return counted(acc_misr, lambda: [s.misr_band(acc_misr, ch, found, misr["rad"][ch]) for ch in range(4)])
@@ -161,7 +172,11 @@ def kernels(
         "  modis_ceres_index (pixels)": lambda: s.modis_ceres_index(modis_lat, modis_lon, grid)[0].size,
         "  misr_index (pixels)": lambda: s.misr_index(misr_lat, misr_lon, grid)[0].size,
         "MISR 4x4 aggregation (275 m samples)": misr_aggregate,
-    }
+    } | (  # the job's path since the aggregation takes columns (an older science.py has no such row)
+        {"  the job's columns only (samples)": misr_aggregate_columns}
+        if "columns" in signature(s.misr_aggregate).parameters
+        else {}
+    )
 
 
 def load_rev(rev: str) -> ModuleType:
@@ -188,10 +203,12 @@ Row = tuple[int, float, float, float]  # items, user s, system s, wall s
 
 def measure(runs: dict[str, dict[str, Callable[[], int]]], repeat: int) -> dict[tuple[str, str], list[Row]]:
     out: dict[tuple[str, str], list[Row]] = {}
-    names = list(next(iter(runs.values())))
+    names = list(dict.fromkeys(name for table in runs.values() for name in table))
     for round_ in range(repeat):
         for name in names:
             for label, table in list(runs.items())[:: 1 if round_ % 2 == 0 else -1]:
+                if name not in table:
+                    continue
                 t, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
                 n = table[name]()
                 u = resource.getrusage(resource.RUSAGE_SELF)
@@ -214,6 +231,8 @@ def report(results: dict[tuple[str, str], list[Row]], labels: list[str]) -> None
     if len(labels) == 2:
         print("\nspeed-up (median CPU s, old / new):")
         for name in dict.fromkeys(n for n, _ in results):
+            if any((name, lab) not in results for lab in labels):
+                continue
             old, new = (statistics.median(r[1] + r[2] for r in results[(name, lab)]) for lab in labels)
             print(f"  {name:34} {old / new:5.1f}x")
 
