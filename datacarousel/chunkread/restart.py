@@ -282,14 +282,14 @@ def combine_checks(checks: Sequence[int], segments: Sequence[Segment]) -> int:
     return adler
 
 
-def _blocks(data: bytes | memoryview, segment: Segment) -> bytes | memoryview:
-    """The segment's blocks from its stored bytes, starting at a byte boundary, then an empty final block.
+def _blocks(data: bytes | memoryview, segment: Segment) -> tuple[bytes | memoryview, ...]:
+    """The segment's blocks from its stored bytes, starting at a byte boundary, then an empty final block: the
+    pieces to join (once, by the caller, with what goes before them).
 
     A segment cut where a block ends inside a byte is moved by its bit offset (the first byte's low bits belong
     to the segment before, the last byte's top bits to the one after: both cleared)."""
-    tail = b"" if segment.last else _EMPTY_FINAL_BLOCK
     if not segment.bits_lo and (segment.last or not segment.bits_hi):
-        return b"".join((data, tail)) if tail else data
+        return (data,) if segment.last else (data, _EMPTY_FINAL_BLOCK)
     a = np.frombuffer(data, dtype=np.uint8)
     drop = 8 - segment.bits_lo if segment.bits_lo else 0
     nbits = 8 * len(a) - drop - (0 if segment.last else segment.bits_hi)
@@ -306,7 +306,7 @@ def _blocks(data: bytes | memoryview, segment: Segment) -> bytes | memoryview:
         out[end] |= (3 << shift) & 0xFF  # BFINAL = 1, BTYPE = 01 (fixed codes), then end-of-block: seven 0 bits
         out[end + 1] |= 3 >> (8 - shift)
         nbits += 10
-    return out[: (nbits + 7) // 8].astype(np.uint8).tobytes()
+    return (out[: (nbits + 7) // 8].astype(np.uint8).tobytes(),)
 
 
 def inflate_segment(data: bytes | memoryview, segment: Segment) -> memoryview:
@@ -317,10 +317,10 @@ def inflate_segment(data: bytes | memoryview, segment: Segment) -> memoryview:
         if _fast is not None:  # [stored block of the window] + blocks + [empty final block]: window + output
             history = len(segment.window)
             prefix = _STORED_WINDOW_HEADER + segment.window if history else b""
-            got = memoryview(_fast.deflate_decompress(b"".join((prefix, blocks)), history + want))[history:]
+            got = memoryview(_fast.deflate_decompress(b"".join((prefix, *blocks)), history + want))[history:]
         else:
             inflater = zlib.decompressobj(-15, zdict=segment.window) if segment.window else zlib.decompressobj(-15)
-            got = memoryview(inflater.decompress(bytes(blocks), want + 1))
+            got = memoryview(inflater.decompress(b"".join(blocks), want + 1))
     except (zlib.error, getattr(_fast, "DeflateError", zlib.error)) as exc:
         raise CorruptChunk(f"segment at stored byte {segment.byte_lo} does not inflate: {exc}") from exc
     if len(got) != want:
