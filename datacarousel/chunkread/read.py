@@ -270,8 +270,6 @@ def iter_leading_range(
         def read(offset: int, size: int) -> bytes:
             return whole(chunk.byte_offset + offset, size)
 
-        if end > index.nbytes:  # as stream_chunk says it
-            raise ValueError(f"bytes up to {end} wanted of a chunk of {index.nbytes}")
         wanted = restart.covering(first * row_bytes, end)  # with per-segment checks: only those holding the rows
         skipped = wanted[0].out_lo
         segments = inflate_segments(

@@ -139,7 +139,10 @@ class RestartIndex:
 
     def covering(self, start: int, end: int) -> list[Segment]:
         """The segments to inflate for output bytes [start, end): only those that hold any of them when each
-        can be checked on its own (`checks`), else all (only the whole stream's checksum can check them)."""
+        can be checked on its own (`checks`), else all (only the whole stream's checksum can check them).
+        Raises ValueError for bytes past the end, as `stream_chunk` does."""
+        if end > self.size:
+            raise ValueError(f"bytes up to {end} wanted of a chunk of {self.size}")
         segments = self.segments()
         if not self.checks:
             return segments

@@ -274,6 +274,9 @@ def test_points_stored_without_checks_still_load_and_inflate_whole(
     assert old.checks == () and old.points == aligned and len(aligned) >= 2
     assert old.covering(100, 200) == old.segments()  # every segment: only the stream's checksum checks them
     assert _part(old, raw, 100, 200) == data
+    for points in (index, old):
+        with pytest.raises(ValueError, match="wanted of a chunk"):
+            points.covering(len(data) - 10, len(data) + 1)
     with pytest.raises(ValueError, match="checksum per segment"):
         list(restart.inflate_segments(old, _reader(raw), segments=old.segments()[1:2]))
 
