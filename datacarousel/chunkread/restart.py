@@ -248,13 +248,21 @@ def build(raw: bytes, span: int = DEFAULT_SPAN) -> RestartIndex:
             if rc not in (_Z_OK, _Z_BUF_ERROR) or (rc == _Z_BUF_ERROR and stream.avail_in == 0):
                 reason = stream.msg.decode() if stream.msg else f"zlib error {rc}"
                 raise CorruptChunk(f"the stream does not inflate: {reason}")
-            at_boundary = stream.data_type & _END_OF_BLOCK and not stream.data_type & _LAST_BLOCK
-            bits = stream.data_type & 7
+            if not stream.data_type & _END_OF_BLOCK or stream.data_type & _LAST_BLOCK:
+                continue
+            byte_offset, bits = len(raw) - stream.avail_in, stream.data_type & 7
+            stored_next = _stored_block_at(raw, 8 * byte_offset - bits)
+            if stored_next and points and points[-1].bits:
+                # A segment moved to a byte boundary cannot hold a stored block (whose padding runs to the stream's
+                # own byte boundaries): the point it started at goes, the segment joins the one before.
+                dropped = points.pop()
+                check = adler32_combine(checks.pop(), check, produced - dropped.out_offset)
+                last_point = points[-1].out_offset if points else 0
             # A boundary at a byte boundary when there is one; else (runs of identical blocks, such as a night of
-            # fill values, may have none for hundreds of MB) any boundary, once two spans have passed.
+            # fill values, may have none for hundreds of MB) any boundary not before a stored block, once two
+            # spans have passed.
             far_enough = produced - last_point >= (span if bits == 0 else 2 * span)
-            if at_boundary and far_enough and produced >= WINDOW:
-                byte_offset = len(raw) - stream.avail_in
+            if far_enough and produced >= WINDOW and (bits == 0 or not stored_next):
                 points.append(RestartPoint(byte_offset, produced, bytes(history[-WINDOW:]), bits))
                 checks.append(check)
                 last_point, check = produced, 1
@@ -262,6 +270,13 @@ def build(raw: bytes, span: int = DEFAULT_SPAN) -> RestartIndex:
         lib.inflateEnd(ctypes.byref(stream))
     (adler,) = struct.unpack(">I", raw[len(raw) - stream.avail_in - 4 : len(raw) - stream.avail_in])
     return RestartIndex(len(raw) - stream.avail_in, produced, adler, tuple(points), (*checks, check))
+
+
+def _stored_block_at(raw: bytes, bit: int) -> bool:
+    """Whether the deflate block whose header starts at bit `bit` of `raw` (bits counted from each byte's lowest)
+    is a stored one (BTYPE 00, after the BFINAL bit)."""
+    header = int.from_bytes(raw[bit // 8 : bit // 8 + 2], "little") >> (bit % 8)
+    return (header >> 1) & 3 == 0
 
 
 # --- inflating: segments side by side ----------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from datacarousel import orbit as readers
@@ -67,6 +67,7 @@ def test_segments_equal_the_plain_inflate(inflater: str, level: int, workers: in
     seed=st.integers(0, 2**16),
     span=st.sampled_from([SPAN, 3 * SPAN]),
 )
+@example(size=137_375, level=5, seed=704, span=SPAN)  # a stored final block after a point inside a byte
 def test_any_stream_inflates_the_same_in_segments(size: int, level: int, seed: int, span: int) -> None:
     data, raw = _stream(size, level, seed)
     index = restart.build(raw, span)
@@ -211,6 +212,22 @@ def test_a_night_of_fill_values_gets_points_inside_bytes_and_inflates_the_same(i
             assert got == data[segment.out_lo : segment.out_hi]
     daylit = index.covering(len(night), len(night) + len(day))
     assert sum(g.out_hi - g.out_lo for g in daylit) < len(data) / 2  # most of the nights are skipped
+
+
+@pytest.mark.parametrize("level", [1, 5])
+def test_stored_blocks_after_a_night_keep_their_byte_boundaries(level: int) -> None:
+    """A stored block pads to the stream's own byte boundaries, so a segment moved by its bit offset may not
+    hold one: nights of fill values (points inside a byte) around incompressible bytes (stored blocks) still
+    inflate the same, whole and segment by segment."""
+    night = np.full(3_000_000, -9999.0, np.float32).tobytes()
+    noise = np.random.default_rng(5).integers(0, 256, 3_000_000, dtype=np.uint8).tobytes()
+    data = night + noise + night + noise[:77]
+    raw = zlib.compress(data, level)
+    index = restart.build(raw, 1 << 20)
+    assert any(p.bits for p in index.points) and len(index.points) > 4
+    assert _inflate(index, raw, 2) == data
+    for segment in index.segments():
+        assert _part(index, raw, segment.out_lo, segment.out_hi) == data[segment.out_lo : segment.out_hi]
 
 
 def test_each_segment_keeps_the_adler32_of_its_output(stream: tuple[bytes, bytes, restart.RestartIndex]) -> None:
