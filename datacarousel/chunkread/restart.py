@@ -5,8 +5,9 @@ A restart point is a block boundary, with its compressed offset, its uncompresse
 inflated before it (the idea of zlib's `examples/zran.c`). A boundary that falls on a byte boundary (about
 one in eight in zlib's output) is preferred: the blocks between two such points are a plain byte range.
 Runs of identical blocks (a night of fill values) may have none for hundreds of MB; there a point may fall
-inside a byte (its bit offset kept), and its segment's bytes are shifted to start at a byte boundary
-before they are inflated. Those blocks then inflate on their own, in any thread: libdeflate
+inside a byte (its bit offset kept; never where its segment would hold a stored block, which pads to the
+stream's own byte boundaries), and its segment's bytes are shifted to start at a byte boundary before they
+are inflated. Those blocks then inflate on their own, in any thread: libdeflate
 (the fastest inflater, `bench/bench_floor.py`) is given a stored block holding the 32 KiB, the
 range's bytes and an empty final block, and returns the 32 KiB followed by the range's output; without
 libdeflate, zlib with the 32 KiB as its dictionary does the same.
