@@ -1,6 +1,6 @@
 """Issue #22: samples per second per core of the radiance job's gridding kernels, old and new, on a full orbit.
 
-    .venv/bin/python bench/bench_gridding.py [--repeat 5] [--old REV | --old-file OLD_science.py]
+    .venv/bin/python bench/bench_gridding.py [--repeat 5] [--old REV | --old-file OLD_science.py | --numpy]
 
 The arrays have the sizes of a `full` orbit (docs/synthetic-data.md) and are synthesized in memory:
 - MODIS: 10 descending granules of 2030 x 1354 pixels (a descending swath's lat/lon, sensor zenith
@@ -15,7 +15,9 @@ The arrays have the sizes of a `full` orbit (docs/synthetic-data.md) and are syn
 
 A "sample" is one (pixel, channel) counted in a cell; index rules are rated per pixel indexed, and
 `ceres_granule` also per footprint read (most of its work is the mask of every footprint). "old" is
-science.py at REV (default: the commit before issue #22), loaded from git; "new" the working tree's.
+science.py at REV (default: the commit before issue #22), loaded from git, run without the compiled kernels
+(native.py: no older science.py had them); with `--numpy`, "old" is the working tree's science.py without them
+(its numpy paths); "new" the working tree's with them (if built).
 Every kernel runs single-threaded; in each of `--repeat` rounds every kernel runs old then new, or new
 then old in every other round (interleaved: neither always gets the freshly faulted-in memory). The
 per-core rate is items / process CPU time (user + system); the table gives the median over rounds with
@@ -25,6 +27,7 @@ the spread (min-max), and the median user and system seconds.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import os
 import resource
@@ -45,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from batch_jobs.compute_radiance import science  # noqa: E402
+from batch_jobs.compute_radiance import native, science  # noqa: E402
 
 OLD_REV = "6714eb6"  # main before issue #22's gridding kernels
 SCIENCE = "batch_jobs/compute_radiance/science.py"
@@ -158,8 +161,11 @@ def kernels(
             s.misr_aggregate(rad, BLOCK_SHAPE, out=out, columns=JOB_COLUMNS)
         return 40 * rad.size * (JOB_COLUMNS.stop - JOB_COLUMNS.start) // BLOCK_SHAPE[1]
 
+    # every representation the module's MisrCells takes, made before the timing (pixel runs since issue #22)
+    known = {"pixel": cells.pixel, "cells": cells.cells} | ({"runs": cells.runs} if hasattr(cells, "runs") else {})
+
     def misr_bands() -> int:
-        found = s.MisrCells(pixel=cells.pixel, cells=cells.cells)  # as the job: one MisrCells for the 4 bands
+        found = s.MisrCells(**known)  # as the job: one MisrCells for the 4 bands
         return counted(acc_misr, lambda: [s.misr_band(acc_misr, ch, found, misr["rad"][ch]) for ch in range(4)])
 
     return {
@@ -177,6 +183,19 @@ def kernels(
         if "columns" in signature(s.misr_aggregate).parameters
         else {}
     )
+
+
+def without_library(table: dict[str, Callable[[], int]]) -> dict[str, Callable[[], int]]:
+    """The same calls with the compiled kernels off: each caller takes its numpy path."""
+
+    def numpy_only(run: Callable[[], int]) -> int:
+        library, native.KERNELS = native.KERNELS, None
+        try:
+            return run()
+        finally:
+            native.KERNELS = library
+
+    return {name: functools.partial(numpy_only, run) for name, run in table.items()}
 
 
 def load_rev(rev: str) -> ModuleType:
@@ -242,15 +261,19 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--old", default=OLD_REV, help=f"git revision of the old science.py (default {OLD_REV})")
     ap.add_argument("--old-file", type=Path, help="an older science.py, instead of --old")
+    ap.add_argument("--numpy", action="store_true", help="old: the working tree's science.py, compiled kernels off")
     ap.add_argument("--new-only", action="store_true", help="time the working tree's kernels only")
     args = ap.parse_args()
     started = time.perf_counter()
     modis, misr, ceres = synth_modis(), synth_misr(), synth_ceres()
     print(f"synthesized in {time.perf_counter() - started:.1f} s; load average {os.getloadavg()}")
     runs = {}
-    if not args.new_only:
+    print(f"compiled kernels: {'on' if native.KERNELS is not None else 'not built'} in new, off in old")
+    if args.numpy:
+        runs["old"] = without_library(kernels(science, modis, misr, ceres))
+    elif not args.new_only:
         old = load_file(args.old_file) if args.old_file is not None else load_rev(args.old)
-        runs["old"] = kernels(old, modis, misr, ceres)
+        runs["old"] = without_library(kernels(old, modis, misr, ceres))
     runs["new"] = kernels(science, modis, misr, ceres)
     report(measure(runs, args.repeat), list(runs))
     print(f"load average at the end {os.getloadavg()}")

@@ -5,6 +5,24 @@
 #   batch_jobs/compute_radiance/definition.toml (a test keeps this line equal to it).
 # No credentials, endpoints or resource names inside: they come from the job's environment.
 ARG BASE_IMAGE=datacarousel-base:local
+
+# The gridding kernels (batch_jobs/compute_radiance/kernels.c) are compiled in a stage of their own, on
+# the image's own system: the compiler stays out of the image, which takes the library only. The stage
+# copies just what the build reads, so a change elsewhere in the code does not compile them again.
+FROM ${BASE_IMAGE} AS kernels
+USER 0:0
+# libc6-dev is not pinned: it must be the version of the base's own libc6, whichever point release that is.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gcc=4:12.2.0-3 libc6-dev \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/*
+USER 10001:10001
+COPY batch_jobs/__init__.py /build/batch_jobs/__init__.py
+COPY batch_jobs/compute_radiance/__init__.py batch_jobs/compute_radiance/native.py batch_jobs/compute_radiance/kernels.c /build/batch_jobs/compute_radiance/
+WORKDIR /build
+RUN python -m batch_jobs.compute_radiance.native /tmp/kernels
+
 FROM ${BASE_IMAGE}
 
 # matplotlib (quick looks) keeps its cache in /tmp: the root filesystem is read-only at run time.
@@ -30,7 +48,9 @@ RUN --mount=type=secret,id=pip-ca \
 # The kernel and this worker's own package: the parts import none of each other.
 COPY datacarousel /opt/datacarousel/datacarousel
 COPY batch_jobs /opt/datacarousel/batch_jobs
-RUN python -m compileall -q /opt/datacarousel
+COPY --from=kernels /tmp/kernels/ /opt/datacarousel/batch_jobs/compute_radiance/
+RUN python -m compileall -q /opt/datacarousel \
+    && python -c 'from batch_jobs.compute_radiance import native; assert native.KERNELS, "gridding kernels not loaded"'
 
 USER 10001:10001
 WORKDIR /home/datacarousel

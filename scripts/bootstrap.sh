@@ -20,3 +20,7 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
   "$VENV/bin/python" -m pip check
   echo "$want" > "$STAMP"
 fi
+# The radiance job's compiled gridding kernels (needs a C compiler; built again only when kernels.c changes).
+# Without them the job runs its numpy paths, slower; the tests say so.
+"$VENV/bin/python" -m batch_jobs.compute_radiance.native > /dev/null \
+  || echo "warning: the gridding kernels were not built: the radiance job runs its numpy paths (slower)" >&2

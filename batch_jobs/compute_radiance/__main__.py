@@ -19,7 +19,7 @@ import typer
 from botocore.exceptions import ClientError
 
 from batch_jobs.compute_radiance import composite as comp
-from batch_jobs.compute_radiance import export, quicklook, worker
+from batch_jobs.compute_radiance import export, native, quicklook, worker
 from batch_jobs.compute_radiance.description import DEFINITION
 from batch_jobs.compute_radiance.result import Parameters, load_npz, npz_bytes
 from datacarousel import aws, errors, job, malloc
@@ -91,6 +91,8 @@ def _check_aws() -> None:
 def main(log_level: str = typer.Option("INFO", "--log-level", envvar="DC_LOG_LEVEL")) -> None:
     malloc.tune_for_jobs()  # before any reader thread exists
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if native.KERNELS is None:  # a set-up without a C compiler: the same results, slower
+        log.warning("gridding kernels not built (%s): the numpy paths run instead", native.library_path().name)
 
 
 @app.command()

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from batch_jobs.compute_radiance import native
+
 if TYPE_CHECKING:  # (science imports this module: the grid's type only)
     from batch_jobs.compute_radiance.science import Grid
 
@@ -119,6 +121,21 @@ def histogram_cells(
     return cells, inside
 
 
+def histogram_cells_native(
+    mask: BoolArray, lat: FloatArray, lon: FloatArray, lat_edges: FloatArray, lon_edges: FloatArray
+) -> IntArray | None:
+    """The pixels of `mask` inside the grid and their cells, as `histogram_cells` over the pixels taken gives
+    them, in one pass (`native.misr_cells`), as runs (first pixel, pixels, cell); None where that cannot run
+    (then `histogram_cells`)."""
+    n, n_lon = _uniform(lat_edges), _uniform(lon_edges)
+    nlat, nlon = len(lat_edges) - 1, len(lon_edges) - 1
+    if n is None or n_lon is None or nlat * nlon >= 2**24:
+        return None
+    lat_bins = (float(n), float(lat_edges[0]) * n, float(nlat))
+    lon_bins = (float(n_lon), float(lon_edges[0]) * n_lon, float(nlon))
+    return native.misr_cells(np.ravel(mask), np.ravel(lat), np.ravel(lon), lat_bins, lon_bins)
+
+
 def uniform_bin(values: FloatArray, edges: FloatArray) -> tuple[IntArray, BoolArray, FloatArray, float] | None:
     """`np.digitize(values, edges) - 1` and `edges[0] <= values < edges[-1]` for edges e0 + k/N, N a power of two
     and e0 a multiple of 1/N (the grid's edges); None for other edges.
@@ -141,6 +158,22 @@ def uniform_bin(values: FloatArray, edges: FloatArray) -> tuple[IntArray, BoolAr
         inside &= t < nbins
         index = t.astype(np.int64)
     return index, inside, values, float(edges[-1])
+
+
+def modis_granule_native(
+    *, lat: FloatArray, lon: FloatArray, sza: FloatArray, vza: FloatArray, bands: npt.NDArray[Any],
+    ceiling: npt.NDArray[np.float32], coeff: FloatArray, grid: Grid, limits: tuple[float, float, float],
+) -> tuple[int, IntArray, IntArray, FloatArray, FloatArray] | None:  # fmt: skip
+    """`science.modis_granule`'s per-cell sums in two passes over the granule (`native.modis_granule`): (pixels at
+    -90 dropped, distinct cells, counts, radiance sums, insolation sums); None where that cannot run."""
+    n = pow2_per_degree(grid.per_degree)
+    if n is None:
+        return None
+    return native.modis_granule(
+        lat=np.ravel(lat), lon=np.ravel(lon), sza=np.ravel(sza), vza=np.ravel(vza), bands=bands, ceiling=ceiling,
+        coeff=coeff, cols=int(np.shape(sza)[-1]) if np.ndim(sza) else 1, per_degree=n, num_lons=grid.num_lons,
+        num_cells=grid.num_cells, limits=limits, cosine_table=_centi_degree_cosines(), scratch=SCRATCH.get,
+    )  # fmt: skip
 
 
 CENTI_DEGREES = 18000  # hundredths of a degree in 0..180: the values MOD03's int16 angles can take
@@ -250,6 +283,8 @@ def nanmean_4x4(rad: npt.NDArray[np.float32], out: npt.NDArray[np.float32]) -> N
     by copying it through small buffers, once per ufunc; one copy, then the test and the fmax over contiguous
     bytes: 0.77 instead of 1.14 ms a block of the job's columns, the same arithmetic.
     """
+    if native.nanmean_4x4(rad, out):  # one pass, reading the columns in place
+        return
     h, w = rad.shape
     kept = SCRATCH.get("misr_kept", (h, w), np.float32)
     if not rad.flags.c_contiguous:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from batch_jobs.compute_radiance import gridding as gr
+from batch_jobs.compute_radiance import native
 from batch_jobs.compute_radiance.gridding import Accumulator, BoolArray, FloatArray, IntArray
 from batch_jobs.compute_radiance.resize import resize_bilinear
 
@@ -331,6 +332,16 @@ def modis_granule(
     every cell gets the sum of all its terms in the same order (docs/compute-radiance.md, "Gridding
     kernels"): the same bytes, with every temporary small and reused.
     """
+    ceiling = modis_radiance_ceiling(radiance_scales)
+    coeff = modis_insolation_coeff(radiance_scales, reflectance_scales)
+    limits = (MODIS_SZA_MAX, vza_max, MODIS_FILL_MAX)
+    done = gr.modis_granule_native(
+        lat=lat, lon=lon, sza=sza, vza=vza, bands=bands, ceiling=ceiling, coeff=coeff, grid=acc.grid, limits=limits
+    )
+    if done is not None:
+        minus_90, unique, counts, rad, sol = done
+        acc.add_segments(unique, counts, rad=rad, sol=sol)
+        return minus_90
     taken, cells, minus_90 = _modis_taken(lat, lon, sza, vza, grid=acc.grid, vza_max=vza_max)
     order = np.argsort(cells, kind="stable")  # sort the pixels by cell once, for all channels
     taken, cells = np.take(taken, order), np.take(cells, order)
@@ -338,8 +349,6 @@ def modis_granule(
     nch = bands.shape[0]
     flat = bands.reshape(nch, -1)
     sza_flat = np.ravel(sza)
-    ceiling = modis_radiance_ceiling(radiance_scales)
-    coeff = modis_insolation_coeff(radiance_scales, reflectance_scales)
     counts = np.empty((nch, len(starts)), dtype=np.int64)
     rad, sol = np.empty((nch, len(starts))), np.empty((nch, len(starts)))
     for lo, hi, s0, s1 in gr.segment_blocks(starts, len(cells)):
@@ -442,18 +451,48 @@ def taken_columns(mask: BoolArray) -> slice:
     return slice(int(taken[0]), int(taken[-1]) + 1) if len(taken) else slice(0, 0)
 
 
-@dataclass(frozen=True)
 class MisrCells:
-    """The pixels a set of blocks contributes (after the geometry test) and their cells."""
+    """The pixels a set of blocks contributes (after the geometry test) and their cells.
 
-    pixel: IntArray  # flat index into (nb, 128, 512)
-    cells: IntArray
-    _buffers: dict[str, npt.NDArray[Any]] = field(default_factory=dict, compare=False, repr=False)
+    Held as arrays (`pixel`, flat indices into (nb, 128, 512), and `cells`) or as `runs` (k, 3): first pixel,
+    pixels, cell, for pixels side by side in one cell (a block line crosses a few cells: runs of tens of
+    pixels, a thirtieth of the arrays' memory); either is derived from the other when first asked for.
+    """
+
+    def __init__(self, pixel: IntArray | None = None, cells: IntArray | None = None, *, runs: IntArray | None = None):
+        if (pixel is None) != (cells is None) or (pixel is None and runs is None):
+            raise ValueError("MisrCells takes pixel and cells, or runs (or both, of the same pixels)")
+        self._buffers: dict[str, npt.NDArray[Any]] = {}
+        if runs is not None:
+            self.runs = runs
+        if pixel is not None and cells is not None:
+            self.pixel, self.cells = pixel, cells
+
+    @cached_property
+    def pixel(self) -> IntArray:
+        first, pixels = self.runs[:, 0], self.runs[:, 1]
+        starts = np.cumsum(pixels) - pixels  # where each run starts among the pixels
+        return np.repeat(first - starts, pixels) + np.arange(int(pixels.sum()), dtype=np.int64)
+
+    @cached_property
+    def cells(self) -> IntArray:
+        return np.repeat(self.runs[:, 2], self.runs[:, 1])
+
+    @cached_property
+    def runs(self) -> IntArray:
+        pixel, cells = np.asarray(self.pixel, dtype=np.int64), np.asarray(self.cells, dtype=np.int64)
+        if len(pixel) == 0:
+            return np.zeros((0, 3), np.int64)
+        starts = np.flatnonzero((pixel[1:] != pixel[:-1] + 1) | (cells[1:] != cells[:-1])) + 1
+        starts = np.concatenate(([0], starts))
+        return np.column_stack((pixel[starts], np.diff(np.append(starts, len(pixel))), cells[starts]))
 
     @cached_property
     def all_counts(self) -> IntArray:
         """Pixels per cell (`np.bincount(cells)`): the same for every band."""
-        return np.bincount(self.cells)
+        if "cells" in self.__dict__:
+            return np.bincount(self.cells)
+        return np.bincount(self.runs[:, 2], weights=self.runs[:, 1]).astype(np.int64)  # counts < 2**53: exact
 
     def scratch(self, name: str, n: int, dtype: npt.DTypeLike) -> npt.NDArray[Any]:
         """A buffer of n items reused by every band (page-faulted in once)."""
@@ -473,6 +512,9 @@ def misr_cells(mask: BoolArray, lat: FloatArray, lon: FloatArray, grid: Grid) ->
     the same arithmetic, and the temporaries (coordinates taken, bins) are a slab's, not the orbit's
     (about 130 MB less at once on a full orbit, while the bands are being inflated).
     """
+    runs = gr.histogram_cells_native(mask, lat, lon, grid.lat_edges(), grid.lon_edges())  # one pass
+    if runs is not None:
+        return MisrCells(runs=runs)
     flat_mask, flat_lat, flat_lon = np.ravel(mask), np.ravel(lat), np.ravel(lon)
     taken = int(np.count_nonzero(flat_mask))
     pixel, cells = np.empty(taken, dtype=np.int64), np.empty(taken, dtype=np.int64)
@@ -501,6 +543,10 @@ def misr_band(acc: Accumulator, channel: int, cells: MisrCells, rad_1km: npt.NDA
     Each cell's sum is its terms added one after the other from 0 (`np.bincount`), as before; the
     samples not taken add a term +0.0, which changes no such sum (all terms are > 0).
     """
+    done = native.misr_band(np.ravel(rad_1km), cells.runs, len(cells.all_counts), MISR_RAD_MAX)
+    if done is not None:  # the same counts and sums in one pass
+        acc.add_binned(channel, done[0], rad=done[1])
+        return
     n = len(cells.pixel)
     v = np.take(np.ravel(rad_1km), cells.pixel, out=cells.scratch("v", n, rad_1km.dtype), mode="clip")
     ok = cells.scratch("ok", n, bool)

@@ -1,5 +1,8 @@
 """Issue #22: the fast gridding kernels give the same bytes as the kernels they replaced.
 
+Every test runs twice: with the compiled kernels (native.py, built by the set-up) and with the numpy paths
+that run where they are not built.
+
 `_Ref` below is a faithful copy of the gridding kernels of science.py before issue #22 (index rules,
 pixel masks, `Accumulator.add` / the old `add_sorted` and the MODIS, MISR and CERES kernels). Every test
 compares counts and sums byte for byte (`tobytes()`), on generated orbits (the project's generator
@@ -22,6 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from batch_jobs.compute_radiance import gridding as gr
+from batch_jobs.compute_radiance import native
 from batch_jobs.compute_radiance import science as s
 from batch_jobs.compute_radiance.job import compute_orbit
 from batch_jobs.compute_radiance.result import npz_bytes
@@ -31,6 +35,19 @@ from workbench.synthetic.generator import generate_orbit
 
 GRID = s.Grid(0.5)
 GRIDS = [s.Grid(0.5), s.Grid(0.25), s.Grid(1.0), s.Grid(0.3)]  # 0.3: no fast path (the rules as written)
+
+
+@pytest.fixture(autouse=True, scope="module", params=["compiled", "numpy"])
+def kernels(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The compiled kernels, or none (every caller takes its numpy path); module-scoped (hypothesis)."""
+    library = native.KERNELS
+    assert library is not None, "the compiled kernels are not built: run `make bootstrap`"
+    if request.param == "numpy":
+        native.KERNELS = None
+    try:
+        yield request.param
+    finally:
+        native.KERNELS = library
 
 
 # --- today's kernels (before issue #22), copied verbatim ---------------------------------------
@@ -323,7 +340,8 @@ def _modis_granule(rng: np.random.Generator, rows: int, cols: int, *, clustered:
     return {
         "lat": lat,
         "lon": lon,
-        "sza": rng.uniform(-5, 95, (rows, cols)).astype(np.float32),
+        # clustered: hundredths of a degree, as MOD03 stores them (the compiled kernel's table); else any value
+        "sza": (np.rint(rng.uniform(-5, 95, (rows, cols)) * 100) / (100.0 if clustered else 100.3)).astype(np.float32),
         "vza": rng.uniform(-2, 30, (rows, cols)).astype(np.float32),
         "bands": bands,
         "radiance_scales": rad_s,

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
+from batch_jobs.compute_radiance import native
 from workbench import images
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow]
@@ -104,3 +105,17 @@ def test_list_shows_each_built_image_once_with_its_size(
     assert sorted((r["name"], r["size_bytes"]) for r in rows) == sorted(
         (b.name, b.size_bytes) for b in built_images.values()
     )
+
+
+def test_compute_radiance_loads_kernels_compiled_for_it_without_a_compiler(
+    image_ref: Callable[[images.ImageSpec], str], container_engine: images.Engine
+) -> None:
+    """The image compiles the gridding kernels in a stage of its own (never the host's library: the build
+    context leaves *.so out) and loads the library of its own source; the compiler stays in that stage."""
+    ref = image_ref(images.IMAGES["datacarousel-compute-radiance"])
+    probe = "from batch_jobs.compute_radiance import native as n; print(n.KERNELS is not None, n.library_path().name)"
+    code, output = _run(container_engine, ref, "python", "-c", probe)
+    assert code == 0, output
+    assert output.split() == ["True", native.library_path().name]
+    code, output = _run(container_engine, ref, "sh", "-c", "command -v cc gcc || echo none")
+    assert output.strip() == "none"

@@ -106,11 +106,22 @@ def test_base_installs_dependencies_before_anything_else_and_no_code() -> None:
     assert steps[-1] == ("USER", "10001:10001")
 
 
+def _stages(steps: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """The build stages, each from its FROM on (what comes before the first FROM is left out)."""
+    starts = [i for i, (keyword, _) in enumerate(steps) if keyword == "FROM"]
+    return [steps[a:b] for a, b in zip(starts, [*starts[1:], len(steps)], strict=True)]
+
+
 @pytest.mark.parametrize("spec", images.WORKER_IMAGES, ids=lambda s: s.name)
 def test_worker_dockerfile_copies_its_code_and_runs_its_job_definition_command(spec: images.ImageSpec) -> None:
-    steps = _instructions(REPO_ROOT / spec.dockerfile)
-    assert steps[1] == ("FROM", "${BASE_IMAGE}")
-    copied = [args.split()[0] for keyword, args in steps if keyword == "COPY"]
+    *builders, steps = _stages(_instructions(REPO_ROOT / spec.dockerfile))  # the image is the last stage
+    assert steps[0] == ("FROM", "${BASE_IMAGE}")
+    for stage in builders:  # a stage that builds something (compiled kernels): FROM the base too, and
+        # reading only files the staged context holds
+        assert stage[0][1].startswith("${BASE_IMAGE} AS ")
+        sources = [path for keyword, args in stage if keyword == "COPY" for path in args.split()[:-1]]
+        assert sources and all(any(p == f or p.startswith(f"{f}/") for f in spec.context_files()) for p in sources)
+    copied = [args.split()[0] for keyword, args in steps if keyword == "COPY" and not args.startswith("--from=")]
     # Dependencies (if any) before the code: a code change never reinstalls them.
     assert tuple(copied) == spec.context_files()
     assert [k for k, _ in steps if k == "ENTRYPOINT"] == []

@@ -50,7 +50,8 @@ def stage_context(spec: ImageSpec, destination: Path, root: Path = REPO_ROOT) ->
     missing = spec.missing_packages(root) if not spec.is_base else []
     if missing:
         raise ImageError(f"{spec.name}: package(s) {', '.join(missing)} not in {root} yet: cannot build it")
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".mypy_cache", ".pytest_cache")
+    # Compiled libraries too: an image compiles its own (docker/compute-radiance.Dockerfile), for its own system.
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "*.so", ".mypy_cache", ".pytest_cache")
     for relative in spec.context_files():
         source, target = root / relative, destination / relative
         target.parent.mkdir(parents=True, exist_ok=True)
