@@ -281,20 +281,39 @@ def iter_leading_range(
             source, chunk, start=first * row_bytes, end=end, total=index.nbytes, piece_size=piece_size,
             ahead=ahead, streamer=streamer, stats=stats, path=index.path,
         )  # fmt: skip
+    # Whole rows inside one piece are handed out as they are (read-only views of the inflated bytes: a band's
+    # restart-point segments hold tens of rows each); rows cut by a piece's end, or pieces smaller than a row
+    # (streamed, not segmented), are put together in a buffer of their own, each byte copied once.
     for piece in pieces:
         src = np.frombuffer(piece, dtype=np.uint8)
         while src.size:
-            if fill == buf.size:  # a fresh, writable group buffer: each byte is copied once
-                rows = min(group, total_rows - done_rows)
-                buf, fill = np.empty(rows * row_bytes, dtype=np.uint8), 0
+            if fill and fill % row_bytes == 0 and src.size >= row_bytes:
+                rows = fill // row_bytes  # the buffer's whole rows, before the rows read in place
+                done_rows += rows
+                yield buf[:fill].view(dtype).reshape(rows, *row_shape)
+                buf, fill = np.empty(0, dtype=np.uint8), 0
+            if done_rows == total_rows:  # (the pieces end where the rows asked for end)
+                raise ValueError(f"{index.path}: more bytes than rows {first}..{last}")
+            if fill == 0 and src.size >= row_bytes:
+                rows = min(src.size // row_bytes, group, total_rows - done_rows)
+                done_rows += rows
+                yield src[: rows * row_bytes].view(dtype).reshape(rows, *row_shape)
+                src = src[rows * row_bytes :]
+                continue
+            if fill == buf.size:  # a fresh group buffer
+                buf, fill = np.empty(min(group, total_rows - done_rows) * row_bytes, dtype=np.uint8), 0
             n = min(src.size, buf.size - fill)
+            to_row_end = row_bytes - fill % row_bytes
+            if src.size - to_row_end >= row_bytes:  # whole rows follow in this piece: copy only up to them
+                n = min(n, to_row_end)
             buf[fill : fill + n] = src[:n]
             fill += n
             src = src[n:]
             if fill == buf.size:
-                rows = buf.size // row_bytes
+                rows = fill // row_bytes
                 done_rows += rows
                 yield buf.view(dtype).reshape(rows, *row_shape)
+                buf, fill = np.empty(0, dtype=np.uint8), 0
 
 
 def _between(pieces: Iterator[memoryview], start: int, end: int) -> Iterator[memoryview]:
