@@ -95,6 +95,66 @@ void nanmean_4x4(const float *rad, index_t row_stride, index_t h, index_t w, flo
     }
 }
 
+/* --- MISR: the geometry test (science.misr_geometry_mask) --------------------------------------- */
+
+/* resize.resize_bilinear of one (h, w) grid to (oh, ow) at row i: skimage's taps (lo, hi, t, 1 - t per
+ * output row and column), float64, a tap of weight 0 taking nothing (not even its NaN); then np.clip to
+ * [low, high] (NaN stays NaN). `rows` (oh x w) is the rows pass, made once per grid. */
+static void enlarge(const double *a, index_t w, index_t oh, index_t ow, const int64_t *r_lo, const int64_t *r_hi,
+                    const double *r_t, const double *r_rest, const int64_t *c_lo, const int64_t *c_hi,
+                    const double *c_t, const double *c_rest, double low, double high, double *rows, double *out)
+{
+    for (index_t i = 0; i < oh; i++) {
+        const double *lo = a + r_lo[i] * w, *hi = a + r_hi[i] * w;
+        for (index_t j = 0; j < w; j++)
+            rows[i * w + j] = r_t[i] == 0.0 ? lo[j] : lo[j] * r_rest[i] + hi[j] * r_t[i];
+    }
+    for (index_t i = 0; i < oh; i++) {
+        const double *row = rows + i * w;
+        for (index_t k = 0; k < ow; k++) {
+            double v = c_t[k] == 0.0 ? row[c_lo[k]] : row[c_lo[k]] * c_rest[k] + row[c_hi[k]] * c_t[k];
+            out[i * ow + k] = v != v ? v : (v < low ? low : (v > high ? high : v));
+        }
+    }
+}
+
+/* The range resize_bilinear clips a grid to: its lowest and highest value that is not NaN, or none
+ * (-inf, inf) when the grid has no finite value. */
+static void clip_range(const double *a, index_t n, double *low, double *high)
+{
+    int finite = 0;
+    double lo = INFINITY, hi = -INFINITY;
+    for (index_t i = 0; i < n; i++) {
+        finite |= isfinite(a[i]);
+        if (a[i] == a[i]) {
+            lo = a[i] < lo ? a[i] : lo;
+            hi = a[i] > hi ? a[i] : hi;
+        }
+    }
+    *low = finite ? lo : -INFINITY;
+    *high = finite ? hi : INFINITY;
+}
+
+/* Per block: the solar and sensor zenith grids (h, w; float64, negatives already NaN) enlarged to the
+ * block's (oh, ow) pixels, and mask = sza < sza_max and vza < vza_max. `scratch` holds oh * (w + 2 ow). */
+void misr_geometry(const double *sza, const double *vza, index_t nb, index_t h, index_t w, index_t oh, index_t ow,
+                   const int64_t *r_lo, const int64_t *r_hi, const double *r_t, const double *r_rest,
+                   const int64_t *c_lo, const int64_t *c_hi, const double *c_t, const double *c_rest,
+                   double sza_max, double vza_max, double *scratch, uint8_t *mask)
+{
+    double *rows = scratch, *sun = scratch + oh * w, *view = sun + oh * ow;
+    for (index_t b = 0; b < nb; b++) {
+        const double *s = sza + b * h * w, *v = vza + b * h * w;
+        double low, high;
+        clip_range(s, h * w, &low, &high);
+        enlarge(s, w, oh, ow, r_lo, r_hi, r_t, r_rest, c_lo, c_hi, c_t, c_rest, low, high, rows, sun);
+        clip_range(v, h * w, &low, &high);
+        enlarge(v, w, oh, ow, r_lo, r_hi, r_t, r_rest, c_lo, c_hi, c_t, c_rest, low, high, rows, view);
+        uint8_t *m = mask + b * oh * ow;
+        for (index_t p = 0; p < oh * ow; p++) m[p] = (sun[p] < sza_max) & (view[p] < vza_max);
+    }
+}
+
 /* --- MISR: cells and bands (science.misr_cells, science.misr_band) ------------------------------- */
 
 /* gridding._floor_bins for one value: floor(x n) - e0 n in float32 (exact for a grid's edges). */

@@ -38,6 +38,7 @@ _pointer = ctypes.c_void_p
 _float = ctypes.c_float
 _int64 = ctypes.c_int64
 _int32 = ctypes.c_int32
+_double = ctypes.c_double
 # The kernels' C signatures (kernels.c), argument by argument.
 # fmt: off
 SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
@@ -45,6 +46,8 @@ SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "misr_cells": (_index, [_pointer, _pointer, _pointer, _index, _float, _float, _float, _float, _float, _float,
                             _pointer, _index]),
     "misr_band": (None, [_pointer, _pointer, _index, _float, _pointer, _pointer]),
+    "misr_geometry": (None, [_pointer, _pointer, _index, _index, _index, _index, _index, _pointer, _pointer, _pointer,
+                             _pointer, _pointer, _pointer, _pointer, _pointer, _double, _double, _pointer, _pointer]),
     "modis_take": (None, [_pointer, _pointer, _pointer, _pointer, _index, _float, _float, _float, _int32, _int32,
                           _pointer, _pointer]),
     "modis_grid": (_index, [_pointer, _index, _index, _int64, _index, _pointer, _pointer, _index, _pointer, _pointer,
@@ -159,6 +162,38 @@ def misr_band(rad: npt.NDArray[Any], runs: npt.NDArray[Any], num_cells: int, rad
     counts, sums = np.zeros(num_cells, np.int64), np.zeros(num_cells, np.float64)
     KERNELS.misr_band(_address(rad), _address(runs), len(runs), rad_max, _address(sums), _address(counts))
     return counts, sums
+
+
+Taps = tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]  # resize.taps: lo, hi (int64), weight (float64)
+
+
+def misr_geometry(
+    sza: npt.NDArray[Any], vza: npt.NDArray[Any], block_shape: tuple[int, int], taps: tuple[Taps, Taps],
+    limits: tuple[float, float],
+) -> npt.NDArray[np.bool_] | None:  # fmt: skip
+    """science.misr_geometry_mask: (nb, h, w) float64 angle grids (negatives already NaN) -> (nb, *block_shape)
+    mask, with the row and column `taps` of resize_bilinear and `limits` (sza max, vza max). None without the
+    library or for other arrays."""
+    if KERNELS is None or not (_contiguous(sza, np.float64) and _contiguous(vza, np.float64)):
+        return None
+    if sza.ndim != 3 or vza.shape != sza.shape:
+        return None
+    nb, h, w = sza.shape
+    (r_lo, r_hi, r_t), (c_lo, c_hi, c_t) = ((np.ascontiguousarray(a) for a in t) for t in taps)
+    oh, ow = block_shape
+    if len(r_lo) != oh or len(c_lo) != ow or max(r_hi.max(initial=0), r_lo.max(initial=0)) >= h:
+        return None
+    if max(c_hi.max(initial=0), c_lo.max(initial=0)) >= w:
+        return None
+    r_rest, c_rest = 1 - r_t, 1 - c_t  # as numpy computes the other tap's weight
+    mask = np.empty((nb, oh, ow), dtype=np.bool_)
+    scratch = np.empty(oh * (w + 2 * ow), dtype=np.float64)
+    KERNELS.misr_geometry(
+        _address(sza), _address(vza), nb, h, w, oh, ow, _address(r_lo), _address(r_hi), _address(r_t),
+        _address(r_rest), _address(c_lo), _address(c_hi), _address(c_t), _address(c_rest), *limits,
+        _address(scratch), _address(mask),
+    )  # fmt: skip
+    return mask
 
 
 # --- MODIS -----------------------------------------------------------------------------------------

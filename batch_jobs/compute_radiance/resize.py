@@ -15,7 +15,7 @@ from batch_jobs.compute_radiance.gridding import FloatArray, IntArray
 
 
 @cache
-def _resize_taps(n_in: int, n_out: int) -> tuple[IntArray, IntArray, FloatArray]:
+def taps(n_in: int, n_out: int) -> tuple[IntArray, IntArray, FloatArray]:
     """Two-tap bilinear interpolation (lo, hi, weight of hi) with pixel-centre alignment and mirrored edges."""
     x = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
     lo = np.floor(x).astype(np.int64)
@@ -44,8 +44,8 @@ def resize_bilinear(a: npt.ArrayLike, shape: tuple[int, int]) -> FloatArray:
     h, w = arr.shape[-2:]
     if shape[0] < h or shape[1] < w:
         raise ValueError("resize_bilinear only enlarges (skimage would anti-alias when shrinking)")
-    r_lo, r_hi, r_t = _resize_taps(h, shape[0])
-    c_lo, c_hi, c_t = _resize_taps(w, shape[1])
+    r_lo, r_hi, r_t = taps(h, shape[0])
+    c_lo, c_hi, c_t = taps(w, shape[1])
     # a tap of weight zero contributes nothing, not even its NaN (as in scipy.ndimage.zoom)
     lo_rows = arr[..., r_lo, :]
     with np.errstate(invalid="ignore"):

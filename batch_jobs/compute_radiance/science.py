@@ -22,6 +22,7 @@ from batch_jobs.compute_radiance import gridding as gr
 from batch_jobs.compute_radiance import native
 from batch_jobs.compute_radiance.gridding import Accumulator, BoolArray, FloatArray, IntArray
 from batch_jobs.compute_radiance.resize import resize_bilinear
+from batch_jobs.compute_radiance.resize import taps as resize_taps
 
 # --- parameters of the original (spec: Parameters) ---------------------------------
 SPATIAL_RESOLUTION = 0.5
@@ -391,6 +392,13 @@ def misr_geometry_mask(
     """
     sza = np.where(np.asarray(sza_blocks) < 0, np.nan, sza_blocks)
     vza = np.where(np.asarray(vza_blocks) < 0, np.nan, vza_blocks)
+    enlarged = sza.ndim == 3 and block_shape[0] >= sza.shape[1] and block_shape[1] >= sza.shape[2]
+    if enlarged and vza.shape == sza.shape:  # the same arithmetic in one pass a block (native.misr_geometry)
+        taps = (resize_taps(sza.shape[1], block_shape[0]), resize_taps(sza.shape[2], block_shape[1]))
+        sza64, vza64 = (np.ascontiguousarray(a, dtype=np.float64) for a in (sza, vza))
+        done = native.misr_geometry(sza64, vza64, block_shape, taps, (MISR_SZA_MAX, vza_max))
+        if done is not None:
+            return done
     mask = np.empty((*sza.shape[:-2], *block_shape), dtype=bool)
     flat_sza, flat_vza = sza.reshape(-1, *sza.shape[-2:]), vza.reshape(-1, *vza.shape[-2:])
     flat_mask = mask.reshape(-1, *block_shape)

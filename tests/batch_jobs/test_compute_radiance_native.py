@@ -19,6 +19,7 @@ import pytest
 from batch_jobs.compute_radiance import gridding as gr
 from batch_jobs.compute_radiance import native
 from batch_jobs.compute_radiance import science as s
+from batch_jobs.compute_radiance.resize import taps as resize_taps
 
 F32 = np.float32
 
@@ -289,3 +290,34 @@ def test_misr_aggregate_compiled_reads_views_in_place(monkeypatch: pytest.Monkey
     assert native.nanmean_4x4(rad[0], out)
     assert not native.nanmean_4x4(rad[0].astype(np.float64), out)  # other types: the numpy path
     assert not native.nanmean_4x4(rad[0][:, ::2], out[:, :256])  # not unit stride
+
+
+@pytest.mark.parametrize(("grid_shape", "block_shape"), [((8, 32), (128, 512)), ((2, 4), (16, 32)), ((3, 5), (7, 11))])
+def test_misr_geometry_compiled_gives_the_numpy_mask(
+    monkeypatch: pytest.MonkeyPatch, grid_shape: tuple[int, int], block_shape: tuple[int, int]
+) -> None:
+    """Angles around both limits (exactly 89 and vza_max over a whole block: the enlargement gives them back
+    exactly), NaN, negatives (NaN too), infinities, a block without a finite value, one with a single one."""
+    rng = np.random.default_rng(grid_shape[0])
+    nb = 12
+    sza = rng.uniform(80, 95, (nb, *grid_shape)).astype(F32)
+    vza = rng.uniform(-3, 30, (nb, *grid_shape)).astype(F32)
+    for a in (sza, vza):
+        for value, share in ((np.nan, 0.05), (-1.0, 0.05), (np.inf, 0.02), (-np.inf, 0.02)):
+            a[rng.random(a.shape) < share] = value
+    sza[0], vza[0] = F32(89), F32(17.3)  # exactly the limits
+    sza[1], vza[2] = np.nan, -5.0  # no finite value
+    sza[3] = np.nan
+    sza[3, 0, 0] = 40.0  # one
+    sza[4], vza[4] = np.nextafter(F32(89), F32(0)), F32(17.3)  # (float32 17.3 is below 17.3)
+    taps = (resize_taps(grid_shape[0], block_shape[0]), resize_taps(grid_shape[1], block_shape[1]))
+    sza64, vza64 = (np.where(a < 0, np.nan, a).astype(np.float64) for a in (sza, vza))
+    assert native.misr_geometry(sza64, vza64, block_shape, taps, (s.MISR_SZA_MAX, 17.3)) is not None  # compiled
+
+    def run() -> bytes:
+        return s.misr_geometry_mask(sza, vza, 17.3, block_shape).tobytes()
+
+    compiled, numpy = both(monkeypatch, run)
+    assert compiled == numpy
+    mask = np.frombuffer(compiled, dtype=bool).reshape(nb, *block_shape)
+    assert mask[4].any() and not mask[0].any()  # just below the limits taken, at them not
