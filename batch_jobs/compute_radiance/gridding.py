@@ -160,18 +160,18 @@ def uniform_bin(values: FloatArray, edges: FloatArray) -> tuple[IntArray, BoolAr
     return index, inside, values, float(edges[-1])
 
 
-def modis_granule_native(
+def modis_sort_native(
     *, lat: FloatArray, lon: FloatArray, sza: FloatArray, vza: FloatArray, bands: npt.NDArray[Any],
-    ceiling: npt.NDArray[np.float32], coeff: FloatArray, grid: Grid, limits: tuple[float, float, float],
-) -> tuple[int, IntArray, IntArray, FloatArray, FloatArray] | None:  # fmt: skip
-    """`science.modis_granule`'s per-cell sums in two passes over the granule (`native.modis_granule`): (pixels at
-    -90 dropped, distinct cells, counts, radiance sums, insolation sums); None where that cannot run."""
+    ceiling: npt.NDArray[np.float32], grid: Grid, limits: tuple[float, float, float],
+) -> native.SortedGranule | None:  # fmt: skip
+    """A granule's pixels taken in cell order with their values and cosines (`native.modis_sort`), what
+    `native.modis_sums` turns into `science.modis_granule`'s sums; None where that cannot run."""
     n = pow2_per_degree(grid.per_degree)
     if n is None:
         return None
-    return native.modis_granule(
+    return native.modis_sort(
         lat=np.ravel(lat), lon=np.ravel(lon), sza=np.ravel(sza), vza=np.ravel(vza), bands=bands, ceiling=ceiling,
-        coeff=coeff, cols=int(np.shape(sza)[-1]) if np.ndim(sza) else 1, per_degree=n, num_lons=grid.num_lons,
+        cols=int(np.shape(sza)[-1]) if np.ndim(sza) else 1, per_degree=n, num_lons=grid.num_lons,
         num_cells=grid.num_cells, limits=limits, cosine_table=_centi_degree_cosines(), scratch=SCRATCH.get,
     )  # fmt: skip
 

@@ -16,7 +16,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any
 
 import numpy as np
 
@@ -69,22 +68,19 @@ def compute_orbit(source: OrbitSource, parameters: r.Parameters | None = None) -
 
 @dataclass
 class _Granule:
-    """One MODIS granule as loaded: arrays when it is descending and complete, otherwise why not."""
+    """One MODIS granule as loaded: prepared for gridding when it is descending and complete, otherwise why not."""
 
     name: str
     descending: bool = False
     skip: tuple[str, str] | None = None  # (reason, detail)
-    lat: Any = None
-    lon: Any = None
-    sza: Any = None
-    vza: Any = None
-    bands: Any = None
-    rad_scales: Any = None
-    ref_scales: Any = None
+    width: int = 0  # pixels to a swath line
+    prepared: s.PreparedGranule | None = None
 
 
-def _load_granule(source: OrbitSource, name: str) -> _Granule:
-    """Read what a granule needs (spec §2.2 and §3.1): lat/lon always; angles and bands if descending."""
+def _load_granule(source: OrbitSource, grid: s.Grid, vza_max: float, name: str) -> _Granule:
+    """Read what a granule needs (spec §2.2 and §3.1): lat/lon always; angles and bands if descending, then
+    prepared for gridding (`science.modis_prepare`: with the compiled kernels its pixels taken, sorted by cell,
+    about a fifth of what was read), so that a granule read ahead holds that much memory, not all of it."""
     try:
         lat, lon = source.modis_latlon(name)
     except MissingData as exc:
@@ -106,7 +102,11 @@ def _load_granule(source: OrbitSource, name: str) -> _Granule:
         return _Granule(name, True, (r.GRANULE_WITHOUT_ANGLES, detail))
     if bands.shape[0] != s.MODIS_VIS_CHANNELS:
         return _Granule(name, True, (r.DAY_GRANULE_WITHOUT_REFSB, f"{bands.shape[0]} VIS bands, expected 7"))
-    return _Granule(name, True, None, lat, lon, sza, vza, bands, rad_scales, ref_scales)
+    prepared = s.modis_prepare(
+        grid, lat=lat, lon=lon, sza=sza, vza=vza, bands=bands, radiance_scales=rad_scales,
+        reflectance_scales=ref_scales, vza_max=vza_max,
+    )  # fmt: skip
+    return _Granule(name, True, None, int(lat.shape[1]), prepared)
 
 
 def _modis(source: OrbitSource, out: r.OrbitResult) -> list[str]:
@@ -135,19 +135,18 @@ def _modis(source: OrbitSource, out: r.OrbitResult) -> list[str]:
     minus_90 = 0
     names = [name for _, name in sorted(timed)]
     ahead = max(min(2, source.threads), source.threads // 2)
-    for g in map_ahead(partial(_load_granule, source), names, ahead, name="modis-granule"):
+    load = partial(_load_granule, source, out.modis.grid, params.vza_max)
+    for g in map_ahead(load, names, ahead, name="modis-granule"):
         if g.descending:
             descending.append(g.name)
         if g.skip is not None:
             out.skip("MODIS", g.name, *g.skip)
         if not g.descending or g.skip is not None:
             continue
-        if g.lat.shape[1] != s.MODIS_COLUMNS:
-            odd_width.append(f"{g.name} ({g.lat.shape[1]})")
-        minus_90 += s.modis_granule(
-            out.modis, lat=g.lat, lon=g.lon, sza=g.sza, vza=g.vza, bands=g.bands, radiance_scales=g.rad_scales,
-            reflectance_scales=g.ref_scales, vza_max=params.vza_max,
-        )  # fmt: skip
+        if g.width != s.MODIS_COLUMNS:
+            odd_width.append(f"{g.name} ({g.width})")
+        assert g.prepared is not None
+        minus_90 += s.modis_add(out.modis, g.prepared)  # in granule order: the same sums whatever thread prepared it
         out.modis_granules_used.append(g.name)
     if odd_width:
         out.skip("MODIS", "*", r.MODIS_WIDTH_NOT_1354,

@@ -254,18 +254,16 @@ void modis_take(const float *lat, const float *lon, const float *sza, const floa
 
 /* The second pass: the pixels taken in cell order (pixel order within a cell: a stable counting sort
  * of cell_of over cells low .. low + span - 1), each channel's value (science.modis_refill_saturation,
- * then taken when 0 < value <= ceiling, else +0.0) and the pixel's cosine put in that order, then per
- * cell and channel the count, the radiance sum and the insolation sum, each sum as np.add.reduceat
- * adds it. The pixels are `cols` to a swath line. Scratch: `ends` (span items), `values` (channels x
- * taken), `cosines` (taken), `runs` (3 x cols). Writes the distinct cells to `unique` and the rest to
- * (channels, max_cells) arrays; returns the number of distinct cells, or -1 (and nothing meaningful)
- * when a pixel's solar zenith is not a hundredth of a degree in `table_degrees`: only those have their
- * cosine in `table_cos` (gridding.cos_degrees computes the others). */
-index_t modis_grid(const int32_t *cell_of, index_t npix, index_t cols, int64_t low, index_t span, int64_t *ends,
+ * then taken when 0 < value <= ceiling, else +0.0) and the pixel's cosine put in that order. The pixels
+ * are `cols` to a swath line. Scratch: `ends` (span items), `runs` (3 x cols). Writes `values` (channels x
+ * taken), `cosines` (taken), the distinct cells to `unique` and where each one's pixels end to `cell_end`;
+ * returns the number of distinct cells, or -1 (and nothing meaningful) when a pixel's solar zenith is not a
+ * hundredth of a degree in `table_degrees`: only those have their cosine in `table_cos`
+ * (gridding.cos_degrees computes the others). */
+index_t modis_sort(const int32_t *cell_of, index_t npix, index_t cols, int64_t low, index_t span, int64_t *ends,
                    const float *bands, index_t nch, const float *sza, const float *table_degrees,
-                   const double *table_cos,
-                   const float *ceiling, const double *coeff, float *values, double *cosines, index_t taken,
-                   int64_t *runs, int64_t *unique, int64_t *counts, double *rad, double *sol, index_t max_cells)
+                   const double *table_cos, const float *ceiling, float *values, double *cosines, index_t taken,
+                   int64_t *runs, int64_t *unique, int64_t *cell_end)
 {
     for (index_t c = 0; c < span; c++) ends[c] = 0;
     for (index_t p = 0; p < npix; p++)
@@ -318,20 +316,29 @@ index_t modis_grid(const int32_t *cell_of, index_t npix, index_t cols, int64_t l
             }
         }
     }
+    for (index_t k = 0; k < ncells; k++) cell_end[k] = ends[unique[k] - low];
+    return ncells;
+}
+
+/* The third: per distinct cell and channel of modis_sort's output, the count of values taken, the
+ * radiance sum and the insolation sum (coeff per channel), each sum as np.add.reduceat adds it, into
+ * (channels, ncells) arrays. */
+void modis_sums(const float *values, const double *cosines, index_t taken, index_t nch, const int64_t *cell_end,
+                index_t ncells, const double *coeff, int64_t *counts, double *rad, double *sol)
+{
     index_t start = 0;
     for (index_t k = 0; k < ncells; k++) {
-        index_t end = ends[unique[k] - low], m = end - start;
+        index_t end = cell_end[k], m = end - start;
         const double *c = cosines + start;
         for (index_t ch = 0; ch < nch; ch++) {
             const float *v = values + ch * taken + start;
             int64_t count = 0;
             for (index_t i = 0; i < m; i++) count += v[i] > 0.0f;
             double scale = coeff[ch];
-            counts[ch * max_cells + k] = count;
-            rad[ch * max_cells + k] = RADIANCE_TERM(0) + radiance_sum(v + 1, c + 1, m - 1, scale);
-            sol[ch * max_cells + k] = INSOLATION_TERM(0) + insolation_sum(v + 1, c + 1, m - 1, scale);
+            counts[ch * ncells + k] = count;
+            rad[ch * ncells + k] = RADIANCE_TERM(0) + radiance_sum(v + 1, c + 1, m - 1, scale);
+            sol[ch * ncells + k] = INSOLATION_TERM(0) + insolation_sum(v + 1, c + 1, m - 1, scale);
         }
         start = end;
     }
-    return ncells;
 }

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +51,10 @@ SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
                              _pointer, _pointer, _pointer, _pointer, _pointer, _double, _double, _pointer, _pointer]),
     "modis_take": (None, [_pointer, _pointer, _pointer, _pointer, _index, _float, _float, _float, _int32, _int32,
                           _pointer, _pointer]),
-    "modis_grid": (_index, [_pointer, _index, _index, _int64, _index, _pointer, _pointer, _index, _pointer, _pointer,
-                            _pointer, _pointer, _pointer, _pointer, _pointer, _index, _pointer, _pointer, _pointer,
-                            _pointer, _pointer, _index]),
+    "modis_sort": (_index, [_pointer, _index, _index, _int64, _index, _pointer, _pointer, _index, _pointer, _pointer,
+                            _pointer, _pointer, _pointer, _pointer, _index, _pointer, _pointer, _pointer]),
+    "modis_sums": (None, [_pointer, _pointer, _index, _index, _pointer, _index, _pointer, _pointer, _pointer,
+                          _pointer]),
 }
 # fmt: on
 
@@ -200,7 +202,20 @@ def misr_geometry(
 MODIS_TAKEN, MODIS_MINUS_90, MODIS_LOW_CELL, MODIS_HIGH_CELL = range(4)  # modis_take's statistics
 
 
-def modis_granule(
+@dataclass(frozen=True)
+class SortedGranule:
+    """A MODIS granule's pixels taken, in cell order (`modis_sort`): what `modis_sums` needs, about a fifth of the
+    granule's memory. `values` (channels, taken): each value taken, or +0.0; `cell_end`: where each cell's
+    pixels end."""
+
+    minus_90: int
+    cells: npt.NDArray[np.int64]
+    cell_end: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float32]
+    cosines: npt.NDArray[np.float64]
+
+
+def modis_sort(
     *,
     lat: npt.NDArray[Any],
     lon: npt.NDArray[Any],
@@ -208,7 +223,6 @@ def modis_granule(
     vza: npt.NDArray[Any],
     bands: npt.NDArray[Any],
     ceiling: npt.NDArray[np.float32],
-    coeff: npt.NDArray[Any],
     cols: int,
     per_degree: int,
     num_lons: int,
@@ -216,14 +230,14 @@ def modis_granule(
     limits: tuple[float, float, float],
     cosine_table: tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]],
     scratch: Callable[[str, int, npt.DTypeLike], npt.NDArray[Any]],
-) -> tuple[int, npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
-    """science.modis_granule's sums for one granule: (pixels at -90 dropped, distinct cells, counts, radiance sums,
-    insolation sums), the last three (channels, cells).
+) -> SortedGranule | None:
+    """The first two passes of science.modis_granule over one granule (the angle tests and index rule, then the
+    pixels taken in cell order with their values and cosines).
 
-    The arrays are flat, `cols` pixels to a swath line; `limits` is (sza max, vza max, fill max); `per_degree` an
-    integer power of two; `cosine_table` the hundredths of a degree in 0..180 (float32) and their cosines;
-    `scratch(name, n, dtype)` a reusable buffer. None where the numpy path must run: no library, other arrays, or
-    a solar zenith taken that is not a hundredth of a degree (gridding.cos_degrees computes those).
+    The arrays are flat, `bands` (channels, pixels), `cols` pixels to a swath line; `limits` is (sza max, vza max,
+    fill max); `per_degree` an integer power of two; `cosine_table` the hundredths of a degree in 0..180 (float32)
+    and their cosines; `scratch(name, n, dtype)` a reusable buffer. None where the numpy path must run: no library,
+    other arrays, or a solar zenith taken that is not a hundredth of a degree (gridding.cos_degrees computes those).
     """
     nch, npix = len(bands), sza.size
     if KERNELS is None or not all(_contiguous(a, np.float32) for a in (lat, lon, sza, vza, bands)):
@@ -240,26 +254,43 @@ def modis_granule(
     )  # fmt: skip
     taken, minus_90 = int(stats[MODIS_TAKEN]), int(stats[MODIS_MINUS_90])
     if taken == 0:
-        nothing = np.zeros((nch, 0), np.float64)
-        return minus_90, np.zeros(0, np.int64), np.zeros((nch, 0), np.int64), nothing, nothing.copy()
+        nothing = np.zeros(0, np.int64)
+        return SortedGranule(minus_90, nothing, nothing, np.zeros((nch, 0), np.float32), np.zeros(0, np.float64))
     low, span = int(stats[MODIS_LOW_CELL]), int(stats[MODIS_HIGH_CELL] - stats[MODIS_LOW_CELL]) + 1
     max_cells = min(span, taken)
-    unique = np.empty(max_cells, np.int64)
-    counts = np.empty((nch, max_cells), np.int64)
-    rad, sol = np.empty((nch, max_cells)), np.empty((nch, max_cells))
-    degrees, cosines = (np.ascontiguousarray(t) for t in cosine_table)  # kept alive through the call
-    ceiling32, coeff64 = np.ascontiguousarray(ceiling, np.float32), np.ascontiguousarray(coeff, np.float64)
+    unique, cell_end = np.empty(max_cells, np.int64), np.empty(max_cells, np.int64)
+    values, cosines = np.empty((nch, taken), np.float32), np.empty(taken, np.float64)
+    table_degrees, table_cos = (np.ascontiguousarray(t) for t in cosine_table)  # kept alive through the call
+    ceiling32 = np.ascontiguousarray(ceiling, np.float32)
     ends, runs = scratch("modis_ends", span, np.int64), scratch("modis_runs", 3 * cols, np.int64)
-    values, cosines_taken = scratch("modis_values", nch * taken, np.float32), scratch("modis_cos", taken, np.float64)
-    ncells = KERNELS.modis_grid(
+    ncells = KERNELS.modis_sort(
         _address(cell_of), npix, cols, low, span, _address(ends), _address(bands), nch, _address(sza),
-        _address(degrees), _address(cosines), _address(ceiling32), _address(coeff64), _address(values),
-        _address(cosines_taken), taken, _address(runs), _address(unique), _address(counts), _address(rad),
-        _address(sol), max_cells,
+        _address(table_degrees), _address(table_cos), _address(ceiling32), _address(values), _address(cosines), taken,
+        _address(runs), _address(unique), _address(cell_end),
     )  # fmt: skip
     if ncells < 0:
         return None
-    return minus_90, unique[:ncells], counts[:, :ncells], rad[:, :ncells], sol[:, :ncells]
+    return SortedGranule(minus_90, unique[:ncells].copy(), cell_end[:ncells].copy(), values, cosines)
+
+
+def modis_sums(
+    granule: SortedGranule, coeff: npt.NDArray[Any]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Per distinct cell and channel of a sorted granule: count, radiance sum, insolation sum (`coeff` per channel),
+    each (channels, cells), each sum as np.add.reduceat adds it."""
+    nch, taken = granule.values.shape
+    ncells = len(granule.cells)
+    coeff64 = np.ascontiguousarray(coeff, np.float64)
+    if coeff64.shape != (nch,) or len(granule.cosines) != taken or len(granule.cell_end) != ncells:
+        raise ValueError(f"coefficients {coeff64.shape} or a granule's arrays do not match its {nch} channels")
+    if KERNELS is None:  # a sorted granule is made only where the library is
+        raise OSError("the gridding kernels are not loaded")
+    counts, rad, sol = np.empty((nch, ncells), np.int64), np.empty((nch, ncells)), np.empty((nch, ncells))
+    KERNELS.modis_sums(
+        _address(granule.values), _address(granule.cosines), taken, nch, _address(granule.cell_end), ncells,
+        _address(coeff64), _address(counts), _address(rad), _address(sol),
+    )  # fmt: skip
+    return counts, rad, sol
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -326,23 +326,86 @@ def modis_granule(
 ) -> int:
     """Add one descending granule (spec §3) to `acc` (sums 'rad' and 'sol'). Returns samples at lat -90 dropped.
 
-    `bands` is (channels, R, C) in channel order; scales have one entry per channel.
-
-    The pixels taken are sorted by cell (stable: pixel order within a cell) and each cell's terms are
-    summed with `np.add.reduceat`, block by block; blocks end only where a cell's pixels end, so
-    every cell gets the sum of all its terms in the same order (docs/compute-radiance.md, "Gridding
-    kernels"): the same bytes, with every temporary small and reused.
+    `bands` is (channels, R, C) in channel order; scales have one entry per channel. The same as
+    `modis_add(acc, modis_prepare(acc.grid, ...))`, which the job splits between a reading thread and the
+    gridding one.
     """
-    ceiling = modis_radiance_ceiling(radiance_scales)
+    granule = modis_prepare(
+        acc.grid, lat=lat, lon=lon, sza=sza, vza=vza, bands=bands, radiance_scales=radiance_scales,
+        reflectance_scales=reflectance_scales, vza_max=vza_max,
+    )  # fmt: skip
+    return modis_add(acc, granule)
+
+
+@dataclass(frozen=True)
+class PreparedGranule:
+    """A descending granule ready to be added to an accumulator of `grid` (`modis_add`): its pixels taken in cell
+    order (`sorted`, by the compiled kernels: about a fifth of the granule's memory), or else its arrays as read
+    (`arrays`, modis_granule's keywords), for the numpy path."""
+
+    grid: Grid
+    coeff: FloatArray
+    sorted: native.SortedGranule | None = None
+    arrays: Mapping[str, Any] | None = None
+
+
+def modis_prepare(
+    grid: Grid,
+    *,
+    lat: FloatArray,
+    lon: FloatArray,
+    sza: FloatArray,
+    vza: FloatArray,
+    bands: npt.NDArray[np.float32],
+    radiance_scales: npt.ArrayLike,
+    reflectance_scales: npt.ArrayLike,
+    vza_max: float = VZA_MAX,
+) -> PreparedGranule:
+    """What of a granule (spec §3) `modis_add` needs: the angle tests, index rule, saturation refill and radiance
+    tests done, the pixels taken sorted by cell (compiled kernels); or the arrays themselves (numpy path)."""
     coeff = modis_insolation_coeff(radiance_scales, reflectance_scales)
     limits = (MODIS_SZA_MAX, vza_max, MODIS_FILL_MAX)
-    done = gr.modis_granule_native(
-        lat=lat, lon=lon, sza=sza, vza=vza, bands=bands, ceiling=ceiling, coeff=coeff, grid=acc.grid, limits=limits
-    )
+    ceiling = modis_radiance_ceiling(radiance_scales)
+    done = gr.modis_sort_native(lat=lat, lon=lon, sza=sza, vza=vza, bands=bands, ceiling=ceiling, grid=grid,
+                                limits=limits)  # fmt: skip
     if done is not None:
-        minus_90, unique, counts, rad, sol = done
-        acc.add_segments(unique, counts, rad=rad, sol=sol)
-        return minus_90
+        return PreparedGranule(grid, coeff, sorted=done)
+    arrays = {"lat": lat, "lon": lon, "sza": sza, "vza": vza, "bands": bands, "radiance_scales": radiance_scales,
+              "reflectance_scales": reflectance_scales, "vza_max": vza_max}  # fmt: skip
+    return PreparedGranule(grid, coeff, arrays=arrays)
+
+
+def modis_add(acc: Accumulator, granule: PreparedGranule) -> int:
+    """Add a prepared granule to `acc`; returns the samples at lat -90 dropped. Granules are added in the order of
+    the calls (each cell's sum is the grid's plus the granule's)."""
+    if granule.grid != acc.grid:
+        raise ValueError(f"a granule prepared for {granule.grid} added to an accumulator of {acc.grid}")
+    if granule.sorted is not None:
+        counts, rad, sol = native.modis_sums(granule.sorted, granule.coeff)
+        acc.add_segments(granule.sorted.cells, counts, rad=rad, sol=sol)
+        return granule.sorted.minus_90
+    assert granule.arrays is not None
+    return _modis_granule_numpy(acc, **granule.arrays)
+
+
+def _modis_granule_numpy(
+    acc: Accumulator,
+    *,
+    lat: FloatArray,
+    lon: FloatArray,
+    sza: FloatArray,
+    vza: FloatArray,
+    bands: npt.NDArray[np.float32],
+    radiance_scales: npt.ArrayLike,
+    reflectance_scales: npt.ArrayLike,
+    vza_max: float,
+) -> int:
+    """modis_granule in numpy. The pixels taken are sorted by cell (stable: pixel order within a cell) and each
+    cell's terms are summed with `np.add.reduceat`, block by block; blocks end only where a cell's pixels end, so
+    every cell gets the sum of all its terms in the same order (docs/compute-radiance.md, "Gridding kernels"):
+    the same bytes, with every temporary small and reused."""
+    ceiling = modis_radiance_ceiling(radiance_scales)
+    coeff = modis_insolation_coeff(radiance_scales, reflectance_scales)
     taken, cells, minus_90 = _modis_taken(lat, lon, sza, vza, grid=acc.grid, vza_max=vza_max)
     order = np.argsort(cells, kind="stable")  # sort the pixels by cell once, for all channels
     taken, cells = np.take(taken, order), np.take(cells, order)

@@ -201,6 +201,12 @@ def old_kernels(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
     def use() -> None:
         for name in ("modis_granule", "misr_cells", "misr_band", "ceres_granule"):
             monkeypatch.setattr(s, name, getattr(_Ref, name))
+        # the job prepares each granule in a reading thread (modis_prepare) and adds it (modis_add): the old kernel
+        # gets the arrays as read
+        monkeypatch.setattr(
+            s, "modis_prepare", lambda grid, **arrays: s.PreparedGranule(grid, np.ones(7), arrays=arrays)
+        )
+        monkeypatch.setattr(s, "modis_add", lambda acc, granule: _Ref.modis_granule(acc, **granule.arrays))
 
     return use
 

@@ -138,10 +138,9 @@ def test_modis_granule_compiled_gives_the_numpy_bytes(
 
 
 def _native_modis(g: dict[str, Any], grid: s.Grid, vza_max: float = 18.0) -> Any:
-    rs, fs = g["radiance_scales"], g["reflectance_scales"]
-    return gr.modis_granule_native(
+    return gr.modis_sort_native(
         lat=g["lat"], lon=g["lon"], sza=g["sza"], vza=g["vza"], bands=g["bands"],
-        ceiling=s.modis_radiance_ceiling(rs), coeff=s.modis_insolation_coeff(rs, fs), grid=grid,
+        ceiling=s.modis_radiance_ceiling(g["radiance_scales"]), grid=grid,
         limits=(s.MODIS_SZA_MAX, vza_max, s.MODIS_FILL_MAX),
     )  # fmt: skip
 
@@ -155,7 +154,7 @@ def test_modis_one_cell_of_n_pixels_sums_as_numpy_pairs(monkeypatch: pytest.Monk
     g["lat"][:], g["lon"][:], g["sza"][:], g["vza"][:] = F32(10.2), F32(20.2), F32(30.0), F32(5.0)
     g["bands"][:] = rng.choice([1e-3, 1.0, 7.3, 300.0], g["bands"].shape) * rng.uniform(0.5, 1, g["bands"].shape)
     done = _native_modis(g, s.Grid())
-    assert done is not None and done[1].tolist() == [s.Grid().num_lons * 159 + 400]  # one cell, compiled
+    assert done is not None and done.cells.tolist() == [s.Grid().num_lons * 159 + 400]  # one cell, compiled
 
     def run() -> list[bytes]:
         acc = s.Accumulator(s.Grid(), 7)
@@ -164,6 +163,38 @@ def test_modis_one_cell_of_n_pixels_sums_as_numpy_pairs(monkeypatch: pytest.Monk
 
     compiled, numpy = both(monkeypatch, run)
     assert compiled == numpy
+
+
+def test_modis_prepared_in_other_threads_then_added_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The job prepares granules in reading threads (a sorted granule: its pixels taken, a fraction of its
+    memory) and adds them in granule order: the bytes of modis_granule one after the other."""
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    rng = np.random.default_rng(17)
+    granules = [_granule(rng, 80, 60, vza_max=18.0) for _ in range(4)]
+    grid = s.Grid()
+
+    def run() -> list[bytes]:
+        with ThreadPoolExecutor(3) as pool:
+            prepared = list(pool.map(lambda g: s.modis_prepare(grid, **g), granules))
+        acc = s.Accumulator(grid, 7)
+        for granule in prepared:
+            s.modis_add(acc, granule)
+        return grids(acc)
+
+    def one_by_one() -> list[bytes]:
+        acc = s.Accumulator(grid, 7)
+        for g in granules:
+            s.modis_granule(acc, **g)
+        return grids(acc)
+
+    prepared = s.modis_prepare(grid, **granules[0])
+    assert prepared.sorted is not None and prepared.arrays is None  # compiled: only what the sums need is kept
+    assert prepared.sorted.values.shape[1] == np.count_nonzero(prepared.sorted.cosines) < granules[0]["sza"].size
+    compiled, numpy = both(monkeypatch, run)
+    assert compiled == numpy == one_by_one()
+    with pytest.raises(ValueError, match="prepared for"):
+        s.modis_add(s.Accumulator(s.Grid(0.25), 7), prepared)
 
 
 def test_modis_hands_back_what_it_does_not_compute(monkeypatch: pytest.MonkeyPatch) -> None:
