@@ -25,6 +25,7 @@ from pathlib import Path
 import h5py
 
 from batch_jobs.compute_radiance import science as s
+from batch_jobs.compute_radiance import window as w
 from batch_jobs.compute_radiance.job import compute_orbit
 from batch_jobs.compute_radiance.result import npz_bytes
 from datacarousel.orbit import open_hsds, open_local
@@ -42,14 +43,14 @@ def read_floor(path: str) -> dict[str, float]:
             lat = f[f"MODIS/{g}/_1KM/Geolocation/Latitude"][()]
             lon = f[f"MODIS/{g}/_1KM/Geolocation/Longitude"][()]
             nbytes += lat.nbytes + lon.nbytes
-            if s.is_descending(lat):
+            if w.is_descending(lat):
                 descending.append(g)
                 for name in ("SolarZenith", "SensorZenith", *(f"_1KM/Data_Fields/{d}" for d in s.MODIS_VIS_FIELDS)):
                     if name in f[f"MODIS/{g}"]:
                         nbytes += f[f"MODIS/{g}/{name}"][()].nbytes
-        window = s.time_window(descending)
+        window = w.time_window(descending)
         if window is not None:
-            blocks = s.blocks_in_window(s.parse_block_center_times(f["MISR/AN/BlockCenterTime"][()]), *window)
+            blocks = w.blocks_in_window(w.parse_block_center_times(f["MISR/AN/BlockCenterTime"][()]), *window)
             if len(blocks):
                 sel = slice(int(blocks[0]), int(blocks[-1]) + 1)
                 paths = ["MISR/Solar_Geometry/SolarZenith", "MISR/AN/Sensor_Geometry/AnZenith",

@@ -61,7 +61,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from batch_jobs.compute_radiance import science as s  # noqa: E402
+from batch_jobs.compute_radiance import window as w  # noqa: E402
 from batch_jobs.compute_radiance.job import compute_orbit  # noqa: E402
 from datacarousel import chunkread as cr  # noqa: E402
 from datacarousel.chunkread import restart  # noqa: E402
@@ -104,11 +104,11 @@ def job_chunks(path: Path) -> tuple[list[Task], int, int]:
     first and last of those blocks."""
     with h5py.File(path, "r") as h5:
         index = cr.index_datasets(h5, cr.radiance_job_paths(h5))
-        granules = sorted(h5["MODIS"], key=s.parse_granule_time)
-        descending = [g for g in granules if s.is_descending(h5[f"MODIS/{g}/_1KM/Geolocation/Latitude"][()])]
-        window = s.time_window(descending)
+        granules = sorted(h5["MODIS"], key=w.parse_granule_time)
+        descending = [g for g in granules if w.is_descending(h5[f"MODIS/{g}/_1KM/Geolocation/Latitude"][()])]
+        window = w.time_window(descending)
         assert window is not None, "the bench needs an orbit with a daylit half"
-        blocks = s.blocks_in_window(s.parse_block_center_times(h5["MISR/AN/BlockCenterTime"][()]), *window)
+        blocks = w.blocks_in_window(w.parse_block_center_times(h5["MISR/AN/BlockCenterTime"][()]), *window)
     first, last = int(blocks[0]), int(blocks[-1])
     wanted = []
     for p, ix in index.items():

@@ -51,6 +51,7 @@ import s3fs
 from boto3.s3.transfer import TransferConfig
 
 from batch_jobs.compute_radiance import science as s
+from batch_jobs.compute_radiance import window as w
 from batch_jobs.compute_radiance.job import compute_orbit
 from datacarousel import aws, hsds
 from datacarousel import chunkread as cr
@@ -70,11 +71,11 @@ S3_PREFIX = "bench-read-path"
 # ----------------------------------------------------------------------------- what the job needs
 def job_plan(h5: Any) -> dict[str, Any]:
     """Descending granules, MISR block range and CERES groups, decided exactly as the job does."""
-    granules = sorted(h5["MODIS"], key=s.parse_granule_time)
-    descending = [g for g in granules if s.is_descending(h5[f"MODIS/{g}/_1KM/Geolocation/Latitude"][()])]
-    window = s.time_window(descending)
+    granules = sorted(h5["MODIS"], key=w.parse_granule_time)
+    descending = [g for g in granules if w.is_descending(h5[f"MODIS/{g}/_1KM/Geolocation/Latitude"][()])]
+    window = w.time_window(descending)
     assert window is not None, "the bench needs an orbit with a daylit half"
-    blocks = s.blocks_in_window(s.parse_block_center_times(h5["MISR/AN/BlockCenterTime"][()]), *window)
+    blocks = w.blocks_in_window(w.parse_block_center_times(h5["MISR/AN/BlockCenterTime"][()]), *window)
     ceres = [g for g in sorted(h5["CERES"]) if "FM1" in h5[f"CERES/{g}"]]
     return {"granules": granules, "descending": descending, "first": int(blocks[0]), "last": int(blocks[-1]),
             "ceres": ceres}  # fmt: skip
@@ -147,7 +148,7 @@ def read_prefetched(
         for g in names:
             lat, lon = (pre.get(f"MODIS/{g}/{p}") for p in LATLON)
             n += lat.nbytes + lon.nbytes
-            if s.is_descending(lat):
+            if w.is_descending(lat):
                 n += sum(pre.get(f"MODIS/{g}/{p}").nbytes for p in DAY)
         return n
 
@@ -204,7 +205,7 @@ def read_direct(
                     nxt = ahead.submit(latlon, names[k + 1])
                 lat = got[f"MODIS/{g}/{LATLON[0]}"]
                 n += sum(a.nbytes for a in got.values())
-                if s.is_descending(lat):
+                if w.is_descending(lat):
                     day = cr.read_datasets([index[f"MODIS/{g}/{p}"] for p in DAY], counted, workers=workers,
                                            stats=stats)  # fmt: skip
                     n += sum(a.nbytes for a in day.values())

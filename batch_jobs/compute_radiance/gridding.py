@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -325,6 +326,70 @@ def count_4x4(taken: BoolArray) -> npt.NDArray[np.uint32]:
     count *= np.uint32(0x01010101)
     count >>= np.uint32(24)
     return count
+
+
+# --- what the kernels hand each other (science.py's re-exports) -------------------------------
+@dataclass(frozen=True)
+class PreparedGranule:
+    """A descending granule ready to be added to an accumulator of `grid` (`modis_add`): its pixels taken in cell
+    order (`sorted`, by the compiled kernels: about a fifth of the granule's memory), or else its arrays as read
+    (`arrays`, modis_granule's keywords), for the numpy path."""
+
+    grid: Grid
+    coeff: FloatArray
+    sorted: native.SortedGranule | None = None
+    arrays: Mapping[str, Any] | None = None
+
+
+class MisrCells:
+    """The pixels a set of blocks contributes (after the geometry test) and their cells.
+
+    Held as arrays (`pixel`, flat indices into (nb, 128, 512), and `cells`) or as `runs` (k, 3): first pixel,
+    pixels, cell, for pixels side by side in one cell (a block line crosses a few cells: runs of tens of
+    pixels, a thirtieth of the arrays' memory); either is derived from the other when first asked for.
+    """
+
+    def __init__(self, pixel: IntArray | None = None, cells: IntArray | None = None, *, runs: IntArray | None = None):
+        if (pixel is None) != (cells is None) or (pixel is None and runs is None):
+            raise ValueError("MisrCells takes pixel and cells, or runs (or both, of the same pixels)")
+        self._buffers: dict[str, npt.NDArray[Any]] = {}
+        if runs is not None:
+            self.runs = runs
+        if pixel is not None and cells is not None:
+            self.pixel, self.cells = pixel, cells
+
+    @cached_property
+    def pixel(self) -> IntArray:
+        first, pixels = self.runs[:, 0], self.runs[:, 1]
+        starts = np.cumsum(pixels) - pixels  # where each run starts among the pixels
+        return np.repeat(first - starts, pixels) + np.arange(int(pixels.sum()), dtype=np.int64)
+
+    @cached_property
+    def cells(self) -> IntArray:
+        return np.repeat(self.runs[:, 2], self.runs[:, 1])
+
+    @cached_property
+    def runs(self) -> IntArray:
+        pixel, cells = np.asarray(self.pixel, dtype=np.int64), np.asarray(self.cells, dtype=np.int64)
+        if len(pixel) == 0:
+            return np.zeros((0, 3), np.int64)
+        starts = np.flatnonzero((pixel[1:] != pixel[:-1] + 1) | (cells[1:] != cells[:-1])) + 1
+        starts = np.concatenate(([0], starts))
+        return np.column_stack((pixel[starts], np.diff(np.append(starts, len(pixel))), cells[starts]))
+
+    @cached_property
+    def all_counts(self) -> IntArray:
+        """Pixels per cell (`np.bincount(cells)`): the same for every band."""
+        if "cells" in self.__dict__:
+            return np.bincount(self.cells)
+        return np.bincount(self.runs[:, 2], weights=self.runs[:, 1]).astype(np.int64)  # counts < 2**53: exact
+
+    def scratch(self, name: str, n: int, dtype: npt.DTypeLike) -> npt.NDArray[Any]:
+        """A buffer of n items reused by every band (page-faulted in once)."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape != (n,) or buf.dtype != np.dtype(dtype):
+            buf = self._buffers[name] = np.empty(n, dtype=dtype)
+        return buf
 
 
 # --- accumulation (science.py's re-export: `science.Accumulator`) ------------------------------

@@ -21,6 +21,7 @@ import numpy as np
 
 from batch_jobs.compute_radiance import result as r
 from batch_jobs.compute_radiance import science as s
+from batch_jobs.compute_radiance import window as w
 from datacarousel.chunkread.readahead import map_ahead
 from datacarousel.errors import BadInput
 from datacarousel.orbit import MissingData, OrbitSource
@@ -41,7 +42,7 @@ def compute_orbit(source: OrbitSource, parameters: r.Parameters | None = None) -
     out.synthetic = r.synthetic_marker(source)  # "synthetic data" on the maps of synthetic orbits
 
     descending = _modis(source, out)
-    window = s.time_window(descending)
+    window = w.time_window(descending)
     if window is None:
         out.skip("MODIS", "*", r.NO_DESCENDING_GRANULE, "no descending (daylit) MODIS granule: empty result")
         log.info("orbit %s: no descending granule, empty result", source.name)
@@ -87,7 +88,7 @@ def _load_granule(source: OrbitSource, grid: s.Grid, vza_max: float, name: str) 
         return _Granule(name, skip=(r.GRANULE_WITHOUT_GEOLOCATION, str(exc)))
     if lat.shape != lon.shape or lat.ndim != 2:
         return _Granule(name, skip=(r.GRANULE_WITHOUT_GEOLOCATION, f"latitude {lat.shape} / longitude {lon.shape}"))
-    if not s.is_descending(lat):
+    if not w.is_descending(lat):
         return _Granule(name)
     try:
         sza, vza = source.modis_angles(name)
@@ -126,7 +127,7 @@ def _modis(source: OrbitSource, out: r.OrbitResult) -> list[str]:
     timed: list[tuple[datetime, str]] = []
     for name in source.modis_granules():
         try:
-            timed.append((s.parse_granule_time(name), name))
+            timed.append((w.parse_granule_time(name), name))
         except ValueError as exc:
             out.skip("MODIS", name, r.BAD_GRANULE_NAME, str(exc))
     if not timed:
@@ -169,8 +170,8 @@ def _misr(source: OrbitSource, out: r.OrbitResult, present: bool) -> None:
     except MissingData as exc:
         out.skip("MISR", camera, r.MISR_MISSING, str(exc))
         return
-    block_jd = s.parse_block_center_times(bct)
-    blocks = s.blocks_in_window(block_jd, out.t0, out.t1)
+    block_jd = w.parse_block_center_times(bct)
+    blocks = w.blocks_in_window(block_jd, out.t0, out.t1)
     if len(blocks) == 0:
         out.skip("MISR", camera, r.MISR_NO_BLOCK_IN_WINDOW, "no MISR block centre time inside the window")
         return

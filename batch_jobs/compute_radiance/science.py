@@ -8,11 +8,8 @@ sums in float64, counts in int64. Nothing loops over pixels or footprints.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -20,7 +17,14 @@ import numpy.typing as npt
 
 from batch_jobs.compute_radiance import gridding as gr
 from batch_jobs.compute_radiance import native
-from batch_jobs.compute_radiance.gridding import Accumulator, BoolArray, FloatArray, IntArray
+from batch_jobs.compute_radiance.gridding import (
+    Accumulator,
+    BoolArray,
+    FloatArray,
+    IntArray,
+    MisrCells,
+    PreparedGranule,
+)
 from batch_jobs.compute_radiance.resize import resize_bilinear
 from batch_jobs.compute_radiance.resize import taps as resize_taps
 
@@ -38,8 +42,6 @@ MODIS_SZA_MAX = 89.0
 MODIS_SATURATION_VALUE = -992.0
 MODIS_DN_MAX = 32767
 MODIS_FILL_MAX = -999.0  # lat/lon at or below this are fill
-DESCENDING_MAX_FAILING_ROWS = 1000
-GRANULE_MINUTES = 5
 MODIS_COLUMNS = 1354  # the original's Fortran assumed this width; the project accepts any
 
 MISR_BANDS = ("Blue", "Green", "Red", "NIR")
@@ -174,89 +176,6 @@ def misr_index(lat: npt.ArrayLike, lon: npt.ArrayLike, grid: Grid) -> tuple[IntA
     return row, col, row_in
 
 
-# --- 2. time window ---------------------------------------------------------------------
-_GRANULE_RE = re.compile(r"^granule_(?P<year>[0-9]{4})(?P<doy>[0-9]{3})_(?P<hh>[0-9]{2})(?P<mm>[0-9]{2})$")
-_BCT_RE = re.compile(
-    r"^(?P<y>[0-9]{4})-(?P<mo>[0-9]{2})-(?P<d>[0-9]{2})T(?P<h>[0-9]{2}):(?P<mi>[0-9]{2}):(?P<s>[0-9]{2})"
-    r"(?:\.(?P<f>[0-9]{1,6}))?Z$"
-)
-
-
-def parse_granule_time(name: str) -> datetime:
-    """Start time of a MODIS granule group `granule_YYYYDDD_hhmm` (spec §2.1). Raises ValueError."""
-    match = _GRANULE_RE.match(name)
-    if match is None:
-        raise ValueError(f"{name!r} is not a MODIS granule name (granule_YYYYDDD_hhmm)")
-    doy = int(match["doy"])
-    if not 1 <= doy <= 366:
-        raise ValueError(f"{name!r}: day of year {doy} out of range")
-    return datetime(int(match["year"]), 1, 1, int(match["hh"]), int(match["mm"])) + timedelta(days=doy - 1)
-
-
-def julian_date(t: datetime) -> float:
-    """Julian Date of a naive (UTC) datetime, with the arithmetic of the `julian` package the original used."""
-    a = (14 - t.month) // 12
-    y = t.year + 4800 - a
-    m = t.month + 12 * a - 3
-    jdn = t.day + (153 * m + 2) // 5 + 365 * y + y // 4 - y // 100 + y // 400 - 32045
-    return jdn + (t.hour - 12) / 24 + t.minute / 1440 + t.second / 86400 + t.microsecond / 86400000000
-
-
-def granule_jd(name: str, offset_minutes: int = 0) -> float:
-    return julian_date(parse_granule_time(name) + timedelta(minutes=offset_minutes))
-
-
-def descending_threshold(rows: int) -> int:
-    """Failing rows allowed: 1000 (the spec) for every granule taller than 1000 rows (all real ones: 1950-2100).
-
-    A shorter granule (a shrunken synthetic file) could never fail the spec's test, so it
-    allows half its rows instead, the proportion the synthetic generator keeps.
-    """
-    return DESCENDING_MAX_FAILING_ROWS if rows > DESCENDING_MAX_FAILING_ROWS else rows // 2
-
-
-def is_descending(lat: npt.ArrayLike) -> bool:
-    """Spec §2.2: fewer than 1000 rows i >= 1 fail `all(lat[i] < lat[i-1])` (see `descending_threshold`)."""
-    lat_a = np.asarray(lat)
-    if lat_a.ndim != 2 or lat_a.shape[0] < 1:
-        return False
-    failing = np.count_nonzero(~np.all(lat_a[1:] < lat_a[:-1], axis=1))
-    return bool(failing < descending_threshold(lat_a.shape[0]))
-
-
-def time_window(descending: Sequence[str]) -> tuple[float, float] | None:
-    """Spec §2.3: (t0, t1) in JD from the descending granule names, or None if there are none."""
-    if not descending:
-        return None
-    ordered = sorted(descending, key=parse_granule_time)
-    return granule_jd(ordered[0]), granule_jd(ordered[-1], offset_minutes=GRANULE_MINUTES)
-
-
-def parse_block_center_times(values: Sequence[bytes | str] | npt.NDArray[np.bytes_]) -> FloatArray:
-    """MISR BlockCenterTime strings to JD (spec §4.1); year 0000 or an unparsable entry gives 0."""
-    out = np.zeros(len(values), dtype=np.float64)
-    for i, raw in enumerate(values):  # 180 strings per orbit: not a per-pixel loop
-        text = raw.decode("ascii", "replace") if isinstance(raw, bytes | np.bytes_) else str(raw)
-        match = _BCT_RE.match(text.strip().rstrip("\x00"))
-        if match is None or int(match["y"]) == 0:
-            continue
-        frac = (match["f"] or "0").ljust(6, "0")
-        try:
-            t = datetime(
-                int(match["y"]), int(match["mo"]), int(match["d"]), int(match["h"]), int(match["mi"]),
-                int(match["s"]), int(frac),
-            )  # fmt: skip
-        except ValueError:
-            continue
-        out[i] = julian_date(t)
-    return out
-
-
-def blocks_in_window(block_jd: FloatArray, t0: float, t1: float) -> IntArray:
-    """Indices (0-based) of the MISR blocks with t0 <= time <= t1."""
-    return np.flatnonzero((block_jd >= t0) & (block_jd <= t1))
-
-
 # --- 3. MODIS ---------------------------------------------------------------------
 def modis_pixel_mask(
     lat: FloatArray, lon: FloatArray, sza: FloatArray, vza: FloatArray, *, grid: Grid, vza_max: float
@@ -335,18 +254,6 @@ def modis_granule(
         reflectance_scales=reflectance_scales, vza_max=vza_max,
     )  # fmt: skip
     return modis_add(acc, granule)
-
-
-@dataclass(frozen=True)
-class PreparedGranule:
-    """A descending granule ready to be added to an accumulator of `grid` (`modis_add`): its pixels taken in cell
-    order (`sorted`, by the compiled kernels: about a fifth of the granule's memory), or else its arrays as read
-    (`arrays`, modis_granule's keywords), for the numpy path."""
-
-    grid: Grid
-    coeff: FloatArray
-    sorted: native.SortedGranule | None = None
-    arrays: Mapping[str, Any] | None = None
 
 
 def modis_prepare(
@@ -520,57 +427,6 @@ def taken_columns(mask: BoolArray) -> slice:
     """The 1.1 km columns of a (nb, h, w) geometry mask that hold any pixel taken, as one slice (maybe empty)."""
     taken = np.flatnonzero(np.any(mask, axis=tuple(range(mask.ndim - 1))))
     return slice(int(taken[0]), int(taken[-1]) + 1) if len(taken) else slice(0, 0)
-
-
-class MisrCells:
-    """The pixels a set of blocks contributes (after the geometry test) and their cells.
-
-    Held as arrays (`pixel`, flat indices into (nb, 128, 512), and `cells`) or as `runs` (k, 3): first pixel,
-    pixels, cell, for pixels side by side in one cell (a block line crosses a few cells: runs of tens of
-    pixels, a thirtieth of the arrays' memory); either is derived from the other when first asked for.
-    """
-
-    def __init__(self, pixel: IntArray | None = None, cells: IntArray | None = None, *, runs: IntArray | None = None):
-        if (pixel is None) != (cells is None) or (pixel is None and runs is None):
-            raise ValueError("MisrCells takes pixel and cells, or runs (or both, of the same pixels)")
-        self._buffers: dict[str, npt.NDArray[Any]] = {}
-        if runs is not None:
-            self.runs = runs
-        if pixel is not None and cells is not None:
-            self.pixel, self.cells = pixel, cells
-
-    @cached_property
-    def pixel(self) -> IntArray:
-        first, pixels = self.runs[:, 0], self.runs[:, 1]
-        starts = np.cumsum(pixels) - pixels  # where each run starts among the pixels
-        return np.repeat(first - starts, pixels) + np.arange(int(pixels.sum()), dtype=np.int64)
-
-    @cached_property
-    def cells(self) -> IntArray:
-        return np.repeat(self.runs[:, 2], self.runs[:, 1])
-
-    @cached_property
-    def runs(self) -> IntArray:
-        pixel, cells = np.asarray(self.pixel, dtype=np.int64), np.asarray(self.cells, dtype=np.int64)
-        if len(pixel) == 0:
-            return np.zeros((0, 3), np.int64)
-        starts = np.flatnonzero((pixel[1:] != pixel[:-1] + 1) | (cells[1:] != cells[:-1])) + 1
-        starts = np.concatenate(([0], starts))
-        return np.column_stack((pixel[starts], np.diff(np.append(starts, len(pixel))), cells[starts]))
-
-    @cached_property
-    def all_counts(self) -> IntArray:
-        """Pixels per cell (`np.bincount(cells)`): the same for every band."""
-        if "cells" in self.__dict__:
-            return np.bincount(self.cells)
-        return np.bincount(self.runs[:, 2], weights=self.runs[:, 1]).astype(np.int64)  # counts < 2**53: exact
-
-    def scratch(self, name: str, n: int, dtype: npt.DTypeLike) -> npt.NDArray[Any]:
-        """A buffer of n items reused by every band (page-faulted in once)."""
-        buf = self._buffers.get(name)
-        if buf is None or buf.shape != (n,) or buf.dtype != np.dtype(dtype):
-            buf = self._buffers[name] = np.empty(n, dtype=dtype)
-        return buf
 
 
 CELL_SLAB = 1 << 20  # pixels of the mask looked at a time by misr_cells

@@ -259,9 +259,6 @@ def iter_leading_range(
         return
     end = (last + 1) * row_bytes
     total_rows = last - first + 1
-    done_rows = 0  # rows handed out so far
-    buf = np.empty(0, dtype=np.uint8)
-    fill = 0
     chunk = index.chunks[0]
     pieces: Iterator[bytes | memoryview]
     if restart is not None and restart.size == index.nbytes and restart.stored <= chunk.size:
@@ -281,9 +278,30 @@ def iter_leading_range(
             source, chunk, start=first * row_bytes, end=end, total=index.nbytes, piece_size=piece_size,
             ahead=ahead, streamer=streamer, stats=stats, path=index.path,
         )  # fmt: skip
-    # Whole rows inside one piece are handed out as they are (read-only views of the inflated bytes: a band's
-    # restart-point segments hold tens of rows each); rows cut by a piece's end, or pieces smaller than a row
-    # (streamed, not segmented), are put together in a buffer of their own, each byte copied once.
+    yield from _rows(
+        pieces, dtype, row_shape, group=group, total_rows=total_rows, what=f"{index.path}: rows {first}..{last}"
+    )
+
+
+def _rows(
+    pieces: Iterable[bytes | memoryview],
+    dtype: np.dtype[Any],
+    row_shape: tuple[int, ...],
+    *,
+    group: int,
+    total_rows: int,
+    what: str,
+) -> Iterator[npt.NDArray[Any]]:
+    """The rows the inflated `pieces` make (`total_rows` of `row_shape`), at most `group` at a time.
+
+    Whole rows inside one piece are handed out as they are (read-only views of the inflated bytes: a band's
+    restart-point segments hold tens of rows each); rows cut by a piece's end, or pieces smaller than a row
+    (streamed, not segmented), are put together in a buffer of their own, each byte copied once.
+    """
+    row_bytes = int(np.prod(row_shape, dtype=np.int64)) * dtype.itemsize
+    done_rows = 0  # rows handed out so far
+    buf = np.empty(0, dtype=np.uint8)
+    fill = 0
     for piece in pieces:
         src = np.frombuffer(piece, dtype=np.uint8)
         while src.size:
@@ -293,7 +311,7 @@ def iter_leading_range(
                 yield buf[:fill].view(dtype).reshape(rows, *row_shape)
                 buf, fill = np.empty(0, dtype=np.uint8), 0
             if done_rows == total_rows:  # (the pieces end where the rows asked for end)
-                raise ValueError(f"{index.path}: more bytes than rows {first}..{last}")
+                raise ValueError(f"{what}: more bytes than those rows")
             if fill == 0 and src.size >= row_bytes:
                 rows = min(src.size // row_bytes, group, total_rows - done_rows)
                 done_rows += rows

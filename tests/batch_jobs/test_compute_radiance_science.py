@@ -15,6 +15,7 @@ from hypothesis.extra import numpy as hnp
 from scipy.stats import binned_statistic_dd
 
 from batch_jobs.compute_radiance import science as s
+from batch_jobs.compute_radiance import window as w
 from batch_jobs.compute_radiance.resize import resize_bilinear
 
 GRID = s.Grid(0.5)
@@ -219,41 +220,41 @@ def test_modis_angle_and_fill_filters() -> None:
 
 # --- §2 time --------------------------------------------------------------------------------
 def test_julian_date_epoch_and_granule_times() -> None:
-    assert s.julian_date(datetime(2000, 1, 1, 12)) == 2451545.0
-    assert s.parse_granule_time("granule_2015350_1610") == datetime(2015, 12, 16, 16, 10)
-    assert s.granule_jd("granule_2000001_1200", offset_minutes=5) == pytest.approx(2451545.0 + 5 / 1440)
+    assert w.julian_date(datetime(2000, 1, 1, 12)) == 2451545.0
+    assert w.parse_granule_time("granule_2015350_1610") == datetime(2015, 12, 16, 16, 10)
+    assert w.granule_jd("granule_2000001_1200", offset_minutes=5) == pytest.approx(2451545.0 + 5 / 1440)
     with pytest.raises(ValueError):
-        s.parse_granule_time("granule_2015_1610")
-    assert s.time_window([]) is None
-    window = s.time_window(["granule_2015350_1700", "granule_2015350_1635"])  # any order
+        w.parse_granule_time("granule_2015_1610")
+    assert w.time_window([]) is None
+    window = w.time_window(["granule_2015350_1700", "granule_2015350_1635"])  # any order
     assert window is not None
     t0, t1 = window
-    assert t0 == s.granule_jd("granule_2015350_1635") and t1 == s.granule_jd("granule_2015350_1700", 5)
+    assert t0 == w.granule_jd("granule_2015350_1635") and t1 == w.granule_jd("granule_2015350_1700", 5)
 
 
 def test_descending_test_threshold() -> None:
     down = -np.arange(1100, dtype=np.float32)[:, None] + np.zeros((1, 3), np.float32)
-    assert s.is_descending(down)
-    assert not s.is_descending(down[::-1])  # 1099 failing rows
+    assert w.is_descending(down)
+    assert not w.is_descending(down[::-1])  # 1099 failing rows
     mixed = down.copy()
     mixed[1:1000:2] += 5  # 999 failing rows... and their successors pass
     failing = np.count_nonzero(~np.all(mixed[1:] < mixed[:-1], axis=1))
-    assert s.is_descending(mixed) == (failing < 1000)
+    assert w.is_descending(mixed) == (failing < 1000)
     # granules of at most 1000 rows (shrunk synthetic files) allow half their rows to fail
     small = down[:20].copy()
     small[1:10] += 1000  # row 1 fails: 1 < 10
-    assert s.is_descending(small)
-    assert not s.is_descending(down[:20][::-1])  # 19 failing rows >= 10
-    assert s.descending_threshold(2030) == 1000 and s.descending_threshold(1001) == 1000
+    assert w.is_descending(small)
+    assert not w.is_descending(down[:20][::-1])  # 19 failing rows >= 10
+    assert w.descending_threshold(2030) == 1000 and w.descending_threshold(1001) == 1000
 
 
 def test_block_center_times_and_window_edges() -> None:
     bct = np.array([b"0000-00-00T00:00:00.000000Z", b"2015-12-16T16:35:00.000000Z", b"2015-12-16T17:25:00.000000Z",
                     b"2015-12-16T17:25:00.500000Z", b"garbage"], dtype="S28")  # fmt: skip
-    jd = s.parse_block_center_times(bct)
+    jd = w.parse_block_center_times(bct)
     assert jd[0] == 0 and jd[4] == 0
-    t0, t1 = s.julian_date(datetime(2015, 12, 16, 16, 35)), s.julian_date(datetime(2015, 12, 16, 17, 25))
-    assert list(s.blocks_in_window(jd, t0, t1)) == [1, 2]  # inclusive edges; half a second late is out
+    t0, t1 = w.julian_date(datetime(2015, 12, 16, 16, 35)), w.julian_date(datetime(2015, 12, 16, 17, 25))
+    assert list(w.blocks_in_window(jd, t0, t1)) == [1, 2]  # inclusive edges; half a second late is out
 
 
 # --- §4 MISR ---------------------------------------------------------------------------------
