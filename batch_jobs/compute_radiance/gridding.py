@@ -97,18 +97,26 @@ def _floor_bins(values: FloatArray, edges: FloatArray, n: int) -> FloatArray:
     return t
 
 
+def _power_of_two_grid(lat_edges: FloatArray, lon_edges: FloatArray) -> tuple[int, int, int, int] | None:
+    """(N of the latitude edges, N of the longitude edges, bins of each) when both are power-of-two edges
+    (`_uniform`) and the cells number below 2**24 (exact in float32); else None: the rule as written applies."""
+    n, n_lon = _uniform(lat_edges), _uniform(lon_edges)
+    nlat, nlon = len(lat_edges) - 1, len(lon_edges) - 1
+    if n is None or n_lon is None or nlat * nlon >= 2**24:
+        return None
+    return n, n_lon, nlat, nlon
+
+
 def histogram_cells(
     lat: FloatArray, lon: FloatArray, lat_edges: FloatArray, lon_edges: FloatArray
 ) -> tuple[IntArray, BoolArray] | None:
     """The MISR rule (`science.misr_index`) as flat cells `row * num_lons + col` and `inside`, or None
     when the edges are not a power-of-two grid. Computed in the coordinates' precision (float32 or
     float64): bins and cells are integers below 2**24, exact in both."""
-    n, n_lon = _uniform(lat_edges), _uniform(lon_edges)
-    nlat, nlon = len(lat_edges) - 1, len(lon_edges) - 1
-    if n is None or n_lon is None or nlat * nlon >= 2**24 or lat.dtype != lon.dtype:
+    grid = _power_of_two_grid(lat_edges, lon_edges)
+    if grid is None or lat.dtype != lon.dtype or lat.dtype not in (np.float32, np.float64):
         return None
-    if lat.dtype not in (np.float32, np.float64):
-        return None
+    n, n_lon, nlat, nlon = grid
     row = _floor_bins(np.negative(lat), lat_edges, n)
     col = _floor_bins(lon, lon_edges, n_lon)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -128,10 +136,10 @@ def histogram_cells_native(
     """The pixels of `mask` inside the grid and their cells, as `histogram_cells` over the pixels taken gives
     them, in one pass (`native.misr_cells`), as runs (first pixel, pixels, cell); None where that cannot run
     (then `histogram_cells`)."""
-    n, n_lon = _uniform(lat_edges), _uniform(lon_edges)
-    nlat, nlon = len(lat_edges) - 1, len(lon_edges) - 1
-    if n is None or n_lon is None or nlat * nlon >= 2**24:
+    grid = _power_of_two_grid(lat_edges, lon_edges)
+    if grid is None:
         return None
+    n, n_lon, nlat, nlon = grid
     lat_bins = (float(n), float(lat_edges[0]) * n, float(nlat))
     lon_bins = (float(n_lon), float(lon_edges[0]) * n_lon, float(nlon))
     return native.misr_cells(np.ravel(mask), np.ravel(lat), np.ravel(lon), lat_bins, lon_bins)
