@@ -199,7 +199,8 @@ def misr_geometry(
 
 
 # --- MODIS -----------------------------------------------------------------------------------------
-MODIS_TAKEN, MODIS_MINUS_90, MODIS_LOW_CELL, MODIS_HIGH_CELL = range(4)  # modis_take's statistics
+# modis_take's statistics, as kernels.c's enum numbers them
+MODIS_TAKEN, MODIS_MINUS_90, MODIS_LOW_CELL, MODIS_HIGH_CELL, MODIS_STATS = range(5)
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,7 @@ def modis_sort(
     if num_cells >= 2**31:
         return None
     cell_of = scratch("modis_cell_of", npix, np.int32)
-    stats = np.zeros(4, np.int64)
+    stats = np.zeros(MODIS_STATS, np.int64)
     KERNELS.modis_take(
         _address(lat), _address(lon), _address(sza), _address(vza), npix, *limits, per_degree, num_lons,
         _address(cell_of), _address(stats),
